@@ -1,0 +1,9 @@
+"""arena: multi-role self-play reinforcement learning of one language model."""
+
+from arena.errors import ArenaError
+from arena.protocol import ArenaEnv, Role, TextObs
+from arena.registry import EnvSpec, make, register, registry, spec
+
+__version__ = "0.1.0"
+
+__all__ = ["ArenaEnv", "ArenaError", "EnvSpec", "Role", "TextObs", "make", "register", "registry", "spec", "__version__"]

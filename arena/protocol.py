@@ -1,0 +1,274 @@
+"""The multi-role env protocol: roles, text spaces, the protocol graph and `ArenaEnv`.
+
+An arena env is a PettingZoo `AECEnv` whose agents are *roles* of one model. Observations
+and actions are text. Subclasses implement five small hooks (`_reset`, `_observe`,
+`_step`, optionally `legal_actions` and `heuristic_action`); this base keeps the AEC
+bookkeeping (rewards, cumulative rewards, terminations, truncations, infos, dead steps),
+seeding, the turn cap, and the protocol graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium
+import networkx as nx
+import numpy as np
+from gymnasium.utils import seeding
+from pettingzoo import AECEnv
+
+from arena.errors import ArenaError
+
+#: Every character of Unicode's basic multilingual plane except the surrogates, so that any
+#: text a model writes (and any random string a fuzzer draws) lies in the spaces.
+CHARSET: str = "".join(chr(i) for i in range(0x10000) if not 0xD800 <= i < 0xE000)
+#: Longest observation or action text, in characters.
+MAX_TEXT_LENGTH: int = 1 << 17
+
+# One shared instance of each space: building a 63k-character charset per env would cost
+# megabytes per instance, and PettingZoo wants the same object back on every call.
+OBSERVATION_SPACE = gymnasium.spaces.Text(max_length=MAX_TEXT_LENGTH, charset=CHARSET)
+ACTION_SPACE = gymnasium.spaces.Text(max_length=MAX_TEXT_LENGTH, charset=CHARSET)
+
+
+class TextObs(str):
+    """A `str` that also reports the numpy dtype of `gymnasium.spaces.Text`.
+
+    PettingZoo's `api_test` compares `space.dtype == observation.dtype`; a plain `str` has no
+    `dtype`. This subclass is a str in every other respect (json, equality, slicing).
+    """
+
+    __slots__ = ()
+    dtype = np.dtype(str)
+
+
+@dataclass(frozen=True)
+class Role:
+    """A named part that the one model plays in an env.
+
+    Attributes:
+        name: the PettingZoo agent name (`player_0`, `proposer`, `solver`, ...).
+        description: what the role does, one sentence.
+        reward: what the role's reward means, one sentence (shown by `arena envs`).
+        system_prompt: system message conditioning the model on the role, or None.
+        prompt_template: the user message; `{observation}` is replaced by the observation.
+    """
+
+    name: str
+    description: str
+    reward: str
+    system_prompt: str | None = None
+    prompt_template: str = "{observation}"
+
+    def messages(self, observation: str) -> list[dict[str, str]]:
+        """Chat messages that ask the model to act as this role on `observation`."""
+        messages = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": self.prompt_template.replace("{observation}", observation)})
+        return messages
+
+
+def protocol_graph(roles: tuple[Role, ...] | list[Role], edges: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> nx.DiGraph:
+    """Build the directed graph of who feeds whom.
+
+    Nodes are role names (attribute `kind="role"`) and other components such as `sandbox`
+    or `rules` (`kind="component"`); an edge `a -> b` means b's input includes a's output.
+    """
+    graph = nx.DiGraph()
+    for role in roles:
+        graph.add_node(role.name, kind="role")
+    for src, dst in edges:
+        for node in (src, dst):
+            if node not in graph:
+                graph.add_node(node, kind="component")
+        graph.add_edge(src, dst)
+    return graph
+
+
+def validate_protocol(env_id: str, possible_agents: list[str], graph: nx.DiGraph) -> None:
+    """Check an env's protocol graph; raise `ArenaError` naming the first problem.
+
+    Rules: role names are unique and equal `possible_agents`; every role has at least one
+    edge; every role is reachable from the first role (the one that acts first).
+    """
+    roles = [n for n, kind in graph.nodes(data="kind") if kind == "role"]
+    if len(set(possible_agents)) != len(possible_agents):
+        raise ArenaError(f"{env_id}: duplicate role names in {possible_agents}")
+    if not possible_agents:
+        raise ArenaError(f"{env_id}: the env declares no roles; set the class attribute `roles`")
+    if sorted(roles) != sorted(possible_agents):
+        raise ArenaError(
+            f"{env_id}: protocol graph roles {sorted(roles)} differ from possible_agents "
+            f"{sorted(possible_agents)}; declare every role in `roles` and use the same names in `edges`"
+        )
+    for role in roles:
+        if graph.degree(role) == 0:
+            raise ArenaError(f"{env_id}: role {role!r} has no edge in the protocol graph; add it to `edges`")
+    reachable = nx.descendants(graph, possible_agents[0]) | {possible_agents[0]}
+    unreachable = [r for r in roles if r not in reachable]
+    if unreachable:
+        raise ArenaError(
+            f"{env_id}: roles {unreachable} are not reachable from {possible_agents[0]!r} in the protocol graph"
+        )
+
+
+def graph_text(graph: nx.DiGraph) -> str:
+    """One-line text of a protocol graph: `player_0 -> player_1, player_1 -> player_0`."""
+    return ", ".join(f"{a} -> {b}" for a, b in graph.edges)
+
+
+class ArenaEnv(AECEnv):
+    """Base class of every arena env (a PettingZoo `AECEnv` over text).
+
+    Subclasses set the class attributes `roles` and `edges` and implement:
+
+    - `_reset(options) -> str`: set up a new episode (draw randomness only from
+      `self.np_random`) and return the role that acts first;
+    - `_observe(agent) -> str`: the text the role sees now;
+    - `_step(agent, text) -> None`: apply the acting role's completion; then either set
+      `self.agent_selection` to the next role or call `self._finish(...)`;
+    - optionally `legal_actions(agent)` (finite move sets) and `heuristic_action(agent)`.
+
+    The same seed, options and action texts always give the same observations and rewards
+    (`arena replay --verify` checks it).
+
+    Args:
+        render_mode: None or "ansi" (render returns the acting role's observation).
+        max_turns: turn cap; reaching it ends the episode as truncated with zero rewards,
+            unless a subclass overrides `_turn_cap`.
+    """
+
+    roles: ClassVar[tuple[Role, ...]] = ()
+    edges: ClassVar[tuple[tuple[str, str], ...]] = ()
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "name": "arena_env", "is_parallelizable": False}
+
+    def __init__(self, render_mode: str | None = None, max_turns: int = 50):
+        super().__init__()
+        if render_mode not in (None, "ansi"):
+            raise ArenaError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if int(max_turns) < 1:
+            raise ArenaError(f"max_turns must be >= 1, got {max_turns}")
+        self.render_mode = render_mode
+        self.max_turns = int(max_turns)
+        self.possible_agents = [role.name for role in self.roles]
+        self._roles = {role.name: role for role in self.roles}
+        self.np_random, _ = seeding.np_random(None)
+        self.agents: list[str] = []
+        self.num_moves = 0
+        self.outcome: dict[str, Any] | None = None
+
+    # -- description -------------------------------------------------------------------
+    @classmethod
+    def protocol(cls) -> nx.DiGraph:
+        """The env's protocol graph (see `protocol_graph`)."""
+        return protocol_graph(cls.roles, cls.edges)
+
+    def role(self, name: str) -> Role:
+        """The `Role` named `name`."""
+        return self._roles[name]
+
+    def observation_space(self, agent: str) -> gymnasium.spaces.Text:
+        return OBSERVATION_SPACE
+
+    def action_space(self, agent: str) -> gymnasium.spaces.Text:
+        return ACTION_SPACE
+
+    # -- hooks for subclasses ------------------------------------------------------------
+    def _reset(self, options: dict[str, Any]) -> str:
+        raise NotImplementedError  # abstract hook: every env implements it
+
+    def _observe(self, agent: str) -> str:
+        raise NotImplementedError  # abstract hook: every env implements it
+
+    def _step(self, agent: str, text: str) -> None:
+        raise NotImplementedError  # abstract hook: every env implements it
+
+    def legal_actions(self, agent: str | None = None) -> list[str] | None:
+        """The acting role's legal actions when the set is finite, else None."""
+        return None
+
+    def heuristic_action(self, agent: str | None = None) -> str:
+        """A strong scripted move for the acting role (used by the `heuristic` agent)."""
+        raise ArenaError(f"{type(self).__name__} has no heuristic policy; use another agent")
+
+    def _turn_cap(self) -> None:
+        """Called when `max_turns` is reached: by default a truncation with zero rewards."""
+        self._finish({a: 0.0 for a in self.agents}, reason="turn_cap", truncated=True)
+
+    # -- AEC API -------------------------------------------------------------------------
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        self.np_random, _ = seeding.np_random(seed)
+        self.agents = list(self.possible_agents)
+        self.rewards = {a: 0.0 for a in self.agents}
+        self._cumulative_rewards = {a: 0.0 for a in self.agents}
+        self.terminations = {a: False for a in self.agents}
+        self.truncations = {a: False for a in self.agents}
+        self.infos = {a: {} for a in self.agents}
+        self.num_moves = 0
+        self.outcome = None
+        self.agent_selection = self._reset(dict(options or {}))
+        self._update_infos()
+
+    def observe(self, agent: str) -> TextObs:
+        return TextObs(self._observe(agent))
+
+    def step(self, action: str | None) -> None:
+        agent = self.agent_selection
+        if self.terminations[agent] or self.truncations[agent]:
+            self._was_dead_step(action)
+            return
+        self._cumulative_rewards[agent] = 0.0
+        self._clear_rewards()
+        text = "" if action is None else str(action)
+        self._step(agent, text)
+        self.num_moves += 1
+        if self.outcome is None and self.num_moves >= self.max_turns:
+            self._turn_cap()
+        self._accumulate_rewards()
+        self._update_infos()
+
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            return None
+        if not self.agents:
+            return f"episode over: {self.outcome}"
+        return self._observe(self.agent_selection)
+
+    def close(self) -> None:
+        pass
+
+    # -- helpers for subclasses ----------------------------------------------------------
+    def prompt(self, agent: str | None = None) -> list[dict[str, str]]:
+        """Chat messages asking the model to act as `agent` (default: the acting role)."""
+        agent = agent or self.agent_selection
+        return self._roles[agent].messages(self._observe(agent))
+
+    @property
+    def done(self) -> bool:
+        """True once the episode has ended (every role terminated or truncated)."""
+        return self.outcome is not None
+
+    def _finish(self, rewards: dict[str, float], *, reason: str, truncated: bool = False, **details: Any) -> None:
+        """End the episode: give each live role its reward and record `self.outcome`."""
+        for a in self.agents:
+            self.rewards[a] = float(rewards.get(a, 0.0))
+            if truncated:
+                self.truncations[a] = True
+            else:
+                self.terminations[a] = True
+        self.outcome = {"reason": reason, "rewards": {a: float(rewards.get(a, 0.0)) for a in self.possible_agents}, **details}
+
+    def _update_infos(self) -> None:
+        for a in self.agents:
+            self.infos[a] = {}
+        if self.outcome is not None:
+            for a in self.agents:
+                self.infos[a] = {"outcome": dict(self.outcome)}
+        elif self.agents:
+            legal = self.legal_actions(self.agent_selection)
+            info: dict[str, Any] = {"turn": self.num_moves}
+            if legal is not None:
+                info["legal_actions"] = list(legal)
+            self.infos[self.agent_selection] = info

@@ -1,0 +1,169 @@
+"""Registry of env ids: `register`, `make`, `registry`, `spec`.
+
+Ids look like `spiral/KuhnPoker-v0`. Entry points are `"module:Class"` strings, imported
+on first use, or classes. arena's built-in envs register when `arena.envs` is imported;
+third-party packages declare an entry point in the group `arena.envs` whose value is a
+module (imported: its `register` calls run) or a callable (called with no argument):
+
+    [project.entry-points."arena.envs"]
+    my_games = "my_games.envs"
+
+Every env class is checked once when first loaded: it must subclass `ArenaEnv` and its
+protocol graph must be valid (`arena.protocol.validate_protocol`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import logging
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from arena.errors import ArenaError
+from arena.protocol import ArenaEnv, validate_protocol
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "arena.envs"
+
+
+@dataclass
+class EnvSpec:
+    """What `make` needs to build an env.
+
+    Attributes:
+        id: the env id, `namespace/Name-vN`.
+        entry_point: `"module:Class"` or the class itself.
+        kwargs: default constructor kwargs; `make(id, **kw)` overrides them.
+        description: one line for `arena envs` (default: the class docstring's first line).
+    """
+
+    id: str
+    entry_point: str | type
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+
+    def load(self) -> type[ArenaEnv]:
+        """Import and check the env class."""
+        cls = _load_entry_point(self.id, self.entry_point)
+        if cls not in _checked:
+            if not (inspect.isclass(cls) and issubclass(cls, ArenaEnv)):
+                raise ArenaError(f"{self.id}: entry point {self.entry_point!r} is not an arena.ArenaEnv subclass")
+            validate_protocol(self.id, [r.name for r in cls.roles], cls.protocol())
+            _checked.add(cls)
+        return cls
+
+    def summary(self) -> str:
+        if self.description:
+            return self.description
+        doc = inspect.getdoc(self.load()) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+_REGISTRY: dict[str, EnvSpec] = {}
+_checked: set[type] = set()
+_plugins_loaded = False
+
+
+def _load_entry_point(env_id: str, entry_point: str | type) -> Any:
+    if not isinstance(entry_point, str):
+        return entry_point
+    module_name, _, attr = entry_point.partition(":")
+    if not module_name or not attr:
+        raise ArenaError(f"{env_id}: entry point {entry_point!r} must look like 'package.module:ClassName'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ArenaError(f"{env_id}: cannot import module {module_name!r} of entry point {entry_point!r}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ArenaError(f"{env_id}: module {module_name!r} has no attribute {attr!r} (entry point {entry_point!r})") from None
+
+
+def register(id: str, entry_point: str | type, kwargs: dict[str, Any] | None = None, *,
+             description: str | None = None, override: bool = False) -> EnvSpec:
+    """Register env `id`, built by `entry_point(**kwargs)`.
+
+    Raises `ArenaError` when `id` is already registered (pass `override=True` to replace it)
+    or when `entry_point` is neither a class nor a `"module:Class"` string.
+    """
+    if not isinstance(id, str) or not id.strip():
+        raise ArenaError(f"env id must be a non-empty string, got {id!r}")
+    if isinstance(entry_point, str) and ":" not in entry_point:
+        raise ArenaError(f"{id}: entry point {entry_point!r} must look like 'package.module:ClassName'")
+    if id in _REGISTRY and not override:
+        raise ArenaError(f"env id {id!r} is already registered; pass override=True to replace it")
+    spec_ = EnvSpec(id=id, entry_point=entry_point, kwargs=dict(kwargs or {}), description=description)
+    _REGISTRY[id] = spec_
+    return spec_
+
+
+def _load_plugins() -> None:
+    """Import arena's built-in envs and every `arena.envs` entry point, once."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    importlib.import_module("arena.envs")
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = ep.load()
+            if callable(loaded) and not inspect.ismodule(loaded):
+                loaded()
+        except Exception as exc:  # a broken plugin must not break arena: warn and go on
+            logger.warning("arena: could not load env plugin %r (%s): %s", ep.name, ep.value, exc)
+
+
+def registry() -> dict[str, EnvSpec]:
+    """All registered env specs, by id (built-ins and plugins included)."""
+    _load_plugins()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def spec(id: str) -> EnvSpec:
+    """The spec of `id`; an unknown id raises `ArenaError` listing close matches."""
+    _load_plugins()
+    if id in _REGISTRY:
+        return _REGISTRY[id]
+    close = difflib.get_close_matches(id, list(_REGISTRY), n=3, cutoff=0.5)
+    if not close:  # also match on the name without namespace and version
+        bare = id.rsplit("/", 1)[-1].split("-v")[0].lower()
+        close = [k for k in _REGISTRY if bare and bare in k.lower()][:3]
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ArenaError(f"unknown env id {id!r}{hint} (`arena envs` lists all {len(_REGISTRY)})")
+
+
+def check_kwargs(env_id: str, cls: type, kwargs: dict[str, Any]) -> None:
+    """Raise `ArenaError` when `kwargs` do not fit `cls.__init__`, naming close matches."""
+    signature = inspect.signature(cls.__init__)
+    params = [p for p in list(signature.parameters.values())[1:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    names = [p.name for p in params]
+    for key in kwargs:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ArenaError(f"{env_id}: unknown argument {key!r}{hint} (accepted: {', '.join(names) or 'none'})")
+
+
+def make(id: str, **kwargs: Any) -> ArenaEnv:
+    """Build env `id`; `kwargs` override the registered defaults."""
+    spec_ = spec(id)
+    cls = spec_.load()
+    merged = {**spec_.kwargs, **kwargs}
+    check_kwargs(id, cls, merged)
+    try:
+        env = cls(**merged)
+    except ArenaError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ArenaError(f"{id}: bad arguments {merged}: {exc}") from exc
+    env.spec = spec_
+    env.env_id = id
+    env.env_kwargs = merged
+    return env

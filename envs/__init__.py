@@ -1,0 +1,9 @@
+"""arena's built-in environments (imported as `arena.envs`); each registers its ids here.
+
+A new env is one file and one `register` call; third-party packages use the entry-point
+group `arena.envs` instead of editing this file.
+"""
+
+from arena.registry import register
+
+register("spiral/TicTacToe-v0", "arena.envs.spiral.tictactoe:TicTacToe")

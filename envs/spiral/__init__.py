@@ -1,0 +1,1 @@
+"""SPIRAL's zero-sum games: TicTacToe, Kuhn Poker and Simple Negotiation."""
