@@ -189,8 +189,12 @@ class ArenaEnv(AECEnv):
         """The acting role's legal actions when the set is finite, else None."""
         return None
 
-    def heuristic_action(self, agent: str | None = None) -> str:
-        """A strong scripted move for the acting role (used by the `heuristic` agent)."""
+    def heuristic_action(self, agent: str | None = None, rng: np.random.Generator | None = None) -> str:
+        """A strong scripted move for the acting role (used by the `heuristic` agent).
+
+        `rng` is the agent's generator, for mixed strategies; never `self.np_random`, so
+        that the agent's draws do not change the env's randomness.
+        """
         raise ArenaError(f"{type(self).__name__} has no heuristic policy; use another agent")
 
     def _turn_cap(self) -> None:

@@ -130,8 +130,8 @@ class TicTacToe(ZeroSumGame):
         else:
             self.agent_selection = self.opponent(agent)
 
-    def heuristic_action(self, agent: str | None = None) -> str:
-        """Perfect play by minimax (lowest cell among the best)."""
+    def heuristic_action(self, agent: str | None = None, rng: Any = None) -> str:
+        """Perfect play by minimax (lowest cell among the best; `rng` unused)."""
         agent = agent or self.agent_selection
         _, cell = minimax(self.board, self.mark(agent))
         return f"[{cell}]"

@@ -1,0 +1,34 @@
+"""Agents (imported as `arena.agents`): every one implements `arena.policy.Policy`.
+
+`make_agent(spec)` builds one from a short spec: `random`, `heuristic`, `human`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable
+
+from arena.errors import ArenaError
+from arena.policy import Completion, Policy, Request
+
+from .scripted import HeuristicAgent, HumanAgent, RandomAgent, boxed
+
+AGENTS: dict[str, Callable[..., Policy]] = {
+    "random": RandomAgent,
+    "heuristic": HeuristicAgent,
+    "human": HumanAgent,
+}
+
+
+def make_agent(spec: str, seed: int | None = None) -> Policy:
+    """Build an agent from its name (`random`, `heuristic`, `human`)."""
+    name = spec.strip()
+    if name not in AGENTS:
+        close = difflib.get_close_matches(name, list(AGENTS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ArenaError(f"unknown agent {spec!r}{hint} (choose from: {', '.join(AGENTS)})")
+    factory = AGENTS[name]
+    return factory() if name == "human" else factory(seed=seed)
+
+
+__all__ = ["AGENTS", "Completion", "HeuristicAgent", "HumanAgent", "Policy", "RandomAgent", "Request", "boxed", "make_agent"]

@@ -1,0 +1,98 @@
+"""Scripted agents: `random`, `heuristic` and `human`.
+
+They answer the way a model would, with a completion text (`\\boxed{[4]}`), so the env's
+action parsing is exercised exactly as in training.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence, TextIO
+
+import numpy as np
+from rich.console import Console
+from rich.panel import Panel
+
+from arena.errors import ArenaError
+from arena.policy import Completion, Request
+
+
+def boxed(action: str) -> str:
+    """The completion text that states `action` the way SPIRAL's prompt asks."""
+    return f"\\boxed{{{action}}}"
+
+
+class RandomAgent:
+    """Picks a legal action uniformly at random (a short random string when none is known).
+
+    Args:
+        seed: seed of its own random generator (episodes stay reproducible).
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int | None = None):
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, requests: Sequence[Request]) -> list[Completion]:
+        out = []
+        for request in requests:
+            if request.legal_actions:
+                action = request.legal_actions[int(self.rng.integers(len(request.legal_actions)))]
+            else:
+                action = "".join(self.rng.choice(list("abcdefghij0123456789"), size=4))
+            out.append(Completion(text=boxed(action)))
+        return out
+
+
+class HeuristicAgent:
+    """Plays the env's own scripted strategy (`env.heuristic_action`).
+
+    TicTacToe: perfect minimax. Kuhn Poker: a Nash equilibrium (sampled with this agent's
+    generator). Simple Negotiation: a value-based rule. See each env's docstring.
+    """
+
+    name = "heuristic"
+
+    def __init__(self, seed: int | None = None):
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, requests: Sequence[Request]) -> list[Completion]:
+        out = []
+        for request in requests:
+            if request.env is None:
+                raise ArenaError("the heuristic agent needs the live env in its request")
+            action = request.env.heuristic_action(request.role, rng=self.rng)
+            out.append(Completion(text=boxed(action)))
+        return out
+
+
+class HumanAgent:
+    """Asks a person at the terminal: shows the observation and reads one line.
+
+    A bare answer such as `4` or `bet` is accepted (the env brackets short answers).
+    """
+
+    name = "human"
+
+    def __init__(self, stdin: TextIO | None = None, console: Console | None = None,
+                 ask: Callable[[str], str] | None = None):
+        self.stdin = stdin or sys.stdin
+        self.console = console or Console()
+        self.ask = ask
+
+    def act(self, requests: Sequence[Request]) -> list[Completion]:
+        out = []
+        for request in requests:
+            self.console.print(Panel(request.observation, title=f"{request.env_id} — you are {request.role}"))
+            if request.legal_actions:
+                self.console.print("legal: " + "  ".join(request.legal_actions))
+            if self.ask is not None:
+                line = self.ask("your move> ")
+            else:
+                self.console.print("your move> ", end="")
+                line = self.stdin.readline()
+                if not line:
+                    raise ArenaError("standard input closed: the human agent needs a terminal")
+            out.append(Completion(text=line.strip()))
+        return out
