@@ -117,8 +117,10 @@ class ZeroSumGame(ArenaEnv):
 
     def _step(self, agent: str, text: str) -> None:
         action = self.parse_action(text)
+        legal = self.is_legal(agent, action)
         self.last_actions.append((agent, action))
-        if not self.is_legal(agent, action):
+        self.turn_info = {"action": action, "legal": legal}
+        if not legal:
             bad, good = INVALID_MOVE_REWARDS[self.mode]
             self._finish(
                 {agent: bad, self.opponent(agent): good},

@@ -158,6 +158,9 @@ class ArenaEnv(AECEnv):
         self.agents: list[str] = []
         self.num_moves = 0
         self.outcome: dict[str, Any] | None = None
+        #: What the last `step` made of its action text: `{"action": ..., "legal": ...}`;
+        #: subclasses fill it, the rollout copies it into the `Turn`.
+        self.turn_info: dict[str, Any] = {}
 
     # -- description -------------------------------------------------------------------
     @classmethod
@@ -184,6 +187,10 @@ class ArenaEnv(AECEnv):
 
     def _step(self, agent: str, text: str) -> None:
         raise NotImplementedError  # abstract hook: every env implements it
+
+    def parse_action(self, text: str) -> str | None:
+        """The action a completion states (default: the stripped text; None if empty)."""
+        return text.strip() or None
 
     def legal_actions(self, agent: str | None = None) -> list[str] | None:
         """The acting role's legal actions when the set is finite, else None."""
@@ -212,6 +219,7 @@ class ArenaEnv(AECEnv):
         self.infos = {a: {} for a in self.agents}
         self.num_moves = 0
         self.outcome = None
+        self.turn_info = {}
         self.agent_selection = self._reset(dict(options or {}))
         self._update_infos()
 
@@ -225,6 +233,7 @@ class ArenaEnv(AECEnv):
             return
         self._cumulative_rewards[agent] = 0.0
         self._clear_rewards()
+        self.turn_info = {}
         text = "" if action is None else str(action)
         self._step(agent, text)
         self.num_moves += 1
@@ -251,7 +260,7 @@ class ArenaEnv(AECEnv):
 
     @property
     def done(self) -> bool:
-        """True once the episode has ended (every role terminated or truncated)."""
+        """True once the episode has ended (`_finish` was called)."""
         return self.outcome is not None
 
     def _finish(self, rewards: dict[str, float], *, reason: str, truncated: bool = False, **details: Any) -> None:

@@ -1,0 +1,202 @@
+"""The `arena` command: list envs, play and replay episodes, manage the sandbox.
+
+    arena envs
+    arena play spiral/TicTacToe-v0 --agents random,heuristic --episodes 100 --out runs/ttt
+    arena replay runs/ttt --episode 3
+    arena replay runs/ttt --verify
+
+Bad input ends with one line that names the fix (exit code 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+import arena
+from arena.errors import ArenaError
+from arena.protocol import graph_text
+
+app = typer.Typer(
+    name="arena",
+    help="Multi-role self-play RL of one language model: envs, play, replay, sandbox.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _mount_sandbox() -> None:
+    try:
+        from arena.sandbox.cli import app as sandbox_app
+    except ImportError:  # the sandbox CLI is optional while the package is being built
+        return
+    app.add_typer(sandbox_app, name="sandbox", help="Build, check, clean and try the code sandbox.")
+
+
+def _parse_kwargs(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ArenaError(f"--kw {item!r}: write env arguments as KEY=VALUE, e.g. --kw rounds=5")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@app.command("envs")
+def envs_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List registered envs: id, roles, protocol graph."""
+    rows = []
+    for env_id, spec in arena.registry().items():
+        try:
+            cls = spec.load()
+            rows.append({"id": env_id, "roles": [r.name for r in cls.roles], "protocol": graph_text(cls.protocol()),
+                         "kwargs": spec.kwargs, "description": spec.summary()})
+        except ArenaError as exc:
+            rows.append({"id": env_id, "roles": [], "protocol": "", "kwargs": spec.kwargs, "description": f"[broken] {exc}"})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"arena envs ({len(rows)})")
+    for col in ("id", "roles", "protocol graph", "defaults", "description"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        defaults = ", ".join(f"{k}={v}" for k, v in row["kwargs"].items())
+        table.add_row(row["id"], ", ".join(row["roles"]), row["protocol"], defaults, row["description"])
+    console.print(table)
+
+
+@app.command("play")
+def play_cmd(
+    env_id: str = typer.Argument(..., help="Env id, e.g. spiral/TicTacToe-v0 (see `arena envs`)."),
+    agents: str = typer.Option("random", "--agents", "-a", help="Comma-separated agents, one per role in order, or one for every role: random, heuristic, human."),
+    episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="Number of episodes."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder for episodes.jsonl (default: none, nothing stored)."),
+    seed: int = typer.Option(0, "--seed", help="Episode i is reset with seed SEED+i."),
+    concurrency: int = typer.Option(64, "--concurrency", min=1, help="Episodes in flight at once."),
+    kw: list[str] = typer.Option([], "--kw", help="Env argument KEY=VALUE (JSON values), repeatable."),
+) -> None:
+    """Play episodes between agents; store them and print per-seat results."""
+    from arena.agents import make_agent
+    from arena.metrics import summarize
+    from arena.rollout import play
+    from arena.store import EpisodeWriter, write_run_info
+
+    env_kwargs = _parse_kwargs(kw)
+    spec = arena.spec(env_id)
+    env = arena.make(env_id, **env_kwargs)
+    names = [a.strip() for a in agents.split(",") if a.strip()]
+    if not names:
+        raise ArenaError("--agents is empty: give e.g. --agents random,heuristic")
+    if len(names) not in (1, len(env.possible_agents)):
+        raise ArenaError(f"--agents gives {len(names)} agents for {len(env.possible_agents)} roles "
+                         f"({', '.join(env.possible_agents)}); give one per role, or one for all")
+    policies = [make_agent(name, seed=seed + 7919 * i) for i, name in enumerate(names)]
+    writer = None
+    if out is not None:
+        writer = EpisodeWriter(out)
+        write_run_info(out, {"command": "play", "env_id": env_id, "env_kwargs": {**spec.kwargs, **env_kwargs},
+                             "agents": names, "episodes": episodes, "seed": seed, "arena_version": arena.__version__})
+    interactive = "human" in names
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=interactive)
+    with progress:
+        task = progress.add_task(env_id, total=episodes)
+        played = play(env_id, policies, episodes, seed=seed, env_kwargs=env_kwargs,
+                      concurrency=1 if interactive else concurrency, writer=writer,
+                      on_episode=lambda _ep: progress.advance(task), run_name=out.name if out else "")
+    if writer is not None:
+        writer.close()
+    summary = summarize(played)
+    table = Table(title=f"{env_id}: {episodes} episodes")
+    for col in ("seat", "agent", "win", "draw", "loss", "invalid moves", "mean return"):
+        table.add_column(col, justify="right" if col not in ("seat", "agent") else "left")
+    for role, s in summary.items():
+        table.add_row(role, s["agents"], f"{s['win_rate']:.1%}", f"{s['draw_rate']:.1%}", f"{s['loss_rate']:.1%}",
+                      f"{s['invalid_move_rate']:.1%}", f"{s['mean_return']:+.3f}")
+    console.print(table)
+    if out is not None:
+        console.print(f"episodes written to {out / 'episodes.jsonl'}; replay with `arena replay {out}`")
+
+
+@app.command("replay")
+def replay_cmd(
+    run: Path = typer.Argument(..., help="Run folder (or its episodes.jsonl)."),
+    episode: Optional[int] = typer.Option(None, "--episode", "-e", help="Only this episode (0-based line number)."),
+    verify_: bool = typer.Option(False, "--verify", help="Re-simulate each episode from its seed and actions; exit 1 on any mismatch."),
+    full: bool = typer.Option(False, "--full", help="Do not clip long observations and completions."),
+) -> None:
+    """Render stored episodes turn by turn, or verify that they replay exactly."""
+    from arena.replay import render, select, verify
+    from arena.store import read_episodes
+
+    episodes = select(list(read_episodes(run)), episode)
+    if not verify_:
+        for ep in episodes:
+            render(ep, console, full=full)
+        return
+    bad = 0
+    problems = []
+    for ep in episodes:
+        mismatches = verify(ep)
+        if mismatches:
+            bad += 1
+            problems.extend(mismatches)
+    for m in problems[:50]:
+        console.print(f"[red]mismatch[/] {m}")
+    if len(problems) > 50:
+        console.print(f"... and {len(problems) - 50} more")
+    verdict = "[green]all replay exactly[/]" if not bad else f"[red]{bad} differ[/]"
+    console.print(f"verified {len(episodes)} episodes: {verdict}")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print arena's version."""
+    print(arena.__version__)
+
+
+_mount_sandbox()
+
+
+def main() -> None:
+    """Entry point of the `arena` command."""
+    try:
+        app(standalone_mode=False)
+    except ArenaError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

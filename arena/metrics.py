@@ -1,0 +1,53 @@
+"""Per-role summaries of played episodes: win/draw/loss and invalid-move rates."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable
+
+from arena.episode import Episode
+
+
+def summarize(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:
+    """Per role: episodes, agent(s), win/draw/loss rates, invalid-move rate, mean return,
+    mean completion length (characters).
+
+    A role wins when the outcome names it `winner`, draws when the outcome names no winner,
+    and loses otherwise. Its invalid-move rate is the fraction of its turns the env refused.
+    """
+    acc: dict[str, dict[str, Any]] = defaultdict(lambda: {
+        "episodes": 0, "wins": 0, "draws": 0, "losses": 0, "turns": 0, "invalid": 0,
+        "return": 0.0, "chars": 0, "agents": set()})
+    for ep in episodes:
+        winner = ep.outcome.get("winner")
+        for role in ep.rewards:
+            a = acc[role]
+            a["episodes"] += 1
+            a["agents"].add(ep.agents.get(role, "?"))
+            a["return"] += ep.rewards[role]
+            if winner is None:
+                a["draws"] += 1
+            elif winner == role:
+                a["wins"] += 1
+            else:
+                a["losses"] += 1
+        for turn in ep.turns:
+            a = acc[turn.role]
+            a["turns"] += 1
+            a["chars"] += len(turn.completion)
+            if turn.legal is False:
+                a["invalid"] += 1
+    out = {}
+    for role, a in sorted(acc.items()):
+        n = max(a["episodes"], 1)
+        out[role] = {
+            "agents": ",".join(sorted(a["agents"])),
+            "episodes": a["episodes"],
+            "win_rate": a["wins"] / n,
+            "draw_rate": a["draws"] / n,
+            "loss_rate": a["losses"] / n,
+            "invalid_move_rate": a["invalid"] / max(a["turns"], 1),
+            "mean_return": a["return"] / n,
+            "mean_completion_chars": a["chars"] / max(a["turns"], 1),
+        }
+    return out
