@@ -1,0 +1,145 @@
+"""Registry: errors that name the fix, protocol validation, third-party plugins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import arena
+from arena import ArenaError, ArenaEnv, Role
+from arena.registry import _REGISTRY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_unknown_id_lists_close_matches():
+    with pytest.raises(ArenaError, match=r"unknown env id 'spiral/TicTacToe-v9'.*did you mean 'spiral/TicTacToe-v0'"):
+        arena.make("spiral/TicTacToe-v9")
+    with pytest.raises(ArenaError, match="did you mean 'spiral/TicTacToe-v0'"):
+        arena.make("TicTacToe")
+
+
+def test_bad_kwargs_name_the_argument_and_close_match():
+    with pytest.raises(ArenaError, match=r"unknown argument 'mxa_turns'.*did you mean 'max_turns'"):
+        arena.make("spiral/TicTacToe-v0", mxa_turns=3)
+    with pytest.raises(ArenaError, match="mode must be 'train' or 'eval'"):
+        arena.make("spiral/TicTacToe-v0", mode="play")
+
+
+def test_bad_entry_points():
+    with pytest.raises(ArenaError, match="must look like 'package.module:ClassName'"):
+        arena.register("test/Bad-v0", "no_colon_here")
+    arena.register("test/Missing-v0", "arena.no_such_module:Env")
+    arena.register("test/NoAttr-v0", "arena.protocol:NoSuchClass")
+    arena.register("test/NotEnv-v0", "arena.protocol:Role")
+    try:
+        with pytest.raises(ArenaError, match="cannot import module 'arena.no_such_module'"):
+            arena.make("test/Missing-v0")
+        with pytest.raises(ArenaError, match="has no attribute 'NoSuchClass'"):
+            arena.make("test/NoAttr-v0")
+        with pytest.raises(ArenaError, match="not an arena.ArenaEnv subclass"):
+            arena.make("test/NotEnv-v0")
+    finally:
+        for key in ("test/Missing-v0", "test/NoAttr-v0", "test/NotEnv-v0"):
+            _REGISTRY.pop(key, None)
+
+
+def test_duplicate_registration_needs_override():
+    with pytest.raises(ArenaError, match="already registered"):
+        arena.register("spiral/TicTacToe-v0", "arena.envs.spiral.tictactoe:TicTacToe")
+
+
+def _role(name: str) -> Role:
+    return Role(name=name, description="d", reward="r")
+
+
+@pytest.mark.parametrize(
+    "roles, edges, message",
+    [
+        (("a", "b"), (("x", "a"), ("x", "c")), "role 'b' has no edge"),
+        (("a", "b", "c"), (("a", "b"), ("c", "b")), "not reachable from 'a'"),
+        (("a", "a"), (("a", "a"),), "duplicate role names"),
+        ((), (), "declares no roles"),
+    ],
+)
+def test_protocol_graph_is_validated(roles, edges, message):
+    cls = type("Broken", (ArenaEnv,), {"roles": tuple(_role(r) for r in roles), "edges": edges})
+    arena.register("test/Broken-v0", cls, override=True)
+    try:
+        with pytest.raises(ArenaError, match=message):
+            arena.make("test/Broken-v0")
+    finally:
+        _REGISTRY.pop("test/Broken-v0", None)
+
+
+PLUGIN_ENV = '''
+"""A one-file env from a third-party package."""
+from arena import register
+from arena.envs.spiral.tictactoe import TicTacToe
+
+
+class TinyTicTacToe(TicTacToe):
+    """Tic-tac-toe capped at 4 moves (a plugin test env)."""
+
+    def __init__(self, mode="train", render_mode=None):
+        super().__init__(mode=mode, max_turns=4, render_mode=render_mode)
+
+
+register("thirdparty/TinyTicTacToe-v0", "thirdparty_games.tiny:TinyTicTacToe")
+'''
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory) -> Path:
+    """Install a temporary package that declares an `arena.envs` entry point, with pip,
+    into a target folder (the way a user would, without touching site-packages)."""
+    src = tmp_path_factory.mktemp("plugin_src")
+    (src / "thirdparty_games").mkdir()
+    (src / "thirdparty_games" / "__init__.py").write_text("")
+    (src / "thirdparty_games" / "tiny.py").write_text(PLUGIN_ENV)
+    (src / "pyproject.toml").write_text(textwrap.dedent("""
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "thirdparty-games"
+        version = "0.0.1"
+
+        [project.entry-points."arena.envs"]
+        tiny = "thirdparty_games.tiny"
+
+        [tool.setuptools]
+        packages = ["thirdparty_games"]
+    """))
+    target = tmp_path_factory.mktemp("plugin_site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(target), str(src)], check=True, capture_output=True)
+    return target
+
+
+def _run(args: list[str], site: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "arena.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_third_party_env_appears_in_arena_envs(plugin_site):
+    result = _run(["envs"], plugin_site)
+    assert result.returncode == 0, result.stderr
+    assert "thirdparty/TinyTicTacToe-v0" in result.stdout
+    assert "spiral/TicTacToe-v0" in result.stdout
+    result = _run(["envs", "--json"], plugin_site)
+    ids = [row["id"] for row in __import__("json").loads(result.stdout)]
+    assert "thirdparty/TinyTicTacToe-v0" in ids
+
+
+def test_third_party_env_plays(plugin_site, tmp_path):
+    result = _run(["play", "thirdparty/TinyTicTacToe-v0", "--agents", "random", "-n", "5", "--out", str(tmp_path / "run")], plugin_site)
+    assert result.returncode == 0, result.stderr
+    result = _run(["replay", str(tmp_path / "run"), "--verify"], plugin_site)
+    assert result.returncode == 0 and "all replay exactly" in result.stdout
