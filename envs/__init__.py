@@ -7,3 +7,6 @@ group `arena.envs` instead of editing this file.
 from arena.registry import register
 
 register("spiral/TicTacToe-v0", "arena.envs.spiral.tictactoe:TicTacToe")
+register("spiral/KuhnPoker-v0", "arena.envs.spiral.kuhn_poker:KuhnPoker", {"rounds": 1, "scoring": "chips"})
+register("spiral/KuhnPoker-v1", "arena.envs.spiral.kuhn_poker:KuhnPoker", {"rounds": 5, "scoring": "outcome"})
+register("spiral/SimpleNegotiation-v0", "arena.envs.spiral.simple_negotiation:SimpleNegotiation", {"max_turns": 10})
