@@ -177,7 +177,9 @@ _mount_sandbox()
 def main() -> None:
     """Entry point of the `arena` command."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns the code of a typer.Exit here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ArenaError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
