@@ -1,0 +1,38 @@
+"""arena.sandbox: isolated, fast execution of untrusted Python for verifiable rewards.
+
+- `Sandbox` (pool.py): ``run(program, calls, limits) -> ExecResult`` and ``run_many``.
+- backends (workers.py): ``docker`` (a pool of locked-down long-lived containers) and
+  ``process`` (bubblewrap, or plain subprocesses with rlimits as a weak fallback).
+- runner.py: the stdlib-only program inside each worker that forks one process per job.
+- checks.py: static checks before execution (syntax, banned imports, size) and the
+  determinism check.
+- cli.py: ``arena sandbox build | doctor | clean | run``.
+"""
+
+from arena.sandbox._version import DEFAULT_IMAGE, IMAGE_VERSION
+from arena.sandbox.config import Limits, SandboxConfig
+from arena.sandbox.pool import (
+    Sandbox,
+    SandboxUnavailable,
+    WeakIsolationWarning,
+    clean,
+    list_containers,
+    resolve_backend,
+)
+from arena.sandbox.result import STATUSES, CallResult, ExecResult
+
+__all__ = [
+    "DEFAULT_IMAGE",
+    "IMAGE_VERSION",
+    "STATUSES",
+    "CallResult",
+    "ExecResult",
+    "Limits",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxUnavailable",
+    "WeakIsolationWarning",
+    "clean",
+    "list_containers",
+    "resolve_backend",
+]

@@ -1,0 +1,376 @@
+"""`Sandbox`: the entry point. A pool of sandbox workers that run programs and calls.
+
+    from arena.sandbox import Sandbox, Limits
+    with Sandbox() as sb:                                  # backend="auto"
+        r = sb.run("def f(a, b):\\n    return a + b", "f(1, 2)")
+        r.status, r.value, r.json                          # 'ok', '3', '3'
+        rs = sb.run_many([(prog, ["f(1)", "f(2)"]) for prog in programs])
+
+Each job (a program plus its calls) runs in a fresh process forked by a long-lived runner
+inside a worker (container or bubblewrap sandbox). A worker runs one job at a time; the
+pool hands jobs to idle workers, several per round trip (``SandboxConfig.batch_size``).
+
+Failure handling: when a worker dies or hangs under a job, the jobs after it (never run)
+are re-sent to a fresh worker, and the job in flight is retried alone up to
+``infra_retries`` times. A job that keeps bringing workers down is reported ``killed``; a
+worker that cannot be started, or hangs, gives ``infra``. Workers whose scratch dir could
+not be wiped are replaced. Containers carry the ``arena.sandbox=1`` label and are removed
+on `close`, at interpreter exit, and by themselves when the host process dies (their
+stdin closes and the runner exits).
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+import warnings
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from arena.sandbox.config import Limits, SandboxConfig
+from arena.sandbox.result import ExecResult
+from arena.sandbox.workers import (
+    LABEL,
+    DockerWorker,
+    ProcessWorker,
+    Worker,
+    WorkerError,
+    bwrap_status,
+    docker_client,
+    docker_status,
+)
+
+log = logging.getLogger("arena.sandbox")
+
+JobSpec = tuple | dict
+"""A job for `Sandbox.run_many`: ``(program, calls)``, ``(program, calls, limits)`` or
+``{"program": ..., "calls": ..., "limits": ...}``; calls is a str or a list of str."""
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested backend cannot run on this machine; the message names the fix."""
+
+
+class WeakIsolationWarning(RuntimeWarning):
+    """The process backend runs without bubblewrap: programs see the host filesystem."""
+
+
+_OPEN: weakref.WeakSet[Sandbox] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for sb in list(_OPEN):
+        try:
+            sb.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+def resolve_backend(config: SandboxConfig) -> tuple[str, bool, str]:
+    """(backend, use_bwrap, reason) for ``config.backend`` on this machine.
+
+    Raises `SandboxUnavailable` when a backend is named explicitly and cannot run."""
+    want = config.backend
+    if want in ("auto", "docker"):
+        ok, why = docker_status(config.image, config.docker_url)
+        if ok:
+            return "docker", False, why
+        if want == "docker":
+            raise SandboxUnavailable(f"docker backend unavailable: {why}")
+        docker_why = why
+    else:
+        docker_why = "not requested"
+    use = config.use_bwrap
+    if use is None or use:
+        ok, why = bwrap_status()
+        if ok:
+            return "process", True, f"bubblewrap ({why}); docker: {docker_why}"
+        if use:
+            raise SandboxUnavailable(f"use_bwrap=True but {why}")
+        return "process", False, f"plain subprocess ({why}); docker: {docker_why}"
+    return "process", False, f"plain subprocess (use_bwrap=False); docker: {docker_why}"
+
+
+def _normalise_calls(calls: str | Sequence[str] | None) -> list[str]:
+    if calls is None:
+        return []
+    if isinstance(calls, str):
+        return [calls]
+    out = list(calls)
+    for c in out:
+        if not isinstance(c, str):
+            raise TypeError(f"a call must be a str expression like 'f(1, 2)', got {type(c).__name__}")
+    return out
+
+
+class Sandbox:
+    """A pool of sandbox workers (see the module docstring).
+
+    Args:
+        backend: ``"auto"``, ``"docker"`` or ``"process"``; overrides ``config.backend``.
+        config: the pool's `SandboxConfig` (default: ``SandboxConfig()``).
+        **overrides: fields of `SandboxConfig` to replace (e.g. ``workers=4``).
+    """
+
+    def __init__(self, backend: str | None = None, config: SandboxConfig | None = None,
+                 **overrides: Any) -> None:
+        config = config or SandboxConfig()
+        if backend is not None:
+            overrides["backend"] = backend
+        if overrides:
+            import dataclasses
+            config = dataclasses.replace(config, **overrides)
+        self.config = config
+        self.backend, self._use_bwrap, self.reason = resolve_backend(config)
+        if self.backend == "process" and not self._use_bwrap:
+            msg = ("arena sandbox: running programs as plain subprocesses with rlimits only "
+                   "(no bubblewrap, no Docker): they can read host files and use the network. "
+                   "Install bubblewrap or Docker for real isolation.")
+            warnings.warn(msg, WeakIsolationWarning, stacklevel=2)
+            log.warning(msg)
+        self.session = uuid.uuid4().hex[:10]
+        self._idle: queue.Queue[Worker] = queue.Queue()
+        self._workers: set[Worker] = set()
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(config.n_workers)
+        self._closed = False
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="arena-sandbox-spawn")
+        self.stats = {"jobs": 0, "workers_started": 0, "workers_replaced": 0, "infra": 0}
+        _OPEN.add(self)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        return "docker" if self.backend == "docker" else ("bwrap" if self._use_bwrap else "process")
+
+    def _new_worker(self) -> Worker:
+        if self.backend == "docker":
+            w: Worker = DockerWorker(self.config, self.session)
+        else:
+            # bwrap's --die-with-parent follows the *thread* that spawned it: spawn from one
+            # thread that lives as long as the pool, never from a short-lived one.
+            w = self._spawner.submit(ProcessWorker, self.config, self._use_bwrap).result()
+        with self._lock:
+            self._workers.add(w)
+            self.stats["workers_started"] += 1
+        try:
+            w.start()
+        except BaseException:
+            self._discard(w)
+            raise
+        return w
+
+    def _discard(self, w: Worker) -> None:
+        with self._lock:
+            self._workers.discard(w)
+        try:
+            w.close()
+        except Exception as e:  # noqa: BLE001
+            log.warning("closing a sandbox worker failed: %s", e)
+
+    def start(self) -> Sandbox:
+        """Start every worker now (in parallel) instead of on first use."""
+        missing = self.config.n_workers - len(self._workers)
+        if missing <= 0:
+            return self
+        with concurrent.futures.ThreadPoolExecutor(missing) as ex:
+            futs = [ex.submit(self._new_worker) for _ in range(missing)]
+            for f in futs:
+                try:
+                    self._idle.put(f.result())
+                except Exception as e:  # noqa: BLE001 - reported again on first use
+                    log.warning("sandbox worker failed to start: %s", e)
+        return self
+
+    def _acquire(self) -> Worker:
+        self._slots.acquire()
+        try:
+            try:
+                return self._idle.get_nowait()
+            except queue.Empty:
+                return self._new_worker()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _release(self, w: Worker, healthy: bool) -> None:
+        if healthy and not self._closed and w.alive:
+            self._idle.put(w)
+        else:
+            if not self._closed:
+                self.stats["workers_replaced"] += 1
+            self._discard(w)
+        self._slots.release()
+
+    def close(self) -> None:
+        """Stop every worker and remove every container of this pool. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            workers = list(self._workers)
+        for w in workers:
+            self._discard(w)
+        self._spawner.shutdown(wait=False)
+        _OPEN.discard(self)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def healthy(self) -> bool:
+        """True when a trivial program runs and returns the right value."""
+        r = self.run("def f(a):\n    return a * 2\n", "f(21)")
+        return r.status == "ok" and r.value == "42"
+
+    # -- running -----------------------------------------------------------------------
+    def run(self, program: str, calls: str | Sequence[str] | None = None,
+            limits: Limits | None = None) -> ExecResult:
+        """Run ``program`` in a fresh sandboxed process, then evaluate each call in it.
+
+        Args:
+            program: Python source, executed as ``__main__`` in fresh globals.
+            calls: expressions evaluated after the program, in order, in its globals
+                (``"f(1, 2)"``); a str for one call, a list for several, None for none.
+            limits: per-job limits (default ``config.limits``).
+        """
+        return self.run_many([(program, calls, limits)])[0]
+
+    def run_many(self, jobs: Iterable[JobSpec], limits: Limits | None = None) -> list[ExecResult]:
+        """Run many jobs over the pool; results come back in the order of ``jobs``."""
+        if self._closed:
+            raise RuntimeError("this Sandbox is closed")
+        items = []
+        for i, spec in enumerate(jobs):
+            if isinstance(spec, dict):
+                program, calls, lim = spec.get("program"), spec.get("calls"), spec.get("limits")
+            else:
+                program, calls, lim = (tuple(spec) + (None, None))[:3]
+            if not isinstance(program, str):
+                raise TypeError(f"job {i}: program must be a str, got {type(program).__name__}")
+            call_list = _normalise_calls(calls)
+            lim = lim or limits or self.config.limits
+            if isinstance(lim, dict):
+                lim = Limits(**lim)
+            items.append((i, {"program": program, "calls": call_list, "limits": lim.to_wire()},
+                          call_list, lim.timeout))
+        if not items:
+            return []
+        n = self.config.n_workers
+        size = max(1, min(self.config.batch_size, -(-len(items) // (2 * n))))
+        batches = [items[k:k + size] for k in range(0, len(items), size)]
+        results: dict[int, ExecResult] = {}
+        if len(batches) == 1:
+            results.update(self._execute(batches[0]))
+        else:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        n, thread_name_prefix="arena-sandbox")
+            for part in self._executor.map(self._execute, batches):
+                results.update(part)
+        self.stats["jobs"] += len(items)
+        return [results[i] for i in range(len(items))]
+
+    def _execute(self, batch: list[tuple]) -> dict[int, ExecResult]:
+        """Run a batch on one worker, re-sending what a failing worker left undone."""
+        results: dict[int, ExecResult] = {}
+        failures: dict[int, int] = {}
+        pending = list(batch)
+        while pending:
+            t0 = time.monotonic()
+            try:
+                w = self._acquire()
+            except (WorkerError, Exception) as e:  # noqa: BLE001 - engine gone, image missing...
+                msg = f"could not start a sandbox worker: {e}"
+                log.error(msg)
+                for idx, _, calls, _ in pending:
+                    results[idx] = ExecResult.infrastructure(msg, calls, self.label,
+                                                             time.monotonic() - t0)
+                self.stats["infra"] += len(pending)
+                return results
+            healthy, done = True, 0
+            try:
+                w.send_jobs([job for _, job, _, _ in pending])
+                for idx, _, calls, timeout in pending:
+                    line = w.readline(time.monotonic() + timeout + self.config.grace_s)
+                    try:
+                        d = json.loads(line)
+                        assert isinstance(d, dict) and ("status" in d or "infra" in d)
+                    except (ValueError, AssertionError):
+                        raise WorkerError(f"runner protocol violation: {line[:200]!r}") from None
+                    if d.get("dirty"):
+                        healthy = False
+                    if "infra" in d:
+                        self.stats["infra"] += 1
+                    results[idx] = ExecResult.from_wire(d, calls, self.label)
+                    w.jobs_done += 1
+                    done += 1
+                pending = []
+            except WorkerError as e:
+                healthy = False
+                idx, _, calls, _ = pending[done]
+                failures[idx] = failures.get(idx, 0) + 1
+                hung = "in time" in str(e)
+                log.warning("sandbox worker failed under job %d (%s); replacing it", idx, e)
+                if failures[idx] > self.config.infra_retries:
+                    if hung:
+                        results[idx] = ExecResult.infrastructure(
+                            f"sandbox worker hung: {e}", calls, self.label, time.monotonic() - t0)
+                        self.stats["infra"] += 1
+                    else:
+                        results[idx] = ExecResult.infrastructure(
+                            f"the program brought its sandbox worker down "
+                            f"{failures[idx]} times: {e}", calls, self.label,
+                            time.monotonic() - t0, status="killed", error_type="WorkerKilled")
+                    pending = pending[done + 1:]
+                else:
+                    pending = pending[done:]
+            finally:
+                self._release(w, healthy)
+        return results
+
+
+def clean(docker_url: str | None = None) -> list[str]:
+    """Remove every container labelled ``arena.sandbox=1`` (leftovers of killed runs).
+
+    Returns the names removed. Raises WorkerError when no engine answers."""
+    client = docker_client(docker_url)
+    removed = []
+    for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+        try:
+            c.remove(force=True)
+            removed.append(c.name)
+        except Exception as e:  # noqa: BLE001
+            if "404" not in str(e) and "No such container" not in str(e):
+                log.warning("could not remove %s: %s", c.name, e)
+    return removed
+
+
+def list_containers(docker_url: str | None = None) -> list[str]:
+    """Names of the containers labelled ``arena.sandbox=1`` (running or not)."""
+    client = docker_client(docker_url)
+    return [c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"})]
+
+
+__all__ = ["Sandbox", "SandboxUnavailable", "WeakIsolationWarning", "clean", "list_containers",
+           "resolve_backend"]

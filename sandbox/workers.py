@@ -1,0 +1,358 @@
+"""Sandbox workers: one runner (`arena.sandbox.runner`) each, in a container or a process.
+
+A worker owns a byte channel to its runner. The host writes one request line
+(``{"jobs": [...]}``) and reads one JSON line back per job. Two kinds:
+
+- `DockerWorker`: a long-lived container of the sandbox image (``--network none``,
+  read-only root, tmpfs /tmp, memory/pids/CPU cgroup limits, a non-root user, all
+  capabilities dropped, ``no-new-privileges``, no mounts, IPC namespace without /dev/shm),
+  created with stdin open and attached *before* it starts; the runner is PID 1, so the
+  programs it forks cannot signal it. The stream is Docker's multiplexed attach protocol
+  (8-byte frame headers); closing it closes the runner's stdin, so the runner exits and the
+  container (``auto_remove``) disappears even if the host dies without cleaning up.
+- `ProcessWorker`: the runner under ``bwrap --unshare-all --die-with-parent --as-pid-1``
+  with read-only binds of the interpreter only and a tmpfs /tmp, as an unprivileged user
+  (root drops to nobody first, so RLIMIT_NPROC applies); or, without bubblewrap, a plain
+  subprocess with rlimits only (weaker: the program can read what that user can).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from arena.sandbox.config import SandboxConfig
+
+log = logging.getLogger("arena.sandbox")
+
+LABEL = "arena.sandbox"
+"""Every container the sandbox creates carries ``arena.sandbox=1``; `clean` removes them."""
+RUNNER_PATH = Path(__file__).with_name("runner.py")
+NOBODY = 65534
+
+
+def runner_source() -> str:
+    return RUNNER_PATH.read_text()
+
+
+class WorkerError(Exception):
+    """The worker (not the program) failed: dead, hung, or unable to start."""
+
+
+class Worker:
+    """A runner behind a byte channel; subclasses provide `_send`, `_recv` and `_fileno`."""
+
+    kind = "worker"
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self._buf = bytearray()
+        self._log: collections.deque[bytes] = collections.deque(maxlen=64)
+        self.alive = False
+        self.jobs_done = 0
+        self.info: dict[str, Any] = {}
+
+    # channel primitives
+    def _send(self, data: bytes) -> None: ...
+    def _recv(self) -> bytes | None: ...  # b"" at EOF, None for "nothing yet"; when readable
+    def _fileno(self) -> int: ...
+    def start(self) -> None:
+        """Wait for the runner's ready line."""
+        line = self.readline(time.monotonic() + self.config.start_timeout_s)
+        try:
+            info = json.loads(line)
+            assert info.get("ready") == 1
+        except Exception as e:  # noqa: BLE001
+            raise WorkerError(f"{self.kind} runner sent {line[:200]!r} instead of ready "
+                              f"({e!r}); stderr: {self.stderr_tail()}") from None
+        self.info = info
+        self.alive = True
+
+    def readline(self, deadline: float) -> bytes:
+        while True:
+            i = self._buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self._buf[:i])
+                del self._buf[: i + 1]
+                return line
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerError(f"{self.kind} did not answer in time")
+            r, _, _ = select.select([self._fileno()], [], [], remaining)
+            if not r:
+                raise WorkerError(f"{self.kind} did not answer in time")
+            chunk = self._recv()
+            if chunk is None:  # data arrived, but none of it for us yet
+                continue
+            if not chunk:
+                raise WorkerError(f"{self.kind} runner exited; stderr: {self.stderr_tail()}")
+            self._buf += chunk
+
+    def send_jobs(self, jobs: list[dict]) -> None:
+        data = (json.dumps({"jobs": jobs}, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+        try:
+            self._send(data)
+        except OSError as e:
+            raise WorkerError(f"{self.kind} stdin closed: {e}") from None
+
+    def stderr_tail(self) -> str:
+        return b"".join(self._log).decode("utf-8", "replace")[-2000:]
+
+    def close(self) -> None:
+        self.alive = False
+
+
+# ---------------------------------------------------------------------------------------
+# process backend
+
+def system_python(config: SandboxConfig) -> str:
+    if config.python:
+        return config.python
+    return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+def _drop_privileges() -> None:  # runs in the child before exec when the host is root
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+
+
+def bwrap_status() -> tuple[bool, str]:
+    """(works, reason): whether ``bwrap --unshare-all`` runs a command here."""
+    exe = shutil.which("bwrap")
+    if not exe:
+        return False, "bwrap not found (apt-get install bubblewrap)"
+    cmd = [exe, *_bwrap_args(system_python(SandboxConfig()), 16), "/usr/bin/env", "true"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=20,
+                           preexec_fn=_drop_privileges if os.geteuid() == 0 else None)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"bwrap failed to run: {e}"
+    if p.returncode != 0:
+        return False, f"bwrap --unshare-all fails here: {p.stderr.decode(errors='replace').strip()[:300]}"
+    return True, f"{exe} works (user namespaces available)"
+
+
+def _bwrap_args(python: str, tmpfs_mb: int) -> list[str]:
+    args = ["--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1",
+            "--cap-drop", "ALL", "--hostname", "sandbox", "--clearenv"]
+    # Only what the interpreter needs: /usr (and the /lib* /bin symlinks or dirs), plus the
+    # interpreter's own prefix when it lives elsewhere. No /home, /root, /etc, project dir.
+    for d in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"):
+        if os.path.islink(d):
+            args += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            args += ["--ro-bind", d, d]
+    real = os.path.realpath(python)
+    prefix = str(Path(real).parent.parent)
+    if not real.startswith(("/usr/", "/lib", "/bin/")):
+        args += ["--ro-bind", prefix, prefix]
+    args += ["--proc", "/proc", "--dev", "/dev",
+             "--size", str(tmpfs_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    return args
+
+
+class ProcessWorker(Worker):
+    """The runner as a local subprocess, under bubblewrap when ``use_bwrap``."""
+
+    def __init__(self, config: SandboxConfig, use_bwrap: bool) -> None:
+        super().__init__(config)
+        self.kind = "bwrap worker" if use_bwrap else "process worker"
+        python = system_python(config)
+        env = {"PYTHONHASHSEED": str(config.hash_seed), "PYTHONDONTWRITEBYTECODE": "1",
+               "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        runner = ["-S", "-s", "-c", runner_source(), "--workdir", "/tmp", "--scratch", "/tmp"]
+        if config.preload:
+            runner += ["--preload", ",".join(config.preload)]
+        root = os.geteuid() == 0
+        self._tmp: str | None = None
+        if use_bwrap:
+            cmd = [shutil.which("bwrap") or "bwrap", *_bwrap_args(python, config.tmpfs_mb)]
+            for k, v in env.items():
+                cmd += ["--setenv", k, v]
+            cmd += [python, *runner]
+        else:
+            self._tmp = tempfile.mkdtemp(prefix="arena-sandbox-")
+            if root:
+                os.chown(self._tmp, NOBODY, NOBODY)
+            runner[runner.index("/tmp")] = self._tmp
+            runner[runner.index("/tmp")] = self._tmp
+            cmd = [python, *runner]
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env, cwd=self._tmp or "/", start_new_session=True, close_fds=True,
+            preexec_fn=_drop_privileges if root else None, bufsize=0)
+        os.set_blocking(self.proc.stderr.fileno(), False)
+
+    def _send(self, data: bytes) -> None:
+        self.proc.stdin.write(data)
+
+    def _recv(self) -> bytes:
+        return os.read(self.proc.stdout.fileno(), 1 << 16)
+
+    def _fileno(self) -> int:
+        return self.proc.stdout.fileno()
+
+    def stderr_tail(self) -> str:
+        try:
+            data = os.read(self.proc.stderr.fileno(), 1 << 16)
+            if data:
+                self._log.append(data)
+        except (BlockingIOError, OSError, ValueError):
+            pass
+        return super().stderr_tail()
+
+    def close(self) -> None:
+        super().close()
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 9)  # the runner started its own session
+            except (ProcessLookupError, PermissionError):
+                pass
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------
+# docker backend
+
+_client_lock = threading.Lock()
+_clients: dict[str | None, Any] = {}
+
+
+def docker_client(url: str | None = None, timeout: int = 60):
+    """A cached docker SDK client (raises WorkerError with the fix when unavailable)."""
+    with _client_lock:
+        if url in _clients:
+            return _clients[url]
+        try:
+            import docker  # noqa: PLC0415 - optional at import time of arena.sandbox
+        except ImportError:
+            raise WorkerError("the docker Python package is missing: pip install 'docker>=7.1'") from None
+        try:
+            client = docker.DockerClient(base_url=url, timeout=timeout) if url else docker.from_env(timeout=timeout)
+            client.ping()
+        except Exception as e:  # noqa: BLE001
+            raise WorkerError(f"no Docker engine answers ({type(e).__name__}): start one with "
+                              "'bash scripts/start_docker.sh' (or systemctl start docker)") from None
+        _clients[url] = client
+        return client
+
+
+def docker_status(image: str, url: str | None = None) -> tuple[bool, str]:
+    """(works, reason): whether the engine answers and the sandbox image exists."""
+    try:
+        client = docker_client(url, timeout=10)
+    except WorkerError as e:
+        return False, str(e)
+    try:
+        client.images.get(image)
+    except Exception:  # noqa: BLE001
+        return False, f"image {image} is missing: run 'arena sandbox build'"
+    return True, f"engine answers and image {image} exists"
+
+
+class DockerWorker(Worker):
+    """One long-lived sandbox container running the runner as PID 1."""
+
+    kind = "container"
+
+    def __init__(self, config: SandboxConfig, session: str) -> None:
+        super().__init__(config)
+        client = docker_client(config.docker_url)
+        cmd = ["python3", "-S", "-s", "-c", runner_source(), "--workdir", "/tmp", "--scratch", "/tmp"]
+        if config.preload:
+            cmd += ["--preload", ",".join(config.preload)]
+        mem = f"{config.container_memory_mb}m"
+        api = client.api
+        host_config = api.create_host_config(
+            network_mode="none", read_only=True, ipc_mode="none", auto_remove=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={config.tmpfs_mb}m,mode=1777"},
+            mem_limit=mem, memswap_limit=mem, pids_limit=config.container_pids,
+            nano_cpus=int(config.cpus_per_worker * 1e9), cap_drop=["ALL"],
+            security_opt=["no-new-privileges"], init=False)
+        self.name = f"arena-sandbox-{session}-{uuid.uuid4().hex[:8]}"
+        cfg = api.create_container_config(
+            config.image, cmd, hostname="sandbox", user=config.user, detach=True,
+            stdin_open=True, tty=False, network_disabled=True, working_dir="/tmp",
+            host_config=host_config,
+            labels={LABEL: "1", f"{LABEL}.session": session, f"{LABEL}.host_pid": str(os.getpid())},
+            environment={"PYTHONHASHSEED": str(config.hash_seed), "PYTHONDONTWRITEBYTECODE": "1",
+                         "LANG": "C.UTF-8"})
+        cfg["StdinOnce"] = True  # closing our attach stream closes the runner's stdin
+        created = api.create_container_from_config(cfg, self.name)
+        self.id = created["Id"]
+        self._api = api
+        try:
+            sock = api.attach_socket(self.id, params={
+                "stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            self._sock: socket.socket = getattr(sock, "_sock", sock)
+            self._sock.setblocking(True)
+            api.start(self.id)
+        except Exception:
+            self._remove()
+            raise
+        self._raw = bytearray()
+
+    def _send(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def _fileno(self) -> int:
+        return self._sock.fileno()
+
+    def _recv(self) -> bytes | None:
+        """Read from the socket and demultiplex: stdout payload is returned, stderr kept."""
+        chunk = self._sock.recv(1 << 16)
+        if not chunk:
+            return b""
+        self._raw += chunk
+        out = bytearray()
+        while len(self._raw) >= 8:
+            stream, size = self._raw[0], struct.unpack(">I", self._raw[4:8])[0]
+            if len(self._raw) < 8 + size:
+                break
+            payload = bytes(self._raw[8:8 + size])
+            del self._raw[:8 + size]
+            if stream == 1:
+                out += payload
+            else:
+                self._log.append(payload)
+        return bytes(out) if out else None
+
+    def _remove(self) -> None:
+        try:
+            self._api.remove_container(self.id, force=True)
+        except Exception as e:  # noqa: BLE001 - already gone (auto_remove) is fine
+            if "404" not in str(e) and "No such container" not in str(e) and "in progress" not in str(e):
+                log.warning("could not remove sandbox container %s: %s", self.name, e)
+
+    def close(self) -> None:
+        super().close()
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        self._remove()
