@@ -106,9 +106,11 @@ def render(episode: Episode, console: Console, *, full: bool = False, max_chars:
     roles = sorted({t.role for t in episode.turns} | set(episode.rewards))
     style = {r: ROLE_STYLES[i % len(ROLE_STYLES)] for i, r in enumerate(roles)}
     header = Table.grid(padding=(0, 2))
-    header.add_row("[bold]env[/]", episode.env_id, "[bold]seed[/]", str(episode.seed), "[bold]id[/]", episode.id)
-    agents = ", ".join(f"[{style.get(r, 'white')}]{r}[/]={a}" for r, a in episode.agents.items())
-    console.print(Panel(Group(header, Text.from_markup("agents: " + agents)), title="episode", border_style="bold"))
+    header.add_row("[bold]env[/]", Text(episode.env_id), "[bold]seed[/]", Text(str(episode.seed)), "[bold]id[/]", Text(episode.id))
+    agents = Text("agents: ")
+    for i, (r, a) in enumerate(episode.agents.items()):
+        agents.append(", " if i else "").append(r, style=style.get(r, "white")).append(f"={a}")
+    console.print(Panel(Group(header, agents), title="episode", border_style="bold"))
 
     def clip(text: str) -> str:
         if full or len(text) <= max_chars:
@@ -116,12 +118,12 @@ def render(episode: Episode, console: Console, *, full: bool = False, max_chars:
         return "…" + text[-max_chars:]
 
     for turn in episode.turns:
-        verdict = {True: "[green]legal[/]", False: "[red]invalid[/]", None: ""}[turn.legal]
+        verdict = {True: ("legal", "green"), False: ("invalid", "red"), None: ("", "")}[turn.legal]
         body = Group(
             Text(clip(turn.observation), style="dim"),
-            Text.from_markup(f"[bold]completion[/] ({turn.agent}):"),
+            Text.assemble(("completion", "bold"), f" ({turn.agent}):"),
             Text(clip(turn.completion)),
-            Text.from_markup(f"[bold]action[/] {turn.action!s}  {verdict}"),
+            Text.assemble(("action ", "bold"), str(turn.action), "  ", verdict),
         )
         console.print(Panel(body, title=f"turn {turn.index} · {turn.role}", border_style=style.get(turn.role, "white"), title_align="left"))
     table = Table(title="result", show_header=True)
@@ -132,7 +134,7 @@ def render(episode: Episode, console: Console, *, full: bool = False, max_chars:
     console.print(table)
     if episode.outcome:
         details = ", ".join(f"{k}={v}" for k, v in episode.outcome.items() if k != "rewards")
-        console.print(f"outcome: {details}")
+        console.print(Text(f"outcome: {details}"))
 
 
 def select(episodes: list[Episode], index: int | None) -> list[Episode]:

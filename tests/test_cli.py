@@ -32,6 +32,7 @@ def test_play_then_replay_and_verify(tmp_path):
     shown = arena("replay", str(run), "--episode", "2")
     assert shown.returncode == 0, shown.stderr
     assert "turn 0 · player_0" in shown.stdout and "Available Moves" in shown.stdout
+    assert "action [" in shown.stdout  # bracketed actions are shown, not eaten as markup
 
     verified = arena("replay", str(run), "--verify")
     assert verified.returncode == 0 and "verified 40 episodes: all replay exactly" in verified.stdout
