@@ -25,6 +25,7 @@ log "installing $ARENA_TORCH_SPEC"
 $PY -m pip install -q "$ARENA_TORCH_SPEC"
 log "installing arena with the dev extra"
 $PY -m pip install -q -e ".[dev]"
+command -v pyenv >/dev/null 2>&1 && pyenv rehash 2>/dev/null || true   # expose the `arena` command
 
 if [ "${ARENA_SKIP_SYSTEM:-0}" = "1" ]; then
   log "ARENA_SKIP_SYSTEM=1: skipping Docker, bubblewrap and the sandbox image"
