@@ -1,0 +1,205 @@
+"""``arena sandbox``: build the image, check the backends, clean up, run a program.
+
+    arena sandbox build [--rebuild] [--dockerfile]
+    arena sandbox doctor [--json]
+    arena sandbox clean
+    arena sandbox run PROGRAM.py [--call 'f(1, 2)' ...] [--backend auto|docker|process] [--json]
+
+``run`` exits 0 whenever the sandbox worked, whatever the program did (its status is in
+the output); 1 when the sandbox itself failed (``infra``, or the backend is unavailable);
+2 on bad input. Errors are one line that names the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from arena.sandbox._version import DEFAULT_IMAGE
+
+app = typer.Typer(
+    help="Isolated code execution: build the image, check backends, clean up, run a program.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+BUILD_SCRIPT = PACKAGE_DIR.parent / "scripts" / "build_sandbox_image.sh"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command("build")
+def build_cmd(
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild even if the image exists."),
+    dockerfile: bool = typer.Option(False, "--dockerfile",
+                                    help="Build from sandbox/Dockerfile (needs network access to a registry)."),
+    image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Image name:tag."),
+) -> None:
+    """Build the sandbox image (offline with debootstrap, or from the Dockerfile)."""
+    if shutil.which("docker") is None:
+        raise _fail("the docker client is not installed: apt-get install docker.io", 1)
+    env = dict(os.environ, ARENA_SANDBOX_IMAGE=image, ARENA_SANDBOX_REBUILD="1" if rebuild else "0")
+    if not dockerfile and BUILD_SCRIPT.exists():
+        rc = subprocess.call(["bash", str(BUILD_SCRIPT)], env=env)
+        if rc != 0:
+            raise _fail("offline image build failed (see above); or try "
+                        "'arena sandbox build --dockerfile' where a registry is reachable", 1)
+        return
+    if not rebuild and subprocess.call(["docker", "image", "inspect", image],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0:
+        console.print(f"{image} already present (--rebuild to rebuild)")
+        return
+    rc = subprocess.call(["docker", "build", "-t", image, "-f", str(PACKAGE_DIR / "Dockerfile"),
+                          str(PACKAGE_DIR)])
+    if rc != 0:
+        raise _fail("docker build failed (see above); without network use "
+                    "scripts/build_sandbox_image.sh from a source checkout", 1)
+
+
+def _probe(backend: str, **kw) -> tuple[bool, str, float]:
+    """Start a one-worker pool of ``backend`` and run a program; (ok, detail, seconds)."""
+    from arena.sandbox import Sandbox, SandboxConfig  # noqa: PLC0415
+
+    t0 = time.monotonic()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Sandbox(backend, SandboxConfig(workers=1, **kw)) as sb:
+                r = sb.run("def f(a):\n    return sorted(a)\n", "f([3, 1, 2])")
+                label = sb.label
+        if r.status != "ok" or r.value != "[1, 2, 3]":
+            return False, f"{label}: test program gave {r.status}: {r.error}", time.monotonic() - t0
+        return True, f"{label}: test program ran", time.monotonic() - t0
+    except Exception as e:  # noqa: BLE001 - doctor reports, never raises
+        return False, f"{e}", time.monotonic() - t0
+
+
+@app.command("doctor")
+def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Say which backends work on this machine, and why the others do not."""
+    from arena.sandbox import SandboxConfig, resolve_backend  # noqa: PLC0415
+    from arena.sandbox.workers import bwrap_status, docker_status  # noqa: PLC0415
+
+    rows = []
+    d_ok, d_why = docker_status(DEFAULT_IMAGE)
+    rows.append(("docker engine + image", d_ok, d_why))
+    if d_ok:
+        ok, why, dt = _probe("docker")
+        rows.append(("docker backend", ok, f"{why} ({dt:.1f}s)"))
+    else:
+        rows.append(("docker backend", False, d_why))
+    b_ok, b_why = bwrap_status()
+    rows.append(("bubblewrap", b_ok, b_why))
+    if b_ok:
+        ok, why, dt = _probe("process", use_bwrap=True)
+        rows.append(("process backend (bwrap)", ok, f"{why} ({dt:.1f}s)"))
+    ok, why, dt = _probe("process", use_bwrap=False)
+    rows.append(("process backend (plain, weak isolation)", ok, f"{why} ({dt:.1f}s)"))
+    try:
+        auto, use_bwrap, reason = resolve_backend(SandboxConfig())
+        auto_label = "docker" if auto == "docker" else ("process (bwrap)" if use_bwrap else "process (plain)")
+    except Exception as e:  # noqa: BLE001
+        auto_label, reason = "none", str(e)
+    if as_json:
+        print(json.dumps({"checks": [{"check": c, "ok": o, "detail": w} for c, o, w in rows],
+                          "auto": auto_label, "reason": reason}, indent=2))
+        return
+    table = Table(title="arena sandbox doctor")
+    table.add_column("check")
+    table.add_column("ok")
+    table.add_column("detail", overflow="fold")
+    for check, ok, why in rows:
+        table.add_row(check, "[green]yes[/]" if ok else "[red]no[/]", why)
+    console.print(table)
+    console.print(f"backend=auto picks: [bold]{auto_label}[/]")
+
+
+@app.command("clean")
+def clean_cmd() -> None:
+    """Remove every container labelled arena.sandbox=1 (leftovers of killed runs)."""
+    from arena.sandbox import clean  # noqa: PLC0415
+    from arena.sandbox.workers import WorkerError  # noqa: PLC0415
+
+    try:
+        removed = clean()
+    except WorkerError as e:
+        raise _fail(str(e), 1) from None
+    console.print(f"removed {len(removed)} sandbox container(s)")
+
+
+@app.command("run")
+def run_cmd(
+    program: str = typer.Argument(..., help="Python file to run ('-' reads standard input)."),
+    call: Optional[list[str]] = typer.Option(None, "--call", "-c",
+                                             help="Expression evaluated after the program, e.g. 'f(1, 2)'. Repeatable."),
+    backend: str = typer.Option("auto", "--backend", "-b", help="auto, docker or process."),
+    timeout: float = typer.Option(2.0, "--timeout", help="Wall-clock seconds for the program and its calls."),
+    memory_mb: int = typer.Option(256, "--memory-mb", help="Address-space limit of the program, MiB."),
+    as_json: bool = typer.Option(False, "--json", help="Print the ExecResult as JSON."),
+) -> None:
+    """Run one program the way the envs do and print its ExecResult."""
+    from arena.sandbox import Limits, Sandbox, SandboxUnavailable  # noqa: PLC0415
+
+    if backend not in ("auto", "docker", "process"):
+        raise _fail(f"--backend {backend!r}: choose auto, docker or process")
+    if program == "-":
+        source = sys.stdin.read()
+    else:
+        path = Path(program)
+        if not path.is_file():
+            raise _fail(f"{program}: no such file (give a Python file, or '-' for standard input)")
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise _fail(f"{program}: cannot read it as UTF-8 text ({e})") from None
+    try:
+        limits = Limits(timeout=timeout, memory_mb=memory_mb)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sb = Sandbox(backend, workers=1)
+        for w in caught:
+            err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+    except SandboxUnavailable as e:
+        raise _fail(f"{e}; or use --backend process", 1) from None
+    with sb:
+        result = sb.run(source, call or [], limits)
+    if as_json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        colour = {"ok": "green", "infra": "red"}.get(result.status, "yellow")
+        console.print(f"status: [bold {colour}]{result.status}[/]  backend: {result.backend}  "
+                      f"duration: {result.duration * 1000:.1f} ms", highlight=False)
+        if result.error_type:
+            console.print(f"error: {result.error_type}: {result.error}", highlight=False, markup=False)
+        for c in result.calls:
+            shown = c.value if c.ok else f"{c.status} {c.error_type}: {c.error}"
+            console.print(f"{c.call} -> {shown}", highlight=False, markup=False)
+        if result.stdout:
+            console.print("--- stdout ---", highlight=False)
+            console.print(result.stdout, highlight=False, markup=False, end="")
+        if result.stderr:
+            console.print("--- stderr ---", highlight=False)
+            console.print(result.stderr, highlight=False, markup=False, end="")
+    if result.infra:
+        raise typer.Exit(1)
