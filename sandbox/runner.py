@@ -400,9 +400,6 @@ class Runner:
         elif not complete:
             cut = {"status": "error", "error_type": "Exit",
                    "error": f"the process exited with status {code} before reporting"}
-            if code == 71:
-                cut = {"status": "memory", "error_type": "MemoryError",
-                       "error": "could not report its result (out of memory)"}
         else:
             cut = None
         if program_failure is not None:
