@@ -409,6 +409,8 @@ class KuhnPoker(ZeroSumGame):
         Without `rng`, the more likely move (the passive one on a tie), deterministically.
         """
         agent = agent or self.agent_selection
+        if self.done:
+            raise ArenaError("the Kuhn Poker game is over; reset it before asking for a move")
         p = nash_policy()[self.info_state(agent)]
         active = bool(rng.random() < p) if rng is not None else p > 0.5
         passive_move, active_move = legal_moves(self.history)
