@@ -28,7 +28,8 @@ class Limits:
     """Wall-clock seconds for the whole job. RLIMIT_CPU is set to ``int(timeout) + 1`` s."""
     memory_mb: int = 256
     """Address-space limit (RLIMIT_AS) of the program's process, in MiB. Exceeding it
-    raises MemoryError inside the program: status ``memory``."""
+    raises MemoryError inside the program: status ``memory``. It counts virtual memory:
+    each thread reserves a stack (8 MiB) and possibly a malloc arena (64 MiB)."""
     max_output: int = 65536
     """Characters of stdout and of stderr kept. Writing more raises an uncatchable-by-
     ``except Exception`` error in the program and the job's status is ``output_limit``."""

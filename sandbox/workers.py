@@ -162,7 +162,8 @@ def _bwrap_args(python: str, tmpfs_mb: int) -> list[str]:
     if not real.startswith(("/usr/", "/lib", "/bin/")):
         args += ["--ro-bind", prefix, prefix]
     args += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(tmpfs_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+             "--size", str(tmpfs_mb << 20), "--tmpfs", "/tmp", "--remount-ro", "/",
+             "--chdir", "/tmp"]
     return args
 
 
