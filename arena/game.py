@@ -132,9 +132,10 @@ class ZeroSumGame(ArenaEnv):
             return
         self._play(agent, action)
 
-    def _end(self, returns: dict[str, float], winner: str | None, reason: str | None = None) -> None:
-        """End a game played to its end: `returns` per seat, `winner` or None for a draw."""
-        self._finish(returns, reason=reason or ("win" if winner else "draw"), winner=winner)
+    def _end(self, returns: dict[str, float], winner: str | None, reason: str | None = None, **details: Any) -> None:
+        """End a game played to its end: `returns` per seat, `winner` or None for a draw;
+        `details` (e.g. chips) go into `self.outcome`."""
+        self._finish(returns, reason=reason or ("win" if winner else "draw"), winner=winner, **details)
 
     def _turn_cap(self) -> None:
         """SPIRAL scores a game that reaches the turn cap as a draw."""

@@ -401,7 +401,7 @@ class KuhnPoker(ZeroSumGame):
             returns = {a: float(self.chips[a]) for a in self.possible_agents}
         else:
             returns = {a: (0.0 if winner is None else 1.0 if a == winner else -1.0) for a in self.possible_agents}
-        self._finish(returns, reason="win" if winner else "draw", winner=winner, chips=dict(self.chips))
+        self._end(returns, winner, chips=dict(self.chips))
 
     def heuristic_action(self, agent: str | None = None, rng: np.random.Generator | None = None) -> str:
         """The Nash equilibrium `nash_policy(1/3)`, sampled with `rng`.

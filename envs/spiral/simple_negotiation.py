@@ -254,7 +254,7 @@ class SimpleNegotiation(ZeroSumGame):
         c0, c1 = changes["player_0"], changes["player_1"]
         winner = "player_0" if c0 > c1 else "player_1" if c1 > c0 else None
         returns = {a: (0.0 if winner is None else 1.0 if a == winner else -1.0) for a in self.possible_agents}
-        self._finish(returns, reason="win" if winner else "draw", winner=winner, value_change=changes)
+        self._end(returns, winner, value_change=changes)
 
     def heuristic_action(self, agent: str | None = None, rng: np.random.Generator | None = None) -> str:
         """A value rule using only the seat's own prices.

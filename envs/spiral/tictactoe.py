@@ -98,7 +98,8 @@ class TicTacToe(ZeroSumGame):
         return MARKS[self.possible_agents.index(agent)]
 
     def legal_actions(self, agent: str | None = None) -> list[str]:
-        if self.done:
+        """Free cells for the acting seat; [] for the other seat and after the end."""
+        if self.done or (agent is not None and agent != self.agent_selection):
             return []
         return [f"[{i}]" for i in free_cells(self.board)]
 
