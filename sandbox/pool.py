@@ -194,10 +194,15 @@ class Sandbox:
     def _acquire(self) -> Worker:
         self._slots.acquire()
         try:
-            try:
-                return self._idle.get_nowait()
-            except queue.Empty:
-                return self._new_worker()
+            while True:
+                try:
+                    w = self._idle.get_nowait()
+                except queue.Empty:
+                    return self._new_worker()
+                if w.check_alive():
+                    return w
+                self.stats["workers_replaced"] += 1
+                self._discard(w)
         except BaseException:
             self._slots.release()
             raise
@@ -295,6 +300,7 @@ class Sandbox:
         """Run a batch on one worker, re-sending what a failing worker left undone."""
         results: dict[int, ExecResult] = {}
         failures: dict[int, int] = {}
+        unacked = 0
         pending = list(batch)
         while pending:
             t0 = time.monotonic()
@@ -308,9 +314,13 @@ class Sandbox:
                                                              time.monotonic() - t0)
                 self.stats["infra"] += len(pending)
                 return results
-            healthy, done = True, 0
+            healthy, done, acked = True, 0, False
             try:
                 w.send_jobs([job for _, job, _, _ in pending])
+                line = w.readline(time.monotonic() + self.config.grace_s)
+                if not line.startswith(b'{"ack"'):
+                    raise WorkerError(f"runner protocol violation: {line[:200]!r}")
+                acked = True
                 for idx, _, calls, timeout in pending:
                     line = w.readline(time.monotonic() + timeout + self.config.grace_s)
                     try:
@@ -328,6 +338,17 @@ class Sandbox:
                 pending = []
             except WorkerError as e:
                 healthy = False
+                if not acked:  # the worker died before it saw the jobs: not their fault
+                    unacked += 1
+                    log.warning("sandbox worker failed before starting a batch (%s)", e)
+                    if unacked > 2:
+                        msg = f"sandbox workers keep failing: {e}"
+                        for idx, _, calls, _ in pending:
+                            results[idx] = ExecResult.infrastructure(msg, calls, self.label,
+                                                                     time.monotonic() - t0)
+                        self.stats["infra"] += len(pending)
+                        pending = []
+                    continue
                 idx, _, calls, _ = pending[done]
                 failures[idx] = failures.get(idx, 0) + 1
                 hung = "in time" in str(e)

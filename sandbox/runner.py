@@ -9,7 +9,8 @@ Protocol (JSON lines):
 - on start the runner writes ``{"ready": 1, "python": "3.11.2", "init": true}``;
 - the host writes one request per line: ``{"jobs": [JOB, ...]}`` with
   ``JOB = {"program": str, "calls": [str, ...], "limits": {...}}``;
-- the runner answers each job with one line, in order, as soon as the job ends:
+- the runner acknowledges a request with ``{"ack": N}`` (N jobs) before running any, then
+  answers each job with one line, in order, as soon as the job ends:
   ``{"status": ..., "calls": [...], "stdout": ..., "stderr": ..., "duration": ...}``.
   The line for a job is flushed before the next job starts, so the host always knows which
   job was in flight if the runner ever dies.
@@ -456,7 +457,8 @@ class Runner:
             except Exception as e:  # noqa: BLE001
                 _write_all(out, (json.dumps({"fatal": f"bad request: {e!r}"}) + "\n").encode())
                 continue
-            for job in jobs:
+            _write_all(out, b'{"ack": %d}\n' % len(jobs))  # received: the host can tell
+            for job in jobs:                                 # "never started" from "died in a job"
                 try:
                     res = self.run_job(job)
                 except Exception as e:  # noqa: BLE001 - runner bug: tell the host

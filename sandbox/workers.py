@@ -102,6 +102,26 @@ class Worker:
                 raise WorkerError(f"{self.kind} runner exited; stderr: {self.stderr_tail()}")
             self._buf += chunk
 
+    def check_alive(self) -> bool:
+        """False when the runner has gone (EOF) or said something unasked, checked without
+        blocking: an idle worker found dead is replaced before any job is sent to it."""
+        if not self.alive:
+            return False
+        try:
+            while True:
+                r, _, _ = select.select([self._fileno()], [], [], 0)
+                if not r:
+                    break
+                chunk = self._recv()
+                if chunk == b"" or chunk:  # EOF, or output nobody asked for
+                    self.alive = False
+                    break
+        except (OSError, ValueError):
+            self.alive = False
+        if self._buf:
+            self.alive = False
+        return self.alive
+
     def send_jobs(self, jobs: list[dict]) -> None:
         data = (json.dumps({"jobs": jobs}, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
         try:

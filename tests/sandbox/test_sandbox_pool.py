@@ -1,0 +1,204 @@
+"""Pool behaviour: dead workers are replaced, infra failures are reported as such, the
+plain fallback warns, config validation, backend selection, cleanup."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+
+import pytest
+
+from arena.sandbox import (
+    Limits,
+    Sandbox,
+    SandboxConfig,
+    SandboxUnavailable,
+    WeakIsolationWarning,
+    clean,
+    list_containers,
+    resolve_backend,
+)
+from arena.sandbox.workers import docker_client
+
+from _sandbox_support import docker_ok, make_sandbox, require_docker, runner_processes
+
+ADD = "def f(a, b):\n    return a + b\n"
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="timeout"):
+        Limits(timeout=0)
+    with pytest.raises(ValueError, match="memory_mb"):
+        Limits(memory_mb=-1)
+    with pytest.raises(ValueError, match="backend"):
+        SandboxConfig(backend="vm")
+    with pytest.raises(ValueError, match="workers"):
+        SandboxConfig(workers=0)
+    assert SandboxConfig(limits={"timeout": 3}).limits == Limits(timeout=3)
+    assert Limits().to_wire()["memory_mb"] == 256
+
+
+def test_bad_job_input(plain_sandbox):
+    with pytest.raises(TypeError, match="program"):
+        plain_sandbox.run_many([(123, "f()")])
+    with pytest.raises(TypeError, match="call"):
+        plain_sandbox.run(ADD, [1])
+
+
+def test_plain_fallback_warns_and_runs():
+    with pytest.warns(WeakIsolationWarning, match="isolation"):
+        sb = Sandbox("process", SandboxConfig(use_bwrap=False, workers=1))
+    with sb:
+        assert sb.label == "process"
+        r = sb.run(ADD, ["f(2, 3)"])
+        assert r.status == "ok" and r.value == "5"
+        r = sb.run("while True:\n    pass\n", None, Limits(timeout=0.5))
+        assert r.status == "timeout"
+        r = sb.run("x = bytearray(8 * 1024 ** 3)\n")
+        assert r.status == "memory"
+        r = sb.run("import os\nos.fork()\n")
+        assert (r.status, r.error_type) == ("error", "BlockingIOError")
+
+
+def test_plain_fallback_runner_killed_by_program(plain_sandbox):
+    # Without a PID namespace the program can kill its runner: the job is retried once on
+    # a fresh worker, then reported as killed (never infra), and the pool recovers.
+    r = plain_sandbox.run("import os\nos.kill(os.getppid(), 9)\n")
+    assert r.status == "killed" and r.error_type == "WorkerKilled" and not r.infra
+    assert plain_sandbox.healthy()
+
+
+def test_auto_backend_prefers_docker():
+    backend, use_bwrap, reason = resolve_backend(SandboxConfig())
+    if docker_ok()[0]:
+        assert backend == "docker"
+    else:
+        assert backend == "process" and "docker" in reason
+
+
+def test_docker_unavailable_is_a_clear_error():
+    with pytest.raises(SandboxUnavailable, match="arena sandbox build"):
+        Sandbox("docker", SandboxConfig(image="arena-sandbox:no-such-tag"))
+
+
+@pytest.mark.docker
+def test_dead_container_is_replaced(docker_sandbox):
+    sb = docker_sandbox
+    assert sb.healthy()
+    client = docker_client()
+    started = sb.stats["workers_started"]
+    for c in client.containers.list(filters={"label": f"arena.sandbox.session={sb.session}"}):
+        c.kill()
+    rs = sb.run_many([(ADD, f"f({i}, 1)") for i in range(10)])
+    assert [r.value for r in rs] == [str(i + 1) for i in range(10)]
+    assert sb.stats["workers_started"] > started
+
+
+@pytest.mark.docker
+def test_container_killed_mid_job_is_retried(docker_sandbox):
+    sb = docker_sandbox
+    client = docker_client()
+    box = {}
+
+    def run():
+        box["r"] = sb.run("import time\ntime.sleep(0.8)\ndef f():\n    return 'slept'\n", "f()",
+                          Limits(timeout=1.5))
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.3)
+    for c in client.containers.list(filters={"label": f"arena.sandbox.session={sb.session}"}):
+        c.kill()
+    t.join(10)
+    assert box["r"].status == "ok" and box["r"].value == "'slept'"
+
+
+@pytest.mark.docker
+def test_infra_when_workers_cannot_start():
+    require_docker()
+    sb = make_sandbox("docker", workers=1)
+    try:
+        assert sb.healthy()
+        sb.config.image = "arena-sandbox:no-such-tag"  # new workers will fail to start
+        for c in docker_client().containers.list(filters={"label": f"arena.sandbox.session={sb.session}"}):
+            c.kill()
+        r = sb.run(ADD, "f(1, 2)")
+        assert r.status == "infra" and r.infra and r.calls[0].status == "infra"
+        assert "could not start" in r.error or "brought" not in r.error
+    finally:
+        sb.close()
+
+
+@pytest.mark.docker
+def test_containers_are_locked_down(docker_sandbox):
+    sb = docker_sandbox
+    sb.healthy()
+    client = docker_client()
+    cs = client.containers.list(filters={"label": f"arena.sandbox.session={sb.session}"})
+    assert cs
+    hc = cs[0].attrs["HostConfig"]
+    assert hc["NetworkMode"] == "none" and hc["ReadonlyRootfs"] is True
+    assert hc["CapDrop"] == ["ALL"] and "no-new-privileges" in hc["SecurityOpt"]
+    assert hc["Memory"] > 0 and hc["PidsLimit"] > 0 and hc["NanoCpus"] > 0
+    assert not hc.get("Binds") and not cs[0].attrs.get("Mounts")
+    assert cs[0].attrs["Config"]["User"] not in ("", "0", "root")
+    r = sb.run("import os\ndef f():\n    return os.getuid(), open('/proc/self/status').read().split('CapEff:')[1].split()[0]\n", "f()")
+    uid, capeff = eval(r.value)
+    assert uid != 0 and int(capeff, 16) == 0
+
+
+@pytest.mark.docker
+def test_close_removes_containers():
+    require_docker()
+    sb = make_sandbox("docker", workers=2)
+    session = sb.session
+    assert sb.healthy()
+    client = docker_client()
+    assert client.containers.list(filters={"label": f"arena.sandbox.session={session}"})
+    sb.close()
+    sb.close()  # idempotent
+    assert not client.containers.list(all=True, filters={"label": f"arena.sandbox.session={session}"})
+    with pytest.raises(RuntimeError, match="closed"):
+        sb.run(ADD, "f(1, 2)")
+
+
+@pytest.mark.docker
+def test_clean_removes_leftovers():
+    require_docker()
+    client = docker_client()
+    from arena.sandbox._version import DEFAULT_IMAGE
+    c = client.containers.run(DEFAULT_IMAGE, ["python3", "-c", "import time; time.sleep(60)"],
+                              detach=True, labels={"arena.sandbox": "1"}, network_mode="none")
+    try:
+        assert c.name in list_containers()
+        assert c.name in clean()
+        assert c.name not in list_containers()
+    finally:
+        try:
+            c.remove(force=True)
+        except Exception:  # noqa: BLE001 - removed by clean()
+            pass
+
+
+def test_bwrap_workers_die_with_the_pool():
+    sb = make_sandbox("bwrap", workers=2)
+    assert sb.healthy()
+    pids = {w.proc.pid for w in sb._workers}
+    assert len(pids) == 2 and pids <= set(runner_processes())
+    sb.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and pids & set(runner_processes()):
+        time.sleep(0.1)
+    assert not pids & set(runner_processes())
+
+
+def test_context_manager_and_warning_free_bwrap():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # bwrap isolation: no WeakIsolationWarning
+        try:
+            sb = Sandbox("process", SandboxConfig(use_bwrap=True, workers=1))
+        except SandboxUnavailable as e:
+            pytest.skip(str(e))
+    with sb:
+        assert sb.run(ADD, "f(1, 1)").value == "2"
