@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Callable
+from collections.abc import Callable
 
 from arena.errors import ArenaError
 from arena.policy import Completion, Policy, Request

@@ -7,7 +7,8 @@ action parsing is exercised exactly as in training.
 from __future__ import annotations
 
 import sys
-from typing import Callable, Sequence, TextIO
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 import numpy as np
 from rich.console import Console

@@ -6,4 +6,4 @@ from arena.registry import EnvSpec, make, register, registry, spec
 
 __version__ = "0.1.0"
 
-__all__ = ["ArenaEnv", "ArenaError", "EnvSpec", "Role", "TextObs", "make", "register", "registry", "spec", "__version__"]
+__all__ = ["ArenaEnv", "ArenaError", "EnvSpec", "Role", "TextObs", "__version__", "make", "register", "registry", "spec"]

@@ -13,11 +13,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 import arena
@@ -84,7 +91,7 @@ def play_cmd(
     env_id: str = typer.Argument(..., help="Env id, e.g. spiral/TicTacToe-v0 (see `arena envs`)."),
     agents: str = typer.Option("random", "--agents", "-a", help="Comma-separated agents, one per role in order, or one for every role: random, heuristic, human."),
     episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="Number of episodes."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder for episodes.jsonl (default: none, nothing stored)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder for episodes.jsonl (default: none, nothing stored)."),
     seed: int = typer.Option(0, "--seed", help="Episode i is reset with seed SEED+i."),
     concurrency: int = typer.Option(64, "--concurrency", min=1, help="Episodes in flight at once."),
     kw: list[str] = typer.Option([], "--kw", help="Env argument KEY=VALUE (JSON values), repeatable."),
@@ -135,7 +142,7 @@ def play_cmd(
 @app.command("replay")
 def replay_cmd(
     run: Path = typer.Argument(..., help="Run folder (or its episodes.jsonl)."),
-    episode: Optional[int] = typer.Option(None, "--episode", "-e", help="Only this episode (0-based line number)."),
+    episode: int | None = typer.Option(None, "--episode", "-e", help="Only this episode (0-based line number)."),
     verify_: bool = typer.Option(False, "--verify", help="Re-simulate each episode from its seed and actions; exit 1 on any mismatch."),
     full: bool = typer.Option(False, "--full", help="Do not clip long observations and completions."),
 ) -> None:

@@ -78,7 +78,7 @@ class Episode:
         return _finite(asdict(self))
 
     @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> "Episode":
+    def from_dict(cls, record: dict[str, Any]) -> Episode:
         """Rebuild an episode from its JSON record; `ArenaError` on a foreign schema."""
         schema = record.get("schema")
         if schema != SCHEMA_VERSION:

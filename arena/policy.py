@@ -8,8 +8,9 @@ protocol, so any of them can sit in any seat.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from arena.protocol import ArenaEnv
@@ -35,7 +36,7 @@ class Request:
     observation: str
     messages: list[dict[str, str]]
     legal_actions: list[str] | None = None
-    env: "ArenaEnv | None" = field(default=None, repr=False)
+    env: ArenaEnv | None = field(default=None, repr=False)
 
 
 @dataclass

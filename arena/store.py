@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from arena.episode import Episode
 from arena.errors import ArenaError
@@ -89,7 +90,7 @@ class EpisodeWriter:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "EpisodeWriter":
+    def __enter__(self) -> EpisodeWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -19,7 +19,7 @@ import platform
 import random
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from rich.console import Console

@@ -12,10 +12,10 @@ import string
 import warnings
 
 import pytest
+from arena.agents import RandomAgent
 from pettingzoo.test import api_test
 
 import arena
-from arena.agents import RandomAgent
 from arena.replay import verify
 from arena.rollout import play
 

@@ -66,6 +66,7 @@ def test_win_and_loss():
 
 def test_minimax_never_loses_and_always_draws_itself():
     from arena.agents import make_agent
+
     from arena.rollout import play
 
     self_play = play("spiral/TicTacToe-v0", [make_agent("heuristic")], 3)

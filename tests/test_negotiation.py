@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import arena
 from arena.agents import make_agent
 from arena.envs.spiral.simple_negotiation import RESOURCES, inventory_value, parse_offer
+
+import arena
 from arena.policy import Request
 
 ID = "spiral/SimpleNegotiation-v0"

@@ -35,7 +35,7 @@ def test_no_top_level_envs_agents_or_sandbox_package():
 
 def readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    block = re.search(r"```bash\n(.*?)```", text, re.DOTALL).group(1)
     return [line.split("#")[0].strip() for line in block.strip().splitlines()]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import arena
-from arena import ArenaError, ArenaEnv, Role
+from arena import ArenaEnv, ArenaError, Role
 from arena.registry import _REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]

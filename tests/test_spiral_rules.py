@@ -110,6 +110,7 @@ def test_kuhn_fixed_cards_and_invalid_moves() -> None:
 
 def test_kuhn_heuristic_agent_plays_legally() -> None:
     from arena.agents import make_agent
+
     from arena.policy import Request
 
     agent = make_agent("heuristic", seed=0)

@@ -57,7 +57,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
 

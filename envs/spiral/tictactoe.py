@@ -55,7 +55,7 @@ def free_cells(board: Board) -> list[int]:
     return [i for i, cell in enumerate(board) if not cell]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def minimax(board: Board, mark: str) -> tuple[int, int | None]:
     """(value for `mark` to move: +1 win, 0 draw, -1 loss; best cell) under perfect play.
 
