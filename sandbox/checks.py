@@ -89,7 +89,8 @@ def check_syntax(program: str) -> str | None:
     try:
         ast.parse(program)
     except SyntaxError as e:
-        return f"syntax error at line {e.lineno}: {e.msg}"
+        where = f" at line {e.lineno}" if e.lineno else ""
+        return f"syntax error{where}: {e.msg}"
     except (ValueError, RecursionError, MemoryError) as e:  # null bytes, absurd nesting
         return f"unparsable program: {type(e).__name__}: {e}"
     return None

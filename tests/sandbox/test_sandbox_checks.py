@@ -1,0 +1,112 @@
+"""Static checks (syntax, banned imports, size) and the determinism check."""
+
+from __future__ import annotations
+
+import pytest
+
+from arena.sandbox.checks import (
+    BANNED_MODULES,
+    check_determinism,
+    check_program,
+    check_size,
+    check_syntax,
+    find_banned_imports,
+)
+
+CLEAN = '''
+from collections import Counter
+import math, itertools as it
+from functools import lru_cache
+
+def f(xs):
+    c = Counter(xs)
+    return max(c.values()) + math.gcd(12, 8) + len(list(it.permutations(xs[:2])))
+'''
+
+
+def test_clean_program_passes():
+    assert find_banned_imports(CLEAN) == []
+    res = check_program(CLEAN, entry="f")
+    assert res.ok and bool(res) and res.problems == []
+
+
+@pytest.mark.parametrize("program, needle", [
+    ("import os", "'os'"),
+    ("import os.path", "'os.path'"),
+    ("import os.path as p", "'os.path'"),
+    ("from os import system", "'os'"),
+    ("from os.path import join", "'os.path'"),
+    ("import sys, math", "'sys'"),
+    ("import random", "'random'"),
+    ("from random import randint", "'random'"),
+    ("import time", "'time'"),
+    ("from datetime import datetime", "'datetime'"),
+    ("import subprocess", "'subprocess'"),
+    ("import threading", "'threading'"),
+    ("import multiprocessing.pool", "'multiprocessing.pool'"),
+    ("import importlib", "'importlib'"),
+    ("from importlib import import_module", "'importlib'"),
+    ("import builtins", "'builtins'"),
+    ("from builtins import open", "'builtins'"),
+    ("import socket", "'socket'"),
+    ("import ctypes.util", "'ctypes.util'"),
+    ("import pathlib", "'pathlib'"),
+    ("from numpy.random import rand", "'numpy.random'"),
+    ("import numpy.random", "'numpy.random'"),
+    ("def f():\n    import shutil\n    return 1", "'shutil'"),
+    ("__import__('os')", "__import__"),
+    ("x = __builtins__", "__builtins__"),
+    ("eval('1')", "eval()"),
+    ("exec('import os')", "exec()"),
+    ("getattr(f, '__globals__')", "getattr()"),
+    ("().__class__.__bases__[0].__subclasses__()", "__subclasses__"),
+    ("def f():\n    return f.__globals__", "__globals__"),
+    ("open('/etc/passwd')", "open()"),
+    ("from . import x", "relative import"),
+])
+def test_banned_constructs_are_found(program, needle):
+    problems = find_banned_imports(program)
+    assert problems, program
+    assert any(needle in p for p in problems), problems
+    assert not check_program(program).ok
+
+
+def test_dotted_names_do_not_overmatch():
+    # a banned 'numpy.random' does not ban numpy; 'os' does not ban 'osmosis'
+    assert find_banned_imports("import numpy\nimport numpy.linalg") == []
+    assert find_banned_imports("import osmosis", banned=("os",)) == []
+    assert find_banned_imports("from os import path", banned=("os.path",))
+    assert find_banned_imports("from os import getcwd", banned=("os.path",)) == []
+    assert find_banned_imports("import os", banned=()) == []
+
+
+def test_default_list_covers_azr():
+    for m in ("random", "time", "datetime", "os", "sys", "subprocess", "threading",
+              "multiprocessing", "socket", "shutil", "signal", "ctypes", "importlib",
+              "pathlib", "io"):
+        assert m in BANNED_MODULES
+
+
+def test_syntax_and_size():
+    assert check_syntax("def f(:\n") .startswith("syntax error at line 1")
+    assert "null bytes" in check_syntax("x = '\0'")
+    assert check_syntax("a" + "(" * 10000 + ")" * 10000) is not None
+    assert check_size("x = 1\n" * 10, max_lines=5).startswith("program has 11 lines")
+    assert check_size("x" * 100, max_chars=10).startswith("program has 100 characters")
+    res = check_program("def f(:\n")
+    assert not res.ok and "syntax" in res.problems[0]
+    assert "no top-level function 'f'" in check_program("def g():\n    pass", entry="f").problems[0]
+
+
+@pytest.mark.bwrap
+def test_determinism(bwrap_sandbox):
+    sb = bwrap_sandbox
+    ok = check_determinism(sb, "def f(x):\n    return sorted(set(x))\n", ["f('hello')", "f([3, 1])"])
+    assert ok.deterministic and bool(ok) and len(ok.results) == 2
+    bad = check_determinism(sb, "import os\ndef f():\n    return os.urandom(8).hex()\n", "f()", runs=3)
+    assert not bad.deterministic and "differs" in bad.reason
+    # set order of strings is stable across workers (fixed hash seed)
+    prog = "def f():\n    return list({'a', 'bb', 'ccc', 'dddd', 'eeeee', 'ffffff'})\n"
+    assert check_determinism(sb, prog, "f()", runs=4).deterministic
+    with pytest.raises(ValueError):
+        check_determinism(sb, prog, "f()", runs=1)

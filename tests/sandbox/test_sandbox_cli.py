@@ -1,0 +1,77 @@
+"""`arena sandbox run | doctor | clean | build` through typer's test runner."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from _sandbox_support import require_bwrap, require_docker
+from typer.testing import CliRunner
+
+from arena.sandbox.cli import app
+
+runner = CliRunner()
+PROGRAM = "def f(a, b):\n    print('adding')\n    return [a, b, a + b]\n"
+
+
+@pytest.fixture()
+def program(tmp_path):
+    p = tmp_path / "prog.py"
+    p.write_text(PROGRAM)
+    return p
+
+
+def test_run_json_ok(program):
+    require_bwrap()
+    res = runner.invoke(app, ["run", str(program), "--call", "f(1, 2)", "--backend", "process", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["status"] == "ok" and d["value"] == "[1, 2, 3]" and d["json"] == "[1, 2, 3]"
+    assert d["stdout"] == "adding\n" and d["backend"] == "bwrap"
+
+
+def test_run_exits_zero_whatever_the_program_did(program):
+    require_bwrap()
+    res = runner.invoke(app, ["run", str(program), "-c", "f(1, 'x')", "-b", "process"])
+    assert res.exit_code == 0
+    assert "status: error" in res.stdout and "TypeError" in res.stdout
+    res = runner.invoke(app, ["run", "-", "-b", "process", "--timeout", "0.5", "--json"],
+                        input="while True:\n    pass\n")
+    assert res.exit_code == 0 and json.loads(res.stdout)["status"] == "timeout"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "/no/such/file.py"], "no such file"),
+    (["run", "PROGRAM", "--backend", "vm"], "choose auto, docker or process"),
+    (["run", "PROGRAM", "--timeout", "0"], "timeout must be > 0"),
+])
+def test_run_bad_input_is_one_clear_line(program, args, message):
+    args = [str(program) if a == "PROGRAM" else a for a in args]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2
+    assert message in res.output and "Traceback" not in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_doctor_json():
+    res = runner.invoke(app, ["doctor", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    checks = {c["check"]: c for c in d["checks"]}
+    assert "bubblewrap" in checks and "docker engine + image" in checks
+    assert d["auto"] in ("docker", "process (bwrap)", "process (plain)")
+    assert checks["process backend (plain, weak isolation)"]["ok"]
+
+
+@pytest.mark.docker
+def test_clean_reports():
+    require_docker()
+    res = runner.invoke(app, ["clean"])
+    assert res.exit_code == 0 and "removed" in res.stdout
+
+
+def test_help_lists_commands():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("build", "doctor", "clean", "run"):
+        assert cmd in res.stdout
