@@ -325,7 +325,7 @@ class Sandbox:
                     line = w.readline(time.monotonic() + timeout + self.config.grace_s)
                     try:
                         d = json.loads(line)
-                        assert isinstance(d, dict) and ("status" in d or "infra" in d)
+                        assert isinstance(d, dict) and ("status" in d or "r" in d or "infra" in d)
                     except (ValueError, AssertionError):
                         raise WorkerError(f"runner protocol violation: {line[:200]!r}") from None
                     if d.get("dirty"):

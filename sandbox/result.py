@@ -98,22 +98,36 @@ class ExecResult:
     @classmethod
     def from_wire(cls, d: dict[str, Any], calls: list[str], backend: str) -> ExecResult:
         """Build from the runner's JSON answer (see `arena.sandbox.runner`)."""
-        if "infra" in d:
+        if "r" in d:  # the child's own result, framed by the runner with the duration
+            duration = d.get("d")
+            d = d["r"] if isinstance(d["r"], dict) else {"status": "error", "error_type": "Exit",
+                                                         "error": "malformed result"}
+            d = dict(d, duration=duration)
+        elif "infra" in d:
             return cls.infrastructure(str(d["infra"]), calls, backend)
-        raw = list(d.get("calls") or [])
+        raw = d.get("calls")
+        raw = list(raw) if isinstance(raw, list) else []
         out = []
         for i, call in enumerate(calls):
             c = raw[i] if i < len(raw) and isinstance(raw[i], dict) else {}
             status = c.get("status") if c.get("status") in STATUSES[:-1] else "error"
-            out.append(CallResult(call=call, status=status, value=c.get("value"),
-                                  json=c.get("json"), error_type=c.get("error_type"),
-                                  error=c.get("error")))
+            value, js = c.get("value"), c.get("json")
+            out.append(CallResult(call=call, status=status,
+                                  value=value if isinstance(value, str) else None,
+                                  json=js if isinstance(js, str) else None,
+                                  error_type=c.get("error_type"), error=c.get("error")))
         status = d.get("status")
         if status not in STATUSES[:-1]:  # the runner never claims infra for a program
             status = "error"
+        try:
+            duration = float(d.get("duration") or 0.0)
+        except (TypeError, ValueError):
+            duration = 0.0
+        def text(v: Any) -> str | None:
+            return None if v is None else str(v)
         return cls(status=status, calls=out, stdout=str(d.get("stdout") or ""),
-                   stderr=str(d.get("stderr") or ""), duration=float(d.get("duration") or 0.0),
-                   error_type=d.get("error_type"), error=d.get("error"), backend=backend)
+                   stderr=str(d.get("stderr") or ""), duration=duration,
+                   error_type=text(d.get("error_type")), error=text(d.get("error")), backend=backend)
 
     @classmethod
     def infrastructure(cls, message: str, calls: list[str], backend: str,

@@ -10,8 +10,13 @@ Protocol (JSON lines):
 - the host writes one request per line: ``{"jobs": [JOB, ...]}`` with
   ``JOB = {"program": str, "calls": [str, ...], "limits": {...}}``;
 - the runner acknowledges a request with ``{"ack": N}`` (N jobs) before running any, then
-  answers each job with one line, in order, as soon as the job ends:
-  ``{"status": ..., "calls": [...], "stdout": ..., "stderr": ..., "duration": ...}``.
+  answers each job with one line, in order, as soon as the job ends: either
+  ``{"d": duration, "r": RESULT}`` where RESULT is the line the child itself built (the
+  fast path: the child finished and reported), or RESULT assembled by the runner with a
+  ``"duration"`` key (timeouts, signals, partial reports), where
+  ``RESULT = {"status": ..., "calls": [...], "stdout": ..., "stderr": ..., ...}``;
+  ``{"infra": message}`` reports a runner failure. The host never trusts a RESULT to say
+  ``infra``: only the runner's own top-level key does.
   The line for a job is flushed before the next job starts, so the host always knows which
   job was in flight if the runner ever dies.
 
@@ -131,53 +136,74 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[n:]
 
 
-def _set_rlimits(lim: dict) -> None:
+def _hard_limits() -> dict:
+    """The runner's hard rlimits (read once; a child may only lower them)."""
+    if resource is None:
+        return {}
+    return {w: resource.getrlimit(w)[1] for w in (
+        resource.RLIMIT_CORE, resource.RLIMIT_CPU, resource.RLIMIT_AS, resource.RLIMIT_FSIZE,
+        resource.RLIMIT_NOFILE, resource.RLIMIT_NPROC)}
+
+
+def _set_rlimits(lim: dict, hard: dict) -> None:
     if resource is None:
         return
-
-    def setr(which: int, value: int) -> None:
+    inf = resource.RLIM_INFINITY
+    for which, value in (
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_CPU, int(float(lim["timeout"])) + 1),
+        (resource.RLIMIT_AS, int(lim["memory_mb"]) << 20),
+        (resource.RLIMIT_FSIZE, int(lim["max_file_bytes"])),
+        (resource.RLIMIT_NOFILE, max(int(lim["max_open_files"]), 8)),
+        (resource.RLIMIT_NPROC, int(lim["max_processes"])),
+    ):
+        h = hard.get(which, inf)
+        v = value if h == inf else min(value, h)
         try:
-            soft, hard = resource.getrlimit(which)
-            v = value if hard == resource.RLIM_INFINITY else min(value, hard)
             resource.setrlimit(which, (v, v))
         except (ValueError, OSError):
             pass
 
-    timeout = float(lim["timeout"])
-    setr(resource.RLIMIT_CORE, 0)
-    setr(resource.RLIMIT_CPU, int(timeout) + 1)
-    setr(resource.RLIMIT_AS, int(lim["memory_mb"]) << 20)
-    setr(resource.RLIMIT_FSIZE, int(lim["max_file_bytes"]))
-    setr(resource.RLIMIT_NOFILE, max(int(lim["max_open_files"]), 8))
-    setr(resource.RLIMIT_NPROC, int(lim["max_processes"]))
+
+_VALUE_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
+_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False).encode
+_STREAM_AFTER_S = 0.05  # a job running longer than this streams each call's result at once
 
 
-def _child(job: dict, lim: dict, workdir: str) -> None:
-    """Body of the forked process; never returns."""
+def _child(job: dict, lim: dict, t0: float) -> None:
+    """Body of the forked process; never returns.
+
+    A single-call job writes its result in one go at the end. With several calls, or once
+    the job has run ``_STREAM_AFTER_S``, each call's result is written as soon as it is
+    known, so a later timeout or crash keeps the results already obtained."""
     # Bind what reporting needs before the program can monkeypatch modules or builtins.
     _repr, _type, _str, _len, _isinstance = repr, type, str, len, isinstance
-    _dumps, _encode = json.dumps, json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
-    _write = os.write
-    _exit = os._exit
+    _encode, _line = _VALUE_ENCODER, _LINE_ENCODER
+    _write, _exit, _now = os.write, os._exit, time.monotonic
     _MemoryError, _Overflow, _BaseException = MemoryError, OutputLimitExceeded, BaseException
 
     max_value = int(lim["max_value"])
     out = _Capture(int(lim["max_output"]))
     err = _Capture(int(lim["max_output"]))
+    pending: list[str] = []
+    results: list[dict] = []
 
-    def report(obj: dict) -> None:
-        data = (_dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+    def flush() -> None:
+        data = "".join(pending).encode("utf-8", "surrogatepass")
+        pending.clear()
         while data:
             n = _write(_RESULT_FD, data)
             data = data[n:]
+
+    def report(obj: dict) -> None:  # a partial result, written at once
+        pending.append(_line(obj) + "\n")
+        flush()
 
     def failure(e: BaseException) -> dict:
         if _isinstance(e, _MemoryError):
             status = "memory"
         elif _isinstance(e, _Overflow):
             status = "output_limit"
-        elif _isinstance(e, RecursionError):
-            status = "error"
         else:
             status = "error"
         try:
@@ -195,11 +221,14 @@ def _child(job: dict, lim: dict, workdir: str) -> None:
             pass
         globs = {"__name__": "__main__", "__builtins__": __builtins__}
         calls = job.get("calls") or []
+        stream = _len(calls) > 1  # a later call may hang: keep the earlier results safe
         try:
             exec(compile(job["program"], "<program>", "exec"), globs)
             ran = True
         except _BaseException as e:  # noqa: BLE001 - the program's failure is the result
-            report({"program": failure(e)})
+            fail = failure(e)
+            report({"program": fail})
+            results = [fail] * len(calls)
             ran = False
         if ran:
             for call in calls:
@@ -222,12 +251,51 @@ def _child(job: dict, lim: dict, workdir: str) -> None:
                             pass
                 except _BaseException as e:  # noqa: BLE001
                     res = failure(e)
-                report(res)
-        report({"stdout": out.getvalue(), "stderr": err.getvalue(),
-                "overflow": out.exceeded or err.exceeded})
+                results.append(res)
+                if stream or _now() - t0 > _STREAM_AFTER_S:
+                    report(res)
+        # The complete result, built here rather than in the runner: the runner then only
+        # frames these bytes (fewer pages touched in the runner after each fork).
+        final = {"status": "ok", "calls": results, "stdout": out.getvalue(),
+                 "stderr": err.getvalue()}
+        bad = next((c for c in results if c["status"] != "ok"), None) if ran else results[0] if results else fail
+        if bad is not None:
+            final["status"], final["error_type"], final["error"] = bad["status"], bad["error_type"], bad["error"]
+        elif out.exceeded or err.exceeded:
+            final.update(status="output_limit", error_type="OutputLimit",
+                         error="stdout/stderr beyond the limit")
+        pending.append("F" + _line(final) + "\n")
+        flush()
     except _BaseException:  # noqa: BLE001 - even reporting failed (e.g. memory)
         _exit(71)
     _exit(0)
+
+
+def _wait_exit(pid: int, deadline: float) -> int | None:
+    """Wait status of ``pid`` if it exits before ``deadline``, else None (still running)."""
+    p, st = os.waitpid(pid, os.WNOHANG)
+    if p:
+        return st
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = -1
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            if pidfd >= 0:
+                if not select.select([pidfd], [], [], remaining)[0]:
+                    return None
+            else:
+                time.sleep(min(0.001, remaining))
+            p, st = os.waitpid(pid, os.WNOHANG)
+            if p:
+                return st
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
 
 
 def _reap_all() -> None:
@@ -247,11 +315,25 @@ class Runner:
         self.workdir = workdir
         self.scratch = scratch
         self.is_init = os.getpid() == 1  # PID 1 of our own PID namespace
+        self.null = os.open("/dev/null", os.O_RDWR)
+        self.hard = _hard_limits()
+        self.wipe_scratch()
+        self.clean_inodes = self._inodes()
+
+    def _inodes(self) -> tuple | None:
+        """Inodes in use on each scratch filesystem: unchanged means nothing was left
+        behind (one statvfs instead of listing the directory after every job)."""
+        try:
+            return tuple(os.statvfs(d).f_files - os.statvfs(d).f_ffree for d in self.scratch)
+        except OSError:
+            return None
 
     # -- one job -----------------------------------------------------------------------
     def run_job(self, job: dict) -> dict:
-        lim = dict(DEFAULT_LIMITS)
-        lim.update(job.get("limits") or {})
+        lim = DEFAULT_LIMITS
+        if job.get("limits"):
+            lim = dict(DEFAULT_LIMITS)
+            lim.update(job["limits"])
         ncalls = len(job.get("calls") or [])
         timeout = float(lim["timeout"])
         # bound on what an honest child can write to the result pipe
@@ -261,86 +343,78 @@ class Runner:
         pid = os.fork()
         if pid == 0:  # child
             try:
-                os.close(r)
-                os.setsid()
-                if w != _RESULT_FD:
-                    os.dup2(w, _RESULT_FD)
-                null = os.open("/dev/null", os.O_RDWR)
                 for fd in (0, 1, 2):
-                    os.dup2(null, fd)
+                    os.dup2(self.null, fd)
+                os.dup2(w, _RESULT_FD)
                 os.closerange(_RESULT_FD + 1, 1 << 16)
+                os.setsid()
                 os.chdir(self.workdir)
-                _set_rlimits(lim)
-                _child(job, lim, self.workdir)
+                _set_rlimits(lim, self.hard)
+                _child(job, lim, t0)
             finally:
                 os._exit(70)
         os.close(w)
-        try:
-            pidfd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            pidfd = -1
+        # With descendants allowed, one may hold the pipe open after the child exits:
+        # watch the child itself too (pidfd). Without, EOF on the pipe means it is exiting.
+        pidfd = -1
+        if int(lim["max_processes"]) > 0:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except (AttributeError, OSError):
+                pidfd = -1
+        watch = [r] if pidfd < 0 else [r, pidfd]
         deadline = t0 + timeout
         buf = bytearray()
-        timed_out = overflow = eof = False
-        exited = False
+        timed_out = overflow = False
         wstatus = None
-        while not (eof and exited):
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
                 break
-            fds = [] if eof else [r]
-            if not exited:
-                if pidfd >= 0:
-                    fds.append(pidfd)
-                elif eof:  # no pidfd: poll the child
-                    p, st = os.waitpid(pid, os.WNOHANG)
-                    if p:
-                        exited, wstatus = True, st
-                        continue
-                    time.sleep(0.001)
-                    continue
-            ready, _, _ = select.select(fds, [], [], remaining)
+            ready = select.select(watch, [], [], remaining)[0]
             if not ready:
                 timed_out = True
                 break
             if r in ready:
                 chunk = os.read(r, 1 << 16)
                 if not chunk:
-                    eof = True
-                else:
+                    break
+                buf += chunk
+                if len(buf) > cap:
+                    overflow = True
+                    break
+            elif pidfd in ready:  # the child exited; take what it wrote, not what strays may
+                wstatus = os.waitpid(pid, 0)[1]
+                while select.select([r], [], [], 0)[0]:
+                    chunk = os.read(r, 1 << 16)
+                    if not chunk:
+                        break
                     buf += chunk
                     if len(buf) > cap:
                         overflow = True
                         break
-            if pidfd >= 0 and pidfd in ready:
-                p, st = os.waitpid(pid, 0)
-                exited, wstatus = True, st
-                if not eof:  # drain what is already there, without waiting on stray holders
-                    while True:
-                        rr, _, _ = select.select([r], [], [], 0)
-                        if not rr:
-                            break
-                        chunk = os.read(r, 1 << 16)
-                        if not chunk:
-                            break
-                        buf += chunk
-                        if len(buf) > cap:
-                            overflow = True
-                            break
-                    eof = True
+                break
         os.close(r)
         if pidfd >= 0:
             os.close(pidfd)
-        self.kill_job(pid)
-        if not exited:
+        if wstatus is None and not (timed_out or overflow):
+            wstatus = _wait_exit(pid, deadline)  # normally immediate: it closed the pipe by exiting
+            timed_out = wstatus is None
+        if wstatus is None or self.is_init or pidfd >= 0:
+            self.kill_job(pid)
+        if wstatus is None:
             try:
-                _, wstatus = os.waitpid(pid, 0)
+                wstatus = os.waitpid(pid, 0)[1]
             except ChildProcessError:
                 wstatus = None
         if self.is_init:
             _reap_all()
         duration = time.monotonic() - t0
+        if not (timed_out or overflow) and buf.endswith(b"\n"):
+            start = buf.rfind(b"\n", 0, len(buf) - 1) + 1
+            if buf.startswith(b"F{", start):  # fast path: the child's complete result
+                return b'{"d": %.6f, "r": %s}\n' % (duration, bytes(buf[start + 1:-1]))
         return self.assemble(buf, ncalls, timed_out, overflow, wstatus, duration)
 
     def kill_job(self, pid: int) -> None:
@@ -362,7 +436,7 @@ class Runner:
         program_failure = None
         tail = None
         for line in bytes(buf).split(b"\n"):
-            if not line:
+            if not line or line.startswith(b"F{"):
                 continue
             try:
                 obj = json.loads(line)
@@ -430,6 +504,8 @@ class Runner:
     # -- housekeeping ------------------------------------------------------------------
     def wipe_scratch(self) -> bool:
         """Empty the scratch dirs; False when something could not be removed."""
+        if getattr(self, "clean_inodes", None) is not None and self._inodes() == self.clean_inodes:
+            return True
         clean = True
         for d in self.scratch:
             try:
@@ -463,7 +539,13 @@ class Runner:
                     res = self.run_job(job)
                 except Exception as e:  # noqa: BLE001 - runner bug: tell the host
                     res = {"infra": f"runner error: {e!r}"}
-                if not self.wipe_scratch():
+                dirty = not self.wipe_scratch()
+                if isinstance(res, bytes):
+                    if dirty:
+                        res = res[:-2] + b', "dirty": true}\n'
+                    _write_all(out, res)
+                    continue
+                if dirty:
                     res = dict(res, dirty=True)
                 _write_all(out, (json.dumps(res, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass"))
 
