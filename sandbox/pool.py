@@ -301,12 +301,13 @@ class Sandbox:
         results: dict[int, ExecResult] = {}
         failures: dict[int, int] = {}
         unacked = 0
+        solo = False  # after a worker died under several unanswered jobs: one job at a time
         pending = list(batch)
         while pending:
             t0 = time.monotonic()
             try:
                 w = self._acquire()
-            except (WorkerError, Exception) as e:  # noqa: BLE001 - engine gone, image missing...
+            except Exception as e:  # noqa: BLE001 - engine gone, image missing...
                 msg = f"could not start a sandbox worker: {e}"
                 log.error(msg)
                 for idx, _, calls, _ in pending:
@@ -314,14 +315,16 @@ class Sandbox:
                                                              time.monotonic() - t0)
                 self.stats["infra"] += len(pending)
                 return results
+            send = pending[:1] if solo else pending
             healthy, done, acked = True, 0, False
             try:
-                w.send_jobs([job for _, job, _, _ in pending])
+                w.send_jobs([job for _, job, _, _ in send])
                 line = w.readline(time.monotonic() + self.config.grace_s)
                 if not line.startswith(b'{"ack"'):
                     raise WorkerError(f"runner protocol violation: {line[:200]!r}")
                 acked = True
-                for idx, _, calls, timeout in pending:
+                for idx, _, calls, timeout in send:
+                    # the runner holds a finished answer at most FLUSH_S: timeout + grace covers it
                     line = w.readline(time.monotonic() + timeout + self.config.grace_s)
                     try:
                         d = json.loads(line)
@@ -330,12 +333,12 @@ class Sandbox:
                         raise WorkerError(f"runner protocol violation: {line[:200]!r}") from None
                     if d.get("dirty"):
                         healthy = False
-                    if "infra" in d:
+                    if "infra" in d and "r" not in d:
                         self.stats["infra"] += 1
                     results[idx] = ExecResult.from_wire(d, calls, self.label)
                     w.jobs_done += 1
                     done += 1
-                pending = []
+                pending = pending[len(send):]
             except WorkerError as e:
                 healthy = False
                 if not acked:  # the worker died before it saw the jobs: not their fault
@@ -349,12 +352,17 @@ class Sandbox:
                         self.stats["infra"] += len(pending)
                         pending = []
                     continue
-                idx, _, calls, _ = pending[done]
+                unanswered = len(send) - done
+                pending = pending[done:]
+                log.warning("sandbox worker failed with %d job(s) unanswered (%s); replacing it",
+                            unanswered, e)
+                if unanswered > 1:  # answers are sent in groups: the culprit is unknown
+                    solo = True
+                    continue
+                idx, _, calls, _ = pending[0]
                 failures[idx] = failures.get(idx, 0) + 1
-                hung = "in time" in str(e)
-                log.warning("sandbox worker failed under job %d (%s); replacing it", idx, e)
                 if failures[idx] > self.config.infra_retries:
-                    if hung:
+                    if "in time" in str(e):
                         results[idx] = ExecResult.infrastructure(
                             f"sandbox worker hung: {e}", calls, self.label, time.monotonic() - t0)
                         self.stats["infra"] += 1
@@ -363,9 +371,7 @@ class Sandbox:
                             f"the program brought its sandbox worker down "
                             f"{failures[idx]} times: {e}", calls, self.label,
                             time.monotonic() - t0, status="killed", error_type="WorkerKilled")
-                    pending = pending[done + 1:]
-                else:
-                    pending = pending[done:]
+                    pending = pending[1:]
             finally:
                 self._release(w, healthy)
         return results
