@@ -172,6 +172,51 @@ def replay_cmd(
         raise typer.Exit(1)
 
 
+@app.command("check")
+def check_cmd(
+    env_id: str = typer.Argument(..., help="Env id to check (see `arena envs`)."),
+    fuzz_steps: int = typer.Option(3000, "--fuzz-steps", min=0, help="Random action strings to send."),
+    kw: list[str] = typer.Option([], "--kw", help="Env argument KEY=VALUE (JSON values), repeatable."),
+) -> None:
+    """Check an env against the contract: roles, manual, PettingZoo api_test, fuzz, replay."""
+    import warnings
+
+    from arena import checker
+
+    env_kwargs = _parse_kwargs(kw)
+    env = arena.make(env_id, **env_kwargs)
+    steps = [
+        ("roles and protocol graph", lambda: checker.check_roles(env)),
+        ("manual (module docstring)", lambda: checker.check_manual(env)),
+        ("PettingZoo api_test", lambda: _quiet_api_test(env)),
+        (f"fuzz ({fuzz_steps} random actions)", lambda: checker.fuzz(env_id, steps=fuzz_steps, **env_kwargs)),
+        ("determinism and exact replay", lambda: checker.check_determinism_and_replay(env_id, **env_kwargs)),
+    ]
+    failed = 0
+    for name, run in steps:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                run()
+            console.print(f"[green]ok[/]    {name}")
+        except AssertionError as exc:
+            failed += 1
+            console.print(f"[red]FAIL[/]  {name}: {exc}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+    console.print(f"{env_id}: all checks passed")
+
+
+def _quiet_api_test(env: Any) -> None:
+    import contextlib
+    import io
+
+    from pettingzoo.test import api_test
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        api_test(env, num_cycles=300)
+
+
 @app.command("version")
 def version_cmd() -> None:
     """Print arena's version."""

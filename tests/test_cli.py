@@ -78,3 +78,9 @@ def test_human_agent_plays_from_stdin(tmp_path):
     record = json.loads((tmp_path / "h" / "episodes.jsonl").read_text())
     assert record["turns"][0]["completion"] == "4" and record["turns"][0]["action"] == "[4]"
     assert record["rewards"]["player_1"] >= 0
+
+
+def test_check_command():
+    result = arena("check", "spiral/TicTacToe-v0", "--fuzz-steps", "300")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all checks passed" in result.stdout and "PettingZoo api_test" in result.stdout
