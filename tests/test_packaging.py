@@ -46,3 +46,26 @@ def test_ci_runs_the_readme_commands():
     assert setup in ci_lines and test in ci_lines, (setup, test, ci_lines)
     assert ci_lines.index(setup) < ci_lines.index(test)
     assert play in ci_lines
+
+
+def test_readme_env_example_passes_check_env(tmp_path, monkeypatch):
+    """The README's one-file env, registered the README's way, passes `arena.check_env`."""
+    import sys
+
+    import arena
+    from arena.registry import _REGISTRY
+
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(# my_games/coin.py\n.*?)```", text, re.S).group(1)
+    (tmp_path / "my_games").mkdir()
+    (tmp_path / "my_games" / "__init__.py").write_text("")
+    (tmp_path / "my_games" / "coin.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        __import__("my_games.coin")
+        arena.check_env("mine/CoinGuess-v0", fuzz_steps=500)
+        assert "mine/CoinGuess-v0" in arena.registry()
+    finally:
+        _REGISTRY.pop("mine/CoinGuess-v0", None)
+        for name in ("my_games.coin", "my_games"):
+            sys.modules.pop(name, None)
