@@ -95,10 +95,11 @@ def play_cmd(
     seed: int = typer.Option(0, "--seed", help="Episode i is reset with seed SEED+i."),
     concurrency: int = typer.Option(64, "--concurrency", min=1, help="Episodes in flight at once."),
     kw: list[str] = typer.Option([], "--kw", help="Env argument KEY=VALUE (JSON values), repeatable."),
+    swap_seats: bool = typer.Option(False, "--swap-seats", help="Rotate the seating every episode so each agent plays each seat equally often."),
 ) -> None:
-    """Play episodes between agents; store them and print per-seat results."""
+    """Play episodes between agents; store them and print per-seat (and per-agent) results."""
     from arena.agents import make_agent
-    from arena.metrics import summarize
+    from arena.metrics import summarize, summarize_agents
     from arena.rollout import play
     from arena.store import EpisodeWriter, write_run_info
 
@@ -116,7 +117,8 @@ def play_cmd(
     if out is not None:
         writer = EpisodeWriter(out)
         write_run_info(out, {"command": "play", "env_id": env_id, "env_kwargs": {**spec.kwargs, **env_kwargs},
-                             "agents": names, "episodes": episodes, "seed": seed, "arena_version": arena.__version__})
+                             "agents": names, "episodes": episodes, "seed": seed, "swap_seats": swap_seats,
+                             "arena_version": arena.__version__})
     interactive = "human" in names
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=interactive)
@@ -124,7 +126,8 @@ def play_cmd(
         task = progress.add_task(env_id, total=episodes)
         played = play(env_id, policies, episodes, seed=seed, env_kwargs=env_kwargs,
                       concurrency=1 if interactive else concurrency, writer=writer,
-                      on_episode=lambda _ep: progress.advance(task), run_name=out.name if out else "")
+                      on_episode=lambda _ep: progress.advance(task), run_name=out.name if out else "",
+                      swap_seats=swap_seats)
     if writer is not None:
         writer.close()
     summary = summarize(played)
@@ -135,6 +138,14 @@ def play_cmd(
         table.add_row(role, s["agents"], f"{s['win_rate']:.1%}", f"{s['draw_rate']:.1%}", f"{s['loss_rate']:.1%}",
                       f"{s['invalid_move_rate']:.1%}", f"{s['mean_return']:+.3f}")
     console.print(table)
+    if swap_seats and len(set(names)) > 1:
+        table = Table(title="per agent, over both seats")
+        for col in ("agent", "episodes", "win", "draw", "loss", "invalid moves", "mean return"):
+            table.add_column(col, justify="left" if col == "agent" else "right")
+        for name, s in summarize_agents(played).items():
+            table.add_row(name, str(s["episodes"]), f"{s['win_rate']:.1%}", f"{s['draw_rate']:.1%}", f"{s['loss_rate']:.1%}",
+                          f"{s['invalid_move_rate']:.1%}", f"{s['mean_return']:+.3f}")
+        console.print(table)
     if out is not None:
         console.print(f"episodes written to {out / 'episodes.jsonl'}; replay with `arena replay {out}`")
 

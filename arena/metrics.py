@@ -52,3 +52,33 @@ def summarize(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:
             "mean_completion_chars": a["chars"] / max(a["turns"], 1),
         }
     return out
+
+
+def summarize_agents(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:
+    """Per agent name, over every seat it played: episodes, win/draw/loss rates, invalid-move
+    rate (over its turns) and mean return. Self-play episodes (one agent in every seat)
+    count once per seat."""
+    acc: dict[str, dict[str, float]] = defaultdict(lambda: {"episodes": 0, "wins": 0, "draws": 0, "losses": 0,
+                                                             "turns": 0, "invalid": 0, "return": 0.0})
+    for ep in episodes:
+        winner = ep.outcome.get("winner")
+        for role, reward in ep.rewards.items():
+            a = acc[ep.agents.get(role, "?")]
+            a["episodes"] += 1
+            a["return"] += reward
+            a["draws" if winner is None else "wins" if winner == role else "losses"] += 1
+        for turn in ep.turns:
+            a = acc[turn.agent]
+            a["turns"] += 1
+            a["invalid"] += turn.legal is False
+    return {
+        name: {
+            "episodes": int(a["episodes"]),
+            "win_rate": a["wins"] / max(a["episodes"], 1),
+            "draw_rate": a["draws"] / max(a["episodes"], 1),
+            "loss_rate": a["losses"] / max(a["episodes"], 1),
+            "invalid_move_rate": a["invalid"] / max(a["turns"], 1),
+            "mean_return": a["return"] / max(a["episodes"], 1),
+        }
+        for name, a in sorted(acc.items())
+    }

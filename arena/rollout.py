@@ -28,6 +28,7 @@ class _Slot:
     env: ArenaEnv
     episode: Episode
     returns: dict[str, float]
+    seats: dict[str, Policy]
 
 
 def seat_agents(env: ArenaEnv, agents: Sequence[Policy] | Mapping[str, Policy]) -> dict[str, Policy]:
@@ -69,11 +70,14 @@ def play(
     writer: EpisodeWriter | None = None,
     on_episode: Callable[[Episode], None] | None = None,
     run_name: str = "",
+    swap_seats: bool = False,
 ) -> list[Episode]:
     """Play `episodes` episodes of `env_id`, `concurrency` at a time; return them in order.
 
-    Episode i is reset with seed `seed + i`. Finished episodes are written to `writer` in
-    batches (one batch per tick in which any finished) and passed to `on_episode`.
+    Episode i is reset with seed `seed + i`. With `swap_seats`, the seating rotates by one
+    role each episode (episode i seats agent k in role (k + i) mod n), so every agent plays
+    every seat equally often. Finished episodes are written to `writer` in batches (one
+    batch per tick in which any finished) and passed to `on_episode`.
     """
     if episodes < 0:
         raise ArenaError(f"episodes must be >= 0, got {episodes}")
@@ -84,31 +88,30 @@ def play(
     free: list[ArenaEnv] = []
     active: list[_Slot] = []
     next_index = 0
-    roles_to_policy: dict[str, Policy] | None = None
-
     def start(index: int) -> _Slot:
         env = free.pop() if free else make(env_id, **env_kwargs)
         env.reset(seed=seed + index)
-        nonlocal roles_to_policy
-        if roles_to_policy is None:
-            roles_to_policy = seat_agents(env, agents)
+        seats = seat_agents(env, agents)
+        if swap_seats:
+            roles = list(seats)
+            shift = index % len(roles)
+            seats = {roles[(k + shift) % len(roles)]: seats[roles[k]] for k in range(len(roles))}
         ep = Episode(
             env_id=env_id, seed=seed + index, env_kwargs=dict(getattr(env, "env_kwargs", env_kwargs)),
-            agents={r: p.name for r, p in roles_to_policy.items()},
+            agents={r: seats[r].name for r in env.possible_agents},
             id=f"{run_name}-{index}" if run_name else str(index), metadata={"index": index},
         )
-        return _Slot(env, ep, {r: 0.0 for r in env.possible_agents})
+        return _Slot(env, ep, {r: 0.0 for r in env.possible_agents}, seats)
 
     while active or next_index < episodes:
         while len(active) < concurrency and next_index < episodes:
             active.append(start(next_index))
             next_index += 1
-        assert roles_to_policy is not None
         groups: dict[int, list[_Slot]] = defaultdict(list)
         for slot in active:
-            groups[id(roles_to_policy[slot.env.agent_selection])].append(slot)
+            groups[id(slot.seats[slot.env.agent_selection])].append(slot)
         for group in groups.values():
-            policy = roles_to_policy[group[0].env.agent_selection]
+            policy = group[0].seats[group[0].env.agent_selection]
             requests = [_request(s.env, env_id, s.env.agent_selection) for s in group]
             t0 = time.perf_counter()
             completions = policy.act(requests)

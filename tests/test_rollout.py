@@ -1,0 +1,78 @@
+"""The rollout engine: batching across episodes and seats, seating, records."""
+
+from __future__ import annotations
+
+import pytest
+
+from arena import ArenaError
+from arena.agents import HeuristicAgent, RandomAgent
+from arena.metrics import summarize, summarize_agents
+from arena.rollout import play
+
+
+class CountingAgent(RandomAgent):
+    """A random agent that records the size of every batch it is asked for."""
+
+    def __init__(self, seed=0):
+        super().__init__(seed=seed)
+        self.batches: list[list[str]] = []
+
+    def act(self, requests):
+        self.batches.append([r.role for r in requests])
+        return super().act(requests)
+
+
+def test_one_generation_call_per_tick_for_all_episodes_and_seats():
+    agent = CountingAgent()
+    episodes = play("spiral/TicTacToe-v0", [agent], 64, concurrency=64)
+    assert len(agent.batches[0]) == 64  # every episode's first turn in one call
+    assert len(agent.batches) <= 9  # at most 9 ticks: one per move of the longest game
+    assert sum(len(b) for b in agent.batches) == sum(len(e.turns) for e in episodes)
+
+
+def test_two_agents_each_get_their_seats_batched():
+    a, b = CountingAgent(1), CountingAgent(2)
+    play("spiral/KuhnPoker-v0", [a, b], 32, concurrency=16, swap_seats=True)
+    # with swapped seats, one tick mixes both roles in the same agent's batch
+    assert any(len(set(batch)) == 2 for batch in a.batches)
+
+
+def test_swap_seats_rotates_the_seating():
+    episodes = play("spiral/TicTacToe-v0", [RandomAgent(0), HeuristicAgent()], 10, swap_seats=True)
+    seatings = [ep.agents["player_0"] for ep in episodes]
+    assert seatings == ["random", "heuristic"] * 5
+    per_agent = summarize_agents(episodes)
+    assert per_agent["heuristic"]["loss_rate"] == 0.0 and per_agent["heuristic"]["episodes"] == 10
+
+
+def test_turn_records_and_rewards():
+    ep = play("spiral/KuhnPoker-v0", [RandomAgent(0), HeuristicAgent(0)], 1, seed=4)[0]
+    assert ep.agents == {"player_0": "random", "player_1": "heuristic"}
+    assert ep.turns[0].role == "player_0" and ep.turns[0].agent == "random"
+    assert all(t.legal for t in ep.turns) and all(t.action.startswith("[") for t in ep.turns)
+    assert sum(ep.rewards.values()) == 0  # zero-sum
+    for t in ep.turns:
+        assert t.reward == ep.rewards[t.role]  # gamma = 1: the role's return on each of its turns
+    assert "Available Moves" in ep.turns[0].observation
+
+
+def test_results_do_not_depend_on_concurrency_for_deterministic_agents():
+    a = play("spiral/TicTacToe-v0", [HeuristicAgent(), HeuristicAgent()], 5, concurrency=1)
+    b = play("spiral/TicTacToe-v0", [HeuristicAgent(), HeuristicAgent()], 5, concurrency=5)
+    assert [e.rewards for e in a] == [e.rewards for e in b]
+    assert [[t.completion for t in e.turns] for e in a] == [[t.completion for t in e.turns] for e in b]
+
+
+def test_seating_errors():
+    with pytest.raises(ArenaError, match="3 agents given for 2 roles"):
+        play("spiral/TicTacToe-v0", [RandomAgent()] * 3, 1)
+    with pytest.raises(ArenaError, match=r"no agent for roles \['player_1'\]"):
+        play("spiral/TicTacToe-v0", {"player_0": RandomAgent()}, 1)
+
+
+def test_summary_rates_add_up():
+    episodes = play("spiral/SimpleNegotiation-v0", [RandomAgent(3)], 40)
+    for s in summarize(episodes).values():
+        assert s["win_rate"] + s["draw_rate"] + s["loss_rate"] == pytest.approx(1.0)
+    # random offers are mostly refused as invalid: the metric sees them
+    assert max(s["invalid_move_rate"] for s in summarize(episodes).values()) > 0
