@@ -151,7 +151,6 @@ def _set_rlimits(lim: dict, hard: dict) -> None:
         return
     inf = resource.RLIM_INFINITY
     for which, value in (
-        (resource.RLIMIT_CORE, 0),
         (resource.RLIMIT_CPU, int(float(lim["timeout"])) + 1),
         (resource.RLIMIT_AS, int(lim["memory_mb"]) << 20),
         (resource.RLIMIT_FSIZE, int(lim["max_file_bytes"])),
@@ -316,7 +315,20 @@ class Runner:
         self.workdir = workdir
         self.scratch = scratch
         self.is_init = os.getpid() == 1  # PID 1 of our own PID namespace
-        self.null = os.open("/dev/null", os.O_RDWR)
+        # The protocol moves off fds 0-2, which become /dev/null: a forked child then
+        # needs no dup2 for them, and only closes the protocol fds (closerange).
+        self.proto_in = os.dup(0)
+        self.proto_out = os.dup(1)
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        os.chdir(workdir)
+        if resource is not None:  # never a core file, in the runner or any child
+            try:
+                resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            except (ValueError, OSError):
+                pass
         self.hard = _hard_limits()
         self.wipe_scratch()
         self.clean_inodes = self._inodes()
@@ -343,13 +355,12 @@ class Runner:
         t0 = time.monotonic()
         pid = os.fork()
         if pid == 0:  # child
-            try:
-                for fd in (0, 1, 2):
-                    os.dup2(self.null, fd)
-                os.dup2(w, _RESULT_FD)
+            try:  # fds 0-2 are /dev/null already, cwd is the work dir
+                if w != _RESULT_FD:
+                    os.dup2(w, _RESULT_FD)
                 os.closerange(_RESULT_FD + 1, 1 << 16)
-                os.setsid()
-                os.chdir(self.workdir)
+                if not self.is_init:  # its own process group, for killpg
+                    os.setsid()
                 _set_rlimits(lim, self.hard)
                 _child(job, lim, t0)
             finally:
@@ -518,8 +529,8 @@ class Runner:
         return clean
 
     def serve(self) -> int:
-        inp = os.fdopen(0, "rb", buffering=1 << 16)
-        out = 1
+        inp = os.fdopen(self.proto_in, "rb", buffering=1 << 16)
+        out = self.proto_out
         _write_all(out, (json.dumps({"ready": 1, "python": sys.version.split()[0],
                                      "init": self.is_init, "pid": os.getpid()}) + "\n").encode())
         while True:
