@@ -315,6 +315,7 @@ class Runner:
         self.workdir = workdir
         self.scratch = scratch
         self.is_init = os.getpid() == 1  # PID 1 of our own PID namespace
+        self.root = os.geteuid() == 0  # RLIMIT_NPROC is not enforced for root
         # The protocol moves off fds 0-2, which become /dev/null: a forked child then
         # needs no dup2 for them, and only closes the protocol fds (closerange).
         self.proto_in = os.dup(0)
@@ -413,15 +414,17 @@ class Runner:
         if wstatus is None and not (timed_out or overflow):
             wstatus = _wait_exit(pid, deadline)  # normally immediate: it closed the pipe by exiting
             timed_out = wstatus is None
-        if wstatus is None or self.is_init or pidfd >= 0:
+        # Kill whatever the job left. Nothing can be left when the child exited by itself
+        # and could not create processes (RLIMIT_NPROC 0, enforced for a non-root user).
+        if wstatus is None or pidfd >= 0 or self.root or int(lim["max_processes"]) > 0:
             self.kill_job(pid)
-        if wstatus is None:
-            try:
-                wstatus = os.waitpid(pid, 0)[1]
-            except ChildProcessError:
-                wstatus = None
-        if self.is_init:
-            _reap_all()
+            if wstatus is None:
+                try:
+                    wstatus = os.waitpid(pid, 0)[1]
+                except ChildProcessError:
+                    wstatus = None
+            if self.is_init:
+                _reap_all()
         duration = time.monotonic() - t0
         if not (timed_out or overflow) and buf.endswith(b"\n"):
             start = buf.rfind(b"\n", 0, len(buf) - 1) + 1

@@ -15,8 +15,10 @@ Modes (all run the same AZR-sized program: a ~10-line function over a short inpu
 - ``arena docker``: `Sandbox("docker")`, the pool of long-lived containers.
 - ``arena process``: `Sandbox("process")` (bubblewrap when available).
 
-Throughput: jobs/s of one batch of ``--jobs`` jobs (``run_many``; for docker run/exec, a
-thread pool of ``workers`` concurrent CLI calls). Latency: p50/p99 of one job at a time
+Throughput: jobs/s of a batch of ``--jobs`` jobs (``run_many``; for docker run/exec, a
+thread pool of ``workers`` concurrent CLI calls). The fork-based modes (baseline, arena
+docker, arena process) run interleaved for ``--rounds`` rounds and the median round is
+reported, so that other load on the machine affects them alike. Latency: p50/p99 of one job at a time
 (``Sandbox.run``; one request to one baseline worker; one CLI call). Not a test: it prints a
 table and writes JSON. Targets (DESIGN.md): arena docker >= 800/s on 2 cores and >= 0.8x
 the baseline measured in the same run.
@@ -103,37 +105,73 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def bench_baseline(n_jobs: int, workers: int, n_lat: int) -> dict:
-    python = system_python(SandboxConfig())
-    procs = [subprocess.Popen([python, "-S", "-s", "-c", BASELINE_WORKER], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, env={"PYTHONHASHSEED": "0"}) for _ in range(workers)]
-    # warm-up and sanity
-    for p in procs:
-        p.stdin.write((json.dumps([{"program": PROGRAM, "call": call(0)}]) + "\n").encode())
+class Baseline:
+    """``workers`` unsandboxed fork-per-program worker processes."""
+
+    def __init__(self, workers: int) -> None:
+        python = system_python(SandboxConfig())
+        self.procs = [subprocess.Popen([python, "-S", "-s", "-c", BASELINE_WORKER],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       env={"PYTHONHASHSEED": "0"}) for _ in range(workers)]
+        for p in self.procs:  # warm-up and sanity
+            self._send(p, [{"program": PROGRAM, "call": call(0)}])
+            assert json.loads(p.stdout.readline())[0]["status"] == "ok"
+
+    @staticmethod
+    def _send(p, jobs) -> None:
+        p.stdin.write((json.dumps(jobs) + "\n").encode())
         p.stdin.flush()
-        assert json.loads(p.stdout.readline())[0]["status"] == "ok"
-    lat = []
-    for i in range(n_lat):
+
+    def latency(self, n: int) -> list[float]:
+        lat = []
+        for i in range(n):
+            t = time.perf_counter()
+            self._send(self.procs[0], [{"program": PROGRAM, "call": call(i)}])
+            self.procs[0].stdout.readline()
+            lat.append(time.perf_counter() - t)
+        return lat
+
+    def throughput(self, n_jobs: int) -> tuple[float, int]:
+        w = len(self.procs)
         t = time.perf_counter()
-        procs[0].stdin.write((json.dumps([{"program": PROGRAM, "call": call(i)}]) + "\n").encode())
-        procs[0].stdin.flush()
-        procs[0].stdout.readline()
-        lat.append(time.perf_counter() - t)
-    shares = [[{"program": PROGRAM, "call": call(i)} for i in range(k, n_jobs, workers)]
-              for k in range(workers)]
-    t = time.perf_counter()
-    for p, share in zip(procs, shares):
-        p.stdin.write((json.dumps(share) + "\n").encode())
-        p.stdin.flush()
-    ok = 0
-    for p in procs:
-        ok += sum(r["status"] == "ok" for r in json.loads(p.stdout.readline()))
-    dt = time.perf_counter() - t
-    for p in procs:
-        p.stdin.close()
-        p.wait()
-    return {"n": n_jobs, "ok": ok, "seconds": dt, "per_s": n_jobs / dt,
-            "p50_ms": pct(lat, 0.5) * 1e3, "p99_ms": pct(lat, 0.99) * 1e3}
+        for k, p in enumerate(self.procs):
+            self._send(p, [{"program": PROGRAM, "call": call(i)} for i in range(k, n_jobs, w)])
+        ok = sum(sum(r["status"] == "ok" for r in json.loads(p.stdout.readline())) for p in self.procs)
+        return n_jobs / (time.perf_counter() - t), ok
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.stdin.close()
+            p.wait()
+
+
+class Arena:
+    """A started `Sandbox` pool of the given backend."""
+
+    def __init__(self, backend: str, workers: int) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.sb = Sandbox(backend, SandboxConfig(workers=workers))
+        self.sb.start()
+        self.sb.run_many([(PROGRAM, call(i)) for i in range(4 * workers)])  # warm-up
+
+    def latency(self, n: int) -> list[float]:
+        lat = []
+        for i in range(n):
+            t = time.perf_counter()
+            r = self.sb.run(PROGRAM, call(i))
+            lat.append(time.perf_counter() - t)
+            assert r.ok, r
+        return lat
+
+    def throughput(self, n_jobs: int) -> tuple[float, int]:
+        jobs = [(PROGRAM, call(i)) for i in range(n_jobs)]
+        t = time.perf_counter()
+        rs = self.sb.run_many(jobs)
+        return n_jobs / (time.perf_counter() - t), sum(r.ok for r in rs)
+
+    def close(self) -> None:
+        self.sb.close()
 
 
 def _cli_mode(cmd_for, n: int, workers: int) -> dict:
@@ -171,31 +209,10 @@ def bench_docker_exec(n: int, workers: int, image: str) -> dict:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
-def bench_arena(backend: str, n_jobs: int, workers: int, n_lat: int) -> dict:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sb = Sandbox(backend, SandboxConfig(workers=workers))
-    with sb:
-        sb.start()
-        sb.run_many([(PROGRAM, call(i)) for i in range(4 * workers)])  # warm-up
-        lat = []
-        for i in range(n_lat):
-            t = time.perf_counter()
-            r = sb.run(PROGRAM, call(i))
-            lat.append(time.perf_counter() - t)
-            assert r.ok, r
-        jobs = [(PROGRAM, call(i)) for i in range(n_jobs)]
-        t = time.perf_counter()
-        rs = sb.run_many(jobs)
-        dt = time.perf_counter() - t
-        label = sb.label
-    return {"n": n_jobs, "ok": sum(r.ok for r in rs), "seconds": dt, "per_s": n_jobs / dt,
-            "p50_ms": pct(lat, 0.5) * 1e3, "p99_ms": pct(lat, 0.99) * 1e3, "backend": label}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--jobs", type=int, default=4000, help="jobs per throughput batch")
+    ap.add_argument("--jobs", type=int, default=2000, help="jobs per throughput batch")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     ap.add_argument("--workers", type=int, default=SandboxConfig().n_workers,
                     help="workers/containers/concurrency for every mode")
     ap.add_argument("--latency-samples", type=int, default=200)
@@ -207,16 +224,40 @@ def main() -> int:
     console = Console()
     have_docker, why = docker_status(args.image)
     rows: dict[str, dict] = {}
-    console.print(f"[bold]sandbox benchmark[/]: {args.jobs} jobs, {args.workers} workers, "
-                  f"{os.cpu_count()} cores")
-    rows["baseline (unsandboxed fork per program)"] = bench_baseline(args.jobs, args.workers, args.latency_samples)
+    console.print(f"[bold]sandbox benchmark[/]: {args.jobs} jobs x {args.rounds} rounds, "
+                  f"{args.workers} workers, {os.cpu_count()} cores")
     if have_docker:
         rows["docker run per program"] = bench_docker_run(args.docker_run_samples, args.workers, args.image)
         rows["docker exec per program"] = bench_docker_exec(args.docker_exec_samples, args.workers, args.image)
-        rows["arena docker (pool)"] = bench_arena("docker", args.jobs, args.workers, args.latency_samples)
     else:
         console.print(f"[yellow]docker modes skipped:[/] {why}")
-    rows["arena process"] = bench_arena("process", args.jobs, args.workers, args.latency_samples)
+    # The fork-based modes run interleaved, round after round, so that load from anything
+    # else on the machine hits them alike; the median round is reported.
+    modes = {"baseline (unsandboxed fork per program)": Baseline(args.workers)}
+    if have_docker:
+        modes["arena docker (pool)"] = Arena("docker", args.workers)
+    modes["arena process"] = Arena("process", args.workers)
+    try:
+        rates: dict[str, list[float]] = {k: [] for k in modes}
+        oks: dict[str, int] = {k: 0 for k in modes}
+        for _ in range(args.rounds):
+            for name, m in modes.items():
+                rate, ok = m.throughput(args.jobs)
+                rates[name].append(rate)
+                oks[name] += ok
+        for name, m in modes.items():
+            lat = m.latency(args.latency_samples)
+            rows[name] = {"n": args.jobs * args.rounds, "ok": oks[name],
+                          "per_s": statistics.median(rates[name]), "rounds_per_s": rates[name],
+                          "p50_ms": pct(lat, 0.5) * 1e3, "p99_ms": pct(lat, 0.99) * 1e3}
+            if isinstance(m, Arena):
+                rows[name]["backend"] = m.sb.label
+    finally:
+        for m in modes.values():
+            m.close()
+    order = ["baseline (unsandboxed fork per program)", "docker run per program",
+             "docker exec per program", "arena docker (pool)", "arena process"]
+    rows = {k: rows[k] for k in order if k in rows}
     base = rows["baseline (unsandboxed fork per program)"]["per_s"]
     table = Table(title="executions of a small program")
     for col in ("mode", "exec/s", "vs baseline", "p50 ms", "p99 ms", "ok/n"):
@@ -228,8 +269,9 @@ def main() -> int:
                       f"{r['p99_ms']:.1f}", f"{r['ok']}/{r['n']}")
     console.print(table)
     out = {"machine": {"cores": os.cpu_count(), "platform": platform.platform(),
-                       "python": sys.version.split()[0]},
-           "jobs": args.jobs, "workers": args.workers, "program": PROGRAM, "modes": rows}
+                       "python": sys.version.split()[0], "loadavg": os.getloadavg()},
+           "jobs": args.jobs, "rounds": args.rounds, "workers": args.workers,
+           "program": PROGRAM, "modes": rows}
     with open(args.out, "w") as f:
         json.dump(out, f, indent=2)
     console.print(f"wrote {args.out}")
