@@ -165,8 +165,52 @@ def _set_rlimits(lim: dict, hard: dict) -> None:
             pass
 
 
-_VALUE_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
-_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False).encode
+def _not_json(o: object) -> None:
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+try:  # one C encoder built once: a json.dumps per value would build one per call
+    from _json import encode_basestring as _encode_str
+    from _json import make_encoder as _make_encoder
+
+    _C_ENCODER = _make_encoder(None, _not_json, _encode_str, None, ": ", ", ", False, False, False)
+
+    def _to_json(o: object, _enc=_C_ENCODER, _join="".join) -> str:
+        """json.dumps(o, ensure_ascii=False, allow_nan=False); circular: RecursionError."""
+        return _join(_enc(o, 0))
+except ImportError:  # pragma: no cover - pure-Python json only
+    _to_json = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
+_VALUE_ENCODER = _LINE_ENCODER = _to_json
+_PENDING: list[str] = []  # the child's unsent result lines
+
+
+def _flush(_write=os.write, _join="".join) -> None:
+    data = _join(_PENDING).encode("utf-8", "surrogatepass")
+    _PENDING.clear()
+    while data:
+        n = _write(_RESULT_FD, data)
+        data = data[n:]
+
+
+def _report(obj: dict) -> None:
+    """A partial result, written at once."""
+    _PENDING.append(_LINE_ENCODER(obj) + "\n")
+    _flush()
+
+
+def _failure(e: BaseException, _isinstance=isinstance, _str=str, _type=type,
+             _MemoryError=MemoryError, _Overflow=None) -> dict:
+    if _isinstance(e, _MemoryError):
+        status = "memory"
+    elif _isinstance(e, OutputLimitExceeded):
+        status = "output_limit"
+    else:
+        status = "error"
+    try:
+        msg = _str(e)[:2000]
+    except BaseException:  # noqa: BLE001
+        msg = "<unprintable exception>"
+    return {"status": status, "error_type": _type(e).__name__, "error": msg}
 _STREAM_AFTER_S = 0.05  # a job running longer than this streams each call's result at once
 
 
@@ -177,40 +221,16 @@ def _child(job: dict, lim: dict, t0: float) -> None:
     the job has run ``_STREAM_AFTER_S``, each call's result is written as soon as it is
     known, so a later timeout or crash keeps the results already obtained."""
     # Bind what reporting needs before the program can monkeypatch modules or builtins.
-    _repr, _type, _str, _len, _isinstance = repr, type, str, len, isinstance
+    _repr, _str, _len, _isinstance = repr, str, len, isinstance
     _encode, _line = _VALUE_ENCODER, _LINE_ENCODER
-    _write, _exit, _now = os.write, os._exit, time.monotonic
-    _MemoryError, _Overflow, _BaseException = MemoryError, OutputLimitExceeded, BaseException
+    _exit, _now = os._exit, time.monotonic
+    _BaseException = BaseException
 
     max_value = int(lim["max_value"])
     out = _Capture(int(lim["max_output"]))
     err = _Capture(int(lim["max_output"]))
-    pending: list[str] = []
     results: list[dict] = []
-
-    def flush() -> None:
-        data = "".join(pending).encode("utf-8", "surrogatepass")
-        pending.clear()
-        while data:
-            n = _write(_RESULT_FD, data)
-            data = data[n:]
-
-    def report(obj: dict) -> None:  # a partial result, written at once
-        pending.append(_line(obj) + "\n")
-        flush()
-
-    def failure(e: BaseException) -> dict:
-        if _isinstance(e, _MemoryError):
-            status = "memory"
-        elif _isinstance(e, _Overflow):
-            status = "output_limit"
-        else:
-            status = "error"
-        try:
-            msg = _str(e)[:2000]
-        except _BaseException:
-            msg = "<unprintable exception>"
-        return {"status": status, "error_type": _type(e).__name__, "error": msg}
+    report, failure, flush, pending = _report, _failure, _flush, _PENDING
 
     try:
         sys.stdout, sys.stderr = out, err
@@ -338,7 +358,7 @@ class Runner:
         """Inodes in use on each scratch filesystem: unchanged means nothing was left
         behind (one statvfs instead of listing the directory after every job)."""
         try:
-            return tuple(os.statvfs(d).f_files - os.statvfs(d).f_ffree for d in self.scratch)
+            return tuple((v.f_files - v.f_ffree) for v in map(os.statvfs, self.scratch))
         except OSError:
             return None
 
