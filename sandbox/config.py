@@ -68,7 +68,8 @@ class SandboxConfig:
     exists, else process)."""
     workers: int | None = None
     """Sandbox workers (containers or bubblewrap sandboxes), each running one job at a
-    time. None: ``2 * os.cpu_count()`` (a worker waits on I/O part of the time)."""
+    time. None: ``os.cpu_count()``: jobs go out in batches, so a worker seldom waits on the
+    host, and more workers than cores only add context switches (measured)."""
     limits: Limits = field(default_factory=Limits)
     """Default limits of a job when `Sandbox.run` is given none."""
     batch_size: int = 32
@@ -97,7 +98,7 @@ class SandboxConfig:
     container_pids: int = 64
     """pids cgroup limit of each container."""
     cpus_per_worker: float = 1.0
-    """CPU quota of each container, in cores (``nano_cpus``)."""
+    """CPU quota of each container, in cores (``nano_cpus``); 0 for no quota."""
     tmpfs_mb: int = 64
     """Size of the writable tmpfs scratch dir (/tmp) of each worker."""
     user: str = "10001:10001"
@@ -126,4 +127,4 @@ class SandboxConfig:
 
     @property
     def n_workers(self) -> int:
-        return self.workers or 2 * (os.cpu_count() or 1)
+        return self.workers or (os.cpu_count() or 1)

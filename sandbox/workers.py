@@ -313,7 +313,7 @@ class DockerWorker(Worker):
             network_mode="none", read_only=True, ipc_mode="none", auto_remove=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={config.tmpfs_mb}m,mode=1777"},
             mem_limit=mem, memswap_limit=mem, pids_limit=config.container_pids,
-            nano_cpus=int(config.cpus_per_worker * 1e9), cap_drop=["ALL"],
+            nano_cpus=int(config.cpus_per_worker * 1e9) or None, cap_drop=["ALL"],
             security_opt=["no-new-privileges"], init=False)
         self.name = f"arena-sandbox-{session}-{uuid.uuid4().hex[:8]}"
         cfg = api.create_container_config(
