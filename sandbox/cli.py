@@ -20,13 +20,11 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import typer
+from arena.sandbox._version import DEFAULT_IMAGE
 from rich.console import Console
 from rich.table import Table
-
-from arena.sandbox._version import DEFAULT_IMAGE
 
 app = typer.Typer(
     help="Isolated code execution: build the image, check backends, clean up, run a program.",
@@ -76,7 +74,7 @@ def build_cmd(
 
 def _probe(backend: str, **kw) -> tuple[bool, str, float]:
     """Start a one-worker pool of ``backend`` and run a program; (ok, detail, seconds)."""
-    from arena.sandbox import Sandbox, SandboxConfig  # noqa: PLC0415
+    from arena.sandbox import Sandbox, SandboxConfig
 
     t0 = time.monotonic()
     try:
@@ -95,8 +93,8 @@ def _probe(backend: str, **kw) -> tuple[bool, str, float]:
 @app.command("doctor")
 def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Say which backends work on this machine, and why the others do not."""
-    from arena.sandbox import SandboxConfig, resolve_backend  # noqa: PLC0415
-    from arena.sandbox.workers import bwrap_status, docker_status  # noqa: PLC0415
+    from arena.sandbox import SandboxConfig, resolve_backend
+    from arena.sandbox.workers import bwrap_status, docker_status
 
     rows = []
     d_ok, d_why = docker_status(DEFAULT_IMAGE)
@@ -135,8 +133,8 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 @app.command("clean")
 def clean_cmd() -> None:
     """Remove every container labelled arena.sandbox=1 (leftovers of killed runs)."""
-    from arena.sandbox import clean  # noqa: PLC0415
-    from arena.sandbox.workers import WorkerError  # noqa: PLC0415
+    from arena.sandbox import clean
+    from arena.sandbox.workers import WorkerError
 
     try:
         removed = clean()
@@ -148,7 +146,7 @@ def clean_cmd() -> None:
 @app.command("run")
 def run_cmd(
     program: str = typer.Argument(..., help="Python file to run ('-' reads standard input)."),
-    call: Optional[list[str]] = typer.Option(None, "--call", "-c",
+    call: list[str] | None = typer.Option(None, "--call", "-c",
                                              help="Expression evaluated after the program, e.g. 'f(1, 2)'. Repeatable."),
     backend: str = typer.Option("auto", "--backend", "-b", help="auto, docker or process."),
     timeout: float = typer.Option(2.0, "--timeout", help="Wall-clock seconds for the program and its calls."),
@@ -156,7 +154,7 @@ def run_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the ExecResult as JSON."),
 ) -> None:
     """Run one program the way the envs do and print its ExecResult."""
-    from arena.sandbox import Limits, Sandbox, SandboxUnavailable  # noqa: PLC0415
+    from arena.sandbox import Limits, Sandbox, SandboxUnavailable
 
     if backend not in ("auto", "docker", "process"):
         raise _fail(f"--backend {backend!r}: choose auto, docker or process")

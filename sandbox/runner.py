@@ -245,7 +245,7 @@ def _child(job: dict, lim: dict, t0: float) -> None:
         try:
             exec(compile(job["program"], "<program>", "exec"), globs)
             ran = True
-        except _BaseException as e:  # noqa: BLE001 - the program's failure is the result
+        except _BaseException as e:
             fail = failure(e)
             report({"program": fail})
             results = [fail] * len(calls)
@@ -267,9 +267,9 @@ def _child(job: dict, lim: dict, t0: float) -> None:
                             js = _encode(value)
                             if _len(js) <= max_value:
                                 res["json"] = js
-                        except _BaseException:  # noqa: BLE001 - not JSON-able
+                        except _BaseException:
                             pass
-                except _BaseException as e:  # noqa: BLE001
+                except _BaseException as e:
                     res = failure(e)
                 results.append(res)
                 if stream or _now() - t0 > _STREAM_AFTER_S:
@@ -286,7 +286,7 @@ def _child(job: dict, lim: dict, t0: float) -> None:
                          error="stdout/stderr beyond the limit")
         pending.append("F" + _line(final) + "\n")
         flush()
-    except _BaseException:  # noqa: BLE001 - even reporting failed (e.g. memory)
+    except _BaseException:
         _exit(71)
     _exit(0)
 
@@ -321,7 +321,7 @@ def _wait_exit(pid: int, deadline: float) -> int | None:
 def _reap_all() -> None:
     while True:
         try:
-            pid, _ = os.waitpid(-1, 0)
+            os.waitpid(-1, 0)
         except ChildProcessError:
             return
         except InterruptedError:

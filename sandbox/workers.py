@@ -145,10 +145,13 @@ def system_python(config: SandboxConfig) -> str:
     return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
-def _drop_privileges() -> None:  # runs in the child before exec when the host is root
-    os.setgroups([])
-    os.setgid(NOBODY)
-    os.setuid(NOBODY)
+def _unprivileged() -> dict:
+    """Popen arguments that run the child as nobody when we are root (so RLIMIT_NPROC
+    applies and the sandbox user owns nothing), done in C by _posixsubprocess: no
+    preexec_fn, which is unsafe in a threaded host."""
+    if os.geteuid() != 0:
+        return {}
+    return {"user": NOBODY, "group": NOBODY, "extra_groups": []}
 
 
 def bwrap_status() -> tuple[bool, str]:
@@ -158,8 +161,7 @@ def bwrap_status() -> tuple[bool, str]:
         return False, "bwrap not found (apt-get install bubblewrap)"
     cmd = [exe, *_bwrap_args(system_python(SandboxConfig()), 16), "/usr/bin/env", "true"]
     try:
-        p = subprocess.run(cmd, capture_output=True, timeout=20,
-                           preexec_fn=_drop_privileges if os.geteuid() == 0 else None)
+        p = subprocess.run(cmd, capture_output=True, timeout=20, check=False, **_unprivileged())
     except (OSError, subprocess.TimeoutExpired) as e:
         return False, f"bwrap failed to run: {e}"
     if p.returncode != 0:
@@ -216,7 +218,7 @@ class ProcessWorker(Worker):
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env, cwd=self._tmp or "/", start_new_session=True, close_fds=True,
-            preexec_fn=_drop_privileges if root else None, bufsize=0)
+            bufsize=0, **_unprivileged())
         os.set_blocking(self.proc.stderr.fileno(), False)
 
     def _send(self, data: bytes) -> None:
@@ -270,7 +272,7 @@ def docker_client(url: str | None = None, timeout: int = 60):
         if url in _clients:
             return _clients[url]
         try:
-            import docker  # noqa: PLC0415 - optional at import time of arena.sandbox
+            import docker
         except ImportError:
             raise WorkerError("the docker Python package is missing: pip install 'docker>=7.1'") from None
         try:

@@ -8,13 +8,11 @@ container labelled ``arena.sandbox=1`` and no runner process may remain.
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from pathlib import Path
 
 import pytest
-
-from arena.sandbox import Limits, Sandbox, SandboxConfig, list_containers
+from arena.sandbox import Limits, Sandbox, SandboxConfig
 from arena.sandbox._version import DEFAULT_IMAGE
 from arena.sandbox.workers import bwrap_status, docker_status
 

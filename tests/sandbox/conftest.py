@@ -11,7 +11,6 @@ import time
 
 import pytest
 from _sandbox_support import docker_ok, make_sandbox, runner_processes
-
 from arena.sandbox import list_containers
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from arena.sandbox.checks import (
     BANNED_MODULES,
     check_determinism,

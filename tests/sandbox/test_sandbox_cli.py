@@ -6,9 +6,8 @@ import json
 
 import pytest
 from _sandbox_support import require_bwrap, require_docker
-from typer.testing import CliRunner
-
 from arena.sandbox.cli import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 PROGRAM = "def f(a, b):\n    print('adding')\n    return [a, b, a + b]\n"

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from arena.sandbox import Limits
 
 PROJECT_FILE = Path(__file__).resolve().parents[2] / "pyproject.toml"

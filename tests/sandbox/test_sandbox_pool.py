@@ -8,7 +8,7 @@ import time
 import warnings
 
 import pytest
-
+from _sandbox_support import docker_ok, make_sandbox, require_docker, runner_processes
 from arena.sandbox import (
     Limits,
     Sandbox,
@@ -20,8 +20,6 @@ from arena.sandbox import (
     resolve_backend,
 )
 from arena.sandbox.workers import docker_client
-
-from _sandbox_support import docker_ok, make_sandbox, require_docker, runner_processes
 
 ADD = "def f(a, b):\n    return a + b\n"
 
@@ -70,7 +68,7 @@ def test_plain_fallback_runner_killed_by_program(plain_sandbox):
 
 
 def test_auto_backend_prefers_docker():
-    backend, use_bwrap, reason = resolve_backend(SandboxConfig())
+    backend, _, reason = resolve_backend(SandboxConfig())
     if docker_ok()[0]:
         assert backend == "docker"
     else:
