@@ -76,7 +76,7 @@ def test_auto_backend_prefers_docker():
 
 
 def test_docker_unavailable_is_a_clear_error():
-    with pytest.raises(SandboxUnavailable, match="arena sandbox build"):
+    with pytest.raises(SandboxUnavailable, match="arena sandbox build|start_docker"):
         Sandbox("docker", SandboxConfig(image="arena-sandbox:no-such-tag"))
 
 
