@@ -202,3 +202,38 @@ def test_context_manager_and_warning_free_bwrap():
             pytest.skip(str(e))
     with sb:
         assert sb.run(ADD, "f(1, 1)").value == "2"
+
+
+@pytest.mark.parametrize("kind", [pytest.param("docker", marks=pytest.mark.docker),
+                                  pytest.param("bwrap", marks=pytest.mark.bwrap)])
+def test_host_killed_leaves_nothing(kind):
+    """kill -9 of the host process: containers (stdin closes, runner exits, auto-remove)
+    and bubblewrap sandboxes (die-with-parent) disappear by themselves."""
+    import subprocess
+    import sys
+
+    if kind == "docker":
+        require_docker()
+    else:
+        from _sandbox_support import require_bwrap
+        require_bwrap()
+    backend = "docker" if kind == "docker" else "process"
+    code = ("import os\nfrom arena.sandbox import Sandbox\n"
+            f"sb = Sandbox({backend!r}, workers=2).start()\n"
+            "print(sb.session, sb.run('def f():\\n    return 1\\n', 'f()').status, flush=True)\n"
+            "os.kill(os.getpid(), 9)\n")
+    before = set(runner_processes())
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       check=False)
+    session, status = p.stdout.split()
+    assert status == "ok" and p.returncode == -9
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        left = (docker_client().containers.list(
+                    all=True, filters={"label": f"arena.sandbox.session={session}"})
+                if kind == "docker" else [])
+        new_runners = set(runner_processes()) - before
+        if not left and not new_runners:
+            return
+        time.sleep(0.3)
+    pytest.fail(f"left behind: containers {left}, runners {new_runners}")
