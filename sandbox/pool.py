@@ -8,7 +8,11 @@
 
 Each job (a program plus its calls) runs in a fresh process forked by a long-lived runner
 inside a worker (container or bubblewrap sandbox). A worker runs one job at a time; the
-pool hands jobs to idle workers, several per round trip (``SandboxConfig.batch_size``).
+pool hands jobs to idle workers, several per round trip (``SandboxConfig.batch_size``),
+and the runner sends the answers back in groups (each at most 20 ms late), so that the
+per-message cost of the channel (Docker's attach stream) is paid per group, not per job.
+`run_many` splits ``n`` jobs into batches of ``min(batch_size, ceil(n / (2 * workers)))``
+and runs them on ``workers`` threads, one worker each.
 
 Failure handling: when a worker dies or hangs under a job, the jobs after it (never run)
 are re-sent to a fresh worker, and the job in flight is retried alone up to

@@ -57,7 +57,7 @@ def test_stdout_and_stderr(sb):
 def test_timeout(sb):
     r = sb.run("def f():\n    while True:\n        pass\n", "f()", Limits(timeout=0.5))
     assert r.status == "timeout" and r.calls[0].status == "timeout"
-    assert 0.4 < r.duration < 1.5
+    assert 0.4 < r.duration < 3.0
     # calls done before the deadline keep their results
     prog = "def f(n):\n    while n:\n        pass\n    return 7\n"
     r = sb.run(prog, ["f(0)", "f(1)", "f(0)"], Limits(timeout=0.5))
