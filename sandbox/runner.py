@@ -16,19 +16,24 @@ Protocol (JSON lines):
   ``"duration"`` key (timeouts, signals, partial reports), where
   ``RESULT = {"status": ..., "calls": [...], "stdout": ..., "stderr": ..., ...}``;
   ``{"infra": message}`` reports a runner failure. The host never trusts a RESULT to say
-  ``infra``: only the runner's own top-level key does.
-  The line for a job is flushed before the next job starts, so the host always knows which
-  job was in flight if the runner ever dies.
+  ``infra``: only the runner's own top-level key does. Answers are written in groups, none
+  held more than ``FLUSH_S``; after a worker dies under several unanswered jobs the host
+  re-sends them one at a time, so the job that kills a worker is always identified.
 
-Per job the runner forks a fresh child. The child starts a new session, points fds 0-2 at
-/dev/null (the protocol channel is never visible to the program), closes every other fd
-except the result pipe, applies rlimits (RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_FSIZE,
-RLIMIT_NOFILE, RLIMIT_CORE), then ``exec``s the program in fresh globals and ``eval``s each
-call, writing one result line per call to the pipe. The parent waits on the pipe and a pidfd
-with the wall-clock deadline ``limits.timeout``; afterwards it kills every process the job
-created (``kill(-1, SIGKILL)`` when the runner is PID 1 of its own PID namespace, as in the
-Docker and bubblewrap backends; the child's process group otherwise), reaps them, and wipes
-the scratch directories so that no state survives from one job to the next.
+At start the runner moves its protocol off fds 0-2 (which become /dev/null), enters the work
+dir and sets RLIMIT_CORE to 0. Per job it forks a fresh child, which moves the result pipe
+to fd 3, closes every other fd above 2 (the protocol is never visible to the program),
+starts a new session (unless the runner is PID 1 of its own PID namespace), applies rlimits
+(RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_NPROC; soft = hard so the
+program cannot raise them), then ``exec``s the program in fresh globals as ``__main__`` and
+``eval``s each call. The child builds its complete result itself and writes it in one go
+(streaming per-call results first when there are several calls, or once it has run 50 ms).
+The parent waits on the pipe (and a pidfd when forking is allowed) until the wall-clock
+deadline ``limits.timeout``; afterwards it kills every process the job may have left
+(``kill(-1, SIGKILL)`` when the runner is PID 1 of its own PID namespace, as in the Docker
+and bubblewrap backends, where the programs cannot signal it; the child's process group
+otherwise), reaps them, and wipes the scratch dir when its inode count changed, so no state
+survives from one job to the next.
 
 Status of a call: ``ok``; ``error`` (an exception, with its type name); ``timeout``
 (the wall-clock deadline or RLIMIT_CPU); ``memory`` (MemoryError under RLIMIT_AS);
@@ -199,7 +204,7 @@ def _report(obj: dict) -> None:
 
 
 def _failure(e: BaseException, _isinstance=isinstance, _str=str, _type=type,
-             _MemoryError=MemoryError, _Overflow=None) -> dict:
+             _MemoryError=MemoryError) -> dict:
     if _isinstance(e, _MemoryError):
         status = "memory"
     elif _isinstance(e, OutputLimitExceeded):
