@@ -41,7 +41,10 @@ class Limits:
     """RLIMIT_NOFILE of the program's process."""
     max_processes: int = 0
     """RLIMIT_NPROC of the program's process. It counts every process and thread of the
-    sandbox user, so the default 0 means: the program can neither fork nor start threads."""
+    sandbox user, so the default 0 means: the program can neither fork nor start threads.
+    Above 0, everything the job started is killed when it ends (the whole PID namespace in
+    the docker and bubblewrap backends; only the process group in the plain fallback, where
+    a descendant that left the group with setsid() can survive)."""
     recursion_limit: int = 1000
     """``sys.setrecursionlimit`` in the program's process (Python's default)."""
 
