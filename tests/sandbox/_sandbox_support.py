@@ -49,6 +49,8 @@ def require_docker() -> None:
 def require_bwrap() -> None:
     ok, why = bwrap_ok()
     if not ok:
+        if REQUIRE_DOCKER:  # CI installs bubblewrap as well as Docker: both backends must run there
+            pytest.fail(f"ARENA_REQUIRE_DOCKER=1 (CI) but bubblewrap is unavailable: {why}", pytrace=False)
         pytest.skip(f"bubblewrap unavailable: {why}")
 
 

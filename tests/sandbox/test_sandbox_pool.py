@@ -8,7 +8,13 @@ import time
 import warnings
 
 import pytest
-from _sandbox_support import docker_ok, make_sandbox, require_docker, runner_processes
+from _sandbox_support import (
+    docker_ok,
+    make_sandbox,
+    require_bwrap,
+    require_docker,
+    runner_processes,
+)
 from arena.sandbox import (
     Limits,
     Sandbox,
@@ -194,12 +200,10 @@ def test_bwrap_workers_die_with_the_pool():
 
 
 def test_context_manager_and_warning_free_bwrap():
+    require_bwrap()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # bwrap isolation: no WeakIsolationWarning
-        try:
-            sb = Sandbox("process", SandboxConfig(use_bwrap=True, workers=1))
-        except SandboxUnavailable as e:
-            pytest.skip(str(e))
+        sb = Sandbox("process", SandboxConfig(use_bwrap=True, workers=1))
     with sb:
         assert sb.run(ADD, "f(1, 1)").value == "2"
 
@@ -215,7 +219,6 @@ def test_host_killed_leaves_nothing(kind):
     if kind == "docker":
         require_docker()
     else:
-        from _sandbox_support import require_bwrap
         require_bwrap()
     backend = "docker" if kind == "docker" else "process"
     code = ("import os\nfrom arena.sandbox import Sandbox\n"
