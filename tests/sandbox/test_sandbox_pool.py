@@ -228,8 +228,10 @@ def test_host_killed_leaves_nothing(kind):
     before = set(runner_processes())
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        check=False)
-    session, status = p.stdout.split()
-    assert status == "ok" and p.returncode == -9
+    words = p.stdout.split()
+    assert len(words) == 2 and words[1] == "ok" and p.returncode == -9, \
+        f"host process: rc={p.returncode} stdout={p.stdout!r} stderr={p.stderr[-2000:]!r}"
+    session = words[0]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         left = (docker_client().containers.list(
