@@ -387,7 +387,7 @@ def clean(docker_url: str | None = None) -> list[str]:
     Returns the names removed. Raises WorkerError when no engine answers."""
     client = docker_client(docker_url)
     removed = []
-    for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+    for c in client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL}=1"}):
         try:
             c.remove(force=True)
             removed.append(c.name)
@@ -400,7 +400,7 @@ def clean(docker_url: str | None = None) -> list[str]:
 def list_containers(docker_url: str | None = None) -> list[str]:
     """Names of the containers labelled ``arena.sandbox=1`` (running or not)."""
     client = docker_client(docker_url)
-    return [c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"})]
+    return [c.name for c in client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL}=1"})]
 
 
 __all__ = ["Sandbox", "SandboxUnavailable", "WeakIsolationWarning", "clean", "list_containers",

@@ -92,7 +92,7 @@ def test_dead_container_is_replaced(docker_sandbox):
     assert sb.healthy()
     client = docker_client()
     started = sb.stats["workers_started"]
-    for c in client.containers.list(filters={"label": f"arena.sandbox.session={sb.session}"}):
+    for c in client.containers.list(ignore_removed=True, filters={"label": f"arena.sandbox.session={sb.session}"}):
         c.kill()
     rs = sb.run_many([(ADD, f"f({i}, 1)") for i in range(10)])
     assert [r.value for r in rs] == [str(i + 1) for i in range(10)]
@@ -127,7 +127,7 @@ def test_infra_when_workers_cannot_start():
     try:
         assert sb.healthy()
         sb.config.image = "arena-sandbox:no-such-tag"  # new workers will fail to start
-        for c in docker_client().containers.list(filters={"label": f"arena.sandbox.session={sb.session}"}):
+        for c in docker_client().containers.list(ignore_removed=True, filters={"label": f"arena.sandbox.session={sb.session}"}):
             c.kill()
         r = sb.run(ADD, "f(1, 2)")
         assert r.status == "infra" and r.infra and r.calls[0].status == "infra"
@@ -141,7 +141,7 @@ def test_containers_are_locked_down(docker_sandbox):
     sb = docker_sandbox
     sb.healthy()
     client = docker_client()
-    cs = client.containers.list(filters={"label": f"arena.sandbox.session={sb.session}"})
+    cs = client.containers.list(ignore_removed=True, filters={"label": f"arena.sandbox.session={sb.session}"})
     assert cs
     hc = cs[0].attrs["HostConfig"]
     assert hc["NetworkMode"] == "none" and hc["ReadonlyRootfs"] is True
@@ -161,10 +161,10 @@ def test_close_removes_containers():
     session = sb.session
     assert sb.healthy()
     client = docker_client()
-    assert client.containers.list(filters={"label": f"arena.sandbox.session={session}"})
+    assert client.containers.list(ignore_removed=True, filters={"label": f"arena.sandbox.session={session}"})
     sb.close()
     sb.close()  # idempotent
-    assert not client.containers.list(all=True, filters={"label": f"arena.sandbox.session={session}"})
+    assert not client.containers.list(all=True, ignore_removed=True, filters={"label": f"arena.sandbox.session={session}"})
     with pytest.raises(RuntimeError, match="closed"):
         sb.run(ADD, "f(1, 2)")
 
@@ -234,8 +234,8 @@ def test_host_killed_leaves_nothing(kind):
     session = words[0]
     deadline = time.monotonic() + 60  # generous: a busy Docker engine removes containers slowly
     while time.monotonic() < deadline:
-        left = (docker_client().containers.list(
-                    all=True, filters={"label": f"arena.sandbox.session={session}"})
+        left = (docker_client().containers.list(  # ignore_removed: auto-remove races the listing
+                    all=True, ignore_removed=True, filters={"label": f"arena.sandbox.session={session}"})
                 if kind == "docker" else [])
         new_runners = set(runner_processes()) - before if kind == "bwrap" else set()
         if not left and not new_runners:
