@@ -296,6 +296,19 @@ def _child(job: dict, lim: dict, t0: float) -> None:
     _exit(0)
 
 
+_READ_EOF, _READ_MORE, _READ_OVER = 0, 1, 2
+
+
+def _read_chunk(fd: int, buf: bytearray, cap: int) -> int:
+    """Append one read of ``fd`` to ``buf``: _READ_EOF at end of file, _READ_OVER once
+    ``buf`` holds more than ``cap`` bytes, else _READ_MORE."""
+    chunk = os.read(fd, 1 << 16)
+    if not chunk:
+        return _READ_EOF
+    buf += chunk
+    return _READ_OVER if len(buf) > cap else _READ_MORE
+
+
 def _wait_exit(pid: int, deadline: float) -> int | None:
     """Wait status of ``pid`` if it exits before ``deadline``, else None (still running)."""
     p, st = os.waitpid(pid, os.WNOHANG)
@@ -415,22 +428,16 @@ class Runner:
                 timed_out = True
                 break
             if r in ready:
-                chunk = os.read(r, 1 << 16)
-                if not chunk:
-                    break
-                buf += chunk
-                if len(buf) > cap:
-                    overflow = True
+                got = _read_chunk(r, buf, cap)
+                if got != _READ_MORE:
+                    overflow = got == _READ_OVER
                     break
             elif pidfd in ready:  # the child exited; take what it wrote, not what strays may
                 wstatus = os.waitpid(pid, 0)[1]
                 while select.select([r], [], [], 0)[0]:
-                    chunk = os.read(r, 1 << 16)
-                    if not chunk:
-                        break
-                    buf += chunk
-                    if len(buf) > cap:
-                        overflow = True
+                    got = _read_chunk(r, buf, cap)
+                    if got != _READ_MORE:
+                        overflow = got == _READ_OVER
                         break
                 break
         os.close(r)
