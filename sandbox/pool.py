@@ -29,6 +29,7 @@ import atexit
 import concurrent.futures
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -48,6 +49,7 @@ from arena.sandbox.workers import (
     WorkerError,
     bwrap_status,
     docker_client,
+    docker_cpus,
     docker_status,
 )
 
@@ -143,6 +145,8 @@ class Sandbox:
         self.session = uuid.uuid4().hex[:10]
         self._idle: queue.Queue[Worker] = queue.Queue()
         self._workers: set[Worker] = set()
+        self._cpus: list[int] | None = None  # cores to pin workers to (config.pin_cpus)
+        self._claimed: list[int] = []  # cores of workers being started
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(config.n_workers)
         self._closed = False
@@ -156,13 +160,35 @@ class Sandbox:
     def label(self) -> str:
         return "docker" if self.backend == "docker" else ("bwrap" if self._use_bwrap else "process")
 
+    def _pick_cpu(self) -> int | None:
+        """The core for a new worker: the one with the fewest live workers pinned to it."""
+        if not self.config.pin_cpus:
+            return None
+        with self._lock:
+            if self._cpus is None:
+                self._cpus = (list(range(docker_cpus(self.config.docker_url)))
+                              if self.backend == "docker" else sorted(os.sched_getaffinity(0)))
+            load = {c: 0 for c in self._cpus}
+            for w in self._workers:
+                if w.cpu in load:
+                    load[w.cpu] += 1
+            cpu = min(self._cpus, key=lambda c: (load[c] + self._claimed.count(c), c))
+            self._claimed.append(cpu)
+            return cpu
+
     def _new_worker(self) -> Worker:
-        if self.backend == "docker":
-            w: Worker = DockerWorker(self.config, self.session)
-        else:
-            # bwrap's --die-with-parent follows the *thread* that spawned it: spawn from one
-            # thread that lives as long as the pool, never from a short-lived one.
-            w = self._spawner.submit(ProcessWorker, self.config, self._use_bwrap).result()
+        cpu = self._pick_cpu()
+        try:
+            if self.backend == "docker":
+                w: Worker = DockerWorker(self.config, self.session, cpu)
+            else:
+                # bwrap's --die-with-parent follows the *thread* that spawned it: spawn from
+                # one thread that lives as long as the pool, never from a short-lived one.
+                w = self._spawner.submit(ProcessWorker, self.config, self._use_bwrap, cpu).result()
+        finally:
+            if cpu is not None:
+                with self._lock:
+                    self._claimed.remove(cpu)
         with self._lock:
             self._workers.add(w)
             self.stats["workers_started"] += 1

@@ -75,6 +75,8 @@ DEFAULT_LIMITS = {
 }
 
 _RESULT_FD = 3
+COMPILE_HERE_MAX = 1 << 16  # characters: larger sources compile in the child, under its limits
+CODE_CACHE_SIZE = 256       # code objects kept by the runner, by source
 FLUSH_S = 0.02  # longest time a finished job's answer waits to be sent with others
 STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "killed")
 
@@ -219,8 +221,11 @@ def _failure(e: BaseException, _isinstance=isinstance, _str=str, _type=type,
 _STREAM_AFTER_S = 0.05  # a job running longer than this streams each call's result at once
 
 
-def _child(job: dict, lim: dict, t0: float) -> None:
+def _child(job: dict, lim: dict, t0: float, codes: list) -> None:
     """Body of the forked process; never returns.
+
+    ``codes`` holds the code objects the runner compiled before the fork (the program's,
+    then each call's); None where the child must compile the source itself.
 
     A single-call job writes its result in one go at the end. With several calls, or once
     the job has run ``_STREAM_AFTER_S``, each call's result is written as soon as it is
@@ -248,7 +253,10 @@ def _child(job: dict, lim: dict, t0: float) -> None:
         calls = job.get("calls") or []
         stream = _len(calls) > 1  # a later call may hang: keep the earlier results safe
         try:
-            exec(compile(job["program"], "<program>", "exec"), globs)
+            code = codes[0]
+            if code is None:
+                code = compile(job["program"], "<program>", "exec", dont_inherit=True)
+            exec(code, globs)
             ran = True
         except _BaseException as e:
             fail = failure(e)
@@ -256,9 +264,12 @@ def _child(job: dict, lim: dict, t0: float) -> None:
             results = [fail] * len(calls)
             ran = False
         if ran:
-            for call in calls:
+            for k, call in enumerate(calls, 1):
                 try:
-                    value = eval(compile(call, "<call>", "eval"), globs)
+                    code = codes[k]
+                    if code is None:
+                        code = compile(call, "<call>", "eval", dont_inherit=True)
+                    value = eval(code, globs)
                     text = _repr(value)
                     if not _isinstance(text, _str):
                         raise TypeError("__repr__ returned non-string")
@@ -349,8 +360,9 @@ def _reap_all() -> None:
 class Runner:
     """Serves jobs read from fd 0, answering on fd 1 (see the module docstring)."""
 
-    def __init__(self, workdir: str, scratch: list[str]) -> None:
+    def __init__(self, workdir: str, scratch: list[str], protected: bool = False) -> None:
         self.workdir = workdir
+        self.protected = protected
         self.scratch = scratch
         self.is_init = os.getpid() == 1  # PID 1 of our own PID namespace
         self.root = os.geteuid() == 0  # RLIMIT_NPROC is not enforced for root
@@ -369,6 +381,8 @@ class Runner:
             except (ValueError, OSError):
                 pass
         self.hard = _hard_limits()
+        self.recursion_limit = sys.getrecursionlimit()
+        self.code_cache: dict[str, dict] = {"exec": {}, "eval": {}}
         self.wipe_scratch()
         self.clean_inodes = self._inodes()
 
@@ -386,7 +400,11 @@ class Runner:
         if job.get("limits"):
             lim = dict(DEFAULT_LIMITS)
             lim.update(job["limits"])
-        ncalls = len(job.get("calls") or [])
+        calls = job.get("calls") or []
+        ncalls = len(calls)
+        rlimit = max(int(lim["recursion_limit"]), 50)
+        codes = [self.compile(job["program"], "exec", rlimit)]
+        codes += [self.compile(c, "eval", rlimit) for c in calls]
         timeout = float(lim["timeout"])
         # bound on what an honest child can write to the result pipe
         cap = 2 * int(lim["max_output"]) * 6 + (ncalls + 1) * (int(lim["max_value"]) * 12 + 4096)
@@ -401,7 +419,7 @@ class Runner:
                 if not self.is_init:  # its own process group, for killpg
                     os.setsid()
                 _set_rlimits(lim, self.hard)
-                _child(job, lim, t0)
+                _child(job, lim, t0, codes)
             finally:
                 os._exit(70)
         os.close(w)
@@ -463,6 +481,45 @@ class Runner:
             if buf.startswith(b"F{", start):  # fast path: the child's complete result
                 return b'{"d": %.6f, "r": %s}\n' % (duration, bytes(buf[start + 1:-1]))
         return self.assemble(buf, ncalls, timed_out, overflow, wstatus, duration)
+
+    def compile(self, source: object, mode: str, recursion_limit: int):
+        """The code object of ``source``, compiled here in the runner, or None: the child
+        then compiles it itself (and meets the same error, under the job's limits).
+
+        Compiling before the fork is the single biggest saving per job: ``compile()`` in
+        a freshly forked child touches (copy-on-write faults in) a hundred pages of the
+        parser's memory, which in a VM costs more than the compile itself. Code objects are
+        cached by source, so a program run on many inputs is compiled once. Only small
+        sources are compiled here (``COMPILE_HERE_MAX``, so a hostile one cannot hold the
+        runner long; CPython 3.11 reports nesting beyond its limits as RecursionError or
+        MemoryError, it does not crash). A source that fails to compile, or warns
+        (``SyntaxWarning``, which belongs on the program's stderr), is left to the child."""
+        if type(source) is not str or len(source) > COMPILE_HERE_MAX:
+            return None
+        key = (recursion_limit, source)
+        cache = self.code_cache[mode]
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        code = None
+        stderr, sys.stderr = sys.stderr, _Capture(1 << 12)
+        try:
+            sys.setrecursionlimit(recursion_limit)  # the depth compile() allows follows it
+            code = compile(source, "<call>" if mode == "eval" else "<program>", mode,
+                           dont_inherit=True)
+        except BaseException:  # noqa: BLE001 - the child will raise it and report it
+            code = None
+        finally:
+            warned = sys.stderr.size > 0
+            sys.stderr = stderr
+            sys.setrecursionlimit(self.recursion_limit)
+        if warned:
+            code = None
+        if len(cache) >= CODE_CACHE_SIZE:
+            del cache[next(iter(cache))]  # the oldest entry
+        cache[key] = code
+        return code
 
     def kill_job(self, pid: int) -> None:
         if self.is_init:
@@ -567,7 +624,8 @@ class Runner:
         inp = os.fdopen(self.proto_in, "rb", buffering=1 << 16)
         out = self.proto_out
         _write_all(out, (json.dumps({"ready": 1, "python": sys.version.split()[0],
-                                     "init": self.is_init, "pid": os.getpid()}) + "\n").encode())
+                                     "init": self.is_init, "pid": os.getpid(),
+                                     "protected": self.protected}) + "\n").encode())
         while True:
             line = inp.readline()
             if not line:
@@ -630,14 +688,39 @@ def _warm_up() -> None:
     The first ``compile()`` of a process builds the AST type objects (~7 ms here); done in
     the parent, the children inherit them for free."""
     g: dict = {}
-    exec(compile("def f(a):\n    return [a, {'k': (1, 2.5)}]\n", "<warm-up>", "exec"), g)
-    v = eval(compile("f('x')", "<warm-up>", "eval"), g)
+    exec(compile("def f(a):\n    return [a, {'k': (1, 2.5)}]\n", "<warm-up>", "exec",
+                 dont_inherit=True), g)
+    v = eval(compile("f('x')", "<warm-up>", "eval", dont_inherit=True), g)
     json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode(v)
     json.loads(json.dumps({"v": repr(v)}, ensure_ascii=False))
     _Capture(10).write("x")
 
 
+def _protect() -> bool:
+    """Make the runner non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``); True when it is.
+
+    The programs run as the runner's own uid, and a dumpable process may be ptraced, or
+    have its ``/proc/PID/mem`` and ``/proc/PID/fd`` opened, by any process of the same uid:
+    a program could rewrite the runner's memory or write forged results into its
+    protocol pipe (a reward hack). A non-dumpable process needs CAP_SYS_PTRACE for all of
+    these, which no sandbox process has. Forked children inherit the flag. Done first,
+    through ctypes (then dropped, so its modules are not part of every fork)."""
+    before = set(sys.modules)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
+        return libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 and libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0
+    except Exception:  # noqa: BLE001 - no ctypes here: the host is told (ready line)
+        return False
+    finally:
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+
+
 def main(argv: list[str]) -> int:
+    protected = _protect()
     workdir = "/tmp"
     scratch: list[str] = []
     it = iter(argv)
@@ -646,6 +729,11 @@ def main(argv: list[str]) -> int:
             workdir = next(it)
         elif a == "--scratch":
             scratch.append(next(it))
+        elif a == "--cpu":  # pin to one core; the forked programs inherit it
+            try:
+                os.sched_setaffinity(0, {int(next(it))})
+            except (AttributeError, OSError, ValueError):
+                pass
         elif a == "--preload":
             for name in next(it).split(","):
                 try:
@@ -658,7 +746,7 @@ def main(argv: list[str]) -> int:
         gc.freeze()  # fewer copy-on-write faults in forked children
     except (ImportError, AttributeError):
         pass
-    return Runner(workdir, scratch or [workdir]).serve()
+    return Runner(workdir, scratch or [workdir], protected).serve()
 
 
 if __name__ == "__main__":

@@ -49,6 +49,19 @@ def runner_source() -> str:
     return RUNNER_PATH.read_text()
 
 
+_warned_unprotected = False
+
+
+def _warn_unprotected(kind: str) -> None:
+    """Once per process: the runner could not make itself non-dumpable (no ctypes)."""
+    global _warned_unprotected
+    if not _warned_unprotected:
+        _warned_unprotected = True
+        log.warning("the %s runner could not make itself non-dumpable (its Python lacks "
+                    "ctypes): a program could ptrace it or open /proc/1/mem and forge the "
+                    "results of later jobs", kind)
+
+
 class WorkerError(Exception):
     """The worker (not the program) failed: dead, hung, or unable to start."""
 
@@ -65,6 +78,7 @@ class Worker:
         self.alive = False
         self.jobs_done = 0
         self.info: dict[str, Any] = {}
+        self.cpu: int | None = None  # the core this worker is pinned to (None: not pinned)
 
     # channel primitives
     def _send(self, data: bytes) -> None: ...
@@ -81,6 +95,8 @@ class Worker:
                               f"({e!r}); stderr: {self.stderr_tail()}") from None
         self.info = info
         self.alive = True
+        if not info.get("protected"):
+            _warn_unprotected(self.kind)
 
     def readline(self, deadline: float) -> bytes:
         while True:
@@ -192,15 +208,18 @@ def _bwrap_args(python: str, tmpfs_mb: int) -> list[str]:
 class ProcessWorker(Worker):
     """The runner as a local subprocess, under bubblewrap when ``use_bwrap``."""
 
-    def __init__(self, config: SandboxConfig, use_bwrap: bool) -> None:
+    def __init__(self, config: SandboxConfig, use_bwrap: bool, cpu: int | None = None) -> None:
         super().__init__(config)
         self.kind = "bwrap worker" if use_bwrap else "process worker"
+        self.cpu = cpu
         python = system_python(config)
         env = {"PYTHONHASHSEED": str(config.hash_seed), "PYTHONDONTWRITEBYTECODE": "1",
                "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         runner = ["-S", "-s", "-c", runner_source(), "--workdir", "/tmp", "--scratch", "/tmp"]
         if config.preload:
             runner += ["--preload", ",".join(config.preload)]
+        if cpu is not None:  # the runner pins itself; its children inherit the affinity
+            runner += ["--cpu", str(cpu)]
         root = os.geteuid() == 0
         self._tmp: str | None = None
         if use_bwrap:
@@ -298,13 +317,22 @@ def docker_status(image: str, url: str | None = None) -> tuple[bool, str]:
     return True, f"engine answers and image {image} exists"
 
 
+def docker_cpus(url: str | None = None) -> int:
+    """Cores of the Docker engine's machine (``NCPU``), for pinning containers."""
+    try:
+        return int(docker_client(url).info().get("NCPU") or 0) or (os.cpu_count() or 1)
+    except Exception:  # noqa: BLE001
+        return os.cpu_count() or 1
+
+
 class DockerWorker(Worker):
     """One long-lived sandbox container running the runner as PID 1."""
 
     kind = "container"
 
-    def __init__(self, config: SandboxConfig, session: str) -> None:
+    def __init__(self, config: SandboxConfig, session: str, cpu: int | None = None) -> None:
         super().__init__(config)
+        self.cpu = cpu
         client = docker_client(config.docker_url)
         cmd = ["python3", "-S", "-s", "-c", runner_source(), "--workdir", "/tmp", "--scratch", "/tmp"]
         if config.preload:
@@ -316,6 +344,7 @@ class DockerWorker(Worker):
             tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={config.tmpfs_mb}m,mode=1777"},
             mem_limit=mem, memswap_limit=mem, pids_limit=config.container_pids,
             nano_cpus=int(config.cpus_per_worker * 1e9) or None, cap_drop=["ALL"],
+            cpuset_cpus=None if cpu is None else str(cpu),
             security_opt=["no-new-privileges"], init=False)
         self.name = f"arena-sandbox-{session}-{uuid.uuid4().hex[:8]}"
         cfg = api.create_container_config(

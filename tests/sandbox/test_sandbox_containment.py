@@ -136,6 +136,40 @@ def test_killing_the_runner_or_its_parent(sb):
         assert not r.infra
 
 
+RUNNER_TAMPERING = r"""
+import ctypes, os
+def f():
+    out = {}
+    for path, mode in (("/proc/1/mem", "r+b"), ("/proc/1/fd/0", "rb"), ("/proc/1/environ", "rb")):
+        try:
+            open(path, mode, buffering=0).close()
+            out[path] = "opened"
+        except OSError as e:
+            out[path] = type(e).__name__
+    try:
+        out["/proc/1/fd"] = os.listdir("/proc/1/fd")
+    except OSError as e:
+        out["/proc/1/fd"] = type(e).__name__
+    libc = ctypes.CDLL(None, use_errno=True)
+    PTRACE_ATTACH = 16
+    out["ptrace"] = "attached" if libc.ptrace(PTRACE_ATTACH, 1, 0, 0) == 0 else os.strerror(ctypes.get_errno())
+    return out
+"""
+
+
+def test_runner_cannot_be_ptraced_or_rewritten(sb):
+    # Same uid as the runner, but the runner is non-dumpable: no ptrace, no /proc/1/mem,
+    # no /proc/1/fd (its protocol pipes), so a program cannot forge later results.
+    r = sb.run(RUNNER_TAMPERING, "f()", FAST)
+    assert r.status == "ok", r
+    got = eval(r.value)
+    assert got["/proc/1/mem"] == "PermissionError", got
+    assert got["/proc/1/fd/0"] == "PermissionError", got
+    assert got["/proc/1/fd"] == "PermissionError", got
+    assert got["ptrace"] != "attached", got
+    assert all(w.info.get("protected") for w in sb._workers)
+
+
 def test_closing_stdout_and_the_result_channel(sb):
     r = sb.run("import sys\nsys.stdout.close()\nprint('x')\n", None, FAST)
     assert r.status == "error"

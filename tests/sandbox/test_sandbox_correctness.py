@@ -155,3 +155,37 @@ def test_hash_seed_is_fixed(sb):
     prog = "def f():\n    return list({'apple', 'banana', 'cherry', 'date', 'elder'})\n"
     rs = sb.run_many([(prog, "f()")] * 4)
     assert len({r.value for r in rs}) == 1
+
+
+def test_program_semantics_are_plain_python(sb):
+    # The runner compiles programs itself (before forking) with dont_inherit: no
+    # ``from __future__`` of the runner leaks into them (annotations stay evaluated).
+    r = sb.run("def f(x: int) -> str:\n    return str(x)\n", "f.__annotations__")
+    assert r.value == "{'x': <class 'int'>, 'return': <class 'str'>}"
+    # compile-time warnings still reach the program's stderr
+    r = sb.run("def f():\n    return 1 is 1\n", "f()")
+    assert r.value == "True" and "SyntaxWarning" in r.stderr
+    # the same program on many inputs (compiled once, cached) still runs fresh each time
+    prog = "import builtins\nbuiltins.N = getattr(builtins, 'N', 0) + 1\ndef f(x):\n    return (x, builtins.N)\n"
+    rs = sb.run_many([(prog, f"f({i})") for i in range(40)])
+    assert [r.value for r in rs] == [f"({i}, 1)" for i in range(40)]
+    # a program that fails to compile still reports the child's error, line and all
+    r = sb.run("def f(:\n    pass\n", "f()")
+    assert (r.status, r.error_type) == ("error", "SyntaxError")
+    r = sb.run("x = " + "1+" * 100000 + "1\n", None)
+    assert (r.status, r.error_type) == ("error", "RecursionError")
+    r = sb.run("def f():\n    return 1\n", "f(")
+    assert (r.status, r.calls[0].error_type) == ("error", "SyntaxError")
+
+
+def test_workers_are_pinned_to_distinct_cores(sb):
+    import os
+
+    prog = "import os\ndef f():\n    return sorted(os.sched_getaffinity(0))\n"
+    rs = sb.run_many([(prog, "f()")] * 40)
+    seen = {r.value for r in rs}
+    assert all(len(eval(v)) == 1 for v in seen), seen  # each worker on one core
+    cpus = [w.cpu for w in sb._workers]
+    assert None not in cpus
+    if len(cpus) <= (os.cpu_count() or 1):
+        assert len(set(cpus)) == len(cpus)  # no two workers share a core
