@@ -1,9 +1,17 @@
 #!/usr/bin/env python3
 """Sandbox benchmark: executions/s and latency of small programs, side by side, one run.
 
-    python3 scripts/bench_sandbox.py [--jobs 4000] [--workers N] [--out bench_sandbox.json]
+    python3 scripts/bench_sandbox.py [--jobs 3000] [--rounds 3] [--workload same|distinct|both]
+                                     [--workers N] [--out bench_sandbox.json]
 
-Modes (all run the same AZR-sized program: a ~10-line function over a short input):
+Workloads (an AZR-sized program: a ~10-line function over a short input):
+
+- ``same``: one program run on many inputs (AZR's abduction tasks; the solver's rollouts
+  for one proposed program). The arena runner compiles it once and caches the code object.
+- ``distinct``: every job a new program source (AZR's induction; fresh proposals), so
+  nothing is reused from one job to the next.
+
+Modes:
 
 - ``baseline``: unsandboxed fork-per-program. ``workers`` local Python processes (the same
   system interpreter the runner uses) each fork a child per program that execs it, evaluates
@@ -18,10 +26,12 @@ Modes (all run the same AZR-sized program: a ~10-line function over a short inpu
 Throughput: jobs/s of a batch of ``--jobs`` jobs (``run_many``; for docker run/exec, a
 thread pool of ``workers`` concurrent CLI calls). The fork-based modes (baseline, arena
 docker, arena process) run interleaved for ``--rounds`` rounds and the median round is
-reported, so that other load on the machine affects them alike. Latency: p50/p99 of one job at a time
-(``Sandbox.run``; one request to one baseline worker; one CLI call). Not a test: it prints a
-table and writes JSON. Targets (DESIGN.md): arena docker >= 800/s on 2 cores and >= 0.8x
-the baseline measured in the same run.
+reported, so that other load on the machine affects them alike; ``CPU ms/job`` is the busy
+time of the whole machine per job (from /proc/stat; steal excluded), steadier than the rate
+on a shared VM. Latency: p50/p99 of one job at a time (``Sandbox.run``; one request to one
+baseline worker; one CLI call). Not a test: it prints a table and writes JSON. Targets
+(DESIGN.md): arena docker >= 800/s on 2 cores and >= 0.8x the baseline measured in the
+same run.
 """
 
 from __future__ import annotations
@@ -59,6 +69,35 @@ def f(s):
 
 def call(i: int) -> str:
     return f"f('hello world {i} abracadabra')"
+
+
+WORKLOADS = {
+    "same": "one program, many inputs",   # AZR's abduction and its solver rollouts
+    "distinct": "a new program per job",   # AZR's induction, freshly proposed programs
+}
+
+
+def program(workload: str, i: int) -> str:
+    """The program of job ``i``: always PROGRAM for ``same``; for ``distinct`` a variant
+    whose source differs in every job (nothing can be reused between jobs)."""
+    if workload == "same":
+        return PROGRAM
+    return PROGRAM.replace("ranked[:3]", f"ranked[:{3 + i % 3}]") + f"\n# variant {i}\n"
+
+
+def jobs_for(workload: str, n: int) -> list[tuple[str, str]]:
+    return [(program(workload, i), call(i)) for i in range(n)]
+
+
+def busy_jiffies() -> tuple[int, int]:
+    """(busy, steal) clock ticks of the whole machine so far, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0, 0
+    # user nice system idle iowait irq softirq steal ...
+    return v[0] + v[1] + v[2] + v[5] + v[6], v[7] if len(v) > 7 else 0
 
 
 BASELINE_WORKER = r'''
@@ -99,6 +138,9 @@ while True:
 '''
 
 
+BASELINE = "baseline (unsandboxed fork per program)"
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
@@ -130,13 +172,13 @@ class Baseline:
             lat.append(time.perf_counter() - t)
         return lat
 
-    def throughput(self, n_jobs: int) -> tuple[float, int]:
+    def throughput(self, jobs: list[tuple[str, str]]) -> tuple[float, int]:
         w = len(self.procs)
         t = time.perf_counter()
         for k, p in enumerate(self.procs):
-            self._send(p, [{"program": PROGRAM, "call": call(i)} for i in range(k, n_jobs, w)])
+            self._send(p, [{"program": prog, "call": c} for prog, c in jobs[k::w]])
         ok = sum(sum(r["status"] == "ok" for r in json.loads(p.stdout.readline())) for p in self.procs)
-        return n_jobs / (time.perf_counter() - t), ok
+        return len(jobs) / (time.perf_counter() - t), ok
 
     def close(self) -> None:
         for p in self.procs:
@@ -163,11 +205,10 @@ class Arena:
             assert r.ok, r
         return lat
 
-    def throughput(self, n_jobs: int) -> tuple[float, int]:
-        jobs = [(PROGRAM, call(i)) for i in range(n_jobs)]
+    def throughput(self, jobs: list[tuple[str, str]]) -> tuple[float, int]:
         t = time.perf_counter()
         rs = self.sb.run_many(jobs)
-        return n_jobs / (time.perf_counter() - t), sum(r.ok for r in rs)
+        return len(jobs) / (time.perf_counter() - t), sum(r.ok for r in rs)
 
     def close(self) -> None:
         self.sb.close()
@@ -218,59 +259,80 @@ def main() -> int:
     ap.add_argument("--docker-run-samples", type=int, default=8)
     ap.add_argument("--docker-exec-samples", type=int, default=40)
     ap.add_argument("--image", default=DEFAULT_IMAGE)
+    ap.add_argument("--workload", choices=["same", "distinct", "both"], default="both",
+                    help="same: one program run on many inputs; distinct: a new program per job")
     ap.add_argument("--out", default="bench_sandbox.json")
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=150)
     have_docker, why = docker_status(args.image)
-    rows: dict[str, dict] = {}
+    cli_rows: dict[str, dict] = {}
     console.print(f"[bold]sandbox benchmark[/]: {args.jobs} jobs x {args.rounds} rounds, "
                   f"{args.workers} workers, {os.cpu_count()} cores")
     if have_docker:
-        rows["docker run per program"] = bench_docker_run(args.docker_run_samples, args.workers, args.image)
-        rows["docker exec per program"] = bench_docker_exec(args.docker_exec_samples, args.workers, args.image)
+        cli_rows["docker run per program"] = bench_docker_run(args.docker_run_samples, args.workers, args.image)
+        cli_rows["docker exec per program"] = bench_docker_exec(args.docker_exec_samples, args.workers, args.image)
     else:
         console.print(f"[yellow]docker modes skipped:[/] {why}")
     # The fork-based modes run interleaved, round after round, so that load from anything
-    # else on the machine hits them alike; the median round is reported.
-    modes = {"baseline (unsandboxed fork per program)": Baseline(args.workers)}
+    # else on the machine hits them alike; the median round is reported. Each round runs
+    # every workload through every mode.
+    modes = {BASELINE: Baseline(args.workers)}
     if have_docker:
         modes["arena docker (pool)"] = Arena("docker", args.workers)
     modes["arena process"] = Arena("process", args.workers)
+    workloads = list(WORKLOADS) if args.workload == "both" else [args.workload]
+    per_workload: dict[str, dict[str, dict]] = {}
     try:
-        rates: dict[str, list[float]] = {k: [] for k in modes}
-        oks: dict[str, int] = {k: 0 for k in modes}
+        rates = {(w, k): [] for w in workloads for k in modes}
+        cpu = {(w, k): [] for w in workloads for k in modes}
+        oks = {(w, k): 0 for w in workloads for k in modes}
         for _ in range(args.rounds):
+            for w in workloads:
+                jobs = jobs_for(w, args.jobs)
+                for name, m in modes.items():
+                    b0, _ = busy_jiffies()
+                    rate, ok = m.throughput(jobs)
+                    b1, _ = busy_jiffies()
+                    rates[w, name].append(rate)
+                    cpu[w, name].append((b1 - b0) / os.sysconf("SC_CLK_TCK") / len(jobs) * 1e3)
+                    oks[w, name] += ok
+        lat = {name: m.latency(args.latency_samples) for name, m in modes.items()}
+        for w in workloads:
+            rows = per_workload.setdefault(w, {})
             for name, m in modes.items():
-                rate, ok = m.throughput(args.jobs)
-                rates[name].append(rate)
-                oks[name] += ok
-        for name, m in modes.items():
-            lat = m.latency(args.latency_samples)
-            rows[name] = {"n": args.jobs * args.rounds, "ok": oks[name],
-                          "per_s": statistics.median(rates[name]), "rounds_per_s": rates[name],
-                          "p50_ms": pct(lat, 0.5) * 1e3, "p99_ms": pct(lat, 0.99) * 1e3}
-            if isinstance(m, Arena):
-                rows[name]["backend"] = m.sb.label
+                rows[name] = {"n": args.jobs * args.rounds, "ok": oks[w, name],
+                              "per_s": statistics.median(rates[w, name]),
+                              "rounds_per_s": rates[w, name],
+                              "cpu_ms_per_job": statistics.median(cpu[w, name]),
+                              "p50_ms": pct(lat[name], 0.5) * 1e3, "p99_ms": pct(lat[name], 0.99) * 1e3}
+                if isinstance(m, Arena):
+                    rows[name]["backend"] = m.sb.label
     finally:
         for m in modes.values():
             m.close()
-    order = ["baseline (unsandboxed fork per program)", "docker run per program",
-             "docker exec per program", "arena docker (pool)", "arena process"]
-    rows = {k: rows[k] for k in order if k in rows}
-    base = rows["baseline (unsandboxed fork per program)"]["per_s"]
-    table = Table(title="executions of a small program")
-    for col in ("mode", "exec/s", "vs baseline", "p50 ms", "p99 ms", "ok/n"):
-        table.add_column(col, justify="left" if col == "mode" else "right")
-    for name, r in rows.items():
-        r["vs_baseline"] = r["per_s"] / base
-        label = name + (f" [{r['backend']}]" if "backend" in r else "")
-        table.add_row(label, f"{r['per_s']:.0f}", f"{r['vs_baseline']:.2f}x", f"{r['p50_ms']:.1f}",
+    table = Table(title="executions of a small program (AZR-sized), median of the rounds")
+    for col in ("workload", "mode", "exec/s", "vs baseline", "CPU ms/job", "p50 ms", "p99 ms", "ok/n"):
+        table.add_column(col, justify="left" if col in ("workload", "mode") else "right")
+    for w, rows in per_workload.items():
+        base = rows[BASELINE]["per_s"]
+        for name, r in rows.items():
+            r["vs_baseline"] = r["per_s"] / base
+            label = name + (f" [{r['backend']}]" if "backend" in r else "")
+            table.add_row(WORKLOADS[w] if name == BASELINE else "", label, f"{r['per_s']:.0f}",
+                          f"{r['vs_baseline']:.2f}x", f"{r['cpu_ms_per_job']:.2f}",
+                          f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['ok']}/{r['n']}")
+        table.add_section()
+    for name, r in cli_rows.items():
+        table.add_row("", name, f"{r['per_s']:.0f}", "", "", f"{r['p50_ms']:.1f}",
                       f"{r['p99_ms']:.1f}", f"{r['ok']}/{r['n']}")
     console.print(table)
+    console.print("CPU ms/job: busy time of the whole machine (both cores, /proc/stat) per job.")
     out = {"machine": {"cores": os.cpu_count(), "platform": platform.platform(),
                        "python": sys.version.split()[0], "loadavg": os.getloadavg()},
            "jobs": args.jobs, "rounds": args.rounds, "workers": args.workers,
-           "program": PROGRAM, "modes": rows}
+           "program": PROGRAM, "workloads": {w: {"description": WORKLOADS[w], "modes": rows}
+                                             for w, rows in per_workload.items()},
+           "per_program": cli_rows}
     with open(args.out, "w") as f:
         json.dump(out, f, indent=2)
     console.print(f"wrote {args.out}")
