@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from arena.sandbox.config import SandboxConfig
+from arena.sandbox.seccomp import filter_program
 
 log = logging.getLogger("arena.sandbox")
 
@@ -175,19 +176,41 @@ def bwrap_status() -> tuple[bool, str]:
     exe = shutil.which("bwrap")
     if not exe:
         return False, "bwrap not found (apt-get install bubblewrap)"
-    cmd = [exe, *_bwrap_args(system_python(SandboxConfig()), 16), "/usr/bin/env", "true"]
+    fd = _seccomp_fd()
+    cmd = [exe, *_bwrap_args(system_python(SandboxConfig()), 16, fd), "/usr/bin/env", "true"]
     try:
-        p = subprocess.run(cmd, capture_output=True, timeout=20, check=False, **_unprivileged())
+        p = subprocess.run(cmd, capture_output=True, timeout=20, check=False,
+                           pass_fds=() if fd is None else (fd,), **_unprivileged())
     except (OSError, subprocess.TimeoutExpired) as e:
         return False, f"bwrap failed to run: {e}"
+    finally:
+        if fd is not None:
+            os.close(fd)
     if p.returncode != 0:
         return False, f"bwrap --unshare-all fails here: {p.stderr.decode(errors='replace').strip()[:300]}"
-    return True, f"{exe} works (user namespaces available)"
+    extra = "with a seccomp filter" if fd is not None else "no seccomp filter on this architecture"
+    return True, f"{exe} works (user namespaces available; {extra})"
 
 
-def _bwrap_args(python: str, tmpfs_mb: int) -> list[str]:
+def _seccomp_fd() -> int | None:
+    """A pipe's read end holding the seccomp filter (`arena.sandbox.seccomp`) for
+    ``bwrap --seccomp``, or None where there is no filter for this architecture."""
+    prog = filter_program()
+    if prog is None:
+        return None
+    r, w = os.pipe()
+    try:
+        os.write(w, prog)  # about a kilobyte: fits in the pipe
+    finally:
+        os.close(w)
+    return r
+
+
+def _bwrap_args(python: str, tmpfs_mb: int, seccomp_fd: int | None = None) -> list[str]:
     args = ["--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1",
             "--cap-drop", "ALL", "--hostname", "sandbox", "--clearenv"]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     # Only what the interpreter needs: /usr (and the /lib* /bin symlinks or dirs), plus the
     # interpreter's own prefix when it lives elsewhere. No /home, /root, /etc, project dir.
     for d in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"):
@@ -222,8 +245,9 @@ class ProcessWorker(Worker):
             runner += ["--cpu", str(cpu)]
         root = os.geteuid() == 0
         self._tmp: str | None = None
+        seccomp_fd = _seccomp_fd() if use_bwrap else None
         if use_bwrap:
-            cmd = [shutil.which("bwrap") or "bwrap", *_bwrap_args(python, config.tmpfs_mb)]
+            cmd = [shutil.which("bwrap") or "bwrap", *_bwrap_args(python, config.tmpfs_mb, seccomp_fd)]
             for k, v in env.items():
                 cmd += ["--setenv", k, v]
             cmd += [python, *runner]
@@ -234,10 +258,15 @@ class ProcessWorker(Worker):
             runner[runner.index("/tmp")] = self._tmp
             runner[runner.index("/tmp")] = self._tmp
             cmd = [python, *runner]
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env, cwd=self._tmp or "/", start_new_session=True, close_fds=True,
-            bufsize=0, **_unprivileged())
+        try:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=env, cwd=self._tmp or "/", start_new_session=True, close_fds=True,
+                pass_fds=() if seccomp_fd is None else (seccomp_fd,), bufsize=0,
+                **_unprivileged())
+        finally:
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
         os.set_blocking(self.proc.stderr.fileno(), False)
 
     def _send(self, data: bytes) -> None:
@@ -325,6 +354,13 @@ def docker_cpus(url: str | None = None) -> int:
         return os.cpu_count() or 1
 
 
+NO_IPC_SYSCTLS = {"kernel.shmmni": "0", "kernel.msgmni": "0", "kernel.sem": "0 0 0 0",
+                  "fs.mqueue.queues_max": "0"}
+"""The container's own IPC namespace may hold no System V IPC object and no POSIX message
+queue: they outlive the process that made them, so one job could leave data for the next
+(Docker's seccomp profile allows the calls; these namespaced sysctls make them fail)."""
+
+
 class DockerWorker(Worker):
     """One long-lived sandbox container running the runner as PID 1."""
 
@@ -344,7 +380,7 @@ class DockerWorker(Worker):
             tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={config.tmpfs_mb}m,mode=1777"},
             mem_limit=mem, memswap_limit=mem, pids_limit=config.container_pids,
             nano_cpus=int(config.cpus_per_worker * 1e9) or None, cap_drop=["ALL"],
-            cpuset_cpus=None if cpu is None else str(cpu),
+            cpuset_cpus=None if cpu is None else str(cpu), sysctls=NO_IPC_SYSCTLS,
             security_opt=["no-new-privileges"], init=False)
         self.name = f"arena-sandbox-{session}-{uuid.uuid4().hex[:8]}"
         cfg = api.create_container_config(

@@ -170,6 +170,35 @@ def test_runner_cannot_be_ptraced_or_rewritten(sb):
     assert all(w.info.get("protected") for w in sb._workers)
 
 
+PERSISTENT_IPC = r"""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+IPC_CREAT, CLONE_NEWUSER = 0o1000, 0x10000000
+def attempt(rc):
+    return "ok" if rc >= 0 else os.strerror(ctypes.get_errno())
+def make():
+    return {"shmget": attempt(libc.shmget(0x1234, 1 << 20, IPC_CREAT | 0o600)),
+            "msgget": attempt(libc.msgget(0x4321, IPC_CREAT | 0o600)),
+            "semget": attempt(libc.semget(0x5678, 1, IPC_CREAT | 0o600)),
+            "mq_open": attempt(libc.mq_open(b"/arena", os.O_CREAT | os.O_RDWR, 0o600, None)),
+            "unshare(CLONE_NEWUSER)": attempt(libc.unshare(CLONE_NEWUSER))}
+def left():
+    return {k: len(open("/proc/sysvipc/" + k).read().splitlines()) - 1 for k in ("shm", "msg", "sem")}
+"""
+
+
+def test_no_state_survives_in_ipc_objects_or_namespaces(sb):
+    # System V IPC objects and message queues outlive their process: one job could leave
+    # data (or gigabytes of shared memory) for later ones. Creating them must fail, and so
+    # must creating namespaces.
+    r = sb.run(PERSISTENT_IPC, "make()", FAST)
+    assert r.status == "ok", r
+    got = eval(r.value)
+    assert all(v != "ok" for v in got.values()), got
+    r = sb.run(PERSISTENT_IPC, "left()", FAST)
+    assert eval(r.value) == {"shm": 0, "msg": 0, "sem": 0}
+
+
 def test_closing_stdout_and_the_result_channel(sb):
     r = sb.run("import sys\nsys.stdout.close()\nprint('x')\n", None, FAST)
     assert r.status == "error"
@@ -248,3 +277,26 @@ def test_host_unharmed():
     assert SECRET in PROJECT_FILE.read_text()
     assert not Path("/tmp/note").exists() and not Path("/tmp/big").exists()
     assert os.path.exists("/etc/passwd")
+
+
+def test_programs_run_under_seccomp(sb):
+    prog = "def f():\n    return open('/proc/self/status').read().split('Seccomp:')[1].split()[0]\n"
+    assert sb.run(prog, "f()", FAST).value == "'2'"  # filter mode: Docker's profile, or ours
+
+
+def test_seccomp_filter_program_shape():
+    import errno
+    import struct
+
+    from arena.sandbox.seccomp import DENIED_X86_64, RET_ALLOW, RET_ERRNO, filter_program
+
+    assert filter_program("aarch64") is None
+    prog = filter_program("x86_64")
+    insns = [struct.unpack("<HBBI", prog[i:i + 8]) for i in range(0, len(prog), 8)]
+    assert len(insns) == len(DENIED_X86_64) + 14
+    rets = {k for code, _, _, k in insns if code == 0x06}
+    assert rets == {RET_ALLOW, RET_ERRNO | errno.EPERM, RET_ERRNO | errno.ENOSYS}
+    # every jump lands inside the program
+    for pc, (code, jt, jf, _) in enumerate(insns):
+        if code & 0x07 == 0x05:
+            assert pc + 1 + max(jt, jf) < len(insns)
