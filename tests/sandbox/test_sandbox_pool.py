@@ -148,6 +148,8 @@ def test_containers_are_locked_down(docker_sandbox):
     assert hc["CapDrop"] == ["ALL"] and "no-new-privileges" in hc["SecurityOpt"]
     assert hc["Memory"] > 0 and hc["PidsLimit"] > 0 and hc["NanoCpus"] > 0
     assert not hc.get("Binds") and not cs[0].attrs.get("Mounts")
+    assert hc["Sysctls"]["kernel.shmmni"] == "0" and hc["Sysctls"]["fs.mqueue.queues_max"] == "0"
+    assert len(hc["CpusetCpus"].split(",")) == 1  # pinned to one core
     assert cs[0].attrs["Config"]["User"] not in ("", "0", "root")
     r = sb.run("import os\ndef f():\n    return os.getuid(), open('/proc/self/status').read().split('CapEff:')[1].split()[0]\n", "f()")
     uid, capeff = eval(r.value)
