@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import functools
 import json
 import logging
 import os
@@ -103,6 +104,13 @@ def resolve_backend(config: SandboxConfig) -> tuple[str, bool, str]:
             raise SandboxUnavailable(f"use_bwrap=True but {why}")
         return "process", False, f"plain subprocess ({why}); docker: {docker_why}"
     return "process", False, f"plain subprocess (use_bwrap=False); docker: {docker_why}"
+
+
+@functools.lru_cache(maxsize=64)
+def _wire(limits: Limits) -> dict[str, Any]:
+    """``limits.to_wire()``, built once per distinct Limits (dataclasses.asdict is slow);
+    the dict is shared and never mutated."""
+    return limits.to_wire()
 
 
 def _normalise_calls(calls: str | Sequence[str] | None) -> list[str]:
@@ -306,7 +314,7 @@ class Sandbox:
             lim = lim or limits or self.config.limits
             if isinstance(lim, dict):
                 lim = Limits(**lim)
-            items.append((i, {"program": program, "calls": call_list, "limits": lim.to_wire()},
+            items.append((i, {"program": program, "calls": call_list, "limits": _wire(lim)},
                           call_list, lim.timeout))
         if not items:
             return []
