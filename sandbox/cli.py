@@ -72,6 +72,10 @@ def build_cmd(
                     "scripts/build_sandbox_image.sh from a source checkout", 1)
 
 
+_SECCOMP_MODE = ("def f():\n    for line in open('/proc/self/status'):\n"
+                 "        if line.startswith('Seccomp:'):\n            return line.split()[1]\n")
+
+
 def _probe(backend: str, **kw) -> tuple[bool, str, float]:
     """Start a one-worker pool of ``backend`` and run a program; (ok, detail, seconds)."""
     from arena.sandbox import Sandbox, SandboxConfig
@@ -82,10 +86,14 @@ def _probe(backend: str, **kw) -> tuple[bool, str, float]:
             warnings.simplefilter("ignore")
             with Sandbox(backend, SandboxConfig(workers=1, **kw)) as sb:
                 r = sb.run("def f(a):\n    return sorted(a)\n", "f([3, 1, 2])")
+                mode = sb.run(_SECCOMP_MODE, "f()").value
+                protected = all(w.info.get("protected") for w in sb._workers)
                 label = sb.label
         if r.status != "ok" or r.value != "[1, 2, 3]":
             return False, f"{label}: test program gave {r.status}: {r.error}", time.monotonic() - t0
-        return True, f"{label}: test program ran", time.monotonic() - t0
+        extras = ["runner non-dumpable" if protected else "runner DUMPABLE (no ctypes)",
+                  "seccomp filter on" if mode == "'2'" else "no seccomp filter"]
+        return True, f"{label}: test program ran; {', '.join(extras)}", time.monotonic() - t0
     except Exception as e:  # noqa: BLE001 - doctor reports, never raises
         return False, f"{e}", time.monotonic() - t0
 

@@ -170,12 +170,14 @@ class Sandbox:
 
     def _pick_cpu(self) -> int | None:
         """The core for a new worker: the one with the fewest live workers pinned to it."""
-        if not self.config.pin_cpus:
+        if not self.config.pin_cpus or self._cpus == []:
             return None
         with self._lock:
             if self._cpus is None:
                 self._cpus = (list(range(docker_cpus(self.config.docker_url)))
                               if self.backend == "docker" else sorted(os.sched_getaffinity(0)))
+            if not self._cpus:
+                return None
             load = {c: 0 for c in self._cpus}
             for w in self._workers:
                 if w.cpu in load:
@@ -184,15 +186,25 @@ class Sandbox:
             self._claimed.append(cpu)
             return cpu
 
+    def _make_worker(self, cpu: int | None) -> Worker:
+        if self.backend == "docker":
+            return DockerWorker(self.config, self.session, cpu)
+        # bwrap's --die-with-parent follows the *thread* that spawned it: spawn from one
+        # thread that lives as long as the pool, never from a short-lived one.
+        return self._spawner.submit(ProcessWorker, self.config, self._use_bwrap, cpu).result()
+
     def _new_worker(self) -> Worker:
         cpu = self._pick_cpu()
         try:
-            if self.backend == "docker":
-                w: Worker = DockerWorker(self.config, self.session, cpu)
-            else:
-                # bwrap's --die-with-parent follows the *thread* that spawned it: spawn from
-                # one thread that lives as long as the pool, never from a short-lived one.
-                w = self._spawner.submit(ProcessWorker, self.config, self._use_bwrap, cpu).result()
+            w = self._make_worker(cpu)
+        except Exception as e:  # noqa: BLE001
+            if cpu is None:
+                raise
+            # e.g. the engine's cgroup does not offer that core: go on unpinned
+            log.warning("pinning a sandbox worker to core %d failed (%s); workers of this "
+                        "pool run unpinned", cpu, e)
+            self._cpus = []
+            w = self._make_worker(None)
         finally:
             if cpu is not None:
                 with self._lock:

@@ -60,6 +60,10 @@ def test_doctor_json():
     assert "bubblewrap" in checks and "docker engine + image" in checks
     assert d["auto"] in ("docker", "process (bwrap)", "process (plain)")
     assert checks["process backend (plain, weak isolation)"]["ok"]
+    assert "runner non-dumpable" in checks["process backend (plain, weak isolation)"]["detail"]
+    for name in ("docker backend", "process backend (bwrap)"):
+        if checks.get(name, {}).get("ok"):
+            assert "runner non-dumpable, seccomp filter on" in checks[name]["detail"]
 
 
 @pytest.mark.docker

@@ -244,3 +244,18 @@ def test_host_killed_leaves_nothing(kind):
             return
         time.sleep(0.3)
     pytest.fail(f"left behind: containers {left}, runners {new_runners}")
+
+
+@pytest.mark.docker
+def test_pinning_to_a_missing_core_falls_back_to_unpinned():
+    # An engine whose cgroup does not offer the core (here: core 63 of 64 claimed cores)
+    # refuses to start the container; the pool logs it and runs its workers unpinned.
+    require_docker()
+    sb = Sandbox(config=SandboxConfig(backend="docker", workers=1))
+    try:
+        sb._cpus = [63]  # as if the engine had 64 cores
+        r = sb.run(ADD, "f(2, 3)")
+        assert r.value == "5"
+        assert [w.cpu for w in sb._workers] == [None]
+    finally:
+        sb.close()
