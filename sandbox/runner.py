@@ -382,7 +382,9 @@ class Runner:
                 pass
         self.hard = _hard_limits()
         self.recursion_limit = sys.getrecursionlimit()
-        self.code_cache: dict[str, dict] = {"exec": {}, "eval": {}}
+        self.code_cache: dict[str, dict] | None = {"exec": {}, "eval": {}}
+        self.batch: list = []  # the request being served: prepared jobs, None once started
+        self.pending: list[bytes] = []  # answers not yet sent
         self.wipe_scratch()
         self.clean_inodes = self._inodes()
 
@@ -426,6 +428,7 @@ class Runner:
                 os.closerange(_RESULT_FD + 1, 1 << 16)
                 if not self.is_init:  # its own process group, for killpg
                     os.setsid()
+                self.forget()
                 _set_rlimits(lim, self.hard)
                 _child(job, lim, t0, codes)
             finally:
@@ -528,6 +531,16 @@ class Runner:
             del cache[next(iter(cache))]  # the oldest entry
         cache[key] = code
         return code
+
+    def forget(self) -> None:
+        """In a forked child, before the program runs: drop every reference to other jobs
+        (the rest of the request, answers not yet sent, the code cache), so that no
+        program finds another's source, inputs or results through ``gc`` or frames (in
+        a batch, a solver's program could otherwise run the reference solution it is
+        graded against, or read its outputs)."""
+        self.batch.clear()
+        self.pending.clear()
+        self.code_cache = None
 
     def kill_job(self, pid: int) -> None:
         if self.is_init:
@@ -646,22 +659,26 @@ class Runner:
             except Exception as e:  # noqa: BLE001
                 _write_all(out, (json.dumps({"fatal": f"bad request: {e!r}"}) + "\n").encode())
                 continue
+            line = None  # the raw request: no forked program may find it (see `forget`)
             _write_all(out, b'{"ack": %d}\n' % len(jobs))  # received: the host can tell
-            pending: list[bytes] = []                        # "never started" from "died in a job"
-            last_flush = time.monotonic()
-            prepared: list = []
+            batch, pending = self.batch, self.pending          # "never started" from "died in a job"
             for job in jobs:
                 try:
-                    prepared.append(self.prepare(job))
+                    batch.append(self.prepare(job))
                 except Exception as e:  # noqa: BLE001 - a malformed job: tell the host
-                    prepared.append(e)
-            for p in prepared:
+                    batch.append(e)
+            jobs = job = None
+            last_flush = time.monotonic()
+            for i in range(len(batch)):
+                p, batch[i] = batch[i], None  # from here on, only this job knows its data
+                res = None
                 try:
                     if isinstance(p, Exception):
                         raise p
                     res = self.run_job(*p)
                 except Exception as e:  # noqa: BLE001 - runner bug: tell the host
                     res = {"infra": f"runner error: {e!r}"}
+                p = None
                 dirty = not self.wipe_scratch()
                 if not isinstance(res, bytes):
                     if dirty:
@@ -670,6 +687,7 @@ class Runner:
                 elif dirty:
                     res = res[:-2] + b', "dirty": true}\n'
                 pending.append(res)
+                res = None
                 # Answers are sent together (each message through Docker's attach stream
                 # costs CPU in dockerd and the shim) but never held more than FLUSH_S.
                 now = time.monotonic()
@@ -677,8 +695,10 @@ class Runner:
                     _write_all(out, b"".join(pending))
                     pending.clear()
                     last_flush = now
+            batch.clear()
             if pending:
                 _write_all(out, b"".join(pending))
+                pending.clear()
 
 
 def _remove(path: str) -> bool:

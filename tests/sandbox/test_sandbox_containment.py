@@ -300,3 +300,57 @@ def test_seccomp_filter_program_shape():
     for pc, (code, jt, jf, _) in enumerate(insns):
         if code & 0x07 == 0x05:
             assert pc + 1 + max(jt, jf) < len(insns)
+
+
+SNOOP = r"""
+import gc, sys
+def strings(obj, seen, out, depth=0):
+    if id(obj) in seen or depth > 6:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, (str, bytes)):
+        out.append(obj if isinstance(obj, str) else obj.decode("utf-8", "replace"))
+    elif isinstance(obj, dict):
+        for k, v in list(obj.items()):
+            strings(k, seen, out, depth + 1)
+            strings(v, seen, out, depth + 1)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for v in list(obj):
+            strings(v, seen, out, depth + 1)
+    elif hasattr(obj, "co_consts"):
+        strings(obj.co_consts, seen, out, depth + 1)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        strings(vars(obj), seen, out, depth + 1)
+def f():
+    found, seen = [], set()
+    for o in gc.get_objects():
+        strings(o, seen, found)
+    frame = sys._getframe()
+    while frame is not None:
+        strings(dict(frame.f_locals), seen, found)
+        frame = frame.f_back
+    needle = "".join(["MARK", "ER-"])  # not a constant of this program
+    return sorted({s[:40] for s in found if needle in s})
+"""
+
+
+def test_a_program_cannot_see_other_jobs_of_its_batch(sb):
+    # In one request to one worker: a job with a secret program, input and result, then a
+    # job that searches everything reachable (gc, frames) for them. A solver's program
+    # must not find the reference solution it is graded against, nor its outputs.
+    secret = "def g(x):\n    return 'MARKER-' + 'RESULT-' + x\n"
+    jobs = [(secret, "g('MARKER-INPUT')"), (SNOOP, "f()"), (secret, "g('MARKER-LATER')")]
+    w = next(iter(sb._workers))
+    sb._workers.discard(w)  # run the batch on one worker directly: one request, in order
+    try:
+        w.send_jobs([{"program": p, "calls": [c], "limits": FAST.to_wire()} for p, c in jobs])
+        import json
+        deadline = time.monotonic() + 20
+        lines = [json.loads(w.readline(deadline)) for _ in range(4)]
+    finally:
+        sb._workers.add(w)
+    assert lines[0] == {"ack": 3}
+    snoop = lines[2]["r"]
+    assert snoop["status"] == "ok", snoop
+    # nothing of the other jobs (sources, inputs, results) may show up
+    assert eval(snoop["calls"][0]["value"]) == [], snoop
