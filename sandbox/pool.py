@@ -197,7 +197,7 @@ class Sandbox:
         cpu = self._pick_cpu()
         try:
             w = self._make_worker(cpu)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if cpu is None:
                 raise
             # e.g. the engine's cgroup does not offer that core: go on unpinned

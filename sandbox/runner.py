@@ -256,7 +256,7 @@ def _child(job: dict, lim: dict, t0: float, codes: list) -> None:
             code = codes[0]
             if code is None:
                 code = compile(job["program"], "<program>", "exec", dont_inherit=True)
-            exec(code, globs)
+            exec(code, globs)  # noqa: S102 - running the program is the point
             ran = True
         except _BaseException as e:
             fail = failure(e)
@@ -724,8 +724,8 @@ def _warm_up() -> None:
     The first ``compile()`` of a process builds the AST type objects (~7 ms here); done in
     the parent, the children inherit them for free."""
     g: dict = {}
-    exec(compile("def f(a):\n    return [a, {'k': (1, 2.5)}]\n", "<warm-up>", "exec",
-                 dont_inherit=True), g)
+    warm = "def f(a):\n    return [a, {'k': (1, 2.5)}]\n"
+    exec(compile(warm, "<warm-up>", "exec", dont_inherit=True), g)  # noqa: S102
     v = eval(compile("f('x')", "<warm-up>", "eval", dont_inherit=True), g)
     json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode(v)
     json.loads(json.dumps({"v": repr(v)}, ensure_ascii=False))
