@@ -76,7 +76,6 @@ DEFAULT_LIMITS = {
 
 _RESULT_FD = 3
 COMPILE_HERE_MAX = 1 << 16  # characters: larger sources compile in the child, under its limits
-CODE_CACHE_SIZE = 64        # code objects kept by the runner, by source (per mode)
 FLUSH_S = 0.02  # longest time a finished job's answer waits to be sent with others
 STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "killed")
 
@@ -382,7 +381,6 @@ class Runner:
                 pass
         self.hard = _hard_limits()
         self.recursion_limit = sys.getrecursionlimit()
-        self.code_cache: dict[str, dict] | None = {"exec": {}, "eval": {}}
         self.batch: list = []  # the request being served: prepared jobs, None once started
         self.pending: list[bytes] = []  # answers not yet sent
         self.wipe_scratch()
@@ -397,7 +395,7 @@ class Runner:
             return None
 
     # -- one job -----------------------------------------------------------------------
-    def prepare(self, job: dict) -> tuple:
+    def prepare(self, job: dict, cache: dict) -> tuple:
         """Everything a job needs before its fork: limits, code objects, output cap.
 
         `serve` prepares a whole request before running any of it: after each fork every
@@ -410,8 +408,8 @@ class Runner:
         calls = job.get("calls") or []
         ncalls = len(calls)
         rlimit = max(int(lim["recursion_limit"]), 50)
-        codes = [self.compile(job["program"], "exec", rlimit)]
-        codes += [self.compile(c, "eval", rlimit) for c in calls]
+        codes = [self.compile(job["program"], "exec", rlimit, cache)]
+        codes += [self.compile(c, "eval", rlimit, cache) for c in calls]
         # bound on what an honest child can write to the result pipe
         cap = 2 * int(lim["max_output"]) * 6 + (ncalls + 1) * (int(lim["max_value"]) * 12 + 4096)
         return job, lim, codes, ncalls, float(lim["timeout"]), cap
@@ -493,7 +491,7 @@ class Runner:
                 return b'{"d": %.6f, "r": %s}\n' % (duration, bytes(buf[start + 1:-1]))
         return self.assemble(buf, ncalls, timed_out, overflow, wstatus, duration)
 
-    def compile(self, source: object, mode: str, recursion_limit: int):
+    def compile(self, source: object, mode: str, recursion_limit: int, cache: dict):
         """The code object of ``source``, compiled here in the runner, or None: the child
         then compiles it itself (and meets the same error, under the job's limits).
 
@@ -507,8 +505,7 @@ class Runner:
         (``SyntaxWarning``, which belongs on the program's stderr), is left to the child."""
         if type(source) is not str or len(source) > COMPILE_HERE_MAX:
             return None
-        key = (recursion_limit, source)
-        cache = self.code_cache[mode]
+        key = (mode, recursion_limit, source)
         try:
             return cache[key]
         except KeyError:
@@ -527,20 +524,17 @@ class Runner:
             sys.setrecursionlimit(self.recursion_limit)
         if warned:
             code = None
-        if len(cache) >= CODE_CACHE_SIZE:
-            del cache[next(iter(cache))]  # the oldest entry
         cache[key] = code
         return code
 
     def forget(self) -> None:
         """In a forked child, before the program runs: drop every reference to other jobs
-        (the rest of the request, answers not yet sent, the code cache), so that no
+        (the rest of the request and the answers not yet sent), so that no
         program finds another's source, inputs or results through ``gc`` or frames (in
         a batch, a solver's program could otherwise run the reference solution it is
         graded against, or read its outputs)."""
         self.batch.clear()
         self.pending.clear()
-        self.code_cache = None
 
     def kill_job(self, pid: int) -> None:
         if self.is_init:
@@ -662,12 +656,13 @@ class Runner:
             line = None  # the raw request: no forked program may find it (see `forget`)
             _write_all(out, b'{"ack": %d}\n' % len(jobs))  # received: the host can tell
             batch, pending = self.batch, self.pending          # "never started" from "died in a job"
+            cache: dict | None = {}
             for job in jobs:
                 try:
-                    batch.append(self.prepare(job))
+                    batch.append(self.prepare(job, cache))
                 except Exception as e:  # noqa: BLE001 - a malformed job: tell the host
                     batch.append(e)
-            jobs = job = None
+            jobs = job = cache = None
             last_flush = time.monotonic()
             for i in range(len(batch)):
                 p, batch[i] = batch[i], None  # from here on, only this job knows its data
