@@ -170,7 +170,7 @@ class Sandbox:
 
     def _pick_cpu(self) -> int | None:
         """The core for a new worker: the one with the fewest live workers pinned to it."""
-        if not self.config.pin_cpus or self._cpus == []:
+        if not self.config.pin_cpus:
             return None
         with self._lock:
             if self._cpus is None:

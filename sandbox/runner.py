@@ -20,10 +20,14 @@ Protocol (JSON lines):
   held more than ``FLUSH_S``; after a worker dies under several unanswered jobs the host
   re-sends them one at a time, so the job that kills a worker is always identified.
 
-At start the runner moves its protocol off fds 0-2 (which become /dev/null), enters the work
-dir and sets RLIMIT_CORE to 0. Per job it forks a fresh child, which moves the result pipe
-to fd 3, closes every other fd above 2 (the protocol is never visible to the program),
-starts a new session (unless the runner is PID 1 of its own PID namespace), applies rlimits
+At start the runner makes itself non-dumpable (no ptrace, no /proc/1/mem for the programs,
+which run under its uid), moves its protocol off fds 0-2 (which become /dev/null), enters
+the work dir and sets RLIMIT_CORE to 0. It compiles the programs and calls of a whole
+request before forking for any of them (see `Runner.compile`). Per job it forks a fresh
+child, which moves the result pipe to fd 3, closes every other fd above 2 (the protocol is
+never visible to the program), starts a new session (unless the runner is PID 1 of its own
+PID namespace), drops its references to the other jobs of the request (`Runner.forget`),
+applies rlimits
 (RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_NPROC; soft = hard so the
 program cannot raise them), then ``exec``s the program in fresh globals as ``__main__`` and
 ``eval``s each call. The child builds its complete result itself and writes it in one go
@@ -497,8 +501,10 @@ class Runner:
 
         Compiling before the fork is the single biggest saving per job: ``compile()`` in
         a freshly forked child touches (copy-on-write faults in) a hundred pages of the
-        parser's memory, which in a VM costs more than the compile itself. Code objects are
-        cached by source, so a program run on many inputs is compiled once. Only small
+        parser's memory, which in a VM costs more than the compile itself. ``cache`` holds
+        the code objects of one request, so a program sent with many inputs compiles once;
+        it goes with the request (kept across requests it would let a program find the
+        code of earlier jobs, and scrubbing it in every child costs more). Only small
         sources are compiled here (``COMPILE_HERE_MAX``, so a hostile one cannot hold the
         runner long; CPython 3.11 reports nesting beyond its limits as RecursionError or
         MemoryError, it does not crash). A source that fails to compile, or warns
