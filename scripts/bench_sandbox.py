@@ -7,7 +7,7 @@
 Workloads (an AZR-sized program: a ~10-line function over a short input):
 
 - ``same``: one program run on many inputs (AZR's abduction tasks; the solver's rollouts
-  for one proposed program). The arena runner compiles it once and caches the code object.
+  for one proposed program). The arena runner compiles it once per request (batch).
 - ``distinct``: every job a new program source (AZR's induction; fresh proposals), so
   nothing is reused from one job to the next.
 
@@ -29,10 +29,10 @@ docker, arena process) run interleaved for ``--rounds`` rounds and the median ro
 reported, so that other load on the machine affects them alike; ``CPU ms/job`` is the busy
 time of the whole machine per job (from /proc/stat; steal excluded), steadier than the rate
 on a shared VM, and ``steal ms/job`` the time the hypervisor took the cores away meanwhile
-(on a noisy host it, not our code, decides the absolute rate). Latency: p50/p99 of one job at a time (``Sandbox.run``; one request to one
-baseline worker; one CLI call). Not a test: it prints a table and writes JSON. Targets
-(DESIGN.md): arena docker >= 800/s on 2 cores and >= 0.8x the baseline measured in the
-same run.
+(on a noisy host it, not our code, decides the absolute rate). Latency: p50/p99 of one
+job at a time (``Sandbox.run``; one request to one baseline worker; one CLI call). Not a
+test: it prints a table and writes JSON. Targets (DESIGN.md): arena docker >= 800/s on 2
+cores and >= 0.8x the baseline measured in the same run.
 """
 
 from __future__ import annotations
