@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from arena.episode import Episode, Turn
 from arena.errors import ArenaError
 from arena.policy import Completion, Policy, Request
@@ -29,6 +31,8 @@ class _Slot:
     episode: Episode
     returns: dict[str, float]
     seats: dict[str, Policy]
+    kind: int = 0  # which env of a mixed run
+    local: int = 0  # position in this call's schedule
 
 
 def seat_agents(env: ArenaEnv, agents: Sequence[Policy] | Mapping[str, Policy]) -> dict[str, Policy]:
@@ -59,60 +63,103 @@ def _is_over(env: ArenaEnv) -> bool:
     return not env.agents or all(env.terminations[a] or env.truncations[a] for a in env.agents)
 
 
+def env_schedule(env_ids: Sequence[str], weights: Sequence[float] | None, episodes: int, seed: int) -> list[int]:
+    """Which env each of `episodes` episodes plays: indices into `env_ids`.
+
+    Counts are proportional to `weights` (largest remainder, so a 3-env mix of 64 episodes
+    is 22/21/21, never a random 30/20/14), and the order is a permutation drawn from
+    `seed`: the schedule is reproducible and every batch has the mix it was asked for.
+    """
+    n = len(env_ids)
+    if n == 0:
+        raise ArenaError("no env to play: give at least one env id")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ArenaError(f"env weights must be {n} non-negative numbers with a positive sum, got {list(w)}")
+    share = w / w.sum() * episodes
+    counts = np.floor(share).astype(int)
+    for i in np.argsort(-(share - counts), kind="stable")[: episodes - counts.sum()]:
+        counts[i] += 1
+    order = np.repeat(np.arange(n), counts)
+    return [int(i) for i in np.random.default_rng(seed).permutation(order)]
+
+
 def play(
-    env_id: str,
+    env_id: str | Sequence[str],
     agents: Sequence[Policy] | Mapping[str, Policy],
     episodes: int,
     *,
     seed: int = 0,
-    env_kwargs: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+    env_weights: Sequence[float] | None = None,
     concurrency: int = 64,
     writer: EpisodeWriter | None = None,
     on_episode: Callable[[Episode], None] | None = None,
     run_name: str = "",
     swap_seats: bool = False,
+    start_index: int = 0,
+    metadata: dict[str, Any] | None = None,
 ) -> list[Episode]:
-    """Play `episodes` episodes of `env_id`, `concurrency` at a time; return them in order.
+    """Play `episodes` episodes, `concurrency` at a time; return them in index order.
 
-    Episode i is reset with seed `seed + i`. With `swap_seats`, the seating rotates by one
-    role each episode (episode i seats agent k in role (k + i) mod n), so every agent plays
-    every seat equally often. Finished episodes are written to `writer` in batches (one
-    batch per tick in which any finished) and passed to `on_episode`.
+    `env_id` is one env id, or several (mixed-env play: `env_kwargs` is then one dict per
+    env, and `env_weights` the share of episodes each gets, see `env_schedule`). Episodes
+    of every env are in flight together and each policy is asked once per tick for the
+    pending turns of all of them.
+
+    Episode i (counting from `start_index`) is reset with seed `seed + i`. With
+    `swap_seats`, the seating rotates by one role each episode (episode i seats agent k in
+    role (k + i) mod n), so every agent plays every seat equally often. Finished episodes
+    are written to `writer` in index order, each batch as soon as it is contiguous with
+    what was written before, and passed to `on_episode` as they finish. `metadata` is
+    copied into every episode's metadata (e.g. the training step).
     """
     if episodes < 0:
         raise ArenaError(f"episodes must be >= 0, got {episodes}")
     if concurrency < 1:
         raise ArenaError(f"concurrency must be >= 1, got {concurrency}")
-    env_kwargs = dict(env_kwargs or {})
+    env_ids = [env_id] if isinstance(env_id, str) else list(env_id)
+    if isinstance(env_kwargs, Mapping) or env_kwargs is None:
+        kwargs_of = [dict(env_kwargs or {}) for _ in env_ids]
+    else:
+        kwargs_of = [dict(k or {}) for k in env_kwargs]
+        if len(kwargs_of) != len(env_ids):
+            raise ArenaError(f"{len(kwargs_of)} env_kwargs given for {len(env_ids)} envs; give one dict per env")
+    schedule = env_schedule(env_ids, env_weights, episodes, seed) if len(env_ids) > 1 else [0] * episodes
     results: dict[int, Episode] = {}
-    free: list[ArenaEnv] = []
+    free: dict[int, list[ArenaEnv]] = defaultdict(list)
     active: list[_Slot] = []
-    next_index = 0
-    def start(index: int) -> _Slot:
-        env = free.pop() if free else make(env_id, **env_kwargs)
+    next_local = 0
+    written = 0  # episodes (local count) already handed to the writer
+
+    def start(local: int) -> _Slot:
+        k = schedule[local]
+        index = start_index + local
+        env = free[k].pop() if free[k] else make(env_ids[k], **kwargs_of[k])
         env.reset(seed=seed + index)
         seats = seat_agents(env, agents)
         if swap_seats:
             roles = list(seats)
             shift = index % len(roles)
-            seats = {roles[(k + shift) % len(roles)]: seats[roles[k]] for k in range(len(roles))}
+            seats = {roles[(j + shift) % len(roles)]: seats[roles[j]] for j in range(len(roles))}
         ep = Episode(
-            env_id=env_id, seed=seed + index, env_kwargs=dict(getattr(env, "env_kwargs", env_kwargs)),
+            env_id=env_ids[k], seed=seed + index, env_kwargs=dict(getattr(env, "env_kwargs", kwargs_of[k])),
             agents={r: seats[r].name for r in env.possible_agents},
-            id=f"{run_name}-{index}" if run_name else str(index), metadata={"index": index},
+            id=f"{run_name}-{index}" if run_name else str(index),
+            metadata={**(metadata or {}), "index": index},
         )
-        return _Slot(env, ep, {r: 0.0 for r in env.possible_agents}, seats)
+        return _Slot(env, ep, {r: 0.0 for r in env.possible_agents}, seats, kind=k, local=local)
 
-    while active or next_index < episodes:
-        while len(active) < concurrency and next_index < episodes:
-            active.append(start(next_index))
-            next_index += 1
+    while active or next_local < episodes:
+        while len(active) < concurrency and next_local < episodes:
+            active.append(start(next_local))
+            next_local += 1
         groups: dict[int, list[_Slot]] = defaultdict(list)
         for slot in active:
             groups[id(slot.seats[slot.env.agent_selection])].append(slot)
         for group in groups.values():
             policy = group[0].seats[group[0].env.agent_selection]
-            requests = [_request(s.env, env_id, s.env.agent_selection) for s in group]
+            requests = [_request(s.env, s.episode.env_id, s.env.agent_selection) for s in group]
             t0 = time.perf_counter()
             completions = policy.act(requests)
             if len(completions) != len(requests):
@@ -122,15 +169,20 @@ def play(
                 _advance(slot, request, completion, policy.name, elapsed / len(requests))
         finished = [s for s in active if _is_over(s.env)]
         if finished:
-            done_eps = [_finalize(s) for s in finished]
             active = [s for s in active if not _is_over(s.env)]
-            free.extend(s.env for s in finished)
+            for s in finished:
+                results[s.local] = _finalize(s)
+                free[s.kind].append(s.env)
             if writer is not None:
-                writer.write(done_eps)
-            for ep in done_eps:
-                results[ep.metadata["index"]] = ep
+                ready = written
+                while ready in results and ready < episodes:
+                    ready += 1
+                if ready > written:
+                    writer.write([results[i] for i in range(written, ready)])
+                    written = ready
+            for s in finished:
                 if on_episode is not None:
-                    on_episode(ep)
+                    on_episode(results[s.local])
     return [results[i] for i in range(episodes)]
 
 

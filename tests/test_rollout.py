@@ -76,3 +76,25 @@ def test_summary_rates_add_up():
         assert s["win_rate"] + s["draw_rate"] + s["loss_rate"] == pytest.approx(1.0)
     # random offers are mostly refused as invalid: the metric sees them
     assert max(s["invalid_move_rate"] for s in summarize(episodes).values()) > 0
+
+
+def test_mixed_envs_share_each_tick_and_follow_the_weights():
+    from arena.rollout import env_schedule
+
+    agent = CountingAgent()
+    ids = ["spiral/TicTacToe-v0", "spiral/KuhnPoker-v0"]
+    episodes = play(ids, [agent], 30, env_weights=[2, 1], concurrency=30, seed=5)
+    assert [e.env_id for e in episodes].count("spiral/TicTacToe-v0") == 20
+    assert len(agent.batches[0]) == 30  # first turns of both envs in one call
+    assert env_schedule(ids, [2, 1], 30, 5) == env_schedule(ids, [2, 1], 30, 5)
+    with pytest.raises(ArenaError, match="weights"):
+        env_schedule(ids, [1, -1], 4, 0)
+
+
+def test_writer_gets_episodes_in_index_order(tmp_path):
+    from arena.store import EpisodeWriter, read_episodes
+
+    with EpisodeWriter(tmp_path) as writer:
+        play("spiral/TicTacToe-v0", [RandomAgent(3)], 40, concurrency=7, writer=writer, start_index=10)
+    indices = [e.metadata["index"] for e in read_episodes(tmp_path)]
+    assert indices == list(range(10, 50))
