@@ -1,0 +1,115 @@
+"""Role-conditioned advantage estimators: pure functions over rewards and keys.
+
+Every model turn of a training batch is a *sample* with a reward (its role's episode
+return, SPIRAL's gamma = 1), a *key* naming the baseline it is compared with, and for
+GRPO a *group* (the samples that answered the same prompt). Keys are tuples:
+`(env_id, role)` for games, `(env_id, role, task_type)` for Absolute Zero.
+
+- `rae`: SPIRAL's role-conditioned advantage estimation, an EMA baseline per key.
+- `grpo`: group mean (and optionally std) over the samples of one prompt.
+- `trr_pp`: AZR's task-relative REINFORCE++, batch normalisation per key.
+
+A sample whose reward is `None` (its reward failed for infrastructure reasons, e.g. the
+sandbox broke) is *masked*: it gets no advantage (`None`), takes no part in any mean,
+standard deviation or baseline update, and the trainer leaves it out of the loss. It is
+never scored as 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+
+#: Which estimator each env family uses unless the config says otherwise.
+DEFAULT_ESTIMATOR: dict[str, str] = {"spiral": "rae", "azr": "trr++", "spice": "grpo"}
+ESTIMATORS: tuple[str, ...] = ("rae", "grpo", "trr++")
+
+
+def default_estimator(env_id: str) -> str:
+    """The estimator of an env id's family (`spiral/...` -> `rae`); `grpo` for others."""
+    return DEFAULT_ESTIMATOR.get(env_id.split("/", 1)[0], "grpo")
+
+
+def rae(
+    rewards: Sequence[float | None],
+    keys: Sequence[Hashable],
+    baselines: dict[Hashable, float],
+    alpha: float = 0.95,
+) -> list[float | None]:
+    """Role-conditioned advantage estimation (SPIRAL), in sample order.
+
+    For each sample, with b the baseline of its key (0 when new)::
+
+        A = R - b                      # the baseline is read before it is updated
+        b <- alpha * b + (1 - alpha) * R
+
+    `baselines` is updated in place (it is part of the checkpoint). Pass one sample per
+    (episode, role), in episode order, as SPIRAL does; turns of the same role in one
+    episode share that advantage.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    out: list[float | None] = []
+    for reward, key in zip(rewards, keys, strict=True):
+        if reward is None:
+            out.append(None)
+            continue
+        b = baselines.get(key, 0.0)
+        out.append(float(reward) - b)
+        baselines[key] = alpha * b + (1.0 - alpha) * float(reward)
+    return out
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def grpo(
+    rewards: Sequence[float | None],
+    groups: Sequence[Hashable],
+    scale: bool = True,
+    eps: float = 1e-4,
+) -> list[float | None]:
+    """Group-relative advantages (GRPO): A = (R - mean_g) / (std_g + eps), per group g.
+
+    Mean and (unbiased, as TRL) std are over the unmasked samples of the group; with
+    `scale=False` (Dr. GRPO) A = R - mean_g. A group whose rewards are all equal gives 0 to
+    each sample; a group of one sample gives 0.
+    """
+    members: dict[Hashable, list[float]] = defaultdict(list)
+    for reward, group in zip(rewards, groups, strict=True):
+        if reward is not None:
+            members[group].append(float(reward))
+    stats = {g: _mean_std(v) for g, v in members.items()}
+    out: list[float | None] = []
+    for reward, group in zip(rewards, groups):
+        if reward is None:
+            out.append(None)
+            continue
+        mean, std = stats[group]
+        out.append((float(reward) - mean) / (std + eps) if scale else float(reward) - mean)
+    return out
+
+
+def trr_pp(rewards: Sequence[float | None], keys: Sequence[Hashable], eps: float = 1e-8) -> list[float | None]:
+    """Task-relative REINFORCE++ (AZR): A = (R - mean_k) / std_k, per key k of the batch.
+
+    AZR's keys are (task type, role): six baselines. Like veRL's `masked_whiten`, the std
+    is the unbiased one; a key whose rewards are all equal gives 0.
+    """
+    members: dict[Hashable, list[float]] = defaultdict(list)
+    for reward, key in zip(rewards, keys, strict=True):
+        if reward is not None:
+            members[key].append(float(reward))
+    stats = {k: _mean_std(v) for k, v in members.items()}
+    out: list[float | None] = []
+    for reward, key in zip(rewards, keys):
+        if reward is None:
+            out.append(None)
+            continue
+        mean, std = stats[key]
+        out.append((float(reward) - mean) / (std + eps) if std > 0 else 0.0)
+    return out

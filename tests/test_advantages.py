@@ -1,0 +1,52 @@
+"""Advantage estimators against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from arena.advantages import default_estimator, grpo, rae, trr_pp
+
+
+def test_rae_reads_the_baseline_before_updating_it():
+    baselines: dict = {}
+    keys = [("kuhn", "player_0"), ("kuhn", "player_1"), ("kuhn", "player_0"), ("kuhn", "player_0")]
+    adv = rae([1.0, -1.0, 1.0, -2.0], keys, baselines, alpha=0.9)
+    # player_0: b=0 -> A=1, b=0.1; A=1-0.1=0.9, b=0.09+0.1=0.19; A=-2-0.19=-2.19, b=0.171-0.2=-0.029
+    assert adv == pytest.approx([1.0, -1.0, 0.9, -2.19])
+    assert baselines[("kuhn", "player_0")] == pytest.approx(-0.029)
+    assert baselines[("kuhn", "player_1")] == pytest.approx(-0.1)
+
+
+def test_rae_masks_infra_samples_without_touching_the_baseline():
+    baselines = {("g", "p"): 0.5}
+    adv = rae([None, 1.0], [("g", "p"), ("g", "p")], baselines, alpha=0.5)
+    assert adv == [None, 0.5]
+    assert baselines[("g", "p")] == pytest.approx(0.75)
+
+
+def test_grpo_group_of_equal_rewards_is_zero_and_std_is_unbiased():
+    adv = grpo([1.0, 1.0, 1.0, 0.0, 1.0], ["a", "a", "a", "b", "b"])
+    assert adv[:3] == [0.0, 0.0, 0.0]
+    std = math.sqrt(0.5)  # unbiased std of (0, 1)
+    assert adv[3:] == pytest.approx([-0.5 / (std + 1e-4), 0.5 / (std + 1e-4)])
+    assert grpo([2.0, 0.0], ["g", "g"], scale=False) == [1.0, -1.0]
+
+
+def test_grpo_infra_sample_is_left_out_of_the_group_statistics():
+    adv = grpo([None, 1.0, 0.0], ["g", "g", "g"], scale=False)
+    assert adv == [None, 0.5, -0.5]  # mean over the two real samples, not (0 + 1 + 0) / 3
+
+
+def test_trr_pp_normalises_per_key():
+    adv = trr_pp([1.0, 3.0, 5.0, 5.0, None], ["x", "x", "y", "y", "x"])
+    assert adv[:2] == pytest.approx([-1 / math.sqrt(2), 1 / math.sqrt(2)])
+    assert adv[2:4] == [0.0, 0.0]
+    assert adv[4] is None
+
+
+def test_default_estimators_by_family():
+    assert default_estimator("spiral/KuhnPoker-v0") == "rae"
+    assert default_estimator("azr/Deduction-v0") == "trr++"
+    assert default_estimator("spice/Corpus-v0") == "grpo"
