@@ -1,0 +1,253 @@
+"""`TrainConfig`: every knob of `arena train`, one documented dataclass.
+
+The dataclass is the single source of the command line and of YAML config files: each
+field `foo_bar` is the flag `--foo-bar` and the YAML key `foo_bar` (or `foo-bar`), with
+the same meaning and default. `arena train --help` prints the `help` of every field.
+
+    arena train --env spiral/KuhnPoker-v0 --steps 100 --out runs/kuhn
+    arena train --config kuhn.yaml --learning-rate 3e-4     # flags override the file
+"""
+
+# ruff: noqa: RUF009  (`_f` is `dataclasses.field` with its help text; it builds a fresh default per instance)
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arena.errors import ArenaError
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """Self-play training: what to play, which model, how to update it, where to write."""
+
+    # -- what to play -------------------------------------------------------------------
+    env: list[str] = _f(["spiral/KuhnPoker-v0"], "Env ids to train on (repeat --env to mix several).")
+    env_weights: list[float] = _f([], "Share of episodes per env, in --env order (default: equal).")
+    env_kwargs: dict[str, dict[str, Any]] = _f({}, "Env arguments per env id, e.g. {\"spiral/KuhnPoker-v1\": {\"rounds\": 3}} (JSON on the command line).")
+    opponent: str | None = _f(None, "Fixed opponent for the other seat: random, heuristic, or a model path; only the model's seats train. Default: pure self-play.")
+    episodes_per_step: int = _f(128, "Episodes played per training step (each of their model turns is a sample).")
+    concurrency: int = _f(256, "Episodes in flight at once during rollout.")
+    # -- the model ----------------------------------------------------------------------
+    model: str = _f("tiny", "Model: `tiny` (built locally), a local path, or a Hub id.")
+    max_new_tokens: int = _f(64, "Longest completion, in tokens.")
+    temperature: float = _f(1.0, "Sampling temperature (also used in the loss, as TRL does).")
+    top_p: float = _f(1.0, "Nucleus sampling.")
+    constrain: bool | None = _f(None, "Decode only legal actions where the env lists them. Default: on for `tiny`, off otherwise.")
+    lora_r: int = _f(0, "LoRA rank (PEFT); 0 trains all weights.")
+    # -- the update (TRL GRPO) ------------------------------------------------------------
+    steps: int = _f(150, "Training steps (one rollout and one optimizer step each).")
+    learning_rate: float = _f(2e-3, "Adam learning rate (the tiny model wants ~1e-3; 7B models ~1e-6).")
+    lr_scheduler_type: str = _f("constant", "Transformers scheduler name (SPIRAL: constant).")
+    warmup_steps: int = _f(0, "Warm-up steps of the scheduler.")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    max_grad_norm: float = _f(1.0, "Gradient clipping.")
+    loss_type: str = _f("dapo", "TRL loss type: dapo, grpo, dr_grpo, bnpo, ...")
+    epsilon: float = _f(0.2, "PPO clip range.")
+    beta: float = _f(0.0, "KL coefficient against the reference model (SPIRAL and AZR: 0).")
+    num_iterations: int = _f(1, "Optimizer passes over each rollout batch (GRPO's mu).")
+    gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step (a rollout batch is split into this many).")
+    estimator: str | None = _f(None, "Advantage estimator for every env: rae, grpo, trr++. Default per env family (spiral: rae, azr: trr++, spice: grpo).")
+    estimators: dict[str, str] = _f({}, "Estimator per env id, overriding --estimator.")
+    rae_alpha: float = _f(0.95, "EMA decay of the RAE baselines (SPIRAL: 0.95).")
+    filter_zero_advantage: bool = _f(False, "Drop samples whose advantage is exactly 0 (SPIRAL's filter_zero_adv); counted in the metrics.")
+    # -- run ----------------------------------------------------------------------------
+    out: str = _f("runs/selfplay", "Run folder: episodes, metrics, checkpoints, config.")
+    seed: int = _f(0, "Seed of everything (model init of `tiny` aside: that is fixed).")
+    save_every: int = _f(50, "Save a checkpoint every N steps (and at the end).")
+    save_total_limit: int | None = _f(3, "Keep only the last N checkpoints.")
+    eval_every: int = _f(10, "Evaluate every N steps (0: never): exploitability for Kuhn Poker, win rates vs random.")
+    eval_episodes: int = _f(64, "Episodes per opponent and seat in each evaluation.")
+    report_to: str = _f("none", "TRL/transformers reporting: none, tensorboard, wandb, ...")
+    device: str | None = _f(None, "cpu or cuda; default: cuda when available.")
+    resume: str | None = _f(None, "Resume the run in this folder from its last checkpoint.")
+
+    def __post_init__(self) -> None:
+        if not self.env:
+            raise ArenaError("train needs at least one --env")
+        if self.env_weights and len(self.env_weights) != len(self.env):
+            raise ArenaError(f"--env-weights gives {len(self.env_weights)} weights for {len(self.env)} envs; give one per --env")
+        for name in ("steps", "episodes_per_step", "concurrency", "max_new_tokens", "num_iterations", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ArenaError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        from arena.advantages import ESTIMATORS
+
+        for est in [self.estimator, *self.estimators.values()]:
+            if est is not None and est not in ESTIMATORS:
+                raise ArenaError(f"unknown estimator {est!r}; choose from {', '.join(ESTIMATORS)}")
+        if self.temperature < 0:
+            raise ArenaError(f"--temperature must be >= 0, got {self.temperature}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def fields_help() -> list[tuple[str, str, str]]:
+    """(flag, default, help) of every field, for `arena train --help`."""
+    return [(f"--{f.name.replace('_', '-')}", repr(_default(f)), f.metadata["help"]) for f in dataclasses.fields(TrainConfig)]
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(type without Optional, optional?) of a field annotation."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], True
+    return tp, False
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    """Convert a YAML or command-line value to the field's type; one-line error otherwise."""
+    base, optional = _base_type(tp)
+    flag = f"--{name.replace('_', '-')}"
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
+        if optional:
+            return None
+        raise ArenaError(f"{flag} needs a value")
+    origin = typing.get_origin(base) or base
+    try:
+        if origin is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if origin is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if origin is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if origin is str:
+            return str(value)
+        if origin is list:
+            (item,) = typing.get_args(base)
+            items = value if isinstance(value, list) else [value]
+            return [_coerce(name, item, v) for v in items]
+        if origin is dict:
+            if isinstance(value, str):
+                value = json.loads(value)
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return dict(value)
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise ArenaError(f"{flag}: {value!r} is not a valid {getattr(base, '__name__', base)}") from None
+    return value
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
+
+
+def _key(raw: str, where: str) -> str:
+    names = list(_field_types())
+    key = raw.lstrip("-").replace("-", "_")
+    if key not in names:
+        close = difflib.get_close_matches(key, names, n=1)
+        suggestion = f"--{close[0].replace('_', '-')}" if where == "flag" else repr(close[0]) if close else ""
+        hint = f"; did you mean {suggestion}?" if close else ""
+        shown = f"--{raw.lstrip('-')}" if where == "flag" else repr(raw)
+        raise ArenaError(f"unknown {where} {shown}{hint} (see `arena train --help`)")
+    return key
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The fields of a YAML config file; unknown keys are a one-line error."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArenaError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ArenaError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ArenaError(f"{path}: a config file is a mapping of field: value, got {type(data).__name__}")
+    types_ = _field_types()
+    out = {}
+    for raw, value in data.items():
+        key = _key(str(raw), f"key in {path}:")
+        out[key] = _coerce(key, types_[key], value)
+    return out
+
+
+def parse_args(args: list[str]) -> TrainConfig:
+    """Build a `TrainConfig` from command-line words: `--config FILE` first, then flags.
+
+    `--flag VALUE` or `--flag=VALUE`; booleans also as `--flag` / `--no-flag`; list fields
+    repeat (`--env A --env B`) or take a comma-separated value.
+    """
+    types_ = _field_types()
+    values: dict[str, Any] = {}
+    config_file = None
+    flags: list[tuple[str, str | None]] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if not word.startswith("--"):
+            raise ArenaError(f"unexpected argument {word!r}; every train setting is a --flag (see `arena train --help`)")
+        name, eq, inline = word[2:].partition("=")
+        if name == "config":
+            if not eq:
+                i += 1
+                if i >= len(args):
+                    raise ArenaError("--config needs a file")
+                inline = args[i]
+            config_file = inline
+            i += 1
+            continue
+        negated = name.startswith("no-") and name[3:].replace("-", "_") in types_
+        key = _key(name[3:] if negated else name, "flag")
+        base, _ = _base_type(types_[key])
+        if base is bool and not eq:
+            flags.append((key, "false" if negated else "true"))
+            i += 1
+            continue
+        if not eq:
+            i += 1
+            if i >= len(args) or (args[i].startswith("--") and len(args[i]) > 2):
+                raise ArenaError(f"--{name} needs a value")
+            inline = args[i]
+        flags.append((key, inline))
+        i += 1
+    if config_file is not None:
+        values.update(load_yaml(config_file))
+    lists: dict[str, list[Any]] = {}
+    for key, raw in flags:
+        base, _ = _base_type(types_[key])
+        if typing.get_origin(base) is list:
+            parts = [p for p in str(raw).split(",") if p.strip()]
+            lists.setdefault(key, []).extend(_coerce(key, types_[key], [p.strip() for p in parts]))
+        else:
+            values[key] = _coerce(key, types_[key], raw)
+    values.update(lists)
+    return TrainConfig(**values)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

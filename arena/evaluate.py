@@ -1,0 +1,170 @@
+"""Evaluation of a trained policy: win/draw/loss against fixed opponents, and for Kuhn
+Poker the exact exploitability of the model's policy.
+
+Exploitability is exact, not sampled, when the policy decodes under the legal-action
+constraint: P(bet or call | info state) is the model's probability of that action's
+tokens under the constrained distribution (the one it samples from), computed by one
+teacher-forced forward pass per info state; `exploitability` then walks the game tree.
+Other policies are tabulated by sampling (`kuhn_policy_table`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from arena.errors import ArenaError
+from arena.metrics import summarize_agents
+from arena.policy import Policy, Request
+from arena.rollout import play
+
+OPPONENTS: tuple[str, ...] = ("random", "heuristic")
+
+
+def _eval_kwargs(env_id: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """SPIRAL's evaluation scoring (invalid move: -1/+1) for its games."""
+    from arena.game import ZeroSumGame
+    from arena.registry import spec
+
+    out = dict(kwargs or {})
+    if issubclass(spec(env_id).load(), ZeroSumGame):
+        out.setdefault("mode", "eval")
+    return out
+
+
+def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed: int = 0,
+                 env_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
+    """The policy against a scripted opponent, both seats equally often: its win/draw/loss
+    and invalid-move rates and mean return over all its seats."""
+    from arena.agents import make_agent
+
+    opp = make_agent(opponent, seed=seed + 1)
+    if opp.name == policy.name:
+        raise ArenaError(f"the evaluated policy and the opponent are both named {policy.name!r}")
+    eps = play(env_id, [policy, opp], episodes, seed=seed, env_kwargs=_eval_kwargs(env_id, env_kwargs),
+               swap_seats=True, concurrency=max(1, episodes))
+    return summarize_agents(eps)[policy.name]
+
+
+def _action_logprobs(model, tokenizer, request: Request, temperature: float) -> dict[str, float]:
+    """log P(action) for each legal action under the constrained distribution: at each
+    position only the tokens that continue some legal action (or EOS after a complete one)."""
+    import torch
+
+    actions = list(request.legal_actions or [])
+    eos = tokenizer.eos_token_id
+    seqs = {a: list(tokenizer(a, add_special_tokens=False).input_ids) + [eos] for a in actions}
+    prompt = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=True)
+    if isinstance(prompt, dict) or hasattr(prompt, "input_ids"):
+        prompt = prompt["input_ids"]
+    prompt = list(prompt)
+    width = max(len(s) for s in seqs.values())
+    rows = [prompt + s + [eos] * (width - len(s)) for s in seqs.values()]
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor(rows, device=device)).logits.float() / max(temperature, 1e-6)
+    out = {}
+    for row, (action, seq) in enumerate(seqs.items()):
+        total = 0.0
+        for t, tok in enumerate(seq):
+            prefix = seq[:t]
+            allowed = sorted({s[t] for s in seqs.values() if len(s) > t and s[:t] == prefix})
+            step = logits[row, len(prompt) + t - 1]
+            total += float(step[tok] - torch.logsumexp(step[allowed], dim=0))
+        out[action] = total
+    return out
+
+
+def kuhn_exploitability(policy: Any, env_id: str = "spiral/KuhnPoker-v0", samples: int = 256) -> tuple[float, dict[str, float]]:
+    """Exploitability of a policy in one-hand Kuhn Poker, and its strategy table.
+
+    Exact for an `HFPolicy` with the legal-action constraint (see the module docstring);
+    otherwise by sampling `samples` answers per info state.
+    """
+    from arena.envs.spiral.kuhn_poker import INFO_STATES, exploitability, kuhn_policy_table
+
+    model = getattr(policy, "model", None)
+    if model is None or not getattr(policy, "constrain", False):
+        table = kuhn_policy_table(policy, samples=samples)
+        return exploitability(table), table
+    from arena.envs.spiral.kuhn_poker import CARDS, KuhnPoker
+    from arena.registry import make
+
+    was_training = model.training
+    model.eval()
+    table = {}
+    try:
+        for state in INFO_STATES:
+            card, history = state[0], state[1:]
+            actor = len(history) % 2
+            other = next(c for c in CARDS if c != card)
+            env = make(env_id)
+            if not isinstance(env, KuhnPoker):
+                raise ArenaError(f"{env_id} is not a Kuhn Poker env")
+            env.reset(seed=0, options={"cards": (card, other) if actor == 0 else (other, card)})
+            for letter in history:
+                env.step("[bet]" if letter == "b" else "[check]")
+            role = env.agent_selection
+            request = Request(env_id=env_id, role=role, observation=str(env.observe(role)),
+                              messages=env.prompt(role), legal_actions=env.legal_actions(role), env=env)
+            logps = _action_logprobs(model, policy.tokenizer, request, policy.temperature or 1.0)
+            active = "[bet]" if "[bet]" in logps else "[call]"
+            table[state] = math.exp(logps[active]) / sum(math.exp(v) for v in logps.values())
+    finally:
+        model.train(was_training)
+    return exploitability(table), table
+
+
+def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int = 10_000,
+             env_kwargs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Everything `arena eval` reports, as a flat dict: `<Env>/vs_<opponent>/<rate>` and,
+    for one-hand Kuhn Poker, `<Env>/exploitability` and the strategy table."""
+    out: dict[str, Any] = {}
+    for env_id in env_ids:
+        short = env_id.split("/")[-1]
+        kwargs = (env_kwargs or {}).get(env_id, {})
+        for opponent in OPPONENTS:
+            try:
+                result = play_against(policy, env_id, opponent, episodes, seed=seed, env_kwargs=kwargs)
+            except ArenaError as exc:
+                if "no heuristic" in str(exc):
+                    continue
+                raise
+            for name in ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate", "mean_return"):
+                out[f"{short}/vs_{opponent}/{name}"] = result[name]
+        if _is_one_hand_kuhn(env_id, kwargs):
+            value, table = kuhn_exploitability(policy, env_id)
+            out[f"{short}/exploitability"] = value
+            out[f"{short}/policy_table"] = table
+    return out
+
+
+def _is_one_hand_kuhn(env_id: str, kwargs: dict[str, Any]) -> bool:
+    from arena.envs.spiral.kuhn_poker import KuhnPoker
+    from arena.registry import spec
+
+    s = spec(env_id)
+    if not issubclass(s.load(), KuhnPoker):
+        return False
+    return int({**s.kwargs, **kwargs}.get("rounds", 1)) == 1
+
+
+def training_evaluator(config, run_dir: Path):
+    """The `evaluate(trainer, final=False)` hook of `SelfPlayTrainer`: evaluates the policy,
+    appends a line to `RUN/eval.jsonl` (step, minutes, results) and returns `eval/...`
+    metrics for the step's log."""
+    if not config.eval_every:
+        return None
+    path = Path(run_dir) / "eval.jsonl"
+
+    def run(trainer, final: bool = False) -> dict[str, float]:
+        results = evaluate(trainer.policy, list(config.env), episodes=config.eval_episodes, seed=10_000,
+                           env_kwargs=config.env_kwargs)
+        record = {"step": trainer.state.global_step, "minutes": round(trainer.minutes(), 4), "final": final, **results}
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        return {f"eval/{k}": float(v) for k, v in results.items() if isinstance(v, (int, float))}
+
+    return run

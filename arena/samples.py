@@ -1,0 +1,110 @@
+"""From played episodes to training samples with role-conditioned advantages.
+
+A *sample* is one model turn: its prompt and completion tokens, the log-probs it was
+sampled with, and its reward (the role's episode return, gamma = 1, as SPIRAL). Each env
+picks an estimator (`arena.advantages`); the key of a sample's baseline is
+`(env_id, role)`, plus the task type where the turn names one (Absolute Zero), so every
+role of every env is compared only with itself.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from arena.advantages import default_estimator, grpo, rae, trr_pp
+from arena.episode import Episode
+
+
+@dataclass
+class Sample:
+    """One model turn, ready for the loss."""
+
+    env_id: str
+    role: str
+    episode: int  # position of its episode in the batch
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    logprobs: list[float] | None
+    reward: float | None  # None: infra failure, masked
+    task_type: str | None = None
+    allowed: list[list[int]] | None = None  # per completion token, the legal next tokens (constrained decoding)
+    advantage: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple:
+        return (self.env_id, self.role) if self.task_type is None else (self.env_id, self.role, self.task_type)
+
+
+def collect(episodes: Sequence[Episode], trainable: str) -> list[Sample]:
+    """The turns played by the agent named `trainable` that carry tokens, in episode order.
+
+    A turn whose `info` says `infra` (its reward failed for infrastructure reasons) gets
+    reward None and is masked out of every statistic and of the loss.
+    """
+    out = []
+    for i, ep in enumerate(episodes):
+        for turn in ep.turns:
+            if turn.agent != trainable or not turn.token_ids or turn.prompt_ids is None:
+                continue
+            infra = bool(turn.info.get("infra"))
+            out.append(Sample(
+                env_id=ep.env_id, role=turn.role, episode=i, prompt_ids=list(turn.prompt_ids),
+                completion_ids=list(turn.token_ids), logprobs=turn.logprobs,
+                reward=None if infra or turn.reward is None else float(turn.reward),
+                task_type=turn.info.get("task_type"), allowed=turn.info.get("allowed_token_ids"),
+            ))
+    return out
+
+
+def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselines: dict[str, float],
+                      rae_alpha: float = 0.95) -> None:
+    """Set `sample.advantage` for every sample, env by env, with that env's estimator.
+
+    - `rae`: one baseline update per (episode, role), in episode order (SPIRAL applies the
+      EMA once per trajectory); every turn of that role in the episode gets its advantage.
+      `baselines` (keyed by `"env_id|role"`, JSON-friendly) is updated in place.
+    - `grpo`: groups are samples of the same env, role and prompt tokens.
+    - `trr++`: per (env, role, task type) over the batch.
+    """
+    by_env: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_env.setdefault(s.env_id, []).append(s)
+    for env_id, group in by_env.items():
+        name = estimators.get(env_id) or default_estimator(env_id)
+        if name == "rae":
+            firsts: dict[tuple[int, tuple], Sample] = {}
+            for s in group:
+                firsts.setdefault((s.episode, s.key), s)
+            order = list(firsts.values())
+            keys = ["|".join(s.key) for s in order]
+            adv = rae([s.reward for s in order], keys, baselines, alpha=rae_alpha)
+            per = {k: a for k, a in zip(firsts, adv)}
+            for s in group:
+                s.advantage = per[(s.episode, s.key)] if s.reward is not None else None
+        elif name == "grpo":
+            adv = grpo([s.reward for s in group], [(s.key, tuple(s.prompt_ids)) for s in group])
+            for s, a in zip(group, adv):
+                s.advantage = a
+        elif name == "trr++":
+            adv = trr_pp([s.reward for s in group], [s.key for s in group])
+            for s, a in zip(group, adv):
+                s.advantage = a
+        else:
+            raise ValueError(f"unknown estimator {name!r}")
+
+
+def keep_for_loss(samples: list[Sample], filter_zero_advantage: bool) -> tuple[list[Sample], Counter]:
+    """The samples that enter the loss, and why the others were left out (counted)."""
+    kept, dropped = [], Counter()
+    for s in samples:
+        if s.advantage is None:
+            dropped["infra"] += 1
+        elif filter_zero_advantage and s.advantage == 0.0:
+            dropped["zero_advantage"] += 1
+        else:
+            kept.append(s)
+    return kept, dropped

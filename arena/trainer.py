@@ -1,0 +1,471 @@
+"""Self-play training on TRL's `GRPOTrainer`, with arena's rollout and advantages.
+
+One step, as the algorithm box reads:
+
+1. play `episodes_per_step` episodes of the configured envs (mixed by weight), the one
+   model in every seat (or against a fixed opponent), all episodes in flight at once and
+   one generation call per tick (`arena.rollout.play`); store them in the run;
+2. every model turn is a sample: prompt ids, completion ids, the log-probs it was sampled
+   with, and its reward (the role's episode return);
+3. advantages per (env, role[, task type]) with each env's estimator (`arena.samples`):
+   RAE for games, TRR++ for Absolute Zero, GRPO for SPICE; infra failures masked;
+4. TRL's loss (`loss_type`, clipping `epsilon`, KL `beta`), optimizer, scheduler,
+   gradient accumulation, accelerate and PEFT take it from there.
+
+The seam is `GRPOTrainer._generate_and_score_completions` (a private method: TRL is
+pinned exactly and `tests/test_trainer.py` pins the seam): arena's override returns the
+batch TRL expects (`prompt_ids`, `prompt_mask`, `completion_ids`, `completion_mask`,
+`advantages`, `num_items_in_batch`, and `old_per_token_logps` when TRL would need them).
+
+Deviation from TRL, kept small: with the legal-action constraint, a completion was
+sampled from the distribution renormalised over the legal next tokens, so the loss must
+score it under that same distribution. `_get_per_token_logps_and_entropies` is overridden
+for batches with constrained samples only: it computes logits (TRL's fused head cannot
+mask), sets the illegal tokens to -inf, and takes the log-softmax; unconstrained batches
+go through TRL's own code.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import shutil
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+
+from arena.config import TrainConfig, save_config
+from arena.errors import ArenaError
+from arena.metrics import summarize
+from arena.rollout import play
+from arena.samples import Sample, assign_advantages, collect, keep_for_loss
+from arena.store import EPISODES_FILE, EpisodeWriter, write_run_info
+
+STATE_FILE = "arena_state.json"
+MODEL_DIR = "model"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+def _unused_reward(completions: list, **kwargs: Any) -> list[float]:
+    """GRPOTrainer requires a reward function; arena scores in the env, so this is never called."""
+    raise RuntimeError("arena computes rewards in its envs; TRL's reward path must not run")
+
+
+def pad_left(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token rows into (ids, mask): prompts end where completions begin."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r):] = torch.tensor(r)
+            mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+def pad_right(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(max(len(r) for r in rows), 1)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+    return ids, mask
+
+
+class SelfPlayTrainer(GRPOTrainer):
+    """`GRPOTrainer` whose generation and scoring is arena's self-play rollout.
+
+    Args:
+        config: the run's `TrainConfig`.
+        model, tokenizer: the policy being trained (`arena.agents.hf.load_model`).
+        policy: the `HFPolicy` that generates with `model` in the rollout.
+        opponent: a fixed opponent policy, or None for pure self-play.
+        run_dir: the run folder (episodes, metrics, checkpoints).
+        evaluate: called as `evaluate(trainer)` every `config.eval_every` steps; returns
+            metrics (`eval/...`) that are logged with the step's metrics.
+    """
+
+    def __init__(self, config: TrainConfig, model, tokenizer, policy, run_dir: Path, *, opponent=None,
+                 evaluate=None, peft_config=None):
+        self.config = config
+        self.policy = policy
+        self.opponent = opponent
+        self.run_dir = Path(run_dir)
+        self.evaluate_fn = evaluate
+        self.baselines: dict[str, float] = {}
+        self.rollouts = 0  # rollout batches played so far (episode indices continue from here)
+        self.elapsed_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
+        self.session_start = time.monotonic()
+        self.writer = EpisodeWriter(self.run_dir)
+        use_cuda = (config.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+        args = GRPOConfig(
+            output_dir=str(self.run_dir / CHECKPOINTS_DIR),
+            max_steps=config.steps,
+            per_device_train_batch_size=2,  # nominal: a rollout batch is split by gradient_accumulation_steps
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            steps_per_generation=config.gradient_accumulation_steps,
+            num_generations=2,  # nominal: arena forms its own groups (see arena.samples)
+            num_iterations=config.num_iterations,
+            learning_rate=config.learning_rate,
+            lr_scheduler_type=config.lr_scheduler_type,
+            warmup_steps=config.warmup_steps,
+            weight_decay=config.weight_decay,
+            max_grad_norm=config.max_grad_norm,
+            loss_type=config.loss_type,
+            epsilon=config.epsilon,
+            beta=config.beta,
+            temperature=config.temperature if config.temperature > 0 else 1.0,
+            max_completion_length=config.max_new_tokens,
+            logging_steps=1,
+            save_strategy="steps",
+            save_steps=config.save_every,
+            save_total_limit=config.save_total_limit,
+            report_to=[] if config.report_to == "none" else [config.report_to],
+            logging_dir=str(self.run_dir / "tensorboard"),
+            seed=config.seed,
+            use_cpu=not use_cuda,
+            bf16=use_cuda and torch.cuda.is_bf16_supported(),
+            remove_unused_columns=False,
+            disable_tqdm=False,
+        )
+        from datasets import Dataset
+
+        rows = args.generation_batch_size * config.steps * config.num_iterations
+        dataset = Dataset.from_dict({"prompt": [str(i) for i in range(rows)]})
+        super().__init__(model=model, reward_funcs=[_unused_reward], args=args, train_dataset=dataset,
+                         processing_class=tokenizer, peft_config=peft_config)
+        self._allowed: list | None = None
+        self.add_callback(_ArenaCallback(self))
+
+    # -- the seam ------------------------------------------------------------------------
+    def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
+        cfg = self.config
+        metrics: dict[str, float] = {}
+        if self.evaluate_fn is not None and cfg.eval_every and self.state.global_step % cfg.eval_every == 0:
+            metrics.update(self.evaluate_fn(self))
+        self.policy.sync_weights()
+        agents = [self.policy] if self.opponent is None else [self.policy, self.opponent]
+        t0 = time.perf_counter()
+        episodes = play(
+            cfg.env, agents, cfg.episodes_per_step, seed=cfg.seed * 1_000_003,
+            env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env], env_weights=cfg.env_weights or None,
+            concurrency=cfg.concurrency, writer=self.writer, run_name=self.run_dir.name,
+            swap_seats=self.opponent is not None, start_index=self.rollouts * cfg.episodes_per_step,
+            metadata={"step": self.state.global_step},
+        )
+        rollout_seconds = time.perf_counter() - t0
+        self.rollouts += 1
+        samples = collect(episodes, self.policy.name)
+        estimators = {e: (cfg.estimators.get(e) or cfg.estimator) for e in cfg.env}
+        assign_advantages(samples, {e: v for e, v in estimators.items() if v}, self.baselines, cfg.rae_alpha)
+        kept, dropped = keep_for_loss(samples, cfg.filter_zero_advantage)
+        metrics.update(self._rollout_metrics(episodes, samples, dropped, rollout_seconds))
+        for name, value in metrics.items():
+            self._metrics["train"][name].append(value)
+        return self._batch(kept)
+
+    def _batch(self, kept: list[Sample]) -> dict[str, Any]:
+        """TRL's batch from the kept samples, padded to a multiple of the micro-batch count
+        with empty rows (completion mask 0: they add nothing to the loss or its normaliser)."""
+        device = self.accelerator.device
+        chunks = self.args.steps_per_generation
+        pad_id = self.processing_class.pad_token_id
+        rows = list(kept)
+        if not rows:
+            raise ArenaError("no model turn to train on in this step: every sample was filtered or masked")
+        while len(rows) % chunks:
+            rows.append(Sample(env_id="", role="", episode=-1, prompt_ids=rows[0].prompt_ids, completion_ids=[],
+                               logprobs=[], reward=0.0, advantage=0.0))
+        prompt_ids, prompt_mask = pad_left([s.prompt_ids for s in rows], pad_id)
+        completion_ids, completion_mask = pad_right([s.completion_ids for s in rows], pad_id)
+        width = completion_ids.size(1)
+        out: dict[str, Any] = {
+            "prompt_ids": prompt_ids.to(device), "prompt_mask": prompt_mask.to(device),
+            "completion_ids": completion_ids.to(device), "completion_mask": completion_mask.to(device),
+            "advantages": torch.tensor([s.advantage for s in rows], dtype=torch.float32, device=device),
+            "num_items_in_batch": completion_mask.sum().to(device),
+        }
+        if any(s.allowed for s in rows):
+            out["allowed"] = [s.allowed if s.allowed else None for s in rows]
+        if self.num_iterations > 1 or self.args.steps_per_generation > self.args.gradient_accumulation_steps:
+            # the behaviour policy's log-probs, as sampled (TRL recomputes them with a forward pass)
+            old = torch.zeros((len(rows), width), dtype=torch.float32)
+            for i, s in enumerate(rows):
+                if s.logprobs:
+                    old[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
+            out["old_per_token_logps"] = old.to(device)
+        return out
+
+    # -- constrained log-probs in the loss -----------------------------------------------
+    def _compute_loss(self, model, inputs):
+        self._allowed = inputs.get("allowed")
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._allowed = None
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                           batch_size=None, compute_entropy=False, **kwargs):
+        allowed = self._allowed
+        if not allowed or any(kwargs.get(k) is not None for k in ("pixel_values", "token_type_ids")):
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                compute_entropy=compute_entropy, **kwargs)
+        with self.accelerator.autocast():
+            logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                           logits_to_keep=logits_to_keep + 1).logits[:, :-1, :]
+        logits = logits.float() / self.temperature
+        mask = torch.zeros_like(logits, dtype=torch.bool)
+        for i, per_token in enumerate(allowed):
+            if per_token is None:
+                continue
+            for t, ids in enumerate(per_token[:logits_to_keep]):
+                mask[i, t, :] = True
+                mask[i, t, ids] = False
+        logits = logits.masked_fill(mask, float("-inf"))
+        logps_all = torch.log_softmax(logits, dim=-1)
+        targets = input_ids[:, -logits_to_keep:]
+        logps = logps_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        # padding positions may hold a token outside the allowed set: keep them finite (masked later)
+        logps = torch.where(torch.isfinite(logps), logps, torch.zeros_like(logps))
+        entropies = None
+        if compute_entropy:
+            p = logps_all.exp()
+            entropies = -(p * torch.where(torch.isfinite(logps_all), logps_all, torch.zeros_like(logps_all))).sum(-1)
+        aux = None
+        return logps, entropies, aux
+
+    # -- metrics -------------------------------------------------------------------------
+    def _rollout_metrics(self, episodes, samples: list[Sample], dropped: Counter, seconds: float) -> dict[str, float]:
+        out: dict[str, float] = {}
+        tokens = sum(len(s.completion_ids) for s in samples)
+        out["rollout/episodes_per_s"] = len(episodes) / max(seconds, 1e-9)
+        out["rollout/completion_tokens_per_s"] = tokens / max(seconds, 1e-9)
+        out["rollout/seconds"] = seconds
+        out["samples/trained"] = len(samples) - sum(dropped.values())
+        for reason in ("infra", "zero_advantage"):
+            out[f"samples/dropped_{reason}"] = dropped.get(reason, 0)
+        by_env: dict[str, list] = defaultdict(list)
+        for ep in episodes:
+            by_env[ep.env_id].append(ep)
+        model = self.policy.name
+        for env_id, eps in by_env.items():
+            short = env_id.split("/")[-1]
+            for role, s in summarize(eps).items():
+                if self.opponent is not None:
+                    mine = [e for e in eps if e.agents.get(role) == model]
+                    if not mine:
+                        continue
+                    s = summarize(mine)[role]
+                for name in ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate", "mean_return"):
+                    out[f"{short}/{role}/{name}"] = s[name]
+            for role in {s.role for s in samples if s.env_id == env_id}:
+                mine = [s for s in samples if s.env_id == env_id and s.role == role]
+                adv = [s.advantage for s in mine if s.advantage is not None]
+                out[f"{short}/{role}/advantage_mean"] = sum(adv) / max(len(adv), 1)
+                out[f"{short}/{role}/completion_tokens"] = sum(len(s.completion_ids) for s in mine) / max(len(mine), 1)
+                key = "|".join(mine[0].key)
+                if key in self.baselines:
+                    out[f"{short}/{role}/rae_baseline"] = self.baselines[key]
+        return out
+
+    def minutes(self) -> float:
+        """Wall-clock minutes of training so far, over every session of this run."""
+        return (self.elapsed_before + time.monotonic() - self.session_start) / 60.0
+
+    # -- arena state in checkpoints ------------------------------------------------------
+    def arena_state(self) -> dict[str, Any]:
+        gen = getattr(self.policy, "generator", None)
+        return {
+            "step": self.state.global_step,
+            "rollouts": self.rollouts,
+            "episodes_written": self.rollouts * self.config.episodes_per_step,
+            "baselines": dict(self.baselines),
+            "elapsed_seconds": self.elapsed_before + time.monotonic() - self.session_start,
+            "policy_rng": base64.b64encode(gen.get_state().numpy().tobytes()).decode() if gen is not None else None,
+        }
+
+    def load_arena_state(self, state: dict[str, Any]) -> None:
+        self.rollouts = int(state["rollouts"])
+        self.baselines = {k: float(v) for k, v in state["baselines"].items()}
+        self.elapsed_before = float(state.get("elapsed_seconds", 0.0))
+        self.session_start = time.monotonic()
+        gen = getattr(self.policy, "generator", None)
+        if gen is not None and state.get("policy_rng"):
+            raw = base64.b64decode(state["policy_rng"])
+            gen.set_state(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
+
+
+class _ArenaCallback(TrainerCallback):
+    """Writes arena's state into each checkpoint, and every log line into `metrics.csv`."""
+
+    def __init__(self, trainer: SelfPlayTrainer):
+        self.trainer = trainer
+        self.csv = trainer.run_dir / "metrics.csv"
+
+    def on_save(self, args, state, control, **kwargs):
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir():
+            tmp = ckpt / (STATE_FILE + ".tmp")
+            tmp.write_text(json.dumps(self.trainer.arena_state(), indent=1))
+            os.replace(tmp, ckpt / STATE_FILE)
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs and not any(k.startswith(("rollout/", "eval/")) for k in logs):
+            return control
+        row = {"step": state.global_step, "minutes": round(self.trainer.minutes(), 4), **logs}
+        append_csv(self.csv, row)
+        return control
+
+
+def append_csv(path: Path, row: dict[str, Any]) -> None:
+    """Append a row; a new column rewrites the file with the wider header (old rows keep
+    their values, new cells empty)."""
+    import csv
+
+    header: list[str] = []
+    rows: list[dict[str, Any]] = []
+    if path.exists():
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            if any(k not in header for k in row):
+                rows = list(reader)
+    new = [k for k in row if k not in header]
+    clean = {k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    if new or not header:
+        header = header + new
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+            writer.writerow(clean)
+        os.replace(tmp, path)
+    else:
+        with open(path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=header).writerow(clean)
+
+
+# -- resume ---------------------------------------------------------------------------------
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint of a run that holds arena's state (a kill during a save leaves
+    a checkpoint without it, which is skipped)."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return None
+    done = [p for p in root.glob("checkpoint-*") if (p / STATE_FILE).exists() and p.name.split("-")[-1].isdigit()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def cut_episodes_after(run_dir: Path, keep: int) -> int:
+    """Keep the first `keep` episode lines of the run; move the later ones (played after the
+    checkpoint, to be played again) to `episodes.after-checkpoint.jsonl`, never delete them.
+    Returns how many lines were moved."""
+    path = Path(run_dir) / EPISODES_FILE
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    complete = [ln for ln in lines if ln.endswith(b"\n")]
+    if len(complete) < keep:
+        raise ArenaError(f"{path} holds {len(complete)} episodes but the checkpoint expects {keep}: the run folder was changed")
+    tail = b"".join(lines[keep:])
+    if tail:
+        with open(Path(run_dir) / "episodes.after-checkpoint.jsonl", "ab") as f:
+            f.write(tail)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(b"".join(lines[:keep]))
+        os.replace(tmp, path)
+    return len(lines) - keep
+
+
+def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
+    """Create (or reopen, with `resume`) the run folder; returns it and the checkpoint to
+    resume from. A new run refuses a folder that already holds a run."""
+    run_dir = Path(config.resume or config.out)
+    if config.resume:
+        if not run_dir.is_dir():
+            raise ArenaError(f"--resume {run_dir}: no such run folder")
+        ckpt = last_checkpoint(run_dir)
+        if ckpt is None:
+            raise ArenaError(f"--resume {run_dir}: no complete checkpoint in {run_dir / CHECKPOINTS_DIR}; start a new run instead")
+        state = json.loads((ckpt / STATE_FILE).read_text())
+        cut_episodes_after(run_dir, int(state["episodes_written"]))
+        return run_dir, ckpt
+    if (run_dir / EPISODES_FILE).exists() or (run_dir / "config.yaml").exists():
+        raise ArenaError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, None
+
+
+def save_final_model(trainer: SelfPlayTrainer, run_dir: Path) -> Path:
+    target = Path(run_dir) / MODEL_DIR
+    tmp = Path(run_dir) / (MODEL_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    trainer.processing_class.save_pretrained(str(tmp))
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+def train(config: TrainConfig) -> SelfPlayTrainer:
+    """Run (or resume) self-play training as `config` says; returns the trainer."""
+    from arena.agents import make_agent
+    from arena.agents.hf import HFPolicy, load_model
+    from arena.evaluate import training_evaluator
+
+    run_dir, ckpt = prepare_run(config)
+    if ckpt is None:
+        save_config(config, run_dir / "config.yaml")
+        write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running"})
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    torch.manual_seed(config.seed)
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, tokenizer = load_model(config.model, device=device)
+    constrain = config.constrain if config.constrain is not None else config.model == "tiny"
+    policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
+                      temperature=config.temperature, top_p=config.top_p, constrain=constrain, seed=config.seed)
+    opponent = None
+    if config.opponent:
+        if config.opponent in ("random", "heuristic"):
+            opponent = make_agent(config.opponent, seed=config.seed + 1)
+        else:
+            opp_model, opp_tok = load_model(config.opponent, device=device)
+            opponent = HFPolicy(opp_model, opp_tok, name="opponent", max_new_tokens=config.max_new_tokens,
+                                temperature=config.temperature, constrain=constrain, seed=config.seed + 1)
+    peft_config = None
+    if config.lora_r:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    trainer = SelfPlayTrainer(config, model, tokenizer, policy, run_dir, opponent=opponent,
+                              evaluate=training_evaluator(config, run_dir), peft_config=peft_config)
+    if ckpt is not None:
+        trainer.load_arena_state(json.loads((ckpt / STATE_FILE).read_text()))
+    try:
+        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    except KeyboardInterrupt:
+        write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "interrupted",
+                                 "step": trainer.state.global_step})
+        raise
+    finally:
+        trainer.writer.close()
+    if config.eval_every:
+        trainer.evaluate_fn(trainer, final=True)
+    save_final_model(trainer, run_dir)
+    write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "complete",
+                             "step": trainer.state.global_step, "minutes": trainer.minutes()})
+    return trainer
