@@ -26,6 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 import arena
 from arena.errors import ArenaError
@@ -88,7 +89,7 @@ def envs_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
 
 @app.command("play")
 def play_cmd(
-    env_id: str = typer.Argument(..., help="Env id, e.g. spiral/TicTacToe-v0 (see `arena envs`)."),
+    env_id: str = typer.Argument(..., metavar="ENV_ID", help="Env id, e.g. spiral/TicTacToe-v0 (see `arena envs`)."),
     agents: str = typer.Option("random", "--agents", "-a", help="Comma-separated agents, one per role in order, or one for every role: random, heuristic, human."),
     episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="Number of episodes."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run folder for episodes.jsonl (default: none, nothing stored)."),
@@ -152,7 +153,7 @@ def play_cmd(
 
 @app.command("replay")
 def replay_cmd(
-    run: Path = typer.Argument(..., help="Run folder (or its episodes.jsonl)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="Run folder (or its episodes.jsonl)."),
     episode: int | None = typer.Option(None, "--episode", "-e", help="Only this episode (0-based line number)."),
     verify_: bool = typer.Option(False, "--verify", help="Re-simulate each episode from its seed and actions; exit 1 on any mismatch."),
     full: bool = typer.Option(False, "--full", help="Do not clip long observations and completions."),
@@ -185,7 +186,7 @@ def replay_cmd(
 
 @app.command("check")
 def check_cmd(
-    env_id: str = typer.Argument(..., help="Env id to check (see `arena envs`)."),
+    env_id: str = typer.Argument(..., metavar="ENV_ID", help="Env id to check (see `arena envs`)."),
     fuzz_steps: int = typer.Option(3000, "--fuzz-steps", min=0, help="Random action strings to send."),
     kw: list[str] = typer.Option([], "--kw", help="Env argument KEY=VALUE (JSON values), repeatable."),
 ) -> None:
@@ -231,35 +232,77 @@ def _quiet_api_test(env: Any) -> None:
 @app.command("version")
 def version_cmd() -> None:
     """Print arena's version."""
-    print(arena.__version__)
+    print(f"arena {arena.__version__}")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"arena {arena.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version_callback,
+                                 help="Print arena's version and exit."),
+) -> None:
+    """Multi-role self-play RL of one language model: envs, play, replay, check, sandbox."""
 
 
 _mount_sandbox()
 
 
-def main() -> None:
-    """Entry point of the `arena` command."""
+def _is_usage_exception(exc: BaseException) -> bool:
+    """True for click's `ClickException` family, whichever click raised it.
+
+    typer >= 0.23 carries its own copy of click (`typer._click`) next to any installed
+    `click`: the two `ClickException` classes differ, so the test goes by the class names
+    in the exception's MRO, and works with either.
+    """
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__) and hasattr(exc, "show")
+
+
+def _show_usage_exception(exc: Any) -> int:
+    """Print a click usage exception the way click does; return its exit code.
+
+    A command group run without a subcommand (bare `arena`, `arena sandbox`) prints its
+    help on stdout and exits 0, as `--help` does (older click did the same).
+    """
+    if type(exc).__name__ == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
+        print(exc.ctx.get_help())
+        return 0
+    exc.show()
+    return int(getattr(exc, "exit_code", 2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `arena` command.
+
+    Exit codes: 0 success (and bare `arena`, which prints help); 1 a command's own failure
+    (e.g. `replay --verify` found a difference); 2 bad input: a usage error (usage and
+    message, as click prints them) or an `ArenaError` (one line that names the fix);
+    130 interrupted.
+    """
     try:
-        code = app(standalone_mode=False)  # click returns the code of a typer.Exit here
+        code = app(args=argv, prog_name="arena", standalone_mode=False)  # click returns typer.Exit's code here
         if isinstance(code, int) and code:
             sys.exit(code)
     except ArenaError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        err_console.print("aborted")
+        err_console.print("aborted", markup=False)
         sys.exit(130)
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        err_console.print("interrupted", markup=False)
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _is_usage_exception(exc):
+            sys.exit(_show_usage_exception(exc))
+        if type(exc).__name__ in ("Exit", "Abort"):  # click's own, where it differs from typer's
+            sys.exit(getattr(exc, "exit_code", 130))
         raise
 
 
