@@ -1,10 +1,54 @@
-"""arena: multi-role self-play reinforcement learning of one language model."""
+"""arena: multi-role self-play reinforcement learning of one language model.
 
-from arena.checker import check_env
+`import arena` is cheap: the env base (PettingZoo, Gymnasium, networkx) and the checker
+are imported on first use of `arena.ArenaEnv`, `arena.Role`, `arena.check_env`, ...
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from arena.errors import ArenaError
-from arena.protocol import ArenaEnv, Role, TextObs
-from arena.registry import EnvSpec, make, register, registry, spec
+from arena.registry import EnvSpec, make, pprint_registry, register, registry, spec
 
 __version__ = "0.1.0"
 
-__all__ = ["check_env", "ArenaEnv", "ArenaError", "EnvSpec", "Role", "TextObs", "__version__", "make", "register", "registry", "spec"]
+_LAZY = {
+    "ArenaEnv": "arena.protocol",
+    "Role": "arena.protocol",
+    "TextObs": "arena.protocol",
+    "check_env": "arena.checker",
+}
+
+if TYPE_CHECKING:
+    from arena.checker import check_env
+    from arena.protocol import ArenaEnv, Role, TextObs
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'arena' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "ArenaEnv",
+    "ArenaError",
+    "EnvSpec",
+    "Role",
+    "TextObs",
+    "__version__",
+    "check_env",
+    "make",
+    "pprint_registry",
+    "register",
+    "registry",
+    "spec",
+]

@@ -20,8 +20,6 @@ import string
 import warnings
 from typing import Any
 
-from pettingzoo.test import api_test
-
 from arena.registry import make
 
 MANUAL_SECTIONS = ("Description", "Roles", "Observation", "Actions", "Rewards", "Episode end", "Arguments")
@@ -118,6 +116,8 @@ def check_determinism_and_replay(env_id: str, episodes: int = 20, **kwargs: Any)
 
 def check_env(env_id: str, *, api_cycles: int = 300, fuzz_steps: int = 3000, episodes: int = 20, **kwargs: Any) -> None:
     """Run every check on env `env_id` (built with `kwargs`); raise AssertionError on failure."""
+    from pettingzoo.test import api_test  # imports pytest: only when checking
+
     env = make(env_id, **kwargs)
     check_roles(env)
     check_manual(env)

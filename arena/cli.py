@@ -30,7 +30,6 @@ from rich.text import Text
 
 import arena
 from arena.errors import ArenaError
-from arena.protocol import graph_text
 
 app = typer.Typer(
     name="arena",
@@ -67,6 +66,8 @@ def _parse_kwargs(items: list[str]) -> dict[str, Any]:
 @app.command("envs")
 def envs_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List registered envs: id, roles, protocol graph."""
+    from arena.protocol import graph_text
+
     rows = []
     for env_id, spec in arena.registry().items():
         try:

@@ -10,26 +10,47 @@ seeding, the turn cap, and the protocol graph.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium
-import networkx as nx
 import numpy as np
 from gymnasium.utils import seeding
 from pettingzoo import AECEnv
 
 from arena.errors import ArenaError
 
-#: Every character of Unicode's basic multilingual plane except the surrogates, so that any
-#: text a model writes (and any random string a fuzzer draws) lies in the spaces.
-CHARSET: str = "".join(chr(i) for i in range(0x10000) if not 0xD800 <= i < 0xE000)
+if TYPE_CHECKING:
+    import networkx as nx
+
 #: Longest observation or action text, in characters.
 MAX_TEXT_LENGTH: int = 1 << 17
 
-# One shared instance of each space: building a 63k-character charset per env would cost
-# megabytes per instance, and PettingZoo wants the same object back on every call.
-OBSERVATION_SPACE = gymnasium.spaces.Text(max_length=MAX_TEXT_LENGTH, charset=CHARSET)
-ACTION_SPACE = gymnasium.spaces.Text(max_length=MAX_TEXT_LENGTH, charset=CHARSET)
+
+@cache
+def charset() -> str:
+    """Every character of Unicode's basic multilingual plane except the surrogates, so that
+    any text a model writes (and any random string a fuzzer draws) lies in the spaces."""
+    return "".join(chr(i) for i in range(0x10000) if not 0xD800 <= i < 0xE000)
+
+
+@cache
+def text_space() -> gymnasium.spaces.Text:
+    """The one shared observation and action space (built on first use: ~0.2 s).
+
+    One instance for every env: a 63k-character charset per env would cost megabytes per
+    instance, and PettingZoo wants the same object back on every call.
+    """
+    return gymnasium.spaces.Text(max_length=MAX_TEXT_LENGTH, charset=charset())
+
+
+def __getattr__(name: str) -> Any:
+    # CHARSET, OBSERVATION_SPACE and ACTION_SPACE, built on first use
+    if name == "CHARSET":
+        return charset()
+    if name in ("OBSERVATION_SPACE", "ACTION_SPACE"):
+        return text_space()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TextObs(str):
@@ -76,6 +97,8 @@ def protocol_graph(roles: tuple[Role, ...] | list[Role], edges: tuple[tuple[str,
     Nodes are role names (attribute `kind="role"`) and other components such as `sandbox`
     or `rules` (`kind="component"`); an edge `a -> b` means b's input includes a's output.
     """
+    import networkx as nx
+
     graph = nx.DiGraph()
     for role in roles:
         graph.add_node(role.name, kind="role")
@@ -106,6 +129,8 @@ def validate_protocol(env_id: str, possible_agents: list[str], graph: nx.DiGraph
     for role in roles:
         if graph.degree(role) == 0:
             raise ArenaError(f"{env_id}: role {role!r} has no edge in the protocol graph; add it to `edges`")
+    import networkx as nx
+
     reachable = nx.descendants(graph, possible_agents[0]) | {possible_agents[0]}
     unreachable = [r for r in roles if r not in reachable]
     if unreachable:
@@ -173,10 +198,10 @@ class ArenaEnv(AECEnv):
         return self._roles[name]
 
     def observation_space(self, agent: str) -> gymnasium.spaces.Text:
-        return OBSERVATION_SPACE
+        return text_space()
 
     def action_space(self, agent: str) -> gymnasium.spaces.Text:
-        return ACTION_SPACE
+        return text_space()
 
     # -- hooks for subclasses ------------------------------------------------------------
     def _reset(self, options: dict[str, Any]) -> str:
@@ -224,9 +249,15 @@ class ArenaEnv(AECEnv):
         self._update_infos()
 
     def observe(self, agent: str) -> TextObs:
+        if self.outcome is None and not self.agents:
+            raise ArenaError(f"{self._name()}: call reset() before observe()")
         return TextObs(self._observe(agent))
 
     def step(self, action: str | None) -> None:
+        if not self.agents:
+            if self.outcome is None:
+                raise ArenaError(f"{self._name()}: call reset() before step()")
+            raise ArenaError(f"{self._name()}: the episode is over: call reset() to start a new one")
         agent = self.agent_selection
         if self.terminations[agent] or self.truncations[agent]:
             self._was_dead_step(action)
@@ -253,6 +284,9 @@ class ArenaEnv(AECEnv):
         pass
 
     # -- helpers for subclasses ----------------------------------------------------------
+    def _name(self) -> str:
+        return getattr(self, "env_id", None) or type(self).__name__
+
     def prompt(self, agent: str | None = None) -> list[dict[str, str]]:
         """Chat messages asking the model to act as `agent` (default: the acting role)."""
         agent = agent or self.agent_selection

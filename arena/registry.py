@@ -10,6 +10,13 @@ module (imported: its `register` calls run) or a callable (called with no argume
 
 Every env class is checked once when first loaded: it must subclass `ArenaEnv` and its
 protocol graph must be valid (`arena.protocol.validate_protocol`).
+
+`registry` is a read-only mapping of id to `EnvSpec` (`"spiral/KuhnPoker-v0" in registry`,
+`registry.items()`); calling it, `registry()`, gives a plain sorted dict.
+`pprint_registry()` prints the ids by namespace, as Gymnasium's does.
+
+Importing this module is cheap: env classes (and PettingZoo, Gymnasium, networkx) are
+imported when an env is first loaded.
 """
 
 from __future__ import annotations
@@ -18,16 +25,23 @@ import difflib
 import importlib
 import inspect
 import logging
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arena.errors import ArenaError
-from arena.protocol import ArenaEnv, validate_protocol
+
+if TYPE_CHECKING:
+    from arena.protocol import ArenaEnv
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "arena.envs"
+
+#: The shape of an env id: `namespace/Name-vN` (letters, digits, `_`, `.`, `-`; `:` in Name).
+ID_PATTERN = re.compile(r"^(?P<namespace>[A-Za-z0-9_.-]+)/(?P<name>[A-Za-z0-9_.:-]+?)-v(?P<version>\d+)$")
 
 
 @dataclass
@@ -48,6 +62,8 @@ class EnvSpec:
 
     def load(self) -> type[ArenaEnv]:
         """Import and check the env class."""
+        from arena.protocol import ArenaEnv, validate_protocol
+
         cls = _load_entry_point(self.id, self.entry_point)
         if cls not in _checked:
             if not (inspect.isclass(cls) and issubclass(cls, ArenaEnv)):
@@ -91,8 +107,8 @@ def register(id: str, entry_point: str | type, kwargs: dict[str, Any] | None = N
     Raises `ArenaError` when `id` is already registered (pass `override=True` to replace it)
     or when `entry_point` is neither a class nor a `"module:Class"` string.
     """
-    if not isinstance(id, str) or not id.strip():
-        raise ArenaError(f"env id must be a non-empty string, got {id!r}")
+    if not isinstance(id, str) or not ID_PATTERN.match(id):
+        raise ArenaError(f"env id {id!r} must look like 'namespace/Name-vN', e.g. 'mine/CoinGuess-v0'")
     if isinstance(entry_point, str) and ":" not in entry_point:
         raise ArenaError(f"{id}: entry point {entry_point!r} must look like 'package.module:ClassName'")
     if id in _REGISTRY and not override:
@@ -114,14 +130,54 @@ def _load_plugins() -> None:
             loaded = ep.load()
             if callable(loaded) and not inspect.ismodule(loaded):
                 loaded()
-        except Exception as exc:  # a broken plugin must not break arena: warn and go on
+        except Exception as exc:  # noqa: BLE001  (a broken plugin must not break arena: warn and go on)
             logger.warning("arena: could not load env plugin %r (%s): %s", ep.name, ep.value, exc)
 
 
-def registry() -> dict[str, EnvSpec]:
-    """All registered env specs, by id (built-ins and plugins included)."""
-    _load_plugins()
-    return dict(sorted(_REGISTRY.items()))
+class Registry(Mapping[str, EnvSpec]):
+    """All registered env specs by id (built-ins and plugins included), read-only.
+
+    A mapping (`registry["spiral/KuhnPoker-v0"]`, `in`, `len`, `items()`, sorted by id);
+    `registry()` returns a plain dict copy. Register with `arena.register`.
+    """
+
+    def __call__(self) -> dict[str, EnvSpec]:
+        _load_plugins()
+        return dict(sorted(_REGISTRY.items()))
+
+    def __getitem__(self, id: str) -> EnvSpec:
+        _load_plugins()
+        return _REGISTRY[id]
+
+    def __contains__(self, id: object) -> bool:
+        _load_plugins()
+        return id in _REGISTRY
+
+    def __iter__(self) -> Iterator[str]:
+        _load_plugins()
+        return iter(sorted(_REGISTRY))
+
+    def __len__(self) -> int:
+        _load_plugins()
+        return len(_REGISTRY)
+
+    def __repr__(self) -> str:
+        return f"<arena env registry: {len(self)} envs>"
+
+
+#: The env registry: a read-only mapping id -> `EnvSpec`; `registry()` gives a dict.
+registry = Registry()
+
+
+def pprint_registry(file: Any = None) -> None:
+    """Print the registered env ids, one line per namespace (like Gymnasium's)."""
+    by_namespace: dict[str, list[str]] = {}
+    for env_id in registry:
+        namespace, _, name = env_id.partition("/")
+        by_namespace.setdefault(namespace, []).append(name)
+    for namespace, names in by_namespace.items():
+        print(f"===== {namespace} =====", file=file)
+        print("  ".join(names), file=file)
 
 
 def spec(id: str) -> EnvSpec:

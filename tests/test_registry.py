@@ -125,7 +125,7 @@ def plugin_site(tmp_path_factory) -> Path:
 
 def _run(args: list[str], site: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "arena.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "arena.cli", *args], check=False, capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_third_party_env_appears_in_arena_envs(plugin_site):
@@ -143,3 +143,46 @@ def test_third_party_env_plays(plugin_site, tmp_path):
     assert result.returncode == 0, result.stderr
     result = _run(["replay", str(tmp_path / "run"), "--verify"], plugin_site)
     assert result.returncode == 0 and "all replay exactly" in result.stdout
+
+
+def test_registry_is_a_mapping_and_callable():
+    assert "spiral/KuhnPoker-v0" in arena.registry
+    assert "spiral/Nope-v0" not in arena.registry
+    assert arena.registry["spiral/KuhnPoker-v0"].kwargs == {"rounds": 1, "scoring": "chips"}
+    assert list(arena.registry) == sorted(arena.registry) and len(arena.registry) >= 4
+    assert dict(arena.registry.items()) == arena.registry()
+    with pytest.raises(KeyError):
+        arena.registry["spiral/Nope-v0"]
+
+
+def test_pprint_registry(capsys):
+    arena.pprint_registry()
+    out = capsys.readouterr().out
+    assert "===== spiral =====" in out and "KuhnPoker-v0" in out
+
+
+@pytest.mark.parametrize("bad_id", ["TicTacToe", "spiral/TicTacToe", "spiral/TicTacToe-v", "a b/C-v0", "/X-v0", "", None])
+def test_register_checks_the_id_shape(bad_id):
+    with pytest.raises(ArenaError, match="must look like 'namespace/Name-vN'"):
+        arena.register(bad_id, "arena.envs.spiral.tictactoe:TicTacToe")
+    assert bad_id not in _REGISTRY
+
+
+def test_step_before_reset_and_after_the_end_are_clear_errors():
+    env = arena.make("spiral/TicTacToe-v0")
+    with pytest.raises(ArenaError, match=r"call reset\(\) before"):
+        env.step("[4]")
+    env.reset(seed=0)
+    env.step("no move")  # invalid: the game ends
+    for agent in env.agent_iter():
+        env.step(None)
+    with pytest.raises(ArenaError, match=r"the episode is over: call reset\(\)"):
+        env.step("[4]")
+
+
+def test_import_arena_is_light():
+    """`import arena` and the CLI's start import no env, model or test machinery."""
+    code = ("import sys, arena, arena.cli; heavy = ('torch', 'trl', 'transformers', 'networkx', 'pettingzoo', "
+            "'gymnasium', 'pytest', 'numpy'); print([m for m in heavy if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
