@@ -3,26 +3,36 @@
 An episode record is plain JSON (one line of `episodes.jsonl`), readable with `jq` or
 pandas without arena. Field by field:
 
-- `schema`: record schema version (`SCHEMA_VERSION`).
+- `schema`: record schema version (`SCHEMA_VERSION`; schemas 1 and 2 both load).
 - `id`: `<run>-<index>` or any unique string; `env_id`, `env_kwargs`, `seed`, `options`:
   everything `arena.make(env_id, **env_kwargs).reset(seed=seed, options=options)` needs.
 - `agents`: role -> agent name that played it.
-- `turns`: list of `Turn` records, in order.
+- `turns`: list of `Turn` records, in order (`prompt_ids`, `token_ids`, `logprobs` only
+  on turns that have them).
 - `rewards`: role -> final return (sum of the rewards the env gave the role).
 - `outcome`: the env's `outcome` dict (`reason`, `winner`, ...).
 - `sandbox_calls`: code executions made during the episode (code envs).
-- `metadata`: free-form (run name, step, timing).
+- `metadata`: free-form; `index` is the episode's index in its run (what
+  `arena replay --episode N` selects), the trainer adds its step.
+
+Numbers that are not finite (NaN, infinities) are written as `null`; a `null` reward reads
+back as NaN.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from arena.errors import ArenaError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Record schemas this arena reads. Schema 1 (arena <= 0.1) stored every turn field, None
+#: included; schema 2 leaves out the token fields of turns that have none. Both load.
+READABLE_SCHEMAS = (1, 2)
+#: Turn fields a schema-2 record leaves out when they are None (jq reads a missing key as null).
+OPTIONAL_TURN_FIELDS = ("prompt_ids", "token_ids", "logprobs")
 
 
 @dataclass
@@ -75,23 +85,133 @@ class Episode:
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
+        """The full JSON record: every field, NaN and infinities as None (strict JSON)."""
+        return _finite(self.record(compact=False))
+
+    def record(self, *, compact: bool = True) -> dict[str, Any]:
+        """The JSON record as the store writes it, built field by field (`dataclasses.asdict`
+        deep-copies and was most of the store's cost). `compact` leaves out the token fields
+        of turns that have none. Values are not copied and non-finite floats are kept: the
+        writer encodes at once and cleans only a record that needs it."""
+        turns = []
+        for t in self.turns:
+            turn = {"index": t.index, "role": t.role, "agent": t.agent, "observation": t.observation,
+                    "completion": t.completion, "action": t.action, "legal": t.legal, "reward": t.reward}
+            for name in OPTIONAL_TURN_FIELDS:
+                value = getattr(t, name)
+                if value is not None or not compact:
+                    turn[name] = value
+            turn["info"] = t.info
+            turns.append(turn)
+        return {"env_id": self.env_id, "seed": self.seed, "env_kwargs": self.env_kwargs, "options": self.options,
+                "agents": self.agents, "turns": turns, "rewards": self.rewards, "outcome": self.outcome,
+                "sandbox_calls": self.sandbox_calls, "metadata": self.metadata, "id": self.id,
+                "schema": SCHEMA_VERSION}
 
     @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> Episode:
-        """Rebuild an episode from its JSON record; `ArenaError` on a foreign schema."""
+    def from_dict(cls, record: Any) -> Episode:
+        """Rebuild an episode from its JSON record (schema 1 or 2).
+
+        Raises `ArenaError` with one line naming the bad field for anything that is not an
+        arena episode record. A `null` reward (arena writes non-finite numbers as null) reads
+        back as NaN.
+        """
+        if not isinstance(record, dict):
+            raise ArenaError(f"not an episode record: a JSON {_json_kind(record)}, not an object")
         schema = record.get("schema")
-        if schema != SCHEMA_VERSION:
-            raise ArenaError(f"episode record has schema {schema!r}; this arena reads schema {SCHEMA_VERSION}")
-        data = dict(record)
-        data["turns"] = [Turn(**t) for t in data.get("turns", [])]
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ArenaError(f"malformed episode record: {exc}") from exc
+        if "schema" not in record:
+            raise ArenaError("not an arena episode record: it has no `schema` field")
+        if schema not in READABLE_SCHEMAS:
+            raise ArenaError(f"episode record has schema {schema!r}; this arena reads schemas "
+                             f"{', '.join(map(str, READABLE_SCHEMAS))}: use the arena version that wrote it")
+        unknown = sorted(set(record) - _EPISODE_FIELDS)
+        if unknown:
+            raise ArenaError(f"episode record has unknown field(s) {', '.join(map(repr, unknown))}")
+        _expect(record, "env_id", str, required=True)
+        seed = record.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise ArenaError(f"episode field 'seed' must be an integer or null, got {_json_kind(seed)} {seed!r}")
+        for name in ("env_kwargs", "options", "agents", "rewards", "outcome", "metadata"):
+            _expect(record, name, dict)
+        _expect(record, "sandbox_calls", list)
+        _expect(record, "id", str)
+        turns = record.get("turns", [])
+        if not isinstance(turns, list):
+            raise ArenaError(f"episode field 'turns' must be a list of turn objects, got {_json_kind(turns)}")
+        data = {k: v for k, v in record.items() if k not in ("turns", "rewards", "schema")}
+        data["rewards"] = {str(role): _number(value, f"rewards.{role}")
+                           for role, value in (record.get("rewards") or {}).items()}
+        data["turns"] = [_turn(t, i) for i, t in enumerate(turns)]
+        return cls(**data, schema=SCHEMA_VERSION)
 
     def turns_of(self, role: str) -> list[Turn]:
         return [t for t in self.turns if t.role == role]
+
+
+_EPISODE_FIELDS = {"env_id", "seed", "env_kwargs", "options", "agents", "turns", "rewards", "outcome",
+                   "sandbox_calls", "metadata", "id", "schema"}
+_TURN_TYPES: dict[str, tuple[type, ...]] = {
+    "index": (int,), "role": (str,), "agent": (str,), "observation": (str,), "completion": (str,),
+    "action": (str, type(None)), "legal": (bool, type(None)), "prompt_ids": (list, type(None)),
+    "token_ids": (list, type(None)), "logprobs": (list, type(None)), "info": (dict,),
+}
+_TURN_REQUIRED = ("index", "role", "agent", "observation", "completion")
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of a value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _expect(record: dict[str, Any], name: str, kind: type, *, required: bool = False) -> None:
+    if name not in record:
+        if required:
+            raise ArenaError(f"episode record has no {name!r} field")
+        return
+    if not isinstance(record[name], kind):
+        raise ArenaError(f"episode field {name!r} must be a JSON {_json_kind(kind())}, "
+                         f"got {_json_kind(record[name])} {_clip(record[name])}")
+
+
+def _clip(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _number(value: Any, where: str) -> float:
+    """A reward: a JSON number, or null (a non-finite value arena wrote) read as NaN."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ArenaError(f"episode field {where!r} must be a number or null, got {_json_kind(value)} {_clip(value)}")
+    return float(value)
+
+
+def _turn(record: Any, position: int) -> Turn:
+    where = f"turns[{position}]"
+    if not isinstance(record, dict):
+        raise ArenaError(f"episode field {where!r} must be a turn object, got {_json_kind(record)} {_clip(record)}")
+    unknown = sorted(set(record) - set(_TURN_TYPES) - {"reward"})
+    if unknown:
+        raise ArenaError(f"episode field {where!r} has unknown key(s) {', '.join(map(repr, unknown))}; "
+                         f"a turn has {', '.join(list(_TURN_TYPES) + ['reward'])}")
+    for name in _TURN_REQUIRED:
+        if name not in record:
+            raise ArenaError(f"episode field {where!r} has no {name!r}")
+    for name, kinds in _TURN_TYPES.items():
+        value = record.get(name)
+        if name in record and (not isinstance(value, kinds) or (name == "index" and isinstance(value, bool))):
+            allowed = " or ".join(_json_kind(k()) if k is not type(None) else "null" for k in kinds)
+            raise ArenaError(f"episode field '{where}.{name}' must be {allowed}, got {_json_kind(value)} {_clip(value)}")
+    data = dict(record)
+    data["reward"] = _number(record.get("reward", 0.0), f"{where}.reward")
+    return Turn(**data)
 
 
 def _finite(value: Any) -> Any:

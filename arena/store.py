@@ -1,30 +1,98 @@
 """Append-only JSONL episode store.
 
-`RUN_DIR/episodes.jsonl` holds one episode per line (`Episode.to_dict()`), written by
-`EpisodeWriter` one batch at a time with a single `write` followed by `flush` and `fsync`.
-Readers (`read_episodes`) only take complete lines, so the file is readable while a run
-writes it, and a writer killed mid-write (SIGKILL) leaves at worst a torn last line, which
-readers skip and the next writer cuts off before appending. `RUN_DIR/run.json` describes
-the run (env, agents, arguments, arena version).
+`RUN_DIR/episodes.jsonl` holds one episode per line (`Episode.record()`), written by
+`EpisodeWriter` one batch at a time with a single `write` followed by `fsync`. Readers
+(`read_records`, `read_episodes`) take every line that parses: a last line without its
+trailing newline is a complete record when it parses as JSON (jq and pandas read it too),
+and only a last line that does not parse is the torn tail of a killed writer, which readers
+skip and the next writer cuts off. A file is therefore readable while a run writes it.
+
+`RUN_DIR/run.json` describes the run: the latest call's arguments at top level, `calls`
+(one entry per `arena play` / train call: its arguments, mode, first episode index, requested
+and completed episodes, status), `status` (`running`, `complete`, `interrupted`, `failed`)
+and `episodes_completed` (records in the file). `open_run` prepares a run folder: a new run,
+an append (same env, arguments and schema, checked; indices and seeds continue) or a
+deliberate overwrite; `EpisodeWriter` alone appends to a folder the caller has prepared.
+
+Records are written with `ensure_ascii` (non-ASCII text as `\\uXXXX` escapes, which jq and
+every JSON reader decode; lone surrogates from a model survive), the fastest path of the
+standard encoder.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from arena.episode import Episode
+from arena.episode import SCHEMA_VERSION, Episode, _finite
 from arena.errors import ArenaError
 
 EPISODES_FILE = "episodes.jsonl"
 RUN_FILE = "run.json"
+RUN_MODES = ("new", "append", "overwrite")
+_KERNEL_FS = ("/proc", "/sys", "/dev")
+_INFO_EVERY_S = 5.0  # how often a writer opened by `open_run` refreshes run.json's counts
+
+
+def _json_default(value: Any) -> Any:
+    """Numpy scalars and arrays (and anything with `tolist`/`item`) as plain JSON values."""
+    for name in ("tolist", "item"):
+        method = getattr(value, name, None)
+        if callable(method):
+            return method()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_json_default)
+
+
+def encode_record(record: dict[str, Any]) -> str:
+    """One JSON line (no newline) for a record; NaN and infinities become null."""
+    try:
+        return _ENCODER.encode(record)
+    except ValueError:  # a non-finite float somewhere: clean the (rare) record and retry
+        return _ENCODER.encode(_finite(record))
+    except TypeError as exc:
+        raise ArenaError(f"episode {record.get('id', '')!r} cannot be stored as JSON: {exc}") from None
+
+
+def _check_run_dir(run_dir: Path) -> Path:
+    """Create the run folder, or one line saying why it cannot be one."""
+    resolved = run_dir.resolve()
+    for root in _KERNEL_FS:
+        if resolved == Path(root) or Path(root) in resolved.parents:
+            raise ArenaError(f"{run_dir} is under {root}, a kernel filesystem, not storage: give --out a folder on disk")
+    if resolved.exists() and not resolved.is_dir():
+        raise ArenaError(f"{run_dir} is a file, not a run folder: give --out a new or existing folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArenaError(f"cannot create run folder {run_dir}: {exc.strerror or exc}: give --out a writable folder") from None
+    path = run_dir / EPISODES_FILE
+    if path.exists() and not path.is_file():
+        raise ArenaError(f"{path} is not a regular file: remove it or give --out another folder")
+    return path
+
+
+def _parses(raw: bytes) -> bool:
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def _repair_tail(path: Path) -> None:
-    """Cut a torn last line (no trailing newline) left by a killed writer."""
+    """Make the file end with a newline: a last line that parses gets its newline, a torn
+    one (left by a killed writer) is cut off."""
     if not path.exists():
         return
     with open(path, "rb+") as f:
@@ -34,23 +102,27 @@ def _repair_tail(path: Path) -> None:
         f.seek(size - 1)
         if f.read(1) == b"\n":
             return
-        # walk back to the last newline
-        pos = size
-        chunk = 1 << 16
-        while pos > 0:
+        pos, chunk, start_of_line = size, 1 << 16, 0
+        while pos > 0:  # walk back to the last newline
             start = max(0, pos - chunk)
             f.seek(start)
-            data = f.read(pos - start)
-            idx = data.rfind(b"\n")
+            idx = f.read(pos - start).rfind(b"\n")
             if idx >= 0:
-                f.truncate(start + idx + 1)
-                return
+                start_of_line = start + idx + 1
+                break
             pos = start
-        f.truncate(0)
+        f.seek(start_of_line)
+        if _parses(f.read(size - start_of_line)):
+            f.seek(size)
+            f.write(b"\n")
+        else:
+            f.truncate(start_of_line)
 
 
 class EpisodeWriter:
     """Appends episodes to `RUN_DIR/episodes.jsonl`, a batch per write.
+
+    Plain append to a folder the caller has prepared (see `open_run` for the checked way).
 
     Args:
         run_dir: the run folder (created if missing).
@@ -60,37 +132,79 @@ class EpisodeWriter:
 
     def __init__(self, run_dir: str | os.PathLike[str], fsync: bool = True):
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.run_dir / EPISODES_FILE
+        self.path = _check_run_dir(self.run_dir)
         _repair_tail(self.path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ArenaError(f"cannot open {self.path} for writing: {exc.strerror or exc}") from None
         self.fsync = fsync
         self.count = 0
+        self._next_index: int | None = None
+        self._base_count: int | None = None
+        self._track_run = False  # set by open_run: refresh run.json's counts as episodes land
+        self._info_time = time.monotonic()
+
+    @property
+    def next_index(self) -> int:
+        """The episode index to use next: one past the largest `metadata.index` in the file
+        (or the number of records, when larger), counting what this writer wrote."""
+        if self._next_index is None:
+            contents = scan_run(self.run_dir) if self.path.stat().st_size else RunContents()
+            self._base_count = contents.count - self.count
+            self._next_index = max(contents.count, contents.max_index + 1)
+        return self._next_index
+
+    @property
+    def total(self) -> int:
+        """Records in the file: those there before this writer plus those it wrote."""
+        if self._base_count is None:
+            _ = self.next_index  # scans the file once
+        return (self._base_count or 0) + self.count
 
     def write(self, episodes: Iterable[Episode | dict[str, Any]]) -> int:
         """Append a batch; returns how many episodes were written."""
         lines = []
+        indices = []
         for ep in episodes:
-            record = ep.to_dict() if isinstance(ep, Episode) else ep
-            lines.append(json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
+            record = ep.record() if isinstance(ep, Episode) else ep
+            lines.append(encode_record(record))
+            index = (record.get("metadata") or {}).get("index")
+            indices.append(index if isinstance(index, int) else None)
         if not lines:
             return 0
-        data = ("\n".join(lines) + "\n").encode("utf-8")
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        if self.fsync:
-            os.fsync(self._fd)
-        self.count += len(lines)
-        return len(lines)
+        lines.append("")
+        view = memoryview("\n".join(lines).encode("utf-8", "surrogatepass"))
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            raise ArenaError(f"cannot write episodes to {self.path}: {exc.strerror or exc}") from None
+        n = len(lines) - 1
+        self.count += n
+        if self._next_index is not None:
+            for index in indices:
+                self._next_index = max(self._next_index + (index is None), (index or 0) + 1)
+        if self._track_run and time.monotonic() - self._info_time > _INFO_EVERY_S:
+            self._info_time = time.monotonic()
+            update_run_info(self.run_dir, call={"episodes_completed": self.count}, episodes_completed=self.total)
+        return n
+
+    def finish(self, status: str, **fields: Any) -> None:
+        """Record the end of this writer's call in run.json: status and completed counts."""
+        stamp = _now()
+        update_run_info(self.run_dir, call={"status": status, "episodes_completed": self.count, "ended": stamp, **fields},
+                        status=status, episodes_completed=self.total, updated=stamp)
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> EpisodeWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -100,41 +214,232 @@ class EpisodeWriter:
 def episodes_path(run: str | os.PathLike[str]) -> Path:
     """The episodes file of a run folder (or the file itself)."""
     path = Path(run)
-    if path.is_dir():
+    if path.is_dir() and not (path.name == EPISODES_FILE and not (path / EPISODES_FILE).exists()):
         path = path / EPISODES_FILE
     if not path.exists():
         raise ArenaError(f"no episodes at {path}: give a run folder written by `arena play` (or its {EPISODES_FILE})")
+    if path.is_dir():
+        raise ArenaError(f"{path} is a folder, not an episodes file: give the run folder that holds {EPISODES_FILE}")
     return path
 
 
-def read_records(run: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Yield the JSON records of every complete line; a torn last line is skipped."""
+def read_records(run: str | os.PathLike[str], *, skipped: list[int] | None = None) -> Iterator[Any]:
+    """Yield the JSON value of every complete line of a run's episodes file (see `read_lines`)."""
+    for _, value in read_lines(run, skipped=skipped):
+        yield value
+
+
+def read_lines(run: str | os.PathLike[str], *, skipped: list[int] | None = None) -> Iterator[tuple[int, Any]]:
+    """Yield `(line number, JSON value)` for every complete line of a run's episodes file.
+
+    A last line without a newline is a complete record when it parses; when it does not,
+    it is a torn tail (a killed writer, or a line being written): it is skipped and its
+    line number appended to `skipped`. A line before the last that does not parse is an
+    error naming the file and line.
+    """
     path = episodes_path(run)
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - a generator: closed by the with below
+    except OSError as exc:
+        raise ArenaError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with f:
         for lineno, raw in enumerate(f, start=1):
-            if not raw.endswith(b"\n"):
-                return  # torn tail of a killed writer, or a line still being written
             if not raw.strip():
                 continue
             try:
-                yield json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise ArenaError(f"{path}:{lineno}: not a JSON episode record ({exc.msg})") from None
+                value = json.loads(raw)
+            except ValueError as exc:
+                if not raw.endswith(b"\n"):
+                    if skipped is not None:
+                        skipped.append(lineno)
+                    return
+                msg = getattr(exc, "msg", None) or str(exc)
+                raise ArenaError(f"{path}:{lineno}: not a JSON episode record ({msg})") from None
+            yield lineno, value
 
 
-def read_episodes(run: str | os.PathLike[str]) -> Iterator[Episode]:
-    """Yield the `Episode`s of a run folder or episodes file."""
-    for record in read_records(run):
-        yield Episode.from_dict(record)
+def read_episodes(run: str | os.PathLike[str], *, skipped: list[int] | None = None) -> Iterator[Episode]:
+    """Yield the `Episode`s of a run folder or episodes file (see `read_records`)."""
+    path = episodes_path(run)
+    for lineno, record in read_lines(path, skipped=skipped):
+        try:
+            yield Episode.from_dict(record)
+        except ArenaError as exc:
+            raise ArenaError(f"{path}:{lineno}: {exc}") from None
+
+
+@dataclass
+class RunContents:
+    """What an episodes file holds, as `scan_run` found it."""
+
+    count: int = 0
+    max_index: int = -1
+    schemas: set[Any] = field(default_factory=set)
+    env_ids: set[str] = field(default_factory=set)
+    env_kwargs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # env id -> distinct kwargs
+    seeds: set[int] = field(default_factory=set)
+    torn_lines: list[int] = field(default_factory=list)
+
+
+def scan_run(run: str | os.PathLike[str]) -> RunContents:
+    """Read every record's header fields; `ArenaError` naming file and line for a line that
+    is not an arena episode record (so nothing appends to, or deletes, a foreign file)."""
+    path = episodes_path(run)
+    out = RunContents()
+    for lineno, record in read_lines(path, skipped=out.torn_lines):
+        if not isinstance(record, dict) or "schema" not in record or not isinstance(record.get("env_id"), str):
+            raise ArenaError(f"{path}:{lineno}: not an arena episode record: this file was not written by arena")
+        out.count += 1
+        out.schemas.add(record["schema"])
+        env_id = record["env_id"]
+        out.env_ids.add(env_id)
+        kwargs = record.get("env_kwargs") or {}
+        seen = out.env_kwargs.setdefault(env_id, [])
+        if kwargs not in seen:
+            seen.append(kwargs)
+        if isinstance(record.get("seed"), int):
+            out.seeds.add(record["seed"])
+        index = (record.get("metadata") or {}).get("index") if isinstance(record.get("metadata"), dict) else None
+        if isinstance(index, int) and index > out.max_index:
+            out.max_index = index
+    return out
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _planned(info: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(env id, kwargs) pairs a call's info declares: `env_id` (a string or a list) with
+    `env_kwargs` (a dict, or a list of one dict per env)."""
+    env_id = info.get("env_id")
+    if env_id is None:
+        return []
+    ids = [env_id] if isinstance(env_id, str) else list(env_id)
+    kwargs = info.get("env_kwargs") or {}
+    kwargs_of = [kwargs] * len(ids) if isinstance(kwargs, dict) else list(kwargs)
+    return list(zip(ids, kwargs_of))
+
+
+def _check_append(run_dir: Path, contents: RunContents, info: dict[str, Any], start: int) -> None:
+    where = run_dir / EPISODES_FILE
+    foreign = sorted(map(repr, contents.schemas - {SCHEMA_VERSION}))
+    if foreign:
+        raise ArenaError(f"{where} holds episode records of schema {', '.join(foreign)}; this arena writes schema "
+                         f"{SCHEMA_VERSION}: use --overwrite or another --out (old files still load for replay)")
+    planned = _planned(info)
+    if planned:
+        ids = {env_id for env_id, _ in planned}
+        other = sorted(contents.env_ids - ids)
+        if other:
+            raise ArenaError(f"{where} holds episodes of {', '.join(other)}, not {', '.join(sorted(ids))}: "
+                             "append only the same env, or give another --out")
+        previous = read_run_info(run_dir)
+        before = {p[0]: p[1] for p in _planned(previous)}
+        for env_id, kwargs in planned:
+            if env_id in before and before[env_id] != kwargs:
+                raise ArenaError(f"{run_dir} was played with {env_id} arguments {before[env_id]}, not {kwargs}: "
+                                 "append only with the same --kw, or give another --out")
+            for stored in contents.env_kwargs.get(env_id, []):
+                differ = sorted(k for k, v in kwargs.items() if k in stored and stored[k] != v)
+                if differ:
+                    raise ArenaError(f"{where} holds {env_id} episodes with {', '.join(f'{k}={stored[k]!r}' for k in differ)}, "
+                                     f"not {', '.join(f'{k}={kwargs[k]!r}' for k in differ)}: append only with the same --kw")
+    seed, episodes = info.get("seed"), info.get("episodes")
+    if isinstance(seed, int) and isinstance(episodes, int) and contents.seeds:
+        new = range(seed + start, seed + start + episodes)
+        repeated = sorted(s for s in contents.seeds if s in new)
+        if repeated:
+            free = max(contents.seeds) + 1 - start
+            raise ArenaError(f"seeds {repeated[0]}..{repeated[-1]} were already played in {run_dir} "
+                             f"({len(repeated)} repeats): append with --seed {max(free, 0)} or more")
+
+
+def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[str, Any],
+             fsync: bool = True) -> EpisodeWriter:
+    """Prepare a run folder for a call that writes episodes, record the call, return its writer.
+
+    Modes:
+        new: the folder must not hold a run yet (episodes.jsonl or run.json).
+        append: add to an existing run (or start one): every record must be an arena record
+            of this schema and of the env(s) in `info` (`env_id`, `env_kwargs`), the
+            arguments must match the run's; `writer.next_index` continues the episode
+            indices, and with `info["seed"]` and `info["episodes"]` no seed repeats.
+        overwrite: delete the run's episodes.jsonl and run.json (only if they are arena's),
+            then start afresh. Other files in the folder are left alone.
+
+    run.json gets `info` at top level (the latest call), `status: running`, and `info`
+    appended to its `calls` list with the mode, start time and first index. Call
+    `writer.finish(status)` at the end (or `update_run_info`).
+    """
+    if mode not in RUN_MODES:
+        raise ArenaError(f"run mode {mode!r} is not one of {', '.join(RUN_MODES)}")
+    run = Path(run_dir)
+    path = _check_run_dir(run)
+    run_file = run / RUN_FILE
+    has_episodes = path.exists() and path.stat().st_size > 0
+    existing = has_episodes or run_file.exists()
+    contents = scan_run(run) if has_episodes else RunContents()
+    if existing and mode == "new":
+        what = f"{contents.count} episodes of {', '.join(sorted(contents.env_ids)) or 'no env'}"
+        raise ArenaError(f"{run} already holds a run ({what}): pass --append to add episodes to it, "
+                         "--overwrite to replace it, or give another --out")
+    previous = read_run_info(run) if existing else {}
+    calls: list[dict[str, Any]] = []
+    if existing and mode == "overwrite":
+        for stale in (path, run_file):
+            stale.unlink(missing_ok=True)
+        contents = RunContents()
+    elif existing:
+        calls = list(previous.get("calls") or ([] if not previous else [dict(previous)]))
+    start = max(contents.count, contents.max_index + 1)
+    if mode == "append":
+        _check_append(run, contents, info, start)
+    writer = EpisodeWriter(run, fsync=fsync)
+    writer._next_index, writer._base_count = start, contents.count
+    stamp = _now()
+    call = {**info, "mode": mode, "started": stamp, "first_index": start, "status": "running", "episodes_completed": 0}
+    write_run_info(run, {**info, "status": "running", "episodes_completed": contents.count, "updated": stamp,
+                         "calls": [*calls, call]})
+    writer._track_run = True
+    return writer
 
 
 def write_run_info(run_dir: str | os.PathLike[str], info: dict[str, Any]) -> None:
+    """Replace run.json atomically (write a temporary file, then rename)."""
     path = Path(run_dir) / RUN_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")
+    text = json.dumps(_finite(info), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ArenaError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def update_run_info(run_dir: str | os.PathLike[str], *, call: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """Merge `fields` into run.json's top level and `call` into its latest `calls` entry,
+    atomically; returns the new contents."""
+    info = read_run_info(run_dir)
+    info.update(fields)
+    if call:
+        calls = list(info.get("calls") or [{}])
+        calls[-1] = {**calls[-1], **call}
+        info["calls"] = calls
+    write_run_info(run_dir, info)
+    return info
 
 
 def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """run.json as a dict ({} when the run has none)."""
     path = Path(run_dir) / RUN_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArenaError(f"{path} is not a readable run description ({exc}): remove it or use --overwrite") from None
+    if not isinstance(info, dict):
+        raise ArenaError(f"{path} is not a run description (a JSON {type(info).__name__}): remove it or use --overwrite")
+    return info
+

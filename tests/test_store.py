@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -13,7 +14,15 @@ import pytest
 
 from arena import ArenaError
 from arena.episode import SCHEMA_VERSION, Episode, Turn
-from arena.store import EpisodeWriter, read_episodes, read_records
+from arena.store import (
+    EpisodeWriter,
+    open_run,
+    read_episodes,
+    read_records,
+    read_run_info,
+    scan_run,
+    update_run_info,
+)
 
 
 def _episode(i: int, size: int = 10) -> Episode:
@@ -65,6 +74,214 @@ def test_foreign_schema_and_garbage_are_clear_errors(tmp_path):
         list(read_episodes(tmp_path))
     with pytest.raises(ArenaError, match="no episodes at"):
         list(read_episodes(tmp_path / "nowhere"))
+
+
+def test_last_line_without_newline_is_a_complete_record(tmp_path):
+    """jq, pandas and json.loads read 3 records from a file without its final newline: so
+    do the readers, and the next writer keeps the third record."""
+    path = tmp_path / "episodes.jsonl"
+    lines = [json.dumps(_episode(i).to_dict()) for i in range(3)]
+    path.write_text("\n".join(lines))  # no trailing newline
+    assert [e.id for e in read_episodes(tmp_path)] == ["0", "1", "2"]
+    with EpisodeWriter(tmp_path) as w:
+        w.write([_episode(3)])
+    assert [e.id for e in read_episodes(tmp_path)] == ["0", "1", "2", "3"]
+    assert path.read_text().count("\n") == 4
+
+
+def test_torn_tail_is_reported(tmp_path):
+    path = tmp_path / "episodes.jsonl"
+    path.write_text(json.dumps(_episode(0).to_dict()) + "\n" + '{"env_id": "spi')
+    skipped: list[int] = []
+    assert [e.id for e in read_episodes(tmp_path, skipped=skipped)] == ["0"]
+    assert skipped == [2]
+
+
+def test_schema_1_records_still_load(tmp_path):
+    """A line exactly as arena 0.1 wrote it (schema 1: every turn field, token fields null)."""
+    old = ('{"env_id":"spiral/TicTacToe-v0","seed":4,"env_kwargs":{},"options":{},"agents":{"player_0":"random",'
+           '"player_1":"random"},"turns":[{"index":0,"role":"player_0","agent":"random","observation":"o",'
+           '"completion":"\\\\boxed{[4]}","action":"[4]","legal":true,"reward":1.0,"prompt_ids":null,"token_ids":null,'
+           '"logprobs":null,"info":{"seconds":1e-05}}],"rewards":{"player_0":1.0,"player_1":-1.0},'
+           '"outcome":{"reason":"win","winner":"player_0"},"sandbox_calls":[],"metadata":{"index":4},"id":"k-4","schema":1}')
+    (tmp_path / "episodes.jsonl").write_text(old + "\n")
+    (ep,) = read_episodes(tmp_path)
+    assert ep.seed == 4 and ep.turns[0].completion == "\\boxed{[4]}" and ep.turns[0].token_ids is None
+    assert ep.schema == SCHEMA_VERSION
+
+
+def test_compact_records_keep_extra_metadata_and_turn_info(tmp_path):
+    ep = _episode(0)
+    ep.metadata.update({"index": 0, "step": 3})
+    ep.turns[0].info["allowed_token_ids"] = [1, 2, 3]
+    ep.turns[0].token_ids, ep.turns[0].logprobs = [5, 6], [-0.5, float("-inf")]
+    with EpisodeWriter(tmp_path) as w:
+        w.write([ep])
+    line = json.loads((tmp_path / "episodes.jsonl").read_text())
+    assert "prompt_ids" not in line["turns"][0] and line["turns"][0]["logprobs"] == [-0.5, None]
+    (back,) = read_episodes(tmp_path)
+    assert back.metadata == {"index": 0, "step": 3} and back.turns[0].info["allowed_token_ids"] == [1, 2, 3]
+    assert back.turns[0].token_ids == [5, 6] and back.turns[0].prompt_ids is None
+    assert Episode.from_dict(_episode(1).to_dict()) == _episode(1)
+
+
+def test_text_with_lone_surrogates_and_non_ascii_round_trips(tmp_path):
+    ep = _episode(0)
+    ep.turns[0].completion = "caf\u00e9 \ud800 \U0001f600"
+    with EpisodeWriter(tmp_path) as w:
+        w.write([ep])
+    assert (tmp_path / "episodes.jsonl").read_bytes().isascii()
+    assert next(read_episodes(tmp_path)).turns[0].completion == ep.turns[0].completion
+
+
+def test_null_rewards_read_back_as_nan(tmp_path):
+    ep = _episode(0)
+    ep.rewards["player_0"] = float("inf")
+    ep.turns[0].reward = float("nan")
+    with EpisodeWriter(tmp_path) as w:
+        w.write([ep])
+    (back,) = read_episodes(tmp_path)
+    assert math.isnan(back.rewards["player_0"]) and math.isnan(back.turns[0].reward)
+
+
+def _line(**changes) -> str:
+    record = _episode(0).to_dict()
+    record.update(changes)
+    return json.dumps(record)
+
+
+def _turn_line(**changes) -> str:
+    record = _episode(0).to_dict()
+    record["turns"][0].update(changes)
+    return json.dumps(record)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("[1,2,3]", "a JSON list, not an object"),
+    ('"hello"', "a JSON string, not an object"),
+    ('{"a": 1}', "no `schema` field"),
+    (_line(turns="abc"), "'turns' must be a list"),
+    (_line(turns=[1]), "'turns[0]' must be a turn object"),
+    (_turn_line(bogus=1), "unknown key(s) 'bogus'"),
+    (_turn_line(reward="x"), "'turns[0].reward' must be a number or null"),
+    (_turn_line(legal="yes"), "'turns[0].legal' must be boolean or null"),
+    (_line(rewards={"player_0": "high"}), "'rewards.player_0' must be a number"),
+    (_line(rewards=[1]), "'rewards' must be a JSON object"),
+    (_line(seed="7"), "'seed' must be an integer or null, got string"),
+    (_line(schema=2.5), "schema 2.5"),
+    (_line(extra=1), "unknown field(s) 'extra'"),
+])
+def test_bad_records_are_one_line_errors_with_file_and_line(tmp_path, line, message):
+    path = tmp_path / "episodes.jsonl"
+    path.write_text(json.dumps(_episode(0).to_dict()) + "\n" + line + "\n")
+    with pytest.raises(ArenaError) as info:
+        list(read_episodes(tmp_path))
+    text = str(info.value)
+    assert text.startswith(f"{path}:2: ") and message in text and "\n" not in text
+
+
+def test_bad_run_folders_are_one_line_errors(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArenaError, match="is a file, not a run folder"):
+        EpisodeWriter(tmp_path / "file")
+    with pytest.raises(ArenaError, match="cannot create run folder"):
+        EpisodeWriter(tmp_path / "file" / "run")
+    for kernel in ("/proc/arena-run", "/sys/arena-run", "/proc/self"):
+        with pytest.raises(ArenaError, match="kernel filesystem"):
+            EpisodeWriter(kernel)
+    (tmp_path / "dir" / "episodes.jsonl").mkdir(parents=True)
+    with pytest.raises(ArenaError, match="not a regular file"):
+        EpisodeWriter(tmp_path / "dir")
+    for run in (tmp_path / "dir", tmp_path / "dir" / "episodes.jsonl"):
+        with pytest.raises(ArenaError, match="episodes.jsonl is a folder, not an episodes file"):
+            list(read_episodes(run))
+
+
+INFO = {"command": "play", "env_id": "spiral/TicTacToe-v0", "env_kwargs": {}, "seed": 0, "episodes": 2}
+
+
+def _indexed(i: int, seed: int | None = None) -> Episode:
+    ep = _episode(i)
+    ep.seed = i if seed is None else seed
+    ep.metadata["index"] = i
+    return ep
+
+
+def test_open_run_new_refuses_an_existing_run(tmp_path):
+    run = tmp_path / "run"
+    with open_run(run, info=INFO) as w:
+        w.write([_indexed(0), _indexed(1)])
+        w.finish("complete")
+    with pytest.raises(ArenaError, match=r"already holds a run \(2 episodes of spiral/TicTacToe-v0\): pass --append"):
+        open_run(run, info=INFO)
+    open_run(tmp_path / "empty", info=INFO).close()  # an empty or missing folder is fine
+
+
+def test_open_run_append_continues_indices_and_records_every_call(tmp_path):
+    run = tmp_path / "run"
+    with open_run(run, info=INFO) as w:
+        assert w.next_index == 0
+        w.write([_indexed(0), _indexed(1)])
+        assert w.next_index == 2
+        w.finish("complete")
+    with open_run(run, mode="append", info=INFO) as w:
+        assert w.next_index == 2
+        w.write([_indexed(2), _indexed(3)])
+        w.finish("interrupted")
+    info = read_run_info(run)
+    assert [c["mode"] for c in info["calls"]] == ["new", "append"]
+    assert [c["first_index"] for c in info["calls"]] == [0, 2]
+    assert [c["episodes_completed"] for c in info["calls"]] == [2, 2]
+    assert [c["status"] for c in info["calls"]] == ["complete", "interrupted"]
+    assert info["status"] == "interrupted" and info["episodes_completed"] == 4
+    assert EpisodeWriter(run).next_index == 4
+
+
+def test_open_run_append_refuses_other_env_kwargs_schema_seeds_and_foreign_files(tmp_path):
+    run = tmp_path / "run"
+    with open_run(run, info=INFO) as w:
+        w.write([_indexed(0), _indexed(1)])
+    with pytest.raises(ArenaError, match="holds episodes of spiral/TicTacToe-v0, not spiral/KuhnPoker-v0"):
+        open_run(run, mode="append", info={**INFO, "env_id": "spiral/KuhnPoker-v0"})
+    with pytest.raises(ArenaError, match="arguments"):
+        open_run(run, mode="append", info={**INFO, "env_kwargs": {"mode": "eval"}})
+    # records with seeds 2 and 3 at indices 0 and 1: --seed 0 would play seeds 2 and 3 again
+    (run / "episodes.jsonl").write_text("".join(json.dumps(_indexed(i, seed=i + 2).to_dict()) + "\n" for i in range(2)))
+    with pytest.raises(ArenaError, match=r"seeds 2..3 were already played .* --seed 2 or more"):
+        open_run(run, mode="append", info=INFO)
+    open_run(run, mode="append", info={**INFO, "seed": 2}).close()
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "episodes.jsonl").write_text(_line(schema=1) + "\n")
+    with pytest.raises(ArenaError, match="schema 1; this arena writes schema 2: use --overwrite"):
+        open_run(old, mode="append", info=INFO)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "episodes.jsonl").write_text('{"text": "a dataset line"}\n')
+    for mode in ("append", "overwrite"):
+        with pytest.raises(ArenaError, match="episodes.jsonl:1: not an arena episode record"):
+            open_run(foreign, mode=mode, info=INFO)
+    assert (foreign / "episodes.jsonl").exists()
+
+
+def test_open_run_overwrite_replaces_the_run_files_only(tmp_path):
+    run = tmp_path / "run"
+    with open_run(run, info=INFO) as w:
+        w.write([_indexed(0), _indexed(1)])
+    (run / "notes.txt").write_text("mine")
+    with open_run(run, mode="overwrite", info=INFO) as w:
+        assert w.next_index == 0
+        w.write([_indexed(0)])
+    assert scan_run(run).count == 1 and (run / "notes.txt").read_text() == "mine"
+    assert [c["mode"] for c in read_run_info(run)["calls"]] == ["overwrite"]
+
+
+def test_update_run_info_merges(tmp_path):
+    with open_run(tmp_path, info=INFO):
+        pass
+    info = update_run_info(tmp_path, step=5, call={"status": "failed"})
+    assert info["step"] == 5 and info["calls"][-1]["status"] == "failed" and info["env_id"] == INFO["env_id"]
+    assert read_run_info(tmp_path) == info
 
 
 WRITER = r"""
