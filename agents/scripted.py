@@ -24,7 +24,8 @@ def boxed(action: str) -> str:
 
 
 class RandomAgent:
-    """Picks a legal action uniformly at random (a short random string when none is known).
+    """Picks a valid move at random: the env's `sample_action` (a member of `legal_actions`,
+    or e.g. a random offer the seat can pay), else a short random string.
 
     Args:
         seed: seed of its own random generator (episodes stay reproducible).
@@ -38,9 +39,13 @@ class RandomAgent:
     def act(self, requests: Sequence[Request]) -> list[Completion]:
         out = []
         for request in requests:
-            if request.legal_actions:
+            action = None
+            sample = getattr(request.env, "sample_action", None)
+            if sample is not None:
+                action = sample(request.role, rng=self.rng)
+            elif request.legal_actions:
                 action = request.legal_actions[int(self.rng.integers(len(request.legal_actions)))]
-            else:
+            if action is None:
                 action = "".join(self.rng.choice(list("abcdefghij0123456789"), size=4))
             out.append(Completion(text=boxed(action)))
         return out

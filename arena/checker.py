@@ -1,26 +1,38 @@
 """`check_env`: the env contract as a function anyone runs (like Gymnasium's `check_env`).
 
     import arena
-    arena.check_env("mine/CoinGuess-v0")          # raises AssertionError on the first problem
+    arena.check_env("mine/CoinGuess-v0")          # raises AssertionError naming every failed check
+    arena.check_env(env)                          # an env object works too
 
-    arena check mine/CoinGuess-v0                 # the same from the shell
+    arena check mine/CoinGuess-v0                 # the same from the shell, one line per check
 
-Checks, in order: the protocol graph and role specs; the module docstring's manual
-sections; PettingZoo's `api_test`; a fuzz of random action strings (no crash, finite
-rewards, every episode ends); seeded determinism of played episodes; exact replay of
-played episodes, and that replay notices a changed completion.
+Checks (`run_checks`), each run even when an earlier one failed: the protocol graph and
+role specs; the module docstring's manual sections; PettingZoo's `api_test`; that the env
+accepts its own moves (from `legal_actions`/`sample_action` and `heuristic_action`,
+written as arena's agents write them, `\\boxed{X}`); a fuzz of random action strings (no
+crash, finite rewards, every episode ends); seeded determinism of played episodes; exact
+replay of played episodes, and that replay notices a changed completion. A check that
+raises is reported with the exception and the file and line it came from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import math
+import os
 import random
 import string
+import sysconfig
+import traceback
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from arena.registry import make
+from arena.errors import ArenaError
+from arena.registry import _REGISTRY, make, register
 
 MANUAL_SECTIONS = ("Description", "Roles", "Observation", "Actions", "Rewards", "Episode end", "Arguments")
 
@@ -114,15 +126,152 @@ def check_determinism_and_replay(env_id: str, episodes: int = 20, **kwargs: Any)
     assert verify(changed), f"{env_id}: replay did not notice a changed completion"
 
 
-def check_env(env_id: str, *, api_cycles: int = 300, fuzz_steps: int = 3000, episodes: int = 20, **kwargs: Any) -> None:
-    """Run every check on env `env_id` (built with `kwargs`); raise AssertionError on failure."""
-    from pettingzoo.test import api_test  # imports pytest: only when checking
+def check_moves_accepted(env_id: str, episodes: int = 10, seed: int = 0, max_episode_steps: int = 500,
+                         **kwargs: Any) -> None:
+    """The env accepts its own moves: every move drawn from `sample_action` (by default a
+    random member of `legal_actions`) and every `heuristic_action`, sent as arena's agents
+    send it (`\\boxed{X}`), is legal. An env that compares the raw completion with `[X]`
+    fails here, since no agent (and no model prompted the SPIRAL way) ever writes that."""
+    import numpy as np
+
+    from arena.agents.scripted import boxed
 
     env = make(env_id, **kwargs)
-    check_roles(env)
-    check_manual(env)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # PettingZoo warns that text spaces are not Box/Discrete
-        api_test(env, num_cycles=api_cycles)
-    fuzz(env_id, steps=fuzz_steps, **kwargs)
-    check_determinism_and_replay(env_id, episodes=episodes, **kwargs)
+    for source in ("sample_action", "heuristic_action"):
+        rng = np.random.default_rng(seed)
+        sent = 0
+        refused: list[tuple[str, str, Any]] = []
+        for ep in range(episodes):
+            env.reset(seed=seed + ep)
+            for agent in env.agent_iter(max_episode_steps):
+                _obs, _reward, term, trunc, _info = env.last()
+                if term or trunc:
+                    env.step(None)
+                    continue
+                try:
+                    move = env.sample_action(agent, rng=rng) if source == "sample_action" else env.heuristic_action(agent, rng=rng)
+                except ArenaError:  # no heuristic policy: nothing to check
+                    move = None
+                if move is None:
+                    break
+                completion = boxed(move)
+                env.step(completion)
+                sent += 1
+                if env.turn_info.get("legal") is False:
+                    refused.append((agent, completion, env.turn_info.get("action")))
+            if not sent:  # the env offers no such move
+                break
+        if refused:
+            agent, completion, action = refused[0]
+            raise AssertionError(
+                f"{env_id}: refused {len(refused)} of {sent} of its own moves from {source} (first: {agent} sent "
+                f"{completion!r}, read as action {action!r}); read the action with `self.parse_action(text)` "
+                f"(SPIRAL games: the last \\boxed{{X}} -> [X]), not the raw text")
+
+
+def check_env(env: str | Any, *, api_cycles: int = 300, fuzz_steps: int = 3000, episodes: int = 20, **kwargs: Any) -> None:
+    """Run every check on `env` (an env id built with `kwargs`, or an env object); raise
+    AssertionError naming each failed check with its exception and location."""
+    results = run_checks(env, api_cycles=api_cycles, fuzz_steps=fuzz_steps, episodes=episodes, **kwargs)
+    failed = [r for r in results if r.status == "FAIL"]
+    if failed:
+        raise AssertionError("; ".join(f"{r.name}: {r.detail}" for r in failed))
+
+
+@dataclass
+class CheckResult:
+    """The result of one check: `status` is "ok", "FAIL" or "skip"; `detail` says why."""
+
+    name: str
+    status: str
+    detail: str = ""
+
+
+def run_checks(env: str | Any, *, api_cycles: int = 300, fuzz_steps: int = 3000, episodes: int = 20,
+               on_result: Callable[[CheckResult], None] | None = None, **kwargs: Any) -> list[CheckResult]:
+    """Run every check on `env` (an env id with `kwargs`, or an env object), each one even
+    when an earlier one failed; return one `CheckResult` per check (also passed to
+    `on_result` as soon as it is known). Building the env from its id may raise `ArenaError`."""
+    with _env_id_for(env, kwargs) as (env_id, env_kwargs):
+        obj = env if not isinstance(env, str) else make(env_id, **env_kwargs)
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("roles and protocol graph", lambda: check_roles(obj)),
+            ("manual (module docstring)", lambda: check_manual(obj)),
+            ("PettingZoo api_test", lambda: _api_test(obj, api_cycles)),
+            ("own moves accepted", lambda: check_moves_accepted(env_id, **env_kwargs)),
+            (f"fuzz ({fuzz_steps} random actions)", lambda: fuzz(env_id, steps=fuzz_steps, **env_kwargs)),
+            ("determinism and exact replay", lambda: check_determinism_and_replay(env_id, episodes=episodes, **env_kwargs)),
+        ]
+        results = []
+        for name, run in steps:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # PettingZoo warns that text spaces are not Box/Discrete
+                    run()
+                result = CheckResult(name, "ok")
+            except Exception as exc:  # noqa: BLE001  (every failure is reported, and the next check runs)
+                result = CheckResult(name, "FAIL", describe_exception(exc))
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+        return results
+
+
+def _api_test(env: Any, cycles: int) -> None:
+    from pettingzoo.test import api_test  # imports pytest: only when checking
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        api_test(env, num_cycles=cycles)
+
+
+@contextlib.contextmanager
+def _env_id_for(env: str | Any, kwargs: dict[str, Any]):
+    """An id the rollout can `make` for `env`: its own when it is registered, else a
+    temporary `check/<Class>-v0` registration, removed afterwards."""
+    if isinstance(env, str):
+        yield env, kwargs
+        return
+    env_id = getattr(env, "env_id", None)
+    if env_id in _REGISTRY and _REGISTRY[env_id].load() is type(env):
+        yield env_id, {**getattr(env, "env_kwargs", {}), **kwargs}
+        return
+    env_id = f"check/{type(env).__name__}-v0"
+    register(env_id, type(env), kwargs, override=True)
+    try:
+        yield env_id, {}
+    finally:
+        _REGISTRY.pop(env_id, None)
+
+
+_STDLIB = os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep
+#: Libraries whose frames are never the location of an env's failure.
+_LIBRARIES = tuple(f"{os.sep}{name}{os.sep}" for name in ("pettingzoo", "gymnasium", "numpy", "networkx", "_pytest"))
+
+
+def _foreign(path: str) -> bool:
+    real = os.path.realpath(path)
+    if any(lib in real for lib in _LIBRARIES):
+        return True
+    return real.startswith(_STDLIB) and "-packages" + os.sep not in real
+
+
+def describe_exception(exc: BaseException) -> str:
+    """`Type: message (at file:line in function)`, the location being the deepest frame
+    outside Python's own library and the libraries arena calls (the env's code, usually).
+    A failed check's own assertion is its message alone."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if isinstance(exc, AssertionError) and str(exc):
+        message = str(exc)
+        if frames and frames[-1].filename == __file__:
+            return message
+    else:
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    own = [f for f in frames if not _foreign(f.filename)]
+    frame = (own or frames or [None])[-1]
+    if frame is None:
+        return message
+    path = frame.filename
+    with contextlib.suppress(ValueError):
+        rel = os.path.relpath(path)
+        path = rel if not rel.startswith("..") else path
+    return f"{message} (at {path}:{frame.lineno} in {frame.name})"

@@ -8,11 +8,10 @@ rewards, and the turn cap. A game subclass only writes its rules.
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar, Literal
 
 from arena.errors import ArenaError
-from arena.protocol import ArenaEnv, Role
+from arena.protocol import ArenaEnv, Role, last_boxed
 
 #: SPIRAL's prompt (spiral/template.py), as the user message of both seats.
 SPIRAL_PROMPT = (
@@ -23,25 +22,6 @@ SPIRAL_PROMPT = (
 
 #: (offender, opponent) rewards for an invalid move, per mode (SPIRAL's values).
 INVALID_MOVE_REWARDS: dict[str, tuple[float, float]] = {"train": (-1.5, 0.5), "eval": (-1.0, 1.0)}
-
-_BOXED = re.compile(r"\\boxed\{")
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` in `text` (braces balanced), or None."""
-    starts = [m.end() for m in _BOXED.finditer(text)]
-    for start in reversed(starts):
-        depth = 1
-        for i in range(start, len(text)):
-            ch = text[i]
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i]
-    return None
-
 
 def extract_action(text: str, max_bare_words: int = 5) -> str | None:
     """The action in a completion, normalised to `[X]` (SPIRAL's `extract_action`).

@@ -2,36 +2,48 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 from arena.episode import Episode
 
+_PLURAL = {"win": "wins", "draw": "draws", "loss": "losses"}
+
+
+def result(episode: Episode, role: str) -> str:
+    """"win", "draw" or "loss" of `role`: by the outcome's `winner` when the env names one
+    (None is a draw, as in the SPIRAL games), else by the sign of the role's return (for
+    envs without winners, e.g. one role scored against the rules)."""
+    outcome = episode.outcome or {}
+    if "winner" in outcome:
+        winner = outcome["winner"]
+        return "draw" if winner is None else "win" if winner == role else "loss"
+    reward = episode.rewards.get(role, 0.0)
+    if not math.isfinite(reward) or reward == 0:
+        return "draw"
+    return "win" if reward > 0 else "loss"
+
 
 def summarize(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:
     """Per role: episodes, agent(s), win/draw/loss rates, invalid-move rate, mean return,
     mean completion length (characters).
 
-    A role wins when the outcome names it `winner`, draws when the outcome names no winner,
-    and loses otherwise. Its invalid-move rate is the fraction of its turns the env refused.
+    A role's result is `result(episode, role)`: by the outcome's `winner` when the env
+    names one (None: a draw), else by the sign of the role's return. Its invalid-move rate
+    is the fraction of its turns the env refused.
     """
     acc: dict[str, dict[str, Any]] = defaultdict(lambda: {
         "episodes": 0, "wins": 0, "draws": 0, "losses": 0, "turns": 0, "invalid": 0,
         "return": 0.0, "chars": 0, "agents": set()})
     for ep in episodes:
-        winner = ep.outcome.get("winner")
         for role in ep.rewards:
             a = acc[role]
             a["episodes"] += 1
             a["agents"].add(ep.agents.get(role, "?"))
             a["return"] += ep.rewards[role]
-            if winner is None:
-                a["draws"] += 1
-            elif winner == role:
-                a["wins"] += 1
-            else:
-                a["losses"] += 1
+            a[_PLURAL[result(ep, role)]] += 1
         for turn in ep.turns:
             a = acc[turn.role]
             a["turns"] += 1
@@ -61,12 +73,11 @@ def summarize_agents(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:
     acc: dict[str, dict[str, float]] = defaultdict(lambda: {"episodes": 0, "wins": 0, "draws": 0, "losses": 0,
                                                              "turns": 0, "invalid": 0, "return": 0.0})
     for ep in episodes:
-        winner = ep.outcome.get("winner")
         for role, reward in ep.rewards.items():
             a = acc[ep.agents.get(role, "?")]
             a["episodes"] += 1
             a["return"] += reward
-            a["draws" if winner is None else "wins" if winner == role else "losses"] += 1
+            a[_PLURAL[result(ep, role)]] += 1
         for turn in ep.turns:
             a = acc[turn.agent]
             a["turns"] += 1

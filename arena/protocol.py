@@ -9,6 +9,7 @@ seeding, the turn cap, and the protocol graph.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -51,6 +52,25 @@ def __getattr__(name: str) -> Any:
     if name in ("OBSERVATION_SPACE", "ACTION_SPACE"):
         return text_space()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_BOXED = re.compile(r"\\boxed\{")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` in `text` (braces balanced), or None."""
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    for start in reversed(starts):
+        depth = 1
+        for i in range(start, len(text)):
+            ch = text[i]
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i]
+    return None
 
 
 class TextObs(str):
@@ -152,9 +172,11 @@ class ArenaEnv(AECEnv):
     - `_reset(options) -> str`: set up a new episode (draw randomness only from
       `self.np_random`) and return the role that acts first;
     - `_observe(agent) -> str`: the text the role sees now;
-    - `_step(agent, text) -> None`: apply the acting role's completion; then either set
-      `self.agent_selection` to the next role or call `self._finish(...)`;
-    - optionally `legal_actions(agent)` (finite move sets) and `heuristic_action(agent)`.
+    - `_step(agent, text) -> None`: apply the acting role's completion (`text` is the whole
+      completion, e.g. `\\boxed{[heads]}`: read the move with `self.parse_action(text)`);
+      then either set `self.agent_selection` to the next role or call `self._finish(...)`;
+    - optionally `legal_actions(agent)` (finite move sets), `sample_action(agent, rng)`
+      (a random valid move where moves are unbounded) and `heuristic_action(agent, rng)`.
 
     The same seed, options and action texts always give the same observations and rewards
     (`arena replay --verify` checks it).
@@ -214,12 +236,28 @@ class ArenaEnv(AECEnv):
         raise NotImplementedError  # abstract hook: every env implements it
 
     def parse_action(self, text: str) -> str | None:
-        """The action a completion states (default: the stripped text; None if empty)."""
-        return text.strip() or None
+        """The action a completion states: by default the content of its last `\\boxed{...}`
+        (what arena's agents and SPIRAL-prompted models write), else the whole text;
+        stripped, None when empty."""
+        boxed = last_boxed(text)
+        return (boxed if boxed is not None else text).strip() or None
 
     def legal_actions(self, agent: str | None = None) -> list[str] | None:
         """The acting role's legal actions when the set is finite, else None."""
         return None
+
+    def sample_action(self, agent: str | None = None, rng: np.random.Generator | None = None) -> str | None:
+        """A uniformly random valid move for the acting role (used by the `random` agent),
+        or None when the env cannot draw one. Default: a member of `legal_actions`.
+
+        Envs whose moves are unbounded (offers, free text) override it. Draw only from
+        `rng`, the agent's generator, never `self.np_random`.
+        """
+        legal = self.legal_actions(agent or self.agent_selection)
+        if not legal:
+            return None
+        rng = rng if rng is not None else np.random.default_rng()
+        return legal[int(rng.integers(len(legal)))]
 
     def heuristic_action(self, agent: str | None = None, rng: np.random.Generator | None = None) -> str:
         """A strong scripted move for the acting role (used by the `heuristic` agent).

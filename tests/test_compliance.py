@@ -6,14 +6,17 @@ A newly registered env is covered here without writing a test. Each check is a p
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 
 import pytest
+from arena.agents import RandomAgent
 from pettingzoo.test import api_test
 
 import arena
 from arena import checker
-from arena.agents import RandomAgent
 from arena.replay import verify
 from arena.rollout import play
 
@@ -74,3 +77,136 @@ def test_check_env_fails_on_a_broken_env():
         from arena.registry import _REGISTRY
 
         _REGISTRY.pop("test/Unseeded-v0", None)
+
+
+class ObserveRaises(__import__("arena.envs.spiral.tictactoe", fromlist=["TicTacToe"]).TicTacToe):
+    """TicTacToe whose observation raises after the first move (a bug in the env)."""
+
+    def _observe(self, agent):
+        if self.num_moves >= 1:
+            raise ValueError("boom in _observe")
+        return super()._observe(agent)
+
+
+@pytest.fixture
+def registered():
+    from arena.registry import _REGISTRY
+
+    added = []
+
+    def add(env_id, cls):
+        arena.register(env_id, cls, override=True)
+        added.append(env_id)
+
+    yield add
+    for env_id in added:
+        _REGISTRY.pop(env_id, None)
+
+
+def test_run_checks_reports_each_failure_with_location_and_runs_the_rest(registered):
+    registered("test/ObserveRaises-v0", ObserveRaises)
+    results = checker.run_checks("test/ObserveRaises-v0", api_cycles=50, fuzz_steps=200, episodes=3)
+    by_name = {r.name.split(" (")[0]: r for r in results}
+    assert results[0].name == "roles and protocol graph" and len(results) == 6
+    assert by_name["roles and protocol graph"].status == "ok"
+    for name in ("PettingZoo api_test", "fuzz", "determinism and exact replay"):
+        assert by_name[name].status == "FAIL", by_name[name]
+        assert "ValueError: boom in _observe (at " in by_name[name].detail
+        assert "test_compliance.py:" in by_name[name].detail and "in _observe)" in by_name[name].detail
+    with pytest.raises(AssertionError, match="fuzz.*ValueError: boom in _observe"):
+        checker.check_env("test/ObserveRaises-v0", api_cycles=50, fuzz_steps=200, episodes=3)
+
+
+def test_arena_check_command_reports_every_check(tmp_path):
+    """The real CLI on an env that raises: FAIL lines, the rest still run, exit 1."""
+    code = ("import arena, sys; from tests.test_compliance import ObserveRaises; "
+            "arena.register('test/ObserveRaises-v0', ObserveRaises); from arena.cli import main; "
+            "main(['check', 'test/ObserveRaises-v0', '--fuzz-steps', '200'])")
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=False,
+                            env={**os.environ, "COLUMNS": "300"}, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("FAIL  fuzz (200 random actions): ValueError: boom in _observe (at ") for line in lines), lines
+    assert any(line.startswith("ok    roles and protocol graph") for line in lines)
+    assert any(line.startswith("FAIL  determinism and exact replay") for line in lines)
+    assert "checks failed" in lines[-1]
+
+
+def _readme_coin(tmp_path, monkeypatch, replace: tuple[str, str] | None = None):
+    import re
+    import sys as _sys
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(# my_games/coin.py\n.*?)```", text, re.DOTALL).group(1)
+    if replace:
+        assert replace[0] in code
+        code = code.replace(*replace)
+    (tmp_path / "my_games").mkdir()
+    (tmp_path / "my_games" / "__init__.py").write_text("")
+    (tmp_path / "my_games" / "coin.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("my_games.coin", "my_games"):
+        _sys.modules.pop(name, None)
+    __import__("my_games.coin")
+
+
+@pytest.fixture
+def coin_cleanup():
+    yield
+    import sys as _sys
+
+    from arena.registry import _REGISTRY
+
+    _REGISTRY.pop("mine/CoinGuess-v0", None)
+    for name in ("my_games.coin", "my_games"):
+        _sys.modules.pop(name, None)
+
+
+def test_readme_coin_guess_scores_with_arenas_agents(tmp_path, monkeypatch, coin_cleanup):
+    from arena.metrics import summarize
+
+    _readme_coin(tmp_path, monkeypatch)
+    summary = summarize(play("mine/CoinGuess-v0", [RandomAgent(seed=1)], 200))["guesser"]
+    assert summary["invalid_move_rate"] == 0.0
+    assert summary["draw_rate"] == 0.0 and summary["win_rate"] + summary["loss_rate"] == 1.0
+    assert 0.35 < summary["win_rate"] < 0.65
+
+
+def test_check_catches_an_env_that_refuses_its_own_moves(tmp_path, monkeypatch, coin_cleanup):
+    """The README's first CoinGuess compared the raw completion with `[heads]`: every agent's
+    `\\boxed{[heads]}` was an invalid move, and `arena check` passed."""
+    _readme_coin(tmp_path, monkeypatch, replace=("action = self.parse_action(text)", "action = text.strip()"))
+    with pytest.raises(AssertionError, match=r"refused 10 of 10 of its own moves from sample_action.*parse_action"):
+        checker.check_moves_accepted("mine/CoinGuess-v0")
+
+
+def test_check_env_accepts_an_env_object():
+    from arena.envs.spiral.tictactoe import TicTacToe
+
+    checker.check_env(arena.make("spiral/TicTacToe-v0"), fuzz_steps=100, episodes=3)
+    checker.check_env(TicTacToe(), fuzz_steps=100, episodes=3)  # built without the registry
+    assert not any(k.startswith("check/") for k in arena.registry)
+
+
+def test_summary_of_a_game_without_winner_is_not_a_draw():
+    from arena.episode import Episode
+    from arena.metrics import summarize, summarize_agents
+
+    eps = [Episode(id=str(i), env_id="mine/CoinGuess-v0", env_kwargs={}, seed=i, agents={"guesser": "random"},
+                   turns=[], rewards={"guesser": r}, outcome={"reason": "guessed"}) for i, r in enumerate([1.0, -1.0, -1.0, 0.0])]
+    s = summarize(eps)["guesser"]
+    assert (s["win_rate"], s["loss_rate"], s["draw_rate"]) == (0.25, 0.5, 0.25)
+    assert summarize_agents(eps)["random"]["loss_rate"] == 0.5
+
+
+def test_random_agent_plays_valid_negotiation_moves():
+    from arena.metrics import summarize
+
+    episodes = play("spiral/SimpleNegotiation-v0", [RandomAgent(seed=2)], 40, seed=0)
+    summary = summarize(episodes)
+    assert all(s["invalid_move_rate"] == 0.0 for s in summary.values()), summary
+    actions = [t.action for ep in episodes for t in ep.turns]
+    assert any(a.startswith("[Offer") for a in actions) and "[Accept]" in actions and "[Deny]" in actions

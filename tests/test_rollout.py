@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from arena import ArenaError
-from arena.agents import HeuristicAgent, RandomAgent
+from arena.agents import Completion, HeuristicAgent, RandomAgent
 from arena.metrics import summarize, summarize_agents
 from arena.rollout import play
 
@@ -74,8 +74,11 @@ def test_summary_rates_add_up():
     episodes = play("spiral/SimpleNegotiation-v0", [RandomAgent(3)], 40)
     for s in summarize(episodes).values():
         assert s["win_rate"] + s["draw_rate"] + s["loss_rate"] == pytest.approx(1.0)
-    # random offers are mostly refused as invalid: the metric sees them
-    assert max(s["invalid_move_rate"] for s in summarize(episodes).values()) > 0
+    # random plays valid moves (offers included); a garbage-writing seat is seen as invalid
+    assert max(s["invalid_move_rate"] for s in summarize(episodes).values()) == 0
+    garbage = type("Garbage", (), {"name": "garbage", "act": lambda self, reqs: [Completion(text="hmm") for _ in reqs]})()
+    episodes = play("spiral/SimpleNegotiation-v0", [RandomAgent(3), garbage], 10)
+    assert summarize(episodes)["player_1"]["invalid_move_rate"] == 1.0
 
 
 def test_mixed_envs_share_each_tick_and_follow_the_weights():

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -147,7 +147,7 @@ MARKET_TRADES = market_trades()
 class SimpleNegotiation(ZeroSumGame):
     """Simple Negotiation for two seats of one model (SPIRAL's SimpleNegotiation-v1)."""
 
-    metadata = {"render_modes": ["ansi"], "name": "simple_negotiation", "is_parallelizable": False}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "name": "simple_negotiation", "is_parallelizable": False}
 
     def __init__(self, max_turns: int = 10, mode: Literal["train", "eval"] = "train", render_mode: str | None = None):
         super().__init__(mode=mode, max_turns=max_turns, render_mode=render_mode)
@@ -207,8 +207,8 @@ class SimpleNegotiation(ZeroSumGame):
             "  - '[Offer: 3 Sheep, 2 Ore -> 5 Brick, 1 Wood]': [Offer: Offered Resources -> Requested Resources]",
             "  - '[Accept]': To accept an incoming offer.",
             "  - '[Deny]': To deny an incoming offer.",
-            f"The game lasts for {self.max_turns} turns in total. The player whose total resource value "
-            "increased more wins.",
+            (f"The game lasts for {self.max_turns} turns in total. The player whose total resource value "
+             "increased more wins."),
         ]
         if self.log:
             lines += ["", *self.log]
@@ -255,6 +255,26 @@ class SimpleNegotiation(ZeroSumGame):
         winner = "player_0" if c0 > c1 else "player_1" if c1 > c0 else None
         returns = {a: (0.0 if winner is None else 1.0 if a == winner else -1.0) for a in self.possible_agents}
         self._end(returns, winner, value_change=changes)
+
+    def sample_action(self, agent: str | None = None, rng: np.random.Generator | None = None) -> str:
+        """A random valid move: with an offer pending, `[Accept]` (when both sides can pay),
+        `[Deny]` or a new offer, equally likely; else an offer of 1-2 held resources (1-3
+        units each, at most what is held) for 1-2 others (1-3 units each)."""
+        agent = agent or self.agent_selection
+        rng = rng if rng is not None else np.random.default_rng()
+        if self.offer is not None and self.offer["from"] != agent:
+            answers = [a for a in ("[Accept]", "[Deny]") if self.is_legal(agent, a)] + ["offer"]
+            answer = answers[int(rng.integers(len(answers)))]
+            if answer != "offer":
+                return answer
+        inv = self.inventory[agent]
+        held = [r for r in RESOURCES if inv[r] > 0]
+        give_names = [held[i] for i in sorted(rng.choice(len(held), size=min(len(held), int(rng.integers(1, 3))), replace=False))]
+        others = [r for r in RESOURCES if r not in give_names]
+        get_names = [others[i] for i in sorted(rng.choice(len(others), size=int(rng.integers(1, 3)), replace=False))]
+        give = {r: int(rng.integers(1, min(inv[r], 3) + 1)) for r in give_names}
+        get = {r: int(rng.integers(1, 4)) for r in get_names}
+        return offer_text(give, get)
 
     def heuristic_action(self, agent: str | None = None, rng: np.random.Generator | None = None) -> str:
         """A value rule using only the seat's own prices.
