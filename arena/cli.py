@@ -63,6 +63,16 @@ def _parse_kwargs(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _make_env(env_id: str, env_kwargs: dict[str, Any]) -> Any:
+    """`arena.make`, whose argument errors say how arguments are given on the command line."""
+    arena.spec(env_id)  # an unknown id is its own error
+    try:
+        return arena.make(env_id, **env_kwargs)
+    except ArenaError as exc:
+        raise ArenaError(f"{exc} (env arguments are set with --kw KEY=VALUE, JSON values; "
+                         f"`arena envs` shows the defaults)") from exc
+
+
 @app.command("envs")
 def envs_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List registered envs: id, roles, protocol graph."""
@@ -107,7 +117,7 @@ def play_cmd(
 
     env_kwargs = _parse_kwargs(kw)
     spec = arena.spec(env_id)
-    env = arena.make(env_id, **env_kwargs)
+    env = _make_env(env_id, env_kwargs)
     names = [a.strip() for a in agents.split(",") if a.strip()]
     if not names:
         raise ArenaError("--agents is empty: give e.g. --agents random,heuristic")
@@ -199,7 +209,7 @@ def check_cmd(
     from arena import checker
 
     env_kwargs = _parse_kwargs(kw)
-    arena.make(env_id, **env_kwargs)  # bad id or arguments: one line, exit 2
+    _make_env(env_id, env_kwargs)  # bad id or arguments: one line, exit 2
 
     def show(result: checker.CheckResult) -> None:
         style = {"ok": "green", "FAIL": "red"}.get(result.status, "yellow")

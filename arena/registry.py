@@ -26,6 +26,8 @@ import importlib
 import inspect
 import logging
 import re
+import types
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -194,17 +196,53 @@ def spec(id: str) -> EnvSpec:
 
 
 def check_kwargs(env_id: str, cls: type, kwargs: dict[str, Any]) -> None:
-    """Raise `ArenaError` when `kwargs` do not fit `cls.__init__`, naming close matches."""
+    """Raise `ArenaError` when `kwargs` do not fit `cls.__init__`: an unknown name (naming
+    close matches) or a value of the wrong type for the parameter's annotation (`int`,
+    `float`, `bool`, `str`, `Literal[...]`, `X | None`): `rounds=2.5` or `rounds=True` for an
+    `int` is refused, never rounded."""
     signature = inspect.signature(cls.__init__)
     params = [p for p in list(signature.parameters.values())[1:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-        return
-    names = [p.name for p in params]
-    for key in kwargs:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ArenaError(f"{env_id}: unknown argument {key!r}{hint} (accepted: {', '.join(names) or 'none'})")
+    if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        names = [p.name for p in params]
+        for key in kwargs:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ArenaError(f"{env_id}: unknown argument {key!r}{hint} (accepted: {', '.join(names) or 'none'})")
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001  (an annotation that does not resolve: no type check)
+        hints = {}
+    for key, value in kwargs.items():
+        if key in hints:
+            problem = _type_problem(value, hints[key])
+            if problem:
+                raise ArenaError(f"{env_id}: argument {key} must be {problem}, got {value!r}")
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """What `value` should be to fit the annotation `hint`, or None when it fits (or when
+    the annotation is not one of the simple kinds checked)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return None if value in args and type(value) in {type(a) for a in args} else \
+            "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(value, a) for a in args]
+        if any(p is None for p in problems):
+            return None
+        return " or ".join(p for p in problems if p)
+    if hint is type(None):
+        return None if value is None else "None"
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if hint is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    return None
 
 
 def make(id: str, **kwargs: Any) -> ArenaEnv:
@@ -215,8 +253,10 @@ def make(id: str, **kwargs: Any) -> ArenaEnv:
     check_kwargs(id, cls, merged)
     try:
         env = cls(**merged)
-    except ArenaError:
-        raise
+    except ArenaError as exc:
+        if str(exc).startswith(f"{id}:"):
+            raise
+        raise ArenaError(f"{id}: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise ArenaError(f"{id}: bad arguments {merged}: {exc}") from exc
     env.spec = spec_

@@ -63,3 +63,15 @@ def test_help_lists_commands():
     assert result.returncode == 0, result.stderr
     for command in ("envs", "play", "replay", "check"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize("kw, message", [
+    ("rounds=2.5", "spiral/KuhnPoker-v0: argument rounds must be an integer, got 2.5"),
+    ("rounds=true", "spiral/KuhnPoker-v0: argument rounds must be an integer, got True"),
+    ("rounds=0", "spiral/KuhnPoker-v0: rounds must be >= 1, got 0"),
+])
+def test_env_argument_errors_name_the_env_and_kw(kw, message):
+    result = arena_cmd("play", "spiral/KuhnPoker-v0", "--kw", kw, "-n", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr and "--kw KEY=VALUE" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -27,8 +27,23 @@ def test_unknown_id_lists_close_matches():
 def test_bad_kwargs_name_the_argument_and_close_match():
     with pytest.raises(ArenaError, match=r"unknown argument 'mxa_turns'.*did you mean 'max_turns'"):
         arena.make("spiral/TicTacToe-v0", mxa_turns=3)
-    with pytest.raises(ArenaError, match="mode must be 'train' or 'eval'"):
+    with pytest.raises(ArenaError, match="spiral/TicTacToe-v0: argument mode must be one of 'train', 'eval', got 'play'"):
         arena.make("spiral/TicTacToe-v0", mode="play")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"rounds": 2.5}, "argument rounds must be an integer, got 2.5"),
+    ({"rounds": True}, "argument rounds must be an integer, got True"),
+    ({"rounds": "2"}, "argument rounds must be an integer, got '2'"),
+    ({"rounds": 0}, "rounds must be >= 1, got 0"),
+    ({"max_turns": None}, "argument max_turns must be an integer, got None"),
+    ({"render_mode": 1}, "argument render_mode must be a string or None, got 1"),
+])
+def test_argument_types_are_checked_never_rounded(kwargs, message):
+    with pytest.raises(ArenaError, match="^spiral/KuhnPoker-v0: " + message.replace("(", r"\(")):
+        arena.make("spiral/KuhnPoker-v0", **kwargs)
+    env = arena.make("spiral/KuhnPoker-v0", rounds=3, render_mode=None)
+    assert env.rounds == 3
 
 
 def test_bad_entry_points():
