@@ -1,7 +1,9 @@
 """Append-only JSONL episode store.
 
 `RUN_DIR/episodes.jsonl` holds one episode per line (`Episode.record()`), written by
-`EpisodeWriter` one batch at a time with a single `write` followed by `fsync`. Readers
+`EpisodeWriter` one batch at a time with a single `write`: a killed process loses nothing
+written. `fsync` (durability against power loss) follows at most once a second and at
+`close`: an fsync per batch of a fast scripted run cost more than its encoding. Readers
 (`read_records`, `read_episodes`) take every line that parses: a last line without its
 trailing newline is a complete record when it parses as JSON (jq and pandas read it too),
 and only a last line that does not parse is the torn tail of a killed writer, which readers
@@ -126,11 +128,12 @@ class EpisodeWriter:
 
     Args:
         run_dir: the run folder (created if missing).
-        fsync: also `os.fsync` after each batch (durable against power loss, not only
-            against the process being killed).
+        fsync: also `os.fsync` (durable against power loss, not only against the process
+            being killed): after a batch when `fsync_every` seconds have passed since the
+            last one, and at `close`. `fsync_every=0` syncs every batch.
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str], fsync: bool = True):
+    def __init__(self, run_dir: str | os.PathLike[str], fsync: bool = True, fsync_every: float = 1.0):
         self.run_dir = Path(run_dir)
         self.path = _check_run_dir(self.run_dir)
         _repair_tail(self.path)
@@ -139,6 +142,9 @@ class EpisodeWriter:
         except OSError as exc:
             raise ArenaError(f"cannot open {self.path} for writing: {exc.strerror or exc}") from None
         self.fsync = fsync
+        self.fsync_every = fsync_every
+        self._synced = time.monotonic()
+        self._dirty = False
         self.count = 0
         self._next_index: int | None = None
         self._base_count: int | None = None
@@ -179,8 +185,9 @@ class EpisodeWriter:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-            if self.fsync:
-                os.fsync(self._fd)
+            self._dirty = True
+            if self.fsync and time.monotonic() - self._synced >= self.fsync_every:
+                self._sync()
         except OSError as exc:
             raise ArenaError(f"cannot write episodes to {self.path}: {exc.strerror or exc}") from None
         n = len(lines) - 1
@@ -199,10 +206,20 @@ class EpisodeWriter:
         update_run_info(self.run_dir, call={"status": status, "episodes_completed": self.count, "ended": stamp, **fields},
                         status=status, episodes_completed=self.total, updated=stamp)
 
+    def _sync(self) -> None:
+        os.fsync(self._fd)
+        self._synced = time.monotonic()
+        self._dirty = False
+
     def close(self) -> None:
+        """Sync what is not yet synced (with `fsync`) and close the file."""
         if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                if self.fsync and self._dirty:
+                    self._sync()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
 
     def __enter__(self) -> Self:
         return self
