@@ -13,6 +13,7 @@ from typing import TextIO
 import numpy as np
 from rich.console import Console
 from rich.panel import Panel
+from rich.text import Text
 
 from arena.errors import ArenaError
 from arena.policy import Completion, Request
@@ -76,7 +77,9 @@ class HeuristicAgent:
 class HumanAgent:
     """Asks a person at the terminal: shows the observation and reads one line.
 
-    A bare answer such as `4` or `bet` is accepted (the env brackets short answers).
+    A bare answer such as `4` or `bet` is accepted (the env brackets short answers). A move
+    the env would refuse (a typo) is not sent: the agent says so, lists the legal moves and
+    asks again. Everything shown is plain text (an env's `[check]` is never read as markup).
     """
 
     name = "human"
@@ -87,18 +90,46 @@ class HumanAgent:
         self.console = console or Console()
         self.ask = ask
 
+    def _read(self) -> str:
+        if self.ask is not None:
+            return self.ask("your move> ")
+        self.console.print("your move> ", end="", markup=False)
+        line = self.stdin.readline()
+        if not line:
+            raise ArenaError("standard input closed: the human agent needs a terminal")
+        return line
+
     def act(self, requests: Sequence[Request]) -> list[Completion]:
         out = []
         for request in requests:
-            self.console.print(Panel(request.observation, title=f"{request.env_id} — you are {request.role}"))
+            self.console.print(Panel(Text(request.observation), title=Text(f"{request.env_id} — you are {request.role}")))
             if request.legal_actions:
-                self.console.print("legal: " + "  ".join(request.legal_actions))
-            if self.ask is not None:
-                line = self.ask("your move> ")
-            else:
-                self.console.print("your move> ", end="")
-                line = self.stdin.readline()
-                if not line:
-                    raise ArenaError("standard input closed: the human agent needs a terminal")
-            out.append(Completion(text=line.strip()))
+                self.console.print(Text("legal: " + "  ".join(request.legal_actions)))
+            while True:
+                line = self._read().strip()
+                problem = refusal(request, line)
+                if problem is None:
+                    break
+                self.console.print(Text(f"{problem}; try again", style="red"))
+            out.append(Completion(text=line))
         return out
+
+
+def refusal(request: Request, text: str) -> str | None:
+    """Why the env would refuse `text` as `request.role`'s move now, or None when it would
+    accept it (or cannot say)."""
+    env = request.env
+    if env is None:
+        return None
+    action = env.parse_action(text)
+    is_legal = getattr(env, "is_legal", None)
+    if is_legal is not None:
+        ok = is_legal(request.role, action)
+    elif request.legal_actions:
+        ok = action in request.legal_actions
+    else:
+        return None
+    if ok:
+        return None
+    legal = f" (legal: {'  '.join(request.legal_actions)})" if request.legal_actions else ""
+    return f"{text!r} is not a legal move{legal}"

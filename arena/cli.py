@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -73,6 +74,42 @@ def _make_env(env_id: str, env_kwargs: dict[str, Any]) -> Any:
                          f"`arena envs` shows the defaults)") from exc
 
 
+def _table(title: str, columns: list[str]) -> Table:
+    """A table whose text is never read as markup. A column name ending in `~` may wrap
+    (long free text); the others (ids, numbers) never wrap nor get cut; `>` right-aligns."""
+    table = Table(title=Text(title))
+    for col in columns:
+        name = col.rstrip("~>")
+        if col.endswith("~"):
+            table.add_column(Text(name), overflow="fold")
+        else:
+            table.add_column(Text(name), no_wrap=True, overflow="ignore", justify="right" if col.endswith(">") else "left")
+    return table
+
+
+def _add_row(table: Table, *cells: str) -> None:
+    table.add_row(*(Text(str(cell)) for cell in cells))
+
+
+def _print_table(table: Table) -> None:
+    """Print `table`, wider than the terminal (or the 80 columns of a pipe) when its ids and
+    numbers need it: the terminal may wrap the line, but nothing is cut."""
+    needed = len(table.columns) + 1  # the vertical borders
+    for column in table.columns:
+        texts = [column.header, *column.cells]
+        if column.no_wrap:
+            width = max(cell_len(str(t)) for t in texts)
+        else:  # a wrapping column needs its longest word
+            width = min(max((cell_len(word) for t in texts for word in str(t).split()), default=1), 12)
+        needed += width + 2  # the padding
+    if needed <= console.width:
+        console.print(table)
+        return
+    wide = Console(file=console.file, width=needed, force_terminal=console.is_terminal,
+                   color_system=console.color_system, no_color=console.no_color)  # type: ignore[arg-type]
+    wide.print(table)
+
+
 @app.command("envs")
 def envs_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List registered envs: id, roles, protocol graph."""
@@ -89,13 +126,11 @@ def envs_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"arena envs ({len(rows)})")
-    for col in ("id", "roles", "protocol graph", "defaults", "description"):
-        table.add_column(col, overflow="fold")
+    table = _table(f"arena envs ({len(rows)})", ["id", "roles~", "protocol graph~", "defaults~", "description~"])
     for row in rows:
-        defaults = ", ".join(f"{k}={v}" for k, v in row["kwargs"].items())
-        table.add_row(row["id"], ", ".join(row["roles"]), row["protocol"], defaults, row["description"])
-    console.print(table)
+        defaults = ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in row["kwargs"].items())
+        _add_row(table, row["id"], ", ".join(row["roles"]), row["protocol"], defaults, row["description"])
+    _print_table(table)
 
 
 @app.command("play")
@@ -132,7 +167,7 @@ def play_cmd(
                              "agents": names, "episodes": episodes, "seed": seed, "swap_seats": swap_seats,
                              "arena_version": arena.__version__})
     interactive = "human" in names
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=interactive)
     with progress:
         task = progress.add_task(env_id, total=episodes)
@@ -142,24 +177,46 @@ def play_cmd(
                       swap_seats=swap_seats)
     if writer is not None:
         writer.close()
+    if interactive:
+        for ep in played:
+            _show_final(ep)
     summary = summarize(played)
-    table = Table(title=f"{env_id}: {episodes} episodes")
-    for col in ("seat", "agent", "win", "draw", "loss", "invalid moves", "mean return"):
-        table.add_column(col, justify="right" if col not in ("seat", "agent") else "left")
+    table = _table(f"{env_id}: {episodes} episodes",
+                   ["seat", "agent", "win>", "draw>", "loss>", "invalid moves>", "mean return>"])
     for role, s in summary.items():
-        table.add_row(role, s["agents"], f"{s['win_rate']:.1%}", f"{s['draw_rate']:.1%}", f"{s['loss_rate']:.1%}",
-                      f"{s['invalid_move_rate']:.1%}", f"{s['mean_return']:+.3f}")
-    console.print(table)
+        _add_row(table, role, s["agents"], f"{s['win_rate']:.1%}", f"{s['draw_rate']:.1%}", f"{s['loss_rate']:.1%}",
+                 f"{s['invalid_move_rate']:.1%}", f"{s['mean_return']:+.3f}")
+    _print_table(table)
     if swap_seats and len(set(names)) > 1:
-        table = Table(title="per agent, over both seats")
-        for col in ("agent", "episodes", "win", "draw", "loss", "invalid moves", "mean return"):
-            table.add_column(col, justify="left" if col == "agent" else "right")
+        table = _table("per agent, over both seats",
+                       ["agent", "episodes>", "win>", "draw>", "loss>", "invalid moves>", "mean return>"])
         for name, s in summarize_agents(played).items():
-            table.add_row(name, str(s["episodes"]), f"{s['win_rate']:.1%}", f"{s['draw_rate']:.1%}", f"{s['loss_rate']:.1%}",
-                          f"{s['invalid_move_rate']:.1%}", f"{s['mean_return']:+.3f}")
-        console.print(table)
+            _add_row(table, name, str(s["episodes"]), f"{s['win_rate']:.1%}", f"{s['draw_rate']:.1%}", f"{s['loss_rate']:.1%}",
+                     f"{s['invalid_move_rate']:.1%}", f"{s['mean_return']:+.3f}")
+        _print_table(table)
     if out is not None:
-        console.print(f"episodes written to {out / 'episodes.jsonl'}; replay with `arena replay {out}`")
+        console.print(f"episodes written to {out / 'episodes.jsonl'}; replay with `arena replay {out}`",
+                      markup=False, highlight=False, soft_wrap=True)
+
+
+def _show_final(episode: Any) -> None:
+    """After a human's game: the final board (observation) of the human's seat, the outcome
+    and the returns, rebuilt by replaying the recorded completions."""
+    from rich.panel import Panel
+
+    env = arena.make(episode.env_id, **episode.env_kwargs)
+    env.reset(seed=episode.seed, options=episode.options or None)
+    for turn in episode.turns:
+        if not env.agents or env.done:
+            break
+        env.step(turn.completion)
+    role = next((r for r, a in episode.agents.items() if a == "human"), env.possible_agents[0])
+    console.print(Panel(Text(str(env.observe(role))), title=Text(f"game over — you were {role}")))
+    outcome = dict(episode.outcome)
+    reason = outcome.pop("reason", "?")
+    winner = outcome.pop("winner", None) if "winner" in outcome else "-"
+    returns = ", ".join(f"{r} {v:+.3f}" for r, v in episode.rewards.items())
+    console.print(Text(f"outcome: {reason}; winner: {winner or 'none (draw)'}; returns: {returns}"), soft_wrap=True)
 
 
 @app.command("replay")

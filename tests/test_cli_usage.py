@@ -7,6 +7,7 @@ when the CLI's error handling does not match the versions a fresh install resolv
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -75,3 +76,50 @@ def test_env_argument_errors_name_the_env_and_kw(kw, message):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr and "--kw KEY=VALUE" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_user_text_is_never_markup():
+    result = arena_cmd("play", "[/x]")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown env id '[/x]'" in result.stderr
+
+
+def test_broken_env_is_listed_literally():
+    code = ("import arena; arena.register('test/Broken-v0', 'arena.no_such_module:Env'); "
+            "from arena.cli import main; main(['envs'])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                            env={**os.environ, "COLUMNS": "200"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "[broken] test/Broken-v0: cannot import module" in result.stdout
+
+
+@pytest.mark.parametrize("columns", [60, 80, 100])
+def test_piped_envs_keep_every_id_on_one_line(columns):
+    result = arena_cmd("envs", columns=columns)
+    assert result.returncode == 0, result.stderr
+    for env_id in arena.registry:
+        assert any(env_id in line for line in result.stdout.splitlines()), (env_id, result.stdout)
+
+
+def test_play_numbers_are_never_cut_in_a_narrow_terminal():
+    result = arena_cmd("play", "spiral/KuhnPoker-v0", "-a", "random,heuristic", "-n", "20", "--swap-seats", columns=60)
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout
+    rows = [line for line in result.stdout.splitlines() if "player_" in line or line.startswith(("│ heuristic", "│ random"))]
+    assert len(rows) == 4, result.stdout
+    for line in rows:
+        cells = [c.strip() for c in line.strip("│").split("│")]
+        assert re.fullmatch(r"[+-]\d+\.\d{3}", cells[-1]) and all(re.fullmatch(r"\d+\.\d%", c) for c in cells[-5:-1]), cells
+
+
+def test_human_play_shows_moves_retries_a_typo_and_shows_the_end():
+    result = subprocess.run([sys.executable, "-m", "arena.cli", "play", "spiral/KuhnPoker-v0", "-a", "human,random", "-n", "1"],
+                            input="chekc\ncheck\ncall\ncheck\nfold\n", capture_output=True, text=True, check=False,
+                            env={**os.environ, "COLUMNS": "120"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Available Moves: '[check]', '[bet]'" in result.stdout
+    assert "'chekc' is not a legal move (legal: [check]  [bet]); try again" in result.stdout
+    assert "game over — you were player_0" in result.stdout
+    assert re.search(r"outcome: \w+; winner: player_\d; returns: player_0 [+-]\d\.\d{3}, player_1 [+-]\d\.\d{3}", result.stdout)
+    human_row = next(line for line in result.stdout.splitlines() if "│ human" in line)
+    assert [c.strip() for c in human_row.strip("│").split("│")][5] == "0.0%"  # no invalid move was sent
