@@ -327,7 +327,7 @@ class Sandbox:
             if isinstance(lim, dict):
                 lim = Limits(**lim)
             items.append((i, {"program": program, "calls": call_list, "limits": _wire(lim)},
-                          call_list, lim.timeout))
+                          call_list, lim.timeout, lim))
         if not items:
             return []
         n = self.config.n_workers
@@ -346,6 +346,17 @@ class Sandbox:
         self.stats["jobs"] += len(items)
         return [results[i] for i in range(len(items))]
 
+    @staticmethod
+    def _meta(line: bytes) -> dict[str, Any]:
+        """A line the runner itself wrote (meta, infra or retire); programs cannot write
+        on this channel, so anything else means the runner is broken."""
+        try:
+            d = json.loads(line)
+            assert isinstance(d, dict) and ("n" in d or "infra" in d or "retire" in d)
+            return d
+        except (ValueError, AssertionError, RecursionError):
+            raise WorkerError(f"runner protocol violation: {line[:200]!r}") from None
+
     def _execute(self, batch: list[tuple]) -> dict[int, ExecResult]:
         """Run a batch on one worker, re-sending what a failing worker left undone."""
         results: dict[int, ExecResult] = {}
@@ -360,35 +371,42 @@ class Sandbox:
             except Exception as e:  # noqa: BLE001 - engine gone, image missing...
                 msg = f"could not start a sandbox worker: {e}"
                 log.error(msg)
-                for idx, _, calls, _ in pending:
+                for idx, _, calls, _, _ in pending:
                     results[idx] = ExecResult.infrastructure(msg, calls, self.label,
                                                              time.monotonic() - t0)
                 self.stats["infra"] += len(pending)
                 return results
             send = pending[:1] if solo else pending
-            healthy, done, acked = True, 0, False
+            healthy, done, acked, retired = True, 0, False, None
             try:
-                w.send_jobs([job for _, job, _, _ in send])
+                w.send_jobs([job for _, job, _, _, _ in send])
                 line = w.readline(time.monotonic() + self.config.grace_s)
                 if not line.startswith(b'{"ack"'):
                     raise WorkerError(f"runner protocol violation: {line[:200]!r}")
                 acked = True
-                for idx, _, calls, timeout in send:
+                for idx, _, calls, timeout, lim in send:
                     # the runner holds a finished answer at most FLUSH_S: timeout + grace covers it
-                    line = w.readline(time.monotonic() + timeout + self.config.grace_s)
-                    try:
-                        d = json.loads(line)
-                        assert isinstance(d, dict) and ("status" in d or "r" in d or "infra" in d)
-                    except (ValueError, AssertionError):
-                        raise WorkerError(f"runner protocol violation: {line[:200]!r}") from None
-                    if d.get("dirty"):
-                        healthy = False
-                    if "infra" in d and "r" not in d:
+                    deadline = time.monotonic() + timeout + self.config.grace_s
+                    d = self._meta(w.readline(deadline))
+                    if "retire" in d:
+                        retired = str(d["retire"])
+                        break
+                    if "n" in d:
+                        raw = w.read_exact(int(d["n"]), deadline)
+                        results[idx] = ExecResult.from_output(d, raw, calls, self.label,
+                                                              lim.max_output, lim.max_value)
+                    else:  # {"infra": ...}: the runner failed, not the program
                         self.stats["infra"] += 1
-                    results[idx] = ExecResult.from_wire(d, calls, self.label)
+                        results[idx] = ExecResult.infrastructure(str(d.get("infra")), calls, self.label)
                     w.jobs_done += 1
                     done += 1
-                pending = pending[len(send):]
+                pending = pending[done:]
+                if retired is None:
+                    healthy = w.check_alive()  # a retire line right after the last answer
+                else:
+                    healthy = False
+                    log.info("sandbox worker retired (%s); %d job(s) go to a fresh one",
+                             retired, len(pending))
             except WorkerError as e:
                 healthy = False
                 if not acked:  # the worker died before it saw the jobs: not their fault
@@ -396,7 +414,7 @@ class Sandbox:
                     log.warning("sandbox worker failed before starting a batch (%s)", e)
                     if unacked > 2:
                         msg = f"sandbox workers keep failing: {e}"
-                        for idx, _, calls, _ in pending:
+                        for idx, _, calls, _, _ in pending:
                             results[idx] = ExecResult.infrastructure(msg, calls, self.label,
                                                                      time.monotonic() - t0)
                         self.stats["infra"] += len(pending)
@@ -409,10 +427,10 @@ class Sandbox:
                 if unanswered > 1:  # answers are sent in groups: the culprit is unknown
                     solo = True
                     continue
-                idx, _, calls, _ = pending[0]
+                idx, _, calls, _, _ = pending[0]
                 failures[idx] = failures.get(idx, 0) + 1
                 if failures[idx] > self.config.infra_retries:
-                    if "in time" in str(e):
+                    if e.hung:
                         results[idx] = ExecResult.infrastructure(
                             f"sandbox worker hung: {e}", calls, self.label, time.monotonic() - t0)
                         self.stats["infra"] += 1

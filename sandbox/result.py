@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,10 +32,15 @@ class CallResult:
     value: str | None = None
     """``repr`` of the returned value (status ok)."""
     json: str | None = None
-    """The value as JSON text when ``json.dumps`` accepts it (tuples become arrays; NaN and
-    infinities are refused), else None."""
+    """The value as JSON text when it is `plain` and ``json.dumps`` accepts it (tuples
+    become arrays; NaN and infinities are refused), else None."""
     error_type: str | None = None
     error: str | None = None
+    plain: bool = False
+    """True when the value is built only of builtin types (int, float, str, bytes, None,
+    list, tuple, dict, set, ...; no subclasses): ``value`` and ``json`` were then computed
+    by builtin code. False: ``value`` is whatever the program's own ``__repr__`` said and
+    ``json`` is None. Score with ``json`` (or ``value`` when ``plain``)."""
 
     @property
     def ok(self) -> bool:
@@ -96,38 +102,31 @@ class ExecResult:
         return d
 
     @classmethod
-    def from_wire(cls, d: dict[str, Any], calls: list[str], backend: str) -> ExecResult:
-        """Build from the runner's JSON answer (see `arena.sandbox.runner`)."""
-        if "r" in d:  # the child's own result, framed by the runner with the duration
-            duration = d.get("d")
-            d = d["r"] if isinstance(d["r"], dict) else {"status": "error", "error_type": "Exit",
-                                                         "error": "malformed result"}
-            d = dict(d, duration=duration)
-        elif "infra" in d:
-            return cls.infrastructure(str(d["infra"]), calls, backend)
-        raw = d.get("calls")
-        raw = list(raw) if isinstance(raw, list) else []
-        out = []
-        for i, call in enumerate(calls):
-            c = raw[i] if i < len(raw) and isinstance(raw[i], dict) else {}
-            status = c.get("status") if c.get("status") in STATUSES[:-1] else "error"
-            value, js = c.get("value"), c.get("json")
-            out.append(CallResult(call=call, status=status,
-                                  value=value if isinstance(value, str) else None,
-                                  json=js if isinstance(js, str) else None,
-                                  error_type=c.get("error_type"), error=c.get("error")))
-        status = d.get("status")
-        if status not in STATUSES[:-1]:  # the runner never claims infra for a program
-            status = "error"
+    def from_output(cls, meta: dict[str, Any], raw: bytes, calls: list[str], backend: str,
+                    max_output: int, max_value: int) -> ExecResult:
+        """Build from the runner's meta line and the bytes the job's process wrote.
+
+        ``raw`` is the program's word about itself: anything in it that is not what an
+        honest child writes (bad JSON, wrong shapes, sizes beyond the limits, nesting, a
+        claim of ``infra``) makes the result ``error``/``MalformedResult`` with the reason.
+        Nothing here raises on any ``raw``."""
         try:
-            duration = float(d.get("duration") or 0.0)
+            d = parse_output(raw, len(calls), bool(meta.get("t")), bool(meta.get("o")),
+                             meta.get("w") if isinstance(meta.get("w"), int) else None,
+                             max_output, max_value)
+        except Exception as e:  # noqa: BLE001 - belt and braces: never raise to the caller
+            d = _malformed(f"unreadable result ({type(e).__name__})", len(calls))
+        try:
+            duration = float(meta.get("d") or 0.0)
         except (TypeError, ValueError):
             duration = 0.0
-        def text(v: Any) -> str | None:
-            return None if v is None else str(v)
-        return cls(status=status, calls=out, stdout=str(d.get("stdout") or ""),
-                   stderr=str(d.get("stderr") or ""), duration=duration,
-                   error_type=text(d.get("error_type")), error=text(d.get("error")), backend=backend)
+        out = [CallResult(call=call, status=c["status"], value=c.get("value"), json=c.get("json"),
+                          error_type=c.get("error_type"), error=c.get("error"),
+                          plain=c.get("plain") is True)
+               for call, c in zip(calls, d["calls"])]
+        return cls(status=d["status"], calls=out, stdout=d.get("stdout") or "",
+                   stderr=d.get("stderr") or "", duration=duration,
+                   error_type=d.get("error_type"), error=d.get("error"), backend=backend)
 
     @classmethod
     def infrastructure(cls, message: str, calls: list[str], backend: str,
@@ -138,3 +137,148 @@ class ExecResult:
                    duration=duration,
                    calls=[CallResult(call=c, status=status, error_type=error_type, error=message)
                           for c in calls])
+
+
+# -- host-side parsing of what a job's process wrote ------------------------------------------
+
+_PROGRAM_STATUSES = STATUSES[:-1]  # a program can never claim infra
+ERROR_CHARS = 4096  # an honest child truncates exception text to 2000 characters
+
+
+def _malformed(reason: str, ncalls: int) -> dict[str, Any]:
+    fail = {"status": "error", "error_type": "MalformedResult",
+            "error": f"the program's result channel held {reason}"}
+    return dict(fail, calls=[dict(fail) for _ in range(ncalls)], stdout="", stderr="")
+
+
+def _clean(s: str) -> str:
+    """``s`` with lone surrogates written as ``\\udXXX`` escapes (storable, printable)."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class _Bad(Exception):
+    pass
+
+
+def _text(v: Any, limit: int, what: str, optional: bool = True) -> str | None:
+    if v is None and optional:
+        return None
+    if not isinstance(v, str):
+        raise _Bad(f"a non-string {what}")
+    if len(v) > limit:
+        raise _Bad(f"a {what} of {len(v)} characters (limit {limit})")
+    return _clean(v)
+
+
+def _call(c: Any, max_value: int) -> dict[str, Any]:
+    if not isinstance(c, dict) or c.get("status") not in _PROGRAM_STATUSES:
+        raise _Bad("a call result without a valid status")
+    out = {"status": c["status"],
+           "error_type": _text(c.get("error_type"), 256, "error type"),
+           "error": _text(c.get("error"), ERROR_CHARS, "error message")}
+    if c["status"] == "ok":
+        out["value"] = _text(c.get("value"), max_value, "value", optional=False)
+        out["json"] = _text(c.get("json"), max_value, "JSON value")
+        if c.get("plain") not in (True, False, None):
+            raise _Bad("a non-boolean plain flag")
+        out["plain"] = c.get("plain") is True
+    return out
+
+
+def parse_output(raw: bytes, ncalls: int, timed_out: bool, overflow: bool,
+                 wstatus: int | None, max_output: int, max_value: int) -> dict[str, Any]:
+    """The result of a job from the bytes its process wrote (see `ExecResult.from_output`).
+
+    An honest child writes: optional streamed lines (``{"program": FAILURE}`` or one call
+    result each), then ``F`` + the complete result. When the process was cut short
+    (deadline, size, signal, exit before reporting), the streamed lines give the calls that
+    finished and the cut gives the rest."""
+    import signal
+
+    lines = raw.split(b"\n")
+    torn = lines.pop()
+    sig = code = None
+    if wstatus is not None:
+        if os.WIFSIGNALED(wstatus):
+            sig = os.WTERMSIG(wstatus)
+        elif os.WIFEXITED(wstatus):
+            code = os.WEXITSTATUS(wstatus)
+    cut_short = timed_out or overflow or sig is not None
+    if torn and not cut_short:
+        return _malformed("a line without its end", ncalls)
+    line_limit = 2 * max_output * 6 + (ncalls + 1) * (max_value * 12 + 4096)
+    calls: list[dict[str, Any]] = []
+    program_failure = None
+    final = None
+    try:
+        for line in lines:
+            is_final = line[:1] == b"F"
+            body = line[1:] if is_final else line
+            if len(body) > line_limit:
+                raise _Bad("a line beyond the size limits")
+            text = body.decode("utf-8", "surrogatepass")
+            try:
+                obj = json.loads(text)
+            except RecursionError:  # the C decoder stops at the recursion limit
+                raise _Bad("nesting deeper than a result has") from None
+            except ValueError:
+                raise _Bad("a line that is not JSON") from None
+            if not isinstance(obj, dict):
+                raise _Bad("a line that is not a JSON object")
+            if final is not None:
+                raise _Bad("lines after the final result")
+            if is_final:
+                if not isinstance(obj.get("calls"), list) or len(obj["calls"]) != ncalls:
+                    raise _Bad(f"a final result without exactly {ncalls} call result(s)")
+                if obj.get("status") not in _PROGRAM_STATUSES:
+                    raise _Bad("a final result without a valid status")
+                final = {"status": obj["status"],
+                         "calls": [_call(c, max_value) for c in obj["calls"]],
+                         "stdout": _text(obj.get("stdout"), max_output, "stdout", optional=False),
+                         "stderr": _text(obj.get("stderr"), max_output, "stderr", optional=False),
+                         "error_type": _text(obj.get("error_type"), 256, "error type"),
+                         "error": _text(obj.get("error"), ERROR_CHARS, "error message")}
+            elif set(obj) == {"program"}:
+                program_failure = _call(obj["program"], max_value)
+                if program_failure["status"] == "ok":
+                    raise _Bad("a program failure with status ok")
+            else:
+                if len(calls) >= ncalls:
+                    raise _Bad("more call results than calls")
+                calls.append(_call(obj, max_value))
+    except _Bad as e:
+        return _malformed(str(e), ncalls)
+    except UnicodeDecodeError:
+        return _malformed("bytes that are not UTF-8", ncalls)
+    if final is not None:
+        return final
+    if timed_out:
+        cut = {"status": "timeout", "error_type": "Timeout", "error": "wall-clock limit"}
+    elif overflow:
+        cut = {"status": "output_limit", "error_type": "OutputLimit",
+               "error": "result larger than the limits allow"}
+    elif sig == signal.SIGXCPU:
+        cut = {"status": "timeout", "error_type": "Timeout", "error": "CPU time limit"}
+    elif sig == signal.SIGXFSZ:
+        cut = {"status": "output_limit", "error_type": "FileSizeLimit", "error": "file size limit"}
+    elif sig is not None:
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        cut = {"status": "killed", "error_type": name, "error": f"killed by {name}"}
+    else:
+        cut = {"status": "error", "error_type": "Exit",
+               "error": f"the process exited with status {code} before reporting"}
+    if program_failure is not None:
+        calls = [dict(program_failure) for _ in range(ncalls)]
+        first = program_failure
+    else:
+        calls = calls + [dict(cut) for _ in range(ncalls - len(calls))]
+        first = next((c for c in calls if c["status"] != "ok"), cut)
+    return {"status": first["status"], "calls": calls, "stdout": "", "stderr": "",
+            "error_type": first.get("error_type"), "error": first.get("error")}

@@ -2,55 +2,72 @@
 
 It is standard-library only and runs under a bare ``python3`` (the sandbox image, or the
 host's system interpreter under bubblewrap). One runner serves one sandbox worker for its
-whole life; it never executes untrusted code itself.
+whole life. It never executes untrusted code, and it never reads a job: the design is
+that a program shares no address space, no writable path and no reachable process with
+another job's data or with the runner's control (issue 8).
 
-Protocol (JSON lines):
+Protocol (bytes on the runner's stdin and stdout):
 
-- on start the runner writes ``{"ready": 1, "python": "3.11.2", "init": true}``;
-- the host writes one request per line: ``{"jobs": [JOB, ...]}`` with
-  ``JOB = {"program": str, "calls": [str, ...], "limits": {...}}``;
-- the runner acknowledges a request with ``{"ack": N}`` (N jobs) before running any, then
-  answers each job with one line, in order, as soon as the job ends: either
-  ``{"d": duration, "r": RESULT}`` where RESULT is the line the child itself built (the
-  fast path: the child finished and reported), or RESULT assembled by the runner with a
-  ``"duration"`` key (timeouts, signals, partial reports), where
-  ``RESULT = {"status": ..., "calls": [...], "stdout": ..., "stderr": ..., ...}``;
-  ``{"infra": message}`` reports a runner failure. The host never trusts a RESULT to say
-  ``infra``: only the runner's own top-level key does. Answers are written in groups, none
-  held more than ``FLUSH_S``; after a worker dies under several unanswered jobs the host
-  re-sends them one at a time, so the job that kills a worker is always identified.
+- on start the runner writes ``{"ready": 1, "python": "3.11.2", "init": true, ...}``;
+- the host writes a request: the header ``J`` + 10-digit job count + ``\\n``, then each job
+  as a 10-digit byte length + ``\\n`` + the job's JSON ``{"program", "calls", "limits"}``;
+- the runner answers ``{"ack": N}`` after reading the header, then per job, in order, a
+  meta line it writes itself, ``{"d": seconds, "n": bytes, "t": timed_out, "o": overflow,
+  "w": wait status}``, followed by exactly ``n`` raw bytes: whatever the job's process wrote
+  to its result pipe (fd 3). The host parses those bytes (`arena.sandbox.result`): they are
+  the program's word about itself, never trusted to be well-formed, never able to say
+  ``infra``. ``{"infra": message}`` (no bytes follow) is a runner failure for one job;
+  ``{"retire": reason}`` after an answer means the runner found its worker tampered with
+  and exits: the host re-sends the jobs not yet answered to a fresh worker.
 
-At start the runner makes itself non-dumpable (no ptrace, no /proc/1/mem for the programs,
-which run under its uid), moves its protocol off fds 0-2 (which become /dev/null), enters
-the work dir and sets RLIMIT_CORE to 0. It compiles the programs and calls of a whole
-request before forking for any of them (see `Runner.compile`). Per job it forks a fresh
-child, which moves the result pipe to fd 3, closes every other fd above 2 (the protocol is
-never visible to the program), starts a new session (unless the runner is PID 1 of its own
-PID namespace), drops its references to the other jobs of the request (`Runner.forget`),
-applies rlimits
-(RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_NPROC; soft = hard so the
-program cannot raise them), then ``exec``s the program in fresh globals as ``__main__`` and
-``eval``s each call. The child builds its complete result itself and writes it in one go
-(streaming per-call results first when there are several calls, or once it has run 50 ms).
-The parent waits on the pipe (and a pidfd when forking is allowed) until the wall-clock
-deadline ``limits.timeout``; afterwards it kills every process the job may have left
-(``kill(-1, SIGKILL)`` when the runner is PID 1 of its own PID namespace, as in the Docker
-and bubblewrap backends, where the programs cannot signal it; the child's process group
-otherwise), reaps them, and wipes the scratch dir when its inode count changed, so no state
-survives from one job to the next.
+Why a job cannot see another job. The runner forks the job's process *before* anything of
+that job has been read; the child then reads its own job frame, and only that frame,
+straight from the protocol pipe (a kernel buffer, not the runner's memory), closes the
+protocol, and only then runs the program. The runner reads the child's result bytes into a
+buffer mapped ``MADV_DONTFORK`` (absent from every later child) and writes them out from
+there, so no job's source, inputs or results ever sit in the runner's heap for a later
+fork to inherit. What a child inherits from the runner is the runner's code, its warm-up
+and the limits of earlier jobs (numbers).
+
+Why a job cannot touch the runner. The runner is PID 1 of its own PID namespace (docker
+and bubblewrap), non-dumpable (no ptrace, no /proc/1/mem or /proc/1/fd for its own uid),
+and each child installs a seccomp filter (`job_filter`) before the program runs that
+refuses, with EPERM: prlimit64 and sched_set* on any other process; setpriority and
+ioprio_set beyond itself; kill/tkill/tgkill/rt_sig*queueinfo aimed at the runner, at a
+process group or at -1; pidfd_send_signal. Programs run under the runner's uid, so these
+calls would otherwise succeed. After each job the runner checks its own rlimits,
+priority, CPU affinity and scheduling policy, and the scratch root's mode, owner and
+xattrs (restoring its mode and mtime where it owns it); anything changed, or a scratch dir
+that cannot be emptied within ``WIPE_S``, retires the worker before it serves another job.
+
+Per job the child also moves the result pipe to fd 3, closes every other fd above 2 (fds
+0-2 are /dev/null), starts its own process group, applies rlimits (RLIMIT_CPU, RLIMIT_AS,
+RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_NPROC; soft = hard), then ``exec``s the program in
+fresh globals as ``__main__`` and ``eval``s each call. ``''`` (the work dir) is not on
+``sys.path``: a file a program leaves in /tmp is never imported by a later one. The parent
+waits on the pipe (and a pidfd when forking is allowed) until the wall-clock deadline
+``limits.timeout``; then it kills every process the job may have left (``kill(-1)`` as
+PID 1 of its namespace; the process group otherwise), reaps them, and wipes the scratch
+dir. Answers are sent in groups, none held more than ``FLUSH_S`` (also while a later job
+runs).
 
 Status of a call: ``ok``; ``error`` (an exception, with its type name); ``timeout``
-(the wall-clock deadline or RLIMIT_CPU); ``memory`` (MemoryError under RLIMIT_AS);
-``output_limit`` (stdout/stderr, the value's repr, or a file beyond its limit); ``killed``
-(the process died by a signal it was not sent for a limit, or vanished without reporting).
+(the wall-clock deadline or RLIMIT_CPU); ``memory`` (exactly MemoryError under
+RLIMIT_AS); ``output_limit`` (stdout/stderr, the value's repr, or a file beyond its
+limit); ``killed`` (the process died by a signal it was not sent for a limit, or vanished
+without reporting). A call's ``plain`` is true when its value is built only of builtin
+types (int, str, list, dict, ...): only then are ``value`` (repr) and ``json`` computed
+by builtin code rather than the program's own ``__repr__``.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import select
 import signal
+import struct
 import sys
 import time
 
@@ -79,9 +96,17 @@ DEFAULT_LIMITS = {
 }
 
 _RESULT_FD = 3
-COMPILE_HERE_MAX = 1 << 16  # characters: larger sources compile in the child, under its limits
+PROTO_IN_FD, PROTO_OUT_FD = 200, 201  # the protocol, out of the way of fd 3
 FLUSH_S = 0.02  # longest time a finished job's answer waits to be sent with others
+JOB_READ_S = 20.0  # most seconds a child may take to read its own job frame
+WIPE_S = 1.0  # most seconds spent emptying the scratch dir; longer: retire the worker
+OUTBOX_BYTES = 1 << 26  # the DONTFORK buffer for answers (virtual; touched pages only)
 STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "killed")
+
+
+def result_cap(lim: dict, ncalls: int) -> int:
+    """Bound on what an honest child writes to its result pipe (bytes)."""
+    return 2 * int(lim["max_output"]) * 6 + (ncalls + 1) * (int(lim["max_value"]) * 12 + 4096)
 
 
 class OutputLimitExceeded(BaseException):
@@ -141,10 +166,38 @@ class _Capture:
         return "".join(self.parts)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _writev_all(fd: int, parts: list) -> None:
+    parts = [memoryview(p) for p in parts if len(p)]
+    while parts:
+        n = os.writev(fd, parts[:512])
+        while n and parts:
+            if n >= len(parts[0]):
+                n -= len(parts[0])
+                parts.pop(0)
+            else:
+                parts[0] = parts[0][n:]
+                n = 0
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    """Exactly ``n`` bytes of ``fd`` (b"" at end of file before the first byte)."""
+    parts = []
+    while n:
+        chunk = os.read(fd, n)
+        if not chunk:
+            if parts:
+                raise EOFError("protocol stream ended inside a frame")
+            return b""
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
 
 
 def _hard_limits() -> dict:
@@ -175,6 +228,119 @@ def _set_rlimits(lim: dict, hard: dict) -> None:
             pass
 
 
+# -- the seccomp filter each job's process installs ------------------------------------------
+
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_X32_BIT = 0x40000000
+_LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
+_ALLOW, _EPERM = 0x7FFF0000, 0x00050000 | 1
+# x86-64 numbers: calls that name another process
+_ARG0_IS_SELF = {"prlimit64": 302, "sched_setparam": 142, "sched_setscheduler": 144,
+                 "sched_setaffinity": 203, "sched_setattr": 314}
+_SIGNAL_ARG0 = {"kill": 62, "tkill": 200, "rt_sigqueueinfo": 129}
+_SIGNAL_ARG01 = {"tgkill": 234, "rt_tgsigqueueinfo": 297}
+_DENY = {"pidfd_send_signal": 424, "process_madvise": 440, "process_mrelease": 448,
+         "ioprio_set": 251}
+_SETPRIORITY = 141
+
+
+def job_filter(runner_pid: int, machine: str | None = None) -> bytes | None:
+    """The seccomp filter (``struct sock_filter[]``) a job's process installs before the
+    program runs, or None off x86-64.
+
+    It refuses (EPERM) what lets a program reach the runner or later jobs through the
+    process table, all of which the same uid may otherwise do: rlimits, scheduling and
+    affinity of any process but the caller (``pid`` argument not 0), ``setpriority`` and
+    ``ioprio_set`` beyond the calling process, signals to ``runner_pid``, to process
+    groups (``pid <= 0``) or through pidfds, and ``process_madvise``. x32 and 32-bit
+    system calls are refused outright."""
+    if (machine or os.uname().machine) not in ("x86_64", "AMD64"):
+        return None
+    prog: list[tuple] = []
+
+    def ins(code, jt, jf, k):
+        prog.append([code, jt, jf, k])
+        return len(prog) - 1
+
+    # labels are patched at the end: ("L", name) in jt/jf
+    ins(_LD_W_ABS, 0, 0, 4)
+    ins(_JEQ_K, 1, 0, _AUDIT_ARCH_X86_64)
+    ins(_RET_K, 0, 0, _EPERM)
+    ins(_LD_W_ABS, 0, 0, 0)
+    ins(_JGE_K, ("L", "deny"), 0, _X32_BIT)
+    for nr in _ARG0_IS_SELF.values():
+        ins(_JEQ_K, ("L", "arg0_zero"), 0, nr)
+    for nr in _SIGNAL_ARG0.values():
+        ins(_JEQ_K, ("L", "sig0"), 0, nr)
+    for nr in _SIGNAL_ARG01.values():
+        ins(_JEQ_K, ("L", "sig01"), 0, nr)
+    for nr in _DENY.values():
+        ins(_JEQ_K, ("L", "deny"), 0, nr)
+    ins(_JEQ_K, ("L", "setprio"), 0, _SETPRIORITY)
+    ins(_RET_K, 0, 0, _ALLOW)  # everything else
+    labels: dict[str, int] = {}
+    # arg0 (low 32 bits: the kernel reads an int) must be 0: "the calling process"
+    labels["arg0_zero"] = ins(_LD_W_ABS, 0, 0, 16)
+    ins(_JEQ_K, ("L", "allow"), ("L", "deny"), 0)
+    # setpriority(PRIO_PROCESS=0, who=0) only
+    labels["setprio"] = ins(_LD_W_ABS, 0, 0, 16)
+    ins(_JEQ_K, 0, ("L", "deny"), 0)
+    ins(_LD_W_ABS, 0, 0, 24)
+    ins(_JEQ_K, ("L", "allow"), ("L", "deny"), 0)
+    # signal targets: not the runner, not a group (<= 0)
+    labels["sig01"] = ins(_LD_W_ABS, 0, 0, 24)
+    ins(_JEQ_K, ("L", "deny"), 0, runner_pid)
+    labels["sig0"] = ins(_LD_W_ABS, 0, 0, 16)
+    ins(_JEQ_K, ("L", "deny"), 0, runner_pid)
+    ins(_JEQ_K, ("L", "deny"), 0, 0)
+    ins(_JSET_K, ("L", "deny"), ("L", "allow"), 0x80000000)
+    labels["allow"] = ins(_RET_K, 0, 0, _ALLOW)
+    labels["deny"] = ins(_RET_K, 0, 0, _EPERM)
+    out = []
+    for pc, (code, jt, jf, k) in enumerate(prog):
+        jt = labels[jt[1]] - pc - 1 if isinstance(jt, tuple) else jt
+        jf = labels[jf[1]] - pc - 1 if isinstance(jf, tuple) else jf
+        if not (0 <= jt <= 255 and 0 <= jf <= 255):
+            raise AssertionError("seccomp jump out of range")
+        out.append(struct.pack("<HBBI", code, jt, jf, k))
+    return b"".join(out)
+
+
+class _Seccomp:
+    """Installs `job_filter` in a forked child: prctl(NO_NEW_PRIVS) + prctl(SET_SECCOMP).
+
+    Built once in the runner (ctypes stays loaded: the child needs it after the fork)."""
+
+    def __init__(self, runner_pid: int) -> None:
+        self.ok = False
+        prog = job_filter(runner_pid)
+        if prog is None:
+            return
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            self._prctl = libc.prctl
+            self._prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong,
+                                    ctypes.c_ulong, ctypes.c_ulong]
+            self._filter = ctypes.create_string_buffer(prog, len(prog))
+            self._fprog = ctypes.create_string_buffer(
+                struct.pack("<HxxxxxxQ", len(prog) // 8, ctypes.addressof(self._filter)), 16)
+            self._addr = ctypes.addressof(self._fprog)
+            self.ok = True
+        except Exception:  # noqa: BLE001 - no ctypes: the host is told (ready line)
+            self.ok = False
+
+    def install(self) -> bool:
+        if not self.ok:
+            return False
+        PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+        return (self._prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                and self._prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self._addr, 0, 0) == 0)
+
+
+# -- the child ------------------------------------------------------------------------------
+
 def _not_json(o: object) -> None:
     raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
@@ -192,6 +358,30 @@ except ImportError:  # pragma: no cover - pure-Python json only
     _to_json = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
 _VALUE_ENCODER = _LINE_ENCODER = _to_json
 _PENDING: list[str] = []  # the child's unsent result lines
+_SCALARS = frozenset((int, float, complex, bool, str, bytes, type(None)))
+_CONTAINERS = frozenset((list, tuple, set, frozenset))
+
+
+def _plain(value: object, _type=type, _scalars=_SCALARS, _containers=_CONTAINERS) -> bool:
+    """True when ``value`` is built only of builtin types (exactly: no subclasses), so its
+    repr and JSON come from builtin code, not from the program. At most 100k nodes."""
+    stack, budget = [value], 100_000
+    while stack:
+        budget -= 1
+        if budget < 0:
+            return False
+        v = stack.pop()
+        t = _type(v)
+        if t in _scalars:
+            continue
+        if t in _containers:
+            stack.extend(v)
+        elif t is dict:
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        else:
+            return False
+    return True
 
 
 def _flush(_write=os.write, _join="".join) -> None:
@@ -208,33 +398,37 @@ def _report(obj: dict) -> None:
     _flush()
 
 
-def _failure(e: BaseException, _isinstance=isinstance, _str=str, _type=type,
-             _MemoryError=MemoryError) -> dict:
-    if _isinstance(e, _MemoryError):
+def _failure(e: BaseException, over: bool = False, _str=str, _type=type) -> dict:
+    t = _type(e)
+    if t is MemoryError:  # exactly: a program's own subclass is just an error
         status = "memory"
-    elif _isinstance(e, OutputLimitExceeded):
+    elif t is OutputLimitExceeded and over:
         status = "output_limit"
     else:
         status = "error"
     try:
         msg = _str(e)[:2000]
+        if _type(msg) is not str:
+            msg = "<unprintable exception>"
     except BaseException:  # noqa: BLE001
         msg = "<unprintable exception>"
-    return {"status": status, "error_type": _type(e).__name__, "error": msg}
+    try:
+        name = t.__name__
+        name = name[:200] if _type(name) is str else "?"
+    except BaseException:  # noqa: BLE001
+        name = "?"
+    return {"status": status, "error_type": name, "error": msg}
 _STREAM_AFTER_S = 0.05  # a job running longer than this streams each call's result at once
 
 
-def _child(job: dict, lim: dict, t0: float, codes: list) -> None:
-    """Body of the forked process; never returns.
-
-    ``codes`` holds the code objects the runner compiled before the fork (the program's,
-    then each call's); None where the child must compile the source itself.
+def _child(job: dict, lim: dict, t0: float) -> None:
+    """Body of the forked process after setup; never returns.
 
     A single-call job writes its result in one go at the end. With several calls, or once
     the job has run ``_STREAM_AFTER_S``, each call's result is written as soon as it is
     known, so a later timeout or crash keeps the results already obtained."""
     # Bind what reporting needs before the program can monkeypatch modules or builtins.
-    _repr, _str, _len, _isinstance = repr, str, len, isinstance
+    _repr, _str, _len, _type, _plain_ = repr, str, len, type, _plain
     _encode, _line = _VALUE_ENCODER, _LINE_ENCODER
     _exit, _now = os._exit, time.monotonic
     _BaseException = BaseException
@@ -256,45 +450,40 @@ def _child(job: dict, lim: dict, t0: float, codes: list) -> None:
         calls = job.get("calls") or []
         stream = _len(calls) > 1  # a later call may hang: keep the earlier results safe
         try:
-            code = codes[0]
-            if code is None:
-                code = compile(job["program"], "<program>", "exec", dont_inherit=True)
+            code = compile(job["program"], "<program>", "exec", dont_inherit=True)
             exec(code, globs)  # noqa: S102 - running the program is the point
             ran = True
         except _BaseException as e:
-            fail = failure(e)
+            fail = failure(e, out.exceeded or err.exceeded)
             report({"program": fail})
             results = [fail] * len(calls)
             ran = False
         if ran:
-            for k, call in enumerate(calls, 1):
+            for call in calls:
                 try:
-                    code = codes[k]
-                    if code is None:
-                        code = compile(call, "<call>", "eval", dont_inherit=True)
-                    value = eval(code, globs)
+                    value = eval(compile(call, "<call>", "eval", dont_inherit=True), globs)
+                    plain = _plain_(value)
                     text = _repr(value)
-                    if not _isinstance(text, _str):
+                    if _type(text) is not _str:
                         raise TypeError("__repr__ returned non-string")
                     if _len(text) > max_value:
                         res = {"status": "output_limit", "error_type": "ValueTooLarge",
                                "error": f"repr of the value has {_len(text)} characters "
                                         f"(limit {max_value})"}
                     else:
-                        res = {"status": "ok", "value": text}
-                        try:
-                            js = _encode(value)
-                            if _len(js) <= max_value:
-                                res["json"] = js
-                        except _BaseException:
-                            pass
+                        res = {"status": "ok", "value": text, "plain": plain}
+                        if plain:
+                            try:
+                                js = _encode(value)
+                                if _len(js) <= max_value:
+                                    res["json"] = js
+                            except _BaseException:
+                                pass
                 except _BaseException as e:
-                    res = failure(e)
+                    res = failure(e, out.exceeded or err.exceeded)
                 results.append(res)
                 if stream or _now() - t0 > _STREAM_AFTER_S:
                     report(res)
-        # The complete result, built here rather than in the runner: the runner then only
-        # frames these bytes (fewer pages touched in the runner after each fork).
         final = {"status": "ok", "calls": results, "stdout": out.getvalue(),
                  "stderr": err.getvalue()}
         bad = next((c for c in results if c["status"] != "ok"), None) if ran else results[0] if results else fail
@@ -308,19 +497,6 @@ def _child(job: dict, lim: dict, t0: float, codes: list) -> None:
     except _BaseException:
         _exit(71)
     _exit(0)
-
-
-_READ_EOF, _READ_MORE, _READ_OVER = 0, 1, 2
-
-
-def _read_chunk(fd: int, buf: bytearray, cap: int) -> int:
-    """Append one read of ``fd`` to ``buf``: _READ_EOF at end of file, _READ_OVER once
-    ``buf`` holds more than ``cap`` bytes, else _READ_MORE."""
-    chunk = os.read(fd, 1 << 16)
-    if not chunk:
-        return _READ_EOF
-    buf += chunk
-    return _READ_OVER if len(buf) > cap else _READ_MORE
 
 
 def _wait_exit(pid: int, deadline: float) -> int | None:
@@ -360,35 +536,120 @@ def _reap_all() -> None:
             continue
 
 
+class Retire(Exception):
+    """The worker must not serve another job (tampered with, or its scratch dir is dirty)."""
+
+
+def _wipe(top: str, deadline: float) -> bool:
+    """Empty ``top`` without recursion (any depth; a too-long path just fails); False when
+    something could not be removed or ``deadline`` passed."""
+    ok = True
+    stack: list[tuple[str, bool]] = [(top, False)]
+    while stack:
+        if time.monotonic() > deadline:
+            return False
+        path, emptied = stack.pop()
+        if emptied:
+            try:
+                os.rmdir(path)
+            except OSError:
+                ok = False
+            continue
+        if path != top:
+            stack.append((path, True))
+            try:
+                os.chmod(path, 0o700)
+            except OSError:
+                pass
+        try:
+            with os.scandir(path) as it:
+                entries = [(e.path, e.is_dir(follow_symlinks=False)) for e in it]
+        except OSError:
+            ok = False
+            continue
+        for p, is_dir in entries:
+            if is_dir:
+                stack.append((p, False))
+            else:
+                try:
+                    os.unlink(p)
+                except OSError:
+                    ok = False
+    return ok
+
+
 class Runner:
-    """Serves jobs read from fd 0, answering on fd 1 (see the module docstring)."""
+    """Serves jobs read from the protocol fds (see the module docstring)."""
 
     def __init__(self, workdir: str, scratch: list[str], protected: bool = False) -> None:
         self.workdir = workdir
         self.protected = protected
         self.scratch = scratch
-        self.is_init = os.getpid() == 1  # PID 1 of our own PID namespace
+        self.pid = os.getpid()
+        self.is_init = self.pid == 1  # PID 1 of our own PID namespace
         self.root = os.geteuid() == 0  # RLIMIT_NPROC is not enforced for root
-        # The protocol moves off fds 0-2, which become /dev/null: a forked child then
-        # needs no dup2 for them, and only closes the protocol fds (closerange).
-        self.proto_in = os.dup(0)
-        self.proto_out = os.dup(1)
+        # The protocol moves to fds 200/201; fds 0-2 become /dev/null, so a forked child
+        # needs no dup2 for them and closes everything above its result fd 3.
+        os.dup2(0, PROTO_IN_FD)
+        os.dup2(1, PROTO_OUT_FD)
         null = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.close(null)
         os.chdir(workdir)
+        # PID 1 of a namespace receives from inside it only the signals it handles:
+        # handle none (Python's SIGINT handler would let a program stop the runner).
+        signal.signal(signal.SIGINT, signal.SIG_DFL if self.is_init else signal.SIG_IGN)
         if resource is not None:  # never a core file, in the runner or any child
             try:
                 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             except (ValueError, OSError):
                 pass
         self.hard = _hard_limits()
-        self.recursion_limit = sys.getrecursionlimit()
-        self.batch: list = []  # the request being served: prepared jobs, None once started
-        self.pending: list[bytes] = []  # answers not yet sent
-        self.wipe_scratch()
+        self.seccomp = _Seccomp(self.pid)
+        self.seccomp.ok = self.seccomp.ok and self._probe_seccomp()
+        # Answers live in a buffer that no forked child inherits (see the module docstring).
+        self.mm = mmap.mmap(-1, OUTBOX_BYTES)
+        try:
+            self.mm.madvise(getattr(mmap, "MADV_DONTFORK", 10))
+            self.isolated_outbox = True
+        except (AttributeError, OSError, ValueError):  # pragma: no cover - old kernels
+            self.isolated_outbox = False
+        self.mv = memoryview(self.mm)
+        self.off = 0
+        self.pending: list = []  # meta lines and views of the outbox, not yet sent
+        self.flush_at = 0.0
+        self.state = self._own_state()
+        st = os.stat(workdir)
+        self.root_state = (st.st_mode, st.st_uid, st.st_gid)
+        self.owns_root = st.st_uid == os.geteuid()
+        if self.owns_root:  # a fixed mtime: no bits pass from one job to the next through it
+            os.utime(workdir, ns=(0, 0))
+        for d in scratch:
+            _wipe(d, time.monotonic() + 10 * WIPE_S)
         self.clean_inodes = self._inodes()
+
+    def _probe_seccomp(self) -> bool:
+        """Whether a forked child can install the job filter here."""
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if self.seccomp.install() else 1)
+        st = os.waitpid(pid, 0)[1]
+        return os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0
+
+    def _own_state(self) -> list:
+        """The runner's own limits, priority, affinity and scheduling (a job must not
+        change them: see `health`)."""
+        state: list = []
+        if resource is not None:
+            state += [resource.getrlimit(w) for w in self.hard]
+        for probe in (lambda: os.getpriority(os.PRIO_PROCESS, 0), lambda: os.sched_getaffinity(0),
+                      lambda: os.sched_getscheduler(0), lambda: os.sched_getparam(0).sched_priority):
+            try:
+                state.append(probe())
+            except (AttributeError, OSError):
+                state.append(None)
+        return state
 
     def _inodes(self) -> tuple | None:
         """Inodes in use on each scratch filesystem: unchanged means nothing was left
@@ -399,77 +660,112 @@ class Runner:
             return None
 
     # -- one job -----------------------------------------------------------------------
-    def prepare(self, job: dict, cache: dict) -> tuple:
-        """Everything a job needs before its fork: limits, code objects, output cap.
-
-        `serve` prepares a whole request before running any of it: after each fork every
-        page the runner writes traps once (copy-on-write), so compiling 32 programs in one
-        go, between two forks, faults on the compiler's memory once instead of 32 times."""
+    def _child_setup(self, r: int, w: int, t0: float) -> None:
+        """In the forked child: read this job's own frame from the protocol, close the
+        protocol, tell the runner the limits, lock down, run. Never returns."""
+        os.close(r)
+        try:
+            size = _read_exact(PROTO_IN_FD, 11)
+            data = _read_exact(PROTO_IN_FD, int(size[:10]))
+        except (OSError, ValueError, EOFError):
+            os._exit(72)  # the runner sees no header: it stops (the stream is out of step)
+        if w != _RESULT_FD:
+            os.dup2(w, _RESULT_FD)
+        os.closerange(_RESULT_FD + 1, 1 << 16)
+        job = None
         lim = DEFAULT_LIMITS
-        if job.get("limits"):
-            lim = dict(DEFAULT_LIMITS)
-            lim.update(job["limits"])
-        calls = job.get("calls") or []
-        ncalls = len(calls)
-        rlimit = max(int(lim["recursion_limit"]), 50)
-        codes = [self.compile(job["program"], "exec", rlimit, cache)]
-        codes += [self.compile(c, "eval", rlimit, cache) for c in calls]
-        # bound on what an honest child can write to the result pipe
-        cap = 2 * int(lim["max_output"]) * 6 + (ncalls + 1) * (int(lim["max_value"]) * 12 + 4096)
-        return job, lim, codes, ncalls, float(lim["timeout"]), cap
+        try:
+            job = json.loads(data)
+            if job.get("limits"):
+                lim = dict(DEFAULT_LIMITS)
+                lim.update(job["limits"])
+            calls = job.get("calls") or []
+            header = {"timeout": float(lim["timeout"]), "procs": int(lim["max_processes"]),
+                      "cap": result_cap(lim, len(calls))}
+        except Exception:  # noqa: BLE001 - a malformed job: reported as the job's error
+            job = None
+            header = {"timeout": 2.0, "procs": 0, "cap": 1 << 16}
+        data = size = None
+        _write_all(_RESULT_FD, (json.dumps(header) + "\n").encode())
+        if not self.is_init:  # its own session, for killpg
+            os.setsid()
+        if self.seccomp.ok and not self.seccomp.install():
+            os._exit(73)
+        _set_rlimits(lim, self.hard)
+        if job is None:
+            _report({"program": {"status": "error", "error_type": "BadJob",
+                                 "error": "the host sent a malformed job"}})
+            os._exit(0)
+        _child(job, lim, t0)
 
-    def run_job(self, job: dict, lim: dict, codes: list, ncalls: int, timeout: float,
-                cap: int) -> bytes | dict:
+    def run_job(self) -> None:
+        """Fork, let the child read and run its job, queue the answer. Raises Retire when
+        the stream is out of step (the child died before reading its job)."""
+        if not self.pending:
+            self.release()
+        elif self.off > len(self.mm) // 2:
+            self.flush()
+            self.release()
         r, w = os.pipe()
         t0 = time.monotonic()
         pid = os.fork()
         if pid == 0:  # child
-            try:  # fds 0-2 are /dev/null already, cwd is the work dir
-                if w != _RESULT_FD:
-                    os.dup2(w, _RESULT_FD)
-                os.closerange(_RESULT_FD + 1, 1 << 16)
-                if not self.is_init:  # its own process group, for killpg
-                    os.setsid()
-                self.forget()
-                _set_rlimits(lim, self.hard)
-                _child(job, lim, t0, codes)
+            try:
+                self._child_setup(r, w, t0)
             finally:
                 os._exit(70)
         os.close(w)
-        # With descendants allowed, one may hold the pipe open after the child exits:
-        # watch the child itself too (pidfd). Without, EOF on the pipe means it is exiting.
+        mm, mv = self.mm, self.mv
+        start = pos = self.off
+        limit = min(len(mm), start + 4096)
+        body = -1  # offset of the first byte after the child's header line
+        deadline = t0 + JOB_READ_S
+        procs = 0
         pidfd = -1
-        if int(lim["max_processes"]) > 0:
-            try:
-                pidfd = os.pidfd_open(pid)
-            except (AttributeError, OSError):
-                pidfd = -1
-        watch = [r] if pidfd < 0 else [r, pidfd]
-        deadline = t0 + timeout
-        buf = bytearray()
+        watch = [r]
         timed_out = overflow = False
         wstatus = None
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            if self.pending and now >= self.flush_at:
+                self.flush()
+            remaining = deadline - now
             if remaining <= 0:
                 timed_out = True
                 break
-            ready = select.select(watch, [], [], remaining)[0]
+            wait = min(remaining, self.flush_at - now) if self.pending else remaining
+            ready = select.select(watch, [], [], max(wait, 0.0))[0]
             if not ready:
-                timed_out = True
-                break
+                continue
             if r in ready:
-                got = _read_chunk(r, buf, cap)
-                if got != _READ_MORE:
-                    overflow = got == _READ_OVER
+                if pos >= limit:
+                    overflow = True
                     break
+                n = os.readv(r, [mv[pos:limit]])
+                if not n:
+                    break
+                pos += n
+                if body < 0:
+                    i = mm.find(b"\n", start, pos)
+                    if i >= 0:  # the header the child wrote before the program ran
+                        hdr = json.loads(bytes(mv[start:i]))
+                        body = i + 1
+                        deadline = t0 + float(hdr["timeout"])
+                        procs = int(hdr["procs"])
+                        limit = min(len(mm), body + int(hdr["cap"]) + 1)
+                        if procs > 0:
+                            try:
+                                pidfd = os.pidfd_open(pid)
+                                watch = [r, pidfd]
+                            except (AttributeError, OSError):
+                                pidfd = -1
             elif pidfd in ready:  # the child exited; take what it wrote, not what strays may
                 wstatus = os.waitpid(pid, 0)[1]
-                while select.select([r], [], [], 0)[0]:
-                    got = _read_chunk(r, buf, cap)
-                    if got != _READ_MORE:
-                        overflow = got == _READ_OVER
+                while pos < limit and select.select([r], [], [], 0)[0]:
+                    n = os.readv(r, [mv[pos:limit]])
+                    if not n:
                         break
+                    pos += n
                 break
         os.close(r)
         if pidfd >= 0:
@@ -479,7 +775,7 @@ class Runner:
             timed_out = wstatus is None
         # Kill whatever the job left. Nothing can be left when the child exited by itself
         # and could not create processes (RLIMIT_NPROC 0, enforced for a non-root user).
-        if wstatus is None or pidfd >= 0 or self.root or int(lim["max_processes"]) > 0:
+        if wstatus is None or procs > 0 or self.root or body < 0:
             self.kill_job(pid)
             if wstatus is None:
                 try:
@@ -488,59 +784,32 @@ class Runner:
                     wstatus = None
             if self.is_init:
                 _reap_all()
+        if body < 0:
+            self.off = start
+            raise Retire(f"a job's process ended before reading its job (wait status {wstatus})")
         duration = time.monotonic() - t0
-        if not (timed_out or overflow) and buf.endswith(b"\n"):
-            start = buf.rfind(b"\n", 0, len(buf) - 1) + 1
-            if buf.startswith(b"F{", start):  # fast path: the child's complete result
-                return b'{"d": %.6f, "r": %s}\n' % (duration, bytes(buf[start + 1:-1]))
-        return self.assemble(buf, ncalls, timed_out, overflow, wstatus, duration)
+        meta = b'{"d": %.6f, "n": %d, "t": %d, "o": %d, "w": %s}\n' % (
+            duration, pos - body, timed_out, overflow, b"null" if wstatus is None else b"%d" % wstatus)
+        if not self.pending:
+            self.flush_at = time.monotonic() + FLUSH_S
+        self.pending.append(meta)
+        self.pending.append(mv[body:pos])
+        self.off = pos
 
-    def compile(self, source: object, mode: str, recursion_limit: int, cache: dict):
-        """The code object of ``source``, compiled here in the runner, or None: the child
-        then compiles it itself (and meets the same error, under the job's limits).
+    def flush(self) -> None:
+        if self.pending:
+            _writev_all(PROTO_OUT_FD, self.pending)
+            self.pending.clear()
 
-        Compiling before the fork is the single biggest saving per job: ``compile()`` in
-        a freshly forked child touches (copy-on-write faults in) a hundred pages of the
-        parser's memory, which in a VM costs more than the compile itself. ``cache`` holds
-        the code objects of one request, so a program sent with many inputs compiles once;
-        it goes with the request (kept across requests it would let a program find the
-        code of earlier jobs, and scrubbing it in every child costs more). Only small
-        sources are compiled here (``COMPILE_HERE_MAX``, so a hostile one cannot hold the
-        runner long; CPython 3.11 reports nesting beyond its limits as RecursionError or
-        MemoryError, it does not crash). A source that fails to compile, or warns
-        (``SyntaxWarning``, which belongs on the program's stderr), is left to the child."""
-        if type(source) is not str or len(source) > COMPILE_HERE_MAX:
-            return None
-        key = (mode, recursion_limit, source)
-        try:
-            return cache[key]
-        except KeyError:
-            pass
-        code = None
-        stderr, sys.stderr = sys.stderr, _Capture(1 << 12)
-        try:
-            sys.setrecursionlimit(recursion_limit)  # the depth compile() allows follows it
-            code = compile(source, "<call>" if mode == "eval" else "<program>", mode,
-                           dont_inherit=True)
-        except BaseException:  # noqa: BLE001 - the child will raise it and report it
-            code = None
-        finally:
-            warned = sys.stderr.size > 0
-            sys.stderr = stderr
-            sys.setrecursionlimit(self.recursion_limit)
-        if warned:
-            code = None
-        cache[key] = code
-        return code
-
-    def forget(self) -> None:
-        """In a forked child, before the program runs: drop every reference to other jobs
-        (the rest of the request and the answers not yet sent), so that no
-        program finds another's source, inputs or results through ``gc`` or frames (in
-        a batch, a solver's program could otherwise run the reference solution it is
-        graded against, or read its outputs)."""
-        self.batch.clear()
-        self.pending.clear()
+    def release(self) -> None:
+        """Reuse the outbox from its start (nothing pending); give back its pages when a
+        big answer touched many."""
+        if self.off > (1 << 20):
+            try:
+                self.mm.madvise(mmap.MADV_DONTNEED, 0, (self.off + 4095) & ~4095)
+            except (AttributeError, OSError, ValueError):
+                pass
+        self.off = 0
 
     def kill_job(self, pid: int) -> None:
         if self.is_init:
@@ -554,169 +823,82 @@ class Runner:
             except (ProcessLookupError, PermissionError):
                 pass
 
-    @staticmethod
-    def assemble(buf: bytes, ncalls: int, timed_out: bool, overflow: bool,
-                 wstatus: int | None, duration: float) -> dict:
-        calls: list[dict] = []
-        program_failure = None
-        tail = None
-        for line in bytes(buf).split(b"\n"):
-            if not line or line.startswith(b"F{"):
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                break  # the program wrote garbage into the pipe: stop trusting it
-            if not isinstance(obj, dict):
-                break
-            if "program" in obj and isinstance(obj["program"], dict):
-                program_failure = obj["program"]
-            elif "stdout" in obj:
-                tail = obj
-            elif obj.get("status") in STATUSES and len(calls) < ncalls:
-                calls.append(obj)
-        # what ended the process, when it did not finish reporting
-        sig = None
-        code = None
-        if wstatus is not None:
-            if os.WIFSIGNALED(wstatus):
-                sig = os.WTERMSIG(wstatus)
-            elif os.WIFEXITED(wstatus):
-                code = os.WEXITSTATUS(wstatus)
-        complete = tail is not None and (program_failure is not None or len(calls) == ncalls)
-        if timed_out:
-            cut = {"status": "timeout", "error_type": "Timeout", "error": "wall-clock limit"}
-        elif overflow:
-            cut = {"status": "output_limit", "error_type": "OutputLimit",
-                   "error": "result larger than the limits allow"}
-        elif sig == signal.SIGXCPU:
-            cut = {"status": "timeout", "error_type": "Timeout", "error": "CPU time limit"}
-        elif sig == signal.SIGXFSZ:
-            cut = {"status": "output_limit", "error_type": "FileSizeLimit",
-                   "error": "file size limit"}
-        elif sig is not None:
-            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-            cut = {"status": "killed", "error_type": name, "error": f"killed by {name}"}
-        elif not complete:
-            cut = {"status": "error", "error_type": "Exit",
-                   "error": f"the process exited with status {code} before reporting"}
-        else:
-            cut = None
-        if program_failure is not None:
-            status_src = program_failure
-            calls = [dict(program_failure) for _ in range(ncalls)]
-        else:
-            if cut is not None:
-                calls = calls + [dict(cut) for _ in range(ncalls - len(calls))]
-            status_src = next((c for c in calls if c["status"] != "ok"), cut)
-        res = {
-            "status": "ok", "calls": calls,
-            "stdout": tail.get("stdout", "") if tail else "",
-            "stderr": tail.get("stderr", "") if tail else "",
-            "duration": duration,
-        }
-        if status_src is not None:
-            res["status"] = status_src["status"]
-            res["error_type"] = status_src.get("error_type")
-            res["error"] = status_src.get("error")
-        elif cut is not None:
-            res.update(status=cut["status"], error_type=cut["error_type"], error=cut["error"])
-        if tail and tail.get("overflow") and res["status"] == "ok":
-            res.update(status="output_limit", error_type="OutputLimit",
-                       error="stdout/stderr beyond the limit")
-        return res
+    # -- health ------------------------------------------------------------------------
+    def health(self) -> str | None:
+        """After each job: None when the worker is as it was, else why it must retire.
 
-    # -- housekeeping ------------------------------------------------------------------
-    def wipe_scratch(self) -> bool:
-        """Empty the scratch dirs; False when something could not be removed."""
-        if getattr(self, "clean_inodes", None) is not None and self._inodes() == self.clean_inodes:
-            return True
-        clean = True
-        for d in self.scratch:
+        Checks the runner's own limits, priority, affinity and scheduling; the scratch
+        root's mode, owner and xattrs (restored where the runner owns it, as under
+        bubblewrap); empties the scratch dirs within ``WIPE_S``; resets the root's mtime
+        where the runner owns it."""
+        if self._own_state() != self.state:
+            return "a job changed the runner's limits, priority, affinity or scheduling"
+        root = self.workdir
+        try:
+            st = os.stat(root)
+            if (st.st_mode, st.st_uid, st.st_gid) != self.root_state:
+                if not self.owns_root or st.st_uid != self.root_state[1]:
+                    return "a job changed the scratch root's owner or mode"
+                os.chmod(root, self.root_state[0] & 0o7777)
             try:
-                entries = os.listdir(d)
+                names = os.listxattr(root)
             except OSError:
-                continue
-            for name in entries:
-                clean &= _remove(os.path.join(d, name))
-        return clean
+                names = []
+            for name in names:
+                os.removexattr(root, name)
+        except OSError as e:
+            return f"the scratch root cannot be restored: {e}"
+        changed = st.st_mtime_ns != 0 if self.owns_root else False
+        if self.clean_inodes is None or self._inodes() != self.clean_inodes:
+            deadline = time.monotonic() + WIPE_S
+            for d in self.scratch:
+                if not _wipe(d, deadline):
+                    return "the scratch dir could not be emptied in time"
+            changed = True
+        if changed and self.owns_root:
+            try:
+                os.utime(root, ns=(0, 0))
+            except OSError as e:
+                return f"the scratch root cannot be restored: {e}"
+        return None
 
     def serve(self) -> int:
-        inp = os.fdopen(self.proto_in, "rb", buffering=1 << 16)
-        out = self.proto_out
-        _write_all(out, (json.dumps({"ready": 1, "python": sys.version.split()[0],
-                                     "init": self.is_init, "pid": os.getpid(),
-                                     "protected": self.protected}) + "\n").encode())
+        out = PROTO_OUT_FD
+        _write_all(out, (json.dumps({
+            "ready": 1, "python": sys.version.split()[0], "init": self.is_init, "pid": self.pid,
+            "protected": self.protected, "seccomp": self.seccomp.ok,
+            "isolated_outbox": self.isolated_outbox}) + "\n").encode())
         while True:
-            line = inp.readline()
-            if not line:
+            try:
+                head = _read_exact(PROTO_IN_FD, 12)
+            except EOFError:
                 return 0
-            if not line.strip():
-                continue
-            try:
-                jobs = json.loads(line)["jobs"]
-                assert isinstance(jobs, list)
-            except Exception as e:  # noqa: BLE001
-                _write_all(out, (json.dumps({"fatal": f"bad request: {e!r}"}) + "\n").encode())
-                continue
-            line = None  # the raw request: no forked program may find it (see `forget`)
-            _write_all(out, b'{"ack": %d}\n' % len(jobs))  # received: the host can tell
-            batch, pending = self.batch, self.pending          # "never started" from "died in a job"
-            cache: dict | None = {}
-            for job in jobs:
+            if not head:
+                return 0
+            if head[:1] != b"J" or head[11:] != b"\n" or not head[1:11].isdigit():
+                _write_all(out, b'{"fatal": "bad request header"}\n')
+                return 1  # out of step with the host: it replaces the worker
+            n = int(head[1:11])
+            _write_all(out, b'{"ack": %d}\n' % n)  # received: the host can tell
+            for _ in range(n):                      # "never started" from "died in a job"
                 try:
-                    batch.append(self.prepare(job, cache))
-                except Exception as e:  # noqa: BLE001 - a malformed job: tell the host
-                    batch.append(e)
-            jobs = job = cache = None
-            last_flush = time.monotonic()
-            for i in range(len(batch)):
-                p, batch[i] = batch[i], None  # from here on, only this job knows its data
-                res = None
-                try:
-                    if isinstance(p, Exception):
-                        raise p
-                    res = self.run_job(*p)
-                except Exception as e:  # noqa: BLE001 - runner bug: tell the host
-                    res = {"infra": f"runner error: {e!r}"}
-                p = None
-                dirty = not self.wipe_scratch()
-                if not isinstance(res, bytes):
-                    if dirty:
-                        res = dict(res, dirty=True)
-                    res = (json.dumps(res, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
-                elif dirty:
-                    res = res[:-2] + b', "dirty": true}\n'
-                pending.append(res)
-                res = None
-                # Answers are sent together (each message through Docker's attach stream
-                # costs CPU in dockerd and the shim) but never held more than FLUSH_S.
-                now = time.monotonic()
-                if now - last_flush >= FLUSH_S:
-                    _write_all(out, b"".join(pending))
-                    pending.clear()
-                    last_flush = now
-            batch.clear()
-            if pending:
-                _write_all(out, b"".join(pending))
-                pending.clear()
-
-
-def _remove(path: str) -> bool:
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            try:
-                os.chmod(path, 0o700)
-            except OSError:
-                pass
-            for name in os.listdir(path):
-                _remove(os.path.join(path, name))
-            os.rmdir(path)
-        else:
-            os.unlink(path)
-        return True
-    except OSError:
-        return False
+                    self.run_job()
+                except Retire as e:
+                    self.pending.append((json.dumps({"infra": str(e)}) + "\n").encode())
+                    self.pending.append((json.dumps({"retire": str(e)}) + "\n").encode())
+                    self.flush()
+                    return 0
+                except Exception as e:  # noqa: BLE001 - runner bug: tell the host, stop
+                    self.pending.append((json.dumps({"infra": f"runner error: {e!r}"}) + "\n").encode())
+                    self.pending.append(b'{"retire": "runner error"}\n')
+                    self.flush()
+                    return 1
+                why = self.health()
+                if why is not None:
+                    self.pending.append((json.dumps({"retire": why}) + "\n").encode())
+                    self.flush()
+                    return 0
+            self.flush()
 
 
 def _warm_up() -> None:
@@ -741,8 +923,7 @@ def _protect() -> bool:
     a program could rewrite the runner's memory or write forged results into its
     protocol pipe (a reward hack). A non-dumpable process needs CAP_SYS_PTRACE for all of
     these, which no sandbox process has. Forked children inherit the flag. Done first,
-    through ctypes (then dropped, so its modules are not part of every fork)."""
-    before = set(sys.modules)
+    through ctypes (which stays loaded: each child installs its seccomp filter with it)."""
     try:
         import ctypes
 
@@ -751,9 +932,6 @@ def _protect() -> bool:
         return libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 and libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0
     except Exception:  # noqa: BLE001 - no ctypes here: the host is told (ready line)
         return False
-    finally:
-        for name in set(sys.modules) - before:
-            del sys.modules[name]
 
 
 def main(argv: list[str]) -> int:
@@ -777,6 +955,8 @@ def main(argv: list[str]) -> int:
                     __import__(name)
                 except ImportError:
                     pass
+    # No import from the work dir: a file one program leaves there is never another's module.
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", workdir)]
     _warm_up()
     try:
         import gc

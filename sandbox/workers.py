@@ -63,8 +63,28 @@ def _warn_unprotected(kind: str) -> None:
                     "results of later jobs", kind)
 
 
+_warned_seccomp = False
+
+
+def _warn_no_seccomp(kind: str) -> None:
+    """Once per process: the runner cannot install the per-job seccomp filter."""
+    global _warned_seccomp
+    if not _warned_seccomp:
+        _warned_seccomp = True
+        log.warning("the %s runner cannot install the per-job seccomp filter (not x86-64, "
+                    "or no ctypes): a program could change the runner's limits or signal it",
+                    kind)
+
+
 class WorkerError(Exception):
-    """The worker (not the program) failed: dead, hung, or unable to start."""
+    """The worker (not the program) failed: dead, hung, or unable to start.
+
+    ``hung`` is True when the runner did not answer in time (it enforces every job's
+    deadline itself, so no program can make it late: the sandbox failed)."""
+
+    def __init__(self, message: str, hung: bool = False) -> None:
+        super().__init__(message)
+        self.hung = hung
 
 
 class Worker:
@@ -98,6 +118,8 @@ class Worker:
         self.alive = True
         if not info.get("protected"):
             _warn_unprotected(self.kind)
+        if not info.get("seccomp"):
+            _warn_no_seccomp(self.kind)
 
     def readline(self, deadline: float) -> bytes:
         while True:
@@ -106,18 +128,33 @@ class Worker:
                 line = bytes(self._buf[:i])
                 del self._buf[: i + 1]
                 return line
+            self._fill(deadline)
+
+    def _fill(self, deadline: float) -> None:
+        """Wait for more bytes from the runner into ``_buf`` (WorkerError on EOF or at
+        ``deadline``)."""
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise WorkerError(f"{self.kind} did not answer in time")
+                raise WorkerError(f"{self.kind} did not answer in time", hung=True)
             r, _, _ = select.select([self._fileno()], [], [], remaining)
             if not r:
-                raise WorkerError(f"{self.kind} did not answer in time")
+                raise WorkerError(f"{self.kind} did not answer in time", hung=True)
             chunk = self._recv()
             if chunk is None:  # data arrived, but none of it for us yet
                 continue
             if not chunk:
                 raise WorkerError(f"{self.kind} runner exited; stderr: {self.stderr_tail()}")
             self._buf += chunk
+            return
+
+    def read_exact(self, n: int, deadline: float) -> bytes:
+        """Exactly ``n`` bytes from the runner."""
+        while len(self._buf) < n:
+            self._fill(deadline)
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
 
     def check_alive(self) -> bool:
         """False when the runner has gone (EOF) or said something unasked, checked without
@@ -140,7 +177,14 @@ class Worker:
         return self.alive
 
     def send_jobs(self, jobs: list[dict]) -> None:
-        data = (json.dumps({"jobs": jobs}, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+        """One request: a header with the job count, then each job as a length-prefixed
+        JSON frame (read by the job's own process, never by the runner)."""
+        parts = [b"J%010d\n" % len(jobs)]
+        for job in jobs:
+            frame = json.dumps(job, ensure_ascii=True).encode("ascii")
+            parts.append(b"%010d\n" % len(frame))
+            parts.append(frame)
+        data = b"".join(parts)
         try:
             self._send(data)
         except OSError as e:

@@ -95,7 +95,9 @@ def test_unicode(sb):
     r = sb.run("def f():\n    return '\\ud800'\n", "f()")  # lone surrogate survives the trip
     assert r.status == "ok" and r.value == repr("\ud800")
     r = sb.run("print('\\ud800 x')\ndef f():\n    return {'\\udc80': 1}\n", "f()")
-    assert r.status == "ok" and r.stdout == "\ud800 x\n" and r.value == repr({"\udc80": 1})
+    # lone surrogates in text come back as escapes (storable, printable); JSON keeps them
+    assert r.status == "ok" and r.stdout == "\\ud800 x\n" and r.value == repr({"\udc80": 1})
+    assert json.loads(r.json) == {"\udc80": 1}
 
 
 def test_classes_and_helpers(sb):

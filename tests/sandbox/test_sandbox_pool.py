@@ -65,11 +65,13 @@ def test_plain_fallback_warns_and_runs():
         assert (r.status, r.error_type) == ("error", "BlockingIOError")
 
 
-def test_plain_fallback_runner_killed_by_program(plain_sandbox):
-    # Without a PID namespace the program can kill its runner: the job is retried once on
-    # a fresh worker, then reported as killed (never infra), and the pool recovers.
+def test_plain_fallback_runner_cannot_be_killed_by_program(plain_sandbox):
+    # Without a PID namespace the runner is an ordinary process of the same uid: the
+    # per-job seccomp filter refuses signals to it (and to process groups).
     r = plain_sandbox.run("import os\nos.kill(os.getppid(), 9)\n")
-    assert r.status == "killed" and r.error_type == "WorkerKilled" and not r.infra
+    assert (r.status, r.error_type) == ("error", "PermissionError") and not r.infra
+    r = plain_sandbox.run("import os\nos.kill(-1, 9)\n")
+    assert (r.status, r.error_type) == ("error", "PermissionError") and not r.infra
     assert plain_sandbox.healthy()
 
 

@@ -1,0 +1,243 @@
+"""Regression tests of issue 8: attacks a reward-hacking program makes on the sandbox.
+
+Each attack runs on both isolating backends (docker, bubblewrap) in a one-worker pool, in
+the same request as honest jobs after it (`run_many` sends a worker several jobs per
+request), and each test asserts what the attacked job gets and what the honest jobs after
+it get. None of these programs would pass `check_program`'s task rules, and none needs
+to: the sandbox must hold without them.
+"""
+
+from __future__ import annotations
+
+import pytest
+from _sandbox_support import make_sandbox
+from arena.sandbox import Limits
+
+FAST = Limits(timeout=1.5, memory_mb=256)
+HONEST = ("def f(n):\n    return sorted([5, 3, 8, n])\n", "f(1)")
+HONEST_VALUE = "[1, 3, 5, 8]"
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param("docker", marks=pytest.mark.docker),
+    pytest.param("bwrap", marks=pytest.mark.bwrap),
+])
+def sb1(request):
+    """A one-worker pool per isolating backend: every job of a test meets the same runner."""
+    sb = make_sandbox(request.param, workers=1)
+    yield sb
+    sb.close()
+
+
+def run_then_honest(sb, attack, n_honest: int = 5):
+    """Run ``attack`` then honest jobs (the first ones in the same request as the attack);
+    return (attack result, honest results)."""
+    rs = sb.run_many([attack] + [HONEST] * n_honest)
+    return rs[0], rs[1:]
+
+
+def assert_honest(rs) -> None:
+    assert [(r.status, r.value) for r in rs] == [("ok", HONEST_VALUE)] * len(rs), rs
+
+
+# -- 1. the runner's limits, priority, affinity and life ----------------------------------
+
+RUNNER_KNOBS = r"""
+import ctypes, os, resource as r, signal
+libc = ctypes.CDLL(None, use_errno=True)
+def attempt(fn):
+    try:
+        fn()
+        return "done"
+    except OSError as e:
+        return type(e).__name__
+def f():
+    target = 1 if os.getppid() == 1 else os.getppid()
+    return {
+        "prlimit AS": attempt(lambda: r.prlimit(target, r.RLIMIT_AS, (50 << 20, 50 << 20))),
+        "prlimit NPROC": attempt(lambda: r.prlimit(target, r.RLIMIT_NPROC, (1, 1))),
+        "setpriority": attempt(lambda: os.setpriority(os.PRIO_PROCESS, target, 19)),
+        "setpriority user": attempt(lambda: os.setpriority(os.PRIO_USER, 0, 19)),
+        "sched_setaffinity": attempt(lambda: os.sched_setaffinity(target, {0})),
+        "sched_setscheduler": attempt(lambda: os.sched_setscheduler(target, os.SCHED_IDLE, os.sched_param(0))),
+        "kill SIGINT": attempt(lambda: os.kill(target, signal.SIGINT)),
+        "kill SIGSTOP": attempt(lambda: os.kill(target, signal.SIGSTOP)),
+        "kill group": attempt(lambda: os.kill(0, signal.SIGINT)),
+    }
+"""
+
+
+def test_a_job_cannot_change_the_runners_limits_priority_or_life(sb1):
+    attacked, honest = run_then_honest(sb1, (RUNNER_KNOBS, "f()", FAST))
+    assert attacked.status == "ok", attacked
+    got = eval(attacked.value)
+    assert all(v == "PermissionError" for v in got.values()), got
+    assert_honest(honest)
+    big = sb1.run_many([("x = bytearray(100 << 20)\ndef f():\n    return len(x)\n", "f()", FAST)] * 3)
+    assert [r.value for r in big] == [str(100 << 20)] * 3, big
+    probe = ("import os\ndef f():\n    return os.getpriority(os.PRIO_PROCESS, 0), "
+             "len(os.sched_getaffinity(0)) > 0, os.sched_getscheduler(0)\n")
+    assert sb1.run(probe, "f()", FAST).value == f"(0, True, {__import__('os').SCHED_OTHER})"
+    assert sb1.stats["infra"] == 0
+
+
+# -- 2. other jobs' data ------------------------------------------------------------------
+
+SCAN = r"""
+import ctypes
+def f():
+    # needle -> what must follow it for a hit (never stored whole in this program's memory)
+    needles = {b"MARK" + b"ER-": (b"EAR", b"LAT", b"RES"), b'"prog' + b'ram": "': (b"def g",)}
+    found = set()
+    for line in open("/proc/self/maps"):
+        parts = line.split()
+        if "r" not in parts[1] or (len(parts) > 5 and parts[5] in ("[vvar]", "[vsyscall]", "[vvar_vclock]")):
+            continue
+        lo, hi = (int(x, 16) for x in parts[0].split("-"))
+        try:
+            data = ctypes.string_at(lo, hi - lo)
+        except Exception:
+            continue
+        for needle, tails in needles.items():
+            i = data.find(needle)
+            while i >= 0:
+                after = data[i + len(needle):i + len(needle) + 5]
+                if any(after.startswith(t) for t in tails):
+                    found.add(data[i:i + 24].decode("latin-1"))
+                i = data.find(needle, i + 1)
+    return sorted(found)
+"""
+SECRET_PROGRAM = "def g(x):\n    return 'MARK' + 'ER-RESULT-' + x\n"
+
+
+def test_a_job_cannot_read_other_jobs_of_its_request(sb1):
+    # one worker, six jobs: two requests of three, the scanner between two secret jobs
+    jobs = [(SECRET_PROGRAM, "g('MARKER-EARLIER')"), (SCAN, "f()", FAST),
+            (SECRET_PROGRAM, "g('MARKER-LATER')")] * 2
+    rs = sb1.run_many(jobs)
+    assert [r.status for r in rs] == ["ok"] * 6, rs
+    for scan in (rs[1], rs[4]):
+        assert eval(scan.value) == [], scan.value
+
+
+# -- 3. a program making its own result infra ---------------------------------------------
+
+FORGED = [
+    "import os\nos.write(3, b'{\"program\": {}}\\n')\nos._exit(0)\n",
+    "import os\nos.write(3, b'{\"program\": {}}\\n')\n",
+    "import os\nos.write(3, b'F{\"status\": \"infra\", \"calls\": 7}\\n')\nos._exit(0)\n",
+    "import os\nos.write(3, b'F[1, 2]\\n')\nos._exit(0)\n",
+    "import os\nos.write(3, b'worker did not answer in time\\n')\nos._exit(0)\n",
+    "raise RuntimeError('sandbox worker did not answer in time')\n",
+    "import os\nos.write(3, b'[' * 100000 + b']' * 100000 + b'\\n')\nos._exit(0)\n",
+    "import os\nos.write(3, b'F' + b'{\"a\": ' * 100000 + b'1' + b'}' * 100000 + b'\\n')\nos._exit(0)\n",
+    "import os\nos.write(3, b'{\"status\": \"ok\", \"value\": ' + b'[' * 50000 + b'\\n')\nos._exit(0)\n",
+    "import os\nos.write(3, b'\\xff\\xfe garbage\\n\\n\\n')\nos._exit(0)\n",
+    "import os\nos.write(3, b'F{\"status\": \"ok\", \"calls\": [{\"status\": \"ok\", \"value\": [1]}], \"stdout\": 5}\\n')\nos._exit(0)\n",
+]
+
+
+@pytest.mark.parametrize("k", range(len(FORGED)))
+def test_a_program_cannot_make_its_result_infra_or_crash_the_caller(sb1, k):
+    attacked, honest = run_then_honest(sb1, (FORGED[k], ["1", "2"], FAST), n_honest=3)
+    assert attacked.status == "error", attacked
+    assert not attacked.infra and all(c.status != "infra" for c in attacked.calls)
+    assert len(attacked.calls) == 2
+    assert_honest(honest)
+    assert sb1.stats["infra"] == 0
+
+
+MANY_DIRS = r"""
+import os
+os.chdir("/tmp")
+for i in range(900):
+    os.mkdir("d")
+    os.chdir("d")
+    for j in range(40):
+        open(f"f{j}", "w").close()
+"""
+
+
+def test_a_slow_wipe_is_not_infra(sb1):
+    attacked, honest = run_then_honest(sb1, (MANY_DIRS, None, Limits(timeout=5.0)))
+    assert attacked.status in ("ok", "error", "timeout"), attacked
+    assert_honest(honest)
+    assert sb1.stats["infra"] == 0
+
+
+def test_deep_directories_do_not_crash_the_runner(sb1):
+    prog = "import os\nos.chdir('/tmp')\nfor i in range(1100):\n    os.mkdir('d')\n    os.chdir('d')\n"
+    attacked, honest = run_then_honest(sb1, (prog, None, FAST))
+    assert attacked.status == "ok", attacked
+    assert_honest(honest)
+    assert sb1.run("import os\ndef f():\n    return os.listdir('/tmp')\n", "f()").value == "[]"
+
+
+# -- 4. poisoning later jobs through /tmp or sys.path --------------------------------------
+
+POISON = r"""
+import os
+open("/tmp/heapq.py", "w").write(
+    "import os\nos.write(3, b'F{\"status\": \"ok\", \"calls\": [{\"status\": \"ok\", \"value\": \"999\"}], "
+    "\"stdout\": \"\", \"stderr\": \"\"}\\n')\nos._exit(0)\n")
+open("/tmp/sitecustomize.py", "w").write("raise SystemExit")
+os.chmod("/tmp", 0o555)
+"""
+
+
+def test_a_job_cannot_poison_later_jobs_through_tmp(sb1):
+    victim = ("import heapq\ndef f():\n    return heapq.nsmallest(1, [5, 3, 8])[0]\n", "f()")
+    rs = sb1.run_many([(POISON, None, FAST), victim, victim, HONEST])
+    assert [(r.status, r.value) for r in rs[1:]] == [("ok", "3"), ("ok", "3"), ("ok", HONEST_VALUE)], rs
+    probe = "import os, sys\ndef f():\n    return oct(os.stat('/tmp').st_mode & 0o7777), os.listdir('/tmp'), '' in sys.path\n"
+    mode, listing, empty_on_path = eval(sb1.run(probe, "f()").value)
+    assert listing == [] and not empty_on_path
+    assert mode in ("0o1777", "0o755"), mode
+
+
+def test_the_tmp_root_cannot_carry_state(sb1):
+    prog = ("import os\ntry:\n    os.utime('/tmp', (12345, 12345))\nexcept OSError:\n    pass\n"
+            "try:\n    os.chmod('/tmp', 0o700)\nexcept OSError:\n    pass\n")
+    probe = "import os\ndef f():\n    s = os.stat('/tmp')\n    return s.st_mtime == 12345, oct(s.st_mode & 0o7777)\n"
+    before = sb1.run(probe, "f()").value
+    rs = sb1.run_many([(prog, None, FAST), (probe, "f()")])
+    assert rs[1].value == before and "True" not in rs[1].value, rs
+
+
+# -- 5/9/10/11. what comes back to the caller -----------------------------------------------
+
+def test_forged_huge_stdout_is_capped_on_the_host(sb1):
+    prog = ("import os\nline = b'F{\"status\": \"ok\", \"calls\": [], \"stdout\": \"' + b'x' * (20 << 20) + b'\", \"stderr\": \"\"}\\n'\n"
+            "os.write(3, line)\nos._exit(0)\n")
+    lim = Limits(timeout=3.0, memory_mb=512)
+    r = sb1.run(prog, None, lim)
+    assert len(r.stdout) <= lim.max_output and not r.infra, (r.status, len(r.stdout))
+
+
+def test_lone_surrogates_come_back(sb1):
+    r = sb1.run("print('hi \\ud800')\ndef f():\n    return '\\udfff'\n", "f()")
+    assert r.status == "ok" and "hi" in r.stdout
+    import json
+    json.dumps(r.to_dict(), ensure_ascii=False).encode("utf-8", "replace")
+
+
+def test_a_value_cannot_lie_about_itself(sb1):
+    prog = ("class L(int):\n    __repr__ = lambda s: '42'\n"
+            "class M(MemoryError):\n    pass\n"
+            "def f():\n    return L(7)\ndef g():\n    raise M('fake')\ndef h():\n    return [1, (2, 'x')]\n")
+    r = sb1.run(prog, ["f()", "g()", "h()"])
+    lie, mem, plain = r.calls
+    assert lie.status == "ok" and not lie.plain and lie.json is None, lie
+    assert (mem.status, mem.error_type) == ("error", "M"), mem
+    assert plain.plain and plain.value == "[1, (2, 'x')]" and plain.json == '[1, [2, "x"]]', plain
+
+
+def test_answers_are_not_held_behind_a_long_job(sb1):
+    # a quick job then a slow one in the same request: the quick one's answer must not
+    # wait for the slow one (the host would time out and re-run the batch)
+    quick = ("def f():\n    return 1\n", "f()", Limits(timeout=0.5))
+    slow = ("import time\ndef f():\n    time.sleep(6)\n    return 2\n", "f()", Limits(timeout=7.0))
+    before = dict(sb1.stats)
+    rs = sb1.run_many([quick, slow, quick, quick])  # two requests: [quick, slow], [quick, quick]
+    assert [r.value for r in rs] == ["1", "2", "1", "1"], rs
+    assert sb1.stats["workers_replaced"] == before["workers_replaced"]
