@@ -243,7 +243,7 @@ def replay_cmd(
             bad += 1
             problems.extend(mismatches)
     for m in problems[:50]:
-        console.print(f"[red]mismatch[/] {m}")
+        console.print(Text.assemble(("mismatch", "red"), " ", str(m)), soft_wrap=True)  # recorded text is never markup
     if len(problems) > 50:
         console.print(f"... and {len(problems) - 50} more")
     verdict = "[green]all replay exactly[/]" if not bad else f"[red]{bad} differ[/]"

@@ -123,3 +123,17 @@ def test_human_play_shows_moves_retries_a_typo_and_shows_the_end():
     assert re.search(r"outcome: \w+; winner: player_\d; returns: player_0 [+-]\d\.\d{3}, player_1 [+-]\d\.\d{3}", result.stdout)
     human_row = next(line for line in result.stdout.splitlines() if "│ human" in line)
     assert [c.strip() for c in human_row.strip("│").split("│")][5] == "0.0%"  # no invalid move was sent
+
+
+def test_verify_prints_recorded_actions_literally(tmp_path):
+    import json
+
+    run = tmp_path / "k"
+    assert arena_cmd("play", "spiral/KuhnPoker-v0", "-n", "2", "--out", str(run)).returncode == 0
+    path = run / "episodes.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    records[0]["turns"][0]["action"] = "[/oops]"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = arena_cmd("replay", str(run), "--verify")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "action differs: recorded '[/oops]', replayed '[" in result.stdout
