@@ -30,7 +30,6 @@ import types
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from arena.errors import ArenaError
@@ -126,6 +125,8 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
+    from importlib import metadata  # ~20 ms: only when envs are first listed or made
+
     importlib.import_module("arena.envs")
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
