@@ -5,7 +5,10 @@
     arena replay runs/ttt --episode 3
     arena replay runs/ttt --verify
 
-Bad input ends with one line that names the fix (exit code 2), never a traceback.
+Bad input never ends in a traceback: a usage error (unknown option or command, missing
+argument, `-n 0`) prints the usage and the message, any other mistake one line that names
+the fix; both exit 2. Bare `arena` (or `arena sandbox`) prints help and exits 0. Text from
+envs, episodes and models is printed literally (Rich `Text`, never markup).
 """
 
 from __future__ import annotations
