@@ -141,8 +141,10 @@ def play_cmd(
     env_id: str = typer.Argument(..., metavar="ENV_ID", help="Env id, e.g. spiral/TicTacToe-v0 (see `arena envs`)."),
     agents: str = typer.Option("random", "--agents", "-a", help="Comma-separated agents, one per role in order, or one for every role: random, heuristic, human."),
     episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="Number of episodes."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder for episodes.jsonl (default: none, nothing stored)."),
-    seed: int = typer.Option(0, "--seed", help="Episode i is reset with seed SEED+i."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder for episodes.jsonl (default: none, nothing stored). An existing run is refused unless --append or --overwrite."),
+    append: bool = typer.Option(False, "--append", help="Add episodes to the existing run in --out: same env, --kw and schema (checked); episode indices and seeds continue."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the existing run's episodes.jsonl and run.json in --out, then start afresh."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Episode i is reset with seed SEED+i."),
     concurrency: int = typer.Option(64, "--concurrency", min=1, help="Episodes in flight at once."),
     kw: list[str] = typer.Option([], "--kw", help="Env argument KEY=VALUE (JSON values), repeatable."),
     swap_seats: bool = typer.Option(False, "--swap-seats", help="Rotate the seating every episode so each agent plays each seat equally often."),
@@ -151,7 +153,7 @@ def play_cmd(
     from arena.agents import make_agent
     from arena.metrics import summarize, summarize_agents
     from arena.rollout import play
-    from arena.store import EpisodeWriter, write_run_info
+    from arena.store import open_run
 
     env_kwargs = _parse_kwargs(kw)
     spec = arena.spec(env_id)
@@ -163,34 +165,61 @@ def play_cmd(
         raise ArenaError(f"--agents gives {len(names)} agents for {len(env.possible_agents)} roles "
                          f"({', '.join(env.possible_agents)}); give one per role, or one for all")
     policies = [make_agent(name, seed=seed + 7919 * i) for i, name in enumerate(names)]
+    for i, policy in enumerate(policies):  # two agents of one kind stay two agents in the tables
+        if names.count(names[i]) > 1:
+            policy.name = f"{names[i]}#{i + 1}"
+    if append and overwrite:
+        raise ArenaError("--append and --overwrite exclude each other: give one")
+    if (append or overwrite) and out is None:
+        raise ArenaError(f"--{'append' if append else 'overwrite'} needs --out RUN")
     writer = None
     if out is not None:
-        writer = EpisodeWriter(out)
-        write_run_info(out, {"command": "play", "env_id": env_id, "env_kwargs": {**spec.kwargs, **env_kwargs},
-                             "agents": names, "episodes": episodes, "seed": seed, "swap_seats": swap_seats,
-                             "arena_version": arena.__version__})
+        mode = "append" if append else "overwrite" if overwrite else "new"
+        writer = open_run(out, mode=mode, info={
+            "command": "play", "env_id": env_id, "env_kwargs": {**spec.kwargs, **env_kwargs},
+            "agents": [p.name for p in policies], "episodes": episodes, "seed": seed, "swap_seats": swap_seats,
+            "concurrency": concurrency, "arena_version": arena.__version__})
+    finished: list[Any] = []
+
+    def on_episode(ep: Any) -> None:
+        finished.append(ep)
+        progress.advance(task)
+
     interactive = "human" in names
     progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=interactive)
-    with progress:
-        task = progress.add_task(env_id, total=episodes)
-        played = play(env_id, policies, episodes, seed=seed, env_kwargs=env_kwargs,
-                      concurrency=1 if interactive else concurrency, writer=writer,
-                      on_episode=lambda _ep: progress.advance(task), run_name=out.name if out else "",
-                      swap_seats=swap_seats)
-    if writer is not None:
-        writer.close()
+    status = "failed"
+    try:
+        with progress:
+            task = progress.add_task(env_id, total=episodes)
+            played = play(env_id, policies, episodes, seed=seed, env_kwargs=env_kwargs,
+                          concurrency=1 if interactive else concurrency, writer=writer,
+                          on_episode=on_episode, run_name=out.name if out else "",
+                          swap_seats=swap_seats, start_index=writer.next_index if writer else 0)
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        played = sorted(finished, key=lambda ep: ep.metadata.get("index", 0))
+    finally:
+        if writer is not None:
+            writer.close()
+            writer.finish(status)
+    if status == "interrupted":
+        stored = f"; {writer.count} stored in {out}, status interrupted in run.json" if writer is not None else ""
+        err_console.print(f"interrupted after {len(played)} of {episodes} episodes{stored}; summary so far:",
+                          markup=False, highlight=False, soft_wrap=True)
     if interactive:
         for ep in played:
             _show_final(ep)
     summary = summarize(played)
-    table = _table(f"{env_id}: {episodes} episodes",
+    title = f"{env_id}: {episodes} episodes" if status == "complete" else f"{env_id}: {len(played)} of {episodes} episodes (interrupted)"
+    table = _table(title,
                    ["seat", "agent", "win>", "draw>", "loss>", "invalid moves>", "mean return>"])
     for role, s in summary.items():
         _add_row(table, role, s["agents"], f"{s['win_rate']:.1%}", f"{s['draw_rate']:.1%}", f"{s['loss_rate']:.1%}",
                  f"{s['invalid_move_rate']:.1%}", f"{s['mean_return']:+.3f}")
     _print_table(table)
-    if swap_seats and len(set(names)) > 1:
+    if swap_seats and len(names) > 1:
         table = _table("per agent, over both seats",
                        ["agent", "episodes>", "win>", "draw>", "loss>", "invalid moves>", "mean return>"])
         for name, s in summarize_agents(played).items():
@@ -200,6 +229,8 @@ def play_cmd(
     if out is not None:
         console.print(f"episodes written to {out / 'episodes.jsonl'}; replay with `arena replay {out}`",
                       markup=False, highlight=False, soft_wrap=True)
+    if status == "interrupted":
+        raise typer.Exit(130)
 
 
 def _show_final(episode: Any) -> None:
@@ -225,15 +256,26 @@ def _show_final(episode: Any) -> None:
 @app.command("replay")
 def replay_cmd(
     run: Path = typer.Argument(..., metavar="RUN", help="Run folder (or its episodes.jsonl)."),
-    episode: int | None = typer.Option(None, "--episode", "-e", help="Only this episode (0-based line number)."),
+    episode: int | None = typer.Option(None, "--episode", "-e", min=0, help="Only the episode with this index (as `arena play` numbered it, from 0)."),
+    episode_id: str | None = typer.Option(None, "--id", help="Only the episode with this id (e.g. kuhn-3)."),
     verify_: bool = typer.Option(False, "--verify", help="Re-simulate each episode from its seed and actions; exit 1 on any mismatch."),
     full: bool = typer.Option(False, "--full", help="Do not clip long observations and completions."),
 ) -> None:
     """Render stored episodes turn by turn, or verify that they replay exactly."""
     from arena.replay import render, select, verify
-    from arena.store import read_episodes
+    from arena.store import episodes_path, read_episodes, read_run_info
 
-    episodes = select(list(read_episodes(run)), episode)
+    skipped: list[int] = []
+    path = episodes_path(run)
+    every = list(read_episodes(path, skipped=skipped))
+    if skipped:
+        err_console.print(f"note: skipped the torn last line {skipped[0]} of {path} (a writer was killed, or is still "
+                          "writing it); the next `arena play --append` cuts it off", markup=False, highlight=False, soft_wrap=True)
+    if not every:
+        status = read_run_info(path.parent).get("status") if path.parent.is_dir() else None
+        raise ArenaError(f"{path} holds no episodes{f' (run status: {status})' if status else ''}: "
+                         "play some with `arena play ENV --out RUN`")
+    episodes = select(every, episode, episode_id)
     if not verify_:
         for ep in episodes:
             render(ep, console, full=full)

@@ -35,14 +35,34 @@ class Mismatch:
     replayed: Any
 
     def __str__(self) -> str:
+        if self.field == "replay":
+            return f"episode {self.episode}: cannot replay: {self.replayed}"
         where = f"turn {self.turn}" if self.turn is not None else "episode"
-        rec, rep = _short(self.recorded), _short(self.replayed)
-        return f"episode {self.episode}, {where}: {self.field} differs: recorded {rec}, replayed {rep}"
+        head = f"episode {self.episode}, {where}: {self.field} differs"
+        if isinstance(self.recorded, str) and isinstance(self.replayed, str):
+            return f"{head} {_text_diff(self.recorded, self.replayed)}"
+        return f"{head}: recorded {_short(self.recorded)}, replayed {_short(self.replayed)}"
 
 
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _text_diff(recorded: str, replayed: str, before: int = 30, after: int = 50) -> str:
+    """Where two texts first differ: the position (line, column) and both texts around it."""
+    at = next((i for i, (a, b) in enumerate(zip(recorded, replayed)) if a != b), min(len(recorded), len(replayed)))
+    line = recorded.count("\n", 0, at) + 1
+    column = at - (recorded.rfind("\n", 0, at) + 1) + 1
+    start = max(0, at - before)
+
+    def window(text: str) -> str:
+        part = repr(text[start: at + after])
+        return ("…" if start else "") + part + ("…" if at + after < len(text) else "")
+
+    lengths = f" (lengths {len(recorded)} and {len(replayed)})" if len(recorded) != len(replayed) else ""
+    return (f"at character {at} (line {line}, column {column}){lengths}: "
+            f"recorded {window(recorded)}, replayed {window(replayed)}")
 
 
 def _close(a: Any, b: Any) -> bool:
@@ -53,6 +73,16 @@ def _close(a: Any, b: Any) -> bool:
 
 def verify(episode: Episode) -> list[Mismatch]:
     """Re-simulate `episode` from its seed and recorded completions; list the differences."""
+    eid = episode.id
+    try:
+        return _verify(episode)
+    except ArenaError as exc:
+        return [Mismatch(eid, None, "replay", None, str(exc))]
+    except Exception as exc:  # noqa: BLE001 - the env itself failed on the recorded moves: report it
+        return [Mismatch(eid, None, "replay", None, f"the env raised {type(exc).__name__}: {exc}")]
+
+
+def _verify(episode: Episode) -> list[Mismatch]:
     out: list[Mismatch] = []
     eid = episode.id
     env = make(episode.env_id, **episode.env_kwargs)
@@ -106,7 +136,9 @@ def render(episode: Episode, console: Console, *, full: bool = False, max_chars:
     roles = sorted({t.role for t in episode.turns} | set(episode.rewards))
     style = {r: ROLE_STYLES[i % len(ROLE_STYLES)] for i, r in enumerate(roles)}
     header = Table.grid(padding=(0, 2))
-    header.add_row("[bold]env[/]", Text(episode.env_id), "[bold]seed[/]", Text(str(episode.seed)), "[bold]id[/]", Text(episode.id))
+    index = episode.metadata.get("index")
+    header.add_row("[bold]env[/]", Text(episode.env_id), "[bold]seed[/]", Text(str(episode.seed)), "[bold]id[/]", Text(episode.id),
+                   "[bold]index[/]", Text(str(index) if index is not None else "-"))
     agents = Text("agents: ")
     for i, (r, a) in enumerate(episode.agents.items()):
         agents.append(", " if i else "").append(r, style=style.get(r, "white")).append(f"={a}")
@@ -125,21 +157,41 @@ def render(episode: Episode, console: Console, *, full: bool = False, max_chars:
             Text(clip(turn.completion)),
             Text.assemble(("action ", "bold"), str(turn.action), "  ", verdict),
         )
-        console.print(Panel(body, title=f"turn {turn.index} · {turn.role}", border_style=style.get(turn.role, "white"), title_align="left"))
+        console.print(Panel(body, title=Text(f"turn {turn.index} · {turn.role}"), border_style=style.get(turn.role, "white"),
+                            title_align="left"))
     table = Table(title="result", show_header=True)
     table.add_column("role")
     table.add_column("reward", justify="right")
     for role, reward in episode.rewards.items():
-        table.add_row(f"[{style.get(role, 'white')}]{role}[/]", f"{reward:+.2f}")
+        table.add_row(Text(role, style=style.get(role, "white")), f"{reward:+.2f}")
     console.print(table)
     if episode.outcome:
         details = ", ".join(f"{k}={v}" for k, v in episode.outcome.items() if k != "rewards")
         console.print(Text(f"outcome: {details}"))
 
 
-def select(episodes: list[Episode], index: int | None) -> list[Episode]:
+def episode_index(episode: Episode, position: int) -> int:
+    """An episode's index in its run: `metadata.index`, else its position in the file."""
+    index = episode.metadata.get("index")
+    return index if isinstance(index, int) and not isinstance(index, bool) else position
+
+
+def select(episodes: list[Episode], index: int | None = None, episode_id: str | None = None) -> list[Episode]:
+    """The episodes to show: all, the one whose index is `index` (`metadata.index`, what
+    `arena play` numbers; the line position for records without one), or the one whose
+    `id` is `episode_id`."""
+    if episode_id is not None:
+        found = [ep for ep in episodes if ep.id == episode_id]
+        if not found:
+            some = ", ".join(repr(ep.id) for ep in episodes[:3])
+            raise ArenaError(f"--id {episode_id!r}: no such episode id in the run (ids look like {some}, ...)")
+        return found[:1]
     if index is None:
         return episodes
-    if not 0 <= index < len(episodes):
-        raise ArenaError(f"--episode {index} is out of range: the run has {len(episodes)} episodes (0..{len(episodes) - 1})")
-    return [episodes[index]]
+    found = [ep for i, ep in enumerate(episodes) if episode_index(ep, i) == index]
+    if not found:
+        indices = sorted(episode_index(ep, i) for i, ep in enumerate(episodes))
+        span = f"{indices[0]}..{indices[-1]}" if indices else "none"
+        raise ArenaError(f"--episode {index}: no episode with that index; the run has {len(episodes)} episodes, "
+                         f"indices {span}")
+    return found[:1]

@@ -67,7 +67,7 @@ def test_bad_input_is_one_line_naming_the_fix(args, message):
 def test_replay_episode_out_of_range(tmp_path):
     arena("play", "spiral/TicTacToe-v0", "-n", "3", "--out", str(tmp_path / "r"))
     result = arena("replay", str(tmp_path / "r"), "--episode", "3")
-    assert result.returncode == 2 and "out of range: the run has 3 episodes" in result.stderr
+    assert result.returncode == 2 and "no episode with that index; the run has 3 episodes, indices 0..2" in result.stderr
 
 
 def test_human_agent_plays_from_stdin(tmp_path):

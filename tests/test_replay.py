@@ -1,0 +1,201 @@
+"""Runs as a user meets them: `arena play --out` on existing runs, run.json, Ctrl-C, and
+`arena replay` on good, torn, empty and bad episode files."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from arena.cli import main
+from arena.episode import Episode
+from arena.replay import Mismatch, verify
+from arena.store import read_episodes, read_run_info
+
+KUHN = "spiral/KuhnPoker-v0"
+
+
+@pytest.fixture(autouse=True)
+def _wide(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def arena(capsys, *args: str) -> tuple[int, str, str]:
+    """Run the `arena` command in this process; (exit code, stdout, stderr)."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(err: str, text: str) -> None:
+    assert "Traceback" not in err and text in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_out_existing_run_is_refused_unless_append_or_overwrite(tmp_path, capsys):
+    run = tmp_path / "k"
+    assert arena(capsys, "play", KUHN, "-n", "4", "--out", run)[0] == 0
+    code, _, err = arena(capsys, "play", KUHN, "-n", "4", "--out", run)
+    assert code == 2
+    _one_line_error(err, "already holds a run (4 episodes of spiral/KuhnPoker-v0): pass --append")
+
+    assert arena(capsys, "play", KUHN, "-n", "3", "--out", run, "--append")[0] == 0
+    records = [json.loads(line) for line in (run / "episodes.jsonl").read_text().splitlines()]
+    assert [r["metadata"]["index"] for r in records] == list(range(7))
+    assert len({r["id"] for r in records}) == 7 and len({r["seed"] for r in records}) == 7
+    info = read_run_info(run)
+    assert [c["mode"] for c in info["calls"]] == ["new", "append"]
+    assert [c["episodes"] for c in info["calls"]] == [4, 3]
+    assert info["status"] == "complete" and info["episodes_completed"] == 7
+
+    code, _, err = arena(capsys, "play", "spiral/TicTacToe-v0", "-n", "2", "--out", run, "--append")
+    assert code == 2
+    _one_line_error(err, "holds episodes of spiral/KuhnPoker-v0, not spiral/TicTacToe-v0")
+
+    assert arena(capsys, "play", "spiral/TicTacToe-v0", "-n", "2", "--out", run, "--overwrite")[0] == 0
+    assert {e.env_id for e in read_episodes(run)} == {"spiral/TicTacToe-v0"}
+    assert [c["mode"] for c in read_run_info(run)["calls"]] == ["overwrite"]
+
+
+def test_out_refuses_foreign_files_and_bad_places(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "episodes.jsonl").write_text('{"prompt": "a dataset, not a run"}\n')
+    for flag in ("--append", "--overwrite"):
+        code, _, err = arena(capsys, "play", KUHN, "-n", "2", "--out", data, flag)
+        assert code == 2
+        _one_line_error(err, "not an arena episode record")
+    assert (data / "episodes.jsonl").read_text().startswith('{"prompt"')
+
+    (tmp_path / "file").write_text("x")
+    for out, message in [(tmp_path / "file", "is a file, not a run folder"), ("/proc/arena-run", "kernel filesystem"),
+                         ("/sys/kernel/arena", "kernel filesystem")]:
+        code, _, err = arena(capsys, "play", KUHN, "-n", "2", "--out", out)
+        assert code == 2
+        _one_line_error(err, message)
+    (tmp_path / "d" / "episodes.jsonl").mkdir(parents=True)
+    code, _, err = arena(capsys, "play", KUHN, "-n", "2", "--out", tmp_path / "d")
+    assert code == 2
+    _one_line_error(err, "not a regular file")
+    code, _, err = arena(capsys, "play", KUHN, "--seed", "-1")
+    assert code == 2 and "Traceback" not in err and "--seed" in err
+
+
+def test_episode_selects_the_index_not_the_line(tmp_path, capsys):
+    run = tmp_path / "k5"
+    assert arena(capsys, "play", KUHN, "-n", "6", "--out", run)[0] == 0
+    path = run / "episodes.jsonl"
+    lines = path.read_text().splitlines()
+    random.Random(0).shuffle(lines)  # as a writer in finishing order would have left them
+    path.write_text("\n".join(lines) + "\n")
+    code, out, _ = arena(capsys, "replay", run, "--episode", "3")
+    assert code == 0 and "id  k5-3" in out and "seed  3" in out
+    code, out, _ = arena(capsys, "replay", run, "--id", "k5-5")
+    assert code == 0 and "id  k5-5" in out
+    code, _, err = arena(capsys, "replay", run, "--episode", "9")
+    assert code == 2
+    _one_line_error(err, "no episode with that index; the run has 6 episodes, indices 0..5")
+
+
+def _kuhn_record(tmp_path: Path, capsys) -> dict:
+    run = tmp_path / "one"
+    assert arena(capsys, "play", KUHN, "-n", "1", "--out", run)[0] == 0
+    return json.loads((run / "episodes.jsonl").read_text())
+
+
+@pytest.mark.parametrize("change", ["list", "string", "turn key", "turns string", "reward string", "seed string"])
+def test_bad_episode_files_are_one_line_errors(tmp_path, capsys, change):
+    record = _kuhn_record(tmp_path, capsys)
+    if change == "list":
+        record = [1, 2, 3]
+    elif change == "string":
+        record = "hello"
+    elif change == "turn key":
+        record["turns"][0]["thoughts"] = "?"
+    elif change == "turns string":
+        record["turns"] = "abc"
+    elif change == "reward string":
+        record["rewards"]["player_0"] = "lots"
+    else:
+        record["seed"] = "7"
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    for extra in ([], ["--verify"]):
+        code, _, err = arena(capsys, "replay", path, *extra)
+        assert code == 2
+        _one_line_error(err, f"{path}:1: ")
+
+
+def test_null_rewards_replay_as_nan_and_verify_reports_them(tmp_path, capsys):
+    record = _kuhn_record(tmp_path, capsys)
+    record["rewards"]["player_0"] = None
+    path = tmp_path / "null.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    assert arena(capsys, "replay", path)[0] == 0
+    code, out, _ = arena(capsys, "replay", path, "--verify")
+    assert code == 1 and "reward of player_0 differs: recorded nan" in out
+
+
+def test_replay_mentions_torn_lines_and_empty_runs(tmp_path, capsys):
+    run = tmp_path / "k"
+    assert arena(capsys, "play", KUHN, "-n", "3", "--out", run)[0] == 0
+    with open(run / "episodes.jsonl", "a") as f:
+        f.write('{"env_id": "spiral/Ku')
+    code, out, err = arena(capsys, "replay", run, "--verify")
+    assert code == 0 and "verified 3 episodes" in out and "skipped the torn last line 4" in err
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "episodes.jsonl").write_text("")
+    code, _, err = arena(capsys, "replay", tmp_path / "empty")
+    assert code == 2
+    _one_line_error(err, "holds no episodes")
+    code, _, err = arena(capsys, "replay", tmp_path / "nothing")
+    assert code == 2 and "no episodes at" in err
+
+
+def test_verify_shows_where_observations_differ(tmp_path, capsys):
+    record = _kuhn_record(tmp_path, capsys)
+    observation = record["turns"][0]["observation"]
+    at = observation.index("3-card")
+    record["turns"][0]["observation"] = observation.replace("3-card", "4-card")
+    (mismatch,) = verify(Episode.from_dict(record))
+    text = str(mismatch)
+    assert f"at character {at} " in text and "4-card" in text and "3-card" in text
+    assert str(Mismatch("e", 0, "action", "[bet]", None)) == "episode e, turn 0: action differs: recorded '[bet]', replayed None"
+
+
+def test_same_named_agents_are_two_agents(tmp_path, capsys):
+    code, out, _ = arena(capsys, "play", KUHN, "-a", "random,random", "--swap-seats", "-n", "10", "--out", tmp_path / "r")
+    assert code == 0 and "per agent" in out and "random#1" in out and "random#2" in out
+    assert read_run_info(tmp_path / "r")["agents"] == ["random#1", "random#2"]
+
+
+def test_ctrl_c_prints_the_summary_so_far_and_records_it(tmp_path):
+    run = tmp_path / "long"
+    # a shell starts background jobs with SIGINT ignored: give the command Python's Ctrl-C handler
+    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from arena.cli import main; main(sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", code, "play", KUHN, "-n", "10000000", "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+    path = run / "episodes.jsonl"
+    deadline = time.monotonic() + 120
+    while not (path.exists() and path.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted after" in err and "(interrupted)" in out and "player_0" in out
+    info = read_run_info(run)
+    stored = len(path.read_text().splitlines())
+    assert info["status"] == "interrupted" and info["episodes_completed"] == stored > 0
+    assert info["calls"][-1]["episodes_completed"] == stored and info["episodes"] == 10000000
