@@ -31,11 +31,12 @@ and the limits of earlier jobs (numbers).
 
 Why a job cannot touch the runner. The runner is PID 1 of its own PID namespace (docker
 and bubblewrap), non-dumpable (no ptrace, no /proc/1/mem or /proc/1/fd for its own uid),
-and each child installs a seccomp filter (`job_filter`) before the program runs that
-refuses, with EPERM: prlimit64 and sched_set* on any other process; setpriority and
-ioprio_set beyond itself; kill/tkill/tgkill/rt_sig*queueinfo aimed at the runner, at a
-process group or at -1; pidfd_send_signal. Programs run under the runner's uid, so these
-calls would otherwise succeed. After each job the runner checks its own rlimits,
+and it installs on itself, at start, a seccomp filter (`job_filter`) that every job's
+process inherits and that refuses, with EPERM: prlimit64 and sched_set* on any other
+process; setpriority and ioprio_set beyond itself; kill/tkill/tgkill/rt_sig*queueinfo
+aimed at the runner, at its process group, or at -1 outside a PID namespace;
+pidfd_send_signal. Programs run under the runner's uid, so these calls would otherwise
+succeed. After each job the runner checks its own rlimits,
 priority, CPU affinity and scheduling policy, and the scratch root's mode, owner and
 xattrs (restoring its mode and mtime where it owns it); anything changed, or a scratch dir
 that cannot be emptied within ``WIPE_S``, retires the worker before it serves another job.
@@ -102,6 +103,40 @@ JOB_READ_S = 20.0  # most seconds a child may take to read its own job frame
 WIPE_S = 1.0  # most seconds spent emptying the scratch dir; longer: retire the worker
 OUTBOX_BYTES = 1 << 26  # the DONTFORK buffer for answers (virtual; touched pages only)
 STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "killed")
+
+
+LIMIT_KEYS = tuple(DEFAULT_LIMITS)
+
+
+def encode_job(program: str, calls: list[str], limits: dict) -> bytes:
+    """A job's frame payload: one ASCII line (the limits in `LIMIT_KEYS` order, the number
+    of calls, the byte length of the program and of each call), then the program and the
+    calls in UTF-8 (lone surrogates kept). Cheap to decode in a freshly forked child."""
+    lim = dict(DEFAULT_LIMITS)
+    lim.update(limits or {})
+    pieces = [program.encode("utf-8", "surrogatepass")]
+    pieces += [c.encode("utf-8", "surrogatepass") for c in calls]
+    head = [repr(float(lim["timeout"]))] + [str(int(lim[k])) for k in LIMIT_KEYS[1:]]
+    head += [str(len(calls))] + [str(len(p)) for p in pieces]
+    return (" ".join(head) + "\n").encode("ascii") + b"".join(pieces)
+
+
+def decode_job(data: bytes) -> tuple[dict, dict]:
+    """(job, limits) from `encode_job`'s payload (ValueError when malformed)."""
+    nl = data.index(b"\n")
+    head = data[:nl].split()
+    lim = {"timeout": float(head[0])}
+    for k, v in zip(LIMIT_KEYS[1:], head[1:len(LIMIT_KEYS)]):
+        lim[k] = int(v)
+    n = int(head[len(LIMIT_KEYS)])
+    lens = [int(x) for x in head[len(LIMIT_KEYS) + 1:]]
+    if len(lens) != n + 1 or len(lim) != len(LIMIT_KEYS) or nl + 1 + sum(lens) != len(data):
+        raise ValueError("malformed job frame")
+    pieces, pos = [], nl + 1
+    for size in lens:
+        pieces.append(data[pos:pos + size].decode("utf-8", "surrogatepass"))
+        pos += size
+    return {"program": pieces[0], "calls": pieces[1:]}, lim
 
 
 def result_cap(lim: dict, ncalls: int) -> int:
@@ -228,7 +263,7 @@ def _set_rlimits(lim: dict, hard: dict) -> None:
             pass
 
 
-# -- the seccomp filter each job's process installs ------------------------------------------
+# -- the seccomp filter the runner installs on itself (every job inherits it) ---------------
 
 _AUDIT_ARCH_X86_64 = 0xC000003E
 _X32_BIT = 0x40000000
@@ -244,25 +279,27 @@ _DENY = {"pidfd_send_signal": 424, "process_madvise": 440, "process_mrelease": 4
 _SETPRIORITY = 141
 
 
-def job_filter(runner_pid: int, machine: str | None = None) -> bytes | None:
-    """The seccomp filter (``struct sock_filter[]``) a job's process installs before the
-    program runs, or None off x86-64.
+def job_filter(runner_pid: int, is_init: bool, machine: str | None = None) -> bytes | None:
+    """The seccomp filter (``struct sock_filter[]``) the runner installs on itself at start,
+    so that every job's process inherits it (free per job), or None off x86-64.
 
-    It refuses (EPERM) what lets a program reach the runner or later jobs through the
-    process table, all of which the same uid may otherwise do: rlimits, scheduling and
-    affinity of any process but the caller (``pid`` argument not 0), ``setpriority`` and
-    ``ioprio_set`` beyond the calling process, signals to ``runner_pid``, to process
-    groups (``pid <= 0``) or through pidfds, and ``process_madvise``. x32 and 32-bit
-    system calls are refused outright."""
+    It refuses (EPERM) what lets a program reach the runner, or later jobs through it, all
+    of which the same uid may otherwise do: rlimits, scheduling and affinity of any process
+    but the caller (``pid`` argument not 0); ``setpriority`` and ``ioprio_set`` beyond the
+    calling process (``PRIO_USER`` would reach every process of the uid); signals to
+    ``runner_pid`` or its process group, to ``-1`` unless the runner is PID 1 of its own
+    namespace (there ``-1`` reaches only the job's own processes, and the runner uses it to
+    kill them), and through pidfds; ``process_madvise``. x32 and 32-bit system calls are
+    refused outright. The runner itself never needs any of these."""
     if (machine or os.uname().machine) not in ("x86_64", "AMD64"):
         return None
-    prog: list[tuple] = []
+    prog: list[list] = []
 
     def ins(code, jt, jf, k):
         prog.append([code, jt, jf, k])
         return len(prog) - 1
 
-    # labels are patched at the end: ("L", name) in jt/jf
+    # jumps to labels are patched at the end: ("L", name) in jt/jf
     ins(_LD_W_ABS, 0, 0, 4)
     ins(_JEQ_K, 1, 0, _AUDIT_ARCH_X86_64)
     ins(_RET_K, 0, 0, _EPERM)
@@ -287,13 +324,16 @@ def job_filter(runner_pid: int, machine: str | None = None) -> bytes | None:
     ins(_JEQ_K, 0, ("L", "deny"), 0)
     ins(_LD_W_ABS, 0, 0, 24)
     ins(_JEQ_K, ("L", "allow"), ("L", "deny"), 0)
-    # signal targets: not the runner, not a group (<= 0)
+    # signal targets: not the runner, not its group, not -1 outside a PID namespace
     labels["sig01"] = ins(_LD_W_ABS, 0, 0, 24)
     ins(_JEQ_K, ("L", "deny"), 0, runner_pid)
     labels["sig0"] = ins(_LD_W_ABS, 0, 0, 16)
-    ins(_JEQ_K, ("L", "deny"), 0, runner_pid)
-    ins(_JEQ_K, ("L", "deny"), 0, 0)
-    ins(_JSET_K, ("L", "deny"), ("L", "allow"), 0x80000000)
+    if is_init:  # -1 (= -runner_pid) reaches the job's own processes only; PID 1 uses it
+        ins(_JEQ_K, ("L", "deny"), ("L", "allow"), runner_pid)
+    else:
+        ins(_JEQ_K, ("L", "deny"), 0, runner_pid)
+        ins(_JEQ_K, ("L", "deny"), 0, (-runner_pid) & 0xFFFFFFFF)
+        ins(_JEQ_K, ("L", "deny"), ("L", "allow"), 0xFFFFFFFF)
     labels["allow"] = ins(_RET_K, 0, 0, _ALLOW)
     labels["deny"] = ins(_RET_K, 0, 0, _EPERM)
     out = []
@@ -304,39 +344,6 @@ def job_filter(runner_pid: int, machine: str | None = None) -> bytes | None:
             raise AssertionError("seccomp jump out of range")
         out.append(struct.pack("<HBBI", code, jt, jf, k))
     return b"".join(out)
-
-
-class _Seccomp:
-    """Installs `job_filter` in a forked child: prctl(NO_NEW_PRIVS) + prctl(SET_SECCOMP).
-
-    Built once in the runner (ctypes stays loaded: the child needs it after the fork)."""
-
-    def __init__(self, runner_pid: int) -> None:
-        self.ok = False
-        prog = job_filter(runner_pid)
-        if prog is None:
-            return
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            self._prctl = libc.prctl
-            self._prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong,
-                                    ctypes.c_ulong, ctypes.c_ulong]
-            self._filter = ctypes.create_string_buffer(prog, len(prog))
-            self._fprog = ctypes.create_string_buffer(
-                struct.pack("<HxxxxxxQ", len(prog) // 8, ctypes.addressof(self._filter)), 16)
-            self._addr = ctypes.addressof(self._fprog)
-            self.ok = True
-        except Exception:  # noqa: BLE001 - no ctypes: the host is told (ready line)
-            self.ok = False
-
-    def install(self) -> bool:
-        if not self.ok:
-            return False
-        PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
-        return (self._prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-                and self._prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self._addr, 0, 0) == 0)
 
 
 # -- the child ------------------------------------------------------------------------------
@@ -581,9 +588,11 @@ def _wipe(top: str, deadline: float) -> bool:
 class Runner:
     """Serves jobs read from the protocol fds (see the module docstring)."""
 
-    def __init__(self, workdir: str, scratch: list[str], protected: bool = False) -> None:
+    def __init__(self, workdir: str, scratch: list[str], protected: bool = False,
+                 seccomp: bool = False) -> None:
         self.workdir = workdir
         self.protected = protected
+        self.seccomp = seccomp
         self.scratch = scratch
         self.pid = os.getpid()
         self.is_init = self.pid == 1  # PID 1 of our own PID namespace
@@ -606,8 +615,6 @@ class Runner:
             except (ValueError, OSError):
                 pass
         self.hard = _hard_limits()
-        self.seccomp = _Seccomp(self.pid)
-        self.seccomp.ok = self.seccomp.ok and self._probe_seccomp()
         # Answers live in a buffer that no forked child inherits (see the module docstring).
         self.mm = mmap.mmap(-1, OUTBOX_BYTES)
         try:
@@ -628,14 +635,6 @@ class Runner:
         for d in scratch:
             _wipe(d, time.monotonic() + 10 * WIPE_S)
         self.clean_inodes = self._inodes()
-
-    def _probe_seccomp(self) -> bool:
-        """Whether a forked child can install the job filter here."""
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0 if self.seccomp.install() else 1)
-        st = os.waitpid(pid, 0)[1]
-        return os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0
 
     def _own_state(self) -> list:
         """The runner's own limits, priority, affinity and scheduling (a job must not
@@ -672,25 +671,17 @@ class Runner:
         if w != _RESULT_FD:
             os.dup2(w, _RESULT_FD)
         os.closerange(_RESULT_FD + 1, 1 << 16)
-        job = None
-        lim = DEFAULT_LIMITS
         try:
-            job = json.loads(data)
-            if job.get("limits"):
-                lim = dict(DEFAULT_LIMITS)
-                lim.update(job["limits"])
-            calls = job.get("calls") or []
-            header = {"timeout": float(lim["timeout"]), "procs": int(lim["max_processes"]),
-                      "cap": result_cap(lim, len(calls))}
+            job, lim = decode_job(data)
+            header = b"%.6f %d %d\n" % (float(lim["timeout"]), int(lim["max_processes"]),
+                                        result_cap(lim, len(job["calls"])))
         except Exception:  # noqa: BLE001 - a malformed job: reported as the job's error
-            job = None
-            header = {"timeout": 2.0, "procs": 0, "cap": 1 << 16}
+            job, lim = None, DEFAULT_LIMITS
+            header = b"2.0 0 65536\n"
         data = size = None
-        _write_all(_RESULT_FD, (json.dumps(header) + "\n").encode())
+        _write_all(_RESULT_FD, header)
         if not self.is_init:  # its own session, for killpg
             os.setsid()
-        if self.seccomp.ok and not self.seccomp.install():
-            os._exit(73)
         _set_rlimits(lim, self.hard)
         if job is None:
             _report({"program": {"status": "error", "error_type": "BadJob",
@@ -748,11 +739,11 @@ class Runner:
                 if body < 0:
                     i = mm.find(b"\n", start, pos)
                     if i >= 0:  # the header the child wrote before the program ran
-                        hdr = json.loads(bytes(mv[start:i]))
+                        hdr = bytes(mv[start:i]).split()
                         body = i + 1
-                        deadline = t0 + float(hdr["timeout"])
-                        procs = int(hdr["procs"])
-                        limit = min(len(mm), body + int(hdr["cap"]) + 1)
+                        deadline = t0 + float(hdr[0])
+                        procs = int(hdr[1])
+                        limit = min(len(mm), body + int(hdr[2]) + 1)
                         if procs > 0:
                             try:
                                 pidfd = os.pidfd_open(pid)
@@ -866,7 +857,7 @@ class Runner:
         out = PROTO_OUT_FD
         _write_all(out, (json.dumps({
             "ready": 1, "python": sys.version.split()[0], "init": self.is_init, "pid": self.pid,
-            "protected": self.protected, "seccomp": self.seccomp.ok,
+            "protected": self.protected, "seccomp": self.seccomp,
             "isolated_outbox": self.isolated_outbox}) + "\n").encode())
         while True:
             try:
@@ -915,27 +906,48 @@ def _warm_up() -> None:
     _Capture(10).write("x")
 
 
-def _protect() -> bool:
-    """Make the runner non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``); True when it is.
+def _protect() -> tuple[bool, bool]:
+    """(non-dumpable, seccomp filter installed): done once at start, through ctypes (then
+    dropped, so its modules are not part of every fork).
 
-    The programs run as the runner's own uid, and a dumpable process may be ptraced, or
-    have its ``/proc/PID/mem`` and ``/proc/PID/fd`` opened, by any process of the same uid:
-    a program could rewrite the runner's memory or write forged results into its
-    protocol pipe (a reward hack). A non-dumpable process needs CAP_SYS_PTRACE for all of
-    these, which no sandbox process has. Forked children inherit the flag. Done first,
-    through ctypes (which stays loaded: each child installs its seccomp filter with it)."""
+    Non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``): the programs run as the runner's own uid,
+    and a dumpable process may be ptraced, or have its ``/proc/PID/mem`` and
+    ``/proc/PID/fd`` opened, by any process of the same uid: a program could rewrite the
+    runner's memory or write forged results into its protocol pipe. A non-dumpable process
+    needs CAP_SYS_PTRACE for all of these, which no sandbox process has.
+
+    Seccomp (`job_filter`, with ``PR_SET_NO_NEW_PRIVS``): installed on the runner itself,
+    so every forked job inherits it at no cost per job."""
+    before = set(sys.modules)
+    protected = filtered = False
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                          ctypes.c_ulong]
         PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
-        return libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 and libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0
+        protected = prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 and prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0
+        pid = os.getpid()
+        prog = job_filter(pid, pid == 1)
+        if prog is not None:
+            PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+            insns = ctypes.create_string_buffer(prog, len(prog))
+            fprog = ctypes.create_string_buffer(
+                struct.pack("<HxxxxxxQ", len(prog) // 8, ctypes.addressof(insns)), 16)
+            filtered = (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                        and prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) == 0)
     except Exception:  # noqa: BLE001 - no ctypes here: the host is told (ready line)
-        return False
+        protected = protected and False
+    finally:
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+    return protected, filtered
 
 
 def main(argv: list[str]) -> int:
-    protected = _protect()
+    protected, filtered = _protect()
     workdir = "/tmp"
     scratch: list[str] = []
     it = iter(argv)
@@ -963,7 +975,7 @@ def main(argv: list[str]) -> int:
         gc.freeze()  # fewer copy-on-write faults in forked children
     except (ImportError, AttributeError):
         pass
-    return Runner(workdir, scratch or [workdir], protected).serve()
+    return Runner(workdir, scratch or [workdir], protected, filtered).serve()
 
 
 if __name__ == "__main__":

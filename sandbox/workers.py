@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from arena.sandbox.config import SandboxConfig
+from arena.sandbox.runner import encode_job
 from arena.sandbox.seccomp import filter_program
 
 log = logging.getLogger("arena.sandbox")
@@ -181,7 +182,7 @@ class Worker:
         JSON frame (read by the job's own process, never by the runner)."""
         parts = [b"J%010d\n" % len(jobs)]
         for job in jobs:
-            frame = json.dumps(job, ensure_ascii=True).encode("ascii")
+            frame = encode_job(job["program"], job.get("calls") or [], job.get("limits") or {})
             parts.append(b"%010d\n" % len(frame))
             parts.append(frame)
         data = b"".join(parts)

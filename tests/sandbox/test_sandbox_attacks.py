@@ -45,6 +45,8 @@ def assert_honest(rs) -> None:
 RUNNER_KNOBS = r"""
 import ctypes, os, resource as r, signal
 libc = ctypes.CDLL(None, use_errno=True)
+def _raise():
+    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 def attempt(fn):
     try:
         fn()
@@ -62,7 +64,9 @@ def f():
         "sched_setscheduler": attempt(lambda: os.sched_setscheduler(target, os.SCHED_IDLE, os.sched_param(0))),
         "kill SIGINT": attempt(lambda: os.kill(target, signal.SIGINT)),
         "kill SIGSTOP": attempt(lambda: os.kill(target, signal.SIGSTOP)),
-        "kill group": attempt(lambda: os.kill(0, signal.SIGINT)),
+        "kill its group": attempt(lambda: os.kill(-target, signal.SIGINT)) if target != 1 else "PermissionError",
+        "tgkill": attempt(lambda: libc.syscall(234, target, target, signal.SIGINT) == 0 or _raise()),
+        "pidfd_send_signal": attempt(lambda: libc.syscall(424, os.open("/proc/%d" % target, os.O_RDONLY), signal.SIGINT, 0, 0) == 0 or _raise()),
     }
 """
 
