@@ -267,7 +267,8 @@ def _bwrap_args(python: str, tmpfs_mb: int, seccomp_fd: int | None = None) -> li
     prefix = str(Path(real).parent.parent)
     if not real.startswith(("/usr/", "/lib", "/bin/")):
         args += ["--ro-bind", prefix, prefix]
-    args += ["--proc", "/proc", "--dev", "/dev",
+    # /dev read-only (its tmpfs has no size limit and is never wiped: no /dev/shm either)
+    args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
              "--size", str(tmpfs_mb << 20), "--tmpfs", "/tmp", "--remount-ro", "/",
              "--chdir", "/tmp"]
     return args

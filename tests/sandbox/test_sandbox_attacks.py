@@ -245,3 +245,14 @@ def test_answers_are_not_held_behind_a_long_job(sb1):
     rs = sb1.run_many([quick, slow, quick, quick])  # two requests: [quick, slow], [quick, quick]
     assert [r.value for r in rs] == ["1", "2", "1", "1"], rs
     assert sb1.stats["workers_replaced"] == before["workers_replaced"]
+
+
+# -- 6. state outside /tmp ------------------------------------------------------------------
+
+def test_dev_and_dev_shm_hold_no_state(sb1):
+    prog = ("import os\ndef f():\n    out = []\n    for p in ('/dev/shm/leak', '/dev/leak', '/dev/mqueue/leak'):\n"
+            "        try:\n            open(p, 'w').write('x' * 1000)\n            out.append(p)\n"
+            "        except OSError:\n            pass\n    return out\n")
+    assert sb1.run(prog, "f()", FAST).value == "[]"
+    r = sb1.run("def f():\n    return open('/dev/null', 'w').write('x'), len(open('/dev/zero', 'rb').read(3))\n", "f()")
+    assert r.value == "(1, 3)", r
