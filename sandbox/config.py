@@ -110,8 +110,11 @@ class SandboxConfig:
     """CPU quota of each container, in cores (``nano_cpus``); 0 for no quota."""
     tmpfs_mb: int = 64
     """Size of the writable tmpfs scratch dir (/tmp) of each worker."""
-    user: str = "10001:10001"
-    """uid:gid the container runs as (never root)."""
+    user: str | None = None
+    """uid:gid the container runs as (never root). None: a uid of its own for each worker
+    (``UID_BASE`` + a random offset, gid 10001), because RLIMIT_NPROC counts the processes
+    of a uid across the whole host: with one shared uid, a job forking on one worker
+    would make ``fork()`` fail in a job on another."""
     docker_url: str | None = None
     """Docker engine URL; None: the environment's (DOCKER_HOST or the local socket)."""
 

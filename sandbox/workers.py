@@ -407,6 +407,24 @@ queue: they outlive the process that made them, so one job could leave data for 
 (Docker's seccomp profile allows the calls; these namespaced sysctls make them fail)."""
 
 
+UID_BASE = 200_000
+_uid_lock = threading.Lock()
+_uids_given: set[int] = set()
+
+
+def _fresh_uid() -> int:
+    """A uid no other worker of this process uses (random: other processes pick theirs
+    from 2**20 values too), so RLIMIT_NPROC counts one worker's processes only."""
+    import secrets
+
+    with _uid_lock:
+        while True:
+            uid = UID_BASE + secrets.randbelow(1 << 20)
+            if uid not in _uids_given:
+                _uids_given.add(uid)
+                return uid
+
+
 class DockerWorker(Worker):
     """One long-lived sandbox container running the runner as PID 1."""
 
@@ -429,8 +447,9 @@ class DockerWorker(Worker):
             cpuset_cpus=None if cpu is None else str(cpu), sysctls=NO_IPC_SYSCTLS,
             security_opt=["no-new-privileges"], init=False)
         self.name = f"arena-sandbox-{session}-{uuid.uuid4().hex[:8]}"
+        self.user = config.user or f"{_fresh_uid()}:10001"
         cfg = api.create_container_config(
-            config.image, cmd, hostname="sandbox", user=config.user, detach=True,
+            config.image, cmd, hostname="sandbox", user=self.user, detach=True,
             stdin_open=True, tty=False, network_disabled=True, working_dir="/tmp",
             host_config=host_config,
             labels={LABEL: "1", f"{LABEL}.session": session, f"{LABEL}.host_pid": str(os.getpid())},
