@@ -264,10 +264,10 @@ def test_dev_and_dev_shm_hold_no_state(sb1):
 def test_forks_on_one_worker_do_not_count_against_another():
     sb = make_sandbox("docker", workers=2)
     try:
-        hog = ("import os, time\nfor _ in range(30):\n    if os.fork() == 0:\n        time.sleep(2)\n"
-               "        os._exit(0)\ntime.sleep(1.5)\n", None, Limits(timeout=3.0, max_processes=40))
-        victim = ("import os, time\ndef f():\n    time.sleep(0.5)\n    pid = os.fork()\n    if pid == 0:\n"
-                  "        os._exit(0)\n    os.waitpid(pid, 0)\n    return 'forked'\n", "f()",
+        hog = (("import os, time\nfor _ in range(30):\n    if os.fork() == 0:\n        time.sleep(2)\n"
+                "        os._exit(0)\ntime.sleep(1.5)\n"), None, Limits(timeout=3.0, max_processes=40))
+        victim = (("import os, time\ndef f():\n    time.sleep(0.5)\n    pid = os.fork()\n    if pid == 0:\n"
+                   "        os._exit(0)\n    os.waitpid(pid, 0)\n    return 'forked'\n"), "f()",
                   Limits(timeout=3.0, max_processes=4))
         hogged, victim_result = sb.run_many([hog, victim])
         assert hogged.status == "ok", hogged
