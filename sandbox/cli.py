@@ -2,7 +2,7 @@
 
     arena sandbox build [--rebuild] [--dockerfile]
     arena sandbox doctor [--json]
-    arena sandbox clean
+    arena sandbox clean [--all]
     arena sandbox run PROGRAM.py [--call 'f(1, 2)' ...] [--backend auto|docker|process] [--json]
 
 ``run`` exits 0 whenever the sandbox worked, whatever the program did (its status is in
@@ -36,7 +36,7 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-BUILD_SCRIPT = PACKAGE_DIR.parent / "scripts" / "build_sandbox_image.sh"
+BUILD_SCRIPT = PACKAGE_DIR / "build_image.sh"  # package data: present in a wheel install too
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -48,7 +48,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def build_cmd(
     rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild even if the image exists."),
     dockerfile: bool = typer.Option(False, "--dockerfile",
-                                    help="Build from sandbox/Dockerfile (needs network access to a registry)."),
+                                    help="Build from the packaged Dockerfile (needs network access to a registry)."),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Image name:tag."),
 ) -> None:
     """Build the sandbox image (offline with debootstrap, or from the Dockerfile)."""
@@ -68,8 +68,8 @@ def build_cmd(
     rc = subprocess.call(["docker", "build", "-t", image, "-f", str(PACKAGE_DIR / "Dockerfile"),
                           str(PACKAGE_DIR)])
     if rc != 0:
-        raise _fail("docker build failed (see above); without network use "
-                    "scripts/build_sandbox_image.sh from a source checkout", 1)
+        raise _fail("docker build failed (see above); without network run "
+                    "'arena sandbox build' as root (offline, with debootstrap)", 1)
 
 
 _SECCOMP_MODE = ("def f():\n    for line in open('/proc/self/status'):\n"
@@ -139,16 +139,19 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 
 
 @app.command("clean")
-def clean_cmd() -> None:
-    """Remove every container labelled arena.sandbox=1 (leftovers of killed runs)."""
+def clean_cmd(
+    everything: bool = typer.Option(False, "--all", help="Also remove the containers of live pools."),
+) -> None:
+    """Remove sandbox containers whose owner process is gone (--all: every one)."""
     from arena.sandbox import clean
     from arena.sandbox.workers import WorkerError
 
     try:
-        removed = clean()
+        removed = clean(everything=everything)
     except WorkerError as e:
         raise _fail(str(e), 1) from None
-    console.print(f"removed {len(removed)} sandbox container(s)")
+    which = "" if everything else " left by processes that are gone"
+    console.print(f"removed {len(removed)} sandbox container(s){which}", highlight=False)
 
 
 @app.command("run")

@@ -52,6 +52,7 @@ from arena.sandbox.workers import (
     docker_client,
     docker_cpus,
     docker_status,
+    owner_alive,
 )
 
 log = logging.getLogger("arena.sandbox")
@@ -445,13 +446,16 @@ class Sandbox:
         return results
 
 
-def clean(docker_url: str | None = None) -> list[str]:
-    """Remove every container labelled ``arena.sandbox=1`` (leftovers of killed runs).
+def clean(docker_url: str | None = None, everything: bool = False) -> list[str]:
+    """Remove the containers labelled ``arena.sandbox=1`` whose owner process is gone
+    (leftovers of killed runs); with ``everything``, those of live pools too.
 
     Returns the names removed. Raises WorkerError when no engine answers."""
     client = docker_client(docker_url)
     removed = []
     for c in client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL}=1"}):
+        if not everything and owner_alive(c.labels or {}):
+            continue
         try:
             c.remove(force=True)
             removed.append(c.name)

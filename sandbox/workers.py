@@ -373,8 +373,8 @@ def docker_client(url: str | None = None, timeout: int = 60):
             client = docker.DockerClient(base_url=url, timeout=timeout) if url else docker.from_env(timeout=timeout)
             client.ping()
         except Exception as e:  # noqa: BLE001
-            raise WorkerError(f"no Docker engine answers ({type(e).__name__}): start one with "
-                              "'bash scripts/start_docker.sh' (or systemctl start docker)") from None
+            raise WorkerError(f"no Docker engine answers ({type(e).__name__}): start one "
+                              "(systemctl start docker, or dockerd &)") from None
         _clients[url] = client
         return client
 
@@ -425,6 +425,37 @@ def _fresh_uid() -> int:
                 return uid
 
 
+def _start_time(pid: int) -> str | None:
+    """The start time of ``pid`` (clock ticks since boot, /proc/PID/stat), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def owner_labels() -> dict[str, str]:
+    """Labels naming the process that owns a container: host name, pid and start time."""
+    return {f"{LABEL}.host": socket.gethostname(), f"{LABEL}.host_pid": str(os.getpid()),
+            f"{LABEL}.host_start": _start_time(os.getpid()) or ""}
+
+
+def owner_alive(labels: dict[str, str]) -> bool:
+    """True unless the container's owner process is known to be gone: same host, and no
+    process with that pid and start time. Containers of another host count as alive."""
+    host = labels.get(f"{LABEL}.host")
+    if host is not None and host != socket.gethostname():
+        return True
+    try:
+        pid = int(labels.get(f"{LABEL}.host_pid", ""))
+    except ValueError:
+        return False  # no owner recorded: a leftover
+    started = _start_time(pid)
+    if started is None:
+        return False
+    return not labels.get(f"{LABEL}.host_start") or labels[f"{LABEL}.host_start"] == started
+
+
 class DockerWorker(Worker):
     """One long-lived sandbox container running the runner as PID 1."""
 
@@ -452,7 +483,7 @@ class DockerWorker(Worker):
             config.image, cmd, hostname="sandbox", user=self.user, detach=True,
             stdin_open=True, tty=False, network_disabled=True, working_dir="/tmp",
             host_config=host_config,
-            labels={LABEL: "1", f"{LABEL}.session": session, f"{LABEL}.host_pid": str(os.getpid())},
+            labels={LABEL: "1", f"{LABEL}.session": session, **owner_labels()},
             environment={"PYTHONHASHSEED": str(config.hash_seed), "PYTHONDONTWRITEBYTECODE": "1",
                          "LANG": "C.UTF-8"})
         cfg["StdinOnce"] = True  # closing our attach stream closes the runner's stdin

@@ -78,3 +78,41 @@ def test_help_lists_commands():
     assert res.exit_code == 0
     for cmd in ("build", "doctor", "clean", "run"):
         assert cmd in res.stdout
+
+
+@pytest.mark.docker
+def test_clean_spares_live_pools_and_all_removes_them():
+    require_docker()
+    import subprocess
+    import sys
+
+    from _sandbox_support import make_sandbox
+    from arena.sandbox import DEFAULT_IMAGE, list_containers
+    from arena.sandbox.workers import LABEL, docker_client, owner_labels
+
+    sb = make_sandbox("docker", workers=1)
+    try:
+        live = {w.name for w in sb._workers}
+        # a container whose owner process has exited
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        labels = dict(owner_labels(), **{LABEL: "1", f"{LABEL}.host_pid": dead})
+        gone = docker_client().containers.run(
+            DEFAULT_IMAGE, ["python3", "-c", "import time; time.sleep(60)"], detach=True,
+            labels=labels, network_mode="none").name
+        res = runner.invoke(app, ["clean"])
+        assert res.exit_code == 0 and "removed 1 " in res.stdout, res.stdout
+        names = set(list_containers())
+        assert live <= names and gone not in names
+        assert sb.healthy()
+        res = runner.invoke(app, ["clean", "--all"])
+        assert res.exit_code == 0 and not (live & set(list_containers()))
+    finally:
+        sb.close()
+
+
+def test_run_prints_lone_surrogates(program):
+    require_bwrap()
+    res = runner.invoke(app, ["run", "-", "-b", "process"], input="print('hi \\ud800')\n")
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    assert "hi \\ud800" in res.stdout
