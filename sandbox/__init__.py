@@ -4,8 +4,8 @@
 - backends (workers.py): ``docker`` (a pool of locked-down long-lived containers) and
   ``process`` (bubblewrap, or plain subprocesses with rlimits as a weak fallback).
 - runner.py: the stdlib-only program inside each worker that forks one process per job.
-- checks.py: static checks before execution (syntax, banned imports, size) and the
-  determinism check.
+- checks.py: AZR's task-validity rules (syntax, banned imports, size) and the
+  determinism check; not a security boundary (the runner's design is: see runner.py).
 - cli.py: ``arena sandbox build | doctor | clean | run``.
 """
 

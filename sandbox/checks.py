@@ -1,7 +1,11 @@
 """Static checks before execution, and the determinism check (AZR's validation of a proposal).
 
-These are a *filter* for proposals (programs a model wrote as tasks), not a security layer:
-the sandbox contains programs whether or not they passed these checks.
+These are AZR's task-validity rules for proposals (programs a model wrote as tasks: no
+randomness, no I/O, no clocks, within size bounds). They are **not a security boundary**
+and never were one: ``print.__self__``, ``_frozen_importlib``, ``posixpath.os`` or
+``getattr((), '__cla' + 'ss__')`` all pass them. The sandbox contains programs with
+ctypes and raw system calls whether or not they passed these checks (issue 8; see
+`arena.sandbox.runner`).
 
 - `check_syntax`: the program parses.
 - `check_size`: characters and lines within bounds.

@@ -17,8 +17,12 @@ and runs them on ``workers`` threads, one worker each.
 Failure handling: when a worker dies or hangs under a job, the jobs after it (never run)
 are re-sent to a fresh worker, and the job in flight is retried alone up to
 ``infra_retries`` times. A job that keeps bringing workers down is reported ``killed``; a
-worker that cannot be started, or hangs, gives ``infra``. Workers whose scratch dir could
-not be wiped are replaced. Containers carry the ``arena.sandbox=1`` label and are removed
+worker that cannot be started, or hangs, gives ``infra``. A runner that finds its worker
+tampered with after a job (its own limits, priority or affinity changed, the scratch root
+changed, the scratch dir not emptied in time) answers that job and retires; the jobs it
+had not run go to a fresh worker. What a program's process wrote is parsed here, with the
+host's own limits (`arena.sandbox.result.parse_output`): a program can make its result
+``error`` but never ``infra``, and nothing it writes makes `run_many` raise. Containers carry the ``arena.sandbox=1`` label and are removed
 on `close`, at interpreter exit, and by themselves when the host process dies (their
 stdin closes and the runner exits).
 """
