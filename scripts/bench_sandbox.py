@@ -7,7 +7,7 @@
 Workloads (an AZR-sized program: a ~10-line function over a short input):
 
 - ``same``: one program run on many inputs (AZR's abduction tasks; the solver's rollouts
-  for one proposed program). The arena runner compiles it once per request (batch).
+  for one proposed program). Each job's process compiles it (the runner never sees a job).
 - ``distinct``: every job a new program source (AZR's induction; fresh proposals), so
   nothing is reused from one job to the next.
 
