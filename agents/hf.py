@@ -1,0 +1,321 @@
+"""The `hf` agent: a transformers causal LM as an arena `Policy`.
+
+`HFPolicy.act` answers a batch of requests with one batched `generate` call per chunk of
+`batch_size` prompts: the chat template applied, left padding, temperature / top-p
+sampling (greedy at temperature 0), stop at EOS, at most `max_new_tokens`. Each
+`Completion` carries the prompt ids, the completion ids (EOS included when generated) and
+the log-prob of every sampled token under the distribution it was sampled from.
+
+**Legal-action constraint** (`constrain=True`): when a request lists `legal_actions`,
+decoding is limited to exactly those strings followed by EOS: a prefix trie over their
+token ids, applied as a logits processor that sets every other logit to -inf. The
+log-probs are then those of the constrained distribution, and `Completion.info
+["allowed_token_ids"]` records the allowed set at each position, so the trainer computes
+the same constrained log-probs in its forward pass (`arena.trainer`).
+
+**Fast generation on GPU**: with a CUDA device, generation runs from a copy of the policy
+in its compute dtype (bf16) with `cache_implementation="static"` (transformers compiles
+the decode step into CUDA graphs), batch sizes bucketed to powers of two and prompt widths
+to multiples of 64 so that it compiles once per bucket. We keep a *copy* rather than
+casting the trained model: the trainer's fp32 master weights stay untouched, TRL's
+autocast never writes bf16 into an fp32 static cache (the crash plain TRL hits with
+`generation_kwargs={"cache_implementation": "static"}`), and `sync_weights()` refreshes
+the copy in place (`copy_`, no recompile) after each optimizer step. On CPU the policy
+generates from the trained model itself with the default dynamic cache.
+
+Sampling uses the policy's own RNG stream (`get_rng_state` / `set_rng_state`, saved in
+checkpoints), so a seeded run is reproducible and resumable whatever else draws from
+torch's global generator.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from arena.errors import ArenaError
+from arena.policy import Completion, Request
+
+
+def resolve_model(spec: str) -> str:
+    """`tiny` -> the cached tiny model folder; a local folder -> itself; else a Hub id."""
+    if spec == "tiny":
+        from .tiny import tiny_model_path
+
+        return str(tiny_model_path())
+    if spec.startswith("hf:"):
+        spec = spec[3:]
+    return spec
+
+
+def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
+    """Load `(model, tokenizer)` through `from_pretrained`.
+
+    `spec` is `tiny`, a local folder, or a Hub id. A Hub id that cannot be fetched (no
+    network here) is a one-line `ArenaError` naming `--model tiny` or a local path.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(spec)
+    local = Path(path).expanduser()
+    if local.exists() and not (local / "config.json").exists():
+        raise ArenaError(f"{path} has no config.json: give a folder written by save_pretrained, "
+                         "a Hub id, or --model tiny")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
+        model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path,
+                                                     dtype=dtype or torch.float32)
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArenaError(f"cannot load model {spec!r} ({first[:160]}): without network use --model tiny "
+                         "or --model PATH to a local folder written by save_pretrained") from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise ArenaError(f"the tokenizer of {spec!r} has no chat template: arena prompts are chat messages")
+    if device:
+        model.to(device)
+    return model, tokenizer
+
+
+class _Trie:
+    """Allowed next tokens of a set of token sequences, by prefix."""
+
+    def __init__(self, seqs: Sequence[Sequence[int]]):
+        self.next: dict[tuple[int, ...], list[int]] = {}
+        for seq in seqs:
+            for t in range(len(seq)):
+                allowed = self.next.setdefault(tuple(seq[:t]), [])
+                if seq[t] not in allowed:
+                    allowed.append(seq[t])
+
+    def allowed(self, prefix: Sequence[int]) -> list[int] | None:
+        return self.next.get(tuple(prefix))
+
+
+class _ConstrainProcessor:
+    """Logits processor: rows with a trie may only continue one of its sequences."""
+
+    def __init__(self, tries: list[_Trie | None], prompt_width: int):
+        self.tries = tries
+        self.prompt_width = prompt_width
+        self.allowed: list[list[list[int]]] = [[] for _ in tries]  # per row, per position
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        step = input_ids.shape[1] - self.prompt_width
+        for row, trie in enumerate(self.tries):
+            if trie is None:
+                continue
+            allowed = trie.allowed(input_ids[row, self.prompt_width:].tolist())
+            if allowed is None:  # finished row (after EOS): generate pads it; keep a valid distribution
+                continue
+            mask = torch.full_like(scores[row], float("-inf"))
+            mask[allowed] = 0.0
+            scores[row] = scores[row] + mask
+            if len(self.allowed[row]) == step:
+                self.allowed[row].append(sorted(allowed))
+        return scores
+
+
+def _bucket(n: int, minimum: int = 1) -> int:
+    """The next power of two >= n."""
+    size = minimum
+    while size < n:
+        size *= 2
+    return size
+
+
+class HFPolicy:
+    """A transformers causal LM answering arena requests (see the module docstring).
+
+    Args:
+        model, tokenizer: from `load_model` (the tokenizer needs a chat template).
+        name: the agent name recorded in episodes.
+        max_new_tokens: completion length cap.
+        temperature: sampling temperature; 0 is greedy.
+        top_p: nucleus sampling mass (1.0: off).
+        constrain: decode only among `legal_actions` when a request has them.
+        batch_size: prompts per `generate` call.
+        seed: seed of the policy's sampling RNG.
+        static_cache: generate from a compute-dtype copy with a static, compiled cache
+            (default: when the model is on a CUDA device).
+    """
+
+    def __init__(self, model, tokenizer, *, name: str = "model", max_new_tokens: int = 64,
+                 temperature: float = 1.0, top_p: float = 1.0, constrain: bool = False,
+                 batch_size: int = 256, seed: int = 0, static_cache: bool | None = None):
+        import torch
+
+        if temperature < 0:
+            raise ArenaError(f"temperature must be >= 0, got {temperature}")
+        if not 0 < top_p <= 1:
+            raise ArenaError(f"top_p must be in (0, 1], got {top_p}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.max_new_tokens = int(max_new_tokens)
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.constrain = bool(constrain)
+        self.batch_size = int(batch_size)
+        self.device = next(model.parameters()).device
+        self.static_cache = self.device.type == "cuda" if static_cache is None else bool(static_cache)
+        gen = torch.Generator()
+        gen.manual_seed(seed)
+        self._cpu_rng = gen.get_state()
+        self._cuda_rng = None
+        self._gen_model = None
+        self.generated_tokens = 0
+        if self.static_cache:
+            self._make_generation_copy()
+
+    # --- weights -------------------------------------------------------------------
+    def _make_generation_copy(self) -> None:
+        import copy
+
+        import torch
+
+        src = self._unwrapped()
+        self._gen_model = copy.deepcopy(src).to(torch.bfloat16).eval()
+        for p in self._gen_model.parameters():
+            p.requires_grad_(False)
+
+    def _unwrapped(self):
+        model = self.model
+        if hasattr(model, "merge_and_unload") and hasattr(model, "get_base_model"):  # PEFT: generate through it
+            return model
+        return model
+
+    def sync_weights(self) -> None:
+        """Refresh the generation copy from the trained weights (no-op when the policy
+        generates from the trained model itself)."""
+        if self._gen_model is None:
+            return
+        import torch
+
+        with torch.no_grad():
+            for dst, src in zip(self._gen_model.state_dict().values(), self._unwrapped().state_dict().values()):
+                dst.copy_(src)
+
+    # --- RNG -----------------------------------------------------------------------
+    def get_rng_state(self) -> dict[str, Any]:
+        state = {"cpu": self._cpu_rng.tolist()}
+        if self._cuda_rng is not None:
+            state["cuda"] = self._cuda_rng.tolist()
+        return state
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        import torch
+
+        self._cpu_rng = torch.tensor(state["cpu"], dtype=torch.uint8)
+        if state.get("cuda") is not None:
+            self._cuda_rng = torch.tensor(state["cuda"], dtype=torch.uint8)
+
+    # --- generation ----------------------------------------------------------------
+    def encode(self, request: Request) -> list[int]:
+        """The prompt ids of a request: its chat messages through the chat template."""
+        ids = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=True)
+        if hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return list(ids)
+
+    def action_ids(self, action: str) -> list[int]:
+        """The token ids of a legal action followed by EOS, as constrained decoding emits it."""
+        return list(self.tokenizer(action, add_special_tokens=False).input_ids) + [self.tokenizer.eos_token_id]
+
+    def act(self, requests: Sequence[Request]) -> list[Completion]:
+        out: list[Completion] = []
+        for start in range(0, len(requests), self.batch_size):
+            out.extend(self._generate(requests[start:start + self.batch_size]))
+        return out
+
+    def _generate(self, requests: Sequence[Request]) -> list[Completion]:
+        import torch
+
+        prompts = [self.encode(r) for r in requests]
+        tries = [_Trie([self.action_ids(a) for a in r.legal_actions]) if self.constrain and r.legal_actions else None
+                 for r in requests]
+        rows = len(prompts)
+        width = max(len(p) for p in prompts)
+        model = self._gen_model if self._gen_model is not None else self.model
+        if self.static_cache:  # compile once per bucket
+            width = _bucket(width, 64) if width <= 512 else -(-width // 512) * 512
+            rows = _bucket(rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((rows, width), pad, dtype=torch.long)
+        mask = torch.zeros((rows, width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        for i in range(len(prompts), rows):  # bucket filler rows: a copy of the first prompt
+            ids[i], mask[i] = ids[0], mask[0]
+        tries = tries + [tries[0]] * (rows - len(prompts))
+        processor = _ConstrainProcessor(tries, width)
+        max_new = self.max_new_tokens
+        if all(t is not None for t in tries):  # legal actions bound the length
+            max_new = min(max_new, max(len(k) for t in tries for k in t.next) + 1)
+        kwargs: dict[str, Any] = dict(
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), max_new_tokens=max_new,
+            pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id, return_dict_in_generate=True,
+            output_scores=True, logits_processor=[processor] if any(t is not None for t in tries) else None,
+        )
+        if self.temperature > 0:
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if self.static_cache:
+            kwargs["cache_implementation"] = "static"
+        was_training = model.training
+        model.eval()
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                torch.set_rng_state(self._cpu_rng)
+                if devices and self._cuda_rng is not None:
+                    torch.cuda.set_rng_state(self._cuda_rng, self.device)
+                result = model.generate(**kwargs)
+                self._cpu_rng = torch.get_rng_state()
+                if devices:
+                    self._cuda_rng = torch.cuda.get_rng_state(self.device)
+        finally:
+            model.train(was_training)
+        sequences = result.sequences[:, width:].cpu()
+        logps = torch.stack([s.float().log_softmax(-1) for s in result.scores], dim=1).cpu() if result.scores else None
+        eos = self.tokenizer.eos_token_id
+        completions = []
+        for i, request in enumerate(requests):
+            tokens = sequences[i].tolist()
+            if eos in tokens:
+                tokens = tokens[:tokens.index(eos) + 1]
+            else:
+                tokens = [t for t in tokens if t != pad] if pad != eos else tokens
+            lp = [float(logps[i, t, tok]) for t, tok in enumerate(tokens)] if logps is not None else None
+            text = self.tokenizer.decode([t for t in tokens if t != eos], skip_special_tokens=True)
+            info: dict[str, Any] = {}
+            if tries[i] is not None:
+                info["allowed_token_ids"] = processor.allowed[i][:len(tokens)]
+            self.generated_tokens += len(tokens)
+            completions.append(Completion(text=text, prompt_ids=prompts[i], token_ids=tokens, logprobs=lp, info=info))
+        return completions
+
+
+def make_hf_agent(spec: str, *, seed: int | None = None, device: str | None = None, **kwargs: Any) -> HFPolicy:
+    """`tiny` or `hf:PATH_OR_ID` as an agent (constrained by default for the tiny model)."""
+    if device is None:
+        device = os.environ.get("ARENA_DEVICE") or _default_device()
+    model, tokenizer = load_model(spec, device=device)
+    kwargs.setdefault("constrain", spec == "tiny")
+    kwargs.setdefault("name", spec if spec == "tiny" else "model")
+    return HFPolicy(model, tokenizer, seed=seed or 0, **kwargs)
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

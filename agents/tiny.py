@@ -1,0 +1,177 @@
+"""The embedded default model: a tiny Qwen2-architecture model with its own tokenizer,
+built on this machine (no download), saved with `save_pretrained` and loaded back
+through the normal `from_pretrained` path like any other checkpoint.
+
+- Tokenizer: byte-level BPE (the `tokenizers` library, as GPT-2 and Qwen2) trained on the
+  prompts of every registered env (16 seeded random games each) and the env manuals,
+  with Qwen2's normaliser and pre-tokenizer (any text still encodes, byte by byte),
+  with Qwen2's chat special tokens and chat template. EOS is `<|im_end|>` (the end of an
+  assistant turn), padding is `<|endoftext|>` on the left (decoder-only generation).
+- Model: `Qwen2ForCausalLM` with a small config (`TINY_CONFIG`), randomly initialised
+  from a fixed seed. head_dim 64 so that vLLM's CPU kernels accept it (16 is refused).
+
+`tiny_model_path()` builds it once into `$ARENA_CACHE/models/tiny-<hash>` (default
+`~/.cache/arena`) and returns the folder; the hash covers the config, the tokenizer
+recipe and the registered envs, so a new env or a new recipe builds a new model. The
+build writes into a temporary folder and renames it, so concurrent builders (pytest
+workers, two runs) never see a half-written model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+TINY_CONFIG: dict[str, Any] = {
+    "hidden_size": 64,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 1,
+    "num_key_value_heads": 1,
+    "head_dim": 64,
+    "max_position_embeddings": 4096,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": True,
+    "rms_norm_eps": 1e-6,
+}
+VOCAB_SIZE = 4096
+MAX_TOKEN_CHARS = 32
+QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"""
+               r"""|\s+(?!\S)|\s+""")
+SEED = 0
+RECIPE_VERSION = 3
+
+PAD, BOS_CHAT, EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def cache_dir() -> Path:
+    """`$ARENA_CACHE`, default `~/.cache/arena`."""
+    return Path(os.environ.get("ARENA_CACHE") or Path.home() / ".cache" / "arena")
+
+
+def corpus(games_per_env: int = 16) -> list[str]:
+    """Text to train the tokenizer on: every registered env's manual and the chat prompts of
+    a few seeded random games (all roles), plus every legal action seen."""
+    import random
+
+    from arena.registry import make, registry
+
+    texts: list[str] = ["system\nuser\nassistant\n" * 8]  # the chat roles, whole words
+    for env_id in sorted(registry()):
+        try:
+            env = make(env_id)
+        except Exception:  # an env that cannot be built here (missing extra) adds no text
+            continue
+        texts.append(type(env).__doc__ or "")
+        rng = random.Random(0)
+        for seed in range(games_per_env):
+            env.reset(seed=seed)
+            for _ in range(60):
+                if not env.agents:
+                    break
+                role = env.agent_selection
+                if env.terminations.get(role) or env.truncations.get(role):
+                    env.step(None)
+                    continue
+                texts.extend(m["content"] for m in env.prompt(role))
+                legal = env.legal_actions(role)
+                if legal:
+                    texts.extend(legal)
+                    env.step(rng.choice(legal))
+                else:
+                    env.step("[pass]")
+    return texts
+
+
+def _fingerprint() -> str:
+    from arena.registry import registry
+
+    blob = json.dumps({"config": TINY_CONFIG, "vocab": VOCAB_SIZE, "seed": SEED, "recipe": RECIPE_VERSION, "max_token": MAX_TOKEN_CHARS,
+                       "envs": sorted(registry())}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def build_tokenizer(texts: list[str]):
+    """A byte-level BPE `PreTrainedTokenizerFast` with Qwen2's chat tokens and template."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    # Qwen2's own pipeline (NFC, its split regex, byte level): transformers loads any
+    # qwen2 checkpoint with `Qwen2Tokenizer`, which rebuilds exactly this pipeline around
+    # the saved vocab and merges, so a tokenizer trained any other way would not survive
+    # `from_pretrained` (checked after the build, in `build_tiny`).
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=[PAD, BOS_CHAT, EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+                                  max_token_length=MAX_TOKEN_CHARS)
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token=None,
+                                   unk_token=None, padding_side="left", model_max_length=TINY_CONFIG["max_position_embeddings"])
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny(path: str | os.PathLike[str], config_overrides: dict[str, Any] | None = None) -> Path:
+    """Build the tiny model and tokenizer into `path` (overwritten). `config_overrides`
+    changes the architecture (e.g. a Qwen2-0.5B shape for GPU benchmarks)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    path = Path(path)
+    tokenizer = build_tokenizer(corpus())
+    cfg = {**TINY_CONFIG, **(config_overrides or {})}
+    config = Qwen2Config(vocab_size=len(tokenizer), bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, **cfg)
+    torch.manual_seed(SEED)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = None
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    from transformers import AutoTokenizer
+
+    reloaded = AutoTokenizer.from_pretrained(path)
+    sample = CHAT_TEMPLATE + " Available Moves: '[check]', '[bet]' 12 + 345 = 357"
+    if reloaded(sample).input_ids != tokenizer(sample).input_ids:
+        raise RuntimeError("the tiny tokenizer does not survive from_pretrained: its pipeline differs from Qwen2's")
+    return path
+
+
+def tiny_model_path(config_overrides: dict[str, Any] | None = None) -> Path:
+    """The folder of the tiny model, built on first use (atomically) and cached."""
+    key = _fingerprint()
+    if config_overrides:
+        key += "-" + hashlib.sha256(json.dumps(config_overrides, sort_keys=True).encode()).hexdigest()[:8]
+    final = cache_dir() / "models" / f"tiny-{key}"
+    if (final / "config.json").exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=final.parent))
+    try:
+        build_tiny(tmp, config_overrides)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process finished first: use its copy
+            if not (final / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
