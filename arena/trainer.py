@@ -27,7 +27,6 @@ go through TRL's own code.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import os
@@ -106,6 +105,8 @@ class SelfPlayTrainer(GRPOTrainer):
         self.elapsed_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
         self.session_start = time.monotonic()
         self.writer = EpisodeWriter(self.run_dir)
+        # transformers 5 reads the TensorBoard folder from the environment, not from the args
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.run_dir / "tensorboard")
         use_cuda = (config.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
         args = GRPOConfig(
             output_dir=str(self.run_dir / CHECKPOINTS_DIR),
@@ -130,7 +131,6 @@ class SelfPlayTrainer(GRPOTrainer):
             save_steps=config.save_every,
             save_total_limit=config.save_total_limit,
             report_to=[] if config.report_to == "none" else [config.report_to],
-            logging_dir=str(self.run_dir / "tensorboard"),
             seed=config.seed,
             use_cpu=not use_cuda,
             bf16=use_cuda and torch.cuda.is_bf16_supported(),
@@ -284,14 +284,14 @@ class SelfPlayTrainer(GRPOTrainer):
 
     # -- arena state in checkpoints ------------------------------------------------------
     def arena_state(self) -> dict[str, Any]:
-        gen = getattr(self.policy, "generator", None)
+        get_rng = getattr(self.policy, "get_rng_state", None)
         return {
             "step": self.state.global_step,
             "rollouts": self.rollouts,
             "episodes_written": self.rollouts * self.config.episodes_per_step,
             "baselines": dict(self.baselines),
             "elapsed_seconds": self.elapsed_before + time.monotonic() - self.session_start,
-            "policy_rng": base64.b64encode(gen.get_state().numpy().tobytes()).decode() if gen is not None else None,
+            "policy_rng": get_rng() if get_rng is not None else None,
         }
 
     def load_arena_state(self, state: dict[str, Any]) -> None:
@@ -299,10 +299,8 @@ class SelfPlayTrainer(GRPOTrainer):
         self.baselines = {k: float(v) for k, v in state["baselines"].items()}
         self.elapsed_before = float(state.get("elapsed_seconds", 0.0))
         self.session_start = time.monotonic()
-        gen = getattr(self.policy, "generator", None)
-        if gen is not None and state.get("policy_rng"):
-            raw = base64.b64decode(state["policy_rng"])
-            gen.set_state(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
+        if state.get("policy_rng") and hasattr(self.policy, "set_rng_state"):
+            self.policy.set_rng_state(state["policy_rng"])
 
 
 class _ArenaCallback(TrainerCallback):
