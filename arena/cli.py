@@ -349,6 +349,7 @@ def _root(
 
 
 _mount_sandbox()
+app.add_typer(__import__("arena.train_cli").train_cli.app)  # train, eval, report (arena/train_cli.py)
 
 
 def _is_usage_exception(exc: BaseException) -> bool:

@@ -1,0 +1,450 @@
+"""`arena train`, `arena eval`, `arena report`: self-play training from the command line.
+
+    arena train --env spiral/KuhnPoker-v0 --steps 100 --out runs/kuhn
+    arena train --config kuhn.yaml --learning-rate 3e-4      # flags override the file
+    arena train --resume runs/kuhn                           # continue from the last checkpoint
+    arena eval runs/kuhn --env spiral/KuhnPoker-v0           # vs random and heuristic; Kuhn exploitability
+    arena report runs/kuhn                                   # PNG plots in runs/kuhn/plots
+
+Every `TrainConfig` field is a flag of `arena train` (`arena.config.parse_args`), so the
+flags, the YAML keys and `arena train --help` come from one dataclass. torch, trl,
+transformers and matplotlib are imported inside the command bodies, never at start-up.
+Text from envs and models is printed literally (Rich `Text`, never markup).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from arena.errors import ArenaError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+err_console = Console(stderr=True)
+
+UNIFORM_EXPLOITABILITY = 11 / 24  # Kuhn Poker, both seats uniformly random
+RATES = ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate")
+OPPONENTS = ("random", "heuristic")
+
+
+def _say(message: str, *, err: bool = False) -> None:
+    (err_console if err else console).print(Text(message), soft_wrap=True)
+
+
+def _ui() -> Any:
+    """The table helpers of `arena.cli` (literal text, ids and numbers never wrapped)."""
+    from arena import cli
+
+    return cli
+
+
+# -- arena train ------------------------------------------------------------------------------
+def _train_help() -> None:
+    from arena.config import fields_help
+
+    ui = _ui()
+    _say("Usage: arena train [--config FILE.yaml] [--FIELD VALUE ...] [--resume RUN]\n\n"
+         "Self-play training of one model on one or more envs (role-conditioned advantages on TRL's GRPO).\n"
+         "Every field below is a flag (--foo-bar VALUE or --foo-bar=VALUE; booleans also --foo-bar / --no-foo-bar;\n"
+         "list fields repeat or take commas) and the YAML key foo_bar of --config FILE.yaml; flags override the file.\n"
+         "--resume RUN continues a run from its last checkpoint with the run's config.yaml (flags given override it).\n")
+    table = ui._table("arena train options", ["flag", "default", "help~"])
+    ui._add_row(table, "--config FILE", "-", "A YAML file of field: value (the same names as the flags).")
+    for flag, default, text in fields_help():
+        ui._add_row(table, flag, default, text)
+    ui._add_row(table, "--help, -h", "-", "Show this message and exit.")
+    ui._print_table(table)
+
+
+def _with_run_config(words: list[str]) -> list[str]:
+    """`--resume RUN` without `--config`: the run's own config.yaml is the base."""
+    from arena.config import parse_args
+
+    if any(w == "--config" or w.startswith("--config=") for w in words):
+        return words
+    resume = parse_args(words).resume
+    if resume and (Path(resume) / "config.yaml").is_file():
+        return ["--config", str(Path(resume) / "config.yaml"), *words]
+    return words
+
+
+@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                        "help_option_names": []})
+def train_cmd(ctx: typer.Context) -> None:
+    """Train one model by self-play: every TrainConfig field is a flag (`arena train --help`)."""
+    words = list(ctx.args)
+    if "--help" in words or "-h" in words:
+        _train_help()
+        return
+    from arena.config import parse_args
+
+    config = parse_args(_with_run_config(words))
+    run_dir = Path(config.resume or config.out)
+    _say(f"{'resuming' if config.resume else 'training'} {config.model} on {', '.join(config.env)} "
+         f"for {config.steps} steps; run folder {run_dir}", err=True)
+    from arena.trainer import train  # torch, trl, transformers: imported here, not at start-up
+
+    try:
+        trainer = train(config)
+    except KeyboardInterrupt:
+        _interrupted(run_dir)
+        raise typer.Exit(130) from None
+    step = trainer.state.global_step
+    _say(f"done: {step} steps in {trainer.minutes():.1f} min")
+    _say(f"model: {run_dir / 'model'}\nmetrics: {run_dir / 'metrics.csv'}\n"
+         f"episodes: {run_dir / 'episodes.jsonl'} (replay with `arena replay {run_dir}`)\n"
+         f"plots: `arena report {run_dir}`; evaluate: `arena eval {run_dir} --env {config.env[0]}`")
+    final = _last_eval(run_dir)
+    if final:
+        results = {k: v for k, v in final.items() if k not in ("step", "minutes", "final")}
+        _print_results(results, f"evaluation at step {final.get('step')} ({final.get('minutes', 0):.1f} min)")
+
+
+def _interrupted(run_dir: Path) -> None:
+    """Ctrl-C: say where the run stopped and how to continue it."""
+    from arena.store import read_run_info, update_run_info
+    from arena.trainer import last_checkpoint
+
+    info = read_run_info(run_dir) if run_dir.is_dir() else {}
+    if info.get("status") == "running":
+        update_run_info(run_dir, status="interrupted")
+    step = info.get("step")
+    ckpt = last_checkpoint(run_dir) if run_dir.is_dir() else None
+    where = f"interrupted at step {step}" if step is not None else "interrupted before the first step"
+    if ckpt is not None:
+        _say(f"{where}; resume with `arena train --resume {run_dir}` (from {ckpt.name})", err=True)
+    else:
+        _say(f"{where}; no checkpoint yet (one is saved every --save-every steps), so `arena train --resume "
+             f"{run_dir}` cannot continue it: start again with another --out", err=True)
+
+
+def _last_eval(run_dir: Path) -> dict[str, Any] | None:
+    records = _read_jsonl(run_dir / "eval.jsonl")
+    finals = [r for r in records if r.get("final")]
+    return (finals or records or [None])[-1]
+
+
+# -- arena eval -------------------------------------------------------------------------------
+def _run_of(path: Path) -> Path | None:
+    """The run folder a model folder belongs to (RUN/model, RUN/checkpoints/checkpoint-N)."""
+    for parent in (path.parent, path.parent.parent):
+        if (parent / "config.yaml").is_file():
+            return parent
+    return None
+
+
+def _newest_model(run: Path) -> Path:
+    final = run / "model"
+    if (final / "config.json").is_file():
+        return final
+    ckpts = [p for p in (run / "checkpoints").glob("checkpoint-*")
+             if p.name.split("-")[-1].isdigit() and (p / "config.json").is_file()]
+    if not ckpts:
+        raise ArenaError(f"{run} holds no model yet (no {final}, no checkpoint with config.json): "
+                         f"train it with `arena train --out {run}`, or wait for its first checkpoint (--save-every)")
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def resolve_target(target: str) -> tuple[str, Path | None]:
+    """(model spec for `load_model`, run folder or None) of `arena eval`'s argument."""
+    path = Path(target).expanduser()
+    if target == "tiny" and not path.exists():
+        return "tiny", None
+    if path.is_dir() and (path / "config.yaml").is_file():
+        return str(_newest_model(path)), path
+    if path.is_dir() and (path / "config.json").is_file():
+        return str(path), _run_of(path)
+    if path.exists():
+        raise ArenaError(f"{target} is neither a run folder (config.yaml) nor a model folder (config.json): "
+                         "give a run written by `arena train`, a save_pretrained folder, a Hub id, or tiny")
+    return target, None
+
+
+@app.command("eval")
+def eval_cmd(
+    target: str = typer.Argument(..., metavar="RUN|MODEL", help="A training run (its final model, else its newest checkpoint), a model folder, a Hub id, or tiny."),
+    env: list[str] = typer.Option([], "--env", help="Env id to evaluate on, repeatable (default: the run's envs)."),
+    episodes: int = typer.Option(64, "--episodes", "-n", min=1, help="Episodes per opponent (both seats equally)."),
+    seed: int = typer.Option(10_000, "--seed", min=0, help="Seed of the evaluation episodes."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results here (default for a run: RUN/eval-final.json)."),
+    constrain: bool | None = typer.Option(None, "--constrain/--no-constrain", help="Decode only legal actions (default: the run's setting; on for tiny)."),
+    temperature: float | None = typer.Option(None, "--temperature", min=0.0, help="Sampling temperature (default: the run's; 1.0)."),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+) -> None:
+    """Evaluate a model: win/draw/loss and invalid moves vs random and heuristic; Kuhn exploitability."""
+    from arena.config import load_yaml
+
+    spec, run = resolve_target(target)
+    cfg: dict[str, Any] = load_yaml(run / "config.yaml") if run is not None else {}
+    env_ids = list(env) or list(cfg.get("env") or [])
+    if not env_ids:
+        raise ArenaError("give the env to evaluate on: --env ID (repeatable), e.g. --env spiral/KuhnPoker-v0")
+    import arena
+
+    for env_id in env_ids:
+        arena.spec(env_id)  # an unknown id: one line before any model loads
+    if constrain is None:
+        constrain = cfg.get("constrain")
+        if constrain is None:
+            constrain = (cfg.get("model") or target) == "tiny"
+    temp = temperature if temperature is not None else float(cfg.get("temperature", 1.0))
+
+    from arena.agents.hf import HFPolicy, load_model
+    from arena.evaluate import evaluate
+
+    if device is None:
+        import os
+
+        import torch
+
+        device = os.environ.get("ARENA_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, tokenizer = load_model(spec, device=device)
+    model.eval()
+    policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=int(cfg.get("max_new_tokens", 64)),
+                      temperature=temp, top_p=float(cfg.get("top_p", 1.0)), constrain=bool(constrain), seed=seed)
+    _say(f"evaluating {spec} ({'constrained' if constrain else 'free'} decoding, temperature {temp:g}) "
+         f"on {', '.join(env_ids)}: {episodes} episodes per opponent", err=True)
+    results = evaluate(policy, env_ids, episodes=episodes, seed=seed, env_kwargs=cfg.get("env_kwargs") or {})
+    _print_results(results, f"{target}: {episodes} episodes per opponent")
+    out = json_out if json_out is not None else (run / "eval-final.json" if run is not None else None)
+    if out is not None:
+        record = {"target": target, "model": spec, "run": str(run) if run else None, "envs": env_ids,
+                  "episodes": episodes, "seed": seed, "constrain": bool(constrain), "temperature": temp,
+                  "results": results}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=1, default=_nan_as_null) + "\n")
+        _say(f"results written to {out}")
+
+
+def _nan_as_null(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else str(value)
+
+
+def _print_results(results: dict[str, Any], title: str) -> None:
+    """A table of win/draw/loss, invalid moves and mean return per env and opponent, then the
+    Kuhn exploitability and strategy table of each env that has them."""
+    ui = _ui()
+    envs = list(dict.fromkeys(k.split("/")[0] for k in results))
+    table = ui._table(title, ["env", "opponent", "win>", "draw>", "loss>", "invalid moves>", "mean return>"])
+    rows = 0
+    for short in envs:
+        for opp in OPPONENTS:
+            key = f"{short}/vs_{opp}"
+            if f"{key}/win_rate" not in results:
+                continue
+            rows += 1
+            ui._add_row(table, short, opp, *(_pct(results.get(f"{key}/{r}")) for r in RATES),
+                        _num(results.get(f"{key}/mean_return"), "+.3f"))
+    if rows:
+        ui._print_table(table)
+    for short in envs:
+        value = results.get(f"{short}/exploitability")
+        if value is None:
+            continue
+        _say(f"{short} exploitability: {_num(value, '.4f')} (uniform random {UNIFORM_EXPLOITABILITY:.4f}, Nash 0)")
+        policy_table = results.get(f"{short}/policy_table")
+        if isinstance(policy_table, dict):
+            ui._print_table(_strategy_table(short, policy_table))
+
+
+def _strategy_table(short: str, table: dict[str, float]) -> Any:
+    from arena.envs.spiral.kuhn_poker import INFO_STATES, nash_policy
+
+    ui = _ui()
+    low, high = nash_policy(0.0), nash_policy(1 / 3)
+    situation = {"": "player_0 first: P(bet)", "p": "player_1 after check: P(bet)",
+                 "b": "player_1 facing bet: P(call)", "pb": "player_0 check, bet: P(call)"}
+    out = ui._table(f"{short} strategy (info state = card + history, p pass, b bet)",
+                    ["info state", "situation", "model>", "Nash>"])
+    for state in INFO_STATES:
+        if state not in table:
+            continue
+        a, b = sorted((low[state], high[state]))
+        nash = f"{a:.2f}" if abs(a - b) < 1e-9 else f"{a:.2f}-{b:.2f}"
+        ui._add_row(out, state, situation[state[1:]], _num(table[state], ".3f"), nash)
+    return out
+
+
+def _pct(value: Any) -> str:
+    return f"{value:.1%}" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+
+def _num(value: Any, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+
+# -- arena report -----------------------------------------------------------------------------
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    out = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a torn last line of a killed run
+                continue
+            if isinstance(record, dict):
+                out.append(record)
+    return out
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    """The rows of metrics.csv as floats (empty cells NaN)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: _float(v) for k, v in row.items() if k} for row in csv.DictReader(f)]
+
+
+def read_evals(run: Path, metrics: list[dict[str, float]]) -> list[dict[str, Any]]:
+    """eval.jsonl, or the `eval/...` columns of metrics.csv when there is no eval.jsonl."""
+    records = _read_jsonl(run / "eval.jsonl")
+    if records:
+        return records
+    out = []
+    for row in metrics:
+        values = {k[5:]: v for k, v in row.items() if k.startswith("eval/") and not math.isnan(v)}
+        if values:
+            out.append({"step": row.get("step"), "minutes": row.get("minutes"), **values})
+    return out
+
+
+_ROLE_METRIC = re.compile(r"^(?P<env>[^/]+)/(?P<role>[^/]+)/(?P<metric>[a-z_]+)$")
+_SKIP = ("rollout", "samples", "eval", "train", "clip_ratio")
+
+
+def _by_env_role(metrics: list[dict[str, float]], metric: str) -> dict[str, dict[str, str]]:
+    """{env: {role: column}} of the metrics.csv columns `<env>/<role>/<metric>`."""
+    out: dict[str, dict[str, str]] = {}
+    for col in (metrics[0] if metrics else {}):
+        m = _ROLE_METRIC.match(col)
+        if m and m["metric"] == metric and m["env"] not in _SKIP:
+            out.setdefault(m["env"], {})[m["role"]] = col
+    return out
+
+
+def _series(rows: list[dict[str, Any]], x: str, y: str) -> tuple[list[float], list[float]]:
+    points = [(_float(r.get(x)), _float(r.get(y))) for r in rows]
+    points = [(a, b) for a, b in points if not (math.isnan(a) or math.isnan(b))]
+    return [a for a, _ in points], [b for _, b in points]
+
+
+def _figure(n: int, cols: int = 1, width: float = 6.0, height: float = 3.2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(n, cols, figsize=(width * cols, height * n), squeeze=False)
+    return fig, axes
+
+
+def _save(fig: Any, path: Path, written: list[Path]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+
+def write_plots(run: Path, out: Path) -> list[Path]:
+    """Write the PNG plots of a run into `out`; returns the files written."""
+    metrics = read_metrics(run / "metrics.csv")
+    evals = read_evals(run, metrics)
+    if not metrics and not evals:
+        raise ArenaError(f"{run} has no metrics.csv or eval.jsonl to plot: train a run with `arena train --out {run}`")
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    returns = _by_env_role(metrics, "mean_return")
+    if returns:
+        fig, axes = _figure(len(returns))
+        for ax, (env, roles) in zip(axes[:, 0], sorted(returns.items()), strict=True):
+            for role, col in sorted(roles.items()):
+                ax.plot(*_series(metrics, "step", col), label=role)
+            ax.set(title=f"{env}: reward (mean return) per role", xlabel="step", ylabel="mean return")
+            ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+        _save(fig, out / "reward.png", written)
+    rates = {rate: _by_env_role(metrics, rate) for rate in RATES}
+    envs = sorted({env for by_env in rates.values() for env in by_env})
+    if envs:
+        fig, axes = _figure(len(envs), len(RATES), width=4.0)
+        for i, env in enumerate(envs):
+            for j, rate in enumerate(RATES):
+                ax = axes[i, j]
+                for role, col in sorted(rates[rate].get(env, {}).items()):
+                    ax.plot(*_series(metrics, "step", col), label=role)
+                ax.set(title=f"{env}: {rate.replace('_', ' ')}", xlabel="step", ylim=(-0.02, 1.02))
+                ax.grid(alpha=0.3)
+                if ax.lines:
+                    ax.legend(fontsize=8)
+        _save(fig, out / "outcomes.png", written)
+    if metrics and any("loss" in r for r in metrics):
+        fig, axes = _figure(1)
+        axes[0, 0].plot(*_series(metrics, "step", "loss"))
+        axes[0, 0].set(title="training loss", xlabel="step", ylabel="loss")
+        axes[0, 0].grid(alpha=0.3)
+        _save(fig, out / "loss.png", written)
+    expl = sorted({k.split("/")[0] for r in evals for k in r if k.endswith("/exploitability")})
+    if expl:
+        fig, axes = _figure(1, width=7.0, height=4.0)
+        ax = axes[0, 0]
+        for env in expl:
+            xs, ys = _series(evals, "minutes", f"{env}/exploitability")
+            ax.plot(xs, ys, marker="o", markersize=3, label=env)
+        ax.axhline(UNIFORM_EXPLOITABILITY, linestyle="--", color="grey", label=f"uniform random ({UNIFORM_EXPLOITABILITY:.3f})")
+        ax.axhline(0.0, linestyle="--", color="green", label="Nash (0)")
+        ax.set(title="Kuhn Poker exploitability", xlabel="wall-clock minutes", ylabel="exploitability")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        _save(fig, out / "exploitability.png", written)
+    vs = sorted({k.split("/")[0] for r in evals for k in r if re.match(r"^[^/]+/vs_[^/]+/win_rate$", k)})
+    if vs:
+        fig, axes = _figure(len(vs))
+        for ax, env in zip(axes[:, 0], vs, strict=True):
+            for opp in OPPONENTS:
+                for rate, style in (("win_rate", "-"), ("invalid_move_rate", ":")):
+                    xs, ys = _series(evals, "minutes", f"{env}/vs_{opp}/{rate}")
+                    if xs:
+                        ax.plot(xs, ys, style, marker="o", markersize=3, label=f"{rate.replace('_', ' ')} vs {opp}")
+            ax.set(title=f"{env}: evaluation vs fixed opponents", xlabel="wall-clock minutes", ylim=(-0.02, 1.02))
+            ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+        _save(fig, out / "eval_win_rates.png", written)
+    return written
+
+
+@app.command("report")
+def report_cmd(
+    run: Path = typer.Argument(..., metavar="RUN", help="A training run folder (metrics.csv, eval.jsonl)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for the PNG files (default: RUN/plots)."),
+) -> None:
+    """Plot a training run: reward per role, win/draw/loss/invalid rates, exploitability and eval win rates."""
+    if not run.is_dir():
+        raise ArenaError(f"{run}: no such run folder")
+    written = write_plots(run, out if out is not None else run / "plots")
+    if not written:
+        raise ArenaError(f"{run}: metrics.csv and eval.jsonl hold no column arena plots")
+    for path in written:
+        _say(str(path))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
