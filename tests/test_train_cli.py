@@ -1,0 +1,224 @@
+"""`arena train`, `arena eval`, `arena report` through the real command (a subprocess).
+
+The tiny model is built once per session into the session's `ARENA_CACHE`
+(tests/conftest.py); the subprocesses inherit it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from arena.errors import ArenaError
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def arena_cmd(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "160", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([sys.executable, "-m", "arena.cli", *map(str, args)], check=False, capture_output=True,
+                          text=True, env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+# -- arena train: flags, help, errors ---------------------------------------------------------
+def test_train_help_lists_every_field_with_its_default():
+    from arena.config import fields_help
+
+    result = arena_cmd("train", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--steps" in result.stdout and "--learning-rate" in result.stdout
+    for flag, default, _ in fields_help():
+        assert flag in result.stdout, flag
+    assert "--config" in result.stdout and "--resume" in result.stdout
+    assert "0.002" in result.stdout  # the learning rate's default
+
+
+def test_train_misspelled_flag_is_one_line_naming_the_close_match():
+    line = one_line_error(arena_cmd("train", "--stesp", "3"))
+    assert "did you mean --steps" in line
+
+
+def test_train_bad_yaml_key_is_one_line(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("env: [spiral/KuhnPoker-v0]\nlearning_rat: 0.001\n")
+    line = one_line_error(arena_cmd("train", "--config", config, "--out", tmp_path / "run"))
+    assert "learning_rat" in line and "learning_rate" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_bad_value_is_one_line():
+    line = one_line_error(arena_cmd("train", "--steps", "many"))
+    assert "--steps" in line
+
+
+def test_resume_starts_from_the_runs_own_config(tmp_path):
+    from arena.config import TrainConfig, parse_args, save_config
+    from arena.train_cli import _with_run_config
+
+    save_config(TrainConfig(env=["spiral/TicTacToe-v0"], steps=7, out=str(tmp_path)), tmp_path / "config.yaml")
+    config = parse_args(_with_run_config(["--resume", str(tmp_path)]))
+    assert config.env == ["spiral/TicTacToe-v0"] and config.steps == 7 and config.resume == str(tmp_path)
+    config = parse_args(_with_run_config([f"--resume={tmp_path}", "--steps", "9"]))
+    assert config.steps == 9 and config.env == ["spiral/TicTacToe-v0"]
+
+
+def test_interrupt_message_names_the_step_and_how_to_resume(tmp_path, capsys):
+    from arena.store import read_run_info, write_run_info
+    from arena.train_cli import _interrupted
+    from arena.trainer import STATE_FILE
+
+    write_run_info(tmp_path, {"command": "train", "status": "interrupted", "step": 12})
+    _interrupted(tmp_path)
+    err = capsys.readouterr().err
+    assert "interrupted at step 12" in err and "no checkpoint yet" in err
+    ckpt = tmp_path / "checkpoints" / "checkpoint-10"
+    ckpt.mkdir(parents=True)
+    (ckpt / STATE_FILE).write_text("{}")
+    _interrupted(tmp_path)
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert f"interrupted at step 12; resume with `arena train --resume {tmp_path}` (from checkpoint-10)" in err
+    write_run_info(tmp_path, {"command": "train", "status": "running"})
+    _interrupted(tmp_path)
+    assert "interrupted before the first step" in capsys.readouterr().err
+    assert read_run_info(tmp_path)["status"] == "interrupted"
+
+
+# -- arena eval: what it loads ----------------------------------------------------------------
+def test_eval_target_resolution(tmp_path):
+    from arena.train_cli import resolve_target
+
+    assert resolve_target("tiny") == ("tiny", None)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("steps: 2\n")
+    with pytest.raises(ArenaError, match="holds no model yet"):
+        resolve_target(str(run))
+    for step in (2, 10):
+        (run / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+        (run / "checkpoints" / f"checkpoint-{step}" / "config.json").write_text("{}")
+    assert resolve_target(str(run)) == (str(run / "checkpoints" / "checkpoint-10"), run)  # newest, not last by name
+    (run / "model").mkdir()
+    (run / "model" / "config.json").write_text("{}")
+    assert resolve_target(str(run)) == (str(run / "model"), run)
+    assert resolve_target(str(run / "model")) == (str(run / "model"), run)
+    assert resolve_target(str(run / "checkpoints" / "checkpoint-2")) == (str(run / "checkpoints" / "checkpoint-2"), run)
+    with pytest.raises(ArenaError, match="neither a run folder"):
+        resolve_target(str(tmp_path))
+
+
+def test_eval_unknown_env_is_one_line():
+    line = one_line_error(arena_cmd("eval", "tiny", "--env", "spiral/Nope-v0"))
+    assert "Nope" in line
+
+
+def test_eval_tiny_writes_json(tmp_path):
+    out = tmp_path / "eval.json"
+    result = arena_cmd("eval", "tiny", "--env", "spiral/TicTacToe-v0", "--episodes", "4", "--json", out)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(out.read_text())
+    assert record["model"] == "tiny" and record["envs"] == ["spiral/TicTacToe-v0"] and record["episodes"] == 4
+    assert record["constrain"] is True
+    for opponent in ("random", "heuristic"):
+        for rate in ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate", "mean_return"):
+            assert f"TicTacToe-v0/vs_{opponent}/{rate}" in record["results"]
+        key = f"TicTacToe-v0/vs_{opponent}"
+        total = sum(record["results"][f"{key}/{r}"] for r in ("win_rate", "draw_rate", "loss_rate"))
+        assert total == pytest.approx(1.0)
+    assert "TicTacToe-v0" in result.stdout and "heuristic" in result.stdout
+
+
+# -- arena report -----------------------------------------------------------------------------
+def synthetic_run(run: Path, steps: int = 6) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    header = ["step", "minutes", "loss", "rollout/seconds", "clip_ratio/low_mean"]
+    for role in ("player_0", "player_1"):
+        header += [f"KuhnPoker-v0/{role}/{m}" for m in ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate",
+                                                         "mean_return", "advantage_mean")]
+    with open(run / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        for step in range(1, steps + 1):
+            row = {k: 0.1 * step for k in header}
+            row.update(step=step, minutes=0.5 * step, loss="")  # an empty cell, as append_csv writes NaN
+            writer.writerow(row)
+    with open(run / "eval.jsonl", "w") as f:
+        for step in range(0, steps + 1, 2):
+            record = {"step": step, "minutes": 0.5 * step, "final": step == steps,
+                      "KuhnPoker-v0/exploitability": 0.4 - 0.05 * step,
+                      "KuhnPoker-v0/policy_table": {"J": 0.5},
+                      "KuhnPoker-v0/vs_random/win_rate": 0.5, "KuhnPoker-v0/vs_random/invalid_move_rate": 0.0,
+                      "KuhnPoker-v0/vs_heuristic/win_rate": 0.4}
+            f.write(json.dumps(record) + "\n")
+        f.write('{"step": 99, "minu')  # a torn last line of a killed run
+
+
+def test_report_writes_the_plots(tmp_path):
+    run = tmp_path / "run"
+    synthetic_run(run)
+    result = arena_cmd("report", run)
+    assert result.returncode == 0, result.stderr
+    expected = ["reward.png", "outcomes.png", "loss.png", "exploitability.png", "eval_win_rates.png"]
+    for name in expected:
+        path = run / "plots" / name
+        assert path.read_bytes()[:8] == PNG, name
+        assert str(path) in result.stdout
+    result = arena_cmd("report", run, "--out", tmp_path / "elsewhere")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == sorted(expected)
+
+
+def test_report_without_eval_has_no_eval_plots(tmp_path):
+    from arena.train_cli import write_plots
+
+    run = tmp_path / "run"
+    synthetic_run(run)
+    (run / "eval.jsonl").unlink()
+    names = sorted(p.name for p in write_plots(run, run / "plots"))
+    assert names == ["loss.png", "outcomes.png", "reward.png"]
+
+
+def test_report_on_a_folder_without_metrics_is_one_line(tmp_path):
+    line = one_line_error(arena_cmd("report", tmp_path))
+    assert "metrics.csv" in line
+    line = one_line_error(arena_cmd("report", tmp_path / "missing"))
+    assert "no such run folder" in line
+
+
+# -- end to end -------------------------------------------------------------------------------
+def test_train_then_eval_then_report(tmp_path):
+    run = tmp_path / "run"
+    result = arena_cmd("train", "--steps", "2", "--episodes-per-step", "8", "--eval-every", "1",
+                       "--eval-episodes", "4", "--out", run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"model: {run / 'model'}" in result.stdout and "exploitability" in result.stdout
+    assert (run / "model" / "config.json").is_file()
+    evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [0, 1, 2] and evals[-1]["final"] is True
+
+    result = arena_cmd("eval", run, "--env", "spiral/KuhnPoker-v0", "--episodes", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((run / "eval-final.json").read_text())
+    assert record["model"] == str(run / "model") and record["constrain"] is True
+    assert 0.0 <= record["results"]["KuhnPoker-v0/exploitability"] <= 0.5
+    assert set(record["results"]["KuhnPoker-v0/policy_table"]) == {
+        c + h for h in ("", "p", "b", "pb") for c in "JQK"}
+    assert "exploitability" in result.stdout and "Kpb" in result.stdout
+
+    result = arena_cmd("report", run)
+    assert result.returncode == 0, result.stderr
+    for name in ("reward.png", "outcomes.png", "exploitability.png", "eval_win_rates.png"):
+        assert (run / "plots" / name).read_bytes()[:8] == PNG
