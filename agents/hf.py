@@ -291,10 +291,8 @@ class HFPolicy:
         completions = []
         for i, request in enumerate(requests):
             tokens = sequences[i].tolist()
-            if eos in tokens:
+            if eos in tokens:  # a row without EOS never finished, so holds no padding
                 tokens = tokens[:tokens.index(eos) + 1]
-            else:
-                tokens = [t for t in tokens if t != pad] if pad != eos else tokens
             lp = [float(logps[i, t, tok]) for t, tok in enumerate(tokens)] if logps is not None else None
             text = self.tokenizer.decode([t for t in tokens if t != eos], skip_special_tokens=True)
             info: dict[str, Any] = {}

@@ -1,0 +1,229 @@
+"""The `hf` model agent on the tiny model: loading, the legal-action constraint and its
+log-probs, batching invariance, stopping, seeded sampling, and the offline error.
+
+The tiny model is built once per session into the session's `ARENA_CACHE` (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from arena.agents.hf import HFPolicy, load_model
+from arena.agents.tiny import tiny_model_path
+
+from arena.errors import ArenaError
+from arena.policy import Request
+from arena.registry import make
+from arena.rollout import play
+
+GAMES = ("spiral/KuhnPoker-v0", "spiral/TicTacToe-v0")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """(model, tokenizer) of the tiny model, loaded the way `--model tiny` loads it."""
+    model, tokenizer = load_model("tiny", device="cpu")
+    model.eval()
+    return model, tokenizer
+
+
+def game_requests(env_id: str, games: int, seed: int = 0) -> list[Request]:
+    """A request for every turn of `games` random games: varied states, both seats."""
+    rng = random.Random(seed)
+    env = make(env_id)
+    out = []
+    for g in range(games):
+        env.reset(seed=seed + g)
+        for _ in range(60):
+            if not env.agents:
+                break
+            role = env.agent_selection
+            if env.terminations.get(role) or env.truncations.get(role):
+                env.step(None)
+                continue
+            obs = str(env.observe(role))
+            legal = env.legal_actions(role)
+            out.append(Request(env_id=env_id, role=role, observation=obs, messages=env.role(role).messages(obs),
+                               legal_actions=list(legal)))
+            env.step(rng.choice(legal))
+    return out
+
+
+def action_seqs(tokenizer, legal: list[str]) -> list[list[int]]:
+    """Each legal action's token ids followed by EOS (computed here, not by the policy)."""
+    return [list(tokenizer(a, add_special_tokens=False).input_ids) + [tokenizer.eos_token_id] for a in legal]
+
+
+def prompt_ids(tokenizer, request: Request) -> list[int]:
+    ids = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+@torch.no_grad()
+def constrained_logprobs(model, prompt: list[int], tokens: list[int], seqs: list[list[int]],
+                         temperature: float) -> list[float]:
+    """Teacher-forced log-probs of `tokens` after `prompt`, each under the softmax (at
+    `temperature`) over only the tokens that continue some legal sequence."""
+    ids = torch.tensor([prompt + tokens])
+    logits = model(input_ids=ids).logits[0, len(prompt) - 1: -1].double() / temperature
+    out = []
+    for t, tok in enumerate(tokens):
+        allowed = sorted({s[t] for s in seqs if len(s) > t and s[:t] == tokens[:t]})
+        assert tok in allowed, f"token {tok} at position {t} continues no legal action"
+        out.append(float(logits[t, allowed].log_softmax(-1)[allowed.index(tok)]))
+    return out
+
+
+def test_tiny_model_loads_through_from_pretrained(tiny):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = tiny_model_path()
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert tokenizer.chat_template
+    assert tokenizer.eos_token == "<|im_end|>"
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+    assert text.endswith("<|im_start|>assistant\n")
+    _, loaded_tok = tiny
+    assert loaded_tok.padding_side == "left"
+    assert loaded_tok.pad_token_id is not None and loaded_tok.pad_token_id != loaded_tok.eos_token_id
+
+
+@pytest.mark.parametrize("env_id", GAMES)
+def test_constrained_completions_are_one_legal_action_then_eos(tiny, env_id):
+    model, tokenizer = tiny
+    policy = HFPolicy(model, tokenizer, constrain=True, temperature=1.0, max_new_tokens=32, seed=1)
+    requests = game_requests(env_id, 40)
+    assert len(requests) >= 80
+    completions = policy.act(requests)
+    eos = tokenizer.eos_token_id
+    seen = set()
+    for request, c in zip(requests, completions):
+        assert c.text in request.legal_actions
+        assert c.token_ids == policy.action_ids(c.text)
+        assert c.token_ids[-1] == eos and c.token_ids.count(eos) == 1
+        assert len(c.logprobs) == len(c.token_ids)
+        assert c.prompt_ids == prompt_ids(tokenizer, request)
+        seen.add(c.text)
+    assert len(seen) > 1  # sampling, not one fixed answer
+
+
+@pytest.mark.parametrize("env_id", GAMES)
+def test_constrained_logprobs_match_teacher_forced_constrained_distribution(tiny, env_id):
+    model, tokenizer = tiny
+    temperature = 0.7
+    policy = HFPolicy(model, tokenizer, constrain=True, temperature=temperature, seed=2)
+    requests = game_requests(env_id, 12, seed=5)
+    completions = policy.act(requests)  # one batch: left padding in play
+    for request, c in zip(requests, completions):
+        ref = constrained_logprobs(model, c.prompt_ids, c.token_ids, action_seqs(tokenizer, request.legal_actions),
+                                   temperature)
+        assert c.logprobs == pytest.approx(ref, abs=1e-4)
+
+
+@pytest.mark.parametrize("env_id", GAMES)
+def test_constrained_distribution_sums_to_one_over_legal_actions(tiny, env_id):
+    model, tokenizer = tiny
+    for request in game_requests(env_id, 3, seed=9)[:6]:
+        prompt = prompt_ids(tokenizer, request)
+        seqs = action_seqs(tokenizer, request.legal_actions)
+        total = sum(pow(2.718281828459045, sum(constrained_logprobs(model, prompt, s, seqs, 0.7))) for s in seqs)
+        assert total == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("env_id", GAMES)
+@pytest.mark.parametrize("constrain", [True, False], ids=["constrained", "free"])
+def test_greedy_episodes_same_batched_and_one_at_a_time(tiny, env_id, constrain):
+    model, tokenizer = tiny
+    policy = HFPolicy(model, tokenizer, constrain=constrain, temperature=0.0, max_new_tokens=8)
+    batched = play(env_id, [policy], 8, seed=3, concurrency=8)
+    single = play(env_id, [policy], 8, seed=3, concurrency=1)
+    for a, b in zip(batched, single):
+        assert [t.completion for t in a.turns] == [t.completion for t in b.turns]
+        assert [t.token_ids for t in a.turns] == [t.token_ids for t in b.turns]
+        for ta, tb in zip(a.turns, b.turns):
+            assert ta.logprobs == pytest.approx(tb.logprobs, abs=1e-4)
+        assert a.rewards == b.rewards
+
+
+def test_unconstrained_sampling_stops_at_eos_or_max_new_tokens(tiny):
+    model, tokenizer = tiny
+    eos = tokenizer.eos_token_id
+    policy = HFPolicy(model, tokenizer, constrain=False, temperature=1.0, max_new_tokens=12, seed=4)
+    requests = game_requests("spiral/KuhnPoker-v0", 20)
+    completions = policy.act(requests)
+    for c in completions:
+        assert 1 <= len(c.token_ids) <= 12
+        assert len(c.logprobs) == len(c.token_ids)
+        if eos in c.token_ids:
+            assert c.token_ids.index(eos) == len(c.token_ids) - 1  # nothing after EOS
+        else:
+            assert len(c.token_ids) == 12  # ran to the cap
+        assert all(lp <= 0.0 for lp in c.logprobs)
+
+
+def test_generated_pad_token_is_kept_in_the_completion(tiny):
+    """A model may generate the pad token (`<|endoftext|>`) before EOS; it is part of the
+    sampled completion (ids and log-probs stay aligned), never silently dropped."""
+    import copy
+
+    model, tokenizer = tiny
+    requests = game_requests("spiral/KuhnPoker-v0", 2)[:2]
+    first = HFPolicy(model, tokenizer, temperature=0.0, max_new_tokens=6).act(requests)[0].token_ids[0]
+    padded = copy.deepcopy(model)
+    with torch.no_grad():  # tied embeddings: the pad token's logit now beats the greedy first token's
+        padded.model.embed_tokens.weight[tokenizer.pad_token_id] = 2 * padded.model.embed_tokens.weight[first]
+    policy = HFPolicy(padded, tokenizer, temperature=0.0, max_new_tokens=6)
+    for request, c in zip(requests, policy.act(requests)):
+        expected, ids = [], list(c.prompt_ids)
+        with torch.no_grad():
+            for _ in range(6):  # teacher-forced greedy decoding, one token at a time
+                nxt = int(padded(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+                expected.append(nxt)
+                ids.append(nxt)
+                if nxt == tokenizer.eos_token_id:
+                    break
+        assert expected[0] == tokenizer.pad_token_id
+        assert c.token_ids == expected
+        assert len(c.logprobs) == len(c.token_ids)
+
+
+def test_seeded_policy_rng_reproducible_and_state_round_trips(tiny):
+    model, tokenizer = tiny
+    requests = game_requests("spiral/TicTacToe-v0", 2)
+
+    def run(seed: int):
+        policy = HFPolicy(model, tokenizer, constrain=False, temperature=1.0, max_new_tokens=6, seed=seed)
+        first = policy.act(requests)
+        torch.manual_seed(12345)  # the global generator does not steer the policy
+        torch.rand(100)
+        return [c.token_ids for c in first + policy.act(requests)]
+
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+    policy = HFPolicy(model, tokenizer, constrain=True, temperature=1.0, seed=7)
+    policy.act(requests)
+    state = json.loads(json.dumps(policy.get_rng_state()))  # checkpoints store it as JSON
+    before = [c.token_ids for c in policy.act(requests)]
+    policy.act(requests)
+    policy.set_rng_state(state)
+    assert [c.token_ids for c in policy.act(requests)] == before
+
+
+def test_hub_id_without_network_is_one_line_error_naming_model_tiny(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
+    with pytest.raises(ArenaError) as info:
+        load_model("some-org/some-model")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "--model tiny" in message
+    assert "some-org/some-model" in message
