@@ -145,6 +145,7 @@ def play(
         ep = Episode(
             env_id=env_ids[k], seed=seed + index, env_kwargs=dict(getattr(env, "env_kwargs", kwargs_of[k])),
             agents={r: seats[r].name for r in env.possible_agents},
+            options=dict(getattr(env, "episode_options", None) or {}),  # what replay needs besides the seed (AZR's references)
             id=f"{run_name}-{index}" if run_name else str(index),
             metadata={**(metadata or {}), "index": index},
         )
@@ -210,6 +211,10 @@ def _finalize(slot: _Slot) -> Episode:
     ep = slot.episode
     ep.rewards = {r: float(v) for r, v in slot.returns.items()}
     ep.outcome = dict(slot.env.outcome or {})
-    for turn in ep.turns:
-        turn.reward = ep.rewards.get(turn.role, 0.0)
+    credit = getattr(slot.env, "turn_credit", None)  # per-turn rewards and infra flags (AZR's n solver attempts)
+    for i, turn in enumerate(ep.turns):
+        own = credit[i] if credit is not None and i < len(credit) else {}
+        turn.reward = float(own["reward"]) if "reward" in own else ep.rewards.get(turn.role, 0.0)
+        if own.get("infra"):
+            turn.info["infra"] = True
     return ep
