@@ -120,6 +120,7 @@ def _interrupted(run_dir: Path) -> None:
         update_run_info(run_dir, status="interrupted")
     step = info.get("step")
     ckpt = last_checkpoint(run_dir) if run_dir.is_dir() else None
+    err_console.print()  # end the progress bar's line
     where = f"interrupted at step {step}" if step is not None else "interrupted before the first step"
     if ckpt is not None:
         _say(f"{where}; resume with `arena train --resume {run_dir}` (from {ckpt.name})", err=True)
@@ -208,6 +209,9 @@ def eval_cmd(
         import torch
 
         device = os.environ.get("ARENA_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar around the results
     model, tokenizer = load_model(spec, device=device)
     model.eval()
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=int(cfg.get("max_new_tokens", 64)),
@@ -264,7 +268,7 @@ def _strategy_table(short: str, table: dict[str, float]) -> Any:
     low, high = nash_policy(0.0), nash_policy(1 / 3)
     situation = {"": "player_0 first: P(bet)", "p": "player_1 after check: P(bet)",
                  "b": "player_1 facing bet: P(call)", "pb": "player_0 check, bet: P(call)"}
-    out = ui._table(f"{short} strategy (info state = card + history, p pass, b bet)",
+    out = ui._table(f"{short} strategy (card + history: p pass, b bet)",
                     ["info state", "situation", "model>", "Nash>"])
     for state in INFO_STATES:
         if state not in table:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -222,3 +224,35 @@ def test_train_then_eval_then_report(tmp_path):
     assert result.returncode == 0, result.stderr
     for name in ("reward.png", "outcomes.png", "exploitability.png", "eval_win_rates.png"):
         assert (run / "plots" / name).read_bytes()[:8] == PNG
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_training_and_says_how_to_resume(tmp_path):
+    """A real SIGINT (Ctrl-C) after the first checkpoint: exit 130, the step, the resume command."""
+    run = tmp_path / "run"
+    env = {**os.environ, "COLUMNS": "160", "TOKENIZERS_PARALLELISM": "false"}
+    # Ctrl-C raises KeyboardInterrupt as in a terminal, even where this test runs with SIGINT ignored (a background job)
+    start = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from arena.cli import main; main(sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", start, "train", "--steps", "50", "--episodes-per-step", "4",
+                             "--eval-every", "0", "--save-every", "1", "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("checkpoint-*/arena_state.json")):
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "interrupted"
+    assert f"interrupted at step {info['step']}; resume with `arena train --resume {run}`" in err
