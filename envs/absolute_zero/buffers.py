@@ -121,10 +121,11 @@ class TaskStore:
         return True
 
     def add(self, task: Task) -> bool:
-        """Add a valid task (and its lineage edges); False when it was already there."""
+        """Add a valid task and its lineage edges; False when the task was already there (a
+        repeat proposal: only its new lineage edges are added, and recorded)."""
         with self._lock:
             new = self._add(task)
-            if new and self.path is not None:
+            if self.path is not None:
                 self.path.mkdir(parents=True, exist_ok=True)
                 with open(self.path / TASKS_FILE, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(task.to_dict(), ensure_ascii=False) + "\n")

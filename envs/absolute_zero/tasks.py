@@ -245,6 +245,9 @@ def validate_proposal(program: str, inputs: str | Sequence[str], *, sandbox: Any
     if first.infra or second.infra:
         return Validation(False, "the sandbox failed (infrastructure): nothing is known", "infra", calls, infra=True,
                           statuses=statuses)
+    if first.status != second.status:
+        return _reject("nondeterministic", f"nondeterministic: two runs ended {first.status} and {second.status}",
+                       calls=calls, statuses=statuses)
     for result in (first, second):
         if result.status != "ok":
             bad = next((c for c in result.calls if c.status != "ok"), None)
@@ -255,6 +258,10 @@ def validate_proposal(program: str, inputs: str | Sequence[str], *, sandbox: Any
             if kind == "timeout":
                 return _reject(kind, f"ran over the time limit ({limits.timeout:g} s){where}", calls=calls, statuses=statuses)
             return _reject(kind, f"{what}{where}: {detail[:200]}".rstrip(": "), calls=calls, statuses=statuses)
+    for c in first.calls:
+        if not c.plain:
+            return _reject("not_builtin", f"{c.call} returned a custom object (its repr is the program's own): "
+                                          "return builtin values", calls=calls, statuses=statuses)
     for a, b in zip(first.calls, second.calls):
         if (a.value, a.plain) != (b.value, b.plain):
             return _reject("nondeterministic", f"nondeterministic: two runs of {a.call} gave {a.value!r:.60} and {b.value!r:.60}",
@@ -263,9 +270,6 @@ def validate_proposal(program: str, inputs: str | Sequence[str], *, sandbox: Any
         return _reject("nondeterministic", "nondeterministic: two runs printed different text", calls=calls, statuses=statuses)
     outputs = []
     for c in first.calls:
-        if not c.plain:
-            return _reject("not_builtin", f"{c.call} returned a custom object (its repr is the program's own): "
-                                          "return builtin values", calls=calls, statuses=statuses)
         ok, _value = parse_literal(c.value or "")
         if not ok:
             return _reject("not_literal", f"the output of {c.call}, {c.value!r:.60}, does not read back as a Python literal",

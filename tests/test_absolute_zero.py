@@ -1,0 +1,323 @@
+"""Absolute Zero envs: validation, the three checks, reward formulas, infra masking, buffers
+and lineage, full episodes with scripted agents, replay. Real sandbox (process backend:
+bubblewrap when installed), no mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import networkx as nx
+import pytest
+from arena.agents import HeuristicAgent
+from arena.envs.absolute_zero import (
+    Check,
+    TaskStore,
+    check_abduction,
+    check_deduction,
+    check_induction,
+    learnability,
+    parse_input,
+    solver_reward,
+    summarize_azr,
+    validate_proposal,
+    verifier_reward,
+)
+from arena.envs.absolute_zero.tasks import answer_text, fenced_blocks, parse_verdict, sandbox_pool
+from arena.sandbox import Limits, Sandbox
+
+import arena
+from arena.policy import Completion
+from arena.replay import verify
+from arena.rollout import play
+
+FAST = Limits(timeout=1.0)
+
+
+@pytest.fixture(scope="module")
+def sb():
+    with Sandbox(backend="process", workers=1) as box:
+        yield box
+
+
+def reply(kind: str, body: str) -> str:
+    return f"<think>...</think>\n<answer>\n```{kind}\n{body}\n```\n</answer>"
+
+
+def proposal(program: str, input_text: str) -> str:
+    return f"<think>hmm</think><answer>\n```python\n{program}\n```\n```input\n{input_text}\n```\n</answer>"
+
+
+class Scripted:
+    """A policy that answers each role with the next of its given completions."""
+
+    name = "scripted"
+
+    def __init__(self, texts: dict[str, list[str]]):
+        self.texts = {role: list(v) for role, v in texts.items()}
+
+    def act(self, requests):
+        return [Completion(text=self.texts[r.role].pop(0)) for r in requests]
+
+
+# -- validation --------------------------------------------------------------------------------
+
+def test_valid_proposal_gives_gold_outputs_helpers_and_classes_allowed(sb):
+    program = ("class Box:\n    def __init__(self, v):\n        self.v = v\n\n\ndef helper(x):\n    return x * 2\n\n\n"
+               "def f(a, b):\n    return [helper(Box(a).v), {b: (1, 2)}]\n")
+    v = validate_proposal(program, "3, 'k'", sandbox=sb, limits=FAST)
+    assert v.valid and v.reason == "" and v.output == "[6, {'k': (1, 2)}]" and v.calls == ["f(3, 'k')"]
+    single = validate_proposal(program, "3, 'k'", sandbox=sb, limits=FAST, single_function=True)
+    assert not single.valid and single.kind == "several_functions" and "Box" in single.reason and "helper" in single.reason
+
+
+@pytest.mark.parametrize("program, kind, words", [
+    ("def f(a)\n    return a", "syntax", "syntax error at line 1"),
+    ("def g(a):\n    return a", "no_entry", "no top-level function named f"),
+    ("def f(a):\n    return a\n\n\ndef f(b):\n    return b", "no_entry", "more than once"),
+    ("def f(a):\n    return 1 / 0", "error", "ZeroDivisionError"),
+    ("class A:\n    pass\n\n\ndef f(a):\n    return A()", "not_builtin", "custom object"),
+    ("def f(a):\n    return float('nan')", "not_literal", "does not read back"),
+])
+def test_rejections_name_their_reason(sb, program, kind, words):
+    v = validate_proposal(program, "1", sandbox=sb, limits=FAST)
+    assert not v.valid and v.kind == kind and words in v.reason, v
+
+
+@pytest.mark.parametrize("line", [
+    "import os", "import os.path", "from os import path", "from os.path import join", "import numpy.random as r",
+    "from random import randint", "import time as clock", "from datetime import datetime", "import importlib",
+    "x = __import__('os')", "import subprocess, json",
+])
+def test_banned_imports_in_every_spelling(sb, line):
+    v = validate_proposal(f"{line}\n\n\ndef f(a):\n    return a\n", "1", sandbox=sb, limits=FAST)
+    assert not v.valid and v.kind == "banned_import", v
+
+
+@pytest.mark.parametrize("body", [
+    "return id(object())",
+    "return repr(object())",
+    "return [x.v for x in {A(i) for i in range(50)}]",
+    "return hash(A(1))",
+])
+def test_nondeterminism_is_caught_by_two_runs_in_separate_processes(sb, body):
+    program = f"class A:\n    def __init__(self, v):\n        self.v = v\n\n\ndef f(a):\n    {body}\n"
+    v = validate_proposal(program, "1", sandbox=sb, limits=FAST)
+    assert not v.valid and v.kind == "nondeterministic" and "two runs" in v.reason, v
+
+
+def test_timeout_and_bad_inputs(sb):
+    v = validate_proposal("def f(a):\n    while True:\n        pass\n", "1", sandbox=sb, limits=Limits(timeout=0.5))
+    assert not v.valid and v.kind == "timeout" and "time limit (0.5 s)" in v.reason
+    for bad in ("", "os.system('x')", "x=1", "*[1]", "f(1)"):
+        v = validate_proposal("def f(*a):\n    return a\n", bad, sandbox=sb, limits=FAST)
+        assert not v.valid and v.kind == "bad_input", (bad, v)
+    assert parse_input(" [1, 2],\n 'a' ") == "f([1, 2], 'a')" and parse_input("set()") == "f(set())"
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+def test_answer_parsing_is_tolerant_but_never_guesses():
+    text = "<think>x</think>< ANSWER >\n```Py\n    def f(a):\n        return a\n```\n```input   \n 1 \n```\n</Answer >"
+    assert fenced_blocks(answer_text(text))["python"] == ["    def f(a):\n        return a"]
+    assert fenced_blocks(answer_text(text))["input"] == [" 1"]
+    assert answer_text("no tags here") is None
+    assert fenced_blocks("```\n1\n```")["output"] == []  # an unlabelled fence is not guessed to be the output
+    assert parse_verdict("<answer> Correct. </answer>") is True and parse_verdict("<answer>`incorrect`</answer>") is False
+    assert parse_verdict("<answer>maybe</answer>") is None and parse_verdict("correct") is None
+
+
+# -- checks ----------------------------------------------------------------------------------------
+
+def test_deduction_compares_values_not_strings():
+    assert check_deduction(reply("output", "[1,2]"), "[1, 2]").correct is True
+    assert check_deduction(reply("output", "{'b': 2, 'a': 1}"), "{'a': 1, 'b': 2}").correct is True
+    wrong = check_deduction(reply("output", "'[1, 2]'"), "[1, 2]")
+    assert wrong.formatted and wrong.correct is False
+    assert not check_deduction(reply("output", "[1, 2"), "[1, 2]").formatted  # not a literal
+    two = "<answer>```output\n1\n```\n```output\n1\n```</answer>"
+    assert not check_deduction(two, "1").formatted  # two blocks: ambiguous, not guessed
+    assert not check_deduction("```output\n1\n```", "1").formatted  # no answer block
+
+
+def test_abduction_accepts_any_input_that_gives_the_output(sb):
+    program = "def f(x):\n    return x % 3\n"
+    assert check_abduction(reply("input", "4"), program, "1", sb, FAST).correct is True
+    assert check_abduction(reply("input", "7"), program, "1", sb, FAST).correct is True
+    wrong = check_abduction(reply("input", "5"), program, "1", sb, FAST)
+    assert wrong.formatted and wrong.correct is False
+    raised = check_abduction(reply("input", "'a'"), program, "1", sb, FAST)
+    assert raised.formatted and raised.correct is False and "error" in raised.detail
+    code = check_abduction(reply("input", "__import__('os').getpid()"), program, "1", sb, FAST)
+    assert not code.formatted  # only literals reach the sandbox
+
+
+def test_induction_must_reproduce_every_hidden_pair(sb):
+    calls, gold = ["f(3)", "f(-4)", "f(10)"], ["6", "-8", "20"]
+    assert check_induction(reply("python", "def f(x):\n    return x + x"), calls, gold, sb, FAST).correct is True
+    partial = "def f(x):\n    return {3: 6, -4: -8}.get(x, 0)"
+    assert check_induction(reply("python", partial), calls, gold, sb, FAST).correct is False
+    broken = check_induction(reply("python", "def f(x) return x"), calls, gold, sb, FAST)
+    assert broken.formatted and broken.correct is False
+    assert not check_induction(reply("output", "6"), calls, gold, sb, FAST).formatted
+
+
+# -- rewards ----------------------------------------------------------------------------------------
+
+def test_reward_formulas_by_hand():
+    assert solver_reward(Check(True, True)) == 1.0
+    assert solver_reward(Check(True, False)) == -0.5
+    assert solver_reward(Check(False, False)) == -1.0
+    assert learnability([1, 0, 0, 0]) == pytest.approx(0.75)
+    assert learnability([1, 1, 1, 0]) == pytest.approx(0.25)
+    assert learnability([0] * 8) == 0.0  # r = 0: 0, not AZR code's -0.5
+    assert learnability([1] * 8) == 0.0
+    assert verifier_reward(True, True) == 1.0 and verifier_reward(False, True) == 0.0
+    assert verifier_reward(None, False) == -1.0
+
+
+def test_episode_rewards_and_per_attempt_credit():
+    """n = 4 attempts: right, right, wrong, malformed. Proposer 1 - 0.5; each attempt its own reward."""
+    program = "def f(a):\n    return a * 2\n"
+    texts = {"proposer": [proposal(program, "21")],
+             "solver": [reply("output", "42"), reply("output", " 42 "), reply("output", "41"), "42"],
+             "verifier": ["<answer>correct</answer>"]}
+    [ep] = play("azr/Deduction-v0", [Scripted(texts)], 1, seed=0, env_kwargs={"n": 4, "sandbox": "process"})
+    assert [t.role for t in ep.turns] == ["proposer"] + ["solver"] * 4 + ["verifier"]
+    assert [t.reward for t in ep.turns[1:5]] == [1.0, 1.0, -0.5, -1.0]
+    assert ep.turns[0].reward == pytest.approx(0.5) and ep.rewards["proposer"] == pytest.approx(0.5)
+    assert ep.rewards["solver"] == pytest.approx((1 + 1 - 0.5 - 1) / 4)
+    assert [t.legal for t in ep.turns[1:5]] == [True, True, True, False]
+    judged = ep.turns[-1].info["judged_attempt"]
+    truth = judged <= 2
+    assert ep.turns[-1].reward == (1.0 if truth else 0.0) and ep.outcome["solve_rate"] == 0.5
+    assert all(t.info["task_type"] == "deduction" for t in ep.turns)
+    assert verify(ep) == []
+
+
+def test_invalid_proposal_scores_minus_one_and_is_counted():
+    env = arena.make("azr/Abduction-v0", sandbox="process")
+    env.reset(seed=1)
+    env.step(proposal("import random\n\ndef f(a):\n    return random.random()", "1"))
+    assert env.done and env.rewards["proposer"] == -1.0 and env.outcome["reason"] == "invalid_proposal"
+    assert env.outcome["rejection"] == "banned_import" and env.turn_info["legal"] is False
+    assert env.rejections == {"banned_import": 1} and env.turn_info["task_type"] == "abduction"
+    env.reset(seed=2)
+    env.step("<answer>```python\ndef f(a): return a\n```</answer>")  # no input block
+    assert env.outcome["rejection"] == "format" and env.rewards["proposer"] == -1.0
+
+
+# -- infra ---------------------------------------------------------------------------------------------
+
+def test_infra_failure_is_masked_never_scored(tmp_path):
+    """A sandbox that cannot start (its interpreter is missing) gives `infra`: the turn is
+    flagged for the trainer and its reward is not a score."""
+    from arena.samples import collect
+
+    broken = {"python": "/nonexistent/python3", "start_timeout_s": 5}
+    [ep] = play("azr/Deduction-v0", [HeuristicAgent(seed=0)], 1, seed=0,
+                env_kwargs={"sandbox": "process", "sandbox_config": broken})
+    assert ep.outcome["reason"] == "infra" and ep.turns[0].info["infra"] is True
+    assert ep.turns[0].legal is None and ep.rewards["proposer"] == 0.0
+    ep.turns[0].token_ids, ep.turns[0].prompt_ids = [1], [1]
+    [sample] = collect([ep], "heuristic")
+    assert sample.reward is None and sample.task_type == "deduction"
+
+    env = arena.make("azr/Abduction-v0", n=2, sandbox="process")
+    dead = sandbox_pool("solver", "process", 1, broken)
+    good = env.pool("gold")
+    env.pool = lambda domain: dead if domain == "solver" else good
+    env.reset(seed=0)
+    while not env.done:
+        env.step(env.heuristic_action())
+    assert [c.get("infra", False) for c in env.turn_credit] == [True, True, True, True]
+    assert env.rewards == {"proposer": 0.0, "solver": 0.0, "verifier": 0.0}
+
+
+# -- buffers and lineage -----------------------------------------------------------------------------
+
+def test_buffers_grow_save_restore_and_lineage(tmp_path):
+    store_dir = tmp_path / "buffers"
+    episodes = play("azr/Mixed-v0", [HeuristicAgent(seed=0)], 8, seed=0, concurrency=1,
+                    env_kwargs={"n": 2, "sandbox": "process", "buffer_path": str(store_dir), "store": "test-lineage"})
+    new_ids = {ep.outcome["task_id"] for ep in episodes}
+    lines = (store_dir / "azr_tasks.jsonl").read_text().splitlines()
+    assert {json.loads(line)["id"] for line in lines} == new_ids
+    restored = TaskStore.load(store_dir)
+    assert {"seed-deduction", "seed-abduction", "seed-induction"} | new_ids == {t.id for b in restored.buffers.values() for t in b}
+    env = arena.make("azr/Mixed-v0", buffer_path=str(store_dir))
+    assert len(env.store) == len(restored)
+    for ep in episodes:
+        refs = [r["id"] for r in ep.options["references"]]
+        assert set(refs) <= set(restored.graph.predecessors(ep.outcome["task_id"]))
+    first = next(ep for ep in episodes if ep.options["task_type"] != "induction")
+    assert "seed-" + first.options["task_type"] in nx.ancestors(restored.graph, first.outcome["task_id"])
+    restored.save(tmp_path / "saved")
+    graph = nx.node_link_graph(json.loads((tmp_path / "saved" / "azr_lineage.json").read_text()), edges="edges")
+    assert set(graph.edges) == set(restored.graph.edges) and len(graph) >= len(new_ids) + 3
+
+
+def test_references_come_from_the_buffer_and_replay_without_it():
+    episodes = play("azr/Deduction-v0", [HeuristicAgent(seed=3)], 6, seed=5, concurrency=1,
+                    env_kwargs={"n": 2, "sandbox": "process", "k": 3})
+    sizes = [len(ep.options["references"]) for ep in episodes]
+    assert sizes[0] == 1 and max(sizes) == 3  # the identity seed, then up to k of the grown buffer
+    assert all(verify(ep) == [] for ep in episodes)  # a fresh env: the references come from options
+
+
+# -- whole episodes -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env_id", ["azr/Deduction-v0", "azr/Abduction-v0", "azr/Induction-v0", "azr/Mixed-v0"])
+def test_scripted_agents_play_every_env_to_the_end(env_id):
+    episodes = play(env_id, [HeuristicAgent(seed=1)], 4, seed=0, env_kwargs={"n": 3, "sandbox": "process"})
+    summary = summarize_azr(episodes)
+    assert summary["valid_proposals"] == 4 and summary["rejections"] == {}
+    for stats in summary["by_type"].values():
+        assert stats["solve_rate"] == 1.0 and stats["verifier_accuracy"] == 1.0 and stats["mean_learnability"] == 0.0
+    assert all(verify(ep) == [] for ep in episodes)
+
+
+def test_induction_hides_half_of_the_pairs():
+    env = arena.make("azr/Induction-v0", n=1, sandbox="process")
+    env.reset(seed=0)
+    env.step(env.heuristic_action())
+    shown = env.observe("solver")
+    task = env.task
+    assert len(env.visible) == len(task.inputs) // 2 and len(env.hidden) == len(task.inputs) - len(env.visible)
+    for i in env.visible:
+        assert f"```input\n{task.inputs[i]}\n```" in shown
+    for i in env.hidden:
+        assert f"```input\n{task.inputs[i]}\n```" not in shown
+
+
+def test_prompts_carry_their_own_criteria_and_r1_format():
+    ded, abd = arena.make("azr/Deduction-v0"), arena.make("azr/Abduction-v0")
+    ded.reset(seed=0)
+    abd.reset(seed=0)
+    assert "must work out the output" in ded.observe("proposer") and "must find an input" not in ded.observe("proposer")
+    assert "must find an input" in abd.observe("proposer") and "must work out the output" not in abd.observe("proposer")
+    system = ded.prompt("proposer")[0]["content"]
+    assert "<think>" in system and "<answer>" in system
+
+
+def test_cli_play_and_replay_verify(tmp_path):
+    env = {**os.environ, "COLUMNS": "160"}
+    run = tmp_path / "azr"
+    cmd = [sys.executable, "-m", "arena.cli"]
+    played = subprocess.run([*cmd, "play", "azr/Mixed-v0", "--agents", "heuristic", "-n", "4", "--out", str(run),
+                             "--kw", "n=2", "--kw", "sandbox=\"process\""], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert played.returncode == 0, played.stderr
+    verified = subprocess.run([*cmd, "replay", str(run), "--verify"], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert verified.returncode == 0 and "all replay exactly" in verified.stdout, verified.stdout + verified.stderr
+
+
+def test_same_episodes_in_two_processes():
+    code = ("import json; from arena.rollout import play; from arena.agents import RandomAgent; "
+            "eps = play('azr/Mixed-v0', [RandomAgent(seed=2)], 4, seed=9, env_kwargs={'n': 3, 'sandbox': 'process'}); "
+            "recs = [e.to_dict() for e in eps]; [t['info'].pop('seconds') for r in recs for t in r['turns']]; "
+            "print(json.dumps(recs, sort_keys=True))")
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True).stdout
+            for _ in range(2)]
+    assert outs[0] == outs[1] and len(json.loads(outs[0])) == 4
