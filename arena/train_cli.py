@@ -150,6 +150,9 @@ def _newest_model(run: Path) -> Path:
         return final
     ckpts = [p for p in (run / "checkpoints").glob("checkpoint-*")
              if p.name.split("-")[-1].isdigit() and (p / "config.json").is_file()]
+    if not ckpts and (final / "adapter_config.json").is_file():
+        raise ArenaError(f"{final} holds a LoRA adapter, not a full model: `arena eval` loads folders with "
+                         "config.json; merge the adapter into its base model (peft merge_and_unload) and save that")
     if not ckpts:
         raise ArenaError(f"{run} holds no model yet (no {final}, no checkpoint with config.json): "
                          f"train it with `arena train --out {run}`, or wait for its first checkpoint (--save-every)")
@@ -165,6 +168,9 @@ def resolve_target(target: str) -> tuple[str, Path | None]:
         return str(_newest_model(path)), path
     if path.is_dir() and (path / "config.json").is_file():
         return str(path), _run_of(path)
+    if not path.exists() and path.parent != Path(".") and path.parent.is_dir():
+        raise ArenaError(f"no such run or model folder: {target} (a Hub id is tried only when {path.parent} "
+                         "is not a local folder)")
     if path.exists():
         raise ArenaError(f"{target} is neither a run folder (config.yaml) nor a model folder (config.json): "
                          "give a run written by `arena train`, a save_pretrained folder, a Hub id, or tiny")

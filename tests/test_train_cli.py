@@ -120,6 +120,15 @@ def test_eval_target_resolution(tmp_path):
     assert resolve_target(str(run / "checkpoints" / "checkpoint-2")) == (str(run / "checkpoints" / "checkpoint-2"), run)
     with pytest.raises(ArenaError, match="neither a run folder"):
         resolve_target(str(tmp_path))
+    with pytest.raises(ArenaError, match="no such run or model folder"):  # a typo is not sent to the Hub
+        resolve_target(str(tmp_path / "rnu"))
+    assert resolve_target("nobody-here/some-model") == ("nobody-here/some-model", None)  # a Hub id
+    lora = tmp_path / "lora"
+    (lora / "model").mkdir(parents=True)
+    (lora / "config.yaml").write_text("lora_r: 8\n")
+    (lora / "model" / "adapter_config.json").write_text("{}")
+    with pytest.raises(ArenaError, match="LoRA adapter"):
+        resolve_target(str(lora))
 
 
 def test_eval_unknown_env_is_one_line():
