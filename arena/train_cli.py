@@ -68,11 +68,14 @@ def _train_help() -> None:
 
 def _with_run_config(words: list[str]) -> list[str]:
     """`--resume RUN` without `--config`: the run's own config.yaml is the base."""
-    from arena.config import parse_args
-
     if any(w == "--config" or w.startswith("--config=") for w in words):
         return words
-    resume = parse_args(words).resume
+    resume = None  # read from the words alone: the other flags may only make sense over the run's config
+    for i, word in enumerate(words):
+        if word == "--resume" and i + 1 < len(words):
+            resume = words[i + 1]
+        elif word.startswith("--resume="):
+            resume = word.partition("=")[2]
     if resume and (Path(resume) / "config.yaml").is_file():
         return ["--config", str(Path(resume) / "config.yaml"), *words]
     return words

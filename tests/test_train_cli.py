@@ -76,6 +76,9 @@ def test_resume_starts_from_the_runs_own_config(tmp_path):
     assert config.env == ["spiral/TicTacToe-v0"] and config.steps == 7 and config.resume == str(tmp_path)
     config = parse_args(_with_run_config([f"--resume={tmp_path}", "--steps", "9"]))
     assert config.steps == 9 and config.env == ["spiral/TicTacToe-v0"]
+    save_config(TrainConfig(env=["spiral/TicTacToe-v0", "spiral/KuhnPoker-v0"], out=str(tmp_path)), tmp_path / "config.yaml")
+    config = parse_args(_with_run_config(["--env-weights", "3,1", "--resume", str(tmp_path)]))  # valid over the run's 2 envs
+    assert config.env_weights == [3.0, 1.0] and len(config.env) == 2
 
 
 def test_interrupt_message_names_the_step_and_how_to_resume(tmp_path, capsys):
