@@ -432,11 +432,12 @@ def write_plots(run: Path, out: Path) -> list[Path]:
     if vs:
         fig, axes = _figure(len(vs))
         for ax, env in zip(axes[:, 0], vs, strict=True):
-            for opp in OPPONENTS:
+            for k, opp in enumerate(OPPONENTS):
                 for rate, style in (("win_rate", "-"), ("invalid_move_rate", ":")):
                     xs, ys = _series(evals, "minutes", f"{env}/vs_{opp}/{rate}")
                     if xs:
-                        ax.plot(xs, ys, style, marker="o", markersize=3, label=f"{rate.replace('_', ' ')} vs {opp}")
+                        ax.plot(xs, ys, style, color=f"C{k}", marker="o", markersize=3,
+                                label=f"{rate.replace('_', ' ')} vs {opp}")
             ax.set(title=f"{env}: evaluation vs fixed opponents", xlabel="wall-clock minutes", ylim=(-0.02, 1.02))
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
