@@ -14,3 +14,4 @@ register("azr/Deduction-v0", "arena.envs.absolute_zero.env:AbsoluteZero", {"task
 register("azr/Abduction-v0", "arena.envs.absolute_zero.env:AbsoluteZero", {"task_type": "abduction"})
 register("azr/Induction-v0", "arena.envs.absolute_zero.env:AbsoluteZero", {"task_type": "induction"})
 register("azr/Mixed-v0", "arena.envs.absolute_zero.env:AbsoluteZero", {"task_type": "mixed"})
+register("spice/Corpus-v0", "arena.envs.spice.env:SpiceCorpus")

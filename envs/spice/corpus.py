@@ -1,0 +1,95 @@
+"""SPICE's corpus: documents the challenger reads.
+
+- Default: `data/stdlib_docs.jsonl`, bundled with the package: paragraph-sized chunks of
+  the Python standard library's own documentation (module and function docstrings),
+  built by `build_stdlib_corpus` (no download; the same file on every machine).
+- `corpus=PATH`: a JSONL file (one object a line with a `text` field), a text file, or a
+  folder of `.txt`/`.md`/`.jsonl` files; text is chunked into paragraph-sized documents.
+- `corpus="hf:NAME"`: a Hugging Face dataset (`datasets.load_dataset(NAME, split="train")`,
+  field `text`), when the machine is online.
+Documents keep file order, so a seed picks the same document everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+
+from arena.errors import ArenaError
+
+DEFAULT_CORPUS = Path(__file__).with_name("data") / "stdlib_docs.jsonl"
+STDLIB_MODULES = ("textwrap", "json", "csv", "heapq", "bisect", "fractions", "statistics", "functools", "itertools",
+                  "collections", "string", "difflib", "shlex", "base64", "calendar", "decimal", "enum", "graphlib",
+                  "ipaddress", "operator", "pprint", "queue", "random", "re", "sched", "secrets", "struct", "zlib")
+
+
+def chunk(text: str, min_chars: int = 200, max_chars: int = 1500) -> list[str]:
+    """Paragraph-sized documents: blank-line paragraphs merged up to `max_chars`; pieces
+    shorter than `min_chars` are dropped."""
+    out, current = [], ""
+    for para in (p.strip() for p in text.split("\n\n")):
+        if not para:
+            continue
+        if current and len(current) + len(para) + 2 > max_chars:
+            out.append(current)
+            current = ""
+        current = f"{current}\n\n{para}" if current else para[:max_chars]
+    if current:
+        out.append(current)
+    return [c for c in out if len(c) >= min_chars]
+
+
+def build_stdlib_corpus(path: str | os.PathLike = DEFAULT_CORPUS) -> int:
+    """Write the default corpus from the docstrings of `STDLIB_MODULES`; return its size."""
+    import importlib
+    import inspect
+
+    docs = []
+    for name in STDLIB_MODULES:
+        module = importlib.import_module(name)
+        parts = [inspect.getdoc(module) or ""]
+        for attr in sorted(getattr(module, "__all__", None) or dir(module)):
+            obj = getattr(module, attr, None)
+            if attr.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            doc = inspect.getdoc(obj)
+            if doc and len(doc) > 200:
+                parts.append(f"{name}.{attr}: {doc}")
+        for text in chunk("\n\n".join(parts)):
+            docs.append({"source": f"python-stdlib:{name}", "text": text})
+    Path(path).write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    return len(docs)
+
+
+@cache
+def load_corpus(spec: str | None = None) -> tuple[str, ...]:
+    """The documents of a corpus (see the module docstring)."""
+    if spec is None or spec == "default":
+        path = DEFAULT_CORPUS
+    elif spec.startswith("hf:"):
+        try:
+            import datasets
+
+            rows = datasets.load_dataset(spec[3:], split="train")
+        except Exception as exc:  # noqa: BLE001 - offline, unknown name...
+            raise ArenaError(f"cannot load Hugging Face dataset {spec[3:]!r} ({exc}); give corpus=PATH to local files") from None
+        return tuple(d for row in rows for d in chunk(str(row.get("text", ""))))
+    else:
+        path = Path(spec)
+    if not path.exists():
+        raise ArenaError(f"corpus {str(path)!r} does not exist; give a JSONL/text file or folder, or leave corpus unset")
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".md", ".jsonl")) if path.is_dir() else [path]
+    docs: list[str] = []
+    for file in files:
+        if file.suffix == ".jsonl":
+            for line in file.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    text = str(json.loads(line).get("text", ""))
+                    docs.extend(chunk(text) if len(text) > 1500 else [text] if text.strip() else [])
+        else:
+            docs.extend(chunk(file.read_text(encoding="utf-8", errors="replace")))
+    if not docs:
+        raise ArenaError(f"corpus {str(path)!r} holds no document (paragraphs of 200+ characters)")
+    return tuple(docs)

@@ -1,0 +1,100 @@
+"""SPICE env: answer equivalence, task parsing, rewards by hand, corpus, scripted episodes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from arena.agents import HeuristicAgent
+from arena.envs.spice import challenger_reward, equivalent, letter, load_corpus, parse_task
+
+import arena
+from arena.policy import Completion
+from arena.replay import verify
+from arena.rollout import play
+
+OPTIONS = ["red", "green", "blue", "yellow"]
+
+
+@pytest.mark.parametrize("text", ["B", "b", "(B)", "B.", "B)", "Option B", "option (b)", "The answer is B",
+                                  "answer: b", "\\boxed{B}", "**B**", "B) green", "green", "$B$"])
+def test_letters_in_many_spellings(text):
+    assert letter(text, OPTIONS) == "B"
+    assert equivalent(text, "B", OPTIONS)
+
+
+def test_wrong_letters_and_non_letters():
+    assert not equivalent("C", "B", OPTIONS) and not equivalent("Bob", "B", OPTIONS) and letter("E") is None
+
+
+@pytest.mark.parametrize("answer, gold", [("1/2", "0.5"), ("5e-1", "1/2"), ("0.50", "\\frac{1}{2}"), ("50%", "0.5"),
+                                          ("1,000", "1000"), ("-3", "-3.0"), ("x^2 + 2x + 1", "(x+1)^2"),
+                                          ("2*x", "x + x"), ("The Eiffel Tower.", "eiffel tower"), ("  Paris ", "paris")])
+def test_equivalent_forms(answer, gold):
+    assert equivalent(answer, gold)
+
+
+@pytest.mark.parametrize("answer, gold", [("1/3", "0.33"), ("x^2", "x^3"), ("London", "Paris"), ("", "1"), ("4", "5")])
+def test_not_equivalent(answer, gold):
+    assert not equivalent(answer, gold)
+
+
+def test_challenger_reward_by_hand():
+    assert challenger_reward(0.5) == 1.0
+    assert challenger_reward(0.0) == pytest.approx(math.exp(-0.0625 / 0.02)) == challenger_reward(1.0)
+    assert challenger_reward(0.25) == pytest.approx(math.exp(-((0.1875 - 0.25) ** 2) / 0.02))
+
+
+def test_task_parsing():
+    mcq = "<answer>```question\nWhich?\n```\n```options\nA) a\nB) b\nC) c\nD) d\n```\n```answer\nC\n```</answer>"
+    assert parse_task(mcq) == ("Which?", ["a", "b", "c", "d"], "C")
+    assert parse_task("<answer>```question\nHow many?\n```\n```answer\n42\n```</answer>") == ("How many?", None, "42")
+    assert "four lines" in parse_task(mcq.replace("D) d\n", ""))
+    assert "A-D" in parse_task(mcq.replace("answer\nC", "answer\nE"))
+    assert "no <answer>" in parse_task("Which? C")
+
+
+class Scripted:
+    name = "scripted"
+
+    def __init__(self, texts):
+        self.texts = {k: list(v) for k, v in texts.items()}
+
+    def act(self, requests):
+        return [Completion(text=self.texts[r.role].pop(0)) for r in requests]
+
+
+def test_episode_rewards_per_attempt():
+    texts = {"challenger": ["<answer>```question\nHalf of one?\n```\n```answer\n1/2\n```</answer>"],
+             "reasoner": ["<answer>0.5</answer>", "<answer>5e-1</answer>", "<answer>2</answer>", "no tags"],
+             "verifier": ["<answer>correct</answer>"]}
+    [ep] = play("spice/Corpus-v0", [Scripted(texts)], 1, seed=0, env_kwargs={"n": 4})
+    assert [t.reward for t in ep.turns[1:5]] == [1.0, 1.0, 0.0, 0.0]
+    assert ep.turns[0].reward == 1.0 and ep.outcome["pass_rate"] == 0.5 and ep.rewards["reasoner"] == 0.5
+    assert ep.turns[-1].reward == (1.0 if ep.outcome["verifier_agrees"] else 0.0)
+    assert verify(ep) == []
+
+
+def test_invalid_task_small_negative_reward():
+    env = arena.make("spice/Corpus-v0")
+    env.reset(seed=0)
+    env.step("I have no question")
+    assert env.done and env.rewards["challenger"] == -0.1 and env.outcome["reason"] == "invalid_task"
+
+
+def test_default_corpus_is_bundled_and_custom_corpora_load(tmp_path):
+    docs = load_corpus(None)
+    assert len(docs) > 50 and all(200 <= len(d) for d in docs)
+    (tmp_path / "a.txt").write_text(("word " * 60 + "\n\n") * 3)
+    (tmp_path / "b.jsonl").write_text('{"text": "' + "x " * 150 + '"}\n')
+    assert len(load_corpus(str(tmp_path))) == 2
+    with pytest.raises(arena.ArenaError, match="does not exist"):
+        load_corpus(str(tmp_path / "missing"))
+
+
+def test_scripted_agents_play_and_replay():
+    episodes = play("spice/Corpus-v0", [HeuristicAgent(seed=0)], 6, seed=0, env_kwargs={"n": 3})
+    assert all(ep.outcome["reason"] == "verified" and ep.outcome["pass_rate"] == 1.0 for ep in episodes)
+    assert all(ep.outcome["verifier_agrees"] for ep in episodes)
+    assert len({ep.outcome["document"] for ep in episodes}) > 1
+    assert all(verify(ep) == [] for ep in episodes)
