@@ -28,8 +28,11 @@ Measured per step (a callback at the start and end of each optimizer step): wall
 completion tokens actually trained (the sum of the batch's completion mask, so tokens/s
 is honest when a completion stops early at EOS); and the part of the step spent in
 `_generate_and_score_completions` (generation and scoring: for arena the whole rollout).
-The first `--warmup` steps of each trainer are excluded; the table shows the median over
-the `--steps` timed steps, and the ratio arena / TRL of completion tokens per second.
+Process CPU seconds per step are recorded too (less disturbed by other load on a shared
+machine; with `--threads 1` they are the work done). Each trainer runs `--rounds` times
+(a fresh trainer and model each time), alternating which goes first; the first
+`--warmup` steps of each run are excluded; the table shows the median over all timed
+steps, and the ratio arena / TRL of completion tokens per second (wall and CPU).
 The machine may be shared: the ratio is what to compare.
 
     python scripts/bench_train.py                                  # tiny model, CPU
@@ -106,11 +109,12 @@ def step_timer(trainer: Any):
     class StepTimer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
             _sync()
-            self.t0 = time.perf_counter()
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kwargs):
             _sync()
             trainer.bench_steps.append(time.perf_counter() - self.t0)
+            trainer.bench_cpu.append(time.process_time() - self.c0)
 
     return StepTimer()
 
@@ -120,7 +124,7 @@ def _attach(trainer: Any) -> Any:
 
     trainer.remove_callback(PrinterCallback)  # quiet: the table says it all
     trainer.remove_callback(ProgressCallback)
-    trainer.bench_gen, trainer.bench_tokens, trainer.bench_rows, trainer.bench_steps = [], [], [], []
+    trainer.bench_gen, trainer.bench_tokens, trainer.bench_rows, trainer.bench_steps, trainer.bench_cpu = [], [], [], [], []
     trainer.add_callback(step_timer(trainer))
     return trainer
 
@@ -175,21 +179,30 @@ def run_arena(spec: str, args: argparse.Namespace, device: str, out_dir: Path) -
     return trainer
 
 
-def summary(name: str, trainer: Any, warmup: int) -> dict[str, Any]:
-    steps = trainer.bench_steps[warmup:]
-    gen = trainer.bench_gen[warmup:]
-    tokens = trainer.bench_tokens[warmup:]
-    rows = trainer.bench_rows[warmup:]
-    rates = [t / s for t, s in zip(tokens, steps)]
+def timed(trainer: Any, warmup: int) -> dict[str, list]:
+    """The per-step records of one trainer run, warm-up steps dropped."""
+    return {"steps": trainer.bench_steps[warmup:], "cpu": trainer.bench_cpu[warmup:], "gen": trainer.bench_gen[warmup:],
+            "tokens": trainer.bench_tokens[warmup:], "rows": trainer.bench_rows[warmup:]}
+
+
+def summary(name: str, runs: list[dict[str, list]]) -> dict[str, Any]:
+    """Medians over the timed steps of every round of one trainer."""
+    steps = [x for r in runs for x in r["steps"]]
+    cpu = [x for r in runs for x in r["cpu"]]
+    gen = [x for r in runs for x in r["gen"]]
+    tokens = [x for r in runs for x in r["tokens"]]
+    rows = [x for r in runs for x in r["rows"]]
     return {
         "trainer": name, "timed_steps": len(steps), "step_seconds_median": statistics.median(steps),
         "generate_score_seconds_median": statistics.median(gen),
         "generate_score_share": statistics.median(g / s for g, s in zip(gen, steps)),
         "completions_per_step": statistics.median(rows), "completion_tokens_per_step": statistics.median(tokens),
         "mean_completion_length": sum(tokens) / max(sum(rows), 1),
-        "tokens_per_s_median": statistics.median(rates), "tokens_per_s_total": sum(tokens) / sum(steps),
-        "step_seconds": trainer.bench_steps, "completion_tokens": trainer.bench_tokens,
-        "generate_score_seconds": trainer.bench_gen,
+        "tokens_per_s_median": statistics.median(t / s for t, s in zip(tokens, steps)),
+        "tokens_per_s_total": sum(tokens) / sum(steps),
+        "step_cpu_seconds_median": statistics.median(cpu),
+        "tokens_per_cpu_s_median": statistics.median(t / c for t, c in zip(tokens, cpu)),
+        "rounds": runs,
     }
 
 
@@ -206,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--order", default="trl,arena", help="which trainer runs first")
+    parser.add_argument("--order", default="trl,arena", help="which trainer runs first (in odd rounds)")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each trainer, alternating which goes first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench_train.json", help="JSON file for the results")
     args = parser.parse_args(argv)
@@ -220,41 +234,47 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     spec = model_spec(args.model, args.model_config)
-    results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        for name in args.order.split(","):
-            run = {"trl": run_trl, "arena": run_arena}[name]
-            print(f"running {name} ...", file=sys.stderr)
-            trainer = run(spec, args, device, Path(tmp))
-            results[name] = summary(name, trainer, args.warmup)
-            del trainer
+    runs: dict[str, list[dict[str, list]]] = {"trl": [], "arena": []}
+    order = args.order.split(",")
+    for round_ in range(args.rounds):
+        for name in order if round_ % 2 == 0 else order[::-1]:  # alternate who goes first
+            with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+                print(f"round {round_ + 1}/{args.rounds}: {name} ...", file=sys.stderr)
+                trainer = {"trl": run_trl, "arena": run_arena}[name](spec, args, device, Path(tmp))
+                runs[name].append(timed(trainer, args.warmup))
+                del trainer
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
+    results = {name: summary(name, r) for name, r in runs.items()}
     ratio = results["arena"]["tokens_per_s_median"] / results["trl"]["tokens_per_s_median"]
+    cpu_ratio = results["arena"]["tokens_per_cpu_s_median"] / results["trl"]["tokens_per_cpu_s_median"]
 
     label = args.model if args.model_config == "tiny" else args.model_config
     table = Table(title=f"one training step: {label} on {device} ({torch.get_num_threads()} threads), "
                         f"{args.prompts}x{args.generations} completions of <= {args.length} tokens, "
-                        f"median of {args.steps} steps after {args.warmup} warm-up")
-    for col in ("trainer", "step s", "generate+score", "completions", "tokens/step", "tokens/s", "vs TRL"):
+                        f"median of {args.rounds}x{args.steps} steps, each run after {args.warmup} warm-up")
+    for col in ("trainer", "step s", "generate+score", "completions", "tokens/step", "tokens/s", "vs TRL",
+                "CPU s", "tokens/CPU s", "vs TRL (CPU)"):
         table.add_column(col, justify="left" if col == "trainer" else "right", no_wrap=True)
     for name in ("trl", "arena"):
         r = results[name]
         table.add_row("plain TRL GRPOTrainer" if name == "trl" else "arena SelfPlayTrainer",
                       f"{r['step_seconds_median']:.2f}", f"{100 * r['generate_score_share']:.0f}%",
                       f"{r['completions_per_step']}", f"{r['completion_tokens_per_step']}",
-                      f"{r['tokens_per_s_median']:.0f}", f"{r['tokens_per_s_median'] / results['trl']['tokens_per_s_median']:.2f}x")
+                      f"{r['tokens_per_s_median']:.0f}", f"{r['tokens_per_s_median'] / results['trl']['tokens_per_s_median']:.2f}x",
+                      f"{r['step_cpu_seconds_median']:.2f}", f"{r['tokens_per_cpu_s_median']:.0f}",
+                      f"{r['tokens_per_cpu_s_median'] / results['trl']['tokens_per_cpu_s_median']:.2f}x")
     Console(width=160).print(table)
     meta = {
         "model": args.model, "model_config": args.model_config, "device": device, "prompts": args.prompts,
-        "generations": args.generations, "length": args.length, "steps": args.steps, "warmup": args.warmup,
+        "generations": args.generations, "length": args.length, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
         "order": args.order, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "python": platform.python_version(), "cpus": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
     }
     with open(args.out, "w") as f:
-        json.dump({"meta": meta, "ratio_arena_over_trl": ratio, "results": results}, f, indent=2)
-    print(f"arena / TRL completion tokens/s: {ratio:.2f}x; wrote {args.out}", file=sys.stderr)
+        json.dump({"meta": meta, "ratio_arena_over_trl": ratio, "cpu_ratio_arena_over_trl": cpu_ratio, "results": results}, f, indent=2)
+    print(f"arena / TRL completion tokens/s: {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU; wrote {args.out}", file=sys.stderr)
     return 0
 
 
