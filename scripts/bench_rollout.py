@@ -8,7 +8,8 @@ model constrained to legal actions by default, temperature 1). The policy is wra
 that the time inside `policy.act` (tokenising the prompts, `generate`, decoding) is
 counted as **generation**; the rest of the wall time of `play` is **env + engine**:
 env reset/step/observe, building the chat prompts and legal-action lists, and the
-episode records. The target is env + engine < 1% of the rollout.
+episode records. The target is env + engine < 1% of the rollout; its cost per turn (ms)
+is shown too, since the share depends on how fast the model is.
 
 Each (env, concurrency) cell is timed after a warm-up `play` of the same shape (not
 counted), so the first call's one-off costs (and on CUDA the static-cache compilation per
@@ -102,6 +103,7 @@ def bench_cell(policy: Any, env_id: str, concurrency: int, episodes: int, seed: 
         "episodes_per_s": episodes / wall, "turns_per_s": turns / wall, "tokens_per_s": tokens / wall,
         "generation_seconds": timed.seconds, "env_engine_seconds": rest,
         "generation_share": timed.seconds / wall, "env_engine_share": rest / wall,
+        "env_engine_ms_per_turn": 1000 * rest / max(turns, 1),
         "invalid_moves": sum(1 for e in eps for t in e.turns if t.legal is False),
     }
 
@@ -148,13 +150,14 @@ def main(argv: list[str] | None = None) -> int:
 
     table = Table(title=f"rollout: {args.model if args.model_config == 'tiny' else args.model_config} on {device} ({torch.get_num_threads()} threads), "
                         f"{'constrained' if not args.no_constrain else 'free'} decoding, {args.episodes} episodes per row")
-    for col in ("env", "concurrent", "episodes/s", "x vs 1", "turns/s", "tokens/s", "generation", "env + engine"):
+    for col in ("env", "concurrent", "episodes/s", "x vs 1", "turns/s", "tokens/s", "generation", "env + engine", "env + engine ms/turn"):
         table.add_column(col, justify="left" if col == "env" else "right", no_wrap=True)
     base = {r["env"]: r["episodes_per_s"] for r in results if r["concurrency"] == min(levels)}
     for r in results:
         table.add_row(r["env"], str(r["concurrency"]), f"{r['episodes_per_s']:.2f}",
                       f"{r['episodes_per_s'] / base[r['env']]:.1f}x", f"{r['turns_per_s']:.1f}", f"{r['tokens_per_s']:.0f}",
-                      f"{100 * r['generation_share']:.2f}%", f"{100 * r['env_engine_share']:.2f}%")
+                      f"{100 * r['generation_share']:.2f}%", f"{100 * r['env_engine_share']:.2f}%",
+                      f"{r['env_engine_ms_per_turn']:.3f}")
     Console(width=160).print(table)
     meta = {
         "model": args.model, "model_config": args.model_config, "device": device,
