@@ -203,7 +203,30 @@ class SelfPlayTrainer(GRPOTrainer):
                 if s.logprobs:
                     old[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
             out["old_per_token_logps"] = old.to(device)
+        if self.beta != 0.0:
+            out["ref_per_token_logps"] = self._reference_logps(out)
         return out
+
+    def _reference_logps(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Log-probs of the completions under the reference model (KL term, `beta` > 0), as
+        TRL computes them: its `ref_model`, or the PEFT base with the adapter disabled."""
+        from trl.trainer.utils import use_adapter
+
+        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+        mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+        keep = batch["completion_ids"].size(1)
+        self._allowed = batch.get("allowed")
+        try:
+            with torch.no_grad():
+                if self.ref_model is not None:
+                    logps, _, _ = self._get_per_token_logps_and_entropies(self.ref_model, ids, mask, keep)
+                else:
+                    model = self.accelerator.unwrap_model(self.model)
+                    with use_adapter(model, adapter_name="ref" if "ref" in model.peft_config else None):
+                        logps, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, mask, keep)
+        finally:
+            self._allowed = None
+        return logps
 
     # -- constrained log-probs in the loss -----------------------------------------------
     def _compute_loss(self, model, inputs):
