@@ -9,6 +9,7 @@ sent into a job.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import re
 import threading
@@ -100,7 +101,37 @@ def parse_verdict(completion: str) -> bool | None:
 # -- sandbox pools ---------------------------------------------------------------------------
 
 _POOLS: dict[tuple, Any] = {}
+_LAST_USE: dict[tuple, float] = {}
 _POOLS_LOCK = threading.Lock()
+#: Seconds a pool may sit unused before it is closed (its workers stop; the next use starts
+#: a fresh one in ~0.1 s): no sandbox worker outlives the episodes that needed it.
+IDLE_CLOSE_S = 11.0
+_reaper: threading.Thread | None = None
+
+
+def _reap() -> None:
+    import time
+
+    while True:
+        time.sleep(1.0)
+        with _POOLS_LOCK:
+            idle = [k for k, t in _LAST_USE.items() if time.monotonic() - t > IDLE_CLOSE_S]
+            pools = [_POOLS.pop(k) for k in idle]
+            for k in idle:
+                _LAST_USE.pop(k, None)
+        for pool in pools:
+            with contextlib.suppress(Exception):  # best effort: a pool that fails to close is gone anyway
+                pool.close()
+
+
+def close_pools() -> None:
+    """Close every shared sandbox pool now (they restart on next use)."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+        _LAST_USE.clear()
+    for pool in pools:
+        pool.close()
 
 
 def sandbox_pool(domain: str, backend: str = "auto", workers: int = 1, config: dict[str, Any] | None = None) -> Any:
@@ -120,6 +151,13 @@ def sandbox_pool(domain: str, backend: str = "auto", workers: int = 1, config: d
             except (TypeError, ValueError) as exc:
                 raise ArenaError(f"bad sandbox settings {config!r}: {exc}; see arena.sandbox.SandboxConfig") from None
             _POOLS[key] = pool
+        global _reaper
+        if _reaper is None:
+            _reaper = threading.Thread(target=_reap, name="arena-azr-pool-reaper", daemon=True)
+            _reaper.start()
+        import time
+
+        _LAST_USE[key] = time.monotonic()
         return pool
 
 
