@@ -24,10 +24,15 @@ GAMES = ("spiral/KuhnPoker-v0", "spiral/TicTacToe-v0")
 
 @pytest.fixture(scope="module")
 def tiny():
-    """(model, tokenizer) of the tiny model, loaded the way `--model tiny` loads it."""
+    """(model, tokenizer) of the tiny model, loaded the way `--model tiny` loads it. One
+    torch thread while these tests run: the tiny model gains nothing from more, and on a
+    busy machine a second thread only waits (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     model, tokenizer = load_model("tiny", device="cpu")
     model.eval()
-    return model, tokenizer
+    yield model, tokenizer
+    torch.set_num_threads(threads)
 
 
 def game_requests(env_id: str, games: int, seed: int = 0) -> list[Request]:
