@@ -45,9 +45,7 @@ def resolve_model(spec: str) -> str:
         from .tiny import tiny_model_path
 
         return str(tiny_model_path())
-    if spec.startswith("hf:"):
-        spec = spec[3:]
-    return spec
+    return spec.removeprefix("hf:")
 
 
 def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
@@ -187,10 +185,8 @@ class HFPolicy:
             p.requires_grad_(False)
 
     def _unwrapped(self):
-        model = self.model
-        if hasattr(model, "merge_and_unload") and hasattr(model, "get_base_model"):  # PEFT: generate through it
-            return model
-        return model
+        """The trained model as generation sees it (a PEFT model generates through its adapters)."""
+        return self.model
 
     def sync_weights(self) -> None:
         """Refresh the generation copy from the trained weights (no-op when the policy
@@ -260,11 +256,11 @@ class HFPolicy:
         max_new = self.max_new_tokens
         if all(t is not None for t in tries):  # legal actions bound the length
             max_new = min(max_new, max(len(k) for t in tries for k in t.next) + 1)
-        kwargs: dict[str, Any] = dict(
-            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), max_new_tokens=max_new,
-            pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id, return_dict_in_generate=True,
-            output_scores=True, logits_processor=[processor] if any(t is not None for t in tries) else None,
-        )
+        kwargs: dict[str, Any] = {
+            "input_ids": ids.to(self.device), "attention_mask": mask.to(self.device), "max_new_tokens": max_new,
+            "pad_token_id": pad, "eos_token_id": self.tokenizer.eos_token_id, "return_dict_in_generate": True,
+            "output_scores": True, "logits_processor": [processor] if any(t is not None for t in tries) else None,
+        }
         if self.temperature > 0:
             kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0)
         else:
@@ -286,14 +282,20 @@ class HFPolicy:
         finally:
             model.train(was_training)
         sequences = result.sequences[:, width:].cpu()
-        logps = torch.stack([s.float().log_softmax(-1) for s in result.scores], dim=1).cpu() if result.scores else None
+        # the log-prob of each sampled token, picked on the device (a full-vocabulary copy per
+        # step would be rows x steps x vocab floats: ~10 GB for Qwen's 152k vocabulary)
+        logps = None
+        if result.scores:
+            picked = [s.float().log_softmax(-1).gather(1, result.sequences[:, width + t:width + t + 1])
+                      for t, s in enumerate(result.scores)]
+            logps = torch.cat(picked, dim=1).cpu()
         eos = self.tokenizer.eos_token_id
         completions = []
         for i, request in enumerate(requests):
             tokens = sequences[i].tolist()
             if eos in tokens:  # a row without EOS never finished, so holds no padding
                 tokens = tokens[:tokens.index(eos) + 1]
-            lp = [float(logps[i, t, tok]) for t, tok in enumerate(tokens)] if logps is not None else None
+            lp = [float(logps[i, t]) for t in range(len(tokens))] if logps is not None else None
             text = self.tokenizer.decode([t for t in tokens if t != eos], skip_special_tokens=True)
             info: dict[str, Any] = {}
             if tries[i] is not None:

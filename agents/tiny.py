@@ -44,6 +44,7 @@ MAX_TOKEN_CHARS = 32
 QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"""
                r"""|\s+(?!\S)|\s+""")
 SEED = 0
+BUILTIN_NAMESPACES = ("spiral", "azr", "spice")
 RECIPE_VERSION = 3
 
 PAD, BOS_CHAT, EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
@@ -65,14 +66,11 @@ def corpus(games_per_env: int = 16) -> list[str]:
     a few seeded random games (all roles), plus every legal action seen."""
     import random
 
-    from arena.registry import make, registry
+    from arena.registry import make
 
     texts: list[str] = ["system\nuser\nassistant\n" * 8]  # the chat roles, whole words
-    for env_id in sorted(registry()):
-        try:
-            env = make(env_id)
-        except Exception:  # an env that cannot be built here (missing extra) adds no text
-            continue
+    for env_id in builtin_envs():
+        env = make(env_id)
         texts.append(type(env).__doc__ or "")
         rng = random.Random(0)
         for seed in range(games_per_env):
@@ -94,11 +92,16 @@ def corpus(games_per_env: int = 16) -> list[str]:
     return texts
 
 
-def _fingerprint() -> str:
+def builtin_envs() -> list[str]:
+    """arena's own envs (plugins never change the tiny model: runs stay reproducible)."""
     from arena.registry import registry
 
-    blob = json.dumps({"config": TINY_CONFIG, "vocab": VOCAB_SIZE, "seed": SEED, "recipe": RECIPE_VERSION, "max_token": MAX_TOKEN_CHARS,
-                       "envs": sorted(registry())}, sort_keys=True)
+    return sorted(e for e in registry() if e.split("/")[0] in BUILTIN_NAMESPACES)
+
+
+def _fingerprint() -> str:
+    blob = json.dumps({"config": TINY_CONFIG, "vocab": VOCAB_SIZE, "seed": SEED, "recipe": RECIPE_VERSION,
+                       "max_token": MAX_TOKEN_CHARS, "envs": builtin_envs()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

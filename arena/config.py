@@ -46,6 +46,8 @@ class TrainConfig:
     temperature: float = _f(1.0, "Sampling temperature (also used in the loss, as TRL does).")
     top_p: float = _f(1.0, "Nucleus sampling.")
     constrain: bool | None = _f(None, "Decode only legal actions where the env lists them. Default: on for `tiny`, off otherwise.")
+    entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
+    entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first half of training, then moves linearly to this. Default: equal to --entropy-coef (constant).")
     lora_r: int = _f(0, "LoRA rank (PEFT); 0 trains all weights.")
     # -- the update (TRL GRPO) ------------------------------------------------------------
     steps: int = _f(150, "Training steps (one rollout and one optimizer step each).")
@@ -89,6 +91,27 @@ class TrainConfig:
                 raise ArenaError(f"unknown estimator {est!r}; choose from {', '.join(ESTIMATORS)}")
         if self.temperature < 0:
             raise ArenaError(f"--temperature must be >= 0, got {self.temperature}")
+
+    def resolved_constrain(self) -> bool:
+        """The legal-action constraint: as set, else on for the tiny model."""
+        return self.constrain if self.constrain is not None else self.model == "tiny"
+
+    def resolved_entropy_coef(self) -> float:
+        """The entropy bonus at the start: as set, else 1.0 under the constraint, 0 without."""
+        if self.entropy_coef is None:
+            return 1.0 if self.resolved_constrain() else 0.0
+        if self.entropy_coef and not self.resolved_constrain():
+            raise ArenaError("--entropy-coef is an entropy over the legal actions: it needs --constrain")
+        return float(self.entropy_coef)
+
+    def entropy_coef_at(self, step: int) -> float:
+        """c(step) = c0 for step < steps/2, then linear to c_final at the last step."""
+        start = self.resolved_entropy_coef()
+        final = start if self.entropy_coef_final is None else float(self.entropy_coef_final)
+        half = self.steps / 2
+        if step <= half:
+            return start
+        return start + (final - start) * min(1.0, (step - half) / max(half, 1e-9))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

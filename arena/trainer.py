@@ -17,12 +17,16 @@ pinned exactly and `tests/test_trainer.py` pins the seam): arena's override retu
 batch TRL expects (`prompt_ids`, `prompt_mask`, `completion_ids`, `completion_mask`,
 `advantages`, `num_items_in_batch`, and `old_per_token_logps` when TRL would need them).
 
-Deviation from TRL, kept small: with the legal-action constraint, a completion was
+Deviations from TRL, kept small: (1) with the legal-action constraint, a completion was
 sampled from the distribution renormalised over the legal next tokens, so the loss must
 score it under that same distribution. `_get_per_token_logps_and_entropies` is overridden
 for batches with constrained samples only: it computes logits (TRL's fused head cannot
 mask), sets the illegal tokens to -inf, and takes the log-softmax; unconstrained batches
-go through TRL's own code.
+go through TRL's own code. (2) An entropy bonus over the legal actions
+(`entropy_coef`, on by default with the constraint): TRL's GRPO loss has none, and a small
+model whose features cannot yet tell states apart collapses to one state-blind action
+before it learns them (measured: Kuhn Poker's tiny-model policy went to "always call" for
+every card and stayed at exploitability 1/3). Subtracted from TRL's loss in `_compute_loss`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from arena.config import TrainConfig, save_config
@@ -144,7 +149,11 @@ class SelfPlayTrainer(GRPOTrainer):
         super().__init__(model=model, reward_funcs=[_unused_reward], args=args, train_dataset=dataset,
                          processing_class=tokenizer, peft_config=peft_config)
         self._allowed: list | None = None
+        self._entropy_sum: torch.Tensor | None = None
+        self.entropy_coef = config.resolved_entropy_coef()
         self.add_callback(_ArenaCallback(self))
+        if self.pop_callback(ProgressCallback) is not None:
+            self.add_callback(_Progress())
 
     # -- the seam ------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
@@ -231,10 +240,19 @@ class SelfPlayTrainer(GRPOTrainer):
     # -- constrained log-probs in the loss -----------------------------------------------
     def _compute_loss(self, model, inputs):
         self._allowed = inputs.get("allowed")
+        self._entropy_sum = None
         try:
-            return super()._compute_loss(model, inputs)
+            loss = super()._compute_loss(model, inputs)
+            self.entropy_coef = self.config.entropy_coef_at(self.state.global_step)
+            if self.entropy_coef and self._entropy_sum is not None:
+                # entropy bonus over the legal actions, normalised like the dapo loss (per
+                # completion token of the whole rollout batch), so micro-batches add up
+                bonus = self._entropy_sum / inputs["num_items_in_batch"].clamp(min=1)
+                loss = loss - self.entropy_coef * bonus * self.accelerator.num_processes
+            return loss
         finally:
             self._allowed = None
+            self._entropy_sum = None
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                            batch_size=None, compute_entropy=False, **kwargs):
@@ -264,6 +282,11 @@ class SelfPlayTrainer(GRPOTrainer):
         if compute_entropy:
             p = logps_all.exp()
             entropies = -(p * torch.where(torch.isfinite(logps_all), logps_all, torch.zeros_like(logps_all))).sum(-1)
+            if torch.is_grad_enabled():
+                width = entropies.size(1)
+                mask = attention_mask[:, -width:].to(entropies.dtype)
+                self._entropy_sum = (entropies * mask).sum()
+            entropies = entropies.detach()
         aux = None
         return logps, entropies, aux
 
@@ -324,6 +347,24 @@ class SelfPlayTrainer(GRPOTrainer):
         self.session_start = time.monotonic()
         if state.get("policy_rng") and hasattr(self.policy, "set_rng_state"):
             self.policy.set_rng_state(state["policy_rng"])
+
+
+class _Progress(ProgressCallback):
+    """transformers' progress bar, with a few numbers as its postfix instead of printing
+    every step's whole log (all of it goes to metrics.csv and TensorBoard)."""
+
+    KEYS = ("loss", "entropy")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        bar = self.training_bar
+        if not state.is_world_process_zero or bar is None or not logs:
+            return
+        post = {k: f"{logs[k]:.3g}" for k in self.KEYS if isinstance(logs.get(k), (int, float))}
+        for key, value in logs.items():
+            if key.endswith("/exploitability") and isinstance(value, (int, float)):
+                post["exploitability"] = f"{value:.3f}"
+        if post:
+            bar.set_postfix(post, refresh=False)
 
 
 class _ArenaCallback(TrainerCallback):
@@ -455,7 +496,7 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
     torch.manual_seed(config.seed)
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load_model(config.model, device=device)
-    constrain = config.constrain if config.constrain is not None else config.model == "tiny"
+    constrain = config.resolved_constrain()
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
                       temperature=config.temperature, top_p=config.top_p, constrain=constrain, seed=config.seed)
     opponent = None
