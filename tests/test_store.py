@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -291,7 +292,7 @@ sys.path.insert(0, {tests!r})
 from test_store import _episode
 w = EpisodeWriter({run!r}, fsync=False)
 i = 0
-while True:
+while sys.stdin.readline():  # one batch per line from the test: the file stays small
     w.write([_episode(i + k, size=200_000) for k in range(8)])  # ~1.6 MB a batch
     i += 8
     print(i, flush=True)
@@ -305,11 +306,16 @@ def test_sigkill_mid_write_leaves_a_readable_file(tmp_path):
     code = WRITER.format(tests=str(Path(__file__).parent), run=str(run))
     torn_seen = False
     for attempt in range(5):
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for _ in range(3 + attempt):
+            proc.stdin.write("\n")
+            proc.stdin.flush()
             assert proc.stdout.readline(), "writer died early"
         # readable while being written
         assert len(list(read_records(run))) >= 8
+        proc.stdin.write("\n")  # one more batch, killed while it is being written
+        proc.stdin.flush()
+        time.sleep(0.002 * attempt)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
