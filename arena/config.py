@@ -38,7 +38,7 @@ class TrainConfig:
     env_weights: list[float] = _f([], "Share of episodes per env, in --env order (default: equal).")
     env_kwargs: dict[str, dict[str, Any]] = _f({}, "Env arguments per env id, e.g. {\"spiral/KuhnPoker-v1\": {\"rounds\": 3}} (JSON on the command line).")
     opponent: str | None = _f(None, "Fixed opponent for the other seat: random, heuristic, or a model path; only the model's seats train. Default: pure self-play.")
-    episodes_per_step: int = _f(128, "Episodes played per training step (each of their model turns is a sample).")
+    episodes_per_step: int = _f(64, "Episodes played per training step (each of their model turns is a sample).")
     concurrency: int = _f(256, "Episodes in flight at once during rollout.")
     # -- the model ----------------------------------------------------------------------
     model: str = _f("tiny", "Model: `tiny` (built locally), a local path, or a Hub id.")
@@ -47,10 +47,10 @@ class TrainConfig:
     top_p: float = _f(1.0, "Nucleus sampling.")
     constrain: bool | None = _f(None, "Decode only legal actions where the env lists them. Default: on for `tiny`, off otherwise.")
     entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
-    entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first half of training, then moves linearly to this. Default: equal to --entropy-coef (constant).")
+    entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first half of training, then moves linearly to this. Default: a tenth of --entropy-coef.")
     lora_r: int = _f(0, "LoRA rank (PEFT); 0 trains all weights.")
     # -- the update (TRL GRPO) ------------------------------------------------------------
-    steps: int = _f(150, "Training steps (one rollout and one optimizer step each).")
+    steps: int = _f(200, "Training steps (one rollout and one optimizer step each).")
     learning_rate: float = _f(2e-3, "Adam learning rate (the tiny model wants ~1e-3; 7B models ~1e-6).")
     lr_scheduler_type: str = _f("constant", "Transformers scheduler name (SPIRAL: constant).")
     warmup_steps: int = _f(0, "Warm-up steps of the scheduler.")
@@ -107,7 +107,7 @@ class TrainConfig:
     def entropy_coef_at(self, step: int) -> float:
         """c(step) = c0 for step < steps/2, then linear to c_final at the last step."""
         start = self.resolved_entropy_coef()
-        final = start if self.entropy_coef_final is None else float(self.entropy_coef_final)
+        final = start / 10 if self.entropy_coef_final is None else float(self.entropy_coef_final)
         half = self.steps / 2
         if step <= half:
             return start
