@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
+import arena.store
 from arena import ArenaError
 from arena.episode import SCHEMA_VERSION, Episode, Turn
 from arena.store import (
     EpisodeWriter,
+    encode_record,
+    encode_record_json,
     open_run,
     read_episodes,
     read_records,
@@ -33,7 +36,17 @@ def _episode(i: int, size: int = 10) -> Episode:
                    rewards={"player_0": 1.0, "player_1": -1.0}, outcome={"reason": "win", "winner": "player_0"}, id=str(i))
 
 
-def test_round_trip_and_schema(tmp_path):
+@pytest.fixture(params=["orjson", "json"])
+def encoder(request, monkeypatch):
+    """Run a test with orjson (the default) and with the standard-library fallback."""
+    if request.param == "json":
+        monkeypatch.setattr(arena.store, "_orjson", None)
+    else:
+        pytest.importorskip("orjson")
+    return request.param
+
+
+def test_round_trip_and_schema(tmp_path, encoder):
     with EpisodeWriter(tmp_path) as w:
         w.write([_episode(0), _episode(1)])
         w.write([_episode(2)])
@@ -44,7 +57,7 @@ def test_round_trip_and_schema(tmp_path):
     assert all(json.loads(line)["schema"] == SCHEMA_VERSION for line in lines)
 
 
-def test_nan_rewards_stay_strict_json(tmp_path):
+def test_nan_rewards_stay_strict_json(tmp_path, encoder):
     ep = _episode(0)
     ep.rewards["player_0"] = float("nan")
     with EpisodeWriter(tmp_path) as w:
@@ -111,7 +124,7 @@ def test_schema_1_records_still_load(tmp_path):
     assert ep.schema == SCHEMA_VERSION
 
 
-def test_compact_records_keep_extra_metadata_and_turn_info(tmp_path):
+def test_compact_records_keep_extra_metadata_and_turn_info(tmp_path, encoder):
     ep = _episode(0)
     ep.metadata.update({"index": 0, "step": 3})
     ep.turns[0].info["allowed_token_ids"] = [1, 2, 3]
@@ -126,7 +139,7 @@ def test_compact_records_keep_extra_metadata_and_turn_info(tmp_path):
     assert Episode.from_dict(_episode(1).to_dict()) == _episode(1)
 
 
-def test_text_with_lone_surrogates_and_non_ascii_round_trips(tmp_path):
+def test_text_with_lone_surrogates_and_non_ascii_round_trips(tmp_path, encoder):
     ep = _episode(0)
     ep.turns[0].completion = "caf\u00e9 \ud800 \U0001f600"
     with EpisodeWriter(tmp_path) as w:
@@ -135,7 +148,91 @@ def test_text_with_lone_surrogates_and_non_ascii_round_trips(tmp_path):
     assert next(read_episodes(tmp_path)).turns[0].completion == ep.turns[0].completion
 
 
-def test_null_rewards_read_back_as_nan(tmp_path):
+class _Numpyish:
+    """Stands for a numpy scalar: only `item` makes it JSON."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def item(self):
+        return self.value
+
+
+def _exotic_record() -> dict:
+    record = _episode(0).record()
+    record["turns"][0].update(
+        observation="caf\u00e9 \u2028 \x00\x1f \"q\" \\ \U0001f600 \r\n\t", completion="\u00fc" * 3,
+        logprobs=[0.1, 1 / 3, 1e16, 4e-06, -0.0, 5e-324, 1.7976931348623157e308, float("nan"), float("-inf")],
+        token_ids=[0, 2**63 - 1, -(2**63)],
+        info={"np": _Numpyish(0.25), "arr": [1, 2], "set": {3, 1, 2}, "tuple": (1, "a"), "nested": {"x": [{"y": None}]}})
+    return record
+
+
+def test_orjson_and_json_encodings_read_back_the_same(encoder):
+    """Both encoders: strict JSON (null for NaN and infinities), every value read back exactly,
+    floats included; the fallback is pure ASCII."""
+    pytest.importorskip("orjson")
+    record = _exotic_record()
+    fast, plain = encode_record(record), encode_record_json(record)
+    assert plain.isascii() and b"\n" not in fast and b"\n" not in plain
+    assert json.loads(fast) == json.loads(plain)
+    back = json.loads(fast)["turns"][0]
+    assert back["logprobs"][:7] == record["turns"][0]["logprobs"][:7] and back["logprobs"][7:] == [None, None]
+    assert math.copysign(1, back["logprobs"][4]) == -1
+    assert back["info"]["np"] == 0.25 and back["info"]["set"] == [1, 2, 3] and back["info"]["tuple"] == [1, "a"]
+    assert back["observation"] == record["turns"][0]["observation"]
+    assert json.loads(fast, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+
+
+@pytest.mark.parametrize("value", ["a \ud800 lone surrogate", 2**64, {1: "int key"}])
+def test_what_orjson_refuses_goes_through_the_standard_encoder(value, encoder):
+    record = _episode(0).record()
+    record["turns"][0]["info"]["x"] = value
+    line = encode_record(record)
+    assert line == encode_record_json(record)
+    assert json.loads(line)["turns"][0]["info"]["x"] == (json.loads(json.dumps(value)) if not isinstance(value, str)
+                                                        else value)
+
+
+@pytest.mark.parametrize("value", [object(), _episode(0), __import__("datetime").datetime(2024, 1, 1)])
+def test_unstorable_values_are_one_line_errors_with_both_encoders(tmp_path, encoder, value):
+    ep = _episode(0)
+    ep.turns[0].info["x"] = value
+    with EpisodeWriter(tmp_path) as w, pytest.raises(ArenaError, match="cannot be stored as JSON"):
+        w.write([ep])
+
+
+def test_both_encoders_write_files_that_read_back_the_same(tmp_path, monkeypatch):
+    pytest.importorskip("orjson")
+    eps = [_episode(i) for i in range(3)]
+    eps[1].turns[0].observation = "caf\u00e9 \u2028 \U0001f600"
+    eps[2].rewards["player_0"] = float("nan")
+    with EpisodeWriter(tmp_path / "fast") as w:
+        w.write(eps)
+    monkeypatch.setattr(arena.store, "_orjson", None)
+    with EpisodeWriter(tmp_path / "plain") as w:
+        w.write(eps)
+    fast, plain = list(read_records(tmp_path / "fast")), list(read_records(tmp_path / "plain"))
+    assert fast == plain and len(fast) == 3
+    assert not (tmp_path / "fast" / "episodes.jsonl").read_bytes().isascii()
+    assert (tmp_path / "plain" / "episodes.jsonl").read_bytes().isascii()
+
+
+def test_records_read_with_jq(tmp_path, encoder):
+    jq = __import__("shutil").which("jq")
+    if jq is None:
+        pytest.skip("jq is not installed")
+    ep = _episode(0)
+    ep.turns[0].observation = "caf\u00e9 \u2028 \U0001f600\nline"
+    ep.rewards["player_0"] = float("inf")
+    with EpisodeWriter(tmp_path) as w:
+        w.write([ep, _episode(1)])
+    out = subprocess.run([jq, "-c", "[.turns[0].observation, .rewards.player_0, .id]", str(tmp_path / "episodes.jsonl")],
+                         capture_output=True, text=True, check=True).stdout.split("\n")[:-1]
+    assert [json.loads(line) for line in out] == [[ep.turns[0].observation, None, "0"], ["o" * 10, 1.0, "1"]]
+
+
+def test_null_rewards_read_back_as_nan(tmp_path, encoder):
     ep = _episode(0)
     ep.rewards["player_0"] = float("inf")
     ep.turns[0].reward = float("nan")
