@@ -160,8 +160,16 @@ def training_evaluator(config, run_dir: Path):
     path = Path(run_dir) / "eval.jsonl"
 
     def run(trainer, final: bool = False) -> dict[str, float]:
-        results = evaluate(trainer.policy, list(config.env), episodes=config.eval_episodes, seed=10_000,
-                           env_kwargs=config.env_kwargs)
+        # evaluation draws from the policy's own RNG stream: put it back afterwards, so the
+        # training rollouts (and a resumed run) do not depend on how often or how much we evaluate
+        get_rng, set_rng = getattr(trainer.policy, "get_rng_state", None), getattr(trainer.policy, "set_rng_state", None)
+        saved = get_rng() if get_rng is not None else None
+        try:
+            results = evaluate(trainer.policy, list(config.env), episodes=config.eval_episodes, seed=10_000,
+                               env_kwargs=config.env_kwargs)
+        finally:
+            if saved is not None and set_rng is not None:
+                set_rng(saved)
         record = {"step": trainer.state.global_step, "minutes": round(trainer.minutes(), 4), "final": final, **results}
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
