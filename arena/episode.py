@@ -22,7 +22,7 @@ back as NaN.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from arena.errors import ArenaError
@@ -95,13 +95,13 @@ class Episode:
         writer encodes at once and cleans only a record that needs it."""
         turns = []
         for t in self.turns:
-            turn = {"index": t.index, "role": t.role, "agent": t.agent, "observation": t.observation,
-                    "completion": t.completion, "action": t.action, "legal": t.legal, "reward": t.reward}
-            for name in OPTIONAL_TURN_FIELDS:
-                value = getattr(t, name)
-                if value is not None or not compact:
-                    turn[name] = value
-            turn["info"] = t.info
+            turn = t.__dict__.copy()  # the fields in record order (info last), a third faster than by name
+            if len(turn) != _N_TURN_FIELDS:  # attributes set on the instance: only the fields
+                turn = {name: turn[name] for name in _TURN_FIELD_NAMES}
+            if compact:
+                for name in OPTIONAL_TURN_FIELDS:
+                    if turn[name] is None:
+                        del turn[name]
             turns.append(turn)
         return {"env_id": self.env_id, "seed": self.seed, "env_kwargs": self.env_kwargs, "options": self.options,
                 "agents": self.agents, "turns": turns, "rewards": self.rewards, "outcome": self.outcome,
@@ -148,6 +148,8 @@ class Episode:
         return [t for t in self.turns if t.role == role]
 
 
+_TURN_FIELD_NAMES = tuple(f.name for f in fields(Turn))
+_N_TURN_FIELDS = len(_TURN_FIELD_NAMES)
 _EPISODE_FIELDS = {"env_id", "seed", "env_kwargs", "options", "agents", "turns", "rewards", "outcome",
                    "sandbox_calls", "metadata", "id", "schema"}
 _TURN_TYPES: dict[str, tuple[type, ...]] = {

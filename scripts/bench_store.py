@@ -8,6 +8,8 @@ seconds (less disturbed by other load; fsync waits are not CPU). Variants:
 - `no store`: `play(..., writer=None)`.
 - `store`: `play(..., writer=EpisodeWriter(dir))`, the current record format, fsync on.
 - `store, no fsync`: the same without `os.fsync` (separates serialisation from the disk).
+- `store, json encoder`: the store with the standard-library fallback encoder (orjson
+  missing), fsync on.
 - `legacy store`: the schema-1 writer (`dataclasses.asdict`, a NaN walk, `json.dumps`
   without `ensure_ascii`), re-implemented here for the before/after comparison.
 
@@ -40,6 +42,7 @@ from arena.agents import make_agent
 from rich.console import Console
 from rich.table import Table
 
+import arena.store
 from arena.episode import Episode
 from arena.rollout import play
 from arena.store import EPISODES_FILE, EpisodeWriter
@@ -87,10 +90,18 @@ def _one(variant: str, episodes: int, workdir: Path) -> tuple[float, float, int]
         writer = EpisodeWriter(run)
     elif variant == "store, no fsync":
         writer = EpisodeWriter(run, fsync=False)
+    elif variant == "store, json encoder":
+        writer = EpisodeWriter(run)
     elif variant == "legacy store":
         writer = LegacyWriter(run)
+    fast = arena.store._orjson
+    if variant == "store, json encoder":
+        arena.store._orjson = None
     start, cpu = time.perf_counter(), time.process_time()
-    play(ENV_ID, _agents(), episodes, seed=0, writer=writer)
+    try:
+        play(ENV_ID, _agents(), episodes, seed=0, writer=writer)
+    finally:
+        arena.store._orjson = fast
     size = 0
     if writer is not None:
         writer.close()
@@ -117,7 +128,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench_store.json")
     args = parser.parse_args()
 
-    variants = ["no store", "store", "store, no fsync", "legacy store"]
+    variants = ["no store", "store", "store, no fsync", "store, json encoder", "legacy store"]
     wall: dict[str, float] = {}
     cpu: dict[str, float] = {}
     sizes: dict[str, int] = {}

@@ -430,3 +430,13 @@ def test_sigkill_mid_write_leaves_a_readable_file(tmp_path):
     # a torn tail is likely but not guaranteed with a real kill; the deterministic torn-tail
     # test above covers it either way
     os.sync()
+
+
+def test_record_keeps_field_order_and_only_the_fields():
+    ep = _episode(0)
+    ep.turns[0].extra = "not a field"  # an attribute set on the instance is not stored
+    ep.turns.append(Turn(index=1, role="player_1", agent="random", observation="p", completion="c", token_ids=[1]))
+    first, second = ep.record()["turns"]
+    assert list(first) == ["index", "role", "agent", "observation", "completion", "action", "legal", "reward", "info"]
+    assert list(second) == [*list(first)[:-1], "token_ids", "info"]
+    assert list(ep.record(compact=False)["turns"][0])[8:] == ["prompt_ids", "token_ids", "logprobs", "info"]
