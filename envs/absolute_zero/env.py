@@ -368,6 +368,12 @@ class AbsoluteZero(ArenaEnv):
 
     # -- scripted moves ------------------------------------------------------------------
     def _proposal(self, rng: np.random.Generator) -> str:
+        return self.scripted_proposal(rng)
+
+    def scripted_proposal(self, rng: np.random.Generator) -> str:
+        """A valid proposal for this episode's task type: a program and one of its inputs
+        from the varied built-in set (`programs.PROGRAMS`); for induction, inputs and a
+        message for the reference program."""
         if self.ttype == "induction":
             ref = self.references[0]
             known = dict(PROGRAMS)

@@ -199,6 +199,12 @@ class SpiceCorpus(ArenaEnv):
 
     # -- scripted moves ------------------------------------------------------------------
     def _mcq(self, rng: np.random.Generator) -> str:
+        return self.scripted_question(rng)
+
+    def scripted_question(self, rng: np.random.Generator, free: bool = False) -> str:
+        """A fill-the-blank question built from the document: a sentence of it with one of
+        its words blanked, and as options that word and three other words of the document
+        (the answer is the letter); `free=True`: no options, the answer is the word."""
         words = list(dict.fromkeys(w for w in re.findall(r"[A-Za-z]{5,}", self.document)))
         sentences = [s for s in re.split(r"(?<=[.!?])\s+", self.document) if any(w in s for w in words)]
         sentence = sentences[int(rng.integers(len(sentences)))] if sentences else self.document[:200]
@@ -212,6 +218,9 @@ class SpiceCorpus(ArenaEnv):
         gold = LETTERS[order.index(0)]
         blank = re.sub(rf"\b{target}\b", "____", sentence.replace("`", "'"), count=1)[:400]
         opts = "\n".join(f"{LETTERS[i]}) {w}" for i, w in enumerate(shown))
+        if free:
+            return (f"<think>scripted</think>\n<answer>\n```question\nWhich word fills the blank? \"{blank}\"\n```\n"
+                    f"```answer\n{target}\n```\n</answer>")
         return (f"<think>scripted</think>\n<answer>\n```question\nWhich word fills the blank? \"{blank}\"\n```\n"
                 f"```options\n{opts}\n```\n```answer\n{gold}\n```\n</answer>")
 
