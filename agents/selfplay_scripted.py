@@ -43,7 +43,7 @@ from arena.policy import Completion, Request
 INVALID_PROGRAMS: tuple[tuple[str, str, str], ...] = (
     ("syntax", "def f(x)\n    return x\n", "1"),
     ("banned_import", "import os\n\n\ndef f(x):\n    return os.getcwd()\n", "1"),
-    ("no_f", "def g(x):\n    return x\n", "1"),
+    ("no_entry", "def g(x):\n    return x\n", "1"),
     ("error", "def f(x):\n    return x / 0\n", "1"),
     ("nondeterministic", "def f(x):\n    return id(object()) + x\n", "1"),
     ("bad_input", "def f(x):\n    return x\n", "open('x')"),

@@ -226,11 +226,44 @@ def play_cmd(
             _add_row(table, name, str(s["episodes"]), f"{s['win_rate']:.1%}", f"{s['draw_rate']:.1%}", f"{s['loss_rate']:.1%}",
                      f"{s['invalid_move_rate']:.1%}", f"{s['mean_return']:+.3f}")
         _print_table(table)
+    env_summary = getattr(getattr(env, "unwrapped", env), "summarize", None)
+    if callable(env_summary) and played:
+        _print_summary(env_id, env_summary(played))
     if out is not None:
         console.print(f"episodes written to {out / 'episodes.jsonl'}; replay with `arena replay {out}`",
                       markup=False, highlight=False, soft_wrap=True)
     if status == "interrupted":
         raise typer.Exit(130)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _print_summary(env_id: str, summary: dict[str, Any]) -> None:
+    """An env's own play summary (its optional `summarize(episodes)`): scalars on one line,
+    each dict of dicts a table (one row per key), each dict of scalars a two-column table."""
+    scalars = [f"{key.replace('_', ' ')} {_cell(v)}" for key, v in summary.items() if not isinstance(v, dict)]
+    if scalars:
+        console.print(f"{env_id}: " + ", ".join(scalars), markup=False, highlight=False, soft_wrap=True)
+    for key, value in summary.items():
+        if not isinstance(value, dict) or not value:
+            continue
+        title = f"{env_id}: {key.replace('_', ' ')}"
+        if all(isinstance(v, dict) for v in value.values()):
+            columns = list(dict.fromkeys(c for row in value.values() for c in row))
+            table = _table(title, ["", *(c.replace("_", " ") + ("~" if c in ("example", "reason") else ">") for c in columns)])
+            for name, row in value.items():
+                _add_row(table, _cell(name), *(_cell(row.get(c)) for c in columns))
+        else:
+            table = _table(title, ["", "value>"])
+            for name, v in value.items():
+                _add_row(table, _cell(name), _cell(v))
+        _print_table(table)
 
 
 def _show_final(episode: Any) -> None:

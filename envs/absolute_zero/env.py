@@ -192,6 +192,11 @@ class AbsoluteZero(ArenaEnv):
         self.turn_credit = []
         self._texts: dict[str, str] = {}
 
+    @staticmethod
+    def summarize(episodes: Any) -> dict[str, Any]:
+        """The play summary of these envs (`summarize_azr`); `arena play` prints it."""
+        return summarize_azr(episodes)
+
     # -- sandboxes ---------------------------------------------------------------------
     def pool(self, domain: str) -> Any:
         """The sandbox pool of `domain` (`gold` or `solver`)."""
@@ -428,29 +433,37 @@ class AbsoluteZero(ArenaEnv):
 
 def summarize_azr(episodes: Any) -> dict[str, Any]:
     """Solve rate, proposer learnability, verifier accuracy and rejection reasons over
-    played episodes (per task type and overall)."""
-    out: dict[str, Any] = {"episodes": 0, "valid_proposals": 0, "rejections": Counter(), "by_type": {}}
+    played episodes: `episodes`, `valid_proposals`, `by_type` (per task type, and `all`:
+    episodes, valid, solve_rate, mean_learnability, verifier_accuracy; None when nothing
+    was measured) and `rejections` (per kind: count and one example reason)."""
+    out: dict[str, Any] = {"episodes": 0, "valid_proposals": 0, "by_type": {}, "rejections": {}}
+    raw: dict[str, dict[str, Any]] = {}
     for ep in episodes:
         outcome = ep.outcome or {}
         ttype = (ep.options or {}).get("task_type") or next((t.info.get("task_type") for t in ep.turns), None)
-        acc = out["by_type"].setdefault(ttype, {"episodes": 0, "solve": [], "learnability": [], "verifier": []})
         out["episodes"] += 1
-        acc["episodes"] += 1
+        for key in (ttype, "all"):
+            acc = raw.setdefault(key, {"episodes": 0, "valid": 0, "solve": [], "learnability": [], "verifier": []})
+            acc["episodes"] += 1
+            if outcome.get("reason") != "verified":
+                continue
+            acc["valid"] += 1
+            if outcome.get("solve_rate") is not None:
+                acc["solve"].append(outcome["solve_rate"])
+                acc["learnability"].append(ep.rewards.get("proposer", 0.0))
+            if outcome.get("verifier_agrees") is not None:
+                acc["verifier"].append(1.0 if outcome["verifier_agrees"] else 0.0)
         if outcome.get("reason") == "invalid_proposal":
-            out["rejections"][outcome.get("rejection")] += 1
-            continue
-        if outcome.get("reason") != "verified":
-            continue
-        out["valid_proposals"] += 1
-        if outcome.get("solve_rate") is not None:
-            acc["solve"].append(outcome["solve_rate"])
-            acc["learnability"].append(ep.rewards.get("proposer", 0.0))
-        if outcome.get("verifier_agrees") is not None:
-            acc["verifier"].append(1.0 if outcome["verifier_agrees"] else 0.0)
-    for acc in out["by_type"].values():
-        for key in ("solve", "learnability", "verifier"):
-            values = acc.pop(key)
-            name = {"solve": "solve_rate", "learnability": "mean_learnability", "verifier": "verifier_accuracy"}[key]
-            acc[name] = sum(values) / len(values) if values else None
-    out["rejections"] = dict(out["rejections"])
+            rej = out["rejections"].setdefault(outcome.get("rejection"), {"count": 0, "example": outcome.get("detail", "")})
+            rej["count"] += 1
+        elif outcome.get("reason") == "verified":
+            out["valid_proposals"] += 1
+    names = {"solve": "solve_rate", "learnability": "mean_learnability", "verifier": "verifier_accuracy"}
+    for key in sorted(raw, key=lambda k: (k == "all", str(k))):
+        acc = raw[key]
+        row = {"episodes": acc["episodes"], "valid": acc["valid"]}
+        for field, name in names.items():
+            row[name] = sum(acc[field]) / len(acc[field]) if acc[field] else None
+        out["by_type"][key] = row
+    out["rejections"] = dict(sorted(out["rejections"].items(), key=lambda kv: -kv[1]["count"]))
     return out

@@ -123,6 +123,11 @@ class SpiceCorpus(ArenaEnv):
         self.documents = load_corpus(corpus)
         self.turn_credit: list[dict[str, Any]] = []
 
+    @staticmethod
+    def summarize(episodes: Any) -> dict[str, Any]:
+        """The play summary of this env (`summarize_spice`); `arena play` prints it."""
+        return summarize_spice(episodes)
+
     def _reset(self, options: dict[str, Any]) -> str:
         self.doc_index = int(self.np_random.integers(len(self.documents)))
         self.document = self.documents[self.doc_index]
@@ -247,3 +252,39 @@ class SpiceCorpus(ArenaEnv):
         if agent == "reasoner":
             return f"<answer>{LETTERS[int(rng.integers(4))]}</answer>"
         return "<answer>correct</answer>" if rng.random() < 0.5 else "<answer>incorrect</answer>"
+
+
+def summarize_spice(episodes: Any) -> dict[str, Any]:
+    """Reasoner solve rate, challenger reward, verifier accuracy and why tasks were refused,
+    over played episodes: `episodes`, `valid_tasks`, `by_kind` (`mcq`, `free`, and `all`:
+    episodes, solve_rate (the mean pass rate), mean_challenger_reward, verifier_accuracy;
+    None when nothing was measured) and `rejections` (per reason: count)."""
+    out: dict[str, Any] = {"episodes": 0, "valid_tasks": 0, "by_kind": {}, "rejections": {}}
+    raw: dict[str, dict[str, Any]] = {}
+    for ep in episodes:
+        outcome = ep.outcome or {}
+        out["episodes"] += 1
+        if outcome.get("reason") == "invalid_task":
+            rej = out["rejections"].setdefault(outcome.get("detail", "?"), {"count": 0})
+            rej["count"] += 1
+            continue
+        if outcome.get("reason") != "verified":
+            continue
+        out["valid_tasks"] += 1
+        kind = next((t.info.get("kind") for t in ep.turns if t.role == "challenger"), None) or "?"
+        for key in (kind, "all"):
+            acc = raw.setdefault(key, {"episodes": 0, "solve": [], "challenger": [], "verifier": []})
+            acc["episodes"] += 1
+            acc["solve"].append(float(outcome.get("pass_rate", 0.0)))
+            acc["challenger"].append(ep.rewards.get("challenger", 0.0))
+            if outcome.get("verifier_agrees") is not None:
+                acc["verifier"].append(1.0 if outcome["verifier_agrees"] else 0.0)
+    names = {"solve": "solve_rate", "challenger": "mean_challenger_reward", "verifier": "verifier_accuracy"}
+    for key in sorted(raw, key=lambda k: (k == "all", k)):
+        acc = raw[key]
+        row: dict[str, Any] = {"episodes": acc["episodes"]}
+        for field, name in names.items():
+            row[name] = sum(acc[field]) / len(acc[field]) if acc[field] else None
+        out["by_kind"][key] = row
+    out["rejections"] = dict(sorted(out["rejections"].items(), key=lambda kv: -kv[1]["count"]))
+    return out
