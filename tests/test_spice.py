@@ -98,3 +98,28 @@ def test_scripted_agents_play_and_replay():
     assert all(ep.outcome["verifier_agrees"] for ep in episodes)
     assert len({ep.outcome["document"] for ep in episodes}) > 1
     assert all(verify(ep) == [] for ep in episodes)
+
+
+# -- math-verify and the SymPy fallback ----------------------------------------------------------------
+
+EXPRESSIONS = [("x^2 + 2x + 1", "(x+1)^2"), ("2*x", "x + x"), ("\\frac{x}{2}", "x/2")]
+
+
+@pytest.mark.parametrize("answer, gold", EXPRESSIONS[:2])
+def test_expressions_without_math_verify_fall_back_to_sympy(monkeypatch, answer, gold):
+    from arena.envs.spice import answers
+
+    monkeypatch.setattr(answers, "_math_verify", lambda a, b: None)  # as when it is not installed
+    assert answers._sympy_equal(answer, gold) is True
+    assert equivalent(answer, gold) and not equivalent(answer, "x^3")
+
+
+def test_math_verify_is_installed_and_used(monkeypatch):
+    pytest.importorskip("math_verify")
+    from arena.envs.spice import answers
+
+    assert answers._math_verify("\\frac{x}{2}", "x/2") is True and answers._math_verify("x^2", "x^3") is False
+    monkeypatch.setattr(answers, "_sympy_equal", lambda a, b: None)  # math-verify alone decides
+    for answer, gold in EXPRESSIONS:
+        assert equivalent(answer, gold)
+    assert not equivalent("x^2", "x^3")
