@@ -1,0 +1,93 @@
+"""Training on the proposer / solver / verifier envs: `arena train` end to end with the tiny
+model on `azr/Mixed-v0` (TRR++, its default) and `spice/Corpus-v0` (GRPO, its default), each
+also with the other estimator; and the sample path (per-attempt rewards, task-type keys,
+infra masking) on scripted episodes, which reach the solver and verifier turns that the
+untrained tiny model never does (its proposals are all refused).
+
+Infra masking end to end (a real sandbox whose interpreter is missing gives `infra`, and
+`samples.collect` gives reward None) is `tests/test_absolute_zero.py::
+test_infra_failure_is_masked_never_scored`; the estimators' masking is in
+`tests/test_advantages.py`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from arena.agents import make_agent
+
+from arena.rollout import play
+from arena.samples import assign_advantages, collect, keep_for_loss
+
+ROLES = {"azr/Mixed-v0": ("proposer", "solver", "verifier"), "spice/Corpus-v0": ("challenger", "reasoner", "verifier")}
+KWARGS = {"azr/Mixed-v0": {"n": 2, "sandbox": "process"}, "spice/Corpus-v0": {"n": 2}}
+
+
+def arena_cmd(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "160", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([sys.executable, "-m", "arena.cli", *map(str, args)], check=False, capture_output=True,
+                          text=True, env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id, estimator", [("azr/Mixed-v0", None), ("spice/Corpus-v0", None),
+                                               ("azr/Mixed-v0", "grpo"), ("spice/Corpus-v0", "trr++")])
+def test_train_runs_end_to_end_with_the_tiny_model(tmp_path, env_id, estimator):
+    out = tmp_path / "run"
+    extra = ["--estimator", estimator] if estimator else []
+    res = arena_cmd("train", "--env", env_id, "--steps", "2", "--episodes-per-step", "4", "--eval-every", "0",
+                    "--max-new-tokens", "16", "--out", out, "--env-kwargs", json.dumps({env_id: KWARGS[env_id]}), *extra)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with open(out / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2
+    name = env_id.split("/")[1]
+    for role in ROLES[env_id]:
+        assert f"{name}/{role}/mean_return" in rows[0] and f"{name}/{role}/invalid_move_rate" in rows[0]
+    assert "samples/dropped_infra" in rows[0] and "samples/trained" in rows[0]
+    assert all(float(r["samples/trained"]) > 0 for r in rows)
+    assert all(r["loss"] not in ("", "nan") for r in rows)
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    assert len(lines) == 8 and all(json.loads(line)["env_id"] == env_id for line in lines)
+
+
+# -- the sample path on scripted episodes ------------------------------------------------------------
+
+def _tokenised(episodes):
+    """Give every turn tokens, as a model's turns have (the agent made them by script)."""
+    for ep in episodes:
+        for t in ep.turns:
+            t.prompt_ids, t.token_ids, t.logprobs = [1, 2, 3], [4, 5], [-0.1, -0.2]
+    return episodes
+
+
+def test_azr_samples_are_keyed_by_task_type_with_per_attempt_rewards():
+    agent = make_agent("scripted:noisy=0.5", seed=0)
+    episodes = _tokenised(play("azr/Mixed-v0", [agent], 8, seed=0, env_kwargs={"n": 4, "sandbox": "process"}))
+    samples = collect(episodes, agent.name)
+    assert {s.key[:2] for s in samples} == {("azr/Mixed-v0", r) for r in ROLES["azr/Mixed-v0"]}
+    assert all(len(s.key) == 3 and s.key[2] in ("deduction", "abduction", "induction") for s in samples)
+    solver = [s for s in samples if s.role == "solver"]
+    assert {s.reward for s in solver} == {1.0, -0.5}  # each attempt its own reward, not the role's mean
+    for estimator in ("trr++", "grpo"):
+        assign_advantages(samples, {"azr/Mixed-v0": estimator}, {})
+        assert any(s.advantage > 0 for s in solver) and any(s.advantage < 0 for s in solver)
+        by_reward = {s.reward: s.advantage for s in solver if s.key == solver[0].key}
+        if len(by_reward) == 2:
+            assert by_reward[1.0] > by_reward[-0.5]
+
+
+def test_spice_samples_and_an_infra_turn_is_masked():
+    agent = make_agent("scripted:noisy=0.5", seed=0)
+    episodes = _tokenised(play("spice/Corpus-v0", [agent], 6, seed=0, env_kwargs={"n": 4}))
+    episodes[0].turns[1].info["infra"] = True  # one reasoner attempt whose check failed for infra reasons
+    samples = collect(episodes, agent.name)
+    assert samples[1].reward is None and {s.key for s in samples} == {("spice/Corpus-v0", r) for r in ROLES["spice/Corpus-v0"]}
+    assign_advantages(samples, {"spice/Corpus-v0": "grpo"}, {})
+    kept, dropped = keep_for_loss(samples, filter_zero_advantage=False)
+    assert dropped["infra"] == 1 and samples[1] not in kept and len(kept) == len(samples) - 1
