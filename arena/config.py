@@ -50,8 +50,8 @@ class TrainConfig:
     entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first half of training, then moves linearly to this. Default: a tenth of --entropy-coef.")
     lora_r: int = _f(0, "LoRA rank (PEFT); 0 trains all weights.")
     # -- the update (TRL GRPO) ------------------------------------------------------------
-    steps: int = _f(200, "Training steps (one rollout and one optimizer step each).")
-    learning_rate: float = _f(2e-3, "Adam learning rate (the tiny model wants ~1e-3; 7B models ~1e-6).")
+    steps: int = _f(300, "Training steps (one rollout and one optimizer step each).")
+    learning_rate: float = _f(3e-3, "Adam learning rate (the tiny model wants ~1e-3; 7B models ~1e-6).")
     lr_scheduler_type: str = _f("constant", "Transformers scheduler name (SPIRAL: constant).")
     warmup_steps: int = _f(0, "Warm-up steps of the scheduler.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
