@@ -56,7 +56,7 @@ def test_readme_env_example_passes_check_env(tmp_path, monkeypatch):
     from arena.registry import _REGISTRY
 
     text = (ROOT / "README.md").read_text()
-    code = re.search(r"```python\n(# my_games/coin.py\n.*?)```", text, re.S).group(1)
+    code = re.search(r"```python\n(# my_games/coin.py\n.*?)```", text, re.DOTALL).group(1)
     (tmp_path / "my_games").mkdir()
     (tmp_path / "my_games" / "__init__.py").write_text("")
     (tmp_path / "my_games" / "coin.py").write_text(code)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from arena.agents import Completion, HeuristicAgent, RandomAgent
 
 from arena import ArenaError
-from arena.agents import Completion, HeuristicAgent, RandomAgent
 from arena.metrics import summarize, summarize_agents
 from arena.rollout import play
 
