@@ -46,7 +46,9 @@ def test_train_help_lists_every_field_with_its_default():
     for flag, default, _ in fields_help():
         assert flag in result.stdout, flag
     assert "--config" in result.stdout and "--resume" in result.stdout
-    assert "0.002" in result.stdout  # the learning rate's default
+    from arena.config import TrainConfig
+
+    assert repr(TrainConfig().learning_rate) in result.stdout  # the learning rate's default
 
 
 def test_train_misspelled_flag_is_one_line_naming_the_close_match():
@@ -227,7 +229,9 @@ def test_train_then_eval_then_report(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((run / "eval-final.json").read_text())
     assert record["model"] == str(run / "model") and record["constrain"] is True
-    assert 0.0 <= record["results"]["KuhnPoker-v0/exploitability"] <= 0.5
+    # two steps of 8 episodes move the policy anywhere (a near-deterministic policy is
+    # exploitable by more than uniform's 0.458); the exact value is a finite NashConv / 2
+    assert 0.0 <= record["results"]["KuhnPoker-v0/exploitability"] < 3.0
     assert set(record["results"]["KuhnPoker-v0/policy_table"]) == {
         c + h for h in ("", "p", "b", "pb") for c in "JQK"}
     assert "exploitability" in result.stdout and "Kpb" in result.stdout

@@ -71,7 +71,8 @@ def _run(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
-TRAIN = ["train", "--env", "spiral/KuhnPoker-v0", "--episodes-per-step", "8", "--save-every", "2",
+STEPS = 10
+TRAIN = ["train", "--env", "spiral/KuhnPoker-v0", "--episodes-per-step", "8", "--save-every", "2", "--save-total-limit", "10",
          "--eval-every", "0", "--seed", "3", "--report-to", "none"]
 
 
@@ -91,24 +92,25 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
     exactly once, those after it are moved aside and played again, and the RAE baselines
     and episodes equal those of the same run never interrupted."""
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    proc = _run([*TRAIN, "--steps", "6", "--out", str(killed)], tmp_path)
+    proc = _run([*TRAIN, "--steps", str(STEPS), "--out", str(killed)], tmp_path)
     deadline = time.monotonic() + 300
     while not (killed / "checkpoints" / "checkpoint-4" / "arena_state.json").exists():
         assert proc.poll() is None, proc.stdout.read()
         assert time.monotonic() < deadline, "no checkpoint-4 within 300 s"
-        time.sleep(0.2)
-    time.sleep(1.0)  # let it play into step 5 so there is something after the checkpoint
+        time.sleep(0.02)
+    # kill as soon as checkpoint-4 is complete: the run is then somewhere in steps 5-10
+    # (possibly past checkpoint-6 or -8 on a fast machine: resume takes the newest)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert json.loads((killed / "run.json").read_text())["status"] == "running"  # a SIGKILL leaves no word
 
     out = _run(["train", "--resume", str(killed)], tmp_path).communicate(timeout=600)[0]
     assert "Traceback" not in out, out
-    assert _indices(killed) == list(range(6 * 8))
-    ref = _run([*TRAIN, "--steps", "6", "--out", str(clean)], tmp_path).communicate(timeout=600)[0]
+    assert _indices(killed) == list(range(STEPS * 8))
+    ref = _run([*TRAIN, "--steps", str(STEPS), "--out", str(clean)], tmp_path).communicate(timeout=600)[0]
     assert "Traceback" not in ref, ref
     assert _state(killed, 4)["baselines"] == _state(clean, 4)["baselines"]
-    assert _state(killed, 6)["baselines"] == _state(clean, 6)["baselines"]
+    assert _state(killed, STEPS)["baselines"] == _state(clean, STEPS)["baselines"]
     from arena.store import read_episodes
 
     played = [[t.completion for t in ep.turns] for ep in read_episodes(killed)]
