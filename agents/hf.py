@@ -179,14 +179,10 @@ class HFPolicy:
 
         import torch
 
-        src = self._unwrapped()
+        src = self.model
         self._gen_model = copy.deepcopy(src).to(torch.bfloat16).eval()
         for p in self._gen_model.parameters():
             p.requires_grad_(False)
-
-    def _unwrapped(self):
-        """The trained model as generation sees it (a PEFT model generates through its adapters)."""
-        return self.model
 
     def sync_weights(self) -> None:
         """Refresh the generation copy from the trained weights (no-op when the policy
@@ -196,7 +192,7 @@ class HFPolicy:
         import torch
 
         with torch.no_grad():
-            for dst, src in zip(self._gen_model.state_dict().values(), self._unwrapped().state_dict().values()):
+            for dst, src in zip(self._gen_model.state_dict().values(), self.model.state_dict().values()):
                 dst.copy_(src)
 
     # --- RNG -----------------------------------------------------------------------

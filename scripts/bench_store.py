@@ -43,21 +43,14 @@ from rich.console import Console
 from rich.table import Table
 
 import arena.store
-from arena.episode import Episode
+from arena.episode import (
+    Episode,
+    _finite,  # the NaN/inf walk the old writer did on every record
+)
 from arena.rollout import play
 from arena.store import EPISODES_FILE, EpisodeWriter
 
 ENV_ID = "spiral/KuhnPoker-v0"
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 class LegacyWriter(EpisodeWriter):

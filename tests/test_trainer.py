@@ -115,3 +115,16 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
 
     played = [[t.completion for t in ep.turns] for ep in read_episodes(killed)]
     assert played == [[t.completion for t in ep.turns] for ep in read_episodes(clean)]
+
+
+def test_a_typo_in_an_env_id_fails_before_the_run_folder_exists(tmp_path):
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+    from arena.trainer import prepare_run
+
+    run = tmp_path / "run"
+    with pytest.raises(ArenaError, match="did you mean 'spiral/KuhnPoker-v0'"):
+        prepare_run(TrainConfig(env=["spiral/KuhnPokr-v0"], out=str(run)))
+    with pytest.raises(ArenaError, match="not one of the --env ids"):
+        prepare_run(TrainConfig(env=["spiral/KuhnPoker-v0"], env_kwargs={"spiral/TicTacToe-v0": {}}, out=str(run)))
+    assert not run.exists()  # nothing to block the corrected command
