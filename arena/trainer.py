@@ -91,8 +91,9 @@ class Rollout(Protocol):
 
     `start_index` is the index of the step's first episode (episode i is reset with seed
     `config.seed * 1_000_003 + i`); `metadata` goes into every episode. The trained
-    weights are `trainer.model`'s: a rollout that generates with another copy of them
-    (a vLLM engine, Ray actors) brings that copy up to date first.
+    weights are `trainer.model`'s; `trainer.policy` is already synced with them (its
+    `sync_weights()` ran), and a rollout that generates with other copies of them (Ray
+    actors) brings those up to date first.
     """
 
     def __call__(self, trainer: SelfPlayTrainer, start_index: int, metadata: dict[str, Any]) -> list[Episode]: ...
@@ -109,7 +110,6 @@ def rollout_seed(config: TrainConfig) -> int:
 def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str, Any]) -> list[Episode]:
     """The step's episodes, played in this process by `trainer.policy` (and the opponent)."""
     cfg = trainer.config
-    trainer.policy.sync_weights()
     agents = [trainer.policy] if trainer.opponent is None else [trainer.policy, trainer.opponent]
     return play(
         cfg.env, agents, cfg.episodes_per_step, seed=rollout_seed(cfg),
@@ -131,7 +131,7 @@ class SelfPlayTrainer(GRPOTrainer):
         evaluate: called as `evaluate(trainer)` every `config.eval_every` steps; returns
             metrics (`eval/...`) that are logged with the step's metrics.
         rollout: plays a step's episodes somewhere else (e.g. Ray actors, `arena.ray_rollout`);
-            default: in this process with `policy`, after `policy.sync_weights()`.
+            default: in this process with `policy` (synced with `model` first).
     """
 
     def __init__(self, config: TrainConfig, model, tokenizer, policy, run_dir: Path, *, opponent=None,
@@ -196,6 +196,9 @@ class SelfPlayTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
         cfg = self.config
         metrics: dict[str, float] = {}
+        # a generating copy of the weights (the GPU bf16 copy, a vLLM engine) follows the last
+        # optimizer step before anything generates: evaluation and the rollout alike
+        self.policy.sync_weights()
         if self.evaluate_fn is not None and cfg.eval_every and self.state.global_step % cfg.eval_every == 0:
             metrics.update(self.evaluate_fn(self))
         t0 = time.perf_counter()
