@@ -3,7 +3,8 @@
     arena sandbox build [--rebuild] [--dockerfile]
     arena sandbox doctor [--json]
     arena sandbox clean [--all]
-    arena sandbox run PROGRAM.py [--call 'f(1, 2)' ...] [--backend auto|docker|process] [--json]
+    arena sandbox run PROGRAM.py [--call 'f(1, 2)' ...] [--backend auto|docker|process]
+                      [--allow-unsafe] [--json]
 
 ``run`` exits 0 whenever the sandbox worked, whatever the program did (its status is in
 the output); 1 when the sandbox itself failed (``infra``, or the backend is unavailable);
@@ -117,12 +118,12 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     if b_ok:
         ok, why, dt = _probe("process", use_bwrap=True)
         rows.append(("process backend (bwrap)", ok, f"{why} ({dt:.1f}s)"))
-    ok, why, dt = _probe("process", use_bwrap=False)
-    rows.append(("process backend (plain, weak isolation)", ok, f"{why} ({dt:.1f}s)"))
+    ok, why, dt = _probe("process", use_bwrap=False, allow_unsafe=True)
+    rows.append(("process backend (plain, no isolation: allow_unsafe only)", ok, f"{why} ({dt:.1f}s)"))
     try:
         auto, use_bwrap, reason = resolve_backend(SandboxConfig())
         auto_label = "docker" if auto == "docker" else ("process (bwrap)" if use_bwrap else "process (plain)")
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - SandboxUnavailable: no isolating backend
         auto_label, reason = "none", str(e)
     if as_json:
         print(json.dumps({"checks": [{"check": c, "ok": o, "detail": w} for c, o, w in rows],
@@ -136,6 +137,8 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
         table.add_row(check, "[green]yes[/]" if ok else "[red]no[/]", why)
     console.print(table)
     console.print(f"backend=auto picks: [bold]{auto_label}[/]")
+    if auto_label == "none":
+        console.print(reason, highlight=False, markup=False)
 
 
 @app.command("clean")
@@ -162,6 +165,9 @@ def run_cmd(
     backend: str = typer.Option("auto", "--backend", "-b", help="auto, docker or process."),
     timeout: float = typer.Option(2.0, "--timeout", help="Wall-clock seconds for the program and its calls."),
     memory_mb: int = typer.Option(256, "--memory-mb", help="Address-space limit of the program, MiB."),
+    allow_unsafe: bool = typer.Option(
+        False, "--allow-unsafe",
+        help="Without Docker and bubblewrap, run the program as a plain subprocess: no isolation, trusted code only."),
     as_json: bool = typer.Option(False, "--json", help="Print the ExecResult as JSON."),
 ) -> None:
     """Run one program the way the envs do and print its ExecResult."""
@@ -186,11 +192,11 @@ def run_cmd(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            sb = Sandbox(backend, workers=1)
+            sb = Sandbox(backend, workers=1, allow_unsafe=allow_unsafe)
         for w in caught:
             err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
     except SandboxUnavailable as e:
-        raise _fail(f"{e}; or use --backend process", 1) from None
+        raise _fail(str(e), 1) from None
     with sb:
         result = sb.run(source, call or [], limits)
     if as_json:

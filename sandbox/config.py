@@ -68,7 +68,8 @@ class SandboxConfig:
 
     backend: str = "auto"
     """``docker``, ``process``, or ``auto`` (docker when the engine answers and the image
-    exists, else process)."""
+    exists, else process under bubblewrap; neither: `SandboxUnavailable` unless
+    ``allow_unsafe``)."""
     workers: int | None = None
     """Sandbox workers (containers or bubblewrap sandboxes), each running one job at a
     time. None: ``os.cpu_count()``: jobs go out in batches, so a worker seldom waits on the
@@ -124,7 +125,14 @@ class SandboxConfig:
     interpreter needs no bind of a home directory), else the current one."""
     use_bwrap: bool | None = None
     """Run workers under bubblewrap. None: when bwrap is installed and works; False: plain
-    subprocesses with rlimits only (weaker isolation: a warning is issued)."""
+    subprocesses (needs ``allow_unsafe``)."""
+    allow_unsafe: bool = False
+    """Allow the plain process backend: the runner as an ordinary subprocess of the host
+    user, with rlimits and the runner's seccomp filter but no namespace, so a program sees
+    the host's files, network and processes (it can signal other pools' runners). For
+    trusted code, tests and development only. Without it a pool refuses to start when
+    neither Docker nor bubblewrap works (``auto`` and ``process`` never fall back to it
+    silently); with it, such a pool starts with a `WeakIsolationWarning`."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -71,7 +71,7 @@ class SandboxUnavailable(RuntimeError):
 
 
 class WeakIsolationWarning(RuntimeWarning):
-    """The process backend runs without bubblewrap: programs see the host filesystem."""
+    """The plain process backend (``allow_unsafe=True``) runs: programs see the host."""
 
 
 _OPEN: weakref.WeakSet[Sandbox] = weakref.WeakSet()
@@ -86,10 +86,16 @@ def _close_all() -> None:
             pass
 
 
+UNSAFE_HINT = ("allow_unsafe=True (arena sandbox run --allow-unsafe) runs programs as plain "
+               "subprocesses without isolation: trusted code only")
+
+
 def resolve_backend(config: SandboxConfig) -> tuple[str, bool, str]:
     """(backend, use_bwrap, reason) for ``config.backend`` on this machine.
 
-    Raises `SandboxUnavailable` when a backend is named explicitly and cannot run."""
+    The plain process backend (no namespace: programs see the host) is chosen only with
+    ``config.allow_unsafe``; ``auto`` and ``process`` never fall back to it otherwise.
+    Raises `SandboxUnavailable` (one line naming the fixes) when no allowed backend runs."""
     want = config.backend
     if want in ("auto", "docker"):
         ok, why = docker_status(config.image, config.docker_url)
@@ -107,8 +113,16 @@ def resolve_backend(config: SandboxConfig) -> tuple[str, bool, str]:
             return "process", True, f"bubblewrap ({why}); docker: {docker_why}"
         if use:
             raise SandboxUnavailable(f"use_bwrap=True but {why}")
-        return "process", False, f"plain subprocess ({why}); docker: {docker_why}"
-    return "process", False, f"plain subprocess (use_bwrap=False); docker: {docker_why}"
+        if not config.allow_unsafe:
+            raise SandboxUnavailable(
+                f"no isolating sandbox backend: bubblewrap: {why}; docker: {docker_why}. "
+                f"Install bubblewrap, or start Docker and run 'arena sandbox build'; "
+                f"{UNSAFE_HINT}")
+        return "process", False, f"plain subprocess, UNSAFE ({why}); docker: {docker_why}"
+    if not config.allow_unsafe:
+        raise SandboxUnavailable(f"use_bwrap=False asks for the plain process backend, which "
+                                 f"does not isolate programs; {UNSAFE_HINT}")
+    return "process", False, f"plain subprocess, UNSAFE (use_bwrap=False); docker: {docker_why}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -150,9 +164,10 @@ class Sandbox:
         self.config = config
         self.backend, self._use_bwrap, self.reason = resolve_backend(config)
         if self.backend == "process" and not self._use_bwrap:
-            msg = ("arena sandbox: running programs as plain subprocesses with rlimits only "
-                   "(no bubblewrap, no Docker): they can read host files and use the network. "
-                   "Install bubblewrap or Docker for real isolation.")
+            msg = ("arena sandbox: running programs as plain subprocesses (allow_unsafe=True; "
+                   "no bubblewrap, no Docker): they can read host files, use the network and "
+                   "signal other processes of this user. Trusted code only; install bubblewrap "
+                   "or Docker for isolation.")
             warnings.warn(msg, WeakIsolationWarning, stacklevel=2)
             log.warning(msg)
         self.session = uuid.uuid4().hex[:10]

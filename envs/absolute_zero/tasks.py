@@ -147,7 +147,7 @@ def sandbox_pool(domain: str, backend: str = "auto", workers: int = 1, config: d
             try:
                 pool = Sandbox(backend=backend, workers=workers, **(config or {}))
             except SandboxUnavailable as exc:
-                raise ArenaError(f"{exc}; pass sandbox='process' (bubblewrap) or start the Docker engine") from None
+                raise ArenaError(f"{exc} (an env takes sandbox_config={{'allow_unsafe': True}})") from None
             except (TypeError, ValueError) as exc:
                 raise ArenaError(f"bad sandbox settings {config!r}: {exc}; see arena.sandbox.SandboxConfig") from None
             _POOLS[key] = pool

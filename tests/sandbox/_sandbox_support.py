@@ -79,8 +79,8 @@ def make_sandbox(kind: str, workers: int = 2, **kw) -> Sandbox:
         cfg = SandboxConfig(backend="process", use_bwrap=True, workers=workers,
                             limits=TEST_LIMITS, **kw)
     elif kind == "plain":
-        cfg = SandboxConfig(backend="process", use_bwrap=False, workers=workers,
-                            limits=TEST_LIMITS, **kw)
+        cfg = SandboxConfig(backend="process", use_bwrap=False, allow_unsafe=True,
+                            workers=workers, limits=TEST_LIMITS, **kw)
     else:  # pragma: no cover
         raise ValueError(kind)
     with warnings.catch_warnings():

@@ -29,6 +29,20 @@ def test_run_json_ok(program):
     assert d["stdout"] == "adding\n" and d["backend"] == "bwrap"
 
 
+def test_run_refuses_the_plain_backend_unless_allowed(program, monkeypatch):
+    import arena.sandbox.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "docker_status", lambda *a, **k: (False, "no engine (test)"))
+    monkeypatch.setattr(pool_module, "bwrap_status", lambda: (False, "bwrap not found (test)"))
+    res = runner.invoke(app, ["run", str(program), "-c", "f(1, 2)"])
+    assert res.exit_code == 1 and res.stdout == ""
+    assert "no isolating sandbox backend" in res.output and "--allow-unsafe" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+    res = runner.invoke(app, ["run", str(program), "-c", "f(1, 2)", "--allow-unsafe", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["value"] == "[1, 2, 3]" and "allow_unsafe" in res.stderr
+
+
 def test_run_exits_zero_whatever_the_program_did(program):
     require_bwrap()
     res = runner.invoke(app, ["run", str(program), "-c", "f(1, 'x')", "-b", "process"])
@@ -59,8 +73,8 @@ def test_doctor_json():
     checks = {c["check"]: c for c in d["checks"]}
     assert "bubblewrap" in checks and "docker engine + image" in checks
     assert d["auto"] in ("docker", "process (bwrap)", "process (plain)")
-    assert checks["process backend (plain, weak isolation)"]["ok"]
-    assert "runner non-dumpable" in checks["process backend (plain, weak isolation)"]["detail"]
+    plain = checks["process backend (plain, no isolation: allow_unsafe only)"]
+    assert plain["ok"] and "runner non-dumpable" in plain["detail"]
     for name in ("docker backend", "process backend (bwrap)"):
         if checks.get(name, {}).get("ok"):
             assert "runner non-dumpable, seccomp filter on" in checks[name]["detail"]

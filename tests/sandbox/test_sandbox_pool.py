@@ -1,5 +1,6 @@
 """Pool behaviour: dead workers are replaced, infra failures are reported as such, the
-plain fallback warns, config validation, backend selection, cleanup."""
+plain backend is refused unless allowed (and warns then), config validation, backend
+selection, cleanup."""
 
 from __future__ import annotations
 
@@ -50,9 +51,50 @@ def test_bad_job_input(plain_sandbox):
         plain_sandbox.run(ADD, [1])
 
 
+def _no_isolating_backend(monkeypatch):
+    """As on a machine with neither Docker nor bubblewrap."""
+    import arena.sandbox.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "docker_status", lambda *a, **k: (False, "no engine (test)"))
+    monkeypatch.setattr(pool_module, "bwrap_status", lambda: (False, "bwrap not found (test)"))
+
+
+@pytest.mark.parametrize("backend, kw", [("auto", {}), ("process", {}), ("process", {"use_bwrap": False})])
+def test_plain_backend_is_refused_without_allow_unsafe(monkeypatch, backend, kw):
+    # Model-written code never runs unisolated by default: neither auto nor process falls
+    # back to plain subprocesses, and asking for them needs the explicit opt-in.
+    _no_isolating_backend(monkeypatch)
+    before = set(runner_processes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SandboxUnavailable) as info:
+            Sandbox(backend, SandboxConfig(workers=1, **kw))
+    msg = str(info.value)
+    assert "\n" not in msg and "allow_unsafe=True" in msg, msg
+    if "use_bwrap" not in kw:
+        assert "bubblewrap" in msg and "docker" in msg.lower(), msg
+    assert set(runner_processes()) == before  # nothing started
+
+
+@pytest.mark.parametrize("backend", ["auto", "process"])
+def test_allow_unsafe_opts_in_to_the_plain_backend(monkeypatch, backend):
+    _no_isolating_backend(monkeypatch)
+    assert resolve_backend(SandboxConfig(backend=backend, allow_unsafe=True))[:2] == ("process", False)
+    with pytest.warns(WeakIsolationWarning, match="allow_unsafe"):
+        sb = Sandbox(backend, SandboxConfig(workers=1, allow_unsafe=True))
+    with sb:
+        assert sb.label == "process" and sb.run(ADD, "f(2, 3)").value == "5"
+
+
+def test_allow_unsafe_does_not_replace_an_isolating_backend():
+    require_bwrap()
+    backend, use_bwrap, _ = resolve_backend(SandboxConfig(backend="process", allow_unsafe=True))
+    assert (backend, use_bwrap) == ("process", True)
+
+
 def test_plain_fallback_warns_and_runs():
     with pytest.warns(WeakIsolationWarning, match="isolation"):
-        sb = Sandbox("process", SandboxConfig(use_bwrap=False, workers=1))
+        sb = Sandbox("process", SandboxConfig(use_bwrap=False, allow_unsafe=True, workers=1))
     with sb:
         assert sb.label == "process"
         r = sb.run(ADD, ["f(2, 3)"])
