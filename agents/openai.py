@@ -1,0 +1,284 @@
+"""The `openai` agent: any OpenAI-compatible chat-completions endpoint as an arena `Policy`.
+
+Spec: `openai:MODEL@URL[:KEY=VALUE]...`, e.g. `openai:tiny@http://127.0.0.1:8000/v1` or
+`openai:Qwen/Qwen2.5-0.5B-Instruct@http://gpu-box:8000/v1:constrain=yes:temperature=0.7`.
+A URL without a path gets `/v1` (where `vllm serve` answers); without `@URL`,
+`OPENAI_BASE_URL` is used. The key is `OPENAI_API_KEY` (default a dummy: vLLM accepts
+any unless started with `--api-key`). Options: constrain, temperature, top_p,
+max_tokens, concurrency, timeout, retries, name (see `OpenAIPolicy`).
+
+**Prompts**: a `Request` already carries its chat messages (the role's system prompt and
+the observation, built by the env); the server applies the model's chat template, as
+`HFPolicy.encode` does locally, so both agents see the same prompt.
+
+**Batching**: `act(requests)` sends every request at once from a thread pool of
+`concurrency` threads sharing one client (its connection pool), and returns the answers in
+request order. A server such as vLLM batches concurrent requests itself.
+
+**Failures**: the official client retries 408/409/429/5xx answers, timeouts and connection
+errors `retries` times with exponential backoff and jitter (0.5 s doubling, at most 8 s,
+minus up to 25%), and honours `Retry-After` / `retry-after-ms` up to two minutes. Each try
+has `timeout` seconds. Whatever still fails becomes a one-line `ArenaError` naming the fix;
+the other requests of the batch are cancelled. At construction one `GET /models` (no
+retries) checks that the server is up and serves MODEL, so a wrong URL or name fails
+before any episode is played; a server without `/models` skips the name check.
+
+**Legal-action constraint** (`constrain=yes`): a request with `legal_actions` asks for
+vLLM's structured output `{"structured_outputs": {"choice": [...]}}` (vLLM 0.32; the older
+`guided_choice` field is ignored there, with a warning, so it is not sent). Without the
+constraint the text comes back as generated and the env judges it.
+
+**Log-probs and token ids**: every request asks for `logprobs`; `Completion.logprobs` holds
+one per completion token. Token ids need vLLM's `return_token_ids` (the completion's ids,
+and the prompt's in `prompt_ids`); a server that refuses that field (HTTP 400 naming it)
+is asked again without it, and from then on `token_ids` and `prompt_ids` stay None.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any
+from urllib.parse import urlsplit
+
+from arena.errors import ArenaError
+from arena.policy import Completion, Request
+
+DUMMY_KEY = "EMPTY"
+OPTIONS = ("constrain", "temperature", "top_p", "max_tokens", "concurrency", "timeout", "retries", "name")
+_OPTION = re.compile(r":([a-z_]+)=([^:]*)$")
+
+
+def _import_openai() -> Any:
+    try:
+        import openai
+    except ImportError:
+        raise ArenaError("the openai agent needs the openai package: pip install 'selfplay-arena[openai]'") from None
+    return openai
+
+
+def normalize_url(url: str) -> str:
+    """`host:8000` -> `http://host:8000/v1`; a URL with a path is kept (minus a trailing /)."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    if urlsplit(url).path in ("", "/"):
+        url += "/v1"
+    return url
+
+
+def _bool(key: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("yes", "true", "1", "on"):
+        return True
+    if lowered in ("no", "false", "0", "off"):
+        return False
+    raise ArenaError(f"openai agent option {key}={value!r}: write {key}=yes or {key}=no")
+
+
+def parse_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
+    """`openai:MODEL@URL[:KEY=VALUE]...` -> (model, url, options). Options are peeled off the
+    end (a URL's `:8000/v1` is not KEY=VALUE), so model names with `:` or `/` survive."""
+    rest = spec.strip()
+    rest = rest[len("openai:"):] if rest.startswith("openai:") else ""
+    raw: dict[str, str] = {}
+    while match := _OPTION.search(rest):
+        raw.setdefault(match.group(1), match.group(2))
+        rest = rest[:match.start()]
+    model, sep, url = rest.partition("@")
+    if not sep:
+        url = os.environ.get("OPENAI_BASE_URL", "")
+    if not model.strip() or not url.strip():
+        raise ArenaError(f"openai agent {spec!r}: write openai:MODEL@URL, e.g. openai:tiny@http://127.0.0.1:8000/v1 "
+                         "(or set OPENAI_BASE_URL)")
+    options: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in OPTIONS:
+            raise ArenaError(f"openai agent option {key!r}: choose from {', '.join(OPTIONS)} "
+                             "(e.g. openai:MODEL@URL:constrain=yes:temperature=0.7)")
+        options[key] = _convert(key, value)
+    return model.strip(), normalize_url(url), options
+
+
+def _convert(key: str, value: str) -> Any:
+    if key == "constrain":
+        return _bool(key, value)
+    if key == "name":
+        return value
+    try:
+        return int(value) if key in ("max_tokens", "concurrency", "retries") else float(value)
+    except ValueError:
+        kind = "an integer" if key in ("max_tokens", "concurrency", "retries") else "a number"
+        raise ArenaError(f"openai agent option {key}={value!r}: {key} must be {kind}") from None
+
+
+class OpenAIPolicy:
+    """A model behind an OpenAI-compatible server answering arena requests (see the module
+    docstring).
+
+    Args:
+        model: the served model name (`vllm serve PATH --served-model-name NAME`; else PATH).
+        base_url: the API root, e.g. `http://127.0.0.1:8000/v1`.
+        name: the agent name recorded in episodes (default `openai:MODEL`).
+        api_key: default `OPENAI_API_KEY`, else a dummy.
+        temperature, top_p: sampling settings, sent with every request.
+        max_tokens: completion length cap.
+        seed: seeds a stream of per-request seeds (reproducible where the server honours
+            `seed`; distinct per request, so equal prompts still sample differently).
+        constrain: ask for structured-output choice among `legal_actions` (vLLM).
+        concurrency: requests in flight at once.
+        timeout: seconds per try of one request.
+        retries: extra tries of a failed request (the client's backoff; see above).
+        check: probe `GET /models` now (server up, model served).
+    """
+
+    def __init__(self, model: str, base_url: str, *, name: str | None = None, api_key: str | None = None,
+                 temperature: float = 1.0, top_p: float = 1.0, max_tokens: int = 512, seed: int | None = None,
+                 constrain: bool = False, concurrency: int = 32, timeout: float = 120.0, retries: int = 4,
+                 check: bool = True):
+        if temperature < 0:
+            raise ArenaError(f"temperature must be >= 0, got {temperature}")
+        if not 0 < top_p <= 1:
+            raise ArenaError(f"top_p must be in (0, 1], got {top_p}")
+        if max_tokens < 1 or concurrency < 1 or timeout <= 0 or retries < 0:
+            raise ArenaError("openai agent: max_tokens and concurrency must be >= 1, timeout > 0, retries >= 0")
+        openai = _import_openai()
+        self.model = model
+        self.base_url = normalize_url(base_url)
+        self.name = name or f"openai:{model}"
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.max_tokens = int(max_tokens)
+        self.constrain = bool(constrain)
+        self.concurrency = int(concurrency)
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.token_ids = True  # vLLM's return_token_ids; switched off if the server refuses it
+        self._seeds = random.Random(seed) if seed is not None else None
+        self._openai = openai
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY") or DUMMY_KEY,
+                                    timeout=self.timeout, max_retries=self.retries)
+        if check:
+            self.check()
+
+    @classmethod
+    def from_spec(cls, spec: str, seed: int | None = None) -> OpenAIPolicy:
+        """`openai:MODEL@URL[:KEY=VALUE]...` (module docstring)."""
+        model, url, options = parse_spec(spec)
+        return cls(model, url, seed=seed, **options)
+
+    # --- errors --------------------------------------------------------------------
+    def _unreachable(self) -> ArenaError:
+        return ArenaError(f"cannot reach an OpenAI-compatible server at {self.base_url}: start one "
+                          f"(`vllm serve {self.model}`) or fix --agents openai:{self.model}@URL")
+
+    def _unknown_model(self, served: Sequence[str] = ()) -> ArenaError:
+        listed = f" (it serves: {', '.join(served)})" if served else ""
+        return ArenaError(f"the server at {self.base_url} does not serve model {self.model!r}{listed}: "
+                          f"fix --agents openai:MODEL@{self.base_url} (or `vllm serve PATH --served-model-name {self.model}`)")
+
+    def _explain(self, exc: Exception) -> ArenaError:
+        """One line for a request that failed for good."""
+        openai = self._openai
+        tries = f"{self.retries + 1} tries"
+        if isinstance(exc, openai.APITimeoutError):
+            return ArenaError(f"no answer from {self.base_url} within {self.timeout:g} s ({tries}): "
+                              "raise the timeout (openai:MODEL@URL:timeout=SECONDS) or check the server")
+        if isinstance(exc, openai.APIConnectionError):
+            return self._unreachable()
+        if isinstance(exc, openai.NotFoundError):
+            return self._unknown_model()
+        if isinstance(exc, openai.AuthenticationError):
+            return ArenaError(f"the server at {self.base_url} refused the API key: set OPENAI_API_KEY")
+        if isinstance(exc, openai.APIStatusError):
+            message = _first_line(exc)
+            if exc.status_code == 429 or exc.status_code >= 500:
+                return ArenaError(f"the server at {self.base_url} answered {exc.status_code} ({message}) after {tries}: "
+                                  "retry later, or raise retries (openai:MODEL@URL:retries=N)")
+            return ArenaError(f"the server at {self.base_url} refused the request ({exc.status_code}: {message})")
+        return ArenaError(f"request to {self.base_url} failed: {type(exc).__name__}: {_first_line(exc)}")
+
+    # --- requests ------------------------------------------------------------------
+    def check(self) -> None:
+        """One `GET /models` without retries: the server is up and serves `self.model`."""
+        openai = self._openai
+        try:
+            served = [m.id for m in self.client.with_options(max_retries=0, timeout=min(self.timeout, 10.0)).models.list()]
+        except openai.NotFoundError:
+            return  # a server without /models: the first request will tell
+        except openai.APIConnectionError:
+            raise self._unreachable() from None
+        except openai.APIStatusError as exc:
+            raise self._explain(exc) from None
+        if served and self.model not in served:
+            raise self._unknown_model(served)
+
+    def body(self, request: Request, seed: int | None = None, token_ids: bool = True) -> dict[str, Any]:
+        """The keyword arguments of `chat.completions.create` for one request."""
+        extra: dict[str, Any] = {}
+        if self.constrain and request.legal_actions:
+            extra["structured_outputs"] = {"choice": list(request.legal_actions)}
+        if token_ids:
+            extra["return_token_ids"] = True
+        kwargs: dict[str, Any] = {
+            "model": self.model, "messages": request.messages, "temperature": self.temperature,
+            "top_p": self.top_p, "max_tokens": self.max_tokens, "logprobs": True, "n": 1,
+        }
+        if seed is not None:
+            kwargs["seed"] = seed
+        if extra:
+            kwargs["extra_body"] = extra
+        return kwargs
+
+    def _complete(self, request: Request, seed: int | None) -> Completion:
+        ids = self.token_ids  # read once: another thread may switch it off meanwhile
+        try:
+            response = self.client.chat.completions.create(**self.body(request, seed, ids))
+        except self._openai.BadRequestError as exc:
+            if not (ids and "return_token_ids" in str(exc)):
+                raise
+            self.token_ids = ids = False  # not vLLM: ask again without the ids
+            response = self.client.chat.completions.create(**self.body(request, seed, ids))
+        return self._completion(response, ids)
+
+    def _completion(self, response: Any, ids: bool) -> Completion:
+        choice = response.choices[0]
+        content = getattr(choice.logprobs, "content", None) if choice.logprobs is not None else None
+        logprobs = [float(t.logprob) for t in content] if content else None
+        token_ids = (choice.model_extra or {}).get("token_ids") if ids else None
+        prompt_ids = (response.model_extra or {}).get("prompt_token_ids") if ids else None
+        info = {"finish_reason": choice.finish_reason} if choice.finish_reason else {}
+        return Completion(text=choice.message.content or "", prompt_ids=prompt_ids, token_ids=token_ids,
+                          logprobs=logprobs, info=info)
+
+    def act(self, requests: Sequence[Request]) -> list[Completion]:
+        """All requests concurrently (at most `concurrency` in flight), answers in order."""
+        if not requests:
+            return []
+        seeds = [self._seeds.randrange(2**31) if self._seeds else None for _ in requests]
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)), thread_name_prefix="openai-agent")
+        try:
+            futures = [pool.submit(self._complete, r, s) for r, s in zip(requests, seeds)]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f in done and f.exception() is not None), None)
+            if failed is not None:
+                raise self._explain(failed.exception()) from None
+            return [f.result() for f in futures]
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _first_line(exc: Exception) -> str:
+    """The server's error message (or the exception's), first line, capped."""
+    body = getattr(exc, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    text = str(message or exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def make_openai_agent(spec: str, seed: int | None = None) -> OpenAIPolicy:
+    """`openai:MODEL@URL[:KEY=VALUE]...` as an agent (`arena.agents.make_agent`)."""
+    return OpenAIPolicy.from_spec(spec, seed=seed)
