@@ -26,12 +26,17 @@ before any episode is played; a server without `/models` skips the name check.
 **Legal-action constraint** (`constrain=yes`): a request with `legal_actions` asks for
 vLLM's structured output `{"structured_outputs": {"choice": [...]}}` (vLLM 0.32; the older
 `guided_choice` field is ignored there, with a warning, so it is not sent). Without the
-constraint the text comes back as generated and the env judges it.
+constraint the text comes back as generated and the env judges it. vLLM's choice is a
+grammar over characters: it admits any tokenization of an action (e.g. `[`, `check`, `]`),
+where the hf agent's trie admits only the canonical one; the text is the same action.
 
 **Log-probs and token ids**: every request asks for `logprobs`; `Completion.logprobs` holds
-one per completion token. Token ids need vLLM's `return_token_ids` (the completion's ids,
-and the prompt's in `prompt_ids`); a server that refuses that field (HTTP 400 naming it)
-is asked again without it, and from then on `token_ids` and `prompt_ids` stay None.
+one per completion token, as the server reports them (vLLM's default `--logprobs-mode
+raw_logprobs`: after the choice grammar's mask, before temperature and top-p; start it with
+`processed_logprobs` for the sampling distribution). Token ids need vLLM's
+`return_token_ids` (the completion's ids, EOS included, and the prompt's in `prompt_ids`);
+a server that refuses that field (HTTP 400 naming it) is asked again without it, and from
+then on `token_ids` and `prompt_ids` stay None.
 """
 
 from __future__ import annotations
