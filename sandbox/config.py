@@ -95,6 +95,12 @@ class SandboxConfig:
     and the programs it forks then never change core: no cross-core wake-ups and no TLB
     shoot-downs after each fork. On a 2-core VM this cut the CPU time of a fork-and-run by
     about a quarter (`scripts/bench_sandbox.py`)."""
+    host_compile: bool = True
+    """Compile each distinct program and call once on the host (in a helper process, with
+    an LRU cache) and send the jobs marshalled code, when the worker's Python has the same
+    bytecode magic number: a compile in the job's freshly forked process costs ~1.5 ms of
+    copy-on-write faults (`arena.sandbox.compiler`). Sources the helper does not compile
+    cleanly and quickly are compiled in the job as before; results do not depend on it."""
     preload: tuple[str, ...] = ()
     """Modules the runner imports once before forking (e.g. ``("collections", "re")``):
     faster for programs that import them, slower forks for all others."""

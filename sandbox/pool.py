@@ -44,6 +44,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from arena.sandbox.compiler import HostCompiler
 from arena.sandbox.config import Limits, SandboxConfig
 from arena.sandbox.result import ExecResult
 from arena.sandbox.workers import (
@@ -57,6 +58,7 @@ from arena.sandbox.workers import (
     docker_cpus,
     docker_status,
     owner_alive,
+    system_python,
 )
 
 log = logging.getLogger("arena.sandbox")
@@ -181,6 +183,7 @@ class Sandbox:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="arena-sandbox-spawn")
         self.stats = {"jobs": 0, "workers_started": 0, "workers_replaced": 0, "infra": 0}
+        self.compiler = HostCompiler(system_python(config)) if config.host_compile else None
         _OPEN.add(self)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -298,6 +301,8 @@ class Sandbox:
         for w in workers:
             self._discard(w)
         self._spawner.shutdown(wait=False)
+        if self.compiler is not None:
+            self.compiler.close()
         _OPEN.discard(self)
 
     def __enter__(self) -> Sandbox:
@@ -350,6 +355,8 @@ class Sandbox:
                           call_list, lim.timeout, lim))
         if not items:
             return []
+        if self.compiler is not None:
+            self._compile(items)
         n = self.config.n_workers
         size = max(1, min(self.config.batch_size, -(-len(items) // (2 * n))))
         batches = [items[k:k + size] for k in range(0, len(items), size)]
@@ -365,6 +372,21 @@ class Sandbox:
                 results.update(part)
         self.stats["jobs"] += len(items)
         return [results[i] for i in range(len(items))]
+
+    def _compile(self, items: list[tuple]) -> None:
+        """Attach the host's marshalled code to each job (`arena.sandbox.compiler`); a
+        worker sends it only when its interpreter has the same bytecode magic."""
+        keys: list[tuple[str, str]] = []
+        for _, job, calls, _, _ in items:
+            keys.append(("exec", job["program"]))
+            keys += [("eval", c) for c in calls]
+        codes = self.compiler.codes(keys)
+        magic, pos = self.compiler.magic, 0
+        for _, job, calls, _, _ in items:
+            mine = codes[pos:pos + 1 + len(calls)]
+            pos += 1 + len(calls)
+            if any(c is not None for c in mine):
+                job["codes"], job["magic"] = mine, magic
 
     @staticmethod
     def _meta(line: bytes) -> dict[str, Any]:

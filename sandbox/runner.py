@@ -64,6 +64,7 @@ by builtin code rather than the program's own ``__repr__``.
 from __future__ import annotations
 
 import json
+import marshal
 import mmap
 import os
 import select
@@ -108,33 +109,47 @@ STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "killed")
 LIMIT_KEYS = tuple(DEFAULT_LIMITS)
 
 
-def encode_job(program: str, calls: list[str], limits: dict) -> bytes:
+def encode_job(program: str, calls: list[str], limits: dict,
+               codes: list | None = None) -> bytes:
     """A job's frame payload: one ASCII line (the limits in `LIMIT_KEYS` order, the number
-    of calls, the byte length of the program and of each call), then the program and the
-    calls in UTF-8 (lone surrogates kept). Cheap to decode in a freshly forked child."""
+    of calls, then per piece, the program then each call, ``s`` + the byte length of its
+    UTF-8 source (lone surrogates kept) or ``m`` + the byte length of its marshalled code),
+    then the pieces. ``codes``: the host's marshalled code per piece, None where the job
+    compiles the source (`arena.sandbox.compiler`). Cheap to decode in a forked child."""
     lim = dict(DEFAULT_LIMITS)
     lim.update(limits or {})
-    pieces = [program.encode("utf-8", "surrogatepass")]
-    pieces += [c.encode("utf-8", "surrogatepass") for c in calls]
+    pieces, kinds = [], []
+    for i, src in enumerate([program, *calls]):
+        code = codes[i] if codes else None
+        if code is None:
+            pieces.append(src.encode("utf-8", "surrogatepass"))
+            kinds.append("s")
+        else:
+            pieces.append(code)
+            kinds.append("m")
     head = [repr(float(lim["timeout"]))] + [str(int(lim[k])) for k in LIMIT_KEYS[1:]]
-    head += [str(len(calls))] + [str(len(p)) for p in pieces]
+    head += [str(len(calls))] + [k + str(len(p)) for k, p in zip(kinds, pieces)]
     return (" ".join(head) + "\n").encode("ascii") + b"".join(pieces)
 
 
 def decode_job(data: bytes) -> tuple[dict, dict]:
-    """(job, limits) from `encode_job`'s payload (ValueError when malformed)."""
+    """(job, limits) from `encode_job`'s payload (ValueError when malformed); a piece is
+    a str (source) or bytes (marshalled code, loaded by the job's process)."""
     nl = data.index(b"\n")
     head = data[:nl].split()
     lim = {"timeout": float(head[0])}
     for k, v in zip(LIMIT_KEYS[1:], head[1:len(LIMIT_KEYS)]):
         lim[k] = int(v)
     n = int(head[len(LIMIT_KEYS)])
-    lens = [int(x) for x in head[len(LIMIT_KEYS) + 1:]]
-    if len(lens) != n + 1 or len(lim) != len(LIMIT_KEYS) or nl + 1 + sum(lens) != len(data):
+    toks = head[len(LIMIT_KEYS) + 1:]
+    lens = [int(x[1:]) for x in toks]
+    if (len(lens) != n + 1 or len(lim) != len(LIMIT_KEYS) or nl + 1 + sum(lens) != len(data)
+            or any(x[:1] not in (b"s", b"m") for x in toks)):
         raise ValueError("malformed job frame")
     pieces, pos = [], nl + 1
-    for size in lens:
-        pieces.append(data[pos:pos + size].decode("utf-8", "surrogatepass"))
+    for tok, size in zip(toks, lens):
+        raw = data[pos:pos + size]
+        pieces.append(raw if tok[:1] == b"m" else raw.decode("utf-8", "surrogatepass"))
         pos += size
     return {"program": pieces[0], "calls": pieces[1:]}, lim
 
@@ -437,7 +452,7 @@ def _child(job: dict, lim: dict, t0: float) -> None:
     # Bind what reporting needs before the program can monkeypatch modules or builtins.
     _repr, _str, _len, _type, _plain_ = repr, str, len, type, _plain
     _encode, _line = _VALUE_ENCODER, _LINE_ENCODER
-    _exit, _now = os._exit, time.monotonic
+    _exit, _now, _loads = os._exit, time.monotonic, marshal.loads
     _BaseException = BaseException
 
     max_value = int(lim["max_value"])
@@ -457,7 +472,8 @@ def _child(job: dict, lim: dict, t0: float) -> None:
         calls = job.get("calls") or []
         stream = _len(calls) > 1  # a later call may hang: keep the earlier results safe
         try:
-            code = compile(job["program"], "<program>", "exec", dont_inherit=True)
+            code = job["program"]  # marshalled by the host, or source (see encode_job)
+            code = _loads(code) if _type(code) is bytes else compile(code, "<program>", "exec", dont_inherit=True)
             exec(code, globs)  # noqa: S102 - running the program is the point
             ran = True
         except _BaseException as e:
@@ -468,7 +484,8 @@ def _child(job: dict, lim: dict, t0: float) -> None:
         if ran:
             for call in calls:
                 try:
-                    value = eval(compile(call, "<call>", "eval", dont_inherit=True), globs)
+                    code = _loads(call) if _type(call) is bytes else compile(call, "<call>", "eval", dont_inherit=True)
+                    value = eval(code, globs)
                     plain = _plain_(value)
                     text = _repr(value)
                     if _type(text) is not _str:
@@ -856,7 +873,8 @@ class Runner:
     def serve(self) -> int:
         out = PROTO_OUT_FD
         _write_all(out, (json.dumps({
-            "ready": 1, "python": sys.version.split()[0], "init": self.is_init, "pid": self.pid,
+            "ready": 1, "python": sys.version.split()[0], "magic": _magic(),
+            "init": self.is_init, "pid": self.pid,
             "protected": self.protected, "seccomp": self.seccomp,
             "isolated_outbox": self.isolated_outbox}) + "\n").encode())
         while True:
@@ -892,6 +910,14 @@ class Runner:
             self.flush()
 
 
+def _magic() -> str | None:
+    """This interpreter's bytecode magic number (hex): the host sends marshalled code only
+    when its compiler's is the same."""
+    ext = sys.modules.get("_frozen_importlib_external")
+    magic = getattr(ext, "MAGIC_NUMBER", None)
+    return magic.hex() if isinstance(magic, bytes) else None
+
+
 def _warm_up() -> None:
     """Initialise, once in the runner, what every child would otherwise build after fork.
 
@@ -900,7 +926,7 @@ def _warm_up() -> None:
     g: dict = {}
     warm = "def f(a):\n    return [a, {'k': (1, 2.5)}]\n"
     exec(compile(warm, "<warm-up>", "exec", dont_inherit=True), g)  # noqa: S102
-    v = eval(compile("f('x')", "<warm-up>", "eval", dont_inherit=True), g)
+    v = eval(marshal.loads(marshal.dumps(compile("f('x')", "<warm-up>", "eval", dont_inherit=True))), g)
     json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode(v)
     json.loads(json.dumps({"v": repr(v)}, ensure_ascii=False))
     _Capture(10).write("x")

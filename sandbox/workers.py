@@ -179,10 +179,13 @@ class Worker:
 
     def send_jobs(self, jobs: list[dict]) -> None:
         """One request: a header with the job count, then each job as a length-prefixed
-        JSON frame (read by the job's own process, never by the runner)."""
+        frame (`encode_job`; read by the job's own process, never by the runner)."""
         parts = [b"J%010d\n" % len(jobs)]
+        magic = self.info.get("magic")
         for job in jobs:
-            frame = encode_job(job["program"], job.get("calls") or [], job.get("limits") or {})
+            # marshalled code only for an interpreter with the compiler's bytecode magic
+            codes = job.get("codes") if magic and job.get("magic") == magic else None
+            frame = encode_job(job["program"], job.get("calls") or [], job.get("limits") or {}, codes)
             parts.append(b"%010d\n" % len(frame))
             parts.append(frame)
         data = b"".join(parts)

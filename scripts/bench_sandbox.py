@@ -7,9 +7,10 @@
 Workloads (an AZR-sized program: a ~10-line function over a short input):
 
 - ``same``: one program run on many inputs (AZR's abduction tasks; the solver's rollouts
-  for one proposed program). Each job's process compiles it (the runner never sees a job).
+  for one proposed program). The pool's host compiler compiles it once (cached) and each
+  job's process loads the marshalled code (`arena.sandbox.compiler`).
 - ``distinct``: every job a new program source (AZR's induction; fresh proposals), so
-  nothing is reused from one job to the next.
+  nothing is reused from one job to the next (each is compiled once on the host).
 
 Modes:
 
@@ -22,11 +23,14 @@ Modes:
   container.
 - ``arena docker``: `Sandbox("docker")`, the pool of long-lived containers.
 - ``arena process``: `Sandbox("process")` (bubblewrap when available).
+- with ``--compare-compile``, the same two pools with ``host_compile=False`` too (every
+  job compiles its own source, in its freshly forked process): the cost it saves.
 
 Throughput: jobs/s of a batch of ``--jobs`` jobs (``run_many``; for docker run/exec, a
 thread pool of ``workers`` concurrent CLI calls). The fork-based modes (baseline, arena
 docker, arena process) run interleaved for ``--rounds`` rounds and the median round is
-reported, so that other load on the machine affects them alike; ``CPU ms/job`` is the busy
+reported, so that other load on the machine affects them alike (``vs baseline`` is the
+median of the per-round ratios to the baseline of the same round); ``CPU ms/job`` is the busy
 time of the whole machine per job (from /proc/stat; steal excluded), steadier than the rate
 on a shared VM, and ``steal ms/job`` the time the hypervisor took the cores away meanwhile
 (on a noisy host it, not our code, decides the absolute rate). Latency: p50/p99 of one
@@ -190,10 +194,10 @@ class Baseline:
 class Arena:
     """A started `Sandbox` pool of the given backend."""
 
-    def __init__(self, backend: str, workers: int) -> None:
+    def __init__(self, backend: str, workers: int, host_compile: bool = True) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.sb = Sandbox(backend, SandboxConfig(workers=workers))
+            self.sb = Sandbox(backend, SandboxConfig(workers=workers, host_compile=host_compile))
         self.sb.start()
         self.sb.run_many([(PROGRAM, call(i)) for i in range(4 * workers)])  # warm-up
 
@@ -262,6 +266,8 @@ def main() -> int:
     ap.add_argument("--image", default=DEFAULT_IMAGE)
     ap.add_argument("--workload", choices=["same", "distinct", "both"], default="both",
                     help="same: one program run on many inputs; distinct: a new program per job")
+    ap.add_argument("--compare-compile", action="store_true",
+                    help="also run the arena pools with host_compile=False (jobs compile their source)")
     ap.add_argument("--out", default="bench_sandbox.json")
     args = ap.parse_args()
     console = Console(width=150)
@@ -281,6 +287,10 @@ def main() -> int:
     if have_docker:
         modes["arena docker (pool)"] = Arena("docker", args.workers)
     modes["arena process"] = Arena("process", args.workers)
+    if args.compare_compile:
+        if have_docker:
+            modes["arena docker, job compiles"] = Arena("docker", args.workers, host_compile=False)
+        modes["arena process, job compiles"] = Arena("process", args.workers, host_compile=False)
     workloads = list(WORKLOADS) if args.workload == "both" else [args.workload]
     per_workload: dict[str, dict[str, dict]] = {}
     try:
@@ -320,9 +330,10 @@ def main() -> int:
                 "p50 ms", "p99 ms", "ok/n"):
         table.add_column(col, justify="left" if col in ("workload", "mode") else "right")
     for w, rows in per_workload.items():
-        base = rows[BASELINE]["per_s"]
+        base = rows[BASELINE]["rounds_per_s"]
         for name, r in rows.items():
-            r["vs_baseline"] = r["per_s"] / base
+            r["vs_baseline_rounds"] = [x / b for x, b in zip(r["rounds_per_s"], base, strict=True)]
+            r["vs_baseline"] = statistics.median(r["vs_baseline_rounds"])
             label = name + (f" [{r['backend']}]" if "backend" in r else "")
             table.add_row(WORKLOADS[w] if name == BASELINE else "", label, f"{r['per_s']:.0f}",
                           f"{r['vs_baseline']:.2f}x", f"{r['cpu_ms_per_job']:.2f}",
