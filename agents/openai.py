@@ -11,15 +11,15 @@ max_tokens, concurrency, timeout, retries, name (see `OpenAIPolicy`).
 the observation, built by the env); the server applies the model's chat template, as
 `HFPolicy.encode` does locally, so both agents see the same prompt.
 
-**Batching**: `act(requests)` sends every request at once from a thread pool of
-`concurrency` threads sharing one client (its connection pool), and returns the answers in
-request order. A server such as vLLM batches concurrent requests itself.
+**Batching**: `act(requests)` sends every request at once (asyncio and the client's
+`AsyncOpenAI`, at most `concurrency` in flight) and returns the answers in request order.
+A server such as vLLM batches concurrent requests itself.
 
 **Failures**: the official client retries 408/409/429/5xx answers, timeouts and connection
 errors `retries` times with exponential backoff and jitter (0.5 s doubling, at most 8 s,
 minus up to 25%), and honours `Retry-After` / `retry-after-ms` up to two minutes. Each try
 has `timeout` seconds. Whatever still fails becomes a one-line `ArenaError` naming the fix;
-the other requests of the batch are cancelled. At construction one `GET /models` (no
+the other requests of the batch are cancelled at once (so is the batch on Ctrl-C). At construction one `GET /models` (no
 retries) checks that the server is up and serves MODEL, so a wrong URL or name fails
 before any episode is played; a server without `/models` skips the name check.
 
@@ -41,11 +41,12 @@ then on `token_ids` and `prompt_ids` stay None.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import re
 from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -164,10 +165,13 @@ class OpenAIPolicy:
         self.token_ids = True  # vLLM's return_token_ids; switched off if the server refuses it
         self._seeds = random.Random(seed) if seed is not None else None
         self._openai = openai
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY") or DUMMY_KEY,
-                                    timeout=self.timeout, max_retries=self.retries)
+        self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or DUMMY_KEY
         if check:
             self.check()
+
+    def _new_client(self, asynchronous: bool = False) -> Any:
+        kind = self._openai.AsyncOpenAI if asynchronous else self._openai.OpenAI
+        return kind(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=self.retries)
 
     @classmethod
     def from_spec(cls, spec: str, seed: int | None = None) -> OpenAIPolicy:
@@ -211,7 +215,8 @@ class OpenAIPolicy:
         """One `GET /models` without retries: the server is up and serves `self.model`."""
         openai = self._openai
         try:
-            served = [m.id for m in self.client.with_options(max_retries=0, timeout=min(self.timeout, 10.0)).models.list()]
+            with self._new_client().with_options(max_retries=0, timeout=min(self.timeout, 10.0)) as client:
+                served = [m.id for m in client.models.list()]
         except openai.NotFoundError:
             return  # a server without /models: the first request will tell
         except openai.APIConnectionError:
@@ -238,15 +243,15 @@ class OpenAIPolicy:
             kwargs["extra_body"] = extra
         return kwargs
 
-    def _complete(self, request: Request, seed: int | None) -> Completion:
-        ids = self.token_ids  # read once: another thread may switch it off meanwhile
+    async def _complete(self, client: Any, request: Request, seed: int | None) -> Completion:
+        ids = self.token_ids  # read once: another request may switch it off meanwhile
         try:
-            response = self.client.chat.completions.create(**self.body(request, seed, ids))
+            response = await client.chat.completions.create(**self.body(request, seed, ids))
         except self._openai.BadRequestError as exc:
             if not (ids and "return_token_ids" in str(exc)):
                 raise
             self.token_ids = ids = False  # not vLLM: ask again without the ids
-            response = self.client.chat.completions.create(**self.body(request, seed, ids))
+            response = await client.chat.completions.create(**self.body(request, seed, ids))
         return self._completion(response, ids)
 
     def _completion(self, response: Any, ids: bool) -> Completion:
@@ -264,16 +269,36 @@ class OpenAIPolicy:
         if not requests:
             return []
         seeds = [self._seeds.randrange(2**31) if self._seeds else None for _ in requests]
-        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)), thread_name_prefix="openai-agent")
         try:
-            futures = [pool.submit(self._complete, r, s) for r, s in zip(requests, seeds)]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in futures if f in done and f.exception() is not None), None)
-            if failed is not None:
-                raise self._explain(failed.exception()) from None
-            return [f.result() for f in futures]
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            asyncio.get_running_loop()
+        except RuntimeError:  # the usual case: no event loop in this thread
+            return self._run(requests, seeds)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # called from async code (a notebook): its own loop
+            return pool.submit(self._run, requests, seeds).result()
+
+    def _run(self, requests: Sequence[Request], seeds: list[int | None]) -> list[Completion]:
+        try:
+            return asyncio.run(self._gather(requests, seeds))
+        except self._openai.OpenAIError as exc:
+            raise self._explain(exc) from None
+
+    async def _gather(self, requests: Sequence[Request], seeds: list[int | None]) -> list[Completion]:
+        """One client per call (an async client's connections belong to one event loop). The
+        first request that fails for good cancels the others at once, as Ctrl-C does."""
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def one(request: Request, seed: int | None) -> Completion:
+            async with limit:
+                return await self._complete(client, request, seed)
+
+        async with self._new_client(asynchronous=True) as client:
+            tasks = [asyncio.ensure_future(one(r, s)) for r, s in zip(requests, seeds)]
+            try:
+                return list(await asyncio.gather(*tasks))
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _first_line(exc: Exception) -> str:

@@ -37,14 +37,14 @@ class TinyServer:
     """An OpenAI-compatible server on 127.0.0.1 (a thread per request) backed by an `HFPolicy`.
 
     Knobs, reset by `reset()`: `fail` (statuses to answer first, one per request),
-    `retry_after_ms` (sent with those), `hold` (seconds each request waits before it is
-    answered), `refuse_token_ids` (400 on vLLM's `return_token_ids`, as OpenAI does).
+    `retry_after_ms` (sent with those), `hold` (seconds each other request waits before it
+    is answered), `gate` (the hold ends early once that many requests are in flight), `refuse_token_ids` (400 on vLLM's `return_token_ids`, as OpenAI does).
     """
 
     def __init__(self, policy: HFPolicy):
         self.policy = policy
         self.generate_lock = threading.Lock()  # the hf policy answers one request at a time
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.reset()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
@@ -56,6 +56,7 @@ class TinyServer:
         self.fail: list[int] = []
         self.retry_after_ms: int | None = None
         self.hold = 0.0
+        self.gate = 0
         self.refuse_token_ids = False
         self.bodies: list[dict[str, Any]] = []
         self.in_flight = 0
@@ -72,7 +73,13 @@ class TinyServer:
             self.bodies.append(body)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.lock.notify_all()
             return self.fail.pop(0) if self.fail else None
+
+    def wait(self) -> None:
+        """Hold a request `hold` seconds, or less once `gate` requests are in flight together."""
+        with self.lock:
+            self.lock.wait_for(lambda: self.gate and self.in_flight >= self.gate, timeout=self.hold)
 
     def leave(self) -> None:
         with self.lock:
@@ -143,10 +150,10 @@ def _handler(server: TinyServer) -> type[BaseHTTPRequestHandler]:
                 return self.error(404, f"no route {self.path}")
             status = server.enter(body)
             try:
-                time.sleep(server.hold)
-                if status is not None:
+                if status is not None:  # at once
                     headers = {"retry-after-ms": str(server.retry_after_ms)} if server.retry_after_ms is not None else {}
                     return self.error(status, "scripted failure", headers)
+                server.wait()
                 if body.get("model") != MODEL:
                     return self.error(404, f"The model `{body.get('model')}` does not exist.")
                 if server.refuse_token_ids and "return_token_ids" in body:
@@ -173,6 +180,9 @@ def server():
 def tiny_server(server):
     server.reset()
     yield server
+    deadline = time.monotonic() + 10  # requests the client abandoned still finish on the server
+    while server.in_flight > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
     server.reset()
 
 
@@ -278,13 +288,14 @@ def test_a_server_without_token_ids_still_gives_logprobs(tiny_server):
 
 @pytest.mark.parametrize("limit, expected", [(16, 8), (3, 3)])
 def test_requests_of_a_batch_are_in_flight_together_up_to_the_limit(tiny_server, limit, expected):
-    tiny_server.hold = 0.5  # every request waits, so those sent together overlap
+    """Requests wait at the server until `expected` are in flight (at most 2 s: the last wave
+    of 8 requests in threes has 2), so a client that sends them one by one, or more than its
+    limit at once, shows in `max_in_flight`."""
+    tiny_server.gate, tiny_server.hold = expected, 2.0
     policy = OpenAIPolicy(MODEL, tiny_server.url, concurrency=limit, constrain=True)
-    start = time.monotonic()
     completions = policy.act(game_requests("spiral/KuhnPoker-v0", 4))
-    assert len(completions) == 8
+    assert len(completions) == 8 and all(c.logprobs for c in completions)
     assert tiny_server.max_in_flight == expected
-    assert time.monotonic() - start < 0.5 * (-(-8 // expected)) + 3  # waves of `expected`, not one by one
 
 
 # --- failures -------------------------------------------------------------------------
@@ -318,6 +329,17 @@ def test_gives_up_after_max_retries_with_one_line(tiny_server):
     message = str(info.value)
     assert "answered 503" in message and "3 tries" in message and "retries=N" in message and "\n" not in message
     assert len(tiny_server.bodies) == 3
+
+
+def test_a_failed_request_cancels_the_rest_of_the_batch_at_once(tiny_server):
+    tiny_server.fail = [400]  # the first request to arrive is refused (not retried) ...
+    tiny_server.hold = 2.0  # ... and the others take 2 s
+    policy = OpenAIPolicy(MODEL, tiny_server.url)
+    start = time.monotonic()
+    with pytest.raises(ArenaError, match=r"refused the request \(400: scripted failure\)"):
+        policy.act(game_requests("spiral/KuhnPoker-v0", 2))
+    assert time.monotonic() - start < 1.5
+    assert len(policy.act(game_requests("spiral/KuhnPoker-v0", 1))) == 2  # the policy still works
 
 
 def test_timeout(tiny_server):
