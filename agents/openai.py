@@ -18,10 +18,11 @@ A server such as vLLM batches concurrent requests itself.
 **Failures**: the official client retries 408/409/429/5xx answers, timeouts and connection
 errors `retries` times with exponential backoff and jitter (0.5 s doubling, at most 8 s,
 minus up to 25%), and honours `Retry-After` / `retry-after-ms` up to two minutes. Each try
-has `timeout` seconds. Whatever still fails becomes a one-line `ArenaError` naming the fix;
-the other requests of the batch are cancelled at once (so is the batch on Ctrl-C). At construction one `GET /models` (no
-retries) checks that the server is up and serves MODEL, so a wrong URL or name fails
-before any episode is played; a server without `/models` skips the name check.
+has `timeout` seconds. Whatever still fails becomes a one-line `ArenaError` naming the fix,
+and the other requests of the batch are cancelled at once (as is the batch on Ctrl-C). At
+construction one `GET /models` (no retries) checks that the server is up and serves MODEL,
+so a wrong URL or name fails before any episode is played; a server without `/models`
+skips the name check (its 404 on the first request then names the model).
 
 **Legal-action constraint** (`constrain=yes`): a request with `legal_actions` asks for
 vLLM's structured output `{"structured_outputs": {"choice": [...]}}` (vLLM 0.32; the older

@@ -211,7 +211,8 @@ def free_port() -> int:
 # --- spec ---------------------------------------------------------------------------
 
 
-def test_spec_parsing():
+def test_spec_parsing(monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     assert parse_spec("openai:tiny@http://127.0.0.1:8000/v1") == ("tiny", "http://127.0.0.1:8000/v1", {})
     model, url, options = parse_spec("openai:Qwen/Qwen2.5-0.5B@127.0.0.1:8000:constrain=yes:temperature=0.5:retries=2")
     assert (model, url) == ("Qwen/Qwen2.5-0.5B", "http://127.0.0.1:8000/v1")
@@ -222,6 +223,8 @@ def test_spec_parsing():
                        ("openai:tiny@http://h:1:max_tokens=many", "integer")]:
         with pytest.raises(ArenaError, match=words):
             parse_spec(bad)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://served:8000/v1/")
+    assert parse_spec("openai:tiny:constrain=no") == ("tiny", "http://served:8000/v1", {"constrain": False})
 
 
 def test_missing_package_is_one_line(monkeypatch):
