@@ -208,7 +208,9 @@ class OpenAIPolicy:
             if exc.status_code == 429 or exc.status_code >= 500:
                 return ArenaError(f"the server at {self.base_url} answered {exc.status_code} ({message}) after {tries}: "
                                   "retry later, or raise retries (openai:MODEL@URL:retries=N)")
-            return ArenaError(f"the server at {self.base_url} refused the request ({exc.status_code}: {message})")
+            fix = ("drop :constrain=yes (this server has no structured-output choice)" if "structured_outputs" in message
+                   else "check the agent's options (max_tokens, constrain) against the server's limits")
+            return ArenaError(f"the server at {self.base_url} refused the request ({exc.status_code}: {message}): {fix}")
         return ArenaError(f"request to {self.base_url} failed: {type(exc).__name__}: {_first_line(exc)}")
 
     # --- requests ------------------------------------------------------------------
