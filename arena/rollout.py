@@ -99,6 +99,7 @@ def play(
     swap_seats: bool = False,
     start_index: int = 0,
     metadata: dict[str, Any] | None = None,
+    schedule: Sequence[int] | None = None,
 ) -> list[Episode]:
     """Play `episodes` episodes, `concurrency` at a time; return them in index order.
 
@@ -113,6 +114,11 @@ def play(
     are written to `writer` in index order, each batch as soon as it is contiguous with
     what was written before, and passed to `on_episode` as they finish. `metadata` is
     copied into every episode's metadata (e.g. the training step).
+
+    `schedule` (mixed-env play) says which env each episode plays, as indices into
+    `env_id`, in place of `env_schedule(env_ids, env_weights, episodes, seed)`: a worker that
+    plays a contiguous share of a larger batch (`arena.ray_rollout`) passes its slice of the
+    whole batch's schedule, so episode i plays the same env however the batch is split.
     """
     if episodes < 0:
         raise ArenaError(f"episodes must be >= 0, got {episodes}")
@@ -125,7 +131,14 @@ def play(
         kwargs_of = [dict(k or {}) for k in env_kwargs]
         if len(kwargs_of) != len(env_ids):
             raise ArenaError(f"{len(kwargs_of)} env_kwargs given for {len(env_ids)} envs; give one dict per env")
-    schedule = env_schedule(env_ids, env_weights, episodes, seed) if len(env_ids) > 1 else [0] * episodes
+    if schedule is not None:
+        schedule = [int(k) for k in schedule]
+        if len(schedule) != episodes or any(not 0 <= k < len(env_ids) for k in schedule):
+            raise ArenaError(f"schedule must give one env index in [0, {len(env_ids)}) per episode ({episodes}), got {len(schedule)} entries")
+    elif len(env_ids) > 1:
+        schedule = env_schedule(env_ids, env_weights, episodes, seed)
+    else:
+        schedule = [0] * episodes
     results: dict[int, Episode] = {}
     free: dict[int, list[ArenaEnv]] = defaultdict(list)
     active: list[_Slot] = []

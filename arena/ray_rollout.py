@@ -1,0 +1,388 @@
+"""Rollout workers as Ray actors: `arena train --ray-address local|auto|ADDRESS`.
+
+The learner stays in the training process; `--ray-workers` Ray actors play the episodes.
+Each actor holds its own model copy and `HFPolicy` (the settings `train()` uses), its own
+opponent (with `--opponent`), and its own envs and sandbox pool (whatever
+`arena.rollout.play` creates in that process). One training step:
+
+1. the learner puts the current weights in the Ray object store once (`ray.put` of a CPU
+   state dict; with LoRA the adapter merged into the base weights, so actors hold plain
+   models), and every actor loads them (`load_state_dict`) before it plays;
+2. the step's episode indices are cut into contiguous shares, one per actor; an actor plays
+   its share with `play(..., start_index=share_start)`, so episode i is reset with seed
+   `rollout_seed(config) + i` as in the local backend, and in a mixed-env run plays the env
+   the whole step's `env_schedule` gives index i (the share's slice is passed to `play`);
+3. the learner writes the shares to the run's episode store in index order, each as soon
+   as every earlier share is written, and returns the step's episodes in index order.
+
+**Determinism.** An actor's sampling RNG is reseeded for every share from
+`(config.seed, share start index)` (and the opponent's from `config.seed + 1`), so a run is
+reproducible for a given `--ray-workers`, a resumed run continues exactly (there is no
+RNG state to checkpoint), and a share played again after a worker died gives the same
+episodes. Episodes differ from the local backend's (other RNG streams, and the batches
+per generate call differ), and from a run with another worker count.
+
+**Worker death.** When an actor dies mid-step (killed, out of memory, node lost), it is
+replaced by a new actor and only its share is played again, with the same weights, up to
+`retries` times per share; then the step fails with an `ArenaError`. A step never returns
+a short batch and never writes an episode twice or leaves a gap: shares are written
+whole, in order. An error raised by the rollout itself (a bug, a bad env argument) is not
+retried: it would fail again.
+
+**Ray.** `local` starts a Ray instance in this process (no dashboard, a small object store,
+`num_cpus` = this machine's cores) and stops it at `close()`; `auto` joins the cluster
+started with `ray start`; anything else is a cluster address (`HOST:PORT` or
+`ray://HOST:PORT`), checked with a plain TCP connect first so a wrong address fails in
+seconds (Ray itself retries for minutes). A process already connected to Ray (a Ray job,
+a notebook, the tests) keeps its connection, whatever the address says. Each actor asks
+for at most one CPU (less when more actors than cores share one machine, so two actors
+fit on two cores) and runs torch with that many threads; actors see this process's
+`ARENA_CACHE`, so the `tiny` model is the same folder. Actors generate on CPU; the nodes
+need arena installed (`pip install 'selfplay-arena[ray]'`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from arena.config import TrainConfig
+from arena.episode import Episode
+from arena.errors import ArenaError
+
+RETRIES = 2  # new actors per share before the step fails
+LOCAL_OBJECT_STORE_BYTES = 512 * 2**20  # weights of a ~100M-parameter fp32 model, a few times over
+CONNECT_TIMEOUT_S = 5.0
+ENV_VARS = ("ARENA_CACHE", "ARENA_DEVICE", "HF_HOME", "HF_HUB_OFFLINE")
+
+
+@dataclass(frozen=True)
+class Share:
+    """A contiguous run of a step's episode indices, played by one worker."""
+
+    worker: int
+    start: int  # index of its first episode in the run
+    count: int
+    offset: int  # position of its first episode in the step
+
+
+def split(start_index: int, episodes: int, workers: int) -> list[Share]:
+    """Cut a step's episodes into `workers` contiguous shares whose sizes differ by at most
+    one (the first ones are larger); shares of size 0 are left out."""
+    base, extra = divmod(episodes, workers)
+    shares, offset = [], 0
+    for w in range(workers):
+        count = base + (w < extra)
+        if count:
+            shares.append(Share(w, start_index + offset, count, offset))
+        offset += count
+    return shares
+
+
+def share_seed(seed: int, start: int) -> int:
+    """The sampling seed of the share starting at episode `start`: both numbers mixed by
+    numpy's `SeedSequence`, so neighbouring shares get unrelated streams."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, start]).generate_state(1)[0])
+
+
+def policy_weights(model: Any) -> dict[str, Any]:
+    """The weights an actor loads: a CPU copy of the model's state dict; for a PEFT model
+    the base weights with the active LoRA adapters added in (computed, never merged into
+    the trained model), under the base model's own keys."""
+    import torch
+
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    with torch.no_grad():
+        if not hasattr(model, "peft_config"):
+            return {k: v.detach().cpu() for k, v in model.state_dict().items()}  # ray.put copies
+        base = model.get_base_model()
+        deltas = {}
+        for name, module in base.named_modules():
+            if hasattr(module, "base_layer") and hasattr(module, "get_delta_weight"):
+                adapters = [a for a in module.active_adapters if a in getattr(module, "lora_A", {})]
+                if adapters:
+                    deltas[f"{name}.weight"] = sum(module.get_delta_weight(a) for a in adapters)
+        out = {}
+        for key, value in base.state_dict().items():
+            if ".lora_" in key:
+                continue
+            key = key.replace(".base_layer.", ".")
+            out[key] = (value + deltas[key] if key in deltas else value).detach().cpu()
+        return out
+
+
+def weights_digest(state: dict[str, Any]) -> str:
+    """A SHA-256 over a state dict's names and tensor bytes (tests compare copies with it)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        h.update(key.encode())
+        h.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ArenaError("--ray-address needs Ray: pip install 'selfplay-arena[ray]'") from None
+    return ray
+
+
+def _check_reachable(address: str) -> None:
+    """A TCP connect to HOST:PORT (or ray://HOST:PORT), so a wrong address fails fast."""
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ArenaError(f"--ray-address {address!r}: give local, auto, or HOST:PORT of the Ray head node")
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ArenaError(f"cannot reach the Ray cluster at {address} ({reason}): start it with `ray start --head` "
+                         "there, or use --ray-address local") from None
+
+
+def connect(address: str) -> bool:
+    """Connect this process to Ray as `address` says; True when it called `ray.init` (and
+    `close()` must call `ray.shutdown()`), False when Ray was already initialised."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    quiet = {"include_dashboard": False, "logging_level": "warning"}
+    try:
+        if address == "local":
+            ray.init(address="local", num_cpus=os.cpu_count() or 1,
+                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
+        else:
+            if address != "auto":
+                _check_reachable(address)
+            ray.init(address=address, **quiet)
+    except ConnectionError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = "start one with `ray start --head`" if address == "auto" else "check the address"
+        raise ArenaError(f"cannot connect to Ray at {address!r} ({first[:160]}): {hint}, "
+                         "or use --ray-address local") from None
+    return True
+
+
+class RolloutWorker:
+    """A Ray actor that plays shares of training steps (made remote by `RayRollout`).
+
+    It builds what `train()` builds for the rollout (model, `HFPolicy`, opponent) from the
+    run's config, on CPU, with `threads` torch threads.
+    """
+
+    def __init__(self, config: dict[str, Any], threads: int):
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        from arena.agents.hf import HFPolicy, load_model
+
+        torch.set_num_threads(threads)
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        hf_logging.disable_progress_bar()  # one "Loading weights" bar per actor, forwarded to the driver
+        self.config = cfg = TrainConfig(**config)
+        self.model, tokenizer = load_model(cfg.model, device="cpu")
+        self.policy = HFPolicy(self.model, tokenizer, name="model", max_new_tokens=cfg.max_new_tokens,
+                               temperature=cfg.temperature, top_p=cfg.top_p, constrain=cfg.resolved_constrain(),
+                               seed=cfg.seed)
+        self.opponent = None
+        if cfg.opponent and cfg.opponent not in ("random", "heuristic"):
+            opp_model, opp_tokenizer = load_model(cfg.opponent, device="cpu")
+            self.opponent = HFPolicy(opp_model, opp_tokenizer, name="opponent", max_new_tokens=cfg.max_new_tokens,
+                                     temperature=cfg.temperature, constrain=cfg.resolved_constrain(),
+                                     seed=cfg.seed + 1)
+
+    def pid(self) -> int:
+        """The actor's process id (also: a call that returns once the actor is built)."""
+        return os.getpid()
+
+    def digest(self) -> str:
+        """`weights_digest` of the actor's model (tests: the broadcast arrived)."""
+        return weights_digest(self.model.state_dict())
+
+    def play(self, weights: dict[str, Any], start: int, count: int, seed: int, metadata: dict[str, Any],
+             run_name: str, schedule: list[int] | None) -> tuple[list[Episode], float]:
+        """Load `weights`, reseed, play episodes `start .. start + count - 1`; returns them
+        in index order and the seconds it took."""
+        import torch
+
+        from arena.agents import make_agent
+        from arena.rollout import play
+
+        t0 = time.perf_counter()
+        cfg = self.config
+        self.model.load_state_dict(weights)
+        self.policy.set_rng_state({"cpu": torch.Generator().manual_seed(share_seed(cfg.seed, start)).get_state().tolist()})
+        opponent = self.opponent
+        if cfg.opponent in ("random", "heuristic"):
+            opponent = make_agent(cfg.opponent, seed=share_seed(cfg.seed + 1, start))
+        elif opponent is not None:
+            opponent.set_rng_state({"cpu": torch.Generator().manual_seed(share_seed(cfg.seed + 1, start)).get_state().tolist()})
+        agents = [self.policy] if opponent is None else [self.policy, opponent]
+        episodes = play(
+            cfg.env, agents, count, seed=seed, env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env],
+            env_weights=cfg.env_weights or None, concurrency=min(cfg.concurrency, count), writer=None,
+            run_name=run_name, swap_seats=opponent is not None, start_index=start, metadata=metadata,
+            schedule=schedule,
+        )
+        return episodes, time.perf_counter() - t0
+
+
+class RayRollout:
+    """The `Rollout` of `arena.trainer` on Ray actors (see the module docstring).
+
+    Args:
+        config: the run's `TrainConfig` (`ray_address`, `ray_workers` and what the
+            rollout plays).
+        retries: new actors per share when its actor dies, before the step fails.
+    """
+
+    def __init__(self, config: TrainConfig, *, retries: int = RETRIES):
+        if not config.ray_address:
+            raise ArenaError("RayRollout needs --ray-address local, auto or HOST:PORT")
+        self.config = config
+        self.retries = retries
+        self.ray = _import_ray()
+        self.restarts = 0
+        self.workers: list[Any] = []
+        self.connected = connect(config.ray_address)
+        try:
+            self._options = self._actor_options()
+            self.workers = [self._spawn() for _ in range(config.ray_workers)]
+            self._wait_ready(self.workers)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- actors --------------------------------------------------------------------------
+    def _actor_options(self) -> dict[str, Any]:
+        cpus = float(self.ray.cluster_resources().get("CPU", 1.0))
+        share = min(1.0, cpus / self.config.ray_workers)
+        self._threads = max(1, int(share))
+        env_vars = {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(self._threads)}
+        env_vars.update({k: os.environ[k] for k in ENV_VARS if k in os.environ})
+        return {"num_cpus": share, "runtime_env": {"env_vars": env_vars}}
+
+    def _spawn(self) -> Any:
+        actor_class = self.ray.remote(RolloutWorker)
+        return actor_class.options(**self._options).remote(self.config.to_dict(), self._threads)
+
+    def _wait_ready(self, workers: Sequence[Any]) -> None:
+        try:
+            self.ray.get([w.pid.remote() for w in workers])
+        except self.ray.exceptions.RayError as exc:
+            raise ArenaError(f"a Ray rollout worker failed to start: {_last_line(exc)}") from None
+
+    def _replace(self, w: int) -> None:
+        """Kill worker `w` (if anything is left of it) and start a new one in its place."""
+        self._kill(self.workers[w])
+        self.workers[w] = self._spawn()
+        self.restarts += 1
+
+    def _kill(self, actor: Any) -> None:
+        with contextlib.suppress(self.ray.exceptions.RayError):  # already gone
+            self.ray.kill(actor, no_restart=True)
+
+    def _submit(self, share: Share, weights: Any, seed: int, metadata: dict[str, Any], run_name: str,
+                schedule: list[int] | None) -> Any:
+        part = None if schedule is None else schedule[share.offset:share.offset + share.count]
+        return self.workers[share.worker].play.remote(weights, share.start, share.count, seed, metadata, run_name, part)
+
+    def pids(self) -> list[int]:
+        """Each actor's process id (tests kill one)."""
+        return self.ray.get([w.pid.remote() for w in self.workers])
+
+    def digests(self) -> list[str]:
+        """Each actor's `weights_digest` (tests)."""
+        return self.ray.get([w.digest.remote() for w in self.workers])
+
+    # -- one step ------------------------------------------------------------------------
+    def __call__(self, trainer: Any, start_index: int, metadata: dict[str, Any]) -> list[Episode]:
+        from arena.rollout import env_schedule
+        from arena.trainer import rollout_seed
+
+        ray, cfg = self.ray, self.config
+        t0 = time.perf_counter()
+        weights = ray.put(policy_weights(trainer.model))
+        broadcast = time.perf_counter() - t0
+        seed = rollout_seed(cfg)
+        schedule = (env_schedule(cfg.env, cfg.env_weights or None, cfg.episodes_per_step, seed)
+                    if len(cfg.env) > 1 else None)
+        run_name = trainer.run_dir.name
+        shares = split(start_index, cfg.episodes_per_step, len(self.workers))
+        pending = {self._submit(s, weights, seed, metadata, run_name, schedule): (s, 0) for s in shares}
+        done: dict[int, list[Episode]] = {}
+        seconds: dict[int, float] = {}
+        written = 0
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            share, attempt = pending.pop(ref)
+            try:
+                episodes, seconds[share.worker] = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                    ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError) as exc:
+                if attempt >= self.retries:
+                    raise ArenaError(f"Ray rollout worker {share.worker} died playing episodes {share.start}-"
+                                     f"{share.start + share.count - 1} (tried {attempt + 1}x; "
+                                     f"{_last_line(exc)}): check memory and the Ray logs, then --resume the run") from None
+                self._replace(share.worker)
+                pending[self._submit(share, weights, seed, metadata, run_name, schedule)] = (share, attempt + 1)
+                continue
+            except ray.exceptions.RayTaskError as exc:
+                if isinstance(exc.cause, ArenaError):
+                    raise exc.cause from None
+                raise
+            done[share.offset] = _checked(episodes, share)
+            while written < len(shares) and shares[written].offset in done:
+                trainer.writer.write(done[shares[written].offset])
+                written += 1
+        del weights
+        self._log(trainer, broadcast, seconds)
+        return [ep for s in shares for ep in done[s.offset]]
+
+    def _log(self, trainer: Any, broadcast: float, seconds: dict[int, float]) -> None:
+        """Per-worker seconds into the trainer's logged metrics (TRL's `_metrics`, as the
+        trainer's own rollout metrics), when it has them."""
+        metrics = getattr(trainer, "_metrics", None)
+        if not isinstance(metrics, dict) or "train" not in metrics:
+            return
+        metrics["train"]["ray/broadcast_seconds"].append(broadcast)
+        metrics["train"]["ray/restarts"].append(float(self.restarts))
+        for w, s in sorted(seconds.items()):
+            metrics["train"][f"ray/worker{w}_seconds"].append(s)
+
+    def close(self) -> None:
+        """Kill the actors; stop Ray (or disconnect) if this object connected."""
+        for worker in self.workers:
+            self._kill(worker)
+        self.workers = []
+        if self.connected:
+            self.connected = False
+            self.ray.shutdown()
+
+
+def _checked(episodes: list[Episode], share: Share) -> list[Episode]:
+    """A share's episodes, checked to be exactly its indices in order."""
+    got = [ep.metadata.get("index") for ep in episodes]
+    if got != list(range(share.start, share.start + share.count)):
+        raise ArenaError(f"Ray rollout worker {share.worker} returned episodes {got[:3]}... for "
+                         f"{share.start}-{share.start + share.count - 1}: a bug in arena, please report it")
+    return episodes
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:200]
