@@ -4,11 +4,12 @@
 # pins its own versions, and its torchvision/torchaudio/torchcodec wheels break torch's ops
 # imports beside the local CPU torch, so they are removed.
 #
-#   bash scripts/test_vllm.sh                 # builds .venv-vllm once (~2 min), runs tests/vllm
+#   bash scripts/test_vllm.sh                 # builds .venv-vllm once (~2 min), runs tests/vllm_job
 #   bash scripts/test_vllm.sh -k weights      # extra pytest arguments
 #   ARENA_VLLM_VENV=/path bash scripts/test_vllm.sh
 #
-# The default suite (scripts/test.sh) skips tests/vllm where vLLM is not installed.
+# The default suite (scripts/test.sh) skips tests/vllm_job where vLLM is not installed. (The folder
+# is not named tests/vllm: pytest puts tests/ on sys.path, and `import vllm` would find it.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${ARENA_VLLM_VENV:-.venv-vllm}
@@ -24,4 +25,4 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import vllm, arena" >
   "$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi
 "$VENV/bin/python" -c "import torch, vllm; print(f'[test_vllm] torch {torch.__version__}, vllm {vllm.__version__}')"
-exec env PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -q tests/vllm "$@"
+exec env PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -q tests/vllm_job "$@"
