@@ -2,8 +2,9 @@
 
 `make_agent(spec)` builds one from a short spec: `random`, `heuristic`, `human`, `scripted`
 (`scripted:noisy=0.5:verifier=yes`: the proposer/solver/verifier envs, `selfplay_scripted`),
-`openai:MODEL@URL[:constrain=yes:temperature=0.7...]` (a served model, `arena.agents.openai`;
-imported only when used, as it needs the optional `openai` package).
+`openai:MODEL@URL[:constrain=yes:temperature=0.7...]` (a served model, `arena.agents.openai`),
+`tiny` and `hf:PATH_OR_ID` (transformers, `arena.agents.hf`), `vllm:tiny|PATH` (an
+in-process vLLM engine, `arena.agents.vllm`); those are imported only when used.
 """
 
 from __future__ import annotations
@@ -22,23 +23,47 @@ AGENTS: dict[str, Callable[..., Policy]] = {
     "heuristic": HeuristicAgent,
     "human": HumanAgent,
     "scripted": SelfPlayScripted,  # azr/* and spice/*: options after colons, scripted:noisy=0.5:verifier=yes
-    "openai": lambda seed=None: _openai_agent("openai", seed),  # openai:MODEL@URL[:KEY=VALUE]...
+    "openai": lambda seed=None: _lazy("openai", "openai", seed),  # openai:MODEL@URL[:KEY=VALUE]...
+    "tiny": lambda seed=None: _lazy("hf", "tiny", seed),  # the tiny model (transformers)
+    "hf": lambda seed=None: _lazy("hf", "hf", seed),  # hf:PATH_OR_HUB_ID (transformers)
+    "vllm": lambda seed=None: _lazy("vllm", "vllm:tiny", seed),  # vllm:tiny or vllm:PATH (in-process engine)
 }
+# agents whose spec carries an argument after the first colon; their modules need optional
+# packages (openai, vllm) or torch, so they are imported only when used
+_WITH_ARGUMENT = {"scripted", "openai", "hf", "vllm"}
 
 
-def _openai_agent(spec: str, seed: int | None) -> Policy:
-    from .openai import make_openai_agent
+def _lazy(module: str, spec: str, seed: int | None) -> Policy:
+    if module == "openai":
+        from .openai import make_openai_agent
 
-    return make_openai_agent(spec, seed=seed)
+        return make_openai_agent(spec, seed=seed)
+    if module == "vllm":
+        from .vllm import make_vllm_agent
+
+        return make_vllm_agent(spec, seed=seed)
+    from .hf import make_hf_agent
+
+    if spec == "hf":
+        raise ArenaError("the hf agent needs a model: hf:PATH (a save_pretrained folder) or hf:HUB_ID")
+    return make_hf_agent(spec, seed=seed)
+
+
+def is_agent_spec(spec: str) -> bool:
+    """Whether `spec` names an agent (`random`, `openai:...`) rather than a model path."""
+    name = spec.strip()
+    return name in AGENTS or name.partition(":")[0] in _WITH_ARGUMENT
 
 
 def make_agent(spec: str, seed: int | None = None) -> Policy:
-    """Build an agent from its spec (`random`, `heuristic`, `human`, `scripted:...`, `openai:MODEL@URL`)."""
+    """Build an agent from its spec: `random`, `heuristic`, `human`, `scripted[:...]`,
+    `openai:MODEL@URL`, `tiny`, `hf:PATH_OR_ID` or `vllm:tiny|PATH`."""
     name = spec.strip()
+    kind = name.partition(":")[0]
     if name.startswith("scripted:"):
         return SelfPlayScripted.from_spec(name, seed=seed)
-    if name.startswith("openai:") or name == "openai":
-        return _openai_agent(name, seed)
+    if kind in ("openai", "hf", "vllm") and ":" in name:
+        return _lazy(kind, name, seed)
     if name not in AGENTS:
         close = difflib.get_close_matches(name, list(AGENTS), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -47,4 +72,4 @@ def make_agent(spec: str, seed: int | None = None) -> Policy:
     return factory() if name == "human" else factory(seed=seed)
 
 
-__all__ = ["AGENTS", "Completion", "HeuristicAgent", "HumanAgent", "Policy", "RandomAgent", "Request", "SelfPlayScripted", "boxed", "make_agent"]
+__all__ = ["AGENTS", "Completion", "HeuristicAgent", "HumanAgent", "Policy", "RandomAgent", "Request", "SelfPlayScripted", "boxed", "is_agent_spec", "make_agent"]

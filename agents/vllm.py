@@ -239,6 +239,7 @@ def make_vllm_agent(spec: str, *, seed: int | None = None, **kwargs: Any) -> VLL
     """`vllm:tiny` or `vllm:PATH` as an agent (constrained by default for the tiny model)."""
     from .hf import load_model
 
+    _import_vllm()  # before loading the model: a missing vLLM is the first thing to say
     target = spec.removeprefix("vllm:")
     model, tokenizer = load_model(target, device="cpu")
     kwargs.setdefault("constrain", target == "tiny")

@@ -139,7 +139,7 @@ def envs_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
 @app.command("play")
 def play_cmd(
     env_id: str = typer.Argument(..., metavar="ENV_ID", help="Env id, e.g. spiral/TicTacToe-v0 (see `arena envs`)."),
-    agents: str = typer.Option("random", "--agents", "-a", help="Comma-separated agents, one per role in order, or one for every role: random, heuristic, human, scripted (azr/*, spice/*: scripted:noisy=0.5:verifier=yes)."),
+    agents: str = typer.Option("random", "--agents", "-a", help="Comma-separated agents, one per role in order, or one for every role: random, heuristic, human, scripted (azr/*, spice/*: scripted:noisy=0.5:verifier=yes), tiny, hf:PATH, vllm:PATH, openai:MODEL@URL."),
     episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="Number of episodes."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run folder for episodes.jsonl (default: none, nothing stored). An existing run is refused unless --append or --overwrite."),
     append: bool = typer.Option(False, "--append", help="Add episodes to the existing run in --out: same env, --kw and schema (checked); episode indices and seeds continue."),

@@ -526,7 +526,7 @@ def save_final_model(trainer: SelfPlayTrainer, run_dir: Path) -> Path:
 
 def train(config: TrainConfig) -> SelfPlayTrainer:
     """Run (or resume) self-play training as `config` says; returns the trainer."""
-    from arena.agents import make_agent
+    from arena.agents import is_agent_spec, make_agent
     from arena.agents.hf import HFPolicy, load_model
     from arena.evaluate import training_evaluator
 
@@ -550,7 +550,7 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
                           temperature=config.temperature, top_p=config.top_p, constrain=constrain, seed=config.seed)
     opponent = None
     if config.opponent:
-        if config.opponent in ("random", "heuristic"):
+        if is_agent_spec(config.opponent):  # random, heuristic, openai:MODEL@URL, ...
             opponent = make_agent(config.opponent, seed=config.seed + 1)
         else:
             opp_model, opp_tok = load_model(config.opponent, device=device)

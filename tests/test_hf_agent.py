@@ -232,3 +232,30 @@ def test_hub_id_without_network_is_one_line_error_naming_model_tiny(monkeypatch)
     assert "\n" not in message
     assert "--model tiny" in message
     assert "some-org/some-model" in message
+
+
+def test_model_agents_by_spec_in_arena_play(tmp_path):
+    """`tiny`, `hf:PATH` and a missing vLLM through `make_agent` and the real `arena play`."""
+    import subprocess
+    import sys
+
+    from arena.agents import is_agent_spec, make_agent
+    from arena.agents.tiny import tiny_model_path
+
+    from arena.errors import ArenaError
+
+    assert is_agent_spec("openai:m@http://x") and is_agent_spec("tiny") and not is_agent_spec("runs/x/model")
+    with pytest.raises(ArenaError, match="hf:PATH"):
+        make_agent("hf")
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ArenaError, match=r"selfplay-arena\[vllm"):
+            make_agent("vllm:tiny")
+    path = tiny_model_path()
+    result = subprocess.run([sys.executable, "-m", "arena.cli", "play", "spiral/KuhnPoker-v0", "--agents",
+                             f"hf:{path},random", "--episodes", "4", "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    first = (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()[0]
+    assert '"player_0":"model"' in first.replace(" ", "")
