@@ -2,8 +2,11 @@
 
 - `Sandbox` (pool.py): ``run(program, calls, limits) -> ExecResult`` and ``run_many``.
 - backends (workers.py): ``docker`` (a pool of locked-down long-lived containers) and
-  ``process`` (bubblewrap, or plain subprocesses with rlimits as a weak fallback).
+  ``process`` (bubblewrap; plain subprocesses without isolation only with
+  ``allow_unsafe=True``).
 - runner.py: the stdlib-only program inside each worker that forks one process per job.
+- compiler.py: compiles each distinct program and call once on the host (a helper
+  process); jobs load the marshalled code instead of compiling in their forked process.
 - checks.py: AZR's task-validity rules (syntax, banned imports, size) and the
   determinism check; not a security boundary (the runner's design is: see runner.py).
 - cli.py: ``arena sandbox build | doctor | clean | run``.

@@ -12,7 +12,9 @@ pool hands jobs to idle workers, several per round trip (``SandboxConfig.batch_s
 and the runner sends the answers back in groups (each at most 20 ms late), so that the
 per-message cost of the channel (Docker's attach stream) is paid per group, not per job.
 `run_many` splits ``n`` jobs into batches of ``min(batch_size, ceil(n / (2 * workers)))``
-and runs them on ``workers`` threads, one worker each.
+and runs them on ``workers`` threads, one worker each. Before that, the pool's
+`HostCompiler` compiles each distinct program and call once (cached) and the jobs carry
+marshalled code (`arena.sandbox.compiler`).
 
 Failure handling: when a worker dies or hangs under a job, the jobs after it (never run)
 are re-sent to a fresh worker, and the job in flight is retried alone up to

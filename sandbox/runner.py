@@ -8,9 +8,10 @@ another job's data or with the runner's control (issue 8).
 
 Protocol (bytes on the runner's stdin and stdout):
 
-- on start the runner writes ``{"ready": 1, "python": "3.11.2", "init": true, ...}``;
+- on start the runner writes ``{"ready": 1, "python": "3.11.2", "magic": "a70d0d0a", ...}``;
 - the host writes a request: the header ``J`` + 10-digit job count + ``\\n``, then each job
-  as a 10-digit byte length + ``\\n`` + the job's JSON ``{"program", "calls", "limits"}``;
+  as a 10-digit byte length + ``\\n`` + the job's frame (`encode_job`: its limits, then the
+  program and each call, as source or as code the host compiled, `arena.sandbox.compiler`);
 - the runner answers ``{"ack": N}`` after reading the header, then per job, in order, a
   meta line it writes itself, ``{"d": seconds, "n": bytes, "t": timed_out, "o": overflow,
   "w": wait status}``, followed by exactly ``n`` raw bytes: whatever the job's process wrote
@@ -44,13 +45,27 @@ that cannot be emptied within ``WIPE_S``, retires the worker before it serves an
 Per job the child also moves the result pipe to fd 3, closes every other fd above 2 (fds
 0-2 are /dev/null), starts its own process group, applies rlimits (RLIMIT_CPU, RLIMIT_AS,
 RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_NPROC; soft = hard), then ``exec``s the program in
-fresh globals as ``__main__`` and ``eval``s each call. ``''`` (the work dir) is not on
+fresh globals as ``__main__`` and ``eval``s each call. The program and calls arrive as code
+the host compiled once (``marshal.loads``: a few microseconds, where a ``compile()`` in this
+freshly forked process costs ~1.5 ms of copy-on-write faults), or as source the child
+compiles itself (the host's compiler declined it, or this interpreter's bytecode magic is
+not the host compiler's); the result is the same either way. ``''`` (the work dir) is not on
 ``sys.path``: a file a program leaves in /tmp is never imported by a later one. The parent
 waits on the pipe (and a pidfd when forking is allowed) until the wall-clock deadline
 ``limits.timeout``; then it kills every process the job may have left (``kill(-1)`` as
 PID 1 of its namespace; the process group otherwise), reaps them, and wipes the scratch
 dir. Answers are sent in groups, none held more than ``FLUSH_S`` (also while a later job
 runs).
+
+Why one file. The runner is sent to each worker as ``python3 -c SOURCE``: a container of
+the sandbox image or a bubblewrap sandbox that holds no copy of the arena package (its
+root is the image, or read-only binds of /usr). So the runner must be one standard-library
+file, and a split would mean either installing the package inside every sandbox (the image
+rebuilt on each arena change, and arena's code readable by every program) or
+concatenating files back into this one before sending it. What does not have to run inside
+the worker lives on the host already: parsing what a job wrote (`arena.sandbox.result`),
+the bubblewrap seccomp filter (`arena.sandbox.seccomp`), compiling programs
+(`arena.sandbox.compiler`), the pool (`arena.sandbox.pool`).
 
 Status of a call: ``ok``; ``error`` (an exception, with its type name); ``timeout``
 (the wall-clock deadline or RLIMIT_CPU); ``memory`` (exactly MemoryError under

@@ -1,7 +1,8 @@
 """Sandbox workers: one runner (`arena.sandbox.runner`) each, in a container or a process.
 
-A worker owns a byte channel to its runner. The host writes one request line
-(``{"jobs": [...]}``) and reads one JSON line back per job. Two kinds:
+A worker owns a byte channel to its runner. The host writes one request (a header, then
+length-prefixed job frames) and reads back per job a meta line and the bytes the job
+wrote (protocol: `arena.sandbox.runner`). Two kinds:
 
 - `DockerWorker`: a long-lived container of the sandbox image (``--network none``,
   read-only root, tmpfs /tmp, memory/pids/CPU cgroup limits, a non-root user, all
@@ -12,8 +13,9 @@ A worker owns a byte channel to its runner. The host writes one request line
   container (``auto_remove``) disappears even if the host dies without cleaning up.
 - `ProcessWorker`: the runner under ``bwrap --unshare-all --die-with-parent --as-pid-1``
   with read-only binds of the interpreter only and a tmpfs /tmp, as an unprivileged user
-  (root drops to nobody first, so RLIMIT_NPROC applies); or, without bubblewrap, a plain
-  subprocess with rlimits only (weaker: the program can read what that user can).
+  (root drops to nobody first, so RLIMIT_NPROC applies); or, only with
+  ``allow_unsafe=True``, a plain subprocess with rlimits and the runner's seccomp filter
+  (no isolation: the program can read what that user can, and signal its processes).
 """
 
 from __future__ import annotations

@@ -30,7 +30,11 @@ Throughput: jobs/s of a batch of ``--jobs`` jobs (``run_many``; for docker run/e
 thread pool of ``workers`` concurrent CLI calls). The fork-based modes (baseline, arena
 docker, arena process) run interleaved for ``--rounds`` rounds and the median round is
 reported, so that other load on the machine affects them alike (``vs baseline`` is the
-median of the per-round ratios to the baseline of the same round); ``CPU ms/job`` is the busy
+median of the per-round ratios to the baseline of the same round). ``own CPU ms/job`` is
+the CPU time of the mode's own processes per job (this process, the workers or the
+containers' processes and every job they reaped, the compile helper; not the Docker
+engine's daemons), and ``CPU vs baseline`` the baseline's over the mode's: under heavy
+load from others the rates swing widely, this ratio much less. ``CPU ms/job`` is the busy
 time of the whole machine per job (from /proc/stat; steal excluded), steadier than the rate
 on a shared VM, and ``steal ms/job`` the time the hypervisor took the cores away meanwhile
 (on a noisy host it, not our code, decides the absolute rate). Latency: p50/p99 of one
@@ -92,6 +96,16 @@ def program(workload: str, i: int) -> str:
 
 def jobs_for(workload: str, n: int) -> list[tuple[str, str]]:
     return [(program(workload, i), call(i)) for i in range(n)]
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and of its children it has reaped (/proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def busy_jiffies() -> tuple[int, int]:
@@ -185,6 +199,10 @@ class Baseline:
         ok = sum(sum(r["status"] == "ok" for r in json.loads(p.stdout.readline())) for p in self.procs)
         return len(jobs) / (time.perf_counter() - t), ok
 
+    def own_cpu(self) -> float:
+        """CPU seconds used so far by this mode's processes (workers and their children)."""
+        return sum(proc_cpu(p.pid) for p in self.procs)
+
     def close(self) -> None:
         for p in self.procs:
             p.stdin.close()
@@ -200,6 +218,10 @@ class Arena:
             self.sb = Sandbox(backend, SandboxConfig(workers=workers, host_compile=host_compile))
         self.sb.start()
         self.sb.run_many([(PROGRAM, call(i)) for i in range(4 * workers)])  # warm-up
+        if backend == "docker":
+            from arena.sandbox.workers import docker_client
+
+            self.sb_client = docker_client()
 
     def latency(self, n: int) -> list[float]:
         lat = []
@@ -214,6 +236,27 @@ class Arena:
         t = time.perf_counter()
         rs = self.sb.run_many(jobs)
         return len(jobs) / (time.perf_counter() - t), sum(r.ok for r in rs)
+
+    def own_cpu(self) -> float:
+        """CPU seconds used so far by the pool's runners and the jobs they reaped, and its
+        compile helper (not the Docker engine's own processes)."""
+        pids = []
+        for w in list(self.sb._workers):
+            if hasattr(w, "proc"):  # bubblewrap (or plain): bwrap and the runner under it
+                pids.append(w.proc.pid)
+                try:
+                    with open(f"/proc/{w.proc.pid}/task/{w.proc.pid}/children") as f:
+                        pids += [int(x) for x in f.read().split()]
+                except OSError:
+                    pass
+            else:
+                if not hasattr(w, "host_pid"):
+                    w.host_pid = self.sb_client.api.inspect_container(w.id)["State"]["Pid"]
+                pids.append(w.host_pid)
+        helper = self.sb.compiler and self.sb.compiler._proc
+        if helper:
+            pids.append(helper.pid)
+        return sum(proc_cpu(p) for p in pids)
 
     def close(self) -> None:
         self.sb.close()
@@ -298,12 +341,15 @@ def main() -> int:
         cpu = {(w, k): [] for w in workloads for k in modes}
         steal = {(w, k): [] for w in workloads for k in modes}
         oks = {(w, k): 0 for w in workloads for k in modes}
+        own = {(w, k): [] for w in workloads for k in modes}
         for _ in range(args.rounds):
             for w in workloads:
                 jobs = jobs_for(w, args.jobs)
                 for name, m in modes.items():
                     b0, s0 = busy_jiffies()
+                    o0, h0 = m.own_cpu(), time.process_time()
                     rate, ok = m.throughput(jobs)
+                    own[w, name].append((m.own_cpu() - o0 + time.process_time() - h0) * 1e3 / len(jobs))
                     b1, s1 = busy_jiffies()
                     rates[w, name].append(rate)
                     tick_ms = 1e3 / os.sysconf("SC_CLK_TCK")
@@ -318,6 +364,8 @@ def main() -> int:
                               "per_s": statistics.median(rates[w, name]),
                               "rounds_per_s": rates[w, name],
                               "cpu_ms_per_job": statistics.median(cpu[w, name]),
+                              "own_cpu_ms_per_job": statistics.median(own[w, name]),
+                              "own_cpu_rounds": own[w, name],
                               "steal_ms_per_job": statistics.median(steal[w, name]),
                               "p50_ms": pct(lat[name], 0.5) * 1e3, "p99_ms": pct(lat[name], 0.99) * 1e3}
                 if isinstance(m, Arena):
@@ -326,24 +374,32 @@ def main() -> int:
         for m in modes.values():
             m.close()
     table = Table(title="executions of a small program (AZR-sized), median of the rounds")
-    for col in ("workload", "mode", "exec/s", "vs baseline", "CPU ms/job", "steal ms/job",
-                "p50 ms", "p99 ms", "ok/n"):
+    for col in ("workload", "mode", "exec/s", "vs baseline", "own CPU ms/job", "CPU vs baseline",
+                "CPU ms/job", "steal ms/job", "p50 ms", "p99 ms", "ok/n"):
         table.add_column(col, justify="left" if col in ("workload", "mode") else "right")
     for w, rows in per_workload.items():
         base = rows[BASELINE]["rounds_per_s"]
         for name, r in rows.items():
             r["vs_baseline_rounds"] = [x / b for x, b in zip(r["rounds_per_s"], base, strict=True)]
             r["vs_baseline"] = statistics.median(r["vs_baseline_rounds"])
+            base_cpu = rows[BASELINE]["own_cpu_rounds"]
+            r["cpu_vs_baseline"] = statistics.median(
+                [b / x if x else float("nan") for x, b in zip(r["own_cpu_rounds"], base_cpu, strict=True)])
             label = name + (f" [{r['backend']}]" if "backend" in r else "")
             table.add_row(WORKLOADS[w] if name == BASELINE else "", label, f"{r['per_s']:.0f}",
-                          f"{r['vs_baseline']:.2f}x", f"{r['cpu_ms_per_job']:.2f}",
+                          f"{r['vs_baseline']:.2f}x", f"{r['own_cpu_ms_per_job']:.2f}",
+                          f"{r['cpu_vs_baseline']:.2f}x", f"{r['cpu_ms_per_job']:.2f}",
                           f"{r['steal_ms_per_job']:.2f}",
                           f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['ok']}/{r['n']}")
         table.add_section()
     for name, r in cli_rows.items():
-        table.add_row("", name, f"{r['per_s']:.0f}", "", "", "", f"{r['p50_ms']:.1f}",
+        table.add_row("", name, f"{r['per_s']:.0f}", "", "", "", "", "", f"{r['p50_ms']:.1f}",
                       f"{r['p99_ms']:.1f}", f"{r['ok']}/{r['n']}")
     console.print(table)
+    console.print("own CPU ms/job: CPU time of the mode's own processes per job (this process, "
+                  "its workers or containers' processes and what they reaped, the compile helper; "
+                  "not the Docker engine); CPU vs baseline: the baseline's own CPU per job over the "
+                  "mode's (what the rate ratio would be on otherwise idle, CPU-bound cores).")
     console.print("CPU ms/job: busy time of the whole machine (both cores, /proc/stat) per job; "
                   "steal ms/job: time the hypervisor gave the cores to someone else.")
     out = {"machine": {"cores": os.cpu_count(), "platform": platform.platform(),

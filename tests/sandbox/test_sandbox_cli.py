@@ -72,7 +72,7 @@ def test_doctor_json():
     d = json.loads(res.stdout)
     checks = {c["check"]: c for c in d["checks"]}
     assert "bubblewrap" in checks and "docker engine + image" in checks
-    assert d["auto"] in ("docker", "process (bwrap)", "process (plain)")
+    assert d["auto"] in ("docker", "process (bwrap)", "none")  # never plain: allow_unsafe only
     plain = checks["process backend (plain, no isolation: allow_unsafe only)"]
     assert plain["ok"] and "runner non-dumpable" in plain["detail"]
     for name in ("docker backend", "process backend (bwrap)"):
