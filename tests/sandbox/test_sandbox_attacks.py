@@ -260,9 +260,12 @@ def test_dev_and_dev_shm_hold_no_state(sb1):
 
 # -- 7. one worker's processes against another's limit ----------------------------------------
 
-@pytest.mark.docker
-def test_forks_on_one_worker_do_not_count_against_another():
-    sb = make_sandbox("docker", workers=2)
+@pytest.mark.parametrize("kind", [pytest.param("docker", marks=pytest.mark.docker),
+                                  pytest.param("bwrap", marks=pytest.mark.bwrap)])
+def test_forks_on_one_worker_do_not_count_against_another(kind):
+    # docker: a uid of its own per worker; bubblewrap: a user namespace of its own per
+    # worker (RLIMIT_NPROC is counted per user namespace)
+    sb = make_sandbox(kind, workers=2)
     try:
         hog = (("import os, time\nfor _ in range(30):\n    if os.fork() == 0:\n        time.sleep(2)\n"
                 "        os._exit(0)\ntime.sleep(1.5)\n"), None, Limits(timeout=3.0, max_processes=40))
