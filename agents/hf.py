@@ -59,13 +59,17 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
 
     path = resolve_model(spec)
     local = Path(path).expanduser()
-    if local.exists() and not (local / "config.json").exists():
+    adapter = local.is_dir() and (local / "adapter_config.json").exists() and not (local / "config.json").exists()
+    if local.exists() and not adapter and not (local / "config.json").exists():
         raise ArenaError(f"{path} has no config.json: give a folder written by save_pretrained, "
                          "a Hub id, or --model tiny")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
-        model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path,
-                                                     dtype=dtype or torch.float32)
+        if adapter:  # a LoRA run's model/: the adapter on its base model, merged
+            model = _load_adapter(local, dtype or torch.float32)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path,
+                                                         dtype=dtype or torch.float32)
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArenaError(f"cannot load model {spec!r} ({first[:160]}): without network use --model tiny "
@@ -78,6 +82,16 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
     if device:
         model.to(device)
     return model, tokenizer
+
+
+def _load_adapter(folder: Path, dtype: Any):
+    """A PEFT adapter folder as a plain model: its base (`base_model_name_or_path`) with the
+    adapter merged in (`merge_and_unload`), so generation runs at full speed."""
+    try:
+        from peft import AutoPeftModelForCausalLM
+    except ImportError:
+        raise ArenaError(f"{folder} holds a LoRA adapter: loading it needs peft (pip install peft)") from None
+    return AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype).merge_and_unload()
 
 
 class _Trie:

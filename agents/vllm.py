@@ -158,12 +158,14 @@ class VLLMPolicy(HFPolicy):
         model = self.model
         if hasattr(model, "merge_adapter") and hasattr(model, "unmerge_adapter"):  # PEFT: push W + BA
             model.merge_adapter()
-            try:
-                weights = _checkpoint_names(model.get_base_model().state_dict())
+            try:  # the state dict holds views of the weights: push before unmerging
+                self._push(_checkpoint_names(model.get_base_model().state_dict()))
             finally:
                 model.unmerge_adapter()
         else:
-            weights = model.state_dict()
+            self._push(model.state_dict())
+
+    def _push(self, weights: dict[str, Any]) -> None:
         items = [(k, v.detach()) for k, v in weights.items()]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": items, "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()

@@ -147,17 +147,19 @@ def _run_of(path: Path) -> Path | None:
     return None
 
 
+def _has_model(folder: Path) -> bool:
+    """A full model (config.json) or a LoRA adapter (adapter_config.json, loaded onto its base)."""
+    return (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()
+
+
 def _newest_model(run: Path) -> Path:
     final = run / "model"
-    if (final / "config.json").is_file():
+    if _has_model(final):
         return final
     ckpts = [p for p in (run / "checkpoints").glob("checkpoint-*")
-             if p.name.split("-")[-1].isdigit() and (p / "config.json").is_file()]
-    if not ckpts and (final / "adapter_config.json").is_file():
-        raise ArenaError(f"{final} holds a LoRA adapter, not a full model: `arena eval` loads folders with "
-                         "config.json; merge the adapter into its base model (peft merge_and_unload) and save that")
+             if p.name.split("-")[-1].isdigit() and _has_model(p)]
     if not ckpts:
-        raise ArenaError(f"{run} holds no model yet (no {final}, no checkpoint with config.json): "
+        raise ArenaError(f"{run} holds no model yet (no {final}, no checkpoint with a model): "
                          f"train it with `arena train --out {run}`, or wait for its first checkpoint (--save-every)")
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1]))
 
@@ -169,7 +171,7 @@ def resolve_target(target: str) -> tuple[str, Path | None]:
         return "tiny", None
     if path.is_dir() and (path / "config.yaml").is_file():
         return str(_newest_model(path)), path
-    if path.is_dir() and (path / "config.json").is_file():
+    if path.is_dir() and _has_model(path):
         return str(path), _run_of(path)
     if not path.exists() and path.parent != Path(".") and path.parent.is_dir():
         raise ArenaError(f"no such run or model folder: {target} (a Hub id is tried only when {path.parent} "

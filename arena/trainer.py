@@ -185,6 +185,8 @@ class SelfPlayTrainer(GRPOTrainer):
         dataset = Dataset.from_dict({"prompt": [str(i) for i in range(rows)]})
         super().__init__(model=model, reward_funcs=[_unused_reward], args=args, train_dataset=dataset,
                          processing_class=tokenizer, peft_config=peft_config)
+        if peft_config is not None:  # the policy generates from (and a vLLM engine is fed by) the PEFT model
+            self.policy.model = self.model
         self._allowed: list | None = None
         self._entropy_sum: torch.Tensor | None = None
         self.entropy_coef = config.resolved_entropy_coef()

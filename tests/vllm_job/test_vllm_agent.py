@@ -132,13 +132,15 @@ def test_rng_state_replays_the_same_samples(engine):
     assert first == again
 
 
-def test_weights_pushed_after_a_training_step_reach_the_engine(tmp_path):
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_weights_pushed_after_a_training_step_reach_the_engine(tmp_path, lora_r):
     """The issue's check: after a real training step, the engine's greedy output equals the
-    trained model's greedy output on the same prompts, and differs from before the step."""
+    trained model's greedy output on the same prompts, and differs from before the step.
+    With LoRA the engine gets the merged weights."""
     from arena.config import TrainConfig
     from arena.trainer import train
 
-    cfg = TrainConfig(env=[KUHN], steps=1, episodes_per_step=16, backend="vllm",
+    cfg = TrainConfig(env=[KUHN], steps=1, episodes_per_step=16, backend="vllm", lora_r=lora_r,
                       learning_rate=3e-2, eval_every=0, out=str(tmp_path / "run"), seed=0)
     trainer = train(cfg)
     policy = trainer.policy
@@ -154,9 +156,11 @@ def test_weights_pushed_after_a_training_step_reach_the_engine(tmp_path):
     del policy.llm
 
 
-def test_train_with_the_vllm_backend_stores_replayable_episodes(tmp_path):
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_train_with_the_vllm_backend_stores_replayable_episodes(tmp_path, lora_r):
+    """Full weights, and LoRA (the engine is fed the merged weights)."""
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "arena.cli", "train", "--env", KUHN, "--backend", "vllm",
+    cmd = [sys.executable, "-m", "arena.cli", "train", "--env", KUHN, "--backend", "vllm", "--lora-r", str(lora_r),
            "--steps", "2", "--episodes-per-step", "8", "--eval-every", "0", "--out", str(run)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
