@@ -132,8 +132,18 @@ def test_eval_target_resolution(tmp_path):
     (lora / "model").mkdir(parents=True)
     (lora / "config.yaml").write_text("lora_r: 8\n")
     (lora / "model" / "adapter_config.json").write_text("{}")
-    with pytest.raises(ArenaError, match="LoRA adapter"):
-        resolve_target(str(lora))
+    assert resolve_target(str(lora)) == (str(lora / "model"), lora)  # loaded onto its base, merged
+
+
+def test_a_lora_run_trains_and_evaluates(tmp_path):
+    run = tmp_path / "lora"
+    result = arena_cmd("train", "--env", "spiral/KuhnPoker-v0", "--lora-r", "4", "--steps", "1",
+                       "--episodes-per-step", "8", "--eval-every", "0", "--out", run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (run / "model" / "adapter_config.json").is_file()
+    result = arena_cmd("eval", run, "--env", "spiral/KuhnPoker-v0", "--episodes", "4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "KuhnPoker-v0/exploitability" in json.loads((run / "eval-final.json").read_text())["results"]
 
 
 def test_eval_unknown_env_is_one_line():
