@@ -25,6 +25,8 @@ Modes:
 - ``arena process``: `Sandbox("process")` (bubblewrap when available).
 - with ``--compare-compile``, the same two pools with ``host_compile=False`` too (every
   job compiles its own source, in its freshly forked process): the cost it saves.
+- with ``--compare-pin``, the same two pools with ``pin_cpus=True`` too (each worker and
+  its jobs on one core).
 
 Throughput: jobs/s of a batch of ``--jobs`` jobs (``run_many``; for docker run/exec, a
 thread pool of ``workers`` concurrent CLI calls). The fork-based modes (baseline, arena
@@ -212,10 +214,10 @@ class Baseline:
 class Arena:
     """A started `Sandbox` pool of the given backend."""
 
-    def __init__(self, backend: str, workers: int, host_compile: bool = True) -> None:
+    def __init__(self, backend: str, workers: int, **config) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.sb = Sandbox(backend, SandboxConfig(workers=workers, host_compile=host_compile))
+            self.sb = Sandbox(backend, SandboxConfig(workers=workers, **config))
         self.sb.start()
         self.sb.run_many([(PROGRAM, call(i)) for i in range(4 * workers)])  # warm-up
         if backend == "docker":
@@ -311,6 +313,8 @@ def main() -> int:
                     help="same: one program run on many inputs; distinct: a new program per job")
     ap.add_argument("--compare-compile", action="store_true",
                     help="also run the arena pools with host_compile=False (jobs compile their source)")
+    ap.add_argument("--compare-pin", action="store_true",
+                    help="also run the arena pools with pin_cpus=True (each worker on one core)")
     ap.add_argument("--out", default="bench_sandbox.json")
     args = ap.parse_args()
     console = Console(width=150)
@@ -334,6 +338,10 @@ def main() -> int:
         if have_docker:
             modes["arena docker, job compiles"] = Arena("docker", args.workers, host_compile=False)
         modes["arena process, job compiles"] = Arena("process", args.workers, host_compile=False)
+    if args.compare_pin:
+        if have_docker:
+            modes["arena docker, pinned"] = Arena("docker", args.workers, pin_cpus=True)
+        modes["arena process, pinned"] = Arena("process", args.workers, pin_cpus=True)
     workloads = list(WORKLOADS) if args.workload == "both" else [args.workload]
     per_workload: dict[str, dict[str, dict]] = {}
     try:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
+import pytest
+from _sandbox_support import make_sandbox
 from arena.sandbox import Limits
 
 ADD = "def f(a, b):\n    return a + b\n"
@@ -180,14 +183,27 @@ def test_program_semantics_are_plain_python(sb):
     assert (r.status, r.calls[0].error_type) == ("error", "SyntaxError")
 
 
-def test_workers_are_pinned_to_distinct_cores(sb):
-    import os
+AFFINITY = "import os\ndef f():\n    return sorted(os.sched_getaffinity(0))\n"
 
-    prog = "import os\ndef f():\n    return sorted(os.sched_getaffinity(0))\n"
-    rs = sb.run_many([(prog, "f()")] * 40)
-    seen = {r.value for r in rs}
-    assert all(len(eval(v)) == 1 for v in seen), seen  # each worker on one core
-    cpus = [w.cpu for w in sb._workers]
-    assert None not in cpus
-    if len(cpus) <= (os.cpu_count() or 1):
-        assert len(set(cpus)) == len(cpus)  # no two workers share a core
+
+def test_workers_are_not_pinned_by_default(sb):
+    rs = sb.run_many([(AFFINITY, "f()")] * 8)
+    assert all(w.cpu is None for w in sb._workers)
+    if (os.cpu_count() or 1) > 1:
+        assert all(len(eval(r.value)) > 1 for r in rs), {r.value for r in rs}
+
+
+@pytest.mark.parametrize("kind", [pytest.param("docker", marks=pytest.mark.docker),
+                                  pytest.param("bwrap", marks=pytest.mark.bwrap)])
+def test_pinned_workers_are_on_distinct_cores(kind):
+    sb = make_sandbox(kind, workers=2, pin_cpus=True)
+    try:
+        rs = sb.run_many([(AFFINITY, "f()")] * 40)
+        seen = {r.value for r in rs}
+        assert all(len(eval(v)) == 1 for v in seen), seen  # each worker on one core
+        cpus = [w.cpu for w in sb._workers]
+        assert None not in cpus
+        if len(cpus) <= (os.cpu_count() or 1):
+            assert len(set(cpus)) == len(cpus)  # no two workers share a core
+    finally:
+        sb.close()

@@ -295,7 +295,7 @@ def test_pinning_to_a_missing_core_falls_back_to_unpinned():
     # An engine whose cgroup does not offer the core (here: core 63 of 64 claimed cores)
     # refuses to start the container; the pool logs it and runs its workers unpinned.
     require_docker()
-    sb = Sandbox(config=SandboxConfig(backend="docker", workers=1))
+    sb = Sandbox(config=SandboxConfig(backend="docker", workers=1, pin_cpus=True))
     try:
         sb._cpus = [63]  # as if the engine had 64 cores
         r = sb.run(ADD, "f(2, 3)")
