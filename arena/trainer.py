@@ -32,6 +32,7 @@ every card and stayed at exploitability 1/3). Subtracted from TRL's loss in `_co
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -56,6 +57,8 @@ from arena.store import EPISODES_FILE, EpisodeWriter, write_run_info
 STATE_FILE = "arena_state.json"
 MODEL_DIR = "model"
 CHECKPOINTS_DIR = "checkpoints"
+MAX_EMPTY_STEPS = 3  # steps in a row with nothing to train on before the run stops
+logger = logging.getLogger("arena.trainer")
 
 
 def _unused_reward(completions: list, **kwargs: Any) -> list[float]:
@@ -143,6 +146,8 @@ class SelfPlayTrainer(GRPOTrainer):
         self.run_dir = Path(run_dir)
         self.evaluate_fn = evaluate
         self.baselines: dict[str, float] = {}
+        self.empty_steps = 0  # steps in a row with nothing to train on
+        self.empty_total = 0
         self.rollouts = 0  # rollout batches played so far (episode indices continue from here)
         self.elapsed_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
         self.session_start = time.monotonic()
@@ -214,22 +219,40 @@ class SelfPlayTrainer(GRPOTrainer):
         estimators = {e: (cfg.estimators.get(e) or cfg.estimator) for e in cfg.env}
         assign_advantages(samples, {e: v for e, v in estimators.items() if v}, self.baselines, cfg.rae_alpha)
         kept, dropped = keep_for_loss(samples, cfg.filter_zero_advantage)
+        self._check_not_empty(kept, samples, dropped)
         metrics.update(self._rollout_metrics(episodes, samples, dropped, rollout_seconds))
         for name, value in metrics.items():
             self._metrics["train"][name].append(value)
         return self._batch(kept)
 
+    def _check_not_empty(self, kept: list[Sample], samples: list[Sample], dropped: Counter) -> None:
+        """A step with nothing to train on (every sample masked as infra or filtered) makes
+        no update (its batch is empty rows: zero loss, as TRL's own all-zero-advantage
+        batches), is counted (`samples/empty_steps`) and warned about; `MAX_EMPTY_STEPS` in a
+        row stop the run, since then something is broken (the sandbox, a filter)."""
+        if kept:
+            self.empty_steps = 0
+            return
+        self.empty_steps += 1
+        self.empty_total += 1
+        why = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "no model turn was played"
+        if self.empty_steps >= MAX_EMPTY_STEPS:
+            raise ArenaError(f"{self.empty_steps} steps in a row had nothing to train on ({len(samples)} samples; "
+                             f"left out: {why}): check the sandbox (infra) or --filter-zero-advantage")
+        logger.warning("step %d has nothing to train on (%d samples; left out: %s): no update this step",
+                       self.state.global_step, len(samples), why)
+
     def _batch(self, kept: list[Sample]) -> dict[str, Any]:
         """TRL's batch from the kept samples, padded to a multiple of the micro-batch count
-        with empty rows (completion mask 0: they add nothing to the loss or its normaliser)."""
+        with empty rows (completion mask 0: they add nothing to the loss or its normaliser);
+        only empty rows when nothing was kept (`_check_not_empty`)."""
         device = self.accelerator.device
         chunks = self.args.steps_per_generation
         pad_id = self.processing_class.pad_token_id
         rows = list(kept)
-        if not rows:
-            raise ArenaError("no model turn to train on in this step: every sample was filtered or masked")
-        while len(rows) % chunks:
-            rows.append(Sample(env_id="", role="", episode=-1, prompt_ids=rows[0].prompt_ids, completion_ids=[],
+        filler_prompt = rows[0].prompt_ids if rows else [pad_id]
+        while not rows or len(rows) % chunks:
+            rows.append(Sample(env_id="", role="", episode=-1, prompt_ids=filler_prompt, completion_ids=[],
                                logprobs=[], reward=0.0, advantage=0.0))
         prompt_ids, prompt_mask = pad_left([s.prompt_ids for s in rows], pad_id)
         completion_ids, completion_mask = pad_right([s.completion_ids for s in rows], pad_id)
@@ -238,7 +261,7 @@ class SelfPlayTrainer(GRPOTrainer):
             "prompt_ids": prompt_ids.to(device), "prompt_mask": prompt_mask.to(device),
             "completion_ids": completion_ids.to(device), "completion_mask": completion_mask.to(device),
             "advantages": torch.tensor([s.advantage for s in rows], dtype=torch.float32, device=device),
-            "num_items_in_batch": completion_mask.sum().to(device),
+            "num_items_in_batch": completion_mask.sum().clamp(min=1).to(device),  # 0 only in an empty step
         }
         if any(s.allowed for s in rows):
             out["allowed"] = [s.allowed if s.allowed else None for s in rows]
@@ -335,6 +358,7 @@ class SelfPlayTrainer(GRPOTrainer):
         out["rollout/completion_tokens_per_s"] = tokens / max(seconds, 1e-9)
         out["rollout/seconds"] = seconds
         out["samples/trained"] = len(samples) - sum(dropped.values())
+        out["samples/empty_steps"] = self.empty_total
         for reason in ("infra", "zero_advantage"):
             out[f"samples/dropped_{reason}"] = dropped.get(reason, 0)
         by_env: dict[str, list] = defaultdict(list)
@@ -375,12 +399,14 @@ class SelfPlayTrainer(GRPOTrainer):
             "baselines": dict(self.baselines),
             "elapsed_seconds": self.elapsed_before + time.monotonic() - self.session_start,
             "policy_rng": get_rng() if get_rng is not None else None,
+            "empty_steps": [self.empty_steps, self.empty_total],
         }
 
     def load_arena_state(self, state: dict[str, Any]) -> None:
         self.rollouts = int(state["rollouts"])
         self.baselines = {k: float(v) for k, v in state["baselines"].items()}
         self.elapsed_before = float(state.get("elapsed_seconds", 0.0))
+        self.empty_steps, self.empty_total = state.get("empty_steps", [0, 0])
         self.session_start = time.monotonic()
         if state.get("policy_rng") and hasattr(self.policy, "set_rng_state"):
             self.policy.set_rng_state(state["policy_rng"])

@@ -128,3 +128,34 @@ def test_a_typo_in_an_env_id_fails_before_the_run_folder_exists(tmp_path):
     with pytest.raises(ArenaError, match="not one of the --env ids"):
         prepare_run(TrainConfig(env=["spiral/KuhnPoker-v0"], env_kwargs={"spiral/TicTacToe-v0": {}}, out=str(run)))
     assert not run.exists()  # nothing to block the corrected command
+
+
+def test_a_step_with_nothing_to_train_on_makes_no_update_and_three_in_a_row_stop(tmp_path):
+    """Every model turn masked as infra (a sandbox outage): no update and no NaN for the
+    first empty steps, then a one-line error instead of training on nothing for ever."""
+    import torch
+    from arena.agents.hf import HFPolicy, load_model
+
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+    from arena.trainer import MAX_EMPTY_STEPS, SelfPlayTrainer, local_rollout
+
+    def broken_sandbox(trainer, start_index, metadata):
+        episodes = local_rollout(trainer, start_index, metadata)
+        for ep in episodes:
+            for turn in ep.turns:
+                turn.info["infra"] = True
+        return episodes
+
+    cfg = TrainConfig(env=["spiral/KuhnPoker-v0"], steps=MAX_EMPTY_STEPS + 1, episodes_per_step=4, eval_every=0,
+                      save_every=100, out=str(tmp_path / "run"))
+    model, tokenizer = load_model("tiny", device="cpu")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    policy = HFPolicy(model, tokenizer, constrain=True)
+    trainer = SelfPlayTrainer(cfg, model, tokenizer, policy, tmp_path / "run", rollout=broken_sandbox)
+    with pytest.raises(ArenaError, match=f"{MAX_EMPTY_STEPS} steps in a row had nothing to train on.*infra"):
+        trainer.train()
+    trainer.writer.close()
+    assert trainer.state.global_step == MAX_EMPTY_STEPS - 1
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), f"{name} changed in a step with nothing to train on"
