@@ -19,6 +19,7 @@ from arena.sandbox.workers import bwrap_status, docker_status
 REQUIRE_DOCKER = os.environ.get("ARENA_REQUIRE_DOCKER") == "1"
 TEST_LIMITS = Limits(timeout=1.5, memory_mb=256)
 RUNNER_MARK = "The arena sandbox runner"  # first line of runner.py, in every runner's argv
+HELPER_MARK = "a compile that warns fails here"  # in the compile helper's argv (compiler.HELPER)
 
 _docker = None
 _bwrap = None
@@ -55,7 +56,7 @@ def require_bwrap() -> None:
 
 
 def runner_processes() -> list[int]:
-    """PIDs of live sandbox runners on this host (any backend)."""
+    """PIDs of live sandbox runners (any backend) and compile helpers on this host."""
     pids = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -65,7 +66,7 @@ def runner_processes() -> list[int]:
             state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if RUNNER_MARK.encode() in cmd and state != "Z":
+        if (RUNNER_MARK.encode() in cmd or HELPER_MARK.encode() in cmd) and state != "Z":
             pids.append(int(d.name))
     return pids
 

@@ -283,7 +283,7 @@ def test_host_killed_leaves_nothing(kind):
         left = (docker_client().containers.list(  # ignore_removed: auto-remove races the listing
                     all=True, ignore_removed=True, filters={"label": f"arena.sandbox.session={session}"})
                 if kind == "docker" else [])
-        new_runners = set(runner_processes()) - before if kind == "bwrap" else set()
+        new_runners = set(runner_processes()) - before  # runners and the compile helper
         if not left and not new_runners:
             return
         time.sleep(0.3)
