@@ -9,7 +9,8 @@ opponent (with `--opponent`), and its own envs and sandbox pool (whatever
    state dict; with LoRA the adapter merged into the base weights, so actors hold plain
    models), and every actor loads them (`load_state_dict`) before it plays;
 2. the step's episode indices are cut into contiguous shares, one per actor; an actor plays
-   its share with `play(..., start_index=share_start)`, so episode i is reset with seed
+   its share with `play(..., start_index=share_start)` (`--concurrency` is the number in
+   flight over all actors: each takes its part), so episode i is reset with seed
    `rollout_seed(config) + i` as in the local backend, and in a mixed-env run plays the env
    the whole step's `env_schedule` gives index i (the share's slice is passed to `play`);
 3. the learner writes the shares to the run's episode store in index order, each as soon
@@ -58,6 +59,7 @@ from arena.errors import ArenaError
 RETRIES = 2  # new actors per share before the step fails
 LOCAL_OBJECT_STORE_BYTES = 512 * 2**20  # weights of a ~100M-parameter fp32 model, a few times over
 CONNECT_TIMEOUT_S = 5.0
+READY_TIMEOUT_S = 600.0  # actors placed and built (a cluster may first have to add a node)
 ENV_VARS = ("ARENA_CACHE", "ARENA_DEVICE", "HF_HOME", "HF_HUB_OFFLINE")
 
 
@@ -163,8 +165,10 @@ def connect(address: str) -> bool:
     quiet = {"include_dashboard": False, "logging_level": "warning"}
     try:
         if address == "local":
-            ray.init(address="local", num_cpus=os.cpu_count() or 1,
-                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
+            # worker_niceness: Ray runs workers at nice 15 to keep its own daemons responsive;
+            # on a machine shared with other jobs that starves the rollout (measured: 6x slower)
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                     _system_config={"worker_niceness": 0}, **quiet)
         else:
             if address != "auto":
                 _check_reachable(address)
@@ -213,30 +217,30 @@ class RolloutWorker:
         """`weights_digest` of the actor's model (tests: the broadcast arrived)."""
         return weights_digest(self.model.state_dict())
 
-    def play(self, weights: dict[str, Any], start: int, count: int, seed: int, metadata: dict[str, Any],
-             run_name: str, schedule: list[int] | None) -> tuple[list[Episode], float]:
+    def play(self, weights: dict[str, Any], config: dict[str, Any], start: int, count: int, seed: int,
+             metadata: dict[str, Any], run_name: str, schedule: list[int] | None) -> tuple[list[Episode], float]:
         """Load `weights`, reseed, play episodes `start .. start + count - 1`; returns them
-        in index order and the seconds it took."""
-        import torch
-
+        in index order and the seconds it took. What to play (envs, their arguments and
+        weights, concurrency, seed, a scripted opponent) comes from the caller's `config`
+        with every call; the model and its sampling settings are those the actor was built with."""
         from arena.agents import make_agent
         from arena.rollout import play
 
         t0 = time.perf_counter()
-        cfg = self.config
+        cfg = TrainConfig(**config)
         self.model.load_state_dict(weights)
-        self.policy.set_rng_state({"cpu": torch.Generator().manual_seed(share_seed(cfg.seed, start)).get_state().tolist()})
+        self.policy.set_rng_state(_rng_state(share_seed(cfg.seed, start)))
         opponent = self.opponent
         if cfg.opponent in ("random", "heuristic"):
             opponent = make_agent(cfg.opponent, seed=share_seed(cfg.seed + 1, start))
         elif opponent is not None:
-            opponent.set_rng_state({"cpu": torch.Generator().manual_seed(share_seed(cfg.seed + 1, start)).get_state().tolist()})
+            opponent.set_rng_state(_rng_state(share_seed(cfg.seed + 1, start)))
         agents = [self.policy] if opponent is None else [self.policy, opponent]
         episodes = play(
             cfg.env, agents, count, seed=seed, env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env],
-            env_weights=cfg.env_weights or None, concurrency=min(cfg.concurrency, count), writer=None,
-            run_name=run_name, swap_seats=opponent is not None, start_index=start, metadata=metadata,
-            schedule=schedule,
+            env_weights=cfg.env_weights or None, concurrency=min(-(-cfg.concurrency // cfg.ray_workers), count),
+            writer=None, run_name=run_name, swap_seats=opponent is not None, start_index=start,
+            metadata=metadata, schedule=schedule,
         )
         return episodes, time.perf_counter() - t0
 
@@ -281,8 +285,15 @@ class RayRollout:
         return actor_class.options(**self._options).remote(self.config.to_dict(), self._threads)
 
     def _wait_ready(self, workers: Sequence[Any]) -> None:
+        """Wait until every actor is built; an actor that cannot be placed (not enough CPUs)
+        or fails to build is a one-line error instead of a hang or a remote traceback."""
         try:
-            self.ray.get([w.pid.remote() for w in workers])
+            self.ray.get([w.pid.remote() for w in workers], timeout=READY_TIMEOUT_S)
+        except self.ray.exceptions.GetTimeoutError:
+            free = self.ray.available_resources().get("CPU", 0.0)
+            raise ArenaError(f"Ray did not start {len(workers)} rollout workers within {READY_TIMEOUT_S:.0f} s "
+                             f"(each asks for {self._options['num_cpus']:.2g} CPU, {free:.2g} CPU free): "
+                             "use fewer --ray-workers or add nodes") from None
         except self.ray.exceptions.RayError as exc:
             raise ArenaError(f"a Ray rollout worker failed to start: {_last_line(exc)}") from None
 
@@ -299,7 +310,8 @@ class RayRollout:
     def _submit(self, share: Share, weights: Any, seed: int, metadata: dict[str, Any], run_name: str,
                 schedule: list[int] | None) -> Any:
         part = None if schedule is None else schedule[share.offset:share.offset + share.count]
-        return self.workers[share.worker].play.remote(weights, share.start, share.count, seed, metadata, run_name, part)
+        return self.workers[share.worker].play.remote(weights, self.config.to_dict(), share.start, share.count, seed,
+                                                      metadata, run_name, part)
 
     def pids(self) -> list[int]:
         """Each actor's process id (tests kill one)."""
@@ -381,6 +393,13 @@ def _checked(episodes: list[Episode], share: Share) -> list[Episode]:
         raise ArenaError(f"Ray rollout worker {share.worker} returned episodes {got[:3]}... for "
                          f"{share.start}-{share.start + share.count - 1}: a bug in arena, please report it")
     return episodes
+
+
+def _rng_state(seed: int) -> dict[str, Any]:
+    """An `HFPolicy` RNG state (`set_rng_state`) seeded with `seed`."""
+    import torch
+
+    return {"cpu": torch.Generator().manual_seed(seed).get_state().tolist()}
 
 
 def _last_line(exc: BaseException) -> str:

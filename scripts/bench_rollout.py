@@ -11,7 +11,18 @@ env reset/step/observe, building the chat prompts and legal-action lists, and th
 episode records. The target is env + engine < 1% of the rollout; its cost per turn (ms)
 is shown too, since the share depends on how fast the model is.
 
-Each (env, concurrency) cell is timed after a warm-up `play` of the same shape (not
+**Backends**, one row function each (`BACKENDS`; `--backends`, default `hf,ray:1,ray:2`):
+`hf` is the policy in this process, as above; `ray:N` plays the same episodes through
+`arena.ray_rollout.RayRollout` on N Ray actors (a local Ray instance, `--ray-address`),
+each with its own tiny-model copy and one torch thread, exactly as one `arena train
+--ray-address` step: the weights broadcast, the contiguous shares, the episodes shipped
+back in index order. Ray rows run at the highest `--concurrency` (episodes in flight over
+all actors; `--ray-concurrency` to change it); their generation share is not measured
+(it happens in the actors), their wall time includes the broadcast and the transfer. A
+new backend is one function `row(env_id, concurrency) -> dict` with the common keys
+(`ROW_KEYS`), registered in `BACKENDS`.
+
+Each (backend, env, concurrency) cell is timed after a warm-up of the same shape (not
 counted), so the first call's one-off costs (and on CUDA the static-cache compilation per
 batch bucket) are excluded. The machine may be shared: compare the ratios (speed-up over
 concurrency 1, shares), not the absolute numbers, across machines.
@@ -21,6 +32,7 @@ tiny tokenizer (`arena.agents.tiny.tiny_model_path(config_overrides)`; its vocab
 the tiny tokenizer's 4096 tokens, not Qwen2's 151,936) for GPU runs.
 
     python scripts/bench_rollout.py                       # tiny model, CPU: a few minutes
+    python scripts/bench_rollout.py --backends hf          # without Ray
     python scripts/bench_rollout.py --model-config qwen2-0.5b --device cuda --episodes 256
 """
 
@@ -33,6 +45,7 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 # Qwen2-0.5B's shape (its config.json), for GPU benchmarks; vocabulary from the tiny tokenizer.
@@ -82,8 +95,24 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+ROW_KEYS = ("backend", "env", "concurrency", "episodes", "turns", "completion_tokens", "seconds",
+            "episodes_per_s", "turns_per_s", "tokens_per_s")
+
+
+def _row(backend: str, env_id: str, concurrency: int, episodes: list[Any], tokens: int, wall: float) -> dict[str, Any]:
+    """The keys every backend's row has (`ROW_KEYS`)."""
+    turns = sum(len(e.turns) for e in episodes)
+    return {
+        "backend": backend, "env": env_id, "concurrency": concurrency, "episodes": len(episodes), "turns": turns,
+        "completion_tokens": tokens, "seconds": wall, "episodes_per_s": len(episodes) / wall,
+        "turns_per_s": turns / wall, "tokens_per_s": tokens / wall,
+        "invalid_moves": sum(1 for e in episodes for t in e.turns if t.legal is False),
+    }
+
+
 def bench_cell(policy: Any, env_id: str, concurrency: int, episodes: int, seed: int, device: str) -> dict[str, Any]:
-    """Time one (env, concurrency) cell after a warm-up of the same shape."""
+    """The `hf` row: one (env, concurrency) cell in this process, after a warm-up of the same
+    shape, with the time inside `policy.act` (generation) apart from the rest."""
     from arena.rollout import play
 
     play(env_id, [policy], min(episodes, concurrency), seed=10_000_000 + seed, concurrency=concurrency)
@@ -94,18 +123,90 @@ def bench_cell(policy: Any, env_id: str, concurrency: int, episodes: int, seed: 
     eps = play(env_id, [timed], episodes, seed=seed, concurrency=concurrency)
     _sync(device)
     wall = time.perf_counter() - t0
-    turns = sum(len(e.turns) for e in eps)
-    tokens = policy.generated_tokens - tokens_before
+    row = _row("hf", env_id, concurrency, eps, policy.generated_tokens - tokens_before, wall)
     rest = max(wall - timed.seconds, 0.0)
-    return {
-        "env": env_id, "concurrency": concurrency, "episodes": episodes, "turns": turns,
-        "generate_calls": timed.calls, "completion_tokens": tokens, "seconds": wall,
-        "episodes_per_s": episodes / wall, "turns_per_s": turns / wall, "tokens_per_s": tokens / wall,
-        "generation_seconds": timed.seconds, "env_engine_seconds": rest,
+    row.update({
+        "generate_calls": timed.calls, "generation_seconds": timed.seconds, "env_engine_seconds": rest,
         "generation_share": timed.seconds / wall, "env_engine_share": rest / wall,
-        "env_engine_ms_per_turn": 1000 * rest / max(turns, 1),
-        "invalid_moves": sum(1 for e in eps for t in e.turns if t.legal is False),
-    }
+        "env_engine_ms_per_turn": 1000 * rest / max(row["turns"], 1),
+    })
+    return row
+
+
+class _Discard:
+    """An episode writer that keeps nothing (the benchmark stores no run)."""
+
+    def write(self, episodes: Any) -> int:
+        return len(list(episodes))
+
+
+class RayRows:
+    """The `ray:N` rows: one training step's rollout (`RayRollout`) on N actors, the model's
+    current weights broadcast first; the actors are started once and reused for every cell."""
+
+    def __init__(self, workers: int, model: Any, spec: str, args: argparse.Namespace):
+        from arena.config import TrainConfig
+
+        self.workers, self.model, self.args = workers, model, args
+        self.base = TrainConfig(model=spec, ray_address=args.ray_address, ray_workers=workers, seed=args.seed,
+                                constrain=not args.no_constrain, max_new_tokens=args.max_new_tokens, temperature=1.0)
+        self.rollout = None
+
+    def __call__(self, env_id: str, concurrency: int) -> dict[str, Any]:
+        import dataclasses
+        import types
+
+        from arena.ray_rollout import RayRollout
+
+        config = dataclasses.replace(self.base, env=[env_id], concurrency=concurrency,
+                                     episodes_per_step=self.args.episodes)
+        if self.rollout is None:
+            self.rollout = RayRollout(config)
+        self.rollout.config = config  # what to play; the actors take the env and sizes from each call
+        trainer = types.SimpleNamespace(model=self.model, writer=_Discard(), run_dir=Path("bench"))
+        self.rollout(trainer, 10_000_000, {})  # warm-up
+        t0 = time.perf_counter()
+        eps = self.rollout(trainer, 0, {})
+        wall = time.perf_counter() - t0
+        tokens = sum(len(t.token_ids or []) for e in eps for t in e.turns)
+        return _row(f"ray:{self.workers}", env_id, min(concurrency, self.args.episodes), eps, tokens, wall)
+
+    def close(self) -> None:
+        if self.rollout is not None:
+            self.rollout.close()
+
+
+def _hf_rows(ctx: Any, name: str) -> Any:
+    return lambda env_id, c: bench_cell(ctx.policy, env_id, c, ctx.args.episodes, ctx.args.seed, ctx.device)
+
+
+def _ray_rows(ctx: Any, name: str) -> Any:
+    workers = name.partition(":")[2] or "1"
+    if not workers.isdigit() or int(workers) < 1:
+        sys.exit(f"--backends {name}: write ray:N with N >= 1 workers")
+    return RayRows(int(workers), ctx.model, ctx.spec, ctx.args)
+
+
+#: backend name (before any `:`) -> factory(ctx, full name) of its row function `row(env_id, concurrency)`
+BACKENDS: dict[str, Any] = {"hf": _hf_rows, "ray": _ray_rows}
+
+
+def make_rows(names: list[str], ctx: Any) -> dict[str, Any]:
+    """The row function of each requested backend; Ray rows are left out (with a word)
+    when Ray is not installed."""
+    rows = {}
+    for name in names:
+        kind = name.partition(":")[0]
+        if kind not in BACKENDS:
+            sys.exit(f"unknown backend {name!r}; choose from: hf, ray:N")
+        if kind == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                print(f"skipping {name}: ray is not installed (pip install 'selfplay-arena[ray]')", file=sys.stderr)
+                continue
+        rows[name] = BACKENDS[kind](ctx, name)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", help="env id (repeat); default Kuhn Poker and TicTacToe")
     parser.add_argument("--concurrency", default="1,8,64", help="comma-separated concurrent episodes")
     parser.add_argument("--episodes", type=int, default=64, help="episodes per (env, concurrency) cell")
+    parser.add_argument("--backends", default="hf,ray:1,ray:2",
+                        help="comma-separated backends: hf (this process), ray:N (N Ray actors)")
+    parser.add_argument("--ray-address", default="local", help="Ray for the ray:N rows: local, auto or HOST:PORT")
+    parser.add_argument("--ray-concurrency", type=int, default=None,
+                        help="episodes in flight over all actors in the ray:N rows (default: the highest --concurrency)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--no-constrain", action="store_true", help="free decoding (default: legal actions only)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="completion cap (free decoding)")
@@ -125,10 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench_rollout.json", help="JSON file for the results")
     args = parser.parse_args(argv)
 
+    import types
+
     import torch
     from arena.agents.hf import HFPolicy, load_model
-    from rich.console import Console
-    from rich.table import Table
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.threads:
@@ -140,27 +246,34 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer = load_model(spec, device=device)
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=args.max_new_tokens, temperature=1.0,
                       constrain=not args.no_constrain, seed=args.seed)
-    results = []
-    for env_id in envs:
-        for c in levels:
-            results.append(bench_cell(policy, env_id, c, args.episodes, args.seed, device))
-            r = results[-1]
-            print(f"{env_id} x{c}: {r['episodes_per_s']:.2f} episodes/s, env+engine {100 * r['env_engine_share']:.2f}%",
-                  file=sys.stderr)
+    ctx = types.SimpleNamespace(policy=policy, model=model, spec=spec, args=args, device=device)
+    rows = make_rows([b.strip() for b in args.backends.split(",") if b.strip()], ctx)
+    started_ray = False
+    if any(name.startswith("ray") for name in rows):
+        from arena.ray_rollout import connect
 
-    table = Table(title=f"rollout: {args.model if args.model_config == 'tiny' else args.model_config} on {device} ({torch.get_num_threads()} threads), "
-                        f"{'constrained' if not args.no_constrain else 'free'} decoding, {args.episodes} episodes per row")
-    for col in ("env", "concurrent", "episodes/s", "x vs 1", "turns/s", "tokens/s", "generation", "env + engine", "env + engine ms/turn"):
-        table.add_column(col, justify="left" if col == "env" else "right", no_wrap=True)
-    base = {r["env"]: r["episodes_per_s"] for r in results if r["concurrency"] == min(levels)}
-    for r in results:
-        table.add_row(r["env"], str(r["concurrency"]), f"{r['episodes_per_s']:.2f}",
-                      f"{r['episodes_per_s'] / base[r['env']]:.1f}x", f"{r['turns_per_s']:.1f}", f"{r['tokens_per_s']:.0f}",
-                      f"{100 * r['generation_share']:.2f}%", f"{100 * r['env_engine_share']:.2f}%",
-                      f"{r['env_engine_ms_per_turn']:.3f}")
-    Console(width=160).print(table)
+        started_ray = connect(args.ray_address)  # one Ray for every ray:N row
+    results = []
+    try:
+        for name, row in rows.items():  # one backend at a time: its actors are gone before the next starts
+            try:
+                for env_id in envs:
+                    for c in levels if name == "hf" else [args.ray_concurrency or max(levels)]:
+                        results.append(row(env_id, c))
+                        r = results[-1]
+                        print(f"{name} {env_id} x{c}: {r['episodes_per_s']:.2f} episodes/s", file=sys.stderr)
+            finally:
+                if hasattr(row, "close"):
+                    row.close()
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    results.sort(key=lambda r: envs.index(r["env"]))  # stable: backends in order within an env
+    print_table(results, args, device, torch.get_num_threads())
     meta = {
-        "model": args.model, "model_config": args.model_config, "device": device,
+        "model": args.model, "model_config": args.model_config, "device": device, "backends": list(rows),
         "constrain": not args.no_constrain, "episodes": args.episodes, "seed": args.seed,
         "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
@@ -170,6 +283,33 @@ def main(argv: list[str] | None = None) -> int:
         json.dump({"meta": meta, "results": results}, f, indent=2)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def print_table(results: list[dict[str, Any]], args: argparse.Namespace, device: str, threads: int) -> None:
+    """One row per (env, backend, concurrency); speed-ups against the hf row at the lowest
+    concurrency of the same env (the first row of the env without hf)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    model = args.model if args.model_config == "tiny" else args.model_config
+    table = Table(title=f"rollout: {model}, hf on {device} ({threads} threads), ray:N on N CPU actors (1 thread each), "
+                        f"{'constrained' if not args.no_constrain else 'free'} decoding, {args.episodes} episodes per row")
+    for col in ("backend", "env", "concurrent", "episodes/s", "x vs first", "turns/s", "tokens/s", "generation",
+                "env + engine", "env + engine ms/turn"):
+        table.add_column(col, justify="left" if col in ("backend", "env") else "right", no_wrap=True)
+    base: dict[str, float] = {}
+    for r in results:
+        base.setdefault(r["env"], r["episodes_per_s"])
+
+    def pct(key: str) -> str:
+        return f"{100 * r[key]:.2f}%" if key in r else "-"
+
+    for r in results:
+        table.add_row(r["backend"], r["env"], str(r["concurrency"]), f"{r['episodes_per_s']:.2f}",
+                      f"{r['episodes_per_s'] / base[r['env']]:.1f}x", f"{r['turns_per_s']:.1f}", f"{r['tokens_per_s']:.0f}",
+                      pct("generation_share"), pct("env_engine_share"),
+                      f"{r['env_engine_ms_per_turn']:.3f}" if "env_engine_ms_per_turn" in r else "-")
+    Console(width=180).print(table)
 
 
 if __name__ == "__main__":
