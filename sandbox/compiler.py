@@ -1,10 +1,11 @@
 """Compile each program and call once, on the host; jobs receive marshalled code objects.
 
 Why. A job runs in a process freshly forked from its worker's runner. Compiling the
-program there (the runner never sees a job: see runner.py) costs about 1.5 ms on a 2-core
-VM, ten times a compile in a warm process, because the compiler writes to hundreds of
-copy-on-write pages it shares with the runner. ``marshal.loads`` of the same code costs
-a few microseconds and touches few pages. So a `HostCompiler` compiles every distinct
+program there (the runner never sees a job: see runner.py) cost about 0.3 ms of CPU per
+job in `scripts/bench_sandbox.py` (1.9 ms per job against 1.6 ms with this module, on a
+2-core VM), several times a compile in a warm process (0.05-0.13 ms), because the
+compiler writes to copy-on-write pages it shares with the runner. ``marshal.loads`` of
+the same code costs a few microseconds and touches few pages. So a `HostCompiler` compiles every distinct
 program and call once, in a helper process, and the job ``marshal.loads`` and ``exec``s
 the code; identical programs (AZR scores one program on many inputs) are compiled once
 per pool (an LRU of `CACHE_BYTES`).

@@ -47,7 +47,7 @@ Per job the child also moves the result pipe to fd 3, closes every other fd abov
 RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_NPROC; soft = hard), then ``exec``s the program in
 fresh globals as ``__main__`` and ``eval``s each call. The program and calls arrive as code
 the host compiled once (``marshal.loads``: a few microseconds, where a ``compile()`` in this
-freshly forked process costs ~1.5 ms of copy-on-write faults), or as source the child
+freshly forked process costs ~0.3 ms of copy-on-write faults), or as source the child
 compiles itself (the host's compiler declined it, or this interpreter's bytecode magic is
 not the host compiler's); the result is the same either way. ``''`` (the work dir) is not on
 ``sys.path``: a file a program leaves in /tmp is never imported by a later one. The parent
