@@ -63,6 +63,8 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
     if local.exists() and not adapter and not (local / "config.json").exists():
         raise ArenaError(f"{path} has no config.json: give a folder written by save_pretrained, "
                          "a Hub id, or --model tiny")
+    if not local.exists():
+        _check_hub_reachable(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
         if adapter:  # a LoRA run's model/: the adapter on its base model, merged
@@ -82,6 +84,30 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
     if device:
         model.to(device)
     return model, tokenizer
+
+
+def _check_hub_reachable(spec: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not after the Hub client's minute of retries, when the Hub cannot be
+    reached (a model already in the local Hub cache, or `HF_HUB_OFFLINE=1`, still loads)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+    except OSError as exc:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+            return  # cached: from_pretrained finds it offline
+        raise ArenaError(f"cannot load model {spec!r}: the Hub ({url.hostname}) is unreachable ({exc.strerror or exc}); "
+                         "without network use --model tiny or --model PATH to a local folder written by "
+                         "save_pretrained") from None
 
 
 def _load_adapter(folder: Path, dtype: Any):

@@ -234,6 +234,17 @@ def test_hub_id_without_network_is_one_line_error_naming_model_tiny(monkeypatch)
     assert "some-org/some-model" in message
 
 
+def test_unreachable_hub_fails_fast_with_one_line(monkeypatch):
+    """No minute of retries: a connection check first (here: a closed loopback port)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(ArenaError, match=r"some-org/other-model.*unreachable.*--model tiny") as info:
+        load_model("some-org/other-model")
+    assert "\n" not in str(info.value)
+
+
 def test_model_agents_by_spec_in_arena_play(tmp_path):
     """`tiny`, `hf:PATH` and a missing vLLM through `make_agent` and the real `arena play`."""
     import subprocess
