@@ -286,3 +286,9 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
     import yaml
 
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def refuse_existing_run(run_dir: Path) -> None:
+    """A new run never writes into a folder that holds one (`--resume` continues it)."""
+    if (run_dir / "episodes.jsonl").exists() or (run_dir / "config.yaml").exists():
+        raise ArenaError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")

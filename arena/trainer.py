@@ -46,7 +46,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from arena.config import TrainConfig, save_config
+from arena.config import TrainConfig, refuse_existing_run, save_config
 from arena.episode import Episode
 from arena.errors import ArenaError
 from arena.metrics import summarize
@@ -535,8 +535,7 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
         state = json.loads((ckpt / STATE_FILE).read_text())
         cut_episodes_after(run_dir, int(state["episodes_written"]))
         return run_dir, ckpt
-    if (run_dir / EPISODES_FILE).exists() or (run_dir / "config.yaml").exists():
-        raise ArenaError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")
+    refuse_existing_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir, None
 
