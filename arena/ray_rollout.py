@@ -17,11 +17,11 @@ opponent (with `--opponent`), and its own envs and sandbox pool (whatever
    as every earlier share is written, and returns the step's episodes in index order.
 
 **Determinism.** An actor's sampling RNG is reseeded for every share from
-`(config.seed, share start index)` (and the opponent's from `config.seed + 1`), so a run is
-reproducible for a given `--ray-workers`, a resumed run continues exactly (there is no
-RNG state to checkpoint), and a share played again after a worker died gives the same
-episodes. Episodes differ from the local backend's (other RNG streams, and the batches
-per generate call differ), and from a run with another worker count.
+`(config.seed, share start index)`, a model or scripted opponent's from `config.seed + 1`
+and the start index, so a run is reproducible for a given `--ray-workers`, a resumed run
+continues exactly (there is no RNG state to checkpoint), and a share played again after a
+worker died gives the same episodes. Episodes differ from the local backend's (other RNG
+streams, and other batches per generate call), and from a run with another worker count.
 
 **Worker death.** When an actor dies mid-step (killed, out of memory, node lost), it is
 replaced by a new actor and only its share is played again, with the same weights, up to
@@ -31,15 +31,17 @@ whole, in order. An error raised by the rollout itself (a bug, a bad env argumen
 retried: it would fail again.
 
 **Ray.** `local` starts a Ray instance in this process (no dashboard, a small object store,
-`num_cpus` = this machine's cores) and stops it at `close()`; `auto` joins the cluster
-started with `ray start`; anything else is a cluster address (`HOST:PORT` or
-`ray://HOST:PORT`), checked with a plain TCP connect first so a wrong address fails in
-seconds (Ray itself retries for minutes). A process already connected to Ray (a Ray job,
-a notebook, the tests) keeps its connection, whatever the address says. Each actor asks
-for at most one CPU (less when more actors than cores share one machine, so two actors
-fit on two cores) and runs torch with that many threads; actors see this process's
-`ARENA_CACHE`, so the `tiny` model is the same folder. Actors generate on CPU; the nodes
-need arena installed (`pip install 'selfplay-arena[ray]'`).
+`num_cpus` = this machine's cores, workers at nice 0: Ray's default 15 starved them on a
+machine shared with other jobs) and stops it at `close()`; `auto` joins the cluster started
+with `ray start`; anything else is a cluster address (`HOST:PORT` or `ray://HOST:PORT`),
+checked with a plain TCP connect first so a wrong address fails in seconds (Ray itself
+retries for minutes). A process already connected to Ray (a Ray job, a notebook, the
+tests) keeps its connection, whatever the address says. Each actor asks for one CPU, or
+a fraction when there are more actors than CPUs (two actors fit on two cores), and runs
+torch with one thread (the tiny model is fastest so; more actors rather than more threads);
+actors that cannot be placed within `READY_TIMEOUT_S` are a one-line error, not a hang.
+Actors see this process's `ARENA_CACHE`, so the `tiny` model is the same folder. Actors
+generate on CPU; the nodes need arena installed (`pip install 'selfplay-arena[ray]'`).
 """
 
 from __future__ import annotations
@@ -192,6 +194,7 @@ class RolloutWorker:
         import torch
         from transformers.utils import logging as hf_logging
 
+        from arena.agents import is_agent_spec, make_agent
         from arena.agents.hf import HFPolicy, load_model
 
         torch.set_num_threads(threads)
@@ -203,11 +206,14 @@ class RolloutWorker:
                                temperature=cfg.temperature, top_p=cfg.top_p, constrain=cfg.resolved_constrain(),
                                seed=cfg.seed)
         self.opponent = None
-        if cfg.opponent and cfg.opponent not in ("random", "heuristic"):
-            opp_model, opp_tokenizer = load_model(cfg.opponent, device="cpu")
-            self.opponent = HFPolicy(opp_model, opp_tokenizer, name="opponent", max_new_tokens=cfg.max_new_tokens,
-                                     temperature=cfg.temperature, constrain=cfg.resolved_constrain(),
-                                     seed=cfg.seed + 1)
+        if cfg.opponent:  # as train() builds it
+            if is_agent_spec(cfg.opponent):  # random, heuristic, openai:MODEL@URL, ...
+                self.opponent = make_agent(cfg.opponent, seed=cfg.seed + 1)
+            else:
+                opp_model, opp_tokenizer = load_model(cfg.opponent, device="cpu")
+                self.opponent = HFPolicy(opp_model, opp_tokenizer, name="opponent", max_new_tokens=cfg.max_new_tokens,
+                                         temperature=cfg.temperature, constrain=cfg.resolved_constrain(),
+                                         seed=cfg.seed + 1)
 
     def pid(self) -> int:
         """The actor's process id (also: a call that returns once the actor is built)."""
@@ -221,20 +227,17 @@ class RolloutWorker:
              metadata: dict[str, Any], run_name: str, schedule: list[int] | None) -> tuple[list[Episode], float]:
         """Load `weights`, reseed, play episodes `start .. start + count - 1`; returns them
         in index order and the seconds it took. What to play (envs, their arguments and
-        weights, concurrency, seed, a scripted opponent) comes from the caller's `config`
-        with every call; the model and its sampling settings are those the actor was built with."""
-        from arena.agents import make_agent
+        weights, concurrency, seed) comes from the caller's `config` with every call; the
+        model, its sampling settings and the opponent are those the actor was built with."""
         from arena.rollout import play
 
         t0 = time.perf_counter()
         cfg = TrainConfig(**config)
         self.model.load_state_dict(weights)
-        self.policy.set_rng_state(_rng_state(share_seed(cfg.seed, start)))
+        _reseed(self.policy, share_seed(cfg.seed, start))
         opponent = self.opponent
-        if cfg.opponent in ("random", "heuristic"):
-            opponent = make_agent(cfg.opponent, seed=share_seed(cfg.seed + 1, start))
-        elif opponent is not None:
-            opponent.set_rng_state(_rng_state(share_seed(cfg.seed + 1, start)))
+        if opponent is not None:
+            _reseed(opponent, share_seed(cfg.seed + 1, start))
         agents = [self.policy] if opponent is None else [self.policy, opponent]
         episodes = play(
             cfg.env, agents, count, seed=seed, env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env],
@@ -395,11 +398,17 @@ def _checked(episodes: list[Episode], share: Share) -> list[Episode]:
     return episodes
 
 
-def _rng_state(seed: int) -> dict[str, Any]:
-    """An `HFPolicy` RNG state (`set_rng_state`) seeded with `seed`."""
+def _reseed(agent: Any, seed: int) -> None:
+    """Restart an agent's sampling stream from `seed`: a model policy through its
+    `set_rng_state`, a scripted agent (random, heuristic, scripted) through its numpy `rng`.
+    Other agents keep their stream (a served model is not reproducible anyway)."""
+    import numpy as np
     import torch
 
-    return {"cpu": torch.Generator().manual_seed(seed).get_state().tolist()}
+    if hasattr(agent, "set_rng_state"):
+        agent.set_rng_state({"cpu": torch.Generator().manual_seed(seed).get_state().tolist()})
+    elif isinstance(getattr(agent, "rng", None), np.random.Generator):
+        agent.rng = np.random.default_rng(seed)
 
 
 def _last_line(exc: BaseException) -> str:

@@ -189,3 +189,32 @@ def test_unreachable_addresses_fail_in_one_line():
         _check_reachable("127.0.0.1:1")
     with pytest.raises(ArenaError, match="give local, auto, or HOST:PORT"):
         _check_reachable("nonsense")
+
+
+def test_lora_weights_are_broadcast_merged():
+    """With --lora-r the actors get plain weights: the base plus the adapter, as PEFT's own
+    merge computes them, under the base model's keys (the trained model is left unmerged)."""
+    import copy
+
+    import torch
+
+    peft = pytest.importorskip("peft")
+    from arena.agents.hf import load_model
+
+    from arena.ray_rollout import policy_weights
+
+    model, _ = load_model("tiny", device="cpu")
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                      task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, param in lora.named_parameters():
+            if "lora_B" in name:
+                param.normal_()
+    weights = policy_weights(lora)
+    merged = copy.deepcopy(lora).merge_and_unload().state_dict()
+    assert sorted(weights) == sorted(merged)
+    assert all(torch.allclose(weights[k], merged[k], atol=1e-6) for k in weights)
+    plain, _ = load_model("tiny", device="cpu")
+    plain.load_state_dict(weights)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert torch.allclose(plain(ids).logits, lora(ids).logits, atol=1e-4)
