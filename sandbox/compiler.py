@@ -21,7 +21,10 @@ caller; its address space is limited to `HELPER_MEMORY`.
 Fidelity. A result never depends on where the code was compiled. A source the helper
 cannot compile, or whose compile warns (a SyntaxWarning belongs in the program's stderr),
 or takes longer than `SLOW_COMPILE_S` (it must count against the job's timeout), or is
-longer than `MAX_SOURCE` characters, is sent as source and compiled in the job, as before.
+longer than `MAX_SOURCE` characters, or belongs to a job whose recursion limit is below
+`HELPER_RECURSION`, is sent as source and compiled in the job, as before. (One difference
+remains: the host's compile is not under the job's RLIMIT_AS, so a source of at most 64 KiB
+whose compile alone would exhaust the job's memory now runs.)
 Both compile with the same file names, flags and optimisation level. Marshalled code is
 sent only to a runner whose interpreter has the helper's bytecode magic number (checked
 per worker from its ready line: a Docker image's Python may differ from the host's).
@@ -48,6 +51,10 @@ CACHE_BYTES = 32 << 20
 """Bytes (source + code) the compiled-code LRU of one pool may hold."""
 HELPER_MEMORY = 1 << 30
 """RLIMIT_AS of the helper process."""
+HELPER_RECURSION = 1000
+"""The helper's recursion limit, which bounds how deeply nested a source it compiles. A job
+whose ``recursion_limit`` is lower compiles its own source: under its lower limit, a
+source the helper compiles could fail to compile in the job (RecursionError)."""
 MAX_FAILURES = 3
 """Helper crashes or timeouts after which a pool stops compiling on the host."""
 
@@ -55,6 +62,7 @@ HELPER = r'''
 import marshal, sys, time, warnings
 warnings.simplefilter("error")  # a compile that warns fails here: the job compiles it
 slow = float(sys.argv[1])
+sys.setrecursionlimit(int(sys.argv[2]))
 inp, out = sys.stdin.buffer, sys.stdout.buffer
 out.write(sys.modules["_frozen_importlib_external"].MAGIC_NUMBER.hex().encode() + b"\n")
 out.flush()
@@ -173,7 +181,7 @@ class HostCompiler:
     # -- the helper ----------------------------------------------------------------------
     def _start(self) -> None:
         self._proc = subprocess.Popen(
-            [self.python, "-S", "-s", "-E", "-c", HELPER, repr(SLOW_COMPILE_S)],
+            [self.python, "-S", "-s", "-E", "-c", HELPER, repr(SLOW_COMPILE_S), str(HELPER_RECURSION)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env={"PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}, start_new_session=True,
             close_fds=True, bufsize=0)

@@ -46,7 +46,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from arena.sandbox.compiler import HostCompiler
+from arena.sandbox.compiler import HELPER_RECURSION, HostCompiler
 from arena.sandbox.config import Limits, SandboxConfig
 from arena.sandbox.result import ExecResult
 from arena.sandbox.workers import (
@@ -378,6 +378,8 @@ class Sandbox:
     def _compile(self, items: list[tuple]) -> None:
         """Attach the host's marshalled code to each job (`arena.sandbox.compiler`); a
         worker sends it only when its interpreter has the same bytecode magic."""
+        # a job with a lower recursion limit than the helper's compiles its own source
+        items = [it for it in items if it[4].recursion_limit >= HELPER_RECURSION]
         keys: list[tuple[str, str]] = []
         for _, job, calls, _, _ in items:
             keys.append(("exec", job["program"]))

@@ -23,6 +23,8 @@ JOBS = [
     ("def f():\n    return 1\n" + "# pad\n" * (MAX_SOURCE // 6 + 1), ["f()"]),  # too long for the host
     ("raise ValueError('at exec')\n", ["1"]),
     ("\x00", ["1"]),
+    ("x = " + "1+" * 400 + "1\n", ["x"], Limits(timeout=1.5, recursion_limit=100)),  # compiles at 1000, not at 100
+    ("x = " + "1+" * 400 + "1\n", ["x"]),
 ]
 
 
