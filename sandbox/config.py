@@ -93,12 +93,12 @@ class SandboxConfig:
     """Pin each worker to one core (a container's cpuset, or the runner's CPU affinity in
     the process backend), spreading workers round-robin over the cores, so that a runner
     and the programs it forks never change core. Off by default: on a machine where other
-    work also runs (a trainer, other users) a pinned worker cannot move off a busy core,
-    and on the shared 2-core VM (load average 7-9 from others) pinned pools ran at
-    0.39-0.58x the unpinned fork-per-program baseline where unpinned ones ran at 0.94-0.96x
-    (`scripts/bench_sandbox.py --compare-pin`). On an otherwise idle machine pinning saved
-    about a quarter of the CPU time of a fork-and-run (fewer cross-core wake-ups and TLB
-    shoot-downs): turn it on where the sandbox has the cores to itself."""
+    work also runs (a trainer, other users) a pinned worker cannot move off a busy core.
+    On the shared 2-core VM (load average 6-9 from others), in two interleaved runs pinned
+    pools reached 0.39-0.84x the fork-per-program baseline's rate and unpinned pools
+    0.94-0.98x; in `scripts/bench_sandbox.py --compare-pin` runs pinning lost as much in
+    one run and won a little in another. Pinning saves CPU time per job (fewer cross-core
+    wake-ups and TLB shoot-downs): turn it on where the sandbox has the cores to itself."""
     host_compile: bool = True
     """Compile each distinct program and call once on the host (in a helper process, with
     an LRU cache) and send the jobs marshalled code, when the worker's Python has the same
