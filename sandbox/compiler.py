@@ -16,7 +16,8 @@ job's limits. The job only ever receives bytes the host produced (``marshal.load
 untrusted bytes would be unsafe; of these it is not). The compiler does parse hostile
 text, so it runs in a helper process, not in the host: a compiler crash, a hang or a
 memory blow-up costs the helper (restarted, or given up after `MAX_FAILURES`), never the
-caller; its address space is limited to `HELPER_MEMORY`.
+caller; its address space is limited to `HELPER_MEMORY`, and a root host runs it as
+nobody (as the workers).
 
 Fidelity. A result never depends on where the code was compiled. A source the helper
 cannot compile, or whose compile warns (a SyntaxWarning belongs in the program's stderr),
@@ -180,11 +181,13 @@ class HostCompiler:
 
     # -- the helper ----------------------------------------------------------------------
     def _start(self) -> None:
+        from arena.sandbox.workers import _unprivileged
+
         self._proc = subprocess.Popen(
             [self.python, "-S", "-s", "-E", "-c", HELPER, repr(SLOW_COMPILE_S), str(HELPER_RECURSION)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env={"PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}, start_new_session=True,
-            close_fds=True, bufsize=0)
+            close_fds=True, bufsize=0, cwd="/", **_unprivileged())
         self._buf.clear()
         try:
             import resource
