@@ -175,7 +175,7 @@ def connect(address: str) -> bool:
             if address != "auto":
                 _check_reachable(address)
             ray.init(address=address, **quiet)
-    except ConnectionError as exc:
+    except (ConnectionError, RuntimeError) as exc:  # RuntimeError: e.g. the cluster runs another Ray version
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = "start one with `ray start --head`" if address == "auto" else "check the address"
         raise ArenaError(f"cannot connect to Ray at {address!r} ({first[:160]}): {hint}, "
@@ -260,6 +260,9 @@ class RayRollout:
     def __init__(self, config: TrainConfig, *, retries: int = RETRIES):
         if not config.ray_address:
             raise ArenaError("RayRollout needs --ray-address local, auto or HOST:PORT")
+        if config.backend != "hf":
+            raise ArenaError(f"--ray-address plays the rollout with the hf backend on Ray actors; --backend "
+                             f"{config.backend} cannot run there yet: drop --ray-address or use --backend hf")
         self.config = config
         self.retries = retries
         self.ray = _import_ray()

@@ -181,7 +181,7 @@ def test_a_worker_killed_mid_step_is_replaced_and_its_share_played_again(mixed, 
         rollout.retries = 2
 
 
-def test_unreachable_addresses_and_a_missing_ray_fail_in_one_line(monkeypatch):
+def test_bad_addresses_a_missing_ray_and_the_vllm_backend_fail_in_one_line(monkeypatch):
     from arena.errors import ArenaError
     from arena.ray_rollout import _check_reachable, _import_ray
 
@@ -189,6 +189,10 @@ def test_unreachable_addresses_and_a_missing_ray_fail_in_one_line(monkeypatch):
         _check_reachable("127.0.0.1:1")
     with pytest.raises(ArenaError, match="give local, auto, or HOST:PORT"):
         _check_reachable("nonsense")
+    from arena.ray_rollout import RayRollout
+
+    with pytest.raises(ArenaError, match="--backend vllm cannot run there yet"):
+        RayRollout(TrainConfig(ray_address="local", backend="vllm"))
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as when it is not installed
     with pytest.raises(ArenaError, match=r"--ray-address needs Ray: pip install 'selfplay-arena\[ray\]'"):
         _import_ray()
