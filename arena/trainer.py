@@ -553,14 +553,52 @@ def save_final_model(trainer: SelfPlayTrainer, run_dir: Path) -> Path:
 
 def train(config: TrainConfig) -> SelfPlayTrainer:
     """Run (or resume) self-play training as `config` says; returns the trainer."""
+    run_dir, ckpt = prepare_run(config)
+    trainer, rollout = _build(config, run_dir)
+    if ckpt is None:  # written once everything started: a failed start leaves no run to refuse
+        save_config(config, run_dir / "config.yaml")
+        write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running"})
+    else:
+        trainer.load_arena_state(json.loads((ckpt / STATE_FILE).read_text()))
+    try:
+        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    except KeyboardInterrupt:
+        write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "interrupted",
+                                 "step": trainer.state.global_step})
+        raise
+    finally:
+        trainer.writer.close()
+        if rollout is not None:
+            rollout.close()
+    if config.eval_every:
+        trainer.evaluate_fn(trainer, final=True)
+    save_final_model(trainer, run_dir)
+    write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "complete",
+                             "step": trainer.state.global_step, "minutes": trainer.minutes()})
+    return trainer
+
+
+def _build(config: TrainConfig, run_dir: Path) -> tuple[SelfPlayTrainer, Rollout | None]:
+    """The trainer of a run (model, policy: hf or vllm, opponent, LoRA) and its Ray rollout,
+    started first so that a wrong address fails before anything loads; closed on failure."""
+    rollout = None
+    if config.ray_address:  # first: a wrong address fails before anything loads
+        from arena.ray_rollout import RayRollout
+
+        rollout = RayRollout(config)
+    try:
+        return _build_trainer(config, run_dir, rollout), rollout
+    except BaseException:
+        if rollout is not None:
+            rollout.close()
+        raise
+
+
+def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None) -> SelfPlayTrainer:
     from arena.agents import is_agent_spec, make_agent
     from arena.agents.hf import HFPolicy, load_model
     from arena.evaluate import training_evaluator
 
-    run_dir, ckpt = prepare_run(config)
-    if ckpt is None:
-        save_config(config, run_dir / "config.yaml")
-        write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running"})
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.manual_seed(config.seed)
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -589,29 +627,7 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
 
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, target_modules="all-linear",
                                  task_type="CAUSAL_LM")
-    rollout = None
-    if config.ray_address:
-        from arena.ray_rollout import RayRollout
-
-        rollout = RayRollout(config)
     trainer = SelfPlayTrainer(config, model, tokenizer, policy, run_dir, opponent=opponent,
                               evaluate=training_evaluator(config, run_dir), peft_config=peft_config,
                               rollout=rollout)
-    if ckpt is not None:
-        trainer.load_arena_state(json.loads((ckpt / STATE_FILE).read_text()))
-    try:
-        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    except KeyboardInterrupt:
-        write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "interrupted",
-                                 "step": trainer.state.global_step})
-        raise
-    finally:
-        trainer.writer.close()
-        if rollout is not None:
-            rollout.close()
-    if config.eval_every:
-        trainer.evaluate_fn(trainer, final=True)
-    save_final_model(trainer, run_dir)
-    write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "complete",
-                             "step": trainer.state.global_step, "minutes": trainer.minutes()})
     return trainer

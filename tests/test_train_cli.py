@@ -282,3 +282,13 @@ def test_ctrl_c_stops_training_and_says_how_to_resume(tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "interrupted"
     assert f"interrupted at step {info['step']}; resume with `arena train --resume {run}`" in err
+
+
+def test_a_failed_start_leaves_no_run_to_refuse(tmp_path):
+    """A wrong --ray-address fails before anything is written, so the corrected command is
+    not refused with "already holds a run"."""
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'selfplay-arena[ray]')")
+    run = tmp_path / "run"
+    result = arena_cmd("train", "--env", "spiral/KuhnPoker-v0", "--ray-address", "127.0.0.1:1", "--out", run)
+    assert result.returncode == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in result.stderr
+    assert not (run / "config.yaml").exists() and not (run / "run.json").exists()
