@@ -97,7 +97,7 @@ def train_cmd(ctx: typer.Context) -> None:
         refuse_existing_run(run_dir)  # before saying "training": the command will not train
     _say(f"{'resuming' if config.resume else 'training'} {config.model} on {', '.join(config.env)} "
          f"for {config.steps} steps; run folder {run_dir}", err=True)
-    from arena.trainer import train  # torch, trl, transformers: imported here, not at start-up
+    from arena.training import train  # torch, trl, transformers: imported here, not at start-up
 
     try:
         trainer = train(config)
@@ -118,7 +118,7 @@ def train_cmd(ctx: typer.Context) -> None:
 def _interrupted(run_dir: Path) -> None:
     """Ctrl-C: say where the run stopped and how to continue it."""
     from arena.store import read_run_info, update_run_info
-    from arena.trainer import last_checkpoint
+    from arena.training import last_checkpoint
 
     info = read_run_info(run_dir) if run_dir.is_dir() else {}
     if info.get("status") == "running":

@@ -13,7 +13,7 @@ pytest.importorskip("trl")
 @pytest.mark.slow
 def test_kuhn_self_play_lowers_exploitability(tmp_path):
     from arena.config import TrainConfig
-    from arena.trainer import train
+    from arena.training import train
 
     run = tmp_path / "kuhn"
     # the README's defaults, shortened: 100 steps with a constant entropy bonus (the default

@@ -84,7 +84,7 @@ def mixed(local_ray):
 
 
 def test_train_on_two_ray_workers_stores_every_episode_once_in_order(local_ray, tmp_path):
-    from arena.trainer import train
+    from arena.training import train
 
     run = tmp_path / "run"
     trainer = train(TrainConfig(env=[KUHN], steps=2, episodes_per_step=16, ray_address="local", ray_workers=2,

@@ -120,7 +120,7 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
 def test_a_typo_in_an_env_id_fails_before_the_run_folder_exists(tmp_path):
     from arena.config import TrainConfig
     from arena.errors import ArenaError
-    from arena.trainer import prepare_run
+    from arena.training import prepare_run
 
     run = tmp_path / "run"
     with pytest.raises(ArenaError, match="did you mean 'spiral/KuhnPoker-v0'"):

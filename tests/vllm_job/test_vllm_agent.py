@@ -151,7 +151,7 @@ def test_weights_pushed_after_a_training_step_reach_the_engine(tmp_path, lora_r)
     trained model's greedy output on the same prompts, and differs from before the step.
     With LoRA the engine gets the merged weights."""
     from arena.config import TrainConfig
-    from arena.trainer import train
+    from arena.training import train
 
     cfg = TrainConfig(env=[KUHN], steps=1, episodes_per_step=16, backend="vllm", lora_r=lora_r,
                       learning_rate=3e-2, eval_every=0, out=str(tmp_path / "run"), seed=0)

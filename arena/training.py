@@ -1,0 +1,172 @@
+"""A training run: its folder (create, refuse, resume from the last checkpoint), the
+trainer built for it (model, hf or vLLM policy, opponent, LoRA, Ray rollout), and `train`,
+which runs it. The update itself is `arena.trainer.SelfPlayTrainer`.
+
+Run folder: `config.yaml` and `run.json` (written once the trainer started, so a failed
+start leaves nothing that refuses the corrected command), `episodes.jsonl`, `metrics.csv`,
+`checkpoints/checkpoint-N` (with `arena_state.json`), `model/` (the final model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from arena.config import TrainConfig, refuse_existing_run, save_config
+from arena.errors import ArenaError
+from arena.store import EPISODES_FILE, write_run_info
+from arena.trainer import CHECKPOINTS_DIR, MODEL_DIR, STATE_FILE, Rollout, SelfPlayTrainer
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint of a run that holds arena's state (a kill during a save leaves
+    a checkpoint without it, which is skipped)."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return None
+    done = [p for p in root.glob("checkpoint-*") if (p / STATE_FILE).exists() and p.name.split("-")[-1].isdigit()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def cut_episodes_after(run_dir: Path, keep: int) -> int:
+    """Keep the first `keep` episode lines of the run; move the later ones (played after the
+    checkpoint, to be played again) to `episodes.after-checkpoint.jsonl`, never delete them.
+    Returns how many lines were moved."""
+    path = Path(run_dir) / EPISODES_FILE
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    complete = [ln for ln in lines if ln.endswith(b"\n")]
+    if len(complete) < keep:
+        raise ArenaError(f"{path} holds {len(complete)} episodes but the checkpoint expects {keep}: the run folder was changed")
+    tail = b"".join(lines[keep:])
+    if tail:
+        with open(Path(run_dir) / "episodes.after-checkpoint.jsonl", "ab") as f:
+            f.write(tail)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(b"".join(lines[:keep]))
+        os.replace(tmp, path)
+    return len(lines) - keep
+
+
+def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
+    """Create (or reopen, with `resume`) the run folder; returns it and the checkpoint to
+    resume from. A new run refuses a folder that already holds a run."""
+    from arena.registry import spec
+
+    for env_id in [*config.env, *config.env_kwargs]:  # a typo fails here, before the run folder exists
+        spec(env_id)
+    stray = sorted(set(config.env_kwargs) - set(config.env))
+    if stray:
+        raise ArenaError(f"--env-kwargs names {', '.join(stray)}, which is not one of the --env ids {', '.join(config.env)}")
+    run_dir = Path(config.resume or config.out)
+    if config.resume:
+        if not run_dir.is_dir():
+            raise ArenaError(f"--resume {run_dir}: no such run folder")
+        ckpt = last_checkpoint(run_dir)
+        if ckpt is None:
+            raise ArenaError(f"--resume {run_dir}: no complete checkpoint in {run_dir / CHECKPOINTS_DIR}; start a new run instead")
+        state = json.loads((ckpt / STATE_FILE).read_text())
+        cut_episodes_after(run_dir, int(state["episodes_written"]))
+        return run_dir, ckpt
+    refuse_existing_run(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, None
+
+
+def save_final_model(trainer: SelfPlayTrainer, run_dir: Path) -> Path:
+    target = Path(run_dir) / MODEL_DIR
+    tmp = Path(run_dir) / (MODEL_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    trainer.processing_class.save_pretrained(str(tmp))
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+def train(config: TrainConfig) -> SelfPlayTrainer:
+    """Run (or resume) self-play training as `config` says; returns the trainer."""
+    run_dir, ckpt = prepare_run(config)
+    trainer, rollout = _build(config, run_dir)
+    if ckpt is None:  # written once everything started: a failed start leaves no run to refuse
+        save_config(config, run_dir / "config.yaml")
+        write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running"})
+    else:
+        trainer.load_arena_state(json.loads((ckpt / STATE_FILE).read_text()))
+    try:
+        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    except KeyboardInterrupt:
+        write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "interrupted",
+                                 "step": trainer.state.global_step})
+        raise
+    finally:
+        trainer.writer.close()
+        if rollout is not None:
+            rollout.close()
+    if config.eval_every:
+        trainer.evaluate_fn(trainer, final=True)
+    save_final_model(trainer, run_dir)
+    write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "complete",
+                             "step": trainer.state.global_step, "minutes": trainer.minutes()})
+    return trainer
+
+
+def _build(config: TrainConfig, run_dir: Path) -> tuple[SelfPlayTrainer, Rollout | None]:
+    """The trainer of a run (model, policy: hf or vllm, opponent, LoRA) and its Ray rollout,
+    started first so that a wrong address fails before anything loads; closed on failure."""
+    rollout = None
+    if config.ray_address:  # first: a wrong address fails before anything loads
+        from arena.ray_rollout import RayRollout
+
+        rollout = RayRollout(config)
+    try:
+        return _build_trainer(config, run_dir, rollout), rollout
+    except BaseException:
+        if rollout is not None:
+            rollout.close()
+        raise
+
+
+def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None) -> SelfPlayTrainer:
+    from arena.agents import is_agent_spec, make_agent
+    from arena.agents.hf import HFPolicy, load_model
+    from arena.evaluate import training_evaluator
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    torch.manual_seed(config.seed)
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, tokenizer = load_model(config.model, device=device)
+    constrain = config.resolved_constrain()
+    if config.backend == "vllm":
+        from arena.agents.vllm import VLLMPolicy
+
+        policy = VLLMPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
+                            temperature=config.temperature, top_p=config.top_p, constrain=constrain,
+                            seed=config.seed, memory=config.vllm_memory)
+    else:
+        policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
+                          temperature=config.temperature, top_p=config.top_p, constrain=constrain, seed=config.seed)
+    opponent = None
+    if config.opponent:
+        if is_agent_spec(config.opponent):  # random, heuristic, openai:MODEL@URL, ...
+            opponent = make_agent(config.opponent, seed=config.seed + 1)
+        else:
+            opp_model, opp_tok = load_model(config.opponent, device=device)
+            opponent = HFPolicy(opp_model, opp_tok, name="opponent", max_new_tokens=config.max_new_tokens,
+                                temperature=config.temperature, constrain=constrain, seed=config.seed + 1)
+    peft_config = None
+    if config.lora_r:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    trainer = SelfPlayTrainer(config, model, tokenizer, policy, run_dir, opponent=opponent,
+                              evaluate=training_evaluator(config, run_dir), peft_config=peft_config,
+                              rollout=rollout)
+    return trainer
