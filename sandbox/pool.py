@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import contextlib
 import functools
 import json
 import logging
@@ -44,7 +45,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Self
 
 from arena.sandbox.compiler import HELPER_RECURSION, HostCompiler
 from arena.sandbox.config import Limits, SandboxConfig
@@ -84,10 +85,8 @@ _OPEN: weakref.WeakSet[Sandbox] = weakref.WeakSet()
 @atexit.register
 def _close_all() -> None:
     for sb in list(_OPEN):
-        try:
+        with contextlib.suppress(Exception):  # best effort at exit
             sb.close()
-        except Exception:  # noqa: BLE001 - best effort at exit
-            pass
 
 
 UNSAFE_HINT = ("allow_unsafe=True (arena sandbox run --allow-unsafe) runs programs as plain "
@@ -307,17 +306,15 @@ class Sandbox:
             self.compiler.close()
         _OPEN.discard(self)
 
-    def __enter__(self) -> Sandbox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # noqa: BLE001
-            pass
 
     def healthy(self) -> bool:
         """True when a trivial program runs and returns the right value."""

@@ -12,7 +12,7 @@ import pytest
 
 def arena(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "160"}
-    return subprocess.run([sys.executable, "-m", "arena.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "arena.cli", *args], check=False, capture_output=True, text=True,
                           env=env, timeout=300, input=input)
 
 

@@ -58,7 +58,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -270,7 +270,7 @@ def kuhn_policy_table(agent: Policy, samples: int = 8, seed: int = 0, *, env_id:
 class KuhnPoker(ZeroSumGame):
     """Kuhn Poker for two seats of one model (SPIRAL's KuhnPoker-v1; v0 is the one-hand game)."""
 
-    metadata = {"render_modes": ["ansi"], "name": "kuhn_poker", "is_parallelizable": False}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "name": "kuhn_poker", "is_parallelizable": False}
 
     def __init__(self, rounds: int = 1, scoring: Literal["chips", "outcome"] = "chips", ante: int = 1,
                  mode: Literal["train", "eval"] = "train", max_turns: int = 50, render_mode: str | None = None):
@@ -342,8 +342,8 @@ class KuhnPoker(ZeroSumGame):
             f"You are Player {seat} in a {self.rounds} round game of Kuhn Poker.",
             "Game Rules:",
             "- Kuhn Poker uses a 3-card deck with J, Q, K (J lowest, K highest)",
-            f"- Each player antes {self.ante} chip and receives 1 card each round (note that the cards are dealt "
-            "without replacement, so you cannot have the same card as your opponent).",
+            (f"- Each player antes {self.ante} chip and receives 1 card each round (note that the cards are dealt "
+             "without replacement, so you cannot have the same card as your opponent)."),
             f"- Game continues for {self.rounds} rounds",
             "- The player with the most chips after all rounds wins",
             "",
@@ -357,8 +357,8 @@ class KuhnPoker(ZeroSumGame):
         ]
         if not self.done:
             other = self.opponent(agent)
-            lines += ["", f"Your card: '{self.cards[agent]}'. Chips: Player {seat}: {self.chips[agent]}; "
-                          f"Player {1 - seat}: {self.chips[other]}. Pot: {self.pot}."]
+            lines += ["", (f"Your card: '{self.cards[agent]}'. Chips: Player {seat}: {self.chips[agent]}; "
+                           f"Player {1 - seat}: {self.chips[other]}. Pot: {self.pot}.")]
             if agent == self.agent_selection:
                 lines.append(self.moves_line(self.legal_actions(agent)))
             else:

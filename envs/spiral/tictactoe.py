@@ -34,7 +34,7 @@ Three in a row, a full board (draw), an invalid move, or `max_turns` moves (draw
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 from arena.game import ZeroSumGame
 
@@ -87,7 +87,7 @@ def render_board(board: Board) -> str:
 class TicTacToe(ZeroSumGame):
     """Tic-tac-toe for two seats of one model (SPIRAL's TicTacToe-v0)."""
 
-    metadata = {"render_modes": ["ansi"], "name": "tictactoe", "is_parallelizable": False}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "name": "tictactoe", "is_parallelizable": False}
 
     def _new_game(self, options: dict[str, Any]) -> str:
         self.board: Board = ("",) * 9

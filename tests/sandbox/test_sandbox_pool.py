@@ -4,6 +4,7 @@ selection, cleanup."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import warnings
@@ -227,10 +228,8 @@ def test_clean_removes_leftovers():
         assert c.name in clean()
         assert c.name not in list_containers()
     finally:
-        try:
+        with contextlib.suppress(Exception):  # removed by clean()
             c.remove(force=True)
-        except Exception:  # noqa: BLE001 - removed by clean()
-            pass
 
 
 def test_bwrap_workers_die_with_the_pool():
