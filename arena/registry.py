@@ -22,6 +22,7 @@ imported when an env is first loaded.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 import logging
@@ -201,24 +202,32 @@ def check_kwargs(env_id: str, cls: type, kwargs: dict[str, Any]) -> None:
     close matches) or a value of the wrong type for the parameter's annotation (`int`,
     `float`, `bool`, `str`, `Literal[...]`, `X | None`): `rounds=2.5` or `rounds=True` for an
     `int` is refused, never rounded."""
-    signature = inspect.signature(cls.__init__)
-    params = [p for p in list(signature.parameters.values())[1:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-        names = [p.name for p in params]
+    names, hints = _init_parameters(cls)
+    if names is not None:
         for key in kwargs:
             if key not in names:
                 close = difflib.get_close_matches(key, names, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ArenaError(f"{env_id}: unknown argument {key!r}{hint} (accepted: {', '.join(names) or 'none'})")
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # noqa: BLE001  (an annotation that does not resolve: no type check)
-        hints = {}
     for key, value in kwargs.items():
         if key in hints:
             problem = _type_problem(value, hints[key])
             if problem:
                 raise ArenaError(f"{env_id}: argument {key} must be {problem}, got {value!r}")
+
+
+@functools.cache
+def _init_parameters(cls: type) -> tuple[tuple[str, ...] | None, dict[str, Any]]:
+    """`cls.__init__`'s parameter names (None when it takes **kwargs) and resolved type
+    hints; once per class (a rollout makes an env per episode slot, every step)."""
+    signature = inspect.signature(cls.__init__)
+    params = [p for p in list(signature.parameters.values())[1:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001  (an annotation that does not resolve: no type check)
+        hints = {}
+    return (None if takes_any else tuple(p.name for p in params)), hints
 
 
 def _type_problem(value: Any, hint: Any) -> str | None:
