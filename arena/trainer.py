@@ -216,7 +216,8 @@ class SelfPlayTrainer(GRPOTrainer):
         self.rollouts += 1
         samples = collect(episodes, self.policy.name)
         estimators = {e: (cfg.estimators.get(e) or cfg.estimator) for e in cfg.env}
-        assign_advantages(samples, {e: v for e, v in estimators.items() if v}, self.baselines, cfg.rae_alpha)
+        assign_advantages(samples, {e: v for e, v in estimators.items() if v}, self.baselines, cfg.rae_alpha,
+                          cfg.grpo_scale)
         kept, dropped = keep_for_loss(samples, cfg.filter_zero_advantage)
         self._check_not_empty(kept, samples, dropped)
         metrics.update(self._rollout_metrics(episodes, samples, dropped, rollout_seconds))

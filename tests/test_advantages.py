@@ -50,3 +50,38 @@ def test_default_estimators_by_family():
     assert default_estimator("spiral/KuhnPoker-v0") == "rae"
     assert default_estimator("azr/Deduction-v0") == "trr++"
     assert default_estimator("spice/Corpus-v0") == "grpo"
+
+
+def test_assign_advantages_grpo_scale_off_is_dr_grpo():
+    from arena.samples import Sample, assign_advantages
+
+    def sample(reward, prompt):
+        return Sample(env_id="spiral/KuhnPoker-v0", role="player_0", episode=int(reward * 10), prompt_ids=prompt,
+                      completion_ids=[5], logprobs=[-0.1], reward=reward)
+
+    samples = [sample(2.0, [1]), sample(0.0, [1]), sample(1.0, [2])]
+    assign_advantages(samples, {"spiral/KuhnPoker-v0": "grpo"}, {}, grpo_scale=False)
+    assert [s.advantage for s in samples] == [1.0, -1.0, 0.0]  # R - mean of the same prompt's group
+    assign_advantages(samples, {"spiral/KuhnPoker-v0": "grpo"}, {})
+    std = math.sqrt(2.0)  # unbiased std of (2, 0)
+    assert [s.advantage for s in samples] == pytest.approx([1 / (std + 1e-4), -1 / (std + 1e-4), 0.0])
+
+
+def test_entropy_schedule_holds_then_moves_linearly():
+    from arena.config import TrainConfig
+
+    cfg = TrainConfig(steps=100, entropy_coef=1.0, entropy_coef_final=0.2, entropy_hold=0.2)
+    assert [cfg.entropy_coef_at(s) for s in (0, 20)] == [1.0, 1.0]
+    assert cfg.entropy_coef_at(60) == pytest.approx(0.6)  # halfway from step 20 to 100
+    assert cfg.entropy_coef_at(100) == pytest.approx(0.2)
+    default = TrainConfig(steps=100, entropy_coef=1.0)  # hold half, then to a tenth
+    assert default.entropy_coef_at(50) == 1.0 and default.entropy_coef_at(75) == pytest.approx(0.55)
+
+
+@pytest.mark.parametrize("field", ["entropy_hold", "rae_alpha"])
+def test_shares_outside_zero_one_are_refused(field):
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+
+    with pytest.raises(ArenaError, match=f"--{field.replace('_', '-')} must lie in"):
+        TrainConfig(**{field: 1.5})
