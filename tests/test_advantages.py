@@ -74,8 +74,8 @@ def test_entropy_schedule_holds_then_moves_linearly():
     assert [cfg.entropy_coef_at(s) for s in (0, 20)] == [1.0, 1.0]
     assert cfg.entropy_coef_at(60) == pytest.approx(0.6)  # halfway from step 20 to 100
     assert cfg.entropy_coef_at(100) == pytest.approx(0.2)
-    default = TrainConfig(steps=100, entropy_coef=1.0)  # hold half, then to a tenth
-    assert default.entropy_coef_at(50) == 1.0 and default.entropy_coef_at(75) == pytest.approx(0.55)
+    default = TrainConfig(steps=100, entropy_coef=1.0)  # hold 15%, then to a twentieth
+    assert default.entropy_coef_at(15) == 1.0 and default.entropy_coef_at(100) == pytest.approx(0.05)
 
 
 @pytest.mark.parametrize("field", ["entropy_hold", "rae_alpha"])
