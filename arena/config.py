@@ -234,6 +234,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return out
 
 
+# Fields added after runs were saved, with the value that reproduces what those runs did: a
+# run resumed from a config.yaml without them keeps its own schedule (its entropy bonus then
+# decayed from half-way to a tenth), never the new defaults.
+RUN_FIELDS_ADDED: dict[str, Any] = {"entropy_hold": 0.5, "grpo_scale": True}
+
+
 def parse_args(args: list[str]) -> TrainConfig:
     """Build a `TrainConfig` from command-line words: `--config FILE` first, then flags.
 
@@ -275,6 +281,12 @@ def parse_args(args: list[str]) -> TrainConfig:
         i += 1
     if config_file is not None:
         values.update(load_yaml(config_file))
+    resumed_old_run = False
+    resume = dict(flags).get("resume")
+    if config_file is not None and resume and Path(config_file).resolve() == (Path(resume) / "config.yaml").resolve():
+        resumed_old_run = any(key not in values for key in RUN_FIELDS_ADDED)
+        for key, old in RUN_FIELDS_ADDED.items():
+            values.setdefault(key, old)
     lists: dict[str, list[Any]] = {}
     for key, raw in flags:
         base, _ = _base_type(types_[key])
@@ -284,7 +296,10 @@ def parse_args(args: list[str]) -> TrainConfig:
         else:
             values[key] = _coerce(key, types_[key], raw)
     values.update(lists)
-    return TrainConfig(**values)
+    config = TrainConfig(**values)
+    if resumed_old_run and config.entropy_coef_final is None:
+        config.entropy_coef_final = config.resolved_entropy_coef() / 10  # the default then
+    return config
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

@@ -292,3 +292,22 @@ def test_a_failed_start_leaves_no_run_to_refuse(tmp_path):
     result = arena_cmd("train", "--env", "spiral/KuhnPoker-v0", "--ray-address", "127.0.0.1:1", "--out", run)
     assert result.returncode == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in result.stderr
     assert not (run / "config.yaml").exists() and not (run / "run.json").exists()
+
+
+def test_resuming_a_run_saved_before_the_entropy_schedule_fields_keeps_its_schedule(tmp_path):
+    import yaml
+
+    from arena.config import TrainConfig, parse_args, save_config
+
+    run = tmp_path / "old"
+    run.mkdir()
+    save_config(TrainConfig(out=str(run)), run / "config.yaml")
+    data = yaml.safe_load((run / "config.yaml").read_text())
+    for key in ("entropy_hold", "grpo_scale"):  # a config.yaml written before these fields existed
+        del data[key]
+    data["entropy_coef_final"] = None
+    (run / "config.yaml").write_text(yaml.safe_dump(data))
+    old = parse_args(["--config", str(run / "config.yaml"), "--resume", str(run)])
+    assert old.entropy_hold == 0.5 and old.entropy_coef_final == pytest.approx(0.1)  # then: half-way, to a tenth
+    fresh = parse_args(["--config", str(run / "config.yaml")])  # the same file for a new run: today's defaults
+    assert fresh.entropy_hold == 0.15 and fresh.entropy_coef_at(fresh.steps) == pytest.approx(0.05)
