@@ -304,7 +304,8 @@ class HFPolicy:
         if self.static_cache:
             kwargs["cache_implementation"] = "static"
         was_training = model.training
-        model.eval()
+        if was_training:  # eval() and train() walk every module: ~1 ms each on the tiny model
+            model.eval()
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         try:
             with torch.random.fork_rng(devices=devices), torch.no_grad():
@@ -316,7 +317,8 @@ class HFPolicy:
                 if devices:
                     self._cuda_rng = torch.cuda.get_rng_state(self.device)
         finally:
-            model.train(was_training)
+            if was_training:
+                model.train()
         sequences = result.sequences[:, width:].cpu()
         # the log-prob of each sampled token, picked on the device (a full-vocabulary copy per
         # step would be rows x steps x vocab floats: ~10 GB for Qwen's 152k vocabulary)
