@@ -480,6 +480,3 @@ def append_csv(path: Path, row: dict[str, Any]) -> None:
     else:
         with open(path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=header).writerow(clean)
-
-
-# -- resume ---------------------------------------------------------------------------------

@@ -21,39 +21,38 @@ import itertools
 import json
 import math
 
-from arena.envs.spiral.kuhn_poker import INFO_STATES, exploitability
-
-CARDS = "JQK"
-TERMINAL = ("pp", "bp", "bb", "pbp", "pbb")
-
-
-def payoff(c0: int, c1: int, history: str) -> float:
-    """Chips won by the first mover: a fold gives the ante, a showdown the pot's half."""
-    win = 1.0 if c0 > c1 else -1.0
-    return {"pp": win, "bp": 1.0, "bb": 2 * win, "pbp": -1.0, "pbb": 2 * win}[history]
+from arena.envs.spiral.kuhn_poker import (
+    CARDS,
+    INFO_STATES,
+    TERMINAL_HISTORIES,
+    exploitability,
+    hand_payoff,
+    info_state,
+)
 
 
 def action_gaps(policy: dict[str, float]) -> dict[str, float]:
     """Q(I, bet or call) - Q(I, check or fold) for the acting seat, per info state I."""
     num = dict.fromkeys(policy, 0.0)
     den = dict.fromkeys(policy, 0.0)
-    for c0, c1 in itertools.permutations(range(3), 2):
-        def value(h: str, c0: int = c0, c1: int = c1) -> float:
-            if h in TERMINAL:
-                return payoff(c0, c1, h)
-            p = policy[CARDS[c0 if len(h) % 2 == 0 else c1] + h]
+    for deal in itertools.permutations(CARDS, 2):
+        def value(h: str, deal: tuple[str, ...] = deal) -> float:
+            """Chips the first mover wins from history h on."""
+            if h in TERMINAL_HISTORIES:
+                return hand_payoff(h, *deal)
+            p = policy[info_state(deal[len(h) % 2], h)]
             return p * value(h + "b") + (1 - p) * value(h + "p")
 
-        def walk(h: str, reach0: float, reach1: float, c0: int = c0, c1: int = c1) -> None:
-            if h in TERMINAL:
+        def walk(h: str, reach0: float, reach1: float, deal: tuple[str, ...] = deal) -> None:
+            if h in TERMINAL_HISTORIES:
                 return
-            first = len(h) % 2 == 0
-            state = CARDS[c0 if first else c1] + h
-            weight = (reach1 if first else reach0) / 6  # chance times the opponent's reach
-            num[state] += weight * (1 if first else -1) * (value(h + "b") - value(h + "p"))
+            actor = len(h) % 2
+            state = info_state(deal[actor], h)
+            weight = (reach0, reach1)[1 - actor] / 6  # chance times the opponent's reach
+            num[state] += weight * (1, -1)[actor] * (value(h + "b") - value(h + "p"))
             den[state] += weight
             p = policy[state]
-            if first:
+            if actor == 0:
                 walk(h + "b", reach0 * p, reach1)
                 walk(h + "p", reach0 * (1 - p), reach1)
             else:
