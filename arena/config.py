@@ -23,6 +23,9 @@ from typing import Any
 from arena.errors import ArenaError
 
 BACKENDS = ("hf", "vllm")
+# TRL 1.16's GRPO losses (GRPOConfig.loss_type's help; TRL checks the name only at the first
+# loss, after the run folder is written); tests/test_trainer.py pins the list to TRL's.
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -97,10 +100,8 @@ class TrainConfig:
         for est in [self.estimator, *self.estimators.values()]:
             if est is not None and est not in ESTIMATORS:
                 raise ArenaError(f"unknown estimator {est!r}; choose from {', '.join(ESTIMATORS)}")
-        if self.backend not in BACKENDS:
-            close = difflib.get_close_matches(self.backend, BACKENDS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ArenaError(f"unknown --backend {self.backend!r}{hint} (choose from: {', '.join(BACKENDS)})")
+        check_choice("backend", self.backend, BACKENDS)
+        check_choice("loss_type", self.loss_type, LOSS_TYPES)
         if self.ray_workers < 1:
             raise ArenaError(f"--ray-workers must be >= 1, got {self.ray_workers}")
         if self.temperature < 0:
@@ -132,6 +133,26 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """One line naming the close match when `value` is not one of `choices`."""
+    if value not in choices:
+        close = difflib.get_close_matches(value, choices, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ArenaError(f"unknown --{name.replace('_', '-')} {value!r}{hint} (choose from: {', '.join(choices)})")
+
+
+def check_transformers_names(config: TrainConfig) -> None:
+    """`--lr-scheduler-type` and `--report-to` against transformers' own lists, one line each
+    (transformers refuses them only once the trainer is being built). Imports transformers
+    (seconds), so `TrainConfig` does not call it: the run's start does, before any file."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+    from transformers.trainer_utils import SchedulerType
+
+    check_choice("lr_scheduler_type", config.lr_scheduler_type, tuple(t.value for t in SchedulerType))
+    if config.report_to != "none":
+        check_choice("report_to", config.report_to, ("all", *INTEGRATION_TO_CALLBACK))
 
 
 def fields_help() -> list[tuple[str, str, str]]:

@@ -154,35 +154,38 @@ class SelfPlayTrainer(GRPOTrainer):
         # transformers 5 reads the TensorBoard folder from the environment, not from the args
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.run_dir / "tensorboard")
         use_cuda = (config.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
-        args = GRPOConfig(
-            output_dir=str(self.run_dir / CHECKPOINTS_DIR),
-            max_steps=config.steps,
-            per_device_train_batch_size=2,  # nominal: a rollout batch is split by gradient_accumulation_steps
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
-            steps_per_generation=config.gradient_accumulation_steps,
-            num_generations=2,  # nominal: arena forms its own groups (see arena.samples)
-            num_iterations=config.num_iterations,
-            learning_rate=config.learning_rate,
-            lr_scheduler_type=config.lr_scheduler_type,
-            warmup_steps=config.warmup_steps,
-            weight_decay=config.weight_decay,
-            max_grad_norm=config.max_grad_norm,
-            loss_type=config.loss_type,
-            epsilon=config.epsilon,
-            beta=config.beta,
-            temperature=config.temperature if config.temperature > 0 else 1.0,
-            max_completion_length=config.max_new_tokens,
-            logging_steps=1,
-            save_strategy="steps",
-            save_steps=config.save_every,
-            save_total_limit=config.save_total_limit,
-            report_to=[] if config.report_to == "none" else [config.report_to],
-            seed=config.seed,
-            use_cpu=not use_cuda,
-            bf16=use_cuda and torch.cuda.is_bf16_supported(),
-            remove_unused_columns=False,
-            disable_tqdm=False,
-        )
+        try:
+            args = GRPOConfig(
+                output_dir=str(self.run_dir / CHECKPOINTS_DIR),
+                max_steps=config.steps,
+                per_device_train_batch_size=2,  # nominal: a rollout batch is split by gradient_accumulation_steps
+                gradient_accumulation_steps=config.gradient_accumulation_steps,
+                steps_per_generation=config.gradient_accumulation_steps,
+                num_generations=2,  # nominal: arena forms its own groups (see arena.samples)
+                num_iterations=config.num_iterations,
+                learning_rate=config.learning_rate,
+                lr_scheduler_type=config.lr_scheduler_type,
+                warmup_steps=config.warmup_steps,
+                weight_decay=config.weight_decay,
+                max_grad_norm=config.max_grad_norm,
+                loss_type=config.loss_type,
+                epsilon=config.epsilon,
+                beta=config.beta,
+                temperature=config.temperature if config.temperature > 0 else 1.0,
+                max_completion_length=config.max_new_tokens,
+                logging_steps=1,
+                save_strategy="steps",
+                save_steps=config.save_every,
+                save_total_limit=config.save_total_limit,
+                report_to=[] if config.report_to == "none" else [config.report_to],
+                seed=config.seed,
+                use_cpu=not use_cuda,
+                bf16=use_cuda and torch.cuda.is_bf16_supported(),
+                remove_unused_columns=False,
+                disable_tqdm=False,
+            )
+        except ValueError as exc:  # transformers' checks of the user's values: scheduler, report_to, ...
+            raise ArenaError(f"invalid training setting: {str(exc).splitlines()[0]}") from None
         from datasets import Dataset
 
         rows = args.generation_batch_size * config.steps * config.num_iterations

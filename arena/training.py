@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from arena.config import TrainConfig, refuse_existing_run, save_config
+from arena.config import TrainConfig, check_transformers_names, refuse_existing_run, save_config
 from arena.errors import ArenaError
 from arena.store import EPISODES_FILE, write_run_info
 from arena.trainer import CHECKPOINTS_DIR, MODEL_DIR, STATE_FILE, Rollout, SelfPlayTrainer
@@ -61,6 +61,7 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
 
     for env_id in [*config.env, *config.env_kwargs]:  # a typo fails here, before the run folder exists
         spec(env_id)
+    check_transformers_names(config)
     stray = sorted(set(config.env_kwargs) - set(config.env))
     if stray:
         raise ArenaError(f"--env-kwargs names {', '.join(stray)}, which is not one of the --env ids {', '.join(config.env)}")
@@ -92,8 +93,14 @@ def save_final_model(trainer: SelfPlayTrainer, run_dir: Path) -> Path:
 
 def train(config: TrainConfig) -> SelfPlayTrainer:
     """Run (or resume) self-play training as `config` says; returns the trainer."""
+    existed = Path(config.resume or config.out).exists()
     run_dir, ckpt = prepare_run(config)
-    trainer, rollout = _build(config, run_dir)
+    try:
+        trainer, rollout = _build(config, run_dir)
+    except BaseException:
+        if ckpt is None:  # a failed start leaves no run to refuse the corrected command
+            _remove_unstarted(run_dir, remove_dir=not existed)
+        raise
     if ckpt is None:  # written once everything started: a failed start leaves no run to refuse
         save_config(config, run_dir / "config.yaml")
         write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running"})
@@ -115,6 +122,16 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
     write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "complete",
                              "step": trainer.state.global_step, "minutes": trainer.minutes()})
     return trainer
+
+
+def _remove_unstarted(run_dir: Path, remove_dir: bool) -> None:
+    """Undo what a start that failed wrote: the empty episode file (and the folder, when the
+    start made it and it is left empty). Anything holding data stays."""
+    episodes = run_dir / EPISODES_FILE
+    if episodes.is_file() and episodes.stat().st_size == 0:
+        episodes.unlink()
+    if remove_dir and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 def _build(config: TrainConfig, run_dir: Path) -> tuple[SelfPlayTrainer, Rollout | None]:

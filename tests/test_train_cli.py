@@ -311,3 +311,15 @@ def test_resuming_a_run_saved_before_the_entropy_schedule_fields_keeps_its_sched
     assert old.entropy_hold == 0.5 and old.entropy_coef_final == pytest.approx(0.1)  # then: half-way, to a tenth
     fresh = parse_args(["--config", str(run / "config.yaml")])  # the same file for a new run: today's defaults
     assert fresh.entropy_hold == 0.15 and fresh.entropy_coef_at(fresh.steps) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--loss-type", "dapoo", "unknown --loss-type 'dapoo'; did you mean 'dapo'?"),
+    ("--report-to", "tensorbord", "unknown --report-to 'tensorbord'; did you mean 'tensorboard'?"),
+    ("--lr-scheduler-type", "cosin", "unknown --lr-scheduler-type 'cosin'; did you mean 'cosine'?"),
+])
+def test_a_bad_trl_setting_is_one_line_and_leaves_no_run_behind(tmp_path, flag, value, message):
+    run = tmp_path / "run"
+    result = arena_cmd("train", "--env", "spiral/KuhnPoker-v0", flag, value, "--steps", "1", "--out", run)
+    assert message in one_line_error(result)
+    assert not run.exists()  # the corrected command is not refused with "already holds a run"

@@ -22,6 +22,18 @@ def test_trl_is_the_pinned_version():
     assert trl.__version__ == "1.16.0", "arena overrides private GRPOTrainer methods: re-check the seam before moving the pin"
 
 
+def test_arena_checks_the_loss_types_trl_supports():
+    import re
+
+    from trl import GRPOConfig
+
+    from arena.config import LOSS_TYPES
+
+    help_text = GRPOConfig.__dataclass_fields__["loss_type"].metadata["help"]
+    supported = help_text.split("Supported values are", 1)[1].split(".", 1)[0]
+    assert set(re.findall(r"'(\w+)'", supported)) == set(LOSS_TYPES), supported
+
+
 def test_grpo_trainer_seam_is_where_arena_expects_it():
     from trl import GRPOTrainer
 
