@@ -106,6 +106,8 @@ class TrainConfig:
             raise ArenaError(f"--ray-workers must be >= 1, got {self.ray_workers}")
         if self.temperature < 0:
             raise ArenaError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.warmup_steps < 0:
+            raise ArenaError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         for name in ("entropy_hold", "rae_alpha"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ArenaError(f"--{name.replace('_', '-')} must lie in [0, 1], got {getattr(self, name)}")

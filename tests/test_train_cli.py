@@ -317,9 +317,32 @@ def test_resuming_a_run_saved_before_the_entropy_schedule_fields_keeps_its_sched
     ("--loss-type", "dapoo", "unknown --loss-type 'dapoo'; did you mean 'dapo'?"),
     ("--report-to", "tensorbord", "unknown --report-to 'tensorbord'; did you mean 'tensorboard'?"),
     ("--lr-scheduler-type", "cosin", "unknown --lr-scheduler-type 'cosin'; did you mean 'cosine'?"),
+    ("--warmup-steps", "-1", "--warmup-steps must be >= 0, got -1"),
 ])
 def test_a_bad_trl_setting_is_one_line_and_leaves_no_run_behind(tmp_path, flag, value, message):
     run = tmp_path / "run"
     result = arena_cmd("train", "--env", "spiral/KuhnPoker-v0", flag, value, "--steps", "1", "--out", run)
     assert message in one_line_error(result)
     assert not run.exists()  # the corrected command is not refused with "already holds a run"
+
+
+def test_a_failed_start_removes_only_the_empty_files_it_made(tmp_path):
+    from arena.store import EPISODES_FILE
+    from arena.training import _remove_unstarted
+
+    made = tmp_path / "made"
+    made.mkdir()
+    (made / EPISODES_FILE).touch()
+    _remove_unstarted(made, remove_dir=True)
+    assert not made.exists()
+    mine = tmp_path / "mine"  # the user's folder, with something in it: only the empty episode file goes
+    mine.mkdir()
+    (mine / EPISODES_FILE).touch()
+    (mine / "notes.txt").write_text("keep")
+    _remove_unstarted(mine, remove_dir=False)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    kept = tmp_path / "kept"  # episodes already written are never removed
+    kept.mkdir()
+    (kept / EPISODES_FILE).write_text('{"index": 0}\n')
+    _remove_unstarted(kept, remove_dir=True)
+    assert (kept / EPISODES_FILE).read_text() == '{"index": 0}\n'
