@@ -53,9 +53,8 @@ def seat_agents(env: ArenaEnv, agents: Sequence[Policy] | Mapping[str, Policy]) 
 
 
 def _request(env: ArenaEnv, env_id: str, role: str) -> Request:
-    observation = env.observe(role)
-    return Request(env_id=env_id, role=role, observation=str(observation),
-                   messages=env.role(role).messages(str(observation)),
+    observation = str(env.observe(role))
+    return Request(env_id=env_id, role=role, observation=observation, messages=env.role(role).messages(observation),
                    legal_actions=env.legal_actions(role), env=env)
 
 
@@ -207,9 +206,10 @@ def _advance(slot: _Slot, request: Request, completion: Completion, agent_name: 
     for r, value in env.rewards.items():
         slot.returns[r] = slot.returns.get(r, 0.0) + float(value)
     info = dict(env.turn_info)
+    action = info.pop("action") if "action" in info else env.parse_action(completion.text)
     slot.episode.turns.append(Turn(
         index=len(slot.episode.turns), role=role, agent=agent_name, observation=request.observation,
-        completion=completion.text, action=info.pop("action", env.parse_action(completion.text)),
+        completion=completion.text, action=action,
         legal=info.pop("legal", None), prompt_ids=completion.prompt_ids, token_ids=completion.token_ids,
         logprobs=completion.logprobs, info={**info, **completion.info, "seconds": round(seconds, 6)},
     ))

@@ -74,3 +74,17 @@ def test_minimax_never_loses_and_always_draws_itself():
     vs_random = play("spiral/TicTacToe-v0", [make_agent("random", seed=1), make_agent("heuristic")], 60)
     assert all(ep.rewards["player_1"] >= 0 for ep in vs_random)
     assert sum(ep.rewards["player_1"] > 0 for ep in vs_random) > 40
+
+
+@pytest.mark.parametrize("env_id", ["spiral/TicTacToe-v0", "spiral/KuhnPoker-v0"])
+def test_legal_actions_are_a_fresh_list_each_call(env_id):
+    # the games cache their legal moves per state: a caller changing the list it got
+    # must not change what the env offers (or accepts) next
+    env = arena.make(env_id)
+    env.reset(seed=0)
+    first = env.legal_actions()
+    offered = list(first)
+    first.clear()
+    assert env.legal_actions() == offered
+    env.step(offered[0])
+    assert env.turn_info["legal"] is True

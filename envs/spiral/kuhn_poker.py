@@ -55,6 +55,7 @@ legal play when `3 * rounds <= max_turns`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Mapping
@@ -84,6 +85,33 @@ def legal_moves(history: str) -> tuple[str, ...]:
     if history in TERMINAL_HISTORIES:
         return ()
     return ("fold", "call") if history.endswith("b") else ("check", "bet")
+
+
+@functools.cache
+def _rules(seat: int, rounds: int, ante: int) -> str:
+    """The fixed head of every observation (TextArena's text), up to the game log."""
+    return "\n".join([
+        f"You are Player {seat} in a {rounds} round game of Kuhn Poker.",
+        "Game Rules:",
+        "- Kuhn Poker uses a 3-card deck with J, Q, K (J lowest, K highest)",
+        (f"- Each player antes {ante} chip and receives 1 card each round (note that the cards are dealt "
+         "without replacement, so you cannot have the same card as your opponent)."),
+        f"- Game continues for {rounds} rounds",
+        "- The player with the most chips after all rounds wins",
+        "",
+        "Action Rules:",
+        "- '[check]': Pass without betting (only if no bet is on the table)",
+        "- '[bet]': Add 1 chip to the pot (only if no bet is on the table)",
+        "- '[call]': Match an opponent's bet by adding 1 chip to the pot",
+        "- '[fold]': Surrender your hand and let your opponent win the pot",
+        "",
+    ])
+
+
+@functools.cache
+def _legal_actions(history: str) -> tuple[str, ...]:
+    """`legal_moves(history)` as actions, `[check]` (cached: a handful of histories)."""
+    return tuple(f"[{m}]" for m in legal_moves(history))
 
 
 def facing_bet(history: str) -> bool:
@@ -322,7 +350,7 @@ class KuhnPoker(ZeroSumGame):
     def legal_actions(self, agent: str | None = None) -> list[str]:
         if self.done or (agent is not None and agent != self.agent_selection):
             return []
-        return [f"[{m}]" for m in legal_moves(self.history)]
+        return list(_legal_actions(self.history))
 
     def info_state(self, agent: str | None = None) -> str:
         """The acting seat's information state in the current hand, e.g. `Kpb`."""
@@ -338,23 +366,7 @@ class KuhnPoker(ZeroSumGame):
 
     def _observe(self, agent: str) -> str:
         seat = self._seat(agent)
-        lines = [
-            f"You are Player {seat} in a {self.rounds} round game of Kuhn Poker.",
-            "Game Rules:",
-            "- Kuhn Poker uses a 3-card deck with J, Q, K (J lowest, K highest)",
-            (f"- Each player antes {self.ante} chip and receives 1 card each round (note that the cards are dealt "
-             "without replacement, so you cannot have the same card as your opponent)."),
-            f"- Game continues for {self.rounds} rounds",
-            "- The player with the most chips after all rounds wins",
-            "",
-            "Action Rules:",
-            "- '[check]': Pass without betting (only if no bet is on the table)",
-            "- '[bet]': Add 1 chip to the pot (only if no bet is on the table)",
-            "- '[call]': Match an opponent's bet by adding 1 chip to the pot",
-            "- '[fold]': Surrender your hand and let your opponent win the pot",
-            "",
-            *self.log[agent],
-        ]
+        lines = [_rules(seat, self.rounds, self.ante), *self.log[agent]]
         if not self.done:
             other = self.opponent(agent)
             lines += ["", (f"Your card: '{self.cards[agent]}'. Chips: Player {seat}: {self.chips[agent]}; "

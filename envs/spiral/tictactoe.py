@@ -77,7 +77,15 @@ def minimax(board: Board, mark: str) -> tuple[int, int | None]:
     return best_value, best_cell
 
 
+@functools.cache
+def _free_actions(board: Board) -> tuple[str, ...]:
+    """The legal actions `[i]` on `board` (cached: at most 3^9 boards)."""
+    return tuple(f"[{i}]" for i in free_cells(board))
+
+
+@functools.cache
 def render_board(board: Board) -> str:
+    """TextArena's board drawing (cached: at most 3^9 boards)."""
     rows = []
     for r in range(3):
         rows.append("|".join(f" {board[r * 3 + c] or r * 3 + c} " for c in range(3)))
@@ -101,7 +109,7 @@ class TicTacToe(ZeroSumGame):
         """Free cells for the acting seat; [] for the other seat and after the end."""
         if self.done or (agent is not None and agent != self.agent_selection):
             return []
-        return [f"[{i}]" for i in free_cells(self.board)]
+        return list(_free_actions(self.board))
 
     def _observe(self, agent: str) -> str:
         seat = self.possible_agents.index(agent)
