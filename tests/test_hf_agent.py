@@ -156,6 +156,47 @@ def test_greedy_episodes_same_batched_and_one_at_a_time(tiny, env_id, constrain)
         assert a.rewards == b.rewards
 
 
+@pytest.mark.parametrize("env_id", GAMES)
+def test_static_cache_path_runs_from_a_bf16_copy_on_cpu(tiny, env_id):
+    """The GPU generation path (`static_cache=True`: a bf16 copy, a static cache, rows and
+    widths bucketed) run on CPU, where transformers does not compile it: legal actions,
+    log-probs of the constrained distribution within bf16 rounding, the trained model
+    untouched, and greedy episodes the same batched (padded to a bucket) and one at a time."""
+    model, tokenizer = tiny
+    policy = HFPolicy(model, tokenizer, constrain=True, temperature=0.7, seed=2, static_cache=True)
+    assert policy._gen_model is not model
+    assert {p.dtype for p in policy._gen_model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    requests = game_requests(env_id, 6, seed=5)[:11]  # 11 rows: padded to a bucket of 16
+    for request, c in zip(requests, policy.act(requests)):
+        assert c.text in request.legal_actions and c.token_ids == policy.action_ids(c.text)
+        ref = constrained_logprobs(model, c.prompt_ids, c.token_ids, action_seqs(tokenizer, request.legal_actions), 0.7)
+        assert c.logprobs == pytest.approx(ref, abs=0.1)  # bf16 logits against fp32
+    greedy = HFPolicy(model, tokenizer, constrain=True, temperature=0.0, static_cache=True)
+    batched = play(env_id, [greedy], 6, seed=3, concurrency=6)
+    single = play(env_id, [greedy], 6, seed=3, concurrency=1)
+    assert [[t.token_ids for t in e.turns] for e in batched] == [[t.token_ids for t in e.turns] for e in single]
+
+
+def test_sync_weights_refreshes_the_generation_copy_in_place(tiny):
+    import copy
+
+    model, tokenizer = tiny
+    trained = copy.deepcopy(model)
+    policy = HFPolicy(trained, tokenizer, constrain=True, temperature=0.0, static_cache=True)
+    copies = [p.data_ptr() for p in policy._gen_model.parameters()]
+    with torch.no_grad():  # an optimizer step, in effect
+        for p in trained.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    stale = dict(policy._gen_model.named_parameters())
+    assert any(not torch.equal(stale[n], p.to(torch.bfloat16)) for n, p in trained.named_parameters())
+    policy.sync_weights()
+    fresh = dict(policy._gen_model.named_parameters())
+    for name, p in trained.named_parameters():
+        assert torch.equal(fresh[name], p.to(torch.bfloat16)), name
+    assert [p.data_ptr() for p in policy._gen_model.parameters()] == copies  # in place: no recompile on GPU
+
+
 def test_unconstrained_sampling_stops_at_eos_or_max_new_tokens(tiny):
     model, tokenizer = tiny
     eos = tokenizer.eos_token_id
