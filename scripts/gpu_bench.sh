@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The GPU benchmarks of issue 11 in one call: rollout and training throughput with a
+# Qwen2-0.5B-shaped model (random init, tiny tokenizer, bf16 static-cache generation),
+# arena against plain TRL, each part under its own time limit.
+#
+#   bash scripts/gpu_bench.sh prepare   # here, with network: arena's wheel and the pure-Python
+#                                       # packages a bare GPU machine lacks, into .whl/
+#   bash scripts/gpu_bench.sh run       # on the GPU machine (no network): install .whl/ into
+#                                       # /tmp/site, run both benchmarks, JSON and logs to $OUT
+#
+# `run` assumes a machine with CUDA torch, transformers, accelerate, peft, pyarrow, rich,
+# typer and matplotlib installed (an ML image) and nothing from the package registries.
+# Limits (seconds) through ROLLOUT_S and TRAIN_S; results in $OUT (default ./gpu-bench).
+# SMOKE=1 runs the same two commands with the tiny model on CPU and small sizes: a check,
+# on any machine, that the wheels install and the scripts run (a minute or two).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-run}
+WHEELS=.whl
+
+if [[ $mode == prepare ]]; then
+    set -e
+    rm -rf "$WHEELS" && mkdir -p "$WHEELS"
+    python3 -m pip wheel -q --no-deps --no-build-isolation -w "$WHEELS" .
+    # what an ML image without them needs for arena + TRL (versions: pyproject.toml's pins
+    # and what this machine resolved); --no-deps: each is named
+    pkgs=()
+    for name in trl datasets dill multiprocess gymnasium farama-notifications pettingzoo docker; do
+        version=$(python3 -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')
+        pkgs+=("$name${version:+==$version}")
+    done
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d "$WHEELS" "${pkgs[@]}"
+    ls -la "$WHEELS"
+    du -sh "$WHEELS"
+    exit 0
+fi
+[[ $mode == run ]] || { echo "usage: bash scripts/gpu_bench.sh prepare|run" >&2; exit 2; }
+
+OUT=${OUT:-gpu-bench}
+mkdir -p "$OUT"
+if compgen -G "$WHEELS/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false ARENA_CACHE=${ARENA_CACHE:-/tmp/arena-cache}
+{
+    command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    (cd /tmp && python3 -c "import torch, transformers, trl, arena; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'arena', arena.__file__)")
+} 2>&1 | tee "$OUT/versions.txt"
+
+if [[ ${SMOKE:-0} == 1 ]]; then
+    model=(--model-config tiny --device cpu --threads 1); rollout=(--concurrency 1,8 --episodes 16)
+    train=(--prompts 4 --generations 4 --length 16 --steps 1 --warmup 1 --rounds 1)
+else
+    model=(--model-config qwen2-0.5b --device cuda); rollout=(--concurrency 1,64,256 --episodes 256)
+    train=(--prompts 64 --generations 8 --length 128 --steps 2 --warmup 1 --rounds 1)
+fi
+status=0
+# rollout: Kuhn Poker self-play at 1, 64 and 256 episodes in flight (each cell warmed up
+# first: the static cache compiles once per batch and width bucket)
+timeout "${ROLLOUT_S:-270}" python3 scripts/bench_rollout.py "${model[@]}" --backends hf --env spiral/KuhnPoker-v0 \
+    "${rollout[@]}" --out "$OUT/bench_rollout_gpu.json" 2>&1 | tee "$OUT/rollout.log" || status=1
+# one training step, arena vs plain TRL: 64 prompts x 8 completions of 128 tokens
+timeout "${TRAIN_S:-270}" python3 scripts/bench_train.py "${model[@]}" "${train[@]}" --out "$OUT/bench_train_gpu.json" \
+    2>&1 | tee "$OUT/train.log" || status=1
+exit $status
