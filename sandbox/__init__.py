@@ -5,6 +5,7 @@
   ``process`` (bubblewrap; plain subprocesses without isolation only with
   ``allow_unsafe=True``).
 - runner.py: the stdlib-only program inside each worker that forks one process per job.
+- channel.py: lines and exact-length frames from a child's byte stream (workers, compiler).
 - compiler.py: compiles each distinct program and call once on the host (a helper
   process); jobs load the marshalled code instead of compiling in their forked process.
 - checks.py: AZR's task-validity rules (syntax, banned imports, size) and the

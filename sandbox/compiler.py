@@ -41,6 +41,8 @@ import subprocess
 import threading
 import time
 
+from arena.sandbox.channel import BufferedReader
+
 log = logging.getLogger("arena.sandbox")
 
 MAX_SOURCE = 1 << 16
@@ -115,7 +117,7 @@ def _chunks(keys: list[tuple[str, str]]):
         yield chunk
 
 
-class HostCompiler:
+class HostCompiler(BufferedReader):
     """Marshalled code for (mode, source) pairs, from a helper process of ``python``.
 
     Thread-safe; `codes` never raises (a failure means: compile in the job)."""
@@ -196,7 +198,7 @@ class HostCompiler:
             resource.prlimit(self._proc.pid, resource.RLIMIT_CORE, (0, 0))
         except (ImportError, OSError, ValueError, AttributeError):
             pass
-        self.magic = self._line(time.monotonic() + 20).decode("ascii")
+        self.magic = self.readline(time.monotonic() + 20).decode("ascii")
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -230,15 +232,6 @@ class HostCompiler:
             raise HelperFailed(f"exited (status {self._proc.poll()})")
         self._buf += chunk
 
-    def _line(self, deadline: float) -> bytes:
-        while True:
-            i = self._buf.find(b"\n")
-            if i >= 0:
-                line = bytes(self._buf[:i])
-                del self._buf[:i + 1]
-                return line
-            self._fill(deadline)
-
     def _ask(self, keys: list[tuple[str, str]]) -> list[bytes | None]:
         if self._proc is None or self._proc.poll() is not None:
             self._stop()
@@ -253,10 +246,5 @@ class HostCompiler:
         deadline = time.monotonic() + self.timeout_s + 0.002 * len(keys)
         got: list[bytes | None] = []
         for _ in keys:
-            n = int(self._line(deadline))
-            while len(self._buf) < n:
-                self._fill(deadline)
-            data = bytes(self._buf[:n])
-            del self._buf[:n]
-            got.append(data or None)
+            got.append(self.read_exact(int(self.readline(deadline)), deadline) or None)
         return got

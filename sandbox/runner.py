@@ -1,7 +1,9 @@
 """The arena sandbox runner: the small program that runs *inside* the sandbox.
 
 It is standard-library only and runs under a bare ``python3`` (the sandbox image, or the
-host's system interpreter under bubblewrap). One runner serves one sandbox worker for its
+host's system interpreter under bubblewrap). It is one file past the usual ~500 lines on
+purpose: a worker starts it from its source (`workers.runner_source`), with nothing of
+arena importable inside the sandbox. One runner serves one sandbox worker for its
 whole life. It never executes untrusted code, and it never reads a job: the design is
 that a program shares no address space, no writable path and no reachable process with
 another job's data or with the runner's control (issue 8).

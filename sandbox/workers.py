@@ -37,6 +37,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from arena.sandbox.channel import BufferedReader
 from arena.sandbox.config import SandboxConfig
 from arena.sandbox.runner import encode_job
 from arena.sandbox.seccomp import filter_program
@@ -90,7 +91,7 @@ class WorkerError(Exception):
         self.hung = hung
 
 
-class Worker:
+class Worker(BufferedReader):
     """A runner behind a byte channel; subclasses provide `_send`, `_recv` and `_fileno`."""
 
     kind = "worker"
@@ -124,15 +125,6 @@ class Worker:
         if not info.get("seccomp"):
             _warn_no_seccomp(self.kind)
 
-    def readline(self, deadline: float) -> bytes:
-        while True:
-            i = self._buf.find(b"\n")
-            if i >= 0:
-                line = bytes(self._buf[:i])
-                del self._buf[: i + 1]
-                return line
-            self._fill(deadline)
-
     def _fill(self, deadline: float) -> None:
         """Wait for more bytes from the runner into ``_buf`` (WorkerError on EOF or at
         ``deadline``)."""
@@ -150,14 +142,6 @@ class Worker:
                 raise WorkerError(f"{self.kind} runner exited; stderr: {self.stderr_tail()}")
             self._buf += chunk
             return
-
-    def read_exact(self, n: int, deadline: float) -> bytes:
-        """Exactly ``n`` bytes from the runner."""
-        while len(self._buf) < n:
-            self._fill(deadline)
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        return data
 
     def check_alive(self) -> bool:
         """False when the runner has gone (EOF) or said something unasked, checked without
