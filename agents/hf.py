@@ -16,7 +16,11 @@ the same constrained log-probs in its forward pass (`arena.trainer`).
 **Fast generation on GPU**: with a CUDA device, generation runs from a copy of the policy
 in its compute dtype (bf16) with `cache_implementation="static"` (transformers compiles
 the decode step into CUDA graphs), batch sizes bucketed to powers of two and prompt widths
-to multiples of 64 so that it compiles once per bucket. We keep a *copy* rather than
+to multiples of 64 so that few shapes occur. torch's automatic dynamic shapes then compile
+the decode step three times in all, not once per bucket: a static graph for the first
+batch size, a dynamic one for sizes >= 2, and one for size 1 (seen on CPU by forcing the
+compile, `CompileConfig._compile_all_devices`: 64-episode Kuhn rollouts at concurrency 8,
+64, 3 and 1 recompiled twice, then never); CUDA graphs are still recorded per shape. We keep a *copy* rather than
 casting the trained model: the trainer's fp32 master weights stay untouched, TRL's
 autocast never writes bf16 into an fp32 static cache (the crash plain TRL hits with
 `generation_kwargs={"cache_implementation": "static"}`), and `sync_weights()` refreshes
