@@ -138,31 +138,72 @@ class _Trie:
     def allowed(self, prefix: Sequence[int]) -> list[int] | None:
         return self.next.get(tuple(prefix))
 
+    def allowed_path(self, tokens: Sequence[int]) -> list[list[int]]:
+        """The sorted allowed set before each of `tokens`, as far as they follow the trie
+        (what the trainer needs to recompute the constrained log-probs)."""
+        out = []
+        for t in range(len(tokens)):
+            allowed = self.allowed(tokens[:t])
+            if allowed is None:
+                break
+            out.append(sorted(allowed))
+        return out
+
 
 class _ConstrainProcessor:
-    """Logits processor: rows with a trie may only continue one of its sequences."""
+    """Logits processor: rows with a trie may only continue one of its sequences.
 
-    def __init__(self, tries: list[_Trie | None], prompt_width: int):
-        self.tries = tries
-        self.prompt_width = prompt_width
-        self.allowed: list[list[list[int]]] = [[] for _ in tries]  # per row, per position
+    The batch's tries are flattened into two tensors on the model's device: `tokens[node, k]`,
+    the allowed next tokens at a trie node (padded with its first), and `child[node, k]`,
+    the node each leads to (-1 after the last token: the row is finished). Each row's node
+    is kept on the device too, so one decoding step costs a few tensor ops whatever the
+    batch size, and nothing is copied to the host: a row-by-row loop cost a device-to-host
+    copy and several kernel launches per row and token, which on a GPU at batch 256 is
+    slower than the model's decode step. Rows without a trie, and finished rows (generate
+    pads them), keep their logits.
+    """
+
+    def __init__(self, tries: list[_Trie | None], device: Any):
+        import torch
+
+        ids: dict[tuple[int, tuple[int, ...]], int] = {}  # (trie, prefix) -> node
+        roots: dict[int, int] = {}  # id(trie) -> its root node
+        distinct: list[_Trie] = []  # bucket filler rows repeat a trie
+        for trie in tries:
+            if trie is not None and id(trie) not in roots:
+                roots[id(trie)] = len(ids)
+                distinct.append(trie)
+                for prefix in trie.next:
+                    ids[(id(trie), prefix)] = len(ids)
+        width = max((len(a) for t in distinct for a in t.next.values()), default=1)
+        tokens: list[list[int]] = [[0] * width] if not ids else []
+        child: list[list[int]] = [[-1] * width] if not ids else []
+        for trie in distinct:  # nodes in id order
+            for prefix, allowed in trie.next.items():
+                tokens.append(allowed + [allowed[0]] * (width - len(allowed)))
+                child.append([ids.get((id(trie), (*prefix, tok)), -1) for tok in allowed] + [-1] * (width - len(allowed)))
+        self.tokens = torch.tensor(tokens, dtype=torch.long, device=device)
+        self.child = torch.tensor(child, dtype=torch.long, device=device)
+        self.state = torch.tensor([roots[id(t)] if t is not None else -1 for t in tries], dtype=torch.long,
+                                  device=device)
+        self.started = False
 
     def __call__(self, input_ids, scores):
         import torch
 
-        step = input_ids.shape[1] - self.prompt_width
-        for row, trie in enumerate(self.tries):
-            if trie is None:
-                continue
-            allowed = trie.allowed(input_ids[row, self.prompt_width:].tolist())
-            if allowed is None:  # finished row (after EOS): generate pads it; keep a valid distribution
-                continue
-            mask = torch.full_like(scores[row], float("-inf"))
-            mask[allowed] = 0.0
-            scores[row] = scores[row] + mask
-            if len(self.allowed[row]) == step:
-                self.allowed[row].append(sorted(allowed))
-        return scores
+        if self.started:  # follow the token each row just generated
+            node = self.state.clamp(min=0)
+            match = self.tokens[node] == input_ids[:, -1:]
+            nxt = self.child[node].gather(1, match.int().argmax(1, keepdim=True)).squeeze(1)
+            self.state = torch.where((self.state >= 0) & match.any(1), nxt, -1)
+        self.started = True
+        # in place (generate hands over its own float copy of the logits): keep the allowed
+        # logits, -inf every other one of the constrained rows, put the allowed ones back;
+        # an unconstrained or finished row gets its own values back
+        allowed = self.tokens[self.state.clamp(min=0)]
+        kept = scores.gather(1, allowed)
+        scores.masked_fill_((self.state >= 0)[:, None], float("-inf"))
+        return scores.scatter_(1, allowed, kept)
 
 
 def _bucket(n: int, minimum: int = 1) -> int:
@@ -214,6 +255,7 @@ class HFPolicy:
         self._cuda_rng = None
         self._gen_model = None
         self.generated_tokens = 0
+        self._action_ids: dict[str, list[int]] = {}
         if self.static_cache:
             self._make_generation_copy()
 
@@ -263,7 +305,12 @@ class HFPolicy:
 
     def action_ids(self, action: str) -> list[int]:
         """The token ids of a legal action followed by EOS, as constrained decoding emits it."""
-        return list(self.tokenizer(action, add_special_tokens=False).input_ids) + [self.tokenizer.eos_token_id]
+        ids = self._action_ids.get(action)
+        if ids is None:  # an env offers the same few actions again and again: tokenise each once
+            ids = list(self.tokenizer(action, add_special_tokens=False).input_ids) + [self.tokenizer.eos_token_id]
+            if len(self._action_ids) < 100_000:
+                self._action_ids[action] = ids
+        return list(ids)
 
     def act(self, requests: Sequence[Request]) -> list[Completion]:
         out: list[Completion] = []
@@ -275,7 +322,9 @@ class HFPolicy:
         import torch
 
         prompts = [self.encode(r) for r in requests]
-        tries = [_Trie([self.action_ids(a) for a in r.legal_actions]) if self.constrain and r.legal_actions else None
+        shared: dict[tuple[str, ...], _Trie] = {}  # one trie per distinct set of legal actions
+        tries = [None if not (self.constrain and r.legal_actions) else shared.get(tuple(r.legal_actions))
+                 or shared.setdefault(tuple(r.legal_actions), _Trie([self.action_ids(a) for a in r.legal_actions]))
                  for r in requests]
         rows = len(prompts)
         width = max(len(p) for p in prompts)
@@ -292,7 +341,7 @@ class HFPolicy:
         for i in range(len(prompts), rows):  # bucket filler rows: a copy of the first prompt
             ids[i], mask[i] = ids[0], mask[0]
         tries = tries + [tries[0]] * (rows - len(prompts))
-        processor = _ConstrainProcessor(tries, width)
+        processor = _ConstrainProcessor(tries, self.device)
         max_new = self.max_new_tokens
         if all(t is not None for t in tries):  # legal actions bound the length
             max_new = min(max_new, max(len(k) for t in tries for k in t.next) + 1)
@@ -341,7 +390,7 @@ class HFPolicy:
             text = self.tokenizer.decode([t for t in tokens if t != eos], skip_special_tokens=True)
             info: dict[str, Any] = {}
             if tries[i] is not None:
-                info["allowed_token_ids"] = processor.allowed[i][:len(tokens)]
+                info["allowed_token_ids"] = tries[i].allowed_path(tokens)
             self.generated_tokens += len(tokens)
             completions.append(Completion(text=text, prompt_ids=prompts[i], token_ids=tokens, logprobs=lp, info=info))
         return completions

@@ -223,7 +223,7 @@ class VLLMPolicy(HFPolicy):
             info: dict[str, Any] = {}
             if actions is not None:
                 trie = _Trie(actions)
-                info["allowed_token_ids"] = [sorted(trie.allowed(tokens[:i]) or []) for i in range(len(tokens))]
+                info["allowed_token_ids"] = trie.allowed_path(tokens)
             text = self.tokenizer.decode([t for t in tokens if t != eos], skip_special_tokens=True)
             self.generated_tokens += len(tokens)
             completions.append(Completion(text=text, prompt_ids=prompt, token_ids=tokens,

@@ -156,6 +156,38 @@ def test_greedy_episodes_same_batched_and_one_at_a_time(tiny, env_id, constrain)
         assert a.rewards == b.rewards
 
 
+def test_constrain_processor_masks_like_the_trie_row_by_row():
+    """The vectorised processor against the trie's own answer, row by row and step by step:
+    rows with shared and distinct tries, an unconstrained row, rows that finish early (then
+    padded), branching multi-token actions."""
+    from arena.agents.hf import _ConstrainProcessor, _Trie
+
+    rng = random.Random(0)
+    vocab, eos, pad, width = 50, 1, 0, 3
+    shared = _Trie([[5, 6, eos], [5, 7, 8, eos], [9, eos]])
+    tries = [shared, _Trie([[10, eos], [11, 12, eos], [11, 13, eos]]), None, shared,
+             _Trie([[rng.randrange(2, vocab) for _ in range(rng.randint(1, 4))] + [eos] for _ in range(6)])]
+    processor = _ConstrainProcessor(tries, "cpu")
+    ids = torch.randint(2, vocab, (len(tries), width))
+    done = [False] * len(tries)
+    for _ in range(6):
+        scores = torch.randn(len(tries), vocab, dtype=torch.float64)
+        out = processor(ids, scores.clone())
+        chosen = []
+        for row, trie in enumerate(tries):
+            allowed = trie.allowed(ids[row, width:].tolist()) if trie is not None else None
+            expected = scores[row].clone()
+            if allowed is not None:
+                expected[[t for t in range(vocab) if t not in allowed]] = float("-inf")
+            assert torch.equal(out[row], expected), (row, allowed)
+            finite = [t for t in range(vocab) if out[row, t] > float("-inf")]
+            token = pad if done[row] else rng.choice(finite)
+            done[row] = done[row] or (token == eos and trie is not None)
+            chosen.append(token)
+        ids = torch.cat([ids, torch.tensor(chosen)[:, None]], dim=1)
+    assert all(done[r] for r, t in enumerate(tries) if t is not None)  # every action ends within 6 steps
+
+
 @pytest.mark.parametrize("env_id", GAMES)
 def test_static_cache_path_runs_from_a_bf16_copy_on_cpu(tiny, env_id):
     """The GPU generation path (`static_cache=True`: a bf16 copy, a static cache, rows and
