@@ -20,11 +20,12 @@ to multiples of 64 so that few shapes occur. torch's automatic dynamic shapes th
 the decode step three times in all, not once per bucket: a static graph for the first
 batch size, a dynamic one for sizes >= 2, and one for size 1 (seen on CPU by forcing the
 compile, `CompileConfig._compile_all_devices`: 64-episode Kuhn rollouts at concurrency 8,
-64, 3 and 1 recompiled twice, then never); CUDA graphs are still recorded per shape. We keep a *copy* rather than
-casting the trained model: the trainer's fp32 master weights stay untouched, TRL's
-autocast never writes bf16 into an fp32 static cache (the crash plain TRL hits with
-`generation_kwargs={"cache_implementation": "static"}`), and `sync_weights()` refreshes
-the copy in place (`copy_`, no recompile) after each optimizer step. On CPU the policy
+64, 3 and 1 recompiled twice, then never); CUDA graphs are still recorded per shape.
+We keep a *copy* rather than casting the trained model: the trainer's fp32 master weights
+stay untouched, TRL's autocast never writes bf16 into an fp32 static cache (the crash
+plain TRL hits with `generation_kwargs={"cache_implementation": "static"}`), and
+`sync_weights()` refreshes the copy in place (`copy_`, no recompile) after each optimizer
+step. On CPU the policy
 generates from the trained model itself with the default dynamic cache.
 
 Sampling uses the policy's own RNG stream (`get_rng_state` / `set_rng_state`, saved in
@@ -315,6 +316,20 @@ class HFPolicy:
                 self._action_ids[action] = ids
         return list(ids)
 
+    def _tries(self, requests: Sequence[Request]) -> list[_Trie | None]:
+        """Each request's legal-action trie (None: free decoding), one per distinct set."""
+        shared: dict[tuple[str, ...], _Trie] = {}
+        out: list[_Trie | None] = []
+        for r in requests:
+            if not (self.constrain and r.legal_actions):
+                out.append(None)
+                continue
+            key = tuple(r.legal_actions)
+            if key not in shared:
+                shared[key] = _Trie([self.action_ids(a) for a in key])
+            out.append(shared[key])
+        return out
+
     def act(self, requests: Sequence[Request]) -> list[Completion]:
         out: list[Completion] = []
         for start in range(0, len(requests), self.batch_size):
@@ -325,10 +340,7 @@ class HFPolicy:
         import torch
 
         prompts = [self.encode(r) for r in requests]
-        shared: dict[tuple[str, ...], _Trie] = {}  # one trie per distinct set of legal actions
-        tries = [None if not (self.constrain and r.legal_actions) else shared.get(tuple(r.legal_actions))
-                 or shared.setdefault(tuple(r.legal_actions), _Trie([self.action_ids(a) for a in r.legal_actions]))
-                 for r in requests]
+        tries = self._tries(requests)
         rows = len(prompts)
         width = max(len(p) for p in prompts)
         model = self._gen_model if self._gen_model is not None else self.model
