@@ -53,6 +53,11 @@ def resolve_model(spec: str) -> str:
     return spec.removeprefix("hf:")
 
 
+def _looks_like_path(spec: str) -> bool:
+    """A folder the user meant (`/x`, `./x`, `~/x`, `runs/a/model`), not a Hub id `org/name`."""
+    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or spec.endswith("/") or "\\" in spec
+
+
 def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
     """Load `(model, tokenizer)` through `from_pretrained`.
 
@@ -69,7 +74,17 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
         raise ArenaError(f"{path} has no config.json: give a folder written by save_pretrained, "
                          "a Hub id, or --model tiny")
     if not local.exists():
-        _check_hub_reachable(spec)
+        if _looks_like_path(path):
+            raise ArenaError(f"no such model folder: {path} (--model takes tiny, a folder written by "
+                             "save_pretrained, or a Hub id ORG/NAME)")
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(path)
+        except HFValidationError:
+            raise ArenaError(f"{path!r} is neither a folder here nor a Hub id (ORG/NAME of letters, digits, "
+                             "'-', '_', '.'): give tiny, a folder written by save_pretrained, or a Hub id") from None
+        _check_hub_reachable(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
         if adapter:  # a LoRA run's model/: the adapter on its base model, merged
@@ -77,7 +92,7 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
         else:
             model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path,
                                                          dtype=dtype or torch.float32)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's HFValidationError of a bad repo id
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArenaError(f"cannot load model {spec!r} ({first[:160]}): without network use --model tiny "
                          "or --model PATH to a local folder written by save_pretrained") from None

@@ -92,9 +92,24 @@ class TrainConfig:
             raise ArenaError("train needs at least one --env")
         if self.env_weights and len(self.env_weights) != len(self.env):
             raise ArenaError(f"--env-weights gives {len(self.env_weights)} weights for {len(self.env)} envs; give one per --env")
-        for name in ("steps", "episodes_per_step", "concurrency", "max_new_tokens", "num_iterations", "gradient_accumulation_steps"):
+        for name in ("steps", "episodes_per_step", "concurrency", "max_new_tokens", "num_iterations",
+                     "gradient_accumulation_steps", "save_every", "eval_episodes"):
             if getattr(self, name) < 1:
-                raise ArenaError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ArenaError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "lora_r", "learning_rate", "weight_decay", "max_grad_norm", "epsilon", "beta",
+                     "entropy_coef", "entropy_coef_final"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:  # NaN too
+                hint = " (0: never)" if name == "eval_every" else " (0: full fine-tuning)" if name == "lora_r" else ""
+                raise ArenaError(f"--{_flag(name)} must be >= 0{hint}, got {value}")
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise ArenaError(f"--save-total-limit must be >= 1 (or none: keep every checkpoint), got {self.save_total_limit}")
+        if not 0 < self.top_p <= 1:
+            raise ArenaError(f"--top-p must lie in (0, 1], got {self.top_p}")
+        if self.vllm_memory is not None and not 0 < self.vllm_memory <= 1:
+            raise ArenaError(f"--vllm-memory is a share: it must lie in (0, 1], got {self.vllm_memory}")
+        if self.env_weights and (not all(w >= 0 for w in self.env_weights) or not sum(self.env_weights) > 0):
+            raise ArenaError(f"--env-weights must be non-negative with a positive sum, got {self.env_weights}")
         from arena.advantages import ESTIMATORS
 
         for est in [self.estimator, *self.estimators.values()]:
@@ -110,7 +125,7 @@ class TrainConfig:
             raise ArenaError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         for name in ("entropy_hold", "rae_alpha"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ArenaError(f"--{name.replace('_', '-')} must lie in [0, 1], got {getattr(self, name)}")
+                raise ArenaError(f"--{_flag(name)} must lie in [0, 1], got {getattr(self, name)}")
 
     def resolved_constrain(self) -> bool:
         """The legal-action constraint: as set, else on for the tiny model."""
@@ -135,6 +150,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

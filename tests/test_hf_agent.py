@@ -307,6 +307,19 @@ def test_hub_id_without_network_is_one_line_error_naming_model_tiny(monkeypatch)
     assert "some-org/some-model" in message
 
 
+@pytest.mark.parametrize(("spec", "message"), [
+    ("/no/such/folder", "no such model folder: /no/such/folder"),
+    ("./model", "no such model folder: ./model"),
+    ("runs/x/model", "no such model folder: runs/x/model"),
+    ("bad name!", "'bad name!' is neither a folder here nor a Hub id"),  # was huggingface_hub's traceback
+])
+def test_a_missing_folder_or_bad_hub_id_is_one_line(tmp_path, monkeypatch, spec, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ArenaError) as info:
+        load_model(spec)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
 def test_unreachable_hub_fails_fast_with_one_line(monkeypatch):
     """No minute of retries: a connection check first (here: a closed loopback port)."""
     import huggingface_hub.constants

@@ -318,6 +318,9 @@ def test_resuming_a_run_saved_before_the_entropy_schedule_fields_keeps_its_sched
     ("--report-to", "tensorbord", "unknown --report-to 'tensorbord'; did you mean 'tensorboard'?"),
     ("--lr-scheduler-type", "cosin", "unknown --lr-scheduler-type 'cosin'; did you mean 'cosine'?"),
     ("--warmup-steps", "-1", "--warmup-steps must be >= 0, got -1"),
+    ("--eval-every", "-1", "--eval-every must be >= 0 (0: never), got -1"),  # was: an evaluation every step
+    ("--top-p", "0", "--top-p must lie in (0, 1], got 0.0"),
+    ("--save-every", "0", "--save-every must be >= 1, got 0"),
 ])
 def test_a_bad_trl_setting_is_one_line_and_leaves_no_run_behind(tmp_path, flag, value, message):
     run = tmp_path / "run"
