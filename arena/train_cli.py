@@ -106,7 +106,8 @@ def train_cmd(ctx: typer.Context) -> None:
         _interrupted(run_dir)
         raise typer.Exit(130) from None
     step = trainer.state.global_step
-    _say(f"done: {step} steps in {trainer.minutes():.1f} min")
+    minutes = trainer.minutes()
+    _say(f"done: {step} steps in " + (f"{minutes:.1f} min" if minutes >= 1 else f"{60 * minutes:.0f} s"))
     _say(f"model: {run_dir / 'model'}\nmetrics: {run_dir / 'metrics.csv'}\n"
          f"episodes: {run_dir / 'episodes.jsonl'} (replay with `arena replay {run_dir}`)\n"
          f"plots: `arena report {run_dir}`; evaluate: `arena eval {run_dir} --env {config.env[0]}`")

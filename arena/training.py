@@ -72,6 +72,10 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
         ckpt = last_checkpoint(run_dir)
         if ckpt is None:
             raise ArenaError(f"--resume {run_dir}: no complete checkpoint in {run_dir / CHECKPOINTS_DIR}; start a new run instead")
+        done = int(ckpt.name.rsplit("-", 1)[-1])
+        if done >= config.steps:  # TRL would train one step past the end
+            raise ArenaError(f"--resume {run_dir}: its last checkpoint is step {done} and --steps is {config.steps}, "
+                             f"so there is nothing to train; give --steps N with N > {done} to train further")
         state = json.loads((ckpt / STATE_FILE).read_text())
         cut_episodes_after(run_dir, int(state["episodes_written"]))
         return run_dir, ckpt

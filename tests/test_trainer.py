@@ -142,6 +142,28 @@ def test_a_typo_in_an_env_id_fails_before_the_run_folder_exists(tmp_path):
     assert not run.exists()  # nothing to block the corrected command
 
 
+def test_resuming_a_finished_run_says_so_and_touches_nothing(tmp_path):
+    """`--resume RUN` with --steps at or below the last checkpoint's step is one line naming
+    the fix (TRL would have trained one step past the end)."""
+    import json
+
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+    from arena.store import EPISODES_FILE
+    from arena.training import prepare_run
+
+    ckpt = tmp_path / "checkpoints" / "checkpoint-3"
+    ckpt.mkdir(parents=True)
+    (ckpt / "arena_state.json").write_text(json.dumps({"episodes_written": 1}))
+    (tmp_path / EPISODES_FILE).write_text('{"index": 0}\n{"index": 1}\n')
+    for steps in (2, 3):
+        with pytest.raises(ArenaError, match=r"last checkpoint is step 3 and --steps is \d, so there is nothing to "
+                                             r"train; give --steps N with N > 3"):
+            prepare_run(TrainConfig(resume=str(tmp_path), steps=steps))
+    assert (tmp_path / EPISODES_FILE).read_text() == '{"index": 0}\n{"index": 1}\n'  # nothing moved aside
+    assert prepare_run(TrainConfig(resume=str(tmp_path), steps=4)) == (tmp_path, ckpt)
+
+
 def test_a_step_with_nothing_to_train_on_makes_no_update_and_three_in_a_row_stop(tmp_path):
     """Every model turn masked as infra (a sandbox outage): no update and no NaN for the
     first empty steps, then a one-line error instead of training on nothing for ever."""
