@@ -201,6 +201,14 @@ class SelfPlayTrainer(GRPOTrainer):
         if self.pop_callback(ProgressCallback) is not None:
             self.add_callback(_Progress())
 
+    def close_progress(self) -> None:
+        """Close the progress bar of a training that stopped early (an error, Ctrl-C);
+        left open, tqdm redraws it at exit, after the error message."""
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, ProgressCallback) and callback.training_bar is not None:
+                callback.training_bar.close()
+                callback.training_bar = None
+
     # -- the seam ------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
         cfg = self.config

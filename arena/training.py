@@ -117,6 +117,7 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
                                  "step": trainer.state.global_step})
         raise
     finally:
+        trainer.close_progress()
         trainer.writer.close()
         if rollout is not None:
             rollout.close()

@@ -189,6 +189,12 @@ def test_a_step_with_nothing_to_train_on_makes_no_update_and_three_in_a_row_stop
     trainer = SelfPlayTrainer(cfg, model, tokenizer, policy, tmp_path / "run", rollout=broken_sandbox)
     with pytest.raises(ArenaError, match=f"{MAX_EMPTY_STEPS} steps in a row had nothing to train on.*infra"):
         trainer.train()
+    from transformers.trainer_callback import ProgressCallback
+
+    bars = [c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)]
+    assert bars and bars[0].training_bar is not None  # left open by the error
+    trainer.close_progress()  # as arena.training.train does: no bar redrawn after the error line
+    assert bars[0].training_bar is None
     trainer.writer.close()
     assert trainer.state.global_step == MAX_EMPTY_STEPS - 1
     for name, value in model.state_dict().items():
