@@ -161,7 +161,7 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         close = difflib.get_close_matches(value, choices, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ArenaError(f"unknown --{name.replace('_', '-')} {value!r}{hint} (choose from: {', '.join(choices)})")
+        raise ArenaError(f"unknown --{_flag(name)} {value!r}{hint} (choose from: {', '.join(choices)})")
 
 
 def check_transformers_names(config: TrainConfig) -> None:
@@ -178,7 +178,7 @@ def check_transformers_names(config: TrainConfig) -> None:
 
 def fields_help() -> list[tuple[str, str, str]]:
     """(flag, default, help) of every field, for `arena train --help`."""
-    return [(f"--{f.name.replace('_', '-')}", repr(_default(f)), f.metadata["help"]) for f in dataclasses.fields(TrainConfig)]
+    return [(f"--{_flag(f.name)}", repr(_default(f)), f.metadata["help"]) for f in dataclasses.fields(TrainConfig)]
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -197,7 +197,7 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
 def _coerce(name: str, tp: Any, value: Any) -> Any:
     """Convert a YAML or command-line value to the field's type; one-line error otherwise."""
     base, optional = _base_type(tp)
-    flag = f"--{name.replace('_', '-')}"
+    flag = f"--{_flag(name)}"
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
         if optional:
             return None
@@ -248,7 +248,7 @@ def _key(raw: str, where: str) -> str:
     key = raw.lstrip("-").replace("-", "_")
     if key not in names:
         close = difflib.get_close_matches(key, names, n=1)
-        suggestion = f"--{close[0].replace('_', '-')}" if where == "flag" else repr(close[0]) if close else ""
+        suggestion = f"--{_flag(close[0])}" if where == "flag" else repr(close[0]) if close else ""
         hint = f"; did you mean {suggestion}?" if close else ""
         shown = f"--{raw.lstrip('-')}" if where == "flag" else repr(raw)
         raise ArenaError(f"unknown {where} {shown}{hint} (see `arena train --help`)")
