@@ -103,7 +103,8 @@ def _probe(backend: str, **kw) -> tuple[bool, str, float]:
 def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Say which backends work on this machine, and why the others do not."""
     from arena.sandbox import SandboxConfig, resolve_backend
-    from arena.sandbox.workers import bwrap_status, docker_status
+    from arena.sandbox.docker_worker import docker_status
+    from arena.sandbox.process_worker import bwrap_status
 
     rows = []
     d_ok, d_why = docker_status(DEFAULT_IMAGE)

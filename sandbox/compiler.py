@@ -183,7 +183,7 @@ class HostCompiler(BufferedReader):
 
     # -- the helper ----------------------------------------------------------------------
     def _start(self) -> None:
-        from arena.sandbox.workers import _unprivileged
+        from arena.sandbox.process_worker import _unprivileged
 
         self._proc = subprocess.Popen(
             [self.python, "-S", "-s", "-E", "-c", HELPER, repr(SLOW_COMPILE_S), str(HELPER_RECURSION)],

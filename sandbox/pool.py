@@ -49,20 +49,10 @@ from typing import Any, Self
 
 from arena.sandbox.compiler import HELPER_RECURSION, HostCompiler
 from arena.sandbox.config import Limits, SandboxConfig
+from arena.sandbox.docker_worker import DockerWorker, docker_cpus, docker_status
+from arena.sandbox.process_worker import ProcessWorker, bwrap_status, system_python
 from arena.sandbox.result import ExecResult
-from arena.sandbox.workers import (
-    LABEL,
-    DockerWorker,
-    ProcessWorker,
-    Worker,
-    WorkerError,
-    bwrap_status,
-    docker_client,
-    docker_cpus,
-    docker_status,
-    owner_alive,
-    system_python,
-)
+from arena.sandbox.workers import Worker, WorkerError
 
 log = logging.getLogger("arena.sandbox")
 
@@ -488,30 +478,4 @@ class Sandbox:
         return results
 
 
-def clean(docker_url: str | None = None, everything: bool = False) -> list[str]:
-    """Remove the containers labelled ``arena.sandbox=1`` whose owner process is gone
-    (leftovers of killed runs); with ``everything``, those of live pools too.
-
-    Returns the names removed. Raises WorkerError when no engine answers."""
-    client = docker_client(docker_url)
-    removed = []
-    for c in client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL}=1"}):
-        if not everything and owner_alive(c.labels or {}):
-            continue
-        try:
-            c.remove(force=True)
-            removed.append(c.name)
-        except Exception as e:  # noqa: BLE001
-            if "404" not in str(e) and "No such container" not in str(e):
-                log.warning("could not remove %s: %s", c.name, e)
-    return removed
-
-
-def list_containers(docker_url: str | None = None) -> list[str]:
-    """Names of the containers labelled ``arena.sandbox=1`` (running or not)."""
-    client = docker_client(docker_url)
-    return [c.name for c in client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL}=1"})]
-
-
-__all__ = ["Sandbox", "SandboxUnavailable", "WeakIsolationWarning", "clean", "list_containers",
-           "resolve_backend"]
+__all__ = ["Sandbox", "SandboxUnavailable", "WeakIsolationWarning", "resolve_backend"]

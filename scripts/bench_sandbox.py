@@ -60,7 +60,8 @@ import warnings
 
 from arena.sandbox import Sandbox, SandboxConfig
 from arena.sandbox._version import DEFAULT_IMAGE
-from arena.sandbox.workers import docker_status, system_python
+from arena.sandbox.docker_worker import docker_status
+from arena.sandbox.process_worker import system_python
 from rich.console import Console
 from rich.table import Table
 
@@ -221,7 +222,7 @@ class Arena:
         self.sb.start()
         self.sb.run_many([(PROGRAM, call(i)) for i in range(4 * workers)])  # warm-up
         if backend == "docker":
-            from arena.sandbox.workers import docker_client
+            from arena.sandbox.docker_worker import docker_client
 
             self.sb_client = docker_client()
 

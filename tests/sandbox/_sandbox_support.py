@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from arena.sandbox import Limits, Sandbox, SandboxConfig
 from arena.sandbox._version import DEFAULT_IMAGE
-from arena.sandbox.workers import bwrap_status, docker_status
+from arena.sandbox.docker_worker import docker_status
+from arena.sandbox.process_worker import bwrap_status
 
 REQUIRE_DOCKER = os.environ.get("ARENA_REQUIRE_DOCKER") == "1"
 TEST_LIMITS = Limits(timeout=1.5, memory_mb=256)

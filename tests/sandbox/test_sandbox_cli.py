@@ -102,7 +102,8 @@ def test_clean_spares_live_pools_and_all_removes_them():
 
     from _sandbox_support import make_sandbox
     from arena.sandbox import DEFAULT_IMAGE, list_containers
-    from arena.sandbox.workers import LABEL, docker_client, owner_labels
+    from arena.sandbox.docker_worker import docker_client, owner_labels
+    from arena.sandbox.workers import LABEL
 
     sb = make_sandbox("docker", workers=1)
     try:

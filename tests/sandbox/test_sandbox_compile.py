@@ -9,8 +9,8 @@ import pytest
 from _sandbox_support import make_sandbox
 from arena.sandbox import Limits, SandboxConfig
 from arena.sandbox.compiler import MAX_SOURCE, HostCompiler
+from arena.sandbox.process_worker import system_python
 from arena.sandbox.runner import decode_job, encode_job
-from arena.sandbox.workers import system_python
 
 JOBS = [
     ("def f(a):\n    return sorted(a)\n", ["f([3, 1, 2])", "f(None)", "f(", "1 is 1"]),

@@ -27,7 +27,7 @@ from arena.sandbox import (
     list_containers,
     resolve_backend,
 )
-from arena.sandbox.workers import docker_client
+from arena.sandbox.docker_worker import docker_client
 
 ADD = "def f(a, b):\n    return a + b\n"
 
