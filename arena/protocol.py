@@ -201,7 +201,8 @@ class ArenaEnv(AECEnv):
         self.max_turns = int(max_turns)
         self.possible_agents = [role.name for role in self.roles]
         self._roles = {role.name: role for role in self.roles}
-        self.np_random, _ = seeding.np_random(None)
+        self._np_random: np.random.Generator | None = None
+        self._np_random_seed: int | None = None
         self.agents: list[str] = []
         self.num_moves = 0
         self.outcome: dict[str, Any] | None = None
@@ -272,8 +273,23 @@ class ArenaEnv(AECEnv):
         self._finish({a: 0.0 for a in self.agents}, reason="turn_cap", truncated=True)
 
     # -- AEC API -------------------------------------------------------------------------
+    @property
+    def np_random(self) -> np.random.Generator:
+        """The episode's generator, gymnasium's `seeding.np_random(seed)` of the last `reset`
+        (a random seed before any). Built on first use: seeding costs about 10 us, half a
+        Kuhn Poker reset, and envs whose episodes draw nothing (TicTacToe) never pay it."""
+        if self._np_random is None:
+            self._np_random, _ = seeding.np_random(self._np_random_seed)
+        return self._np_random
+
+    @np_random.setter
+    def np_random(self, generator: np.random.Generator) -> None:
+        self._np_random = generator
+
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
-        self.np_random, _ = seeding.np_random(seed)
+        if seed is not None and not (isinstance(seed, int) and seed >= 0):
+            seeding.np_random(seed)  # gymnasium's one-line error for a bad seed, now rather than at first use
+        self._np_random, self._np_random_seed = None, seed
         self.agents = list(self.possible_agents)
         self.rewards = {a: 0.0 for a in self.agents}
         self._cumulative_rewards = {a: 0.0 for a in self.agents}
