@@ -192,7 +192,7 @@ def eval_cmd(
     env: list[str] = typer.Option([], "--env", help="Env id to evaluate on, repeatable (default: the run's envs)."),
     episodes: int = typer.Option(64, "--episodes", "-n", min=1, help="Episodes per opponent (both seats equally)."),
     seed: int = typer.Option(10_000, "--seed", min=0, help="Seed of the evaluation episodes."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the results here (default for a run: RUN/eval-final.json)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results here (default for a run: RUN/eval-final.json; eval-final-2.json, -3, ... when it exists)."),
     constrain: bool | None = typer.Option(None, "--constrain/--no-constrain", help="Decode only legal actions (default: the run's setting; on for tiny)."),
     temperature: float | None = typer.Option(None, "--temperature", min=0.0, help="Sampling temperature (default: the run's; 1.0)."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
@@ -235,7 +235,7 @@ def eval_cmd(
          f"on {', '.join(env_ids)}: {episodes} episodes per opponent", err=True)
     results = evaluate(policy, env_ids, episodes=episodes, seed=seed, env_kwargs=cfg.get("env_kwargs") or {})
     _print_results(results, f"{target}: {episodes} episodes per opponent")
-    out = json_out if json_out is not None else (run / "eval-final.json" if run is not None else None)
+    out = json_out if json_out is not None else (_free_name(run / "eval-final.json") if run is not None else None)
     if out is not None:
         record = {"target": target, "model": spec, "run": str(run) if run else None, "envs": env_ids,
                   "episodes": episodes, "seed": seed, "constrain": bool(constrain), "temperature": temp,
@@ -243,6 +243,16 @@ def eval_cmd(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1, default=_nan_as_null) + "\n")
         _say(f"results written to {out}")
+
+
+def _free_name(path: Path) -> Path:
+    """`path`, or the first of `stem-2.suffix`, `stem-3.suffix`, ... that does not exist: an
+    earlier evaluation of the run is kept, never overwritten."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
 
 
 def _nan_as_null(value: Any) -> Any:

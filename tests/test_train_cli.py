@@ -245,6 +245,11 @@ def test_train_then_eval_then_report(tmp_path):
     assert set(record["results"]["KuhnPoker-v0/policy_table"]) == {
         c + h for h in ("", "p", "b", "pb") for c in "JQK"}
     assert "exploitability" in result.stdout and "Kpb" in result.stdout
+    result = arena_cmd("eval", run, "--env", "spiral/TicTacToe-v0", "--episodes", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run / "eval-final.json").read_text()) == record  # the first evaluation is kept
+    assert json.loads((run / "eval-final-2.json").read_text())["envs"] == ["spiral/TicTacToe-v0"]
+    assert f"results written to {run / 'eval-final-2.json'}" in result.stdout
 
     result = arena_cmd("report", run)
     assert result.returncode == 0, result.stderr
