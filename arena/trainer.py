@@ -365,8 +365,9 @@ class SelfPlayTrainer(GRPOTrainer):
         """`Trainer` warns on resume that the checkpoint lacks ``lm_head.weight``; a tied head
         is saved once, as the embedding, and loading that sets both. Only untied keys warn."""
         tied = set(getattr(self.accelerator.unwrap_model(self.model), "all_tied_weights_keys", None) or ())
-        missing = [key for key in load_result.missing_keys if key not in tied]
-        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
+        if tied and hasattr(load_result, "_replace"):  # torch's _IncompatibleKeys, a namedtuple
+            load_result = load_result._replace(missing_keys=[k for k in load_result.missing_keys if k not in tied])
+        super()._issue_warnings_after_load(load_result)
 
     # -- metrics -------------------------------------------------------------------------
     def _rollout_metrics(self, episodes, samples: list[Sample], dropped: Counter, seconds: float) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium
 import pytest
 
 import arena
@@ -88,3 +89,30 @@ def test_legal_actions_are_a_fresh_list_each_call(env_id):
     assert env.legal_actions() == offered
     env.step(offered[0])
     assert env.turn_info["legal"] is True
+
+
+
+def test_the_episode_generator_is_gymnasiums_built_on_first_use(monkeypatch):
+    # `np_random` is `seeding.np_random(seed)` of the last reset, built only when an episode
+    # draws: the same draws as seeding at reset, and TicTacToe (no draws) never seeds
+    from gymnasium.utils import seeding
+
+    original, seeds = seeding.np_random, []
+
+    def counted(seed=None):
+        seeds.append(seed)
+        return original(seed)
+
+    monkeypatch.setattr(seeding, "np_random", counted)
+    ttt, kuhn = arena.make("spiral/TicTacToe-v0"), arena.make("spiral/KuhnPoker-v0")
+    ttt.reset(seed=3)
+    ttt.step(ttt.legal_actions()[0])
+    assert seeds == []
+    kuhn.reset(seed=7)
+    assert seeds == [7]  # the deal draws
+    expected = original(7)[0]
+    expected.permutation(3)  # the deal
+    assert kuhn.np_random.random() == expected.random()
+    assert ttt.np_random.random() == original(3)[0].random()  # built now, from the reset's seed
+    with pytest.raises(gymnasium.error.Error, match="greater or equal to zero"):
+        ttt.reset(seed=-1)  # still refused at reset, not at first use
