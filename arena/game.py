@@ -66,6 +66,7 @@ class ZeroSumGame(ArenaEnv):
 
     roles: ClassVar[tuple[Role, ...]] = (_seat_role(0), _seat_role(1))
     edges: ClassVar[tuple[tuple[str, str], ...]] = (("player_0", "player_1"), ("player_1", "player_0"))
+    independent_reset: ClassVar[bool] = True  # a game is its seed and options; set False if yours is not
 
     def __init__(self, mode: Literal["train", "eval"] = "train", max_turns: int = 50, render_mode: str | None = None):
         if mode not in INVALID_MOVE_REWARDS:

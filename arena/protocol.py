@@ -189,6 +189,10 @@ class ArenaEnv(AECEnv):
 
     roles: ClassVar[tuple[Role, ...]] = ()
     edges: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: True when `reset` reads nothing but its seed and options (no state shared across
+    #: episodes, such as a task buffer that grows as episodes finish): the rollout may then
+    #: reset several upcoming episodes back to back (`arena.rollout.RESET_AHEAD`).
+    independent_reset: ClassVar[bool] = False
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "name": "arena_env", "is_parallelizable": False}
 
     def __init__(self, render_mode: str | None = None, max_turns: int = 50):

@@ -10,7 +10,7 @@ turns from every seat land in the same batch, each conditioned by its role's pro
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +21,14 @@ from arena.episode import Episode, Turn
 from arena.errors import ArenaError
 from arena.policy import Completion, Policy, Request
 from arena.protocol import ArenaEnv
-from arena.registry import make
+from arena.registry import make, spec
 from arena.store import EpisodeWriter
+
+RESET_AHEAD = 8
+"""Upcoming episodes `play` resets back to back when their env allows it
+(`ArenaEnv.independent_reset`): between two `generate` calls a reset runs with cold CPU
+caches (a Kuhn Poker reset, gymnasium's seeding most of it, took 245 us one at a time
+against 18 us in a loop), so a batch of resets pays that once. Episodes are unchanged."""
 
 
 @dataclass
@@ -141,6 +147,8 @@ def play(
     results: dict[int, Episode] = {}
     free: dict[int, list[ArenaEnv]] = defaultdict(list)
     active: list[_Slot] = []
+    ahead: deque[_Slot] = deque()  # episodes already reset, in index order
+    independent = [bool(getattr(spec(e).load(), "independent_reset", False)) for e in env_ids]
     next_local = 0
     written = 0  # episodes (local count) already handed to the writer
 
@@ -163,10 +171,16 @@ def play(
         )
         return _Slot(env, ep, {r: 0.0 for r in env.possible_agents}, seats, kind=k, local=local)
 
-    while active or next_local < episodes:
-        while len(active) < concurrency and next_local < episodes:
-            active.append(start(next_local))
-            next_local += 1
+    while active or ahead or next_local < episodes:
+        while len(active) < concurrency and (ahead or next_local < episodes):
+            if not ahead:  # reset the next episode, and the ones after it while their envs allow
+                ahead.append(start(next_local))
+                next_local += 1
+                while (len(ahead) < RESET_AHEAD and next_local < episodes and independent[ahead[-1].kind]
+                       and independent[schedule[next_local]]):
+                    ahead.append(start(next_local))
+                    next_local += 1
+            active.append(ahead.popleft())
         groups: dict[int, list[_Slot]] = defaultdict(list)
         for slot in active:
             groups[id(slot.seats[slot.env.agent_selection])].append(slot)

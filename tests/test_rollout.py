@@ -101,3 +101,44 @@ def test_writer_gets_episodes_in_index_order(tmp_path):
         play("spiral/TicTacToe-v0", [RandomAgent(3)], 40, concurrency=7, writer=writer, start_index=10)
     indices = [e.metadata["index"] for e in read_episodes(tmp_path)]
     assert indices == list(range(10, 50))
+
+
+def _events(monkeypatch, cls):
+    """Record the order of `reset` and `step` calls on `cls`."""
+    events: list[str] = []
+    reset, step = cls.reset, cls.step
+    monkeypatch.setattr(cls, "reset", lambda self, seed=None, options=None: (events.append("reset"), reset(self, seed, options))[1])
+    monkeypatch.setattr(cls, "step", lambda self, action: (events.append("step"), step(self, action))[1])
+    return events
+
+
+def _record(episodes):
+    return [(e.seed, e.env_id, e.rewards, e.outcome, [(t.observation, t.completion, t.reward) for t in e.turns])
+            for e in episodes]
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_games_reset_upcoming_episodes_back_to_back_and_play_the_same(monkeypatch, concurrency):
+    from arena.envs.spiral.kuhn_poker import KuhnPoker
+
+    import arena.rollout
+
+    events = _events(monkeypatch, KuhnPoker)
+    eps = play("spiral/KuhnPoker-v0", [RandomAgent(seed=2)], 20, seed=4, concurrency=concurrency)
+    assert events[:arena.rollout.RESET_AHEAD] == ["reset"] * arena.rollout.RESET_AHEAD
+    monkeypatch.setattr(arena.rollout, "RESET_AHEAD", 1)
+    events.clear()
+    one = play("spiral/KuhnPoker-v0", [RandomAgent(seed=2)], 20, seed=4, concurrency=concurrency)
+    assert events[:concurrency + 1] == ["reset"] * concurrency + ["step"]
+    assert _record(eps) == _record(one)
+
+
+def test_an_env_with_shared_reset_state_is_reset_only_when_its_episode_starts(monkeypatch):
+    # an env whose reset reads state shared across episodes (AZR's task buffer) must see
+    # the episodes before it finished: one reset, then that episode's steps
+    from arena.envs.spiral.kuhn_poker import KuhnPoker
+
+    monkeypatch.setattr(KuhnPoker, "independent_reset", False)
+    events = _events(monkeypatch, KuhnPoker)
+    play("spiral/KuhnPoker-v0", [RandomAgent(seed=2)], 10, seed=4, concurrency=1)
+    assert "reset reset" not in " ".join(events) and events.count("reset") == 10
