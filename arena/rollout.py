@@ -148,7 +148,7 @@ def play(
     free: dict[int, list[ArenaEnv]] = defaultdict(list)
     active: list[_Slot] = []
     ahead: deque[_Slot] = deque()  # episodes already reset, in index order
-    independent = [bool(getattr(spec(e).load(), "independent_reset", False)) for e in env_ids]
+    independent = [spec(e).load().independent_reset for e in env_ids]
     next_local = 0
     written = 0  # episodes (local count) already handed to the writer
 
