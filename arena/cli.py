@@ -33,7 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 import arena
-from arena.errors import ArenaError
+from arena.errors import ArenaError, Terminated, interrupt_exit_code
 
 app = typer.Typer(
     name="arena",
@@ -197,8 +197,9 @@ def play_cmd(
                           on_episode=on_episode, run_name=out.name if out else "",
                           swap_seats=swap_seats, start_index=writer.next_index if writer else 0)
         status = "complete"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         status = "interrupted"
+        exit_code = interrupt_exit_code(exc)
         played = sorted(finished, key=lambda ep: ep.metadata.get("index", 0))
     finally:
         if writer is not None:
@@ -233,7 +234,7 @@ def play_cmd(
         console.print(f"episodes written to {out / 'episodes.jsonl'}; replay with `arena replay {out}`",
                       markup=False, highlight=False, soft_wrap=True)
     if status == "interrupted":
-        raise typer.Exit(130)
+        raise typer.Exit(exit_code)
 
 
 def _cell(value: Any) -> str:
@@ -408,14 +409,30 @@ def _show_usage_exception(exc: Any) -> int:
     return int(getattr(exc, "exit_code", 2))
 
 
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _terminate_like_ctrl_c() -> None:
+    """Turn SIGTERM into `Terminated` (a KeyboardInterrupt) so that `kill PID` stops a command
+    as cleanly as Ctrl-C: stored episodes closed, `run.json` marked, the resume command printed.
+    Only where SIGTERM still has its default action (an embedding program's handler stays)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `arena` command.
 
     Exit codes: 0 success (and bare `arena`, which prints help); 1 a command's own failure
     (e.g. `replay --verify` found a difference); 2 bad input: a usage error (usage and
     message, as click prints them) or an `ArenaError` (one line that names the fix);
-    130 interrupted.
+    130 interrupted (Ctrl-C), 143 terminated (SIGTERM, handled like Ctrl-C).
     """
+    _terminate_like_ctrl_c()
     try:
         code = app(args=argv, prog_name="arena", standalone_mode=False)  # click returns typer.Exit's code here
         if isinstance(code, int) and code:
@@ -428,9 +445,9 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         err_console.print("aborted", markup=False)
         sys.exit(130)
-    except KeyboardInterrupt:
-        err_console.print("interrupted", markup=False)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        err_console.print("terminated" if isinstance(exc, Terminated) else "interrupted", markup=False)
+        sys.exit(interrupt_exit_code(exc))
     except Exception as exc:
         if _is_usage_exception(exc):
             sys.exit(_show_usage_exception(exc))

@@ -48,7 +48,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -165,6 +167,7 @@ def connect(address: str) -> bool:
     if ray.is_initialized():
         return False
     quiet = {"include_dashboard": False, "logging_level": "warning"}
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with sys.exit(15)
     try:
         if address == "local":
             # worker_niceness: Ray runs workers at nice 15 to keep its own daemons responsive;
@@ -180,6 +183,9 @@ def connect(address: str) -> bool:
         hint = "start one with `ray start --head`" if address == "auto" else "check the address"
         raise ArenaError(f"cannot connect to Ray at {address!r} ({first[:160]}): {hint}, "
                          "or use --ray-address local") from None
+    finally:
+        if sigterm not in (signal.SIG_DFL, None) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)  # the CLI's: SIGTERM stops a run like Ctrl-C
     return True
 
 

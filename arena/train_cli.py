@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from arena.errors import ArenaError
+from arena.errors import ArenaError, Terminated, interrupt_exit_code
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()
@@ -102,9 +102,9 @@ def train_cmd(ctx: typer.Context) -> None:
 
     try:
         trainer = train(config)
-    except KeyboardInterrupt:
-        _interrupted(run_dir)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        _interrupted(run_dir, terminated=isinstance(exc, Terminated))
+        raise typer.Exit(interrupt_exit_code(exc)) from None
     step = trainer.state.global_step
     minutes = trainer.minutes()
     _say(f"done: {step} steps in " + (f"{minutes:.1f} min" if minutes >= 1 else f"{60 * minutes:.0f} s"))
@@ -117,8 +117,8 @@ def train_cmd(ctx: typer.Context) -> None:
         _print_results(results, f"evaluation at step {final.get('step')} ({final.get('minutes', 0):.1f} min)")
 
 
-def _interrupted(run_dir: Path) -> None:
-    """Ctrl-C: say where the run stopped and how to continue it."""
+def _interrupted(run_dir: Path, terminated: bool = False) -> None:
+    """Ctrl-C or SIGTERM: say where the run stopped and how to continue it."""
     from arena.store import read_run_info, update_run_info
     from arena.training import last_checkpoint
 
@@ -128,7 +128,8 @@ def _interrupted(run_dir: Path) -> None:
     step = info.get("step")
     ckpt = last_checkpoint(run_dir) if run_dir.is_dir() else None
     err_console.print()  # end the progress bar's line
-    where = f"interrupted at step {step}" if step is not None else "interrupted before the first step"
+    how = "terminated (SIGTERM)" if terminated else "interrupted"
+    where = f"{how} at step {step}" if step is not None else f"{how} before the first step"
     if ckpt is not None:
         _say(f"{where}; resume with `arena train --resume {run_dir}` (from {ckpt.name})", err=True)
     else:

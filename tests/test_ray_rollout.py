@@ -33,6 +33,10 @@ KUHN, TTT = "spiral/KuhnPoker-v0", "spiral/TicTacToe-v0"
 pytestmark = pytest.mark.slow
 
 
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 @pytest.fixture(scope="module")
 def local_ray(arena_cache):
     """`connect("local")` once for the module; its session files in a short temporary
@@ -46,7 +50,13 @@ def local_ray(arena_cache):
     old = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = temp
     try:
-        assert connect("local")
+        handler = _raise_keyboard_interrupt  # the CLI's SIGTERM handler is of this kind
+        before = signal.signal(signal.SIGTERM, handler)
+        try:
+            assert connect("local")
+            assert signal.getsignal(signal.SIGTERM) is handler  # not ray.init's sys.exit(15)
+        finally:
+            signal.signal(signal.SIGTERM, before)
         yield
     finally:
         ray.shutdown()

@@ -180,20 +180,21 @@ def test_same_named_agents_are_two_agents(tmp_path, capsys):
     assert read_run_info(tmp_path / "r")["agents"] == ["random#1", "random#2"]
 
 
-def test_ctrl_c_prints_the_summary_so_far_and_records_it(tmp_path):
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_prints_the_summary_so_far_and_records_it(tmp_path, sig, code):
     run = tmp_path / "long"
     # a shell starts background jobs with SIGINT ignored: give the command Python's Ctrl-C handler
-    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-            "from arena.cli import main; main(sys.argv[1:])")
-    proc = subprocess.Popen([sys.executable, "-c", code, "play", KUHN, "-n", "10000000", "--out", str(run)],
+    start = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from arena.cli import main; main(sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", start, "play", KUHN, "-n", "10000000", "--out", str(run)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
     path = run / "episodes.jsonl"
     deadline = time.monotonic() + 120
     while not (path.exists() and path.stat().st_size > 0) and time.monotonic() < deadline:
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "interrupted after" in err and "(interrupted)" in out and "player_0" in out
     info = read_run_info(run)
     stored = len(path.read_text().splitlines())

@@ -258,8 +258,11 @@ def test_train_then_eval_then_report(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_training_and_says_how_to_resume(tmp_path):
-    """A real SIGINT (Ctrl-C) after the first checkpoint: exit 130, the step, the resume command."""
+@pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_ctrl_c_or_sigterm_stops_training_and_says_how_to_resume(tmp_path, sig, code, said):
+    """A real SIGINT (Ctrl-C) or SIGTERM (`kill PID`, pre-emption) after the first checkpoint:
+    exit 130 / 143, run.json `interrupted`, the step and the resume command."""
     run = tmp_path / "run"
     env = {**os.environ, "COLUMNS": "160", "TOKENIZERS_PARALLELISM": "false"}
     # Ctrl-C raises KeyboardInterrupt as in a terminal, even where this test runs with SIGINT ignored (a background job)
@@ -276,17 +279,17 @@ def test_ctrl_c_stops_training_and_says_how_to_resume(tmp_path):
                 break
             time.sleep(0.5)
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, err[-3000:]
+    assert proc.returncode == code, err[-3000:]
     assert "Traceback" not in err
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "interrupted"
-    assert f"interrupted at step {info['step']}; resume with `arena train --resume {run}`" in err
+    assert f"{said} at step {info['step']}; resume with `arena train --resume {run}`" in err
 
 
 def test_a_failed_start_leaves_no_run_to_refuse(tmp_path):
