@@ -49,6 +49,7 @@ from arena.config import TrainConfig
 from arena.episode import Episode
 from arena.errors import ArenaError
 from arena.metrics import summarize
+from arena.prefix import shared_prefix_logits
 from arena.rollout import play
 from arena.samples import Sample, assign_advantages, collect, keep_for_loss
 from arena.store import EpisodeWriter
@@ -180,6 +181,7 @@ class SelfPlayTrainer(GRPOTrainer):
                 report_to=[] if config.report_to == "none" else [config.report_to],
                 seed=config.seed,
                 use_cpu=not use_cuda,
+                gradient_checkpointing=use_cuda if config.gradient_checkpointing is None else config.gradient_checkpointing,
                 bf16=use_cuda and torch.cuda.is_bf16_supported(),
                 remove_unused_columns=False,
                 disable_tqdm=False,
@@ -197,6 +199,7 @@ class SelfPlayTrainer(GRPOTrainer):
         self._allowed: list | None = None
         self._entropy_sum: torch.Tensor | None = None
         self.entropy_coef = config.resolved_entropy_coef()
+        self.share_prefix = config.share_prefix
         self.add_callback(_ArenaCallback(self))
         if self.pop_callback(ProgressCallback) is not None:
             self.add_callback(_Progress())
@@ -332,9 +335,11 @@ class SelfPlayTrainer(GRPOTrainer):
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                 compute_entropy=compute_entropy, **kwargs)
-        with self.accelerator.autocast():
-            logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                           logits_to_keep=logits_to_keep + 1).logits[:, :-1, :]
+        with self.accelerator.autocast():  # the prompt prefix the rows share runs once (arena/prefix.py)
+            logits = shared_prefix_logits(model, input_ids, attention_mask, logits_to_keep) if self.share_prefix else None
+            if logits is None:
+                logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                               logits_to_keep=logits_to_keep + 1).logits[:, :-1, :]
         logits = logits.float() / self.temperature
         mask = torch.zeros_like(logits, dtype=torch.bool)
         for i, per_token in enumerate(allowed):

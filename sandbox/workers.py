@@ -30,7 +30,7 @@ from arena.sandbox.runner import encode_job
 log = logging.getLogger("arena.sandbox")
 
 LABEL = "arena.sandbox"
-"""Every container the sandbox creates carries ``arena.sandbox=1``; `clean` removes them."""
+"""Every container the sandbox creates carries ``arena.sandbox=1``; `docker_worker.clean` (`arena sandbox clean`) removes them."""
 RUNNER_PATH = Path(__file__).with_name("runner.py")
 NOBODY = 65534
 

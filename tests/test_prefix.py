@@ -1,0 +1,98 @@
+"""The loss's shared-prefix forward gives the plain forward's log-probs and gradients."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from arena.prefix import prefix_groups, shared_prefix_logits
+from arena.registry import make
+
+
+def test_rows_are_grouped_by_the_prefix_they_share():
+    a = list(range(40))
+    seat0 = [[*a, 1, 7], [*a, 1, 8, 9], [*a, 1, 7, 5]]
+    seat1 = [[*a[:10], 99, *a[11:], 3], [*a[:10], 99, *a[11:], 4, 4]]
+    groups = prefix_groups([seat0[0], seat1[0], seat0[1], seat1[1], seat0[2]])
+    assert sorted((sorted(rows), shared) for rows, shared in groups) == [([0, 2, 4], 41), ([1, 3], 40)]
+    # capped at the shortest prompt less one: a row keeps a token whose logits predict its completion
+    assert prefix_groups([a, [*a, 5]]) == [([0, 1], 39)]
+    # one row, or fewer than MIN_SHARED tokens in common: the plain forward (0)
+    assert prefix_groups([a]) == [([0], 0)]
+    assert [shared for _, shared in prefix_groups([a[:10], a[:10]])] == [0, 0]
+
+
+def _batch(tokenizer, envs):
+    """Prompts of both seats and several envs (left-padded), and completions of 1-4 tokens
+    (right-padded), as `SelfPlayTrainer._batch` builds them."""
+    from arena.trainer import pad_left, pad_right
+
+    prompts, completions = [], []
+    gen = torch.Generator().manual_seed(0)
+    for i in range(24):
+        env = make(envs[i % len(envs)])
+        env.reset(seed=i)
+        if i % 3:
+            env.step(env.legal_actions(env.agent_selection)[0])
+        ids = tokenizer.apply_chat_template(env.prompt(env.agent_selection), add_generation_prompt=True,
+                                            tokenize=True, return_dict=True)["input_ids"]
+        prompts.append(list(ids))
+        completions.append([*torch.randint(5, len(tokenizer) - 1, (1 + i % 4,), generator=gen).tolist(),
+                            tokenizer.eos_token_id])
+    p, pm = pad_left(prompts, tokenizer.pad_token_id)
+    c, cm = pad_right(completions, tokenizer.pad_token_id)
+    return torch.cat([p, c], 1), torch.cat([pm, cm], 1), c, cm
+
+
+def _logps_and_grads(model, logits, completion, mask):
+    model.zero_grad()
+    logps = torch.log_softmax(logits.float(), -1).gather(-1, completion.unsqueeze(-1)).squeeze(-1) * mask
+    logps.sum().backward()
+    return logps.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("envs", [["spiral/KuhnPoker-v0"], ["spiral/KuhnPoker-v0", "spiral/TicTacToe-v0"]])
+def test_shared_prefix_logits_equal_the_plain_forward(arena_cache, envs):
+    from arena.agents.hf import load_model
+
+    model, tokenizer = load_model("tiny", device="cpu")
+    model.train()
+    ids, mask, completion, cmask = _batch(tokenizer, envs)
+    keep = completion.size(1)
+    plain = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep + 1).logits[:, :-1]
+    shared = shared_prefix_logits(model, ids, mask, keep)
+    assert shared is not None and shared.shape == plain.shape
+    logps0, grads0 = _logps_and_grads(model, plain, completion, cmask)
+    logps1, grads1 = _logps_and_grads(model, shared, completion, cmask)
+    torch.testing.assert_close(logps1, logps0, atol=1e-5, rtol=1e-5)
+    for name, g in grads0.items():
+        torch.testing.assert_close(grads1[name], g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_no_sharing_under_gradient_checkpointing_or_for_one_row(arena_cache):
+    """transformers drops the cache in checkpointed layers: the caller's plain forward runs."""
+    from arena.agents.hf import load_model
+
+    model, tokenizer = load_model("tiny", device="cpu")
+    ids, mask, completion, _ = _batch(tokenizer, ["spiral/KuhnPoker-v0"])
+    assert shared_prefix_logits(model, ids[:1], mask[:1], completion.size(1)) is None
+    model.gradient_checkpointing_enable()
+    model.train()
+    assert shared_prefix_logits(model, ids, mask, completion.size(1)) is None
+
+
+def test_training_on_cpu_shares_the_prefix_without_checkpointing(tmp_path, arena_cache):
+    pytest.importorskip("trl")
+    from arena.agents.hf import HFPolicy, load_model
+
+    from arena.config import TrainConfig
+    from arena.trainer import SelfPlayTrainer
+
+    model, tokenizer = load_model("tiny", device="cpu")
+    cfg = TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0, out=str(tmp_path))
+    trainer = SelfPlayTrainer(cfg, model, tokenizer, HFPolicy(model, tokenizer, constrain=True), tmp_path)
+    try:
+        assert trainer.share_prefix and not trainer.args.gradient_checkpointing
+    finally:
+        trainer.writer.close()
