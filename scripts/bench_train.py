@@ -7,7 +7,8 @@ What is compared, exactly:
   path, or `--model-config qwen2-0.5b`, a Qwen2-0.5B-shaped random-init model with the
   tiny tokenizer), TRL 1.16's loss (`loss_type` dapo, epsilon 0.2, beta 0, one iteration),
   AdamW at the same learning rate, one optimizer step per training step, no gradient
-  accumulation, sampling at temperature 1, top-p 1, no top-k, at most `--length` (L)
+  accumulation, gradient checkpointing as `--gradient-checkpointing` says (default on:
+  TRL's default; arena turns it off on CPU), sampling at temperature 1, top-p 1, no top-k, at most `--length` (L)
   completion tokens, **free decoding** on both sides (no legal-action constraint, so both
   generate the same kind of text until EOS or L tokens; with random weights EOS is rare,
   so nearly every completion is L tokens). A step is: generate the batch, score it, one
@@ -144,6 +145,7 @@ def run_trl(spec: str, args: argparse.Namespace, device: str, out_dir: Path) -> 
         temperature=1.0, top_p=1.0, top_k=0, learning_rate=args.learning_rate, loss_type="dapo", epsilon=0.2, beta=0.0,
         num_iterations=1, logging_steps=1, save_strategy="no", report_to=[], seed=args.seed, use_cpu=not use_cuda,
         bf16=use_cuda and torch.cuda.is_bf16_supported(), disable_tqdm=True, lr_scheduler_type="constant",
+        gradient_checkpointing=args.gradient_checkpointing == "on",
     )
     dataset = Dataset.from_dict({"prompt": kuhn_prompts(args.prompts * steps)})
     trainer = instrumented(GRPOTrainer)(model=model, reward_funcs=[_constant_reward], args=config,
@@ -164,6 +166,7 @@ def run_arena(spec: str, args: argparse.Namespace, device: str, out_dir: Path) -
         temperature=1.0, top_p=1.0, constrain=False, steps=args.warmup + args.steps, learning_rate=args.learning_rate,
         loss_type="dapo", epsilon=0.2, beta=0.0, num_iterations=1, gradient_accumulation_steps=1,
         out=str(out_dir / "arena"), seed=args.seed, save_every=10**9, eval_every=0, device=device,
+        gradient_checkpointing=args.gradient_checkpointing == "on",
     )
     model, tokenizer = load_model(spec, device=device)
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=args.length, temperature=1.0, top_p=1.0,
@@ -222,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--order", default="trl,arena", help="which trainer runs first (in odd rounds)")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each trainer, alternating which goes first")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gradient-checkpointing", default="on", choices=["on", "off"],
+                        help="the same on both sides (TRL's default: on; arena's CPU default: off)")
     parser.add_argument("--out", default="bench_train.json", help="JSON file for the results")
     args = parser.parse_args(argv)
 
