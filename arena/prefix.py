@@ -17,6 +17,7 @@ update's forward and backward run over ~6x fewer tokens.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -69,56 +70,84 @@ def uses_cache(model: Any) -> bool:
     return True
 
 
+@dataclass
+class Group:
+    """Rows of the batch (`rows`, indices) and the inputs of their forward: `prefix` `[1, P]`
+    (None: the plain forward of `input_ids` / `attention_mask`), else the rows' suffixes
+    `[pad]*s_i + rest_i + completion_i` with their `position_ids` `P, P+1, ...`."""
+
+    rows: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor | None = None
+    prefix: torch.Tensor | None = None
+
+
+def plan(input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
+         min_shared: int = MIN_SHARED) -> list[Group] | None:
+    """The groups of a batch of left-padded prompts followed by `logits_to_keep` completion
+    columns; `None` when no group of rows shares `min_shared` leading prompt tokens (then the
+    caller runs its plain forward). Columns that are padding in every row of a group are
+    dropped."""
+    rows, width = input_ids.shape
+    prompt_width = width - logits_to_keep
+    if rows < 2:
+        return None
+    lengths = attention_mask[:, :prompt_width].sum(1).tolist()
+    ids = input_ids[:, :prompt_width].tolist()
+    found = prefix_groups([row[prompt_width - n:] for row, n in zip(ids, lengths)], min_shared)
+    if all(shared == 0 for _, shared in found):
+        return None
+    out = []
+    for members, shared in found:
+        index = torch.tensor(members, device=input_ids.device)
+        group_ids, group_mask = input_ids[index], attention_mask[index]
+        first = int(group_mask.argmax(1).min())  # the group's earliest real token
+        group_ids, group_mask = group_ids[:, first:], group_mask[:, first:]
+        if shared == 0:
+            out.append(Group(index, group_ids, group_mask))
+            continue
+        starts = group_mask.argmax(1)
+        begin = int(starts[0])
+        columns = torch.arange(group_ids.size(1), device=input_ids.device)[None]
+        in_prefix = (columns >= starts[:, None]) & (columns < starts[:, None] + shared)
+        suffix_ids = group_ids[~in_prefix].view(len(members), -1)
+        suffix_mask = group_mask[~in_prefix].view(len(members), -1)
+        positions = (shared + suffix_mask.long().cumsum(1) - 1).clamp(min=shared)
+        out.append(Group(index, suffix_ids, suffix_mask, positions, group_ids[:1, begin:begin + shared]))
+    return out
+
+
+def forward(model: Any, group: Group, **kwargs: Any) -> Any:
+    """The model's output for one group's rows (`kwargs`: `logits_to_keep`, or TRL's `labels`
+    and `fused_lm_head`). The prefix runs once; its key/value cache, repeated to every row,
+    carries the gradient back to it."""
+    if group.prefix is None:
+        return model(input_ids=group.input_ids, attention_mask=group.attention_mask, **kwargs)
+    cache = model(input_ids=group.prefix, use_cache=True, logits_to_keep=1).past_key_values
+    cache.batch_repeat_interleave(group.input_ids.size(0))
+    mask = torch.cat([group.attention_mask.new_ones(group.input_ids.size(0), group.prefix.size(1)),
+                      group.attention_mask], dim=1)
+    return model(input_ids=group.input_ids, attention_mask=mask, position_ids=group.position_ids,
+                 past_key_values=cache, **kwargs)
+
+
+def in_batch_order(parts: list[torch.Tensor], groups: list[Group]) -> torch.Tensor:
+    """The groups' per-row outputs, concatenated back into the batch's row order."""
+    order = torch.cat([g.rows for g in groups])
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    return torch.cat(parts)[inverse]
+
+
 def shared_prefix_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                          logits_to_keep: int, min_shared: int = MIN_SHARED) -> torch.Tensor | None:
     """Logits `[B, logits_to_keep, V]` that predict the last `logits_to_keep` tokens of each
     row (the completions), as `model(input_ids, attention_mask, logits_to_keep=k + 1)
-    .logits[:, :-1]` gives them; `None` when no group of rows shares `min_shared` leading
-    prompt tokens or the model cannot take a cache (then the caller runs the plain forward).
-    The rows are left-padded prompts in the first columns, then the completions.
-    """
-    rows, width = input_ids.shape
-    prompt_width = width - logits_to_keep
-    if rows < 2 or not uses_cache(model):
+    .logits[:, :-1]` gives them; `None` when no group shares `min_shared` prompt tokens or the
+    model cannot take a cache (then the caller runs the plain forward)."""
+    groups = plan(input_ids, attention_mask, logits_to_keep, min_shared) if uses_cache(model) else None
+    if groups is None:
         return None
-    lengths = attention_mask[:, :prompt_width].sum(1).tolist()
-    ids = input_ids[:, :prompt_width].tolist()
-    prompts = [row[prompt_width - n:] for row, n in zip(ids, lengths)]
-    groups = prefix_groups(prompts, min_shared)
-    if all(shared == 0 for _, shared in groups):
-        return None
-    parts, order = [], []
-    for members, shared in groups:
-        index = torch.tensor(members, device=input_ids.device)
-        parts.append(_group_logits(model, input_ids[index], attention_mask[index], logits_to_keep, shared))
-        order.extend(members)
-    inverse = torch.empty(rows, dtype=torch.long, device=input_ids.device)
-    inverse[torch.tensor(order, device=input_ids.device)] = torch.arange(rows, device=input_ids.device)
-    return torch.cat(parts)[inverse]
-
-
-def _group_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
-                  shared: int) -> torch.Tensor:
-    """One group's logits. Row i = `[pad]*s_i + prefix + rest_i + completion_i`: the prefix
-    runs once, the suffix `[pad]*s_i + rest_i + completion_i` on its repeated cache, with
-    positions `shared, shared+1, ...` over its real tokens and the pads masked as keys. With
-    `shared` 0 it is the plain forward. Columns that are padding in every row are dropped."""
-    rows, width = input_ids.shape
-    first = int(attention_mask.argmax(1).min())  # the earliest real token of the group
-    input_ids, attention_mask = input_ids[:, first:], attention_mask[:, first:]
-    if shared == 0:
-        return model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep + 1).logits[:, :-1, :]
-    width -= first
-    starts = attention_mask.argmax(1)
-    begin = int(starts[0])
-    cache = model(input_ids=input_ids[:1, begin:begin + shared], use_cache=True).past_key_values
-    cache.batch_repeat_interleave(rows)
-    columns = torch.arange(width, device=input_ids.device)[None]
-    in_prefix = (columns >= starts[:, None]) & (columns < starts[:, None] + shared)
-    suffix_ids = input_ids[~in_prefix].view(rows, width - shared)
-    suffix_mask = attention_mask[~in_prefix].view(rows, width - shared)
-    positions = (shared + suffix_mask.long().cumsum(1) - 1).clamp(min=shared)
-    mask = torch.cat([suffix_mask.new_ones(rows, shared), suffix_mask], dim=1)
-    out = model(input_ids=suffix_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                use_cache=True, logits_to_keep=logits_to_keep + 1)
-    return out.logits[:, :-1, :]
+    parts = [forward(model, g, logits_to_keep=logits_to_keep + 1).logits[:, :-1, :] for g in groups]
+    return in_batch_order(parts, groups)

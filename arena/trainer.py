@@ -49,7 +49,7 @@ from arena.config import TrainConfig
 from arena.episode import Episode
 from arena.errors import ArenaError
 from arena.metrics import summarize
-from arena.prefix import shared_prefix_logits
+from arena.prefix import forward, in_batch_order, plan, shared_prefix_logits, uses_cache
 from arena.rollout import play
 from arena.samples import Sample, assign_advantages, collect, keep_for_loss
 from arena.store import EpisodeWriter
@@ -331,10 +331,15 @@ class SelfPlayTrainer(GRPOTrainer):
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                            batch_size=None, compute_entropy=False, **kwargs):
         allowed = self._allowed
-        if not allowed or any(kwargs.get(k) is not None for k in ("pixel_values", "token_type_ids")):
-            return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
-                compute_entropy=compute_entropy, **kwargs)
+        plain = any(v is not None and v is not False for v in kwargs.values())  # images, MoE aux loss: TRL's own
+        if not allowed or plain:
+            groups = None if plain or not self.share_prefix or not uses_cache(model) else \
+                plan(input_ids, attention_mask, logits_to_keep)
+            if groups is None:
+                return super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                    compute_entropy=compute_entropy, **kwargs)
+            return self._shared_prefix_fused_logps(model, groups, logits_to_keep, compute_entropy)
         with self.accelerator.autocast():  # the prompt prefix the rows share runs once (arena/prefix.py)
             logits = shared_prefix_logits(model, input_ids, attention_mask, logits_to_keep) if self.share_prefix else None
             if logits is None:
@@ -365,6 +370,21 @@ class SelfPlayTrainer(GRPOTrainer):
             entropies = entropies.detach()
         aux = None
         return logps, entropies, aux
+
+    def _shared_prefix_fused_logps(self, model, groups, logits_to_keep: int, compute_entropy: bool):
+        """TRL's log-probs and entropies (its fused LM head, labels on the completion tokens
+        only, as in `GRPOTrainer._get_per_token_logps_and_entropies`), with each group's
+        shared prompt prefix run once (arena/prefix.py)."""
+        logps, entropies = [], []
+        for group in groups:
+            labels = group.input_ids.masked_fill(group.attention_mask == 0, -100)
+            labels[:, :-logits_to_keep] = -100
+            with self.accelerator.autocast():
+                out = forward(model, group, labels=labels, fused_lm_head=True)
+            logps.append(out.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                entropies.append(out.entropy[:, -logits_to_keep:])
+        return in_batch_order(logps, groups), in_batch_order(entropies, groups) if compute_entropy else None, None
 
     def _issue_warnings_after_load(self, load_result) -> None:
         """`Trainer` warns on resume that the checkpoint lacks ``lm_head.weight``; a tied head

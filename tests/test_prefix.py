@@ -82,6 +82,39 @@ def test_no_sharing_under_gradient_checkpointing_or_for_one_row(arena_cache):
     assert shared_prefix_logits(model, ids, mask, completion.size(1)) is None
 
 
+def test_trls_fused_log_probs_with_a_shared_prefix_equal_trls_own(tmp_path, arena_cache):
+    """Free decoding: the loss's log-probs come from TRL's fused LM head; with the prefix
+    shared they, the entropies and the gradients equal TRL's plain path."""
+    pytest.importorskip("trl")
+    from arena.agents.hf import HFPolicy, load_model
+
+    from arena.config import TrainConfig
+    from arena.trainer import SelfPlayTrainer
+
+    model, tokenizer = load_model("tiny", device="cpu")
+    cfg = TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0, constrain=False,
+                      out=str(tmp_path))
+    trainer = SelfPlayTrainer(cfg, model, tokenizer, HFPolicy(model, tokenizer, constrain=False), tmp_path)
+    try:
+        ids, mask, completion, cmask = _batch(tokenizer, ["spiral/KuhnPoker-v0", "spiral/TicTacToe-v0"])
+        results = []
+        for share in (False, True):
+            trainer.share_prefix = share
+            model.zero_grad()
+            logps, entropies, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, completion.size(1),
+                                                                           compute_entropy=True)
+            (logps * cmask).sum().backward()
+            results.append((logps.detach() * cmask, entropies * cmask,
+                            {n: p.grad.clone() for n, p in model.named_parameters()}))
+        (logps0, ent0, grads0), (logps1, ent1, grads1) = results
+        torch.testing.assert_close(logps1, logps0, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ent1, ent0, atol=1e-5, rtol=1e-5)
+        for name, g in grads0.items():
+            torch.testing.assert_close(grads1[name], g, atol=1e-5, rtol=1e-4, msg=name)
+    finally:
+        trainer.writer.close()
+
+
 def test_training_on_cpu_shares_the_prefix_without_checkpointing(tmp_path, arena_cache):
     pytest.importorskip("trl")
     from arena.agents.hf import HFPolicy, load_model
