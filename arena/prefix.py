@@ -1,17 +1,19 @@
-"""The loss's forward with the prompt prefix that every row shares computed once.
+"""The loss's forward with the prompt prefix that rows share computed once per group.
 
-Every sample of a step in one env starts with the same tokens: the chat template and the
-game's rules are 230 of a Kuhn Poker prompt's 270 tokens. A forward over the padded batch
-recomputes them for every row (and backpropagates through every copy). Here they run once,
-as a batch of one whose key/value cache is repeated to every row; only the rest of each row
-(its own prompt tail and its completion) runs batched. Autograd sums the rows' gradients
-through the repeat, so the log-probs and the gradients are those of the plain forward, up
-to float rounding (`tests/test_prefix.py`). Positions start at 0 at each row's first real
-token, as in generation (the plain left-padded forward shifts them, which rotary embeddings
-do not see).
+A step's prompts mostly repeat each other: in Kuhn Poker 206 of a prompt's ~270 tokens (the
+chat template and the rules) are the same for every sample of a seat. A forward over the
+padded batch recomputes them for every row, and backpropagates through every copy. Here
+the rows are grouped by the prefix they share (`prefix_groups`); each group's prefix runs
+once, as a batch of one whose key/value cache is repeated to every row, and only the rest
+of each row (its own prompt tail and its completion) runs batched. Autograd sums the rows'
+gradients through the repeat, so log-probs, entropies and gradients are those of the plain
+forward up to float rounding (`tests/test_prefix.py`). Positions start at 0 at each row's
+first real token, as in generation (the plain left-padded forward shifts them, which
+rotary embeddings do not see).
 
-Measured on Kuhn Poker with the tiny model (`python scripts/bench_train.py`, README): the
-update's forward and backward run over ~6x fewer tokens.
+Used by `SelfPlayTrainer` for arena's constrained log-probs (`shared_prefix_logits`) and
+for TRL's fused LM head (`plan` / `forward` / `in_batch_order`). transformers drops the
+cache in gradient-checkpointed layers, so a checkpointed model takes the plain forward.
 """
 
 from __future__ import annotations
