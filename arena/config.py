@@ -43,7 +43,7 @@ class TrainConfig:
     env_weights: list[float] = _f([], "Share of episodes per env, in --env order (default: equal).")
     env_kwargs: dict[str, dict[str, Any]] = _f({}, "Env arguments per env id, e.g. {\"spiral/KuhnPoker-v1\": {\"rounds\": 3}} (JSON on the command line).")
     opponent: str | None = _f(None, "Fixed opponent for the other seat: an agent (random, heuristic, openai:MODEL@URL, ...) or a model path; only the model's seats train. Default: pure self-play.")
-    episodes_per_step: int = _f(64, "Episodes played per training step (each of their model turns is a sample).")
+    episodes_per_step: int = _f(128, "Episodes played per training step (each of their model turns is a sample).")
     concurrency: int = _f(256, "Episodes in flight at once during rollout.")
     # -- the model ----------------------------------------------------------------------
     model: str = _f("tiny", "Model: `tiny` (built locally), a local path, or a Hub id.")

@@ -19,7 +19,7 @@ def test_kuhn_self_play_lowers_exploitability(tmp_path):
     # the README's defaults, shortened to 100 steps with a constant learning rate and entropy
     # bonus (the default schedules decay both over the run; at 100 steps they would decay
     # before the model has learnt to read its card)
-    config = TrainConfig(env=["spiral/KuhnPoker-v0"], out=str(run), steps=100, entropy_coef_final=1.0,
+    config = TrainConfig(env=["spiral/KuhnPoker-v0"], out=str(run), steps=100, episodes_per_step=64, entropy_coef_final=1.0,
                          lr_scheduler_type="constant", eval_every=10, eval_episodes=4, save_every=1000, seed=0)
     train(config)
     evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
