@@ -11,8 +11,8 @@ forward up to float rounding (`tests/test_prefix.py`). Positions start at 0 at e
 first real token, as in generation (the plain left-padded forward shifts them, which
 rotary embeddings do not see).
 
-Used by `SelfPlayTrainer` for arena's constrained log-probs (`shared_prefix_logits`) and
-for TRL's fused LM head (`plan` / `forward` / `in_batch_order`). transformers drops the
+`SelfPlayTrainer` calls `plan` once per forward, then `shared_prefix_logits` for arena's
+constrained log-probs, or `forward` / `in_batch_order` for TRL's fused LM head. transformers drops the
 cache in gradient-checkpointed layers, so a checkpointed model takes the plain forward.
 """
 
@@ -65,11 +65,9 @@ def _common(a: list[int], b: list[int]) -> int:
 
 def uses_cache(model: Any) -> bool:
     """Gradient checkpointing turns the key/value cache off in training (transformers), so the
-    prefix could not be handed over: such models take the plain forward."""
-    for m in (model, getattr(model, "base_model", None), getattr(getattr(model, "base_model", None), "model", None)):
-        if m is not None and getattr(m, "is_gradient_checkpointing", False):
-            return False
-    return True
+    prefix could not be handed over: such models take the plain forward. (A PEFT model
+    answers for its base model.)"""
+    return not getattr(model, "is_gradient_checkpointing", False)
 
 
 @dataclass
@@ -85,15 +83,15 @@ class Group:
     prefix: torch.Tensor | None = None
 
 
-def plan(input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
+def plan(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
          min_shared: int = MIN_SHARED) -> list[Group] | None:
     """The groups of a batch of left-padded prompts followed by `logits_to_keep` completion
-    columns; `None` when no group of rows shares `min_shared` leading prompt tokens (then the
-    caller runs its plain forward). Columns that are padding in every row of a group are
-    dropped."""
+    columns; `None` when no group of rows shares `min_shared` leading prompt tokens or the
+    model cannot take a cache (then the caller runs its plain forward). Columns that are
+    padding in every row of a group are dropped."""
     rows, width = input_ids.shape
     prompt_width = width - logits_to_keep
-    if rows < 2:
+    if rows < 2 or not uses_cache(model):
         return None
     lengths = attention_mask[:, :prompt_width].sum(1).tolist()
     ids = input_ids[:, :prompt_width].tolist()
@@ -142,14 +140,9 @@ def in_batch_order(parts: list[torch.Tensor], groups: list[Group]) -> torch.Tens
     return torch.cat(parts)[inverse]
 
 
-def shared_prefix_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                         logits_to_keep: int, min_shared: int = MIN_SHARED) -> torch.Tensor | None:
+def shared_prefix_logits(model: Any, groups: list[Group], logits_to_keep: int) -> torch.Tensor:
     """Logits `[B, logits_to_keep, V]` that predict the last `logits_to_keep` tokens of each
-    row (the completions), as `model(input_ids, attention_mask, logits_to_keep=k + 1)
-    .logits[:, :-1]` gives them; `None` when no group shares `min_shared` prompt tokens or the
-    model cannot take a cache (then the caller runs the plain forward)."""
-    groups = plan(input_ids, attention_mask, logits_to_keep, min_shared) if uses_cache(model) else None
-    if groups is None:
-        return None
+    row (the completions), in batch order, as `model(input_ids, attention_mask,
+    logits_to_keep=k + 1).logits[:, :-1]` gives them for the batch that `plan` grouped."""
     parts = [forward(model, g, logits_to_keep=logits_to_keep + 1).logits[:, :-1, :] for g in groups]
     return in_batch_order(parts, groups)

@@ -49,7 +49,7 @@ from arena.config import TrainConfig
 from arena.episode import Episode
 from arena.errors import ArenaError
 from arena.metrics import summarize
-from arena.prefix import forward, in_batch_order, plan, shared_prefix_logits, uses_cache
+from arena.prefix import forward, in_batch_order, plan, shared_prefix_logits
 from arena.rollout import play
 from arena.samples import Sample, assign_advantages, collect, keep_for_loss
 from arena.store import EpisodeWriter
@@ -332,17 +332,18 @@ class SelfPlayTrainer(GRPOTrainer):
                                            batch_size=None, compute_entropy=False, **kwargs):
         allowed = self._allowed
         plain = any(v is not None and v is not False for v in kwargs.values())  # images, MoE aux loss: TRL's own
+        # the prompt prefix the rows share runs once (arena/prefix.py)
+        groups = plan(model, input_ids, attention_mask, logits_to_keep) if self.share_prefix and not plain else None
         if not allowed or plain:
-            groups = None if plain or not self.share_prefix or not uses_cache(model) else \
-                plan(input_ids, attention_mask, logits_to_keep)
             if groups is None:
                 return super()._get_per_token_logps_and_entropies(
                     model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                     compute_entropy=compute_entropy, **kwargs)
             return self._shared_prefix_fused_logps(model, groups, logits_to_keep, compute_entropy)
-        with self.accelerator.autocast():  # the prompt prefix the rows share runs once (arena/prefix.py)
-            logits = shared_prefix_logits(model, input_ids, attention_mask, logits_to_keep) if self.share_prefix else None
-            if logits is None:
+        with self.accelerator.autocast():
+            if groups is not None:
+                logits = shared_prefix_logits(model, groups, logits_to_keep)
+            else:
                 logits = model(input_ids=input_ids, attention_mask=attention_mask,
                                logits_to_keep=logits_to_keep + 1).logits[:, :-1, :]
         logits = logits.float() / self.temperature

@@ -8,8 +8,8 @@ What is compared, exactly:
   tiny tokenizer), TRL 1.16's loss (`loss_type` dapo, epsilon 0.2, beta 0, one iteration),
   AdamW at the same learning rate, one optimizer step per training step, no gradient
   accumulation, gradient checkpointing as `--gradient-checkpointing` says (default on:
-  TRL's default; arena turns it off on CPU), sampling at temperature 1, top-p 1, no top-k, at most `--length` (L)
-  completion tokens, **free decoding** on both sides (no legal-action constraint, so both
+  TRL's default; arena turns it off on CPU), sampling at temperature 1, top-p 1, no top-k,
+  at most `--length` (L) completion tokens, **free decoding** on both sides (no legal-action constraint, so both
   generate the same kind of text until EOS or L tokens; with random weights EOS is rare,
   so nearly every completion is L tokens). A step is: generate the batch, score it, one
   forward and backward pass over prompts + completions, the optimizer step.

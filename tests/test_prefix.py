@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from arena.prefix import prefix_groups, shared_prefix_logits
+from arena.prefix import plan, prefix_groups, shared_prefix_logits
 from arena.registry import make
 
 
@@ -61,8 +61,10 @@ def test_shared_prefix_logits_equal_the_plain_forward(arena_cache, envs):
     ids, mask, completion, cmask = _batch(tokenizer, envs)
     keep = completion.size(1)
     plain = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep + 1).logits[:, :-1]
-    shared = shared_prefix_logits(model, ids, mask, keep)
-    assert shared is not None and shared.shape == plain.shape
+    groups = plan(model, ids, mask, keep)
+    assert groups is not None and len(groups) == 2 * len(envs)  # one per env and seat
+    shared = shared_prefix_logits(model, groups, keep)
+    assert shared.shape == plain.shape
     logps0, grads0 = _logps_and_grads(model, plain, completion, cmask)
     logps1, grads1 = _logps_and_grads(model, shared, completion, cmask)
     torch.testing.assert_close(logps1, logps0, atol=1e-5, rtol=1e-5)
@@ -76,10 +78,11 @@ def test_no_sharing_under_gradient_checkpointing_or_for_one_row(arena_cache):
 
     model, tokenizer = load_model("tiny", device="cpu")
     ids, mask, completion, _ = _batch(tokenizer, ["spiral/KuhnPoker-v0"])
-    assert shared_prefix_logits(model, ids[:1], mask[:1], completion.size(1)) is None
+    assert plan(model, ids[:1], mask[:1], completion.size(1)) is None
+    assert plan(model, ids, mask, completion.size(1)) is not None
     model.gradient_checkpointing_enable()
     model.train()
-    assert shared_prefix_logits(model, ids, mask, completion.size(1)) is None
+    assert plan(model, ids, mask, completion.size(1)) is None
 
 
 def test_trls_fused_log_probs_with_a_shared_prefix_equal_trls_own(tmp_path, arena_cache):
