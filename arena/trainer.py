@@ -31,9 +31,7 @@ every card and stayed at exploitability 1/3). Subtracted from TRL's loss in `_co
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import time
 from collections import Counter, defaultdict
@@ -41,10 +39,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
+from arena.callbacks import ArenaCallback, ProgressBar
 from arena.config import TrainConfig
 from arena.episode import Episode
 from arena.errors import ArenaError
@@ -54,7 +52,6 @@ from arena.rollout import play
 from arena.samples import Sample, assign_advantages, collect, keep_for_loss
 from arena.store import EpisodeWriter
 
-STATE_FILE = "arena_state.json"
 MODEL_DIR = "model"
 CHECKPOINTS_DIR = "checkpoints"
 MAX_EMPTY_STEPS = 3  # steps in a row with nothing to train on before the run stops
@@ -200,9 +197,9 @@ class SelfPlayTrainer(GRPOTrainer):
         self._entropy_sum: torch.Tensor | None = None
         self.entropy_coef = config.resolved_entropy_coef()
         self.share_prefix = config.share_prefix
-        self.add_callback(_ArenaCallback(self))
+        self.add_callback(ArenaCallback(self))
         if self.pop_callback(ProgressCallback) is not None:
-            self.add_callback(_Progress())
+            self.add_callback(ProgressBar())
 
     def close_progress(self) -> None:
         """Close the progress bar of a training that stopped early (an error, Ctrl-C);
@@ -455,73 +452,3 @@ class SelfPlayTrainer(GRPOTrainer):
         self.session_start = time.monotonic()
         if state.get("policy_rng") and hasattr(self.policy, "set_rng_state"):
             self.policy.set_rng_state(state["policy_rng"])
-
-
-class _Progress(ProgressCallback):
-    """transformers' progress bar, with a few numbers as its postfix instead of printing
-    every step's whole log (all of it goes to metrics.csv and TensorBoard)."""
-
-    KEYS = ("loss", "entropy")
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        bar = self.training_bar
-        if not state.is_world_process_zero or bar is None or not logs:
-            return
-        post = {k: f"{logs[k]:.3g}" for k in self.KEYS if isinstance(logs.get(k), (int, float))}
-        for key, value in logs.items():
-            if key.endswith("/exploitability") and isinstance(value, (int, float)):
-                post["exploitability"] = f"{value:.3f}"
-        if post:
-            bar.set_postfix(post, refresh=False)
-
-
-class _ArenaCallback(TrainerCallback):
-    """Writes arena's state into each checkpoint, and every log line into `metrics.csv`."""
-
-    def __init__(self, trainer: SelfPlayTrainer):
-        self.trainer = trainer
-        self.csv = trainer.run_dir / "metrics.csv"
-
-    def on_save(self, args, state, control, **kwargs):
-        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if ckpt.is_dir():
-            tmp = ckpt / (STATE_FILE + ".tmp")
-            tmp.write_text(json.dumps(self.trainer.arena_state(), indent=1))
-            os.replace(tmp, ckpt / STATE_FILE)
-        return control
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "loss" not in logs and not any(k.startswith(("rollout/", "eval/")) for k in logs):
-            return control
-        row = {"step": state.global_step, "minutes": round(self.trainer.minutes(), 4), **logs}
-        append_csv(self.csv, row)
-        return control
-
-
-def append_csv(path: Path, row: dict[str, Any]) -> None:
-    """Append a row; a new column rewrites the file with the wider header (old rows keep
-    their values, new cells empty)."""
-    import csv
-
-    header: list[str] = []
-    rows: list[dict[str, Any]] = []
-    if path.exists():
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            header = list(reader.fieldnames or [])
-            if any(k not in header for k in row):
-                rows = list(reader)
-    new = [k for k in row if k not in header]
-    clean = {k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-    if new or not header:
-        header = header + new
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=header)
-            writer.writeheader()
-            writer.writerows(rows)
-            writer.writerow(clean)
-        os.replace(tmp, path)
-    else:
-        with open(path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=header).writerow(clean)

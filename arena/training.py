@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
+from arena.callbacks import STATE_FILE
 from arena.config import TrainConfig, check_transformers_names, refuse_existing_run, save_config
 from arena.errors import ArenaError
 from arena.store import EPISODES_FILE, write_run_info
-from arena.trainer import CHECKPOINTS_DIR, MODEL_DIR, STATE_FILE, Rollout, SelfPlayTrainer
+from arena.trainer import CHECKPOINTS_DIR, MODEL_DIR, Rollout, SelfPlayTrainer
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:

@@ -84,9 +84,9 @@ def test_resume_starts_from_the_runs_own_config(tmp_path):
 
 
 def test_interrupt_message_names_the_step_and_how_to_resume(tmp_path, capsys):
+    from arena.callbacks import STATE_FILE
     from arena.store import read_run_info, write_run_info
     from arena.train_cli import _interrupted
-    from arena.trainer import STATE_FILE
 
     write_run_info(tmp_path, {"command": "train", "status": "interrupted", "step": 12})
     _interrupted(tmp_path)

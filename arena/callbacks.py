@@ -1,0 +1,90 @@
+"""The trainer's callbacks: its progress bar, and what it writes beside TRL's checkpoints
+(arena's state) and logs (`metrics.csv`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+
+if TYPE_CHECKING:
+    from arena.trainer import SelfPlayTrainer
+
+STATE_FILE = "arena_state.json"
+"""arena's part of a checkpoint (`SelfPlayTrainer.arena_state`): RAE baselines, rollouts
+played, RNG state, elapsed time."""
+
+
+class ProgressBar(ProgressCallback):
+    """transformers' progress bar, with a few numbers as its postfix instead of printing
+    every step's whole log (all of it goes to metrics.csv and TensorBoard)."""
+
+    KEYS = ("loss", "entropy")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        bar = self.training_bar
+        if not state.is_world_process_zero or bar is None or not logs:
+            return
+        post = {k: f"{logs[k]:.3g}" for k in self.KEYS if isinstance(logs.get(k), (int, float))}
+        for key, value in logs.items():
+            if key.endswith("/exploitability") and isinstance(value, (int, float)):
+                post["exploitability"] = f"{value:.3f}"
+        if post:
+            bar.set_postfix(post, refresh=False)
+
+
+class ArenaCallback(TrainerCallback):
+    """Writes arena's state into each checkpoint, and every log line into `metrics.csv`."""
+
+    def __init__(self, trainer: SelfPlayTrainer):
+        self.trainer = trainer
+        self.csv = trainer.run_dir / "metrics.csv"
+
+    def on_save(self, args, state, control, **kwargs):
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir():
+            tmp = ckpt / (STATE_FILE + ".tmp")
+            tmp.write_text(json.dumps(self.trainer.arena_state(), indent=1))
+            os.replace(tmp, ckpt / STATE_FILE)
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs and not any(k.startswith(("rollout/", "eval/")) for k in logs):
+            return control
+        row = {"step": state.global_step, "minutes": round(self.trainer.minutes(), 4), **logs}
+        append_csv(self.csv, row)
+        return control
+
+
+def append_csv(path: Path, row: dict[str, Any]) -> None:
+    """Append a row; a new column rewrites the file with the wider header (old rows keep
+    their values, new cells empty)."""
+    import csv
+
+    header: list[str] = []
+    rows: list[dict[str, Any]] = []
+    if path.exists():
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            if any(k not in header for k in row):
+                rows = list(reader)
+    new = [k for k in row if k not in header]
+    clean = {k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    if new or not header:
+        header = header + new
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+            writer.writerow(clean)
+        os.replace(tmp, path)
+    else:
+        with open(path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=header).writerow(clean)
