@@ -9,7 +9,6 @@ seeding, the turn cap, and the protocol graph.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -54,22 +53,27 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_BOXED = re.compile(r"\\boxed\{")
+_BOXED = "\\boxed{"
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` in `text` (braces balanced), or None."""
-    starts = [m.end() for m in _BOXED.finditer(text)]
-    for start in reversed(starts):
+    """Content of the last `\\boxed{...}` in `text` (braces balanced), or None.
+
+    Plain `str.rfind`, no regex: this runs on every move of every game, and a completion
+    without a box (the constrained tiny model's `[bet]`) is answered by one C-level search.
+    """
+    start = text.rfind(_BOXED)
+    while start != -1:
         depth = 1
-        for i in range(start, len(text)):
+        for i in range(start + len(_BOXED), len(text)):
             ch = text[i]
             if ch == "{":
                 depth += 1
             elif ch == "}":
                 depth -= 1
                 if depth == 0:
-                    return text[start:i]
+                    return text[start + len(_BOXED):i]
+        start = text.rfind(_BOXED, 0, start)
     return None
 
 

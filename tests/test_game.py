@@ -33,6 +33,9 @@ def test_extract_action(text, action):
 def test_last_boxed_balances_braces():
     assert last_boxed("\\boxed{a{b}c} and \\boxed{x{y}}") == "x{y}"
     assert last_boxed("no box") is None
+    assert last_boxed("\\boxed{a} \\boxed{unclosed") == "a"  # the last box that closes
+    assert last_boxed("\\boxed{\\boxed{b}") == "b"
+    assert last_boxed("\\boxed{}") == ""
 
 
 @pytest.mark.parametrize("mode, offender, opponent", [("train", -1.5, 0.5), ("eval", -1.0, 1.0)])

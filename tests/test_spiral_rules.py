@@ -108,6 +108,24 @@ def test_kuhn_fixed_cards_and_invalid_moves() -> None:
         env.reset(options={"cards": ("K", "K")})
 
 
+def test_kuhn_deals_what_gymnasium_seeding_deals() -> None:
+    """The deal of seed s is `seeding.np_random(s)[0].permutation(3)` (what every stored Kuhn
+    run was dealt, so `arena replay --verify` depends on it), however the env draws it."""
+    from arena.envs.spiral.kuhn_poker import CARDS
+    from gymnasium.utils import seeding
+
+    env = arena.make("spiral/KuhnPoker-v1", rounds=2)
+    for seed in range(500):
+        env.reset(seed=seed)
+        rng, _ = seeding.np_random(seed)
+        deck = rng.permutation(3)
+        assert env.cards == {"player_0": CARDS[deck[0]], "player_1": CARDS[deck[1]]}, seed
+        env.step("[check]")
+        env.step("[check]")  # hand 2 is dealt from the same generator
+        deck = rng.permutation(3)
+        assert env.cards == {"player_0": CARDS[deck[0]], "player_1": CARDS[deck[1]]}, seed
+
+
 def test_kuhn_heuristic_agent_plays_legally() -> None:
     from arena.agents import make_agent
 
