@@ -280,8 +280,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 # Fields added after runs were saved, with the value that reproduces what those runs did: a
 # run resumed from a config.yaml without them keeps its own schedule (its entropy bonus then
-# decayed from half-way to a tenth), never the new defaults.
-RUN_FIELDS_ADDED: dict[str, Any] = {"entropy_hold": 0.5, "grpo_scale": True}
+# decayed from half-way to a tenth) and its own loss forward (TRL's, under gradient
+# checkpointing: the shared prefix rounds differently), never the new defaults.
+RUN_FIELDS_ADDED: dict[str, Any] = {"entropy_hold": 0.5, "grpo_scale": True, "gradient_checkpointing": True,
+                                    "share_prefix": False}
 
 
 def parse_args(args: list[str]) -> TrainConfig:
@@ -325,10 +327,10 @@ def parse_args(args: list[str]) -> TrainConfig:
         i += 1
     if config_file is not None:
         values.update(load_yaml(config_file))
-    resumed_old_run = False
+    before_entropy_schedule = False
     resume = dict(flags).get("resume")
     if config_file is not None and resume and Path(config_file).resolve() == (Path(resume) / "config.yaml").resolve():
-        resumed_old_run = any(key not in values for key in RUN_FIELDS_ADDED)
+        before_entropy_schedule = "entropy_hold" not in values
         for key, old in RUN_FIELDS_ADDED.items():
             values.setdefault(key, old)
     lists: dict[str, list[Any]] = {}
@@ -341,7 +343,7 @@ def parse_args(args: list[str]) -> TrainConfig:
             values[key] = _coerce(key, types_[key], raw)
     values.update(lists)
     config = TrainConfig(**values)
-    if resumed_old_run and config.entropy_coef_final is None:
+    if before_entropy_schedule and config.entropy_coef_final is None:
         config.entropy_coef_final = config.resolved_entropy_coef() / 10  # the default then
     return config
 

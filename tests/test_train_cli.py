@@ -319,6 +319,24 @@ def test_resuming_a_run_saved_before_the_entropy_schedule_fields_keeps_its_sched
     assert old.entropy_hold == 0.5 and old.entropy_coef_final == pytest.approx(0.1)  # then: half-way, to a tenth
     fresh = parse_args(["--config", str(run / "config.yaml")])  # the same file for a new run: today's defaults
     assert fresh.entropy_hold == 0.15 and fresh.entropy_coef_at(fresh.steps) == pytest.approx(0.05)
+    assert fresh.gradient_checkpointing is None and fresh.share_prefix is True
+
+
+def test_resuming_a_run_saved_before_the_shared_prefix_keeps_its_forward_and_schedule(tmp_path):
+    import yaml
+
+    from arena.config import TrainConfig, parse_args, save_config
+
+    run = tmp_path / "old"
+    run.mkdir()
+    save_config(TrainConfig(out=str(run)), run / "config.yaml")
+    data = yaml.safe_load((run / "config.yaml").read_text())
+    for key in ("gradient_checkpointing", "share_prefix"):  # written after the entropy schedule, before these
+        del data[key]
+    (run / "config.yaml").write_text(yaml.safe_dump(data))
+    old = parse_args(["--config", str(run / "config.yaml"), "--resume", str(run)])
+    assert old.gradient_checkpointing is True and old.share_prefix is False
+    assert old.entropy_coef_final is None and old.entropy_coef_at(old.steps) == pytest.approx(0.05)  # its own schedule
 
 
 @pytest.mark.parametrize(("flag", "value", "message"), [
