@@ -166,6 +166,18 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ArenaError(f"unknown --{_flag(name)} {value!r}{hint} (choose from: {', '.join(choices)})")
 
 
+def check_env_ids(config: TrainConfig) -> None:
+    """Every `--env` and `--env-kwargs` id is registered (one line naming the close match),
+    and `--env-kwargs` names only envs of the run. Light: the registry, no torch."""
+    from arena.registry import spec
+
+    for env_id in [*config.env, *config.env_kwargs]:
+        spec(env_id)
+    stray = sorted(set(config.env_kwargs) - set(config.env))
+    if stray:
+        raise ArenaError(f"--env-kwargs names {', '.join(stray)}, which is not one of the --env ids {', '.join(config.env)}")
+
+
 def check_transformers_names(config: TrainConfig) -> None:
     """`--lr-scheduler-type` and `--report-to` against transformers' own lists, one line each
     (transformers refuses them only once the trainer is being built). Imports transformers

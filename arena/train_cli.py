@@ -89,12 +89,18 @@ def train_cmd(ctx: typer.Context) -> None:
     if "--help" in words or "-h" in words:
         _train_help()
         return
-    from arena.config import check_transformers_names, parse_args, refuse_existing_run
+    from arena.config import (
+        check_env_ids,
+        check_transformers_names,
+        parse_args,
+        refuse_existing_run,
+    )
 
     config = parse_args(_with_run_config(words))
     run_dir = Path(config.resume or config.out)
     if not config.resume:
         refuse_existing_run(run_dir)  # before saying "training": the command will not train
+    check_env_ids(config)
     check_transformers_names(config)
     _say(f"{'resuming' if config.resume else 'training'} {config.model} on {', '.join(config.env)} "
          f"for {config.steps} steps; run folder {run_dir}", err=True)

@@ -17,7 +17,13 @@ from pathlib import Path
 import torch
 
 from arena.callbacks import STATE_FILE
-from arena.config import TrainConfig, check_transformers_names, refuse_existing_run, save_config
+from arena.config import (
+    TrainConfig,
+    check_env_ids,
+    check_transformers_names,
+    refuse_existing_run,
+    save_config,
+)
 from arena.errors import ArenaError
 from arena.store import EPISODES_FILE, write_run_info
 from arena.trainer import CHECKPOINTS_DIR, MODEL_DIR, Rollout, SelfPlayTrainer
@@ -58,14 +64,8 @@ def cut_episodes_after(run_dir: Path, keep: int) -> int:
 def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
     """Create (or reopen, with `resume`) the run folder; returns it and the checkpoint to
     resume from. A new run refuses a folder that already holds a run."""
-    from arena.registry import spec
-
-    for env_id in [*config.env, *config.env_kwargs]:  # a typo fails here, before the run folder exists
-        spec(env_id)
+    check_env_ids(config)  # a typo fails here, before the run folder exists
     check_transformers_names(config)
-    stray = sorted(set(config.env_kwargs) - set(config.env))
-    if stray:
-        raise ArenaError(f"--env-kwargs names {', '.join(stray)}, which is not one of the --env ids {', '.join(config.env)}")
     run_dir = Path(config.resume or config.out)
     if config.resume:
         if not run_dir.is_dir():

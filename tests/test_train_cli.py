@@ -292,6 +292,18 @@ def test_ctrl_c_or_sigterm_stops_training_and_says_how_to_resume(tmp_path, sig, 
     assert f"{said} at step {info['step']}; resume with `arena train --resume {run}`" in err
 
 
+@pytest.mark.parametrize("args", [
+    ("--env", "spiral/KuhnPokr-v0"),
+    ("--env", "spiral/KuhnPoker-v0", "--env-kwargs", '{"spiral/TicTacToe-v0": {}}'),
+])
+def test_a_wrong_env_id_is_one_line_before_training_starts(tmp_path, args):
+    """The one line is the error, not "training ..." followed by it; nothing is written."""
+    result = arena_cmd("train", *args, "--out", tmp_path / "run")
+    line = one_line_error(result)
+    assert result.returncode == 2 and line.startswith("error: ") and "spiral/" in line
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_failed_start_leaves_no_run_to_refuse(tmp_path):
     """A wrong --ray-address fails before anything is written, so the corrected command is
     not refused with "already holds a run"."""
