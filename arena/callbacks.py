@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from arena.store import STATE_FILE
+
 if TYPE_CHECKING:
     from arena.trainer import SelfPlayTrainer
 
-STATE_FILE = "arena_state.json"
-"""arena's part of a checkpoint (`SelfPlayTrainer.arena_state`): RAE baselines, rollouts
-played, RNG state, elapsed time."""
 
 
 class ProgressBar(ProgressCallback):

@@ -41,6 +41,10 @@ from arena.errors import ArenaError
 
 EPISODES_FILE = "episodes.jsonl"
 RUN_FILE = "run.json"
+CHECKPOINTS_DIR = "checkpoints"
+STATE_FILE = "arena_state.json"
+"""arena's part of a training checkpoint (`SelfPlayTrainer.arena_state`): RAE baselines,
+rollouts played, RNG state, elapsed time. A checkpoint without it is incomplete."""
 RUN_MODES = ("new", "append", "overwrite")
 _KERNEL_FS = ("/proc", "/sys", "/dev")
 _INFO_EVERY_S = 5.0  # how often a writer opened by `open_run` refreshes run.json's counts
@@ -486,3 +490,28 @@ def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise ArenaError(f"{path} is not a run description (a JSON {type(info).__name__}): remove it or use --overwrite")
     return info
 
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint of a training run that holds arena's state (a kill during a
+    save leaves a checkpoint without it, which is skipped)."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return None
+    done = [p for p in root.glob("checkpoint-*") if (p / STATE_FILE).exists() and p.name.split("-")[-1].isdigit()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def resume_checkpoint(run_dir: str | Path, steps: int) -> Path:
+    """The checkpoint `arena train --resume RUN --steps N` continues from; one line naming
+    the fix when there is none, or nothing left to train."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ArenaError(f"--resume {run_dir}: no such run folder")
+    ckpt = last_checkpoint(run_dir)
+    if ckpt is None:
+        raise ArenaError(f"--resume {run_dir}: no complete checkpoint in {run_dir / CHECKPOINTS_DIR}; start a new run instead")
+    done = int(ckpt.name.rsplit("-", 1)[-1])
+    if done >= steps:  # TRL would train one step past the end
+        raise ArenaError(f"--resume {run_dir}: its last checkpoint is step {done} and --steps is {steps}, "
+                         f"so there is nothing to train; give --steps N with N > {done} to train further")
+    return ckpt

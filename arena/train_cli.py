@@ -102,6 +102,10 @@ def train_cmd(ctx: typer.Context) -> None:
         refuse_existing_run(run_dir)  # before saying "training": the command will not train
     check_env_ids(config)
     check_transformers_names(config)
+    if config.resume:
+        from arena.store import resume_checkpoint
+
+        resume_checkpoint(run_dir, config.steps)  # before saying "resuming": nothing to resume is one line
     _say(f"{'resuming' if config.resume else 'training'} {config.model} on {', '.join(config.env)} "
          f"for {config.steps} steps; run folder {run_dir}", err=True)
     from arena.training import train  # torch, trl, transformers: imported here, not at start-up
@@ -125,8 +129,7 @@ def train_cmd(ctx: typer.Context) -> None:
 
 def _interrupted(run_dir: Path, terminated: bool = False) -> None:
     """Ctrl-C or SIGTERM: say where the run stopped and how to continue it."""
-    from arena.store import read_run_info, update_run_info
-    from arena.training import last_checkpoint
+    from arena.store import last_checkpoint, read_run_info, update_run_info
 
     info = read_run_info(run_dir) if run_dir.is_dir() else {}
     if info.get("status") == "running":
@@ -167,7 +170,9 @@ def _newest_model(run: Path) -> Path:
     final = run / "model"
     if _has_model(final):
         return final
-    ckpts = [p for p in (run / "checkpoints").glob("checkpoint-*")
+    from arena.store import CHECKPOINTS_DIR
+
+    ckpts = [p for p in (run / CHECKPOINTS_DIR).glob("checkpoint-*")
              if p.name.split("-")[-1].isdigit() and _has_model(p)]
     if not ckpts:
         raise ArenaError(f"{run} holds no model yet (no {final}, no checkpoint with a model): "

@@ -50,10 +50,9 @@ from arena.metrics import summarize
 from arena.prefix import forward, in_batch_order, plan, shared_prefix_logits
 from arena.rollout import play
 from arena.samples import Sample, assign_advantages, collect, keep_for_loss
-from arena.store import EpisodeWriter
+from arena.store import CHECKPOINTS_DIR, EpisodeWriter
 
 MODEL_DIR = "model"
-CHECKPOINTS_DIR = "checkpoints"
 MAX_EMPTY_STEPS = 3  # steps in a row with nothing to train on before the run stops
 logger = logging.getLogger("arena.trainer")
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from arena.callbacks import STATE_FILE
 from arena.config import (
     TrainConfig,
     check_env_ids,
@@ -25,18 +24,13 @@ from arena.config import (
     save_config,
 )
 from arena.errors import ArenaError
-from arena.store import EPISODES_FILE, write_run_info
-from arena.trainer import CHECKPOINTS_DIR, MODEL_DIR, Rollout, SelfPlayTrainer
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint of a run that holds arena's state (a kill during a save leaves
-    a checkpoint without it, which is skipped)."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return None
-    done = [p for p in root.glob("checkpoint-*") if (p / STATE_FILE).exists() and p.name.split("-")[-1].isdigit()]
-    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+from arena.store import (
+    EPISODES_FILE,
+    STATE_FILE,
+    resume_checkpoint,
+    write_run_info,
+)
+from arena.trainer import MODEL_DIR, Rollout, SelfPlayTrainer
 
 
 def cut_episodes_after(run_dir: Path, keep: int) -> int:
@@ -68,15 +62,7 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
     check_transformers_names(config)
     run_dir = Path(config.resume or config.out)
     if config.resume:
-        if not run_dir.is_dir():
-            raise ArenaError(f"--resume {run_dir}: no such run folder")
-        ckpt = last_checkpoint(run_dir)
-        if ckpt is None:
-            raise ArenaError(f"--resume {run_dir}: no complete checkpoint in {run_dir / CHECKPOINTS_DIR}; start a new run instead")
-        done = int(ckpt.name.rsplit("-", 1)[-1])
-        if done >= config.steps:  # TRL would train one step past the end
-            raise ArenaError(f"--resume {run_dir}: its last checkpoint is step {done} and --steps is {config.steps}, "
-                             f"so there is nothing to train; give --steps N with N > {done} to train further")
+        ckpt = resume_checkpoint(run_dir, config.steps)
         state = json.loads((ckpt / STATE_FILE).read_text())
         cut_episodes_after(run_dir, int(state["episodes_written"]))
         return run_dir, ckpt

@@ -84,8 +84,7 @@ def test_resume_starts_from_the_runs_own_config(tmp_path):
 
 
 def test_interrupt_message_names_the_step_and_how_to_resume(tmp_path, capsys):
-    from arena.callbacks import STATE_FILE
-    from arena.store import read_run_info, write_run_info
+    from arena.store import STATE_FILE, read_run_info, write_run_info
     from arena.train_cli import _interrupted
 
     write_run_info(tmp_path, {"command": "train", "status": "interrupted", "step": 12})
@@ -302,6 +301,25 @@ def test_a_wrong_env_id_is_one_line_before_training_starts(tmp_path, args):
     line = one_line_error(result)
     assert result.returncode == 2 and line.startswith("error: ") and "spiral/" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_resuming_with_nothing_to_train_is_one_line(tmp_path):
+    """Said before "resuming ...", so the error is the only line; the run is untouched."""
+    from arena.config import TrainConfig, save_config
+    from arena.store import STATE_FILE
+
+    run = tmp_path / "run"
+    ckpt = run / "checkpoints" / "checkpoint-3"
+    ckpt.mkdir(parents=True)
+    (ckpt / STATE_FILE).write_text(json.dumps({"episodes_written": 0}))
+    save_config(TrainConfig(out=str(run), steps=3), run / "config.yaml")
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    line = one_line_error(arena_cmd("train", "--resume", run))
+    assert line == (f"error: --resume {run}: its last checkpoint is step 3 and --steps is 3, so there is nothing "
+                    "to train; give --steps N with N > 3 to train further")
+    line = one_line_error(arena_cmd("train", "--resume", run, "--steps", "5", "--env", "spiral/KuhnPokr-v0"))
+    assert "did you mean 'spiral/KuhnPoker-v0'" in line
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
 
 
 def test_a_failed_start_leaves_no_run_to_refuse(tmp_path):
