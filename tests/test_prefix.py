@@ -85,14 +85,20 @@ def test_no_sharing_under_gradient_checkpointing_or_for_one_row(arena_cache):
     assert plan(model, ids, mask, completion.size(1)) is None
 
 
-def test_trls_fused_log_probs_with_a_shared_prefix_equal_trls_own(tmp_path, arena_cache):
+def test_trls_fused_log_probs_with_a_shared_prefix_equal_trls_own(tmp_path, arena_cache, monkeypatch):
     """Free decoding: the loss's log-probs come from TRL's fused LM head; with the prefix
     shared they, the entropies and the gradients equal TRL's plain path."""
     pytest.importorskip("trl")
     from arena.agents.hf import HFPolicy, load_model
 
+    import arena.trainer
     from arena.config import TrainConfig
     from arena.trainer import SelfPlayTrainer
+
+    prefixes_run = []  # the shared path really ran (not TRL's own path twice)
+    real_forward = arena.trainer.forward
+    monkeypatch.setattr(arena.trainer, "forward",
+                        lambda m, g, **kw: prefixes_run.append(g.prefix is not None) or real_forward(m, g, **kw))
 
     model, tokenizer = load_model("tiny", device="cpu")
     cfg = TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0, constrain=False,
@@ -110,6 +116,7 @@ def test_trls_fused_log_probs_with_a_shared_prefix_equal_trls_own(tmp_path, aren
             results.append((logps.detach() * cmask, entropies * cmask,
                             {n: p.grad.clone() for n, p in model.named_parameters()}))
         (logps0, ent0, grads0), (logps1, ent1, grads1) = results
+        assert prefixes_run and all(prefixes_run)
         torch.testing.assert_close(logps1, logps0, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(ent1, ent0, atol=1e-5, rtol=1e-5)
         for name, g in grads0.items():
