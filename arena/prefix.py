@@ -12,17 +12,30 @@ first real token, as in generation (the plain left-padded forward shifts them, w
 rotary embeddings do not see).
 
 `SelfPlayTrainer` calls `plan` once per forward, then `shared_prefix_logits` for arena's
-constrained log-probs, or `forward` / `in_batch_order` for TRL's fused LM head. transformers drops the
-cache in gradient-checkpointed layers, so a checkpointed model takes the plain forward.
+constrained log-probs, or `forward` / `in_batch_order` for TRL's fused LM head.
+
+Under gradient checkpointing (on by default with CUDA, where a real-size model needs it)
+transformers drops the cache in checkpointed layers, because a layer that writes to the
+cache would write a second time when the backward pass replays it. The repeated prefix is
+held instead in a cache layer that never grows (`PrefixLayer`: `update` returns the
+prefix's states and the new ones, and stores nothing), so replaying a layer reads the same
+states and the layers may keep the cache (transformers' `_can_checkpoint_with_cache`). The
+prefix itself (one row per group) runs without checkpointing; each suffix layer is
+checkpointed as usual. The saving is largest there: TRL's checkpointed forward runs every
+row's full prompt twice (forward and replay), this one each group's prefix once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicLayer
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 MIN_SHARED = 16
 """A group of rows shares its prefix only when it has at least this many leading tokens."""
@@ -64,10 +77,62 @@ def _common(a: list[int], b: list[int]) -> int:
 
 
 def uses_cache(model: Any) -> bool:
-    """Gradient checkpointing turns the key/value cache off in training (transformers), so the
-    prefix could not be handed over: such models take the plain forward. (A PEFT model
-    answers for its base model.)"""
-    return not getattr(model, "is_gradient_checkpointing", False)
+    """Whether the rows' suffixes can run on a shared prefix's cache: always without gradient
+    checkpointing; with it, when the checkpointed layers are transformers'
+    `GradientCheckpointingLayer`s (they can keep a cache that never grows, `PrefixLayer`) and
+    every layer attends to the full context (a sliding-window cache layer trims what it holds).
+    Otherwise the caller runs its plain forward. (A PEFT model answers for its base model.)"""
+    if not getattr(model, "is_gradient_checkpointing", False):
+        return True
+    layer_types = getattr(getattr(model, "config", None), "layer_types", None) or ()
+    return bool(_checkpointed_layers(model)) and all(t == "full_attention" for t in layer_types)
+
+
+def _checkpointed(model: Any) -> list[Any]:
+    """The modules with gradient checkpointing on: the layers (`GradientCheckpointingLayer`)
+    and the base model, which turns `use_cache` off while it is on."""
+    return [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
+
+
+def _checkpointed_layers(model: Any) -> list[GradientCheckpointingLayer]:
+    return [m for m in _checkpointed(model) if isinstance(m, GradientCheckpointingLayer)]
+
+
+class PrefixLayer(DynamicLayer):
+    """A cache layer that holds a shared prefix's keys and values and never grows: `update`
+    returns `cat(prefix, new)` along the sequence and stores nothing. A forward over it is a
+    pure function of its inputs, so gradient checkpointing may replay it (the replay reads the
+    same states), and a group's cache serves one forward without being copied or trimmed."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
+
+
+@contextlib.contextmanager
+def _prefix_run(modules: list[Any]) -> Iterator[None]:
+    """The prefix runs without checkpointing: checkpointed layers would drop the cache it must
+    fill (one row per group: its activations are small)."""
+    for module in modules:
+        module.gradient_checkpointing = False
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.gradient_checkpointing = True
+
+
+@contextlib.contextmanager
+def _suffix_run(layers: list[GradientCheckpointingLayer]) -> Iterator[None]:
+    """Checkpointed layers keep the `PrefixLayer` cache (it is only read). The flag is read
+    when a layer is called; the backward's replay reuses the arguments of that call."""
+    for layer in layers:
+        layer._can_checkpoint_with_cache = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer._can_checkpoint_with_cache  # the class's False again
 
 
 @dataclass
@@ -124,12 +189,21 @@ def forward(model: Any, group: Group, **kwargs: Any) -> Any:
     carries the gradient back to it."""
     if group.prefix is None:
         return model(input_ids=group.input_ids, attention_mask=group.attention_mask, **kwargs)
-    cache = model(input_ids=group.prefix, use_cache=True, logits_to_keep=1).past_key_values
+    checkpointed = _checkpointed(model)
+    layers = [m for m in checkpointed if isinstance(m, GradientCheckpointingLayer)]
+    with _prefix_run(checkpointed):
+        cache = model(input_ids=group.prefix, use_cache=True, logits_to_keep=1).past_key_values
     cache.batch_repeat_interleave(group.input_ids.size(0))
+    for layer in cache.layers:
+        if type(layer) is DynamicLayer:
+            layer.__class__ = PrefixLayer
+        elif layers:  # `uses_cache` admits full-attention models only
+            raise TypeError(f"a checkpointed forward cannot share the prefix through a {type(layer).__name__}")
     mask = torch.cat([group.attention_mask.new_ones(group.input_ids.size(0), group.prefix.size(1)),
                       group.attention_mask], dim=1)
-    return model(input_ids=group.input_ids, attention_mask=mask, position_ids=group.position_ids,
-                 past_key_values=cache, **kwargs)
+    with _suffix_run(layers):
+        return model(input_ids=group.input_ids, attention_mask=mask, position_ids=group.position_ids,
+                     past_key_values=cache, use_cache=False, **kwargs)
 
 
 def in_batch_order(parts: list[torch.Tensor], groups: list[Group]) -> torch.Tensor:

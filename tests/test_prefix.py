@@ -52,42 +52,65 @@ def _logps_and_grads(model, logits, completion, mask):
     return logps.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointed"])
 @pytest.mark.parametrize("envs", [["spiral/KuhnPoker-v0"], ["spiral/KuhnPoker-v0", "spiral/TicTacToe-v0"]])
-def test_shared_prefix_logits_equal_the_plain_forward(arena_cache, envs):
+def test_shared_prefix_logits_equal_the_plain_forward(arena_cache, envs, checkpointing, monkeypatch):
+    """Also under gradient checkpointing (TRL's default with CUDA), compared with the plain
+    checkpointed forward; there the suffix layers really are replayed in the backward pass."""
     from arena.agents.hf import load_model
+    from transformers.models.qwen2 import modeling_qwen2
 
     model, tokenizer = load_model("tiny", device="cpu")
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
+    layer_calls = []
+    layer_forward = modeling_qwen2.Qwen2DecoderLayer.forward
+    monkeypatch.setattr(modeling_qwen2.Qwen2DecoderLayer, "forward",
+                        lambda self, *a, **kw: layer_calls.append(1) or layer_forward(self, *a, **kw))
     ids, mask, completion, cmask = _batch(tokenizer, envs)
     keep = completion.size(1)
     plain = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep + 1).logits[:, :-1]
+    logps0, grads0 = _logps_and_grads(model, plain, completion, cmask)
     groups = plan(model, ids, mask, keep)
     assert groups is not None and len(groups) == 2 * len(envs)  # one per env and seat
+    layer_calls.clear()
     shared = shared_prefix_logits(model, groups, keep)
     assert shared.shape == plain.shape
-    logps0, grads0 = _logps_and_grads(model, plain, completion, cmask)
+    layers = model.config.num_hidden_layers
+    assert len(layer_calls) == 2 * layers * len(groups)  # each group's prefix, then its suffixes
     logps1, grads1 = _logps_and_grads(model, shared, completion, cmask)
+    # checkpointed: the suffixes' layers run again in the backward pass, the prefixes' do not
+    assert len(layer_calls) == (3 if checkpointing else 2) * layers * len(groups)
     torch.testing.assert_close(logps1, logps0, atol=1e-5, rtol=1e-5)
     for name, g in grads0.items():
         torch.testing.assert_close(grads1[name], g, atol=1e-5, rtol=1e-4, msg=name)
+    # the switches are back as they were
+    assert all(layer.gradient_checkpointing == checkpointing and "_can_checkpoint_with_cache" not in vars(layer)
+               for layer in model.model.layers)
+    assert model.model.gradient_checkpointing == checkpointing
 
 
-def test_no_sharing_under_gradient_checkpointing_or_for_one_row(arena_cache):
-    """transformers drops the cache in checkpointed layers: the caller's plain forward runs."""
+def test_no_sharing_for_one_row_or_with_a_sliding_window_under_checkpointing(arena_cache):
+    """A sliding-window cache layer trims what it holds: such a checkpointed model takes the
+    caller's plain forward (without checkpointing its cache serves as usual)."""
     from arena.agents.hf import load_model
 
     model, tokenizer = load_model("tiny", device="cpu")
     ids, mask, completion, _ = _batch(tokenizer, ["spiral/KuhnPoker-v0"])
     assert plan(model, ids[:1], mask[:1], completion.size(1)) is None
-    assert plan(model, ids, mask, completion.size(1)) is not None
     model.gradient_checkpointing_enable()
     model.train()
+    assert plan(model, ids, mask, completion.size(1)) is not None
+    model.config.layer_types = ["sliding_attention"] * model.config.num_hidden_layers
     assert plan(model, ids, mask, completion.size(1)) is None
 
 
-def test_trls_fused_log_probs_with_a_shared_prefix_equal_trls_own(tmp_path, arena_cache, monkeypatch):
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointed"])
+def test_trls_fused_log_probs_with_a_shared_prefix_equal_trls_own(tmp_path, arena_cache, monkeypatch, checkpointing):
     """Free decoding: the loss's log-probs come from TRL's fused LM head; with the prefix
-    shared they, the entropies and the gradients equal TRL's plain path."""
+    shared they, the entropies and the gradients equal TRL's plain path (with gradient
+    checkpointing as TRL sets it up, too)."""
     pytest.importorskip("trl")
     from arena.agents.hf import HFPolicy, load_model
 
@@ -102,9 +125,13 @@ def test_trls_fused_log_probs_with_a_shared_prefix_equal_trls_own(tmp_path, aren
 
     model, tokenizer = load_model("tiny", device="cpu")
     cfg = TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0, constrain=False,
-                      out=str(tmp_path))
+                      gradient_checkpointing=checkpointing, out=str(tmp_path))
     trainer = SelfPlayTrainer(cfg, model, tokenizer, HFPolicy(model, tokenizer, constrain=False), tmp_path)
     try:
+        if checkpointing:  # as `Trainer.train` switches it on
+            assert trainer.args.gradient_checkpointing
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs)
+        model.train()
         ids, mask, completion, cmask = _batch(tokenizer, ["spiral/KuhnPoker-v0", "spiral/TicTacToe-v0"])
         results = []
         for share in (False, True):
