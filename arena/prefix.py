@@ -80,10 +80,14 @@ def uses_cache(model: Any) -> bool:
     """Whether the rows' suffixes can run on a shared prefix's cache: always without gradient
     checkpointing; with it, when the checkpointed layers are transformers'
     `GradientCheckpointingLayer`s (they can keep a cache that never grows, `PrefixLayer`) and
-    every layer attends to the full context (a sliding-window cache layer trims what it holds).
-    Otherwise the caller runs its plain forward. (A PEFT model answers for its base model.)"""
+    every layer attends to the full context (a sliding-window cache layer trims what it holds),
+    on a transformers that lets a checkpointed layer keep a cache (`_can_checkpoint_with_cache`,
+    5.17; earlier ones drop it). Otherwise the caller runs its plain forward. (A PEFT model
+    answers for its base model.)"""
     if not getattr(model, "is_gradient_checkpointing", False):
         return True
+    if not hasattr(GradientCheckpointingLayer, "_can_checkpoint_with_cache"):
+        return False
     layer_types = getattr(getattr(model, "config", None), "layer_types", None) or ()
     return bool(_checkpointed_layers(model)) and all(t == "full_attention" for t in layer_types)
 
@@ -201,7 +205,7 @@ def forward(model: Any, group: Group, **kwargs: Any) -> Any:
             raise TypeError(f"a checkpointed forward cannot share the prefix through a {type(layer).__name__}")
     mask = torch.cat([group.attention_mask.new_ones(group.input_ids.size(0), group.prefix.size(1)),
                       group.attention_mask], dim=1)
-    with _suffix_run(layers):
+    with _suffix_run(layers):  # (were the cache dropped, the mask, which counts the prefix, would not fit)
         return model(input_ids=group.input_ids, attention_mask=mask, position_ids=group.position_ids,
                      past_key_values=cache, use_cache=False, **kwargs)
 

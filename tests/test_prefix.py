@@ -166,3 +166,29 @@ def test_training_on_cpu_shares_the_prefix_without_checkpointing(tmp_path, arena
         assert trainer.share_prefix and not trainer.args.gradient_checkpointing
     finally:
         trainer.writer.close()
+
+
+def test_a_dropped_prefix_cache_is_an_error_not_wrong_log_probs(arena_cache, monkeypatch):
+    """transformers before 5.17 drops the cache of every checkpointed layer (no
+    `_can_checkpoint_with_cache`): such a model takes the plain forward; and a forward whose
+    layers dropped the prefix fails (its mask counts the prefix) instead of returning the
+    suffixes' log-probs alone."""
+    import contextlib
+
+    from arena.agents.hf import load_model
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    import arena.prefix
+
+    model, tokenizer = load_model("tiny", device="cpu")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    ids, mask, completion, _ = _batch(tokenizer, ["spiral/KuhnPoker-v0"])
+    groups = plan(model, ids, mask, completion.size(1))
+    assert groups is not None
+    with monkeypatch.context() as m:
+        m.delattr(GradientCheckpointingLayer, "_can_checkpoint_with_cache")
+        assert plan(model, ids, mask, completion.size(1)) is None
+    monkeypatch.setattr(arena.prefix, "_suffix_run", lambda layers: contextlib.nullcontext())
+    with pytest.raises(RuntimeError, match="must match the size"):
+        shared_prefix_logits(model, groups, completion.size(1))
