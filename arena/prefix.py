@@ -82,7 +82,7 @@ def uses_cache(model: Any) -> bool:
     `GradientCheckpointingLayer`s (they can keep a cache that never grows, `PrefixLayer`) and
     every layer attends to the full context (a sliding-window cache layer trims what it holds),
     on a transformers that lets a checkpointed layer keep a cache (`_can_checkpoint_with_cache`,
-    5.17; earlier ones drop it). Otherwise the caller runs its plain forward. (A PEFT model
+    since 5.15; earlier ones drop it). Otherwise the caller runs its plain forward. (A PEFT model
     answers for its base model.)"""
     if not getattr(model, "is_gradient_checkpointing", False):
         return True
@@ -130,13 +130,17 @@ def _prefix_run(modules: list[Any]) -> Iterator[None]:
 def _suffix_run(layers: list[GradientCheckpointingLayer]) -> Iterator[None]:
     """Checkpointed layers keep the `PrefixLayer` cache (it is only read). The flag is read
     when a layer is called; the backward's replay reuses the arguments of that call."""
+    saved = [vars(layer).get("_can_checkpoint_with_cache") for layer in layers]
     for layer in layers:
         layer._can_checkpoint_with_cache = True
     try:
         yield
     finally:
-        for layer in layers:
-            del layer._can_checkpoint_with_cache  # the class's False again
+        for layer, value in zip(layers, saved):
+            if value is None:
+                del layer._can_checkpoint_with_cache  # the class's value again
+            else:
+                layer._can_checkpoint_with_cache = value
 
 
 @dataclass

@@ -169,7 +169,7 @@ def test_training_on_cpu_shares_the_prefix_without_checkpointing(tmp_path, arena
 
 
 def test_a_dropped_prefix_cache_is_an_error_not_wrong_log_probs(arena_cache, monkeypatch):
-    """transformers before 5.17 drops the cache of every checkpointed layer (no
+    """transformers before 5.15 drops the cache of every checkpointed layer (no
     `_can_checkpoint_with_cache`): such a model takes the plain forward; and a forward whose
     layers dropped the prefix fails (its mask counts the prefix) instead of returning the
     suffixes' log-probs alone."""
