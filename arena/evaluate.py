@@ -120,7 +120,8 @@ def kuhn_exploitability(policy: Any, env_id: str = "spiral/KuhnPoker-v0", sample
 def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int = 10_000,
              env_kwargs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything `arena eval` reports, as a flat dict: `<Env>/vs_<opponent>/<rate>` and,
-    for one-hand Kuhn Poker, `<Env>/exploitability` and the strategy table."""
+    for one-hand Kuhn Poker, `<Env>/exploitability`, the strategy table (`<Env>/policy_table`)
+    and each info state's self-play action gap (`<Env>/action_gaps`, `action_gaps`)."""
     out: dict[str, Any] = {}
     for env_id in env_ids:
         short = env_id.split("/")[-1]
@@ -135,9 +136,12 @@ def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int =
             for name in ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate", "mean_return"):
                 out[f"{short}/vs_{opponent}/{name}"] = result[name]
         if _is_one_hand_kuhn(env_id, kwargs):
+            from arena.envs.spiral.kuhn_poker import action_gaps
+
             value, table = kuhn_exploitability(policy, env_id)
             out[f"{short}/exploitability"] = value
             out[f"{short}/policy_table"] = table
+            out[f"{short}/action_gaps"] = action_gaps(table)
     return out
 
 

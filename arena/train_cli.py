@@ -295,10 +295,13 @@ def _print_results(results: dict[str, Any], title: str) -> None:
         _say(f"{short} exploitability: {_num(value, '.4f')} (uniform random {UNIFORM_EXPLOITABILITY:.4f}, Nash 0)")
         policy_table = results.get(f"{short}/policy_table")
         if isinstance(policy_table, dict):
-            ui._print_table(_strategy_table(short, policy_table))
+            ui._print_table(_strategy_table(short, policy_table, results.get(f"{short}/action_gaps") or {}))
 
 
-def _strategy_table(short: str, table: dict[str, float]) -> Any:
+def _strategy_table(short: str, table: dict[str, float], gaps: dict[str, float]) -> Any:
+    """The model's P(bet or call) per info state beside Nash's, and the self-play gap
+    (`action_gaps`: chips the active move earns over the passive one against the model's own
+    policy; its sign is where training pushes)."""
     from arena.envs.spiral.kuhn_poker import INFO_STATES, nash_policy
 
     ui = _ui()
@@ -306,13 +309,13 @@ def _strategy_table(short: str, table: dict[str, float]) -> Any:
     situation = {"": "player_0 first: P(bet)", "p": "player_1 after check: P(bet)",
                  "b": "player_1 facing bet: P(call)", "pb": "player_0 check, bet: P(call)"}
     out = ui._table(f"{short} strategy (card + history: p pass, b bet)",
-                    ["info state", "situation", "model>", "Nash>"])
+                    ["info state", "situation", "model>", "Nash>", "self-play gap>"])
     for state in INFO_STATES:
         if state not in table:
             continue
         a, b = sorted((low[state], high[state]))
         nash = f"{a:.2f}" if abs(a - b) < 1e-9 else f"{a:.2f}-{b:.2f}"
-        ui._add_row(out, state, situation[state[1:]], _num(table[state], ".3f"), nash)
+        ui._add_row(out, state, situation[state[1:]], _num(table[state], ".3f"), nash, _num(gaps.get(state), "+.3f"))
     return out
 
 

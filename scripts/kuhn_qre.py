@@ -17,50 +17,10 @@ tau = 0.05 the iteration converges slowly: raise `--iterations`.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 
-from arena.envs.spiral.kuhn_poker import (
-    CARDS,
-    INFO_STATES,
-    TERMINAL_HISTORIES,
-    exploitability,
-    hand_payoff,
-    info_state,
-)
-
-
-def action_gaps(policy: dict[str, float]) -> dict[str, float]:
-    """Q(I, bet or call) - Q(I, check or fold) for the acting seat, per info state I."""
-    num = dict.fromkeys(policy, 0.0)
-    den = dict.fromkeys(policy, 0.0)
-    for deal in itertools.permutations(CARDS, 2):
-        def value(h: str, deal: tuple[str, ...] = deal) -> float:
-            """Chips the first mover wins from history h on."""
-            if h in TERMINAL_HISTORIES:
-                return hand_payoff(h, *deal)
-            p = policy[info_state(deal[len(h) % 2], h)]
-            return p * value(h + "b") + (1 - p) * value(h + "p")
-
-        def walk(h: str, reach0: float, reach1: float, deal: tuple[str, ...] = deal) -> None:
-            if h in TERMINAL_HISTORIES:
-                return
-            actor = len(h) % 2
-            state = info_state(deal[actor], h)
-            weight = (reach0, reach1)[1 - actor] / 6  # chance times the opponent's reach
-            num[state] += weight * (1, -1)[actor] * (value(h + "b") - value(h + "p"))
-            den[state] += weight
-            p = policy[state]
-            if actor == 0:
-                walk(h + "b", reach0 * p, reach1)
-                walk(h + "p", reach0 * (1 - p), reach1)
-            else:
-                walk(h + "b", reach0, reach1 * p)
-                walk(h + "p", reach0, reach1 * (1 - p))
-
-        walk("", 1.0, 1.0)
-    return {s: num[s] / den[s] for s in policy}
+from arena.envs.spiral.kuhn_poker import INFO_STATES, action_gaps, exploitability
 
 
 def qre(tau: float, iterations: int = 3000, damping: float = 0.03) -> dict[str, float]:

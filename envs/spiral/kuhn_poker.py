@@ -221,6 +221,47 @@ def exploitability(policy: Mapping[str, float]) -> float:
     return nash_conv(policy) / 2.0
 
 
+def action_gaps(policy: Mapping[str, float]) -> dict[str, float]:
+    """Per info state I, how much more the active move earns than the passive one when both
+    seats play `policy` (self-play): `gap(I) = Q(I, bet or call) - Q(I, check or fold)`, in
+    chips for the acting seat, where `Q(I, a) = sum_{h in I} w(h) v(h a) / sum_{h in I} w(h)`
+    with `w(h)` the chance (1/6 per deal) times the opponent's reach of h (the actor's own
+    reach cancels). The sign is where self-play's policy gradient pushes P(active | I); an
+    entropy bonus tau settles at `P(active | I) = sigmoid(gap(I) / tau)` (the logit QRE,
+    `scripts/kuhn_qre.py`), so a policy far from that is still learning. Info states the
+    opponent never lets happen (reach 0) are left out.
+    """
+    table = _check_policy(policy)
+    num = dict.fromkeys(table, 0.0)
+    den = dict.fromkeys(table, 0.0)
+    for deal in _deals():
+        def value(h: str, deal: tuple[str, str] = deal) -> float:
+            """Chips the first mover wins from history h on."""
+            if h in TERMINAL_HISTORIES:
+                return hand_payoff(h, *deal)
+            p = table[info_state(deal[len(h) % 2], h)]
+            return p * value(h + "b") + (1 - p) * value(h + "p")
+
+        def walk(h: str, reach0: float, reach1: float, deal: tuple[str, str] = deal) -> None:
+            if h in TERMINAL_HISTORIES:
+                return
+            actor = len(h) % 2
+            state = info_state(deal[actor], h)
+            weight = (reach0, reach1)[1 - actor] / 6
+            num[state] += weight * (1, -1)[actor] * (value(h + "b") - value(h + "p"))
+            den[state] += weight
+            p = table[state]
+            if actor == 0:
+                walk(h + "b", reach0 * p, reach1)
+                walk(h + "p", reach0 * (1 - p), reach1)
+            else:
+                walk(h + "b", reach0, reach1 * p)
+                walk(h + "p", reach0, reach1 * (1 - p))
+
+        walk("", 1.0, 1.0)
+    return {s: num[s] / den[s] for s in table if den[s] > 0}
+
+
 def nash_policy(alpha: float = 1 / 3) -> dict[str, float]:
     """The Nash equilibrium family of Kuhn poker (Kuhn 1950), alpha in [0, 1/3].
 
