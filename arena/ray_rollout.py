@@ -210,7 +210,7 @@ class RolloutWorker:
         self.model, tokenizer = load_model(cfg.model, device="cpu")
         self.policy = HFPolicy(self.model, tokenizer, name="model", max_new_tokens=cfg.max_new_tokens,
                                temperature=cfg.temperature, top_p=cfg.top_p, constrain=cfg.resolved_constrain(),
-                               seed=cfg.seed)
+                               seed=cfg.seed, share_prefix=cfg.share_prefix)
         self.opponent = None
         if cfg.opponent:  # as train() builds it
             if is_agent_spec(cfg.opponent):  # random, heuristic, openai:MODEL@URL, ...
@@ -219,7 +219,7 @@ class RolloutWorker:
                 opp_model, opp_tokenizer = load_model(cfg.opponent, device="cpu")
                 self.opponent = HFPolicy(opp_model, opp_tokenizer, name="opponent", max_new_tokens=cfg.max_new_tokens,
                                          temperature=cfg.temperature, constrain=cfg.resolved_constrain(),
-                                         seed=cfg.seed + 1)
+                                         seed=cfg.seed + 1, share_prefix=cfg.share_prefix)
 
     def pid(self) -> int:
         """The actor's process id (also: a call that returns once the actor is built)."""

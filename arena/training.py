@@ -160,7 +160,8 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None) 
                             seed=config.seed, memory=config.vllm_memory)
     else:
         policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
-                          temperature=config.temperature, top_p=config.top_p, constrain=constrain, seed=config.seed)
+                          temperature=config.temperature, top_p=config.top_p, constrain=constrain, seed=config.seed,
+                          share_prefix=config.share_prefix)
     opponent = None
     if config.opponent:
         if is_agent_spec(config.opponent):  # random, heuristic, openai:MODEL@URL, ...
@@ -168,7 +169,8 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None) 
         else:
             opp_model, opp_tok = load_model(config.opponent, device=device)
             opponent = HFPolicy(opp_model, opp_tok, name="opponent", max_new_tokens=config.max_new_tokens,
-                                temperature=config.temperature, constrain=constrain, seed=config.seed + 1)
+                                temperature=config.temperature, constrain=constrain, seed=config.seed + 1,
+                                share_prefix=config.share_prefix)
     peft_config = None
     if config.lora_r:
         from peft import LoraConfig

@@ -156,6 +156,33 @@ def test_greedy_episodes_same_batched_and_one_at_a_time(tiny, env_id, constrain)
         assert a.rewards == b.rewards
 
 
+@pytest.mark.parametrize("constrain", [True, False], ids=["constrained", "free"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "sampled"])
+def test_shared_prefix_prefill_generates_what_the_plain_batch_does(tiny, monkeypatch, constrain, temperature):
+    """Kuhn Poker (both seats) and TicTacToe prompts in one call: with each group's prefix
+    prefilled once, the same tokens from the same RNG stream and the same log-probs."""
+    model, tokenizer = tiny
+    requests = [r for env_id in GAMES for r in game_requests(env_id, 6)]
+    random.Random(0).shuffle(requests)
+    used = []
+    real = HFPolicy._prefix_cache
+    monkeypatch.setattr(HFPolicy, "_prefix_cache", lambda self, m, p: used.append(real(self, m, p)) or used[-1])
+    out = {}
+    for share in (False, True):
+        policy = HFPolicy(model, tokenizer, constrain=constrain, temperature=temperature, max_new_tokens=6,
+                          seed=5, share_prefix=share)
+        out[share] = policy.act(requests)
+    assert len(used) == 1 and used[0] is not None
+    cache = used[0][2]
+    assert cache.get_seq_length() >= 200  # the Kuhn seats' prefixes (rules, template)
+    plain, shared = out[False], out[True]
+    assert [c.token_ids for c in shared] == [c.token_ids for c in plain]
+    assert [c.text for c in shared] == [c.text for c in plain]
+    assert [c.prompt_ids for c in shared] == [c.prompt_ids for c in plain]
+    for a, b in zip(shared, plain):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+
+
 def test_constrain_processor_masks_like_the_trie_row_by_row():
     """The vectorised processor against the trie's own answer, row by row and step by step:
     rows with shared and distinct tries, an unconstrained row, rows that finish early (then
