@@ -369,7 +369,8 @@ class HFPolicy:
 
     def _prefix_cache(self, model, prompts: list[list[int]]):
         """`(input_ids, attention_mask, cache)` for `generate` with each group's shared prefix
-        prefilled once (module docstring), or None when no rows share `MIN_SHARED` tokens.
+        prefilled once (module docstring), or None when no rows share `MIN_SHARED` tokens or
+        the model has sliding-window layers (the plain batch then).
         Row i is `[pad | prefix | pad | tail]`: its group's prefix right-aligned in the first
         `P` columns (the longest shared prefix), its tail left-padded in the rest; the cache
         holds the prefixes' keys and values in those first `P` columns (zeros where masked)."""
@@ -378,6 +379,9 @@ class HFPolicy:
 
         from arena.prefix import prefix_groups
 
+        layer_types = getattr(getattr(model, "config", None), "layer_types", None) or ()
+        if any(t != "full_attention" for t in layer_types):  # a sliding-window layer trims its cache
+            return None
         groups = [(rows, shared) for rows, shared in prefix_groups(prompts) if shared]
         if not groups:
             return None

@@ -181,6 +181,9 @@ def test_shared_prefix_prefill_generates_what_the_plain_batch_does(tiny, monkeyp
     assert [c.prompt_ids for c in shared] == [c.prompt_ids for c in plain]
     for a, b in zip(shared, plain):
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+    # a model with sliding-window layers takes the plain batch
+    monkeypatch.setattr(model.config, "layer_types", ["sliding_attention"] * model.config.num_hidden_layers)
+    assert real(policy, model, [prompt_ids(tokenizer, r) for r in requests]) is None
 
 
 def test_constrain_processor_masks_like_the_trie_row_by_row():
