@@ -316,6 +316,11 @@ def _strategy_table(short: str, table: dict[str, float], gaps: dict[str, float])
         a, b = sorted((low[state], high[state]))
         nash = f"{a:.2f}" if abs(a - b) < 1e-9 else f"{a:.2f}-{b:.2f}"
         ui._add_row(out, state, situation[state[1:]], _num(table[state], ".3f"), nash, _num(gaps.get(state), "+.3f"))
+    if gaps:
+        from rich.text import Text
+
+        out.caption = Text("self-play gap: chips the bet (or call) earns over the check (or fold) when both "
+                           "seats play this policy; its sign is where self-play pushes")
     return out
 
 

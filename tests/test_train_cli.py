@@ -244,6 +244,8 @@ def test_train_then_eval_then_report(tmp_path):
     assert set(record["results"]["KuhnPoker-v0/policy_table"]) == {
         c + h for h in ("", "p", "b", "pb") for c in "JQK"}
     assert "exploitability" in result.stdout and "Kpb" in result.stdout
+    gaps = record["results"]["KuhnPoker-v0/action_gaps"]  # self-play gaps: calling with K earns 3 chips over folding
+    assert gaps["Kb"] == pytest.approx(3.0) and "self-play gap" in result.stdout
     result = arena_cmd("eval", run, "--env", "spiral/TicTacToe-v0", "--episodes", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((run / "eval-final.json").read_text()) == record  # the first evaluation is kept
