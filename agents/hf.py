@@ -377,10 +377,9 @@ class HFPolicy:
         import torch
         from transformers import DynamicCache
 
-        from arena.prefix import prefix_groups
+        from arena.prefix import full_attention, prefix_groups
 
-        layer_types = getattr(getattr(model, "config", None), "layer_types", None) or ()
-        if any(t != "full_attention" for t in layer_types):  # a sliding-window layer trims its cache
+        if not full_attention(model):
             return None
         groups = [(rows, shared) for rows, shared in prefix_groups(prompts) if shared]
         if not groups:

@@ -88,8 +88,14 @@ def uses_cache(model: Any) -> bool:
         return True
     if not hasattr(GradientCheckpointingLayer, "_can_checkpoint_with_cache"):
         return False
+    return bool(_checkpointed_layers(model)) and full_attention(model)
+
+
+def full_attention(model: Any) -> bool:
+    """Every layer attends to the whole context (no sliding window, whose cache layer trims
+    what it holds): a prefix's keys and values can be handed over in a plain cache."""
     layer_types = getattr(getattr(model, "config", None), "layer_types", None) or ()
-    return bool(_checkpointed_layers(model)) and all(t == "full_attention" for t in layer_types)
+    return all(t == "full_attention" for t in layer_types)
 
 
 def _checkpointed(model: Any) -> list[Any]:
