@@ -29,7 +29,8 @@ new backend is one function `row(env_id, concurrency) -> dict` with the common k
 
 Each (backend, env, concurrency) cell is timed after a warm-up of the same shape (not
 counted), so the first call's one-off costs (and on CUDA the static-cache compilation per
-batch bucket) are excluded. The machine may be shared: compare the ratios (speed-up over
+batch bucket) are excluded; `hf` and `vllm` cells are timed `--repeats` times (default 3),
+and the row is the median run, with the env-stepping share's range over the runs beside it. The machine may be shared: compare the ratios (speed-up over
 concurrency 1, shares), not the absolute numbers, across machines.
 
 `--model-config qwen2-0.5b` builds a Qwen2-0.5B-shaped model with random weights and the
@@ -160,12 +161,29 @@ def _row(backend: str, env_id: str, concurrency: int, episodes: list[Any], token
 
 
 def bench_cell(policy: Any, env_id: str, concurrency: int, episodes: int, seed: int, device: str,
-               backend: str = "hf") -> dict[str, Any]:
+               backend: str = "hf", repeats: int = 1) -> dict[str, Any]:
     """The `hf` (or `vllm`) row: one (env, concurrency) cell in this process, after a warm-up
-    of the same shape, with the time inside `policy.act` (generation) apart from the rest."""
+    of the same shape, with the time inside `policy.act` (generation) apart from the rest.
+
+    With `repeats` > 1 the cell is timed that many times and the row is the repetition of
+    median wall time, with the range of the env-stepping share over all of them
+    (`env_share_min`, `env_share_max`): on a shared machine one timing can be off by 2x."""
     from arena.rollout import play
 
     play(env_id, [policy], min(episodes, concurrency), seed=10_000_000 + seed, concurrency=concurrency)
+    runs = sorted((_timed_cell(policy, env_id, concurrency, episodes, seed, device, backend)
+                   for _ in range(max(1, repeats))), key=lambda r: r["seconds"])
+    row = dict(runs[len(runs) // 2])
+    row.update(repeats=len(runs), env_share_min=min(r["env_share"] for r in runs),
+               env_share_max=max(r["env_share"] for r in runs))
+    return row
+
+
+def _timed_cell(policy: Any, env_id: str, concurrency: int, episodes: int, seed: int, device: str,
+                backend: str) -> dict[str, Any]:
+    """One timed play of a cell (`bench_cell`)."""
+    from arena.rollout import play
+
     timed = TimedPolicy(policy)
     tokens_before = policy.generated_tokens
     _sync(device)
@@ -230,7 +248,8 @@ class RayRows:
 
 
 def _hf_rows(ctx: Any, name: str) -> Any:
-    return lambda env_id, c: bench_cell(ctx.policy, env_id, c, ctx.args.episodes, ctx.args.seed, ctx.device)
+    return lambda env_id, c: bench_cell(ctx.policy, env_id, c, ctx.args.episodes, ctx.args.seed, ctx.device,
+                                        repeats=ctx.args.repeats)
 
 
 def _vllm_rows(ctx: Any, name: str) -> Any:
@@ -240,7 +259,8 @@ def _vllm_rows(ctx: Any, name: str) -> Any:
 
     policy = VLLMPolicy(ctx.model, ctx.tokenizer, name="model", max_new_tokens=ctx.args.max_new_tokens,
                         temperature=1.0, constrain=not ctx.args.no_constrain, seed=ctx.args.seed)
-    return lambda env_id, c: bench_cell(policy, env_id, c, ctx.args.episodes, ctx.args.seed, ctx.device, "vllm")
+    return lambda env_id, c: bench_cell(policy, env_id, c, ctx.args.episodes, ctx.args.seed, ctx.device, "vllm",
+                                        repeats=ctx.args.repeats)
 
 
 def _ray_rows(ctx: Any, name: str) -> Any:
@@ -291,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=64, help="completion cap (free decoding)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's); 1 is much faster for the tiny model on a busy CPU")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timings per hf/vllm cell; the row is the median one, with the env-stepping share's range")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench_rollout.json", help="JSON file for the results")
     args = parser.parse_args(argv)
@@ -373,7 +395,9 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace, device:
                       f"{r['episodes_per_s'] / base[r['env']]:.1f}x", f"{r['turns_per_s']:.1f}", f"{r['tokens_per_s']:.0f}",
                       pct("generation_share"), pct("env_engine_share"),
                       f"{r['env_engine_ms_per_turn']:.3f}" if "env_engine_ms_per_turn" in r else "-",
-                      pct("env_share"), f"{r['env_ms_per_turn']:.3f}" if "env_ms_per_turn" in r else "-")
+                      pct("env_share") + (f" ({100 * r['env_share_min']:.2f}-{100 * r['env_share_max']:.2f})"
+                                          if r.get("repeats", 1) > 1 else ""),
+                      f"{r['env_ms_per_turn']:.3f}" if "env_ms_per_turn" in r else "-")
     Console(width=210).print(table)
 
 

@@ -51,10 +51,10 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false ARENA_CACHE=${ARENA_CACHE
 } 2>&1 | tee "$OUT/versions.txt"
 
 if [[ ${SMOKE:-0} == 1 ]]; then
-    model=(--model-config tiny --device cpu --threads 1); rollout=(--concurrency 1,8 --episodes 16)
+    model=(--model-config tiny --device cpu --threads 1); rollout=(--concurrency 1,8 --episodes 16 --repeats 1)
     train=(--prompts 4 --generations 4 --length 16 --steps 1 --warmup 1 --rounds 1)
 else
-    model=(--model-config qwen2-0.5b --device cuda); rollout=(--concurrency 1,64,256 --episodes 256)
+    model=(--model-config qwen2-0.5b --device cuda); rollout=(--concurrency 1,64,256 --episodes 256 --repeats 1)
     train=(--prompts 64 --generations 8 --length 128 --steps 2 --warmup 1 --rounds 1)
 fi
 status=0
