@@ -48,9 +48,10 @@ def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed
     return summarize_agents(eps)[policy.name]
 
 
-def _action_logprobs(model, tokenizer, request: Request, temperature: float) -> dict[str, float]:
-    """log P(action) for each legal action under the constrained distribution: at each
-    position only the tokens that continue some legal action (or EOS after a complete one)."""
+def action_logprobs(model, tokenizer, request: Request, temperature: float = 1.0):
+    """log P(action) for each legal action under the constrained distribution (at each
+    position only the tokens that continue some legal action, or EOS after a complete one),
+    as 0-d tensors that carry gradients when enabled (`scripts/kuhn_fit.py` trains on them)."""
     import torch
 
     actions = list(request.legal_actions or [])
@@ -63,18 +64,25 @@ def _action_logprobs(model, tokenizer, request: Request, temperature: float) -> 
     width = max(len(s) for s in seqs.values())
     rows = [prompt + s + [eos] * (width - len(s)) for s in seqs.values()]
     device = next(model.parameters()).device
-    with torch.no_grad():
-        logits = model(input_ids=torch.tensor(rows, device=device)).logits.float() / max(temperature, 1e-6)
+    logits = model(input_ids=torch.tensor(rows, device=device)).logits.float() / max(temperature, 1e-6)
     out = {}
     for row, (action, seq) in enumerate(seqs.items()):
-        total = 0.0
+        total = logits.new_zeros(())
         for t, tok in enumerate(seq):
             prefix = seq[:t]
             allowed = sorted({s[t] for s in seqs.values() if len(s) > t and s[:t] == prefix})
             step = logits[row, len(prompt) + t - 1]
-            total += float(step[tok] - torch.logsumexp(step[allowed], dim=0))
+            total = total + step[tok] - torch.logsumexp(step[allowed], dim=0)
         out[action] = total
     return out
+
+
+def _action_logprobs(model, tokenizer, request: Request, temperature: float) -> dict[str, float]:
+    """`action_logprobs` as floats, without gradients."""
+    import torch
+
+    with torch.no_grad():
+        return {a: float(v) for a, v in action_logprobs(model, tokenizer, request, temperature).items()}
 
 
 def kuhn_exploitability(policy: Any, env_id: str = "spiral/KuhnPoker-v0", samples: int = 256) -> tuple[float, dict[str, float]]:
@@ -89,26 +97,14 @@ def kuhn_exploitability(policy: Any, env_id: str = "spiral/KuhnPoker-v0", sample
     if model is None or not getattr(policy, "constrain", False):
         table = kuhn_policy_table(policy, samples=samples)
         return exploitability(table), table
-    from arena.envs.spiral.kuhn_poker import CARDS, KuhnPoker
-    from arena.registry import make
+    from arena.envs.spiral.kuhn_poker import info_state_request
 
     was_training = model.training
     model.eval()
     table = {}
     try:
         for state in INFO_STATES:
-            card, history = state[0], state[1:]
-            actor = len(history) % 2
-            other = next(c for c in CARDS if c != card)
-            env = make(env_id)
-            if not isinstance(env, KuhnPoker):
-                raise ArenaError(f"{env_id} is not a Kuhn Poker env")
-            env.reset(seed=0, options={"cards": (card, other) if actor == 0 else (other, card)})
-            for letter in history:
-                env.step("[bet]" if letter == "b" else "[check]")
-            role = env.agent_selection
-            request = Request(env_id=env_id, role=role, observation=str(env.observe(role)),
-                              messages=env.prompt(role), legal_actions=env.legal_actions(role), env=env)
+            request = info_state_request(state, env_id)
             logps = _action_logprobs(model, policy.tokenizer, request, policy.temperature or 1.0)
             active = "[bet]" if "[bet]" in logps else "[call]"
             table[state] = math.exp(logps[active]) / sum(math.exp(v) for v in logps.values())

@@ -386,3 +386,31 @@ def test_model_agents_by_spec_in_arena_play(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     first = (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()[0]
     assert '"player_0":"model"' in first.replace(" ", "")
+
+
+def test_exact_action_logprobs_are_what_the_constrained_policy_samples_from(tiny):
+    """`arena.evaluate.action_logprobs` (what `arena eval`'s exact exploitability reads, and
+    `scripts/kuhn_fit.py` trains on) equals the log-probs of the policy's own constrained
+    samples, sums to one over the legal actions, and carries gradients."""
+    from arena.envs.spiral.kuhn_poker import INFO_STATES, info_state_request
+
+    from arena.evaluate import action_logprobs
+
+    model, tokenizer = tiny
+    policy = HFPolicy(model, tokenizer, constrain=True, temperature=1.0, seed=3)
+    for state in INFO_STATES:
+        request = info_state_request(state)
+        with torch.no_grad():
+            exact = {a: float(v) for a, v in action_logprobs(model, tokenizer, request).items()}
+        assert set(exact) == set(request.legal_actions)
+        assert sum(torch.tensor(list(exact.values())).exp()) == pytest.approx(1.0, abs=1e-5)
+        seen = set()
+        for completion in policy.act([request] * 16):
+            action = request.env.parse_action(completion.text)
+            assert sum(completion.logprobs) == pytest.approx(exact[action], abs=1e-5)
+            seen.add(action)
+        assert seen  # at least one action sampled and checked per state
+    logps = action_logprobs(model, tokenizer, info_state_request("Qpb"))
+    sum(logps.values()).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    model.zero_grad(set_to_none=True)

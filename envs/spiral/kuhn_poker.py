@@ -280,15 +280,35 @@ def nash_policy(alpha: float = 1 / 3) -> dict[str, float]:
     }
 
 
+def info_state_request(state: str, env_id: str = "spiral/KuhnPoker-v0", seed: int = 0) -> Request:
+    """The `Request` a rollout would build at info state `state` (e.g. `Qpb`): a fresh
+    `env_id` env (a Kuhn Poker) reset with fixed cards (the acting seat's card; the opponent
+    the lowest other card, hidden, so it changes nothing the agent sees) and the history
+    replayed (`p` = check, `b` = bet)."""
+    from arena.registry import make  # imported here: the registry imports this module's package
+
+    if state not in INFO_STATES:
+        raise ArenaError(f"unknown Kuhn info state {state!r}; the 12 states are {', '.join(INFO_STATES)}")
+    card, history = state[0], state[1:]
+    actor = len(history) % 2
+    other = next(c for c in CARDS if c != card)
+    env = make(env_id)
+    if not isinstance(env, KuhnPoker):
+        raise ArenaError(f"{env_id!r} is not a Kuhn Poker env (it is {type(env).__name__})")
+    env.reset(seed=seed, options={"cards": (card, other) if actor == 0 else (other, card)})
+    for letter in history:
+        env.step("[bet]" if letter == "b" else "[check]")
+    role = env.agent_selection
+    return Request(env_id=env_id, role=role, observation=str(env.observe(role)), messages=env.prompt(role),
+                   legal_actions=env.legal_actions(role), env=env)
+
+
 def kuhn_policy_table(agent: Policy, samples: int = 8, seed: int = 0, *, env_id: str = "spiral/KuhnPoker-v0",
                       return_invalid: bool = False) -> dict[str, float] | tuple[dict[str, float], dict[str, float]]:
     """The strategy table {info_state: P(bet or call)} of any `Policy`, by sampling it.
 
-    For each of the 12 info states, a fresh `env_id` env (a Kuhn Poker) is reset with fixed
-    cards (the acting seat's card, the opponent the lowest other card; the opponent's card
-    is hidden so it changes nothing the agent sees) and the history is replayed (`p` =
-    check, `b` = bet). The agent gets `samples` copies of the `Request` a rollout would build
-    (env id, role, observation, `env.prompt(role)`, legal actions, env) in one `act` call;
+    For each of the 12 info states, the agent gets `samples` copies of the `Request` a
+    rollout would build there (`info_state_request`) in one `act` call;
     each completion is parsed with `env.parse_action`. Bet/call count 1, check/fold 0, and
     an invalid answer counts as the passive move (check/fold, 0): the table is what the
     agent's play amounts to when invalid answers are replaced by passing.
@@ -296,32 +316,19 @@ def kuhn_policy_table(agent: Policy, samples: int = 8, seed: int = 0, *, env_id:
     Returns the table, or with `return_invalid=True` the pair (table, invalid fraction per
     state). The mean invalid fraction is logged at INFO level.
     """
-    from arena.registry import make  # imported here: the registry imports this module's package
-
     if samples < 1:
         raise ArenaError(f"samples must be >= 1, got {samples}")
     table: dict[str, float] = {}
     invalid: dict[str, float] = {}
     for state in INFO_STATES:
-        card, history = state[0], state[1:]
-        actor = len(history) % 2
-        other = next(c for c in CARDS if c != card)
-        cards = (card, other) if actor == 0 else (other, card)
-        env = make(env_id)
-        if not isinstance(env, KuhnPoker):
-            raise ArenaError(f"kuhn_policy_table needs a Kuhn Poker env, {env_id!r} is {type(env).__name__}")
-        env.reset(seed=seed, options={"cards": cards})
-        for letter in history:
-            env.step("[bet]" if letter == "b" else "[check]")
-        role = env.agent_selection
-        request = Request(env_id=env_id, role=role, observation=str(env.observe(role)), messages=env.prompt(role),
-                          legal_actions=env.legal_actions(role), env=env)
+        request = info_state_request(state, env_id, seed)
+        env = request.env
         completions = agent.act([request] * samples)
         if len(completions) != samples:
             raise ArenaError(f"agent {getattr(agent, 'name', agent)!r} answered {len(completions)} of {samples} requests")
         active = 0
         bad = 0
-        legal = env.legal_actions(role)
+        legal = request.legal_actions
         for completion in completions:
             action = env.parse_action(completion.text)
             if action not in legal:
