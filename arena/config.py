@@ -52,7 +52,7 @@ class TrainConfig:
     top_p: float = _f(1.0, "Nucleus sampling.")
     constrain: bool | None = _f(None, "Decode only legal actions where the env lists them. Default: on for `tiny`, off otherwise.")
     entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
-    entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first --entropy-hold of the steps, then moves linearly to this. Default: a twentieth of --entropy-coef.")
+    entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first --entropy-hold of the steps, then moves to this (--entropy-decay). Default: a twentieth of --entropy-coef.")
     entropy_hold: float = _f(0.15, "Share of the steps (0-1) the entropy bonus stays at --entropy-coef before it moves to --entropy-coef-final.")
     entropy_decay: str = _f("linear", "How the entropy bonus moves from --entropy-coef to --entropy-coef-final after the hold: linear, or geometric (the same factor every step: as many steps from 1.0 to 0.5 as from 0.1 to 0.05).")
     lora_r: int = _f(0, "LoRA rank (PEFT); 0 trains all weights.")

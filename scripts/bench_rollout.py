@@ -30,8 +30,9 @@ new backend is one function `row(env_id, concurrency) -> dict` with the common k
 Each (backend, env, concurrency) cell is timed after a warm-up of the same shape (not
 counted), so the first call's one-off costs (and on CUDA the static-cache compilation per
 batch bucket) are excluded; `hf` and `vllm` cells are timed `--repeats` times (default 3),
-and the row is the median run, with the env-stepping share's range over the runs beside it. The machine may be shared: compare the ratios (speed-up over
-concurrency 1, shares), not the absolute numbers, across machines.
+and the row is the median run, with the env-stepping share's range over the runs beside
+it. The machine may be shared: compare the ratios (speed-up over concurrency 1, shares),
+not the absolute numbers, across machines.
 
 `--model-config qwen2-0.5b` builds a Qwen2-0.5B-shaped model with random weights and the
 tiny tokenizer (`arena.agents.tiny.tiny_model_path(config_overrides)`; its vocabulary is
@@ -316,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench_rollout.json", help="JSON file for the results")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
 
     import types
 
