@@ -39,12 +39,18 @@ def main(argv: list[str] | None = None) -> int:
         nash_policy,
     )
 
+    from arena.errors import ArenaError
     from arena.evaluate import action_logprobs
 
+    if args.steps < 0 or args.every < 1:
+        parser.error("--steps must be >= 0 and --every >= 1")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    target = nash_policy(args.alpha)
-    model, tokenizer = load_model(args.model, device="cpu")
+    try:
+        target = nash_policy(args.alpha)
+        model, tokenizer = load_model(args.model, device="cpu")
+    except ArenaError as exc:
+        parser.error(str(exc))
     model.train()
     requests = {s: info_state_request(s) for s in INFO_STATES}
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
@@ -61,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             loss = loss - (q * (logps[active] - log_z) + (1 - q) * (logps[passive] - log_z)) / len(requests)
             table[state] = float((logps[active] - log_z).detach().exp())
         if step % args.every == 0 or step == args.steps:
-            rows.append({"step": step, "loss": float(loss), "exploitability": exploitability(table), "table": table})
-            print(f"step {step:4d}  loss {float(loss):.4f}  exploitability {rows[-1]['exploitability']:.4f}  "
+            rows.append({"step": step, "loss": float(loss.detach()), "exploitability": exploitability(table), "table": table})
+            print(f"step {step:4d}  loss {rows[-1]['loss']:.4f}  exploitability {rows[-1]['exploitability']:.4f}  "
                   + " ".join(f"{s}={p:.2f}" for s, p in table.items()), flush=True)
         if step < args.steps:
             optimizer.zero_grad()
