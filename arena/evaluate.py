@@ -77,27 +77,24 @@ def action_logprobs(model, tokenizer, request: Request, temperature: float = 1.0
     return out
 
 
-def _action_logprobs(model, tokenizer, request: Request, temperature: float) -> dict[str, float]:
-    """`action_logprobs` as floats, without gradients."""
-    import torch
-
-    with torch.no_grad():
-        return {a: float(v) for a, v in action_logprobs(model, tokenizer, request, temperature).items()}
-
-
 def kuhn_exploitability(policy: Any, env_id: str = "spiral/KuhnPoker-v0", samples: int = 256) -> tuple[float, dict[str, float]]:
     """Exploitability of a policy in one-hand Kuhn Poker, and its strategy table.
 
     Exact for an `HFPolicy` with the legal-action constraint (see the module docstring);
     otherwise by sampling `samples` answers per info state.
     """
-    from arena.envs.spiral.kuhn_poker import INFO_STATES, exploitability, kuhn_policy_table
+    from arena.envs.spiral.kuhn_poker import (
+        INFO_STATES,
+        exploitability,
+        info_state_request,
+        kuhn_policy_table,
+    )
 
     model = getattr(policy, "model", None)
     if model is None or not getattr(policy, "constrain", False):
         table = kuhn_policy_table(policy, samples=samples)
         return exploitability(table), table
-    from arena.envs.spiral.kuhn_poker import info_state_request
+    import torch  # a model policy: torch is there (the sampled table above needs none)
 
     was_training = model.training
     model.eval()
@@ -105,7 +102,9 @@ def kuhn_exploitability(policy: Any, env_id: str = "spiral/KuhnPoker-v0", sample
     try:
         for state in INFO_STATES:
             request = info_state_request(state, env_id)
-            logps = _action_logprobs(model, policy.tokenizer, request, policy.temperature or 1.0)
+            with torch.no_grad():
+                logps = {a: float(v) for a, v in
+                         action_logprobs(model, policy.tokenizer, request, policy.temperature or 1.0).items()}
             active = "[bet]" if "[bet]" in logps else "[call]"
             table[state] = math.exp(logps[active]) / sum(math.exp(v) for v in logps.values())
     finally:
