@@ -47,6 +47,7 @@ class ArenaCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if ckpt.is_dir():
+            self.trainer.save_reference(ckpt)  # before the state file, which marks the checkpoint complete
             tmp = ckpt / (STATE_FILE + ".tmp")
             tmp.write_text(json.dumps(self.trainer.arena_state(), indent=1))
             os.replace(tmp, ckpt / STATE_FILE)

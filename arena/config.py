@@ -68,6 +68,9 @@ class TrainConfig:
     loss_type: str = _f("dapo", "TRL loss type: dapo, grpo, dr_grpo, bnpo, ...")
     epsilon: float = _f(0.2, "PPO clip range.")
     beta: float = _f(0.0, "KL coefficient against the reference model (SPIRAL and AZR: 0).")
+    sync_ref_model: bool = _f(False, "Move the reference model toward the policy every --ref-model-sync-steps (TRL's TR-DPO sync; a moving KL anchor, as R-NaD and magnetic mirror descent regularise self-play). Needs --beta > 0 and full fine-tuning.")
+    ref_model_mixup_alpha: float = _f(0.6, "With --sync-ref-model: ref = alpha * policy + (1 - alpha) * ref at each sync (1: copy the policy).")
+    ref_model_sync_steps: int = _f(512, "With --sync-ref-model: steps between syncs of the reference model.")
     num_iterations: int = _f(1, "Optimizer passes over each rollout batch (GRPO's mu).")
     gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step (a rollout batch is split into this many).")
     estimator: str | None = _f(None, "Advantage estimator for every env: rae, grpo, trr++. Default per env family (spiral: rae, azr: trr++, spice: grpo).")
@@ -96,7 +99,7 @@ class TrainConfig:
         if self.env_weights and len(self.env_weights) != len(self.env):
             raise ArenaError(f"--env-weights gives {len(self.env_weights)} weights for {len(self.env)} envs; give one per --env")
         for name in ("steps", "episodes_per_step", "concurrency", "max_new_tokens", "num_iterations",
-                     "gradient_accumulation_steps", "save_every", "eval_episodes"):
+                     "gradient_accumulation_steps", "save_every", "eval_episodes", "ref_model_sync_steps"):
             if getattr(self, name) < 1:
                 raise ArenaError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
         for name in ("eval_every", "lora_r", "learning_rate", "weight_decay", "max_grad_norm", "epsilon", "beta",
@@ -127,7 +130,12 @@ class TrainConfig:
             raise ArenaError(f"--temperature must be >= 0, got {self.temperature}")
         if self.warmup_steps < 0:
             raise ArenaError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
-        for name in ("entropy_hold", "rae_alpha"):
+        if self.sync_ref_model and not self.beta > 0:
+            raise ArenaError("--sync-ref-model moves the KL reference, which only --beta > 0 uses; set --beta (e.g. 0.1)")
+        if self.sync_ref_model and self.lora_r:
+            raise ArenaError("--sync-ref-model needs full fine-tuning (with LoRA the reference is the base, adapter off: "
+                             "there is no separate copy to move); drop --lora-r or --sync-ref-model")
+        for name in ("entropy_hold", "rae_alpha", "ref_model_mixup_alpha"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ArenaError(f"--{_flag(name)} must lie in [0, 1], got {getattr(self, name)}")
 

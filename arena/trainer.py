@@ -53,6 +53,7 @@ from arena.samples import Sample, assign_advantages, collect, keep_for_loss
 from arena.store import CHECKPOINTS_DIR, EpisodeWriter
 
 MODEL_DIR = "model"
+REF_MODEL_FILE = "ref_model.safetensors"  # the moved KL reference, in a checkpoint of a --sync-ref-model run
 MAX_EMPTY_STEPS = 3  # steps in a row with nothing to train on before the run stops
 logger = logging.getLogger("arena.trainer")
 
@@ -168,6 +169,9 @@ class SelfPlayTrainer(GRPOTrainer):
                 loss_type=config.loss_type,
                 epsilon=config.epsilon,
                 beta=config.beta,
+                sync_ref_model=config.sync_ref_model,
+                ref_model_mixup_alpha=config.ref_model_mixup_alpha,
+                ref_model_sync_steps=config.ref_model_sync_steps,
                 temperature=config.temperature if config.temperature > 0 else 1.0,
                 max_completion_length=config.max_new_tokens,
                 logging_steps=1,
@@ -442,6 +446,26 @@ class SelfPlayTrainer(GRPOTrainer):
             "policy_rng": get_rng() if get_rng is not None else None,
             "empty_steps": [self.empty_steps, self.empty_total],
         }
+
+    def save_reference(self, ckpt: Path) -> None:
+        """With `--sync-ref-model` the KL reference is not the starting model but has moved
+        with the policy, and TRL's checkpoint leaves it out (its `Trainer` saves only the
+        policy): saved beside it, so a resumed run's KL term is the one it had."""
+        if self.args.sync_ref_model and self.ref_model is not None:
+            from safetensors.torch import save_model
+
+            tmp = ckpt / (REF_MODEL_FILE + ".tmp")
+            save_model(self.accelerator.unwrap_model(self.ref_model), str(tmp))  # tied weights saved once
+            os.replace(tmp, ckpt / REF_MODEL_FILE)
+
+    def load_reference(self, ckpt: Path) -> None:
+        """The reference `save_reference` wrote, when the checkpoint has one (a run that turns
+        `--sync-ref-model` on at resume starts its reference from the starting model)."""
+        path = ckpt / REF_MODEL_FILE
+        if self.args.sync_ref_model and self.ref_model is not None and path.is_file():
+            from safetensors.torch import load_model
+
+            load_model(self.accelerator.unwrap_model(self.ref_model), str(path), device=str(self.accelerator.device))
 
     def load_arena_state(self, state: dict[str, Any]) -> None:
         self.rollouts = int(state["rollouts"])

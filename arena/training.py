@@ -97,6 +97,7 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
         write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running"})
     else:
         trainer.load_arena_state(json.loads((ckpt / STATE_FILE).read_text()))
+        trainer.load_reference(ckpt)
     try:
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     except KeyboardInterrupt:

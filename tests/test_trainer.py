@@ -200,3 +200,43 @@ def test_a_step_with_nothing_to_train_on_makes_no_update_and_three_in_a_row_stop
     assert trainer.state.global_step == MAX_EMPTY_STEPS - 1
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name]), f"{name} changed in a step with nothing to train on"
+
+
+def test_a_synced_kl_reference_is_checkpointed_and_restored_on_resume(tmp_path):
+    """`--sync-ref-model` moves the KL reference with the policy; TRL's checkpoint leaves it
+    out, arena saves it beside. A 4-step run cut back to its step-2 checkpoint (as a kill
+    leaves it) and resumed ends with the weights of the run never cut: a reference reloaded
+    as the starting model would change the KL term of steps 3-4."""
+    import shutil
+
+    import torch
+
+    from arena.config import TrainConfig
+    from arena.training import train
+
+    def config(out: Path, resume: bool = False) -> TrainConfig:
+        return TrainConfig(env=["spiral/KuhnPoker-v0"], steps=4, episodes_per_step=8, save_every=2, eval_every=0,
+                           seed=5, beta=0.5, sync_ref_model=True, ref_model_sync_steps=1, ref_model_mixup_alpha=0.5,
+                           out=str(out), resume=str(out) if resume else None)
+
+    whole = train(config(tmp_path / "whole"))
+    shutil.copytree(tmp_path / "whole", tmp_path / "cut")
+    shutil.rmtree(tmp_path / "cut" / "checkpoints" / "checkpoint-4")
+    assert (tmp_path / "cut" / "checkpoints" / "checkpoint-2" / "ref_model.safetensors").is_file()
+    cut = train(config(tmp_path / "cut", resume=True))
+    for name, param in whole.model.state_dict().items():
+        assert torch.equal(param, cut.model.state_dict()[name]), name
+    for name, param in whole.ref_model.state_dict().items():
+        assert torch.equal(param, cut.ref_model.state_dict()[name]), name
+
+
+def test_sync_ref_model_needs_beta_and_full_fine_tuning():
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+
+    with pytest.raises(ArenaError, match="--beta"):
+        TrainConfig(sync_ref_model=True)
+    with pytest.raises(ArenaError, match="--lora-r"):
+        TrainConfig(sync_ref_model=True, beta=0.1, lora_r=8)
+    with pytest.raises(ArenaError, match="ref-model-mixup-alpha"):
+        TrainConfig(sync_ref_model=True, beta=0.1, ref_model_mixup_alpha=1.5)
