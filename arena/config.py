@@ -54,6 +54,7 @@ class TrainConfig:
     entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
     entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first --entropy-hold of the steps, then moves to this (--entropy-decay). Default: a twentieth of --entropy-coef.")
     entropy_hold: float = _f(0.15, "Share of the steps (0-1) the entropy bonus stays at --entropy-coef before it moves to --entropy-coef-final.")
+    entropy_decay_end: float = _f(1.0, "Share of the steps (0-1) by which the entropy bonus has reached --entropy-coef-final; it stays there after (1: it reaches it at the last step).")
     entropy_decay: str = _f("linear", "How the entropy bonus moves from --entropy-coef to --entropy-coef-final after the hold: linear, or geometric (the same factor every step: as many steps from 1.0 to 0.5 as from 0.1 to 0.05).")
     lora_r: int = _f(0, "LoRA rank (PEFT); 0 trains all weights.")
     backend: str = _f("hf", "Generation backend of the trained model: hf (transformers generate) or vllm (an in-process vLLM engine beside the trainer, weights pushed after every step; `pip install 'selfplay-arena[vllm]'`).")
@@ -135,9 +136,12 @@ class TrainConfig:
         if self.sync_ref_model and self.lora_r:
             raise ArenaError("--sync-ref-model needs full fine-tuning (with LoRA the reference is the base, adapter off: "
                              "there is no separate copy to move); drop --lora-r or --sync-ref-model")
-        for name in ("entropy_hold", "rae_alpha", "ref_model_mixup_alpha"):
+        for name in ("entropy_hold", "entropy_decay_end", "rae_alpha", "ref_model_mixup_alpha"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ArenaError(f"--{_flag(name)} must lie in [0, 1], got {getattr(self, name)}")
+        if self.entropy_decay_end < self.entropy_hold:
+            raise ArenaError(f"--entropy-decay-end ({self.entropy_decay_end}) must not come before --entropy-hold "
+                             f"({self.entropy_hold}): the bonus moves between the two")
 
     def resolved_constrain(self) -> bool:
         """The legal-action constraint: as set, else on for the tiny model."""
@@ -152,14 +156,15 @@ class TrainConfig:
         return float(self.entropy_coef)
 
     def entropy_coef_at(self, step: int) -> float:
-        """c(step) = c0 for step <= h = hold * steps; after it, with x = (step - h) / (steps - h):
-        linear c0 + (c_final - c0) x, geometric c0 (c_final / c0)^x (linear when either is 0)."""
+        """c(step) = c0 for step <= h = hold * steps; after it, with e = decay_end * steps and
+        x = min(1, (step - h) / (e - h)): linear c0 + (c_final - c0) x, geometric
+        c0 (c_final / c0)^x (linear when either is 0)."""
         start = self.resolved_entropy_coef()
         final = start / 20 if self.entropy_coef_final is None else float(self.entropy_coef_final)
         hold = self.entropy_hold * self.steps
         if step <= hold:
             return start
-        x = min(1.0, (step - hold) / max(self.steps - hold, 1e-9))
+        x = min(1.0, (step - hold) / max(self.entropy_decay_end * self.steps - hold, 1e-9))
         if self.entropy_decay == "geometric" and start > 0 and final > 0:
             return start * (final / start) ** x
         return start + (final - start) * x

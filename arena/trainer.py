@@ -235,6 +235,8 @@ class SelfPlayTrainer(GRPOTrainer):
         kept, dropped = keep_for_loss(samples, cfg.filter_zero_advantage)
         self._check_not_empty(kept, samples, dropped)
         metrics.update(self._rollout_metrics(episodes, samples, dropped, rollout_seconds))
+        if cfg.resolved_entropy_coef() or cfg.entropy_coef_final:
+            metrics["entropy_coef"] = cfg.entropy_coef_at(self.state.global_step)  # the bonus this step's loss uses
         for name, value in metrics.items():
             self._metrics["train"][name].append(value)
         return self._batch(kept)

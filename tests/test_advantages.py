@@ -93,7 +93,20 @@ def test_entropy_schedule_geometric_takes_the_same_factor_every_step():
         TrainConfig(entropy_decay="geometrc")
 
 
-@pytest.mark.parametrize("field", ["entropy_hold", "rae_alpha"])
+def test_entropy_schedule_reaches_its_final_value_at_decay_end_and_stays():
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+
+    cfg = TrainConfig(steps=100, entropy_coef=1.0, entropy_coef_final=0.2, entropy_hold=0.2, entropy_decay_end=0.6)
+    assert cfg.entropy_coef_at(20) == 1.0 and cfg.entropy_coef_at(40) == pytest.approx(0.6)  # halfway from 20 to 60
+    assert [cfg.entropy_coef_at(s) for s in (60, 80, 100)] == pytest.approx([0.2, 0.2, 0.2])
+    step = TrainConfig(steps=100, entropy_coef=1.0, entropy_coef_final=0.1, entropy_hold=0.5, entropy_decay_end=0.5)
+    assert (step.entropy_coef_at(50), step.entropy_coef_at(51)) == (1.0, pytest.approx(0.1))  # a step change
+    with pytest.raises(ArenaError, match="--entropy-decay-end .0.1. must not come before --entropy-hold"):
+        TrainConfig(entropy_hold=0.15, entropy_decay_end=0.1)
+
+
+@pytest.mark.parametrize("field", ["entropy_hold", "entropy_decay_end", "rae_alpha"])
 def test_shares_outside_zero_one_are_refused(field):
     from arena.config import TrainConfig
     from arena.errors import ArenaError

@@ -233,6 +233,13 @@ def test_train_then_eval_then_report(tmp_path):
     assert (run / "model" / "config.json").is_file()
     evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evals] == [0, 1, 2] and evals[-1]["final"] is True
+    with open(run / "metrics.csv", newline="") as f:
+        bonus = [float(r["entropy_coef"]) for r in csv.DictReader(f) if r.get("entropy_coef")]
+    from arena.config import TrainConfig
+
+    schedule = TrainConfig(steps=2)
+    assert bonus == pytest.approx([schedule.entropy_coef_at(0), schedule.entropy_coef_at(1)])  # each step's bonus
+    assert bonus[0] == 1.0 and bonus[1] < 1.0
 
     result = arena_cmd("eval", run, "--env", "spiral/KuhnPoker-v0", "--episodes", "4")
     assert result.returncode == 0, result.stderr[-3000:]
