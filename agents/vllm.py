@@ -22,7 +22,7 @@ tokenisation of an action ("[bet]" as `[`, `bet`, `]` or as `[b`, `et]`), while 
 trainer scores a completion under the distribution it was sampled from, position by
 position (`Completion.info["allowed_token_ids"]`). So the engine runs arena's own prefix
 trie (one canonical tokenisation per action, then EOS) as a vLLM logits processor
-(`_TrieProcessor`, per request through `SamplingParams.extra_args`), with
+(`ActionTrieProcessor`, per request through `SamplingParams.extra_args`), with
 `logprobs_mode="processed_logprobs"`: the returned log-probs are those of the masked,
 temperature-scaled distribution, as the `hf` agent's are. (`openai` agents against a
 served model use structured outputs instead: a server cannot run our processor.)
@@ -49,7 +49,8 @@ from typing import Any
 from arena.errors import ArenaError
 from arena.policy import Completion, Request
 
-from .hf import HFPolicy, _Trie
+from .constrain import ActionTrie
+from .hf import HFPolicy
 
 EXTRA_KEY = "arena_actions"  # SamplingParams.extra_args key: the token ids of each legal action
 
@@ -75,7 +76,7 @@ def trie_processor() -> type:
         import torch
         from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
-        class _TrieProcessor(AdapterLogitsProcessor):
+        class ActionTrieProcessor(AdapterLogitsProcessor):
             """Rows whose request carries `extra_args["arena_actions"]` may only continue one
             of those token sequences (every other logit -inf)."""
 
@@ -86,7 +87,7 @@ def trie_processor() -> type:
                 actions = (params.extra_args or {}).get(EXTRA_KEY)
                 if not actions:
                     return None
-                trie = _Trie(actions)
+                trie = ActionTrie(actions)
 
                 def apply(output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
                     allowed = trie.allowed(output_ids)
@@ -98,7 +99,7 @@ def trie_processor() -> type:
 
                 return apply
 
-        _PROCESSOR = _TrieProcessor
+        _PROCESSOR = ActionTrieProcessor
     return _PROCESSOR
 
 
@@ -222,7 +223,7 @@ class VLLMPolicy(HFPolicy):
             logprobs = [float(step[t].logprob) for step, t in zip(sample.logprobs or [], tokens, strict=True)]
             info: dict[str, Any] = {}
             if actions is not None:
-                trie = _Trie(actions)
+                trie = ActionTrie(actions)
                 info["allowed_token_ids"] = trie.allowed_path(tokens)
             text = self.tokenizer.decode([t for t in tokens if t != eos], skip_special_tokens=True)
             self.generated_tokens += len(tokens)

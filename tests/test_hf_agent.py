@@ -190,14 +190,14 @@ def test_constrain_processor_masks_like_the_trie_row_by_row():
     """The vectorised processor against the trie's own answer, row by row and step by step:
     rows with shared and distinct tries, an unconstrained row, rows that finish early (then
     padded), branching multi-token actions."""
-    from arena.agents.hf import _ConstrainProcessor, _Trie
+    from arena.agents.constrain import ActionTrie, ConstrainProcessor
 
     rng = random.Random(0)
     vocab, eos, pad, width = 50, 1, 0, 3
-    shared = _Trie([[5, 6, eos], [5, 7, 8, eos], [9, eos]])
-    tries = [shared, _Trie([[10, eos], [11, 12, eos], [11, 13, eos]]), None, shared,
-             _Trie([[rng.randrange(2, vocab) for _ in range(rng.randint(1, 4))] + [eos] for _ in range(6)])]
-    processor = _ConstrainProcessor(tries, "cpu")
+    shared = ActionTrie([[5, 6, eos], [5, 7, 8, eos], [9, eos]])
+    tries = [shared, ActionTrie([[10, eos], [11, 12, eos], [11, 13, eos]]), None, shared,
+             ActionTrie([[rng.randrange(2, vocab) for _ in range(rng.randint(1, 4))] + [eos] for _ in range(6)])]
+    processor = ConstrainProcessor(tries, "cpu")
     ids = torch.randint(2, vocab, (len(tries), width))
     done = [False] * len(tries)
     for _ in range(6):
