@@ -65,6 +65,8 @@ class TrainConfig:
     lr_scheduler_type: str = _f("cosine", "Transformers scheduler name (SPIRAL: constant; cosine lets self-play settle instead of circling the equilibrium).")
     warmup_steps: int = _f(0, "Warm-up steps of the scheduler.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
+    adam_beta1: float = _f(0.9, "AdamW's first-moment decay (transformers' default). Momentum adds rotation to the play of a zero-sum game (Gidel et al. 2019); 0 takes each step's gradient alone.")
+    adam_beta2: float = _f(0.999, "AdamW's second-moment decay (transformers' default).")
     max_grad_norm: float = _f(1.0, "Gradient clipping.")
     loss_type: str = _f("dapo", "TRL loss type: dapo, grpo, dr_grpo, bnpo, ...")
     epsilon: float = _f(0.2, "PPO clip range.")
@@ -136,6 +138,9 @@ class TrainConfig:
         if self.sync_ref_model and self.lora_r:
             raise ArenaError("--sync-ref-model needs full fine-tuning (with LoRA the reference is the base, adapter off: "
                              "there is no separate copy to move); drop --lora-r or --sync-ref-model")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ArenaError(f"--{_flag(name)} must lie in [0, 1), got {getattr(self, name)}")
         for name in ("entropy_hold", "entropy_decay_end", "rae_alpha", "ref_model_mixup_alpha"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ArenaError(f"--{_flag(name)} must lie in [0, 1], got {getattr(self, name)}")

@@ -165,6 +165,8 @@ class SelfPlayTrainer(GRPOTrainer):
                 lr_scheduler_type=config.lr_scheduler_type,
                 warmup_steps=config.warmup_steps,
                 weight_decay=config.weight_decay,
+                adam_beta1=config.adam_beta1,
+                adam_beta2=config.adam_beta2,
                 max_grad_norm=config.max_grad_norm,
                 loss_type=config.loss_type,
                 epsilon=config.epsilon,

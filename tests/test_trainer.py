@@ -240,3 +240,17 @@ def test_sync_ref_model_needs_beta_and_full_fine_tuning():
         TrainConfig(sync_ref_model=True, beta=0.1, lora_r=8)
     with pytest.raises(ArenaError, match="ref-model-mixup-alpha"):
         TrainConfig(sync_ref_model=True, beta=0.1, ref_model_mixup_alpha=1.5)
+
+
+def test_adam_betas_reach_the_optimizer_and_are_checked(tmp_path):
+    """`--adam-beta1 0` (no momentum) is passed through TRL to the AdamW that steps."""
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+    from arena.training import train
+
+    trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0, seed=1,
+                                adam_beta1=0.0, adam_beta2=0.5, out=str(tmp_path / "run")))
+    assert {tuple(group["betas"]) for group in trainer.optimizer.param_groups} == {(0.0, 0.5)}
+    for flag, value in (("adam_beta1", 1.0), ("adam_beta2", -0.1)):
+        with pytest.raises(ArenaError, match=f"--{flag.replace('_', '-')} must lie in"):
+            TrainConfig(**{flag: value})
