@@ -41,7 +41,22 @@ fi
 OUT=${OUT:-gpu-bench}
 mkdir -p "$OUT"
 if compgen -G "$WHEELS/*.whl" > /dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
+    # the wheels this interpreter can install (prepare targets the GPU machine's Python 3.12;
+    # a SMOKE run elsewhere skips what is built for another Python, with a word)
+    mapfile -t fit < <(python3 - "$WHEELS" <<'PY'
+import sys
+from pathlib import Path
+from packaging.tags import sys_tags
+from packaging.utils import parse_wheel_filename
+ours = set(sys_tags())
+for wheel in sorted(Path(sys.argv[1]).glob("*.whl")):
+    if ours & set(parse_wheel_filename(wheel.name)[3]):
+        print(wheel)
+    else:
+        print(f"skipping {wheel.name}: built for another Python than this one", file=sys.stderr)
+PY
+)
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "${fit[@]}" || exit 1
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false ARENA_CACHE=${ARENA_CACHE:-/tmp/arena-cache}
