@@ -171,6 +171,7 @@ class EpisodeWriter:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
             raise ArenaError(f"cannot open {self.path} for writing: {exc.strerror or exc}") from None
+        self._start_size = os.fstat(self._fd).st_size  # where this writer's records begin
         self.fsync = fsync
         self.fsync_every = fsync_every
         self._synced = time.monotonic()
@@ -231,10 +232,32 @@ class EpisodeWriter:
         return n
 
     def finish(self, status: str, **fields: Any) -> None:
-        """Record the end of this writer's call in run.json: status and completed counts."""
+        """Record the end of this writer's call in run.json: status and completed counts.
+
+        A call that did not complete is counted from the file (`_recount`): a Ctrl-C (or the
+        CLI's SIGTERM) raised inside `write` after its bytes landed, e.g. in the fsync, skips
+        `count`, and run.json would then say fewer episodes than the file holds."""
+        if status != "complete":
+            self._recount()
         stamp = _now()
         update_run_info(self.run_dir, call={"status": status, "episodes_completed": self.count, "ended": stamp, **fields},
                         status=status, episodes_completed=self.total, updated=stamp)
+
+    def _recount(self) -> None:
+        """Set `count` to the records this writer's file holds past where it began: a torn
+        last line is cut off first (`_repair_tail`, as the next open would), then newlines
+        are counted, reading only what this writer appended."""
+        if self._fd >= 0 and self._dirty and self.fsync:
+            self._sync()
+        _repair_tail(self.path)
+        counted = 0
+        with open(self.path, "rb") as f:
+            f.seek(self._start_size)
+            while chunk := f.read(1 << 20):
+                counted += chunk.count(b"\n")
+        if counted != self.count:
+            self._next_index = None  # rescanned on next use; the records before this writer stay as counted
+            self.count = counted
 
     def _sync(self) -> None:
         os.fsync(self._fd)

@@ -440,3 +440,29 @@ def test_record_keeps_field_order_and_only_the_fields():
     assert list(first) == ["index", "role", "agent", "observation", "completion", "action", "legal", "reward", "info"]
     assert list(second) == [*list(first)[:-1], "token_ids", "info"]
     assert list(ep.record(compact=False)["turns"][0])[8:] == ["prompt_ids", "token_ids", "logprobs", "info"]
+
+
+def test_an_interrupt_inside_a_write_after_its_bytes_landed_is_still_counted(tmp_path, monkeypatch):
+    """Ctrl-C (or the CLI's SIGTERM) raised in the fsync that follows a batch's write: the
+    batch is in the file but `write` never counted it. An interrupted call's run.json counts
+    what the file holds (`arena play` once recorded 395 of 418 stored episodes this way)."""
+    run = tmp_path / "run"
+    writer = open_run(run, info=INFO)
+    writer.fsync_every = 0  # sync after every batch
+    writer.write([_episode(i) for i in range(3)])
+
+    def interrupted_sync() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "_sync", interrupted_sync)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write([_episode(i) for i in range(3, 7)])
+    monkeypatch.undo()
+    assert writer.count == 3  # the race: 7 records stored, 3 counted
+    writer.close()
+    writer.finish("interrupted")
+    stored = len((run / "episodes.jsonl").read_text().splitlines())
+    info = read_run_info(run)
+    assert stored == 7 and writer.count == 7
+    assert info["episodes_completed"] == 7 and info["calls"][-1]["episodes_completed"] == 7
+    assert info["status"] == "interrupted"
