@@ -8,7 +8,8 @@ the log-prob of every sampled token under the distribution it was sampled from.
 
 **Legal-action constraint** (`constrain=True`): when a request lists `legal_actions`,
 decoding is limited to exactly those strings followed by EOS: a prefix trie over their
-token ids, applied as a logits processor that sets every other logit to -inf. The
+token ids, applied as a logits processor that sets every other logit to -inf
+(`arena.agents.constrain`: `ActionTrie`, `ConstrainProcessor`). The
 log-probs are then those of the constrained distribution, and `Completion.info
 ["allowed_token_ids"]` records the allowed set at each position, so the trainer computes
 the same constrained log-probs in its forward pass (`arena.trainer`).
