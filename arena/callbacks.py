@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-from arena.store import STATE_FILE
+from arena.run_info import STATE_FILE
 
 if TYPE_CHECKING:
     from arena.trainer import SelfPlayTrainer

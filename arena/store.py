@@ -9,11 +9,9 @@ trailing newline is a complete record when it parses as JSON (jq and pandas read
 and only a last line that does not parse is the torn tail of a killed writer, which readers
 skip and the next writer cuts off. A file is therefore readable while a run writes it.
 
-`RUN_DIR/run.json` describes the run: the latest call's arguments at top level, `calls`
-(one entry per `arena play` / train call: its arguments, mode, first episode index, requested
-and completed episodes, status), `status` (`running`, `complete`, `interrupted`, `failed`)
-and `episodes_completed` (records in the file). `open_run` prepares a run folder: a new run,
-an append (same env, arguments and schema, checked; indices and seeds continue) or a
+`RUN_DIR/run.json` describes the run (`arena.run_info`: the latest call's arguments,
+`calls`, `status`, `episodes_completed`). `open_run` prepares a run folder: a new run, an
+append (same env, arguments and schema, checked; indices and seeds continue) or a
 deliberate overwrite; `EpisodeWriter` alone appends to a folder the caller has prepared.
 
 Records are encoded with `orjson` when it is installed (a dependency; about ten times the
@@ -27,7 +25,6 @@ differ only in how non-ASCII text and float exponents are spelled.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import time
@@ -38,13 +35,43 @@ from typing import Any, Self
 
 from arena.episode import SCHEMA_VERSION, Episode, _finite
 from arena.errors import ArenaError
+from arena.run_info import (
+    CHECKPOINTS_DIR,
+    RUN_FILE,
+    STATE_FILE,
+    _now,
+    last_checkpoint,
+    read_run_info,
+    resume_checkpoint,
+    update_run_info,
+    write_run_info,
+)
+
+# run.json and the checkpoints live in `arena.run_info`; their names stay importable from here
+__all__ = [
+    "CHECKPOINTS_DIR",
+    "EPISODES_FILE",
+    "RUN_FILE",
+    "RUN_MODES",
+    "STATE_FILE",
+    "EpisodeWriter",
+    "RunContents",
+    "encode_record",
+    "encode_record_json",
+    "episodes_path",
+    "last_checkpoint",
+    "open_run",
+    "read_episodes",
+    "read_lines",
+    "read_records",
+    "read_run_info",
+    "resume_checkpoint",
+    "scan_run",
+    "update_run_info",
+    "write_run_info",
+]
 
 EPISODES_FILE = "episodes.jsonl"
-RUN_FILE = "run.json"
-CHECKPOINTS_DIR = "checkpoints"
-STATE_FILE = "arena_state.json"
-"""arena's part of a training checkpoint (`SelfPlayTrainer.arena_state`): RAE baselines,
-rollouts played, RNG state, elapsed time. A checkpoint without it is incomplete."""
 RUN_MODES = ("new", "append", "overwrite")
 _KERNEL_FS = ("/proc", "/sys", "/dev")
 _INFO_EVERY_S = 5.0  # how often a writer opened by `open_run` refreshes run.json's counts
@@ -375,10 +402,6 @@ def scan_run(run: str | os.PathLike[str]) -> RunContents:
     return out
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
 def _planned(info: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(env id, kwargs) pairs a call's info declares: `env_id` (a string or a list) with
     `env_kwargs` (a dict, or a list of one dict per env)."""
@@ -473,68 +496,3 @@ def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[s
                          "calls": [*calls, call]})
     writer._track_run = True
     return writer
-
-
-def write_run_info(run_dir: str | os.PathLike[str], info: dict[str, Any]) -> None:
-    """Replace run.json atomically (write a temporary file, then rename)."""
-    path = Path(run_dir) / RUN_FILE
-    tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")
-    text = json.dumps(_finite(info), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ArenaError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def update_run_info(run_dir: str | os.PathLike[str], *, call: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-    """Merge `fields` into run.json's top level and `call` into its latest `calls` entry,
-    atomically; returns the new contents."""
-    info = read_run_info(run_dir)
-    info.update(fields)
-    if call:
-        calls = list(info.get("calls") or [{}])
-        calls[-1] = {**calls[-1], **call}
-        info["calls"] = calls
-    write_run_info(run_dir, info)
-    return info
-
-
-def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """run.json as a dict ({} when the run has none)."""
-    path = Path(run_dir) / RUN_FILE
-    if not path.exists():
-        return {}
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ArenaError(f"{path} is not a readable run description ({exc}): remove it or use --overwrite") from None
-    if not isinstance(info, dict):
-        raise ArenaError(f"{path} is not a run description (a JSON {type(info).__name__}): remove it or use --overwrite")
-    return info
-
-
-def last_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint of a training run that holds arena's state (a kill during a
-    save leaves a checkpoint without it, which is skipped)."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return None
-    done = [p for p in root.glob("checkpoint-*") if (p / STATE_FILE).exists() and p.name.split("-")[-1].isdigit()]
-    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
-
-
-def resume_checkpoint(run_dir: str | Path, steps: int) -> Path:
-    """The checkpoint `arena train --resume RUN --steps N` continues from; one line naming
-    the fix when there is none, or nothing left to train."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ArenaError(f"--resume {run_dir}: no such run folder")
-    ckpt = last_checkpoint(run_dir)
-    if ckpt is None:
-        raise ArenaError(f"--resume {run_dir}: no complete checkpoint in {run_dir / CHECKPOINTS_DIR}; start a new run instead")
-    done = int(ckpt.name.rsplit("-", 1)[-1])
-    if done >= steps:  # TRL would train one step past the end
-        raise ArenaError(f"--resume {run_dir}: its last checkpoint is step {done} and --steps is {steps}, "
-                         f"so there is nothing to train; give --steps N with N > {done} to train further")
-    return ckpt

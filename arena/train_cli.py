@@ -103,7 +103,7 @@ def train_cmd(ctx: typer.Context) -> None:
     check_env_ids(config)
     check_transformers_names(config)
     if config.resume:
-        from arena.store import resume_checkpoint
+        from arena.run_info import resume_checkpoint
 
         resume_checkpoint(run_dir, config.steps)  # before saying "resuming": nothing to resume is one line
     _say(f"{'resuming' if config.resume else 'training'} {config.model} on {', '.join(config.env)} "
@@ -129,7 +129,7 @@ def train_cmd(ctx: typer.Context) -> None:
 
 def _interrupted(run_dir: Path, terminated: bool = False) -> None:
     """Ctrl-C or SIGTERM: say where the run stopped and how to continue it."""
-    from arena.store import last_checkpoint, read_run_info, update_run_info
+    from arena.run_info import last_checkpoint, read_run_info, update_run_info
 
     info = read_run_info(run_dir) if run_dir.is_dir() else {}
     if info.get("status") == "running":
@@ -170,7 +170,7 @@ def _newest_model(run: Path) -> Path:
     final = run / "model"
     if _has_model(final):
         return final
-    from arena.store import CHECKPOINTS_DIR
+    from arena.run_info import CHECKPOINTS_DIR
 
     ckpts = [p for p in (run / CHECKPOINTS_DIR).glob("checkpoint-*")
              if p.name.split("-")[-1].isdigit() and _has_model(p)]

@@ -24,12 +24,8 @@ from arena.config import (
     save_config,
 )
 from arena.errors import ArenaError
-from arena.store import (
-    EPISODES_FILE,
-    STATE_FILE,
-    resume_checkpoint,
-    write_run_info,
-)
+from arena.run_info import STATE_FILE, resume_checkpoint, write_run_info
+from arena.store import EPISODES_FILE
 from arena.trainer import MODEL_DIR, Rollout, SelfPlayTrainer
 
 

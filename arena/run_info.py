@@ -1,0 +1,96 @@
+"""A run folder's description and checkpoints: `run.json` and `checkpoints/checkpoint-N`.
+
+`RUN_DIR/run.json` describes a run: the latest call's arguments at top level, `calls`
+(one entry per `arena play` / train call: its arguments, mode, first episode index, requested
+and completed episodes, status), `status` (`running`, `complete`, `interrupted`, `failed`)
+and `episodes_completed` (records in the episodes file). It is replaced atomically on every
+change. A training run's checkpoints hold arena's own state (`STATE_FILE`) beside TRL's;
+`last_checkpoint` finds the newest complete one. The episodes, and `open_run` that prepares
+a folder for writing them, are `arena.store`, which re-exports these names.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from arena.episode import _finite
+from arena.errors import ArenaError
+
+RUN_FILE = "run.json"
+CHECKPOINTS_DIR = "checkpoints"
+STATE_FILE = "arena_state.json"
+"""arena's part of a training checkpoint (`SelfPlayTrainer.arena_state`): RAE baselines,
+rollouts played, RNG state, elapsed time. A checkpoint without it is incomplete."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def write_run_info(run_dir: str | os.PathLike[str], info: dict[str, Any]) -> None:
+    """Replace run.json atomically (write a temporary file, then rename)."""
+    path = Path(run_dir) / RUN_FILE
+    tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")
+    text = json.dumps(_finite(info), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ArenaError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def update_run_info(run_dir: str | os.PathLike[str], *, call: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """Merge `fields` into run.json's top level and `call` into its latest `calls` entry,
+    atomically; returns the new contents."""
+    info = read_run_info(run_dir)
+    info.update(fields)
+    if call:
+        calls = list(info.get("calls") or [{}])
+        calls[-1] = {**calls[-1], **call}
+        info["calls"] = calls
+    write_run_info(run_dir, info)
+    return info
+
+
+def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """run.json as a dict ({} when the run has none)."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArenaError(f"{path} is not a readable run description ({exc}): remove it or use --overwrite") from None
+    if not isinstance(info, dict):
+        raise ArenaError(f"{path} is not a run description (a JSON {type(info).__name__}): remove it or use --overwrite")
+    return info
+
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint of a training run that holds arena's state (a kill during a
+    save leaves a checkpoint without it, which is skipped)."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return None
+    done = [p for p in root.glob("checkpoint-*") if (p / STATE_FILE).exists() and p.name.split("-")[-1].isdigit()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def resume_checkpoint(run_dir: str | Path, steps: int) -> Path:
+    """The checkpoint `arena train --resume RUN --steps N` continues from; one line naming
+    the fix when there is none, or nothing left to train."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ArenaError(f"--resume {run_dir}: no such run folder")
+    ckpt = last_checkpoint(run_dir)
+    if ckpt is None:
+        raise ArenaError(f"--resume {run_dir}: no complete checkpoint in {run_dir / CHECKPOINTS_DIR}; start a new run instead")
+    done = int(ckpt.name.rsplit("-", 1)[-1])
+    if done >= steps:  # TRL would train one step past the end
+        raise ArenaError(f"--resume {run_dir}: its last checkpoint is step {done} and --steps is {steps}, "
+                         f"so there is nothing to train; give --steps N with N > {done} to train further")
+    return ckpt
