@@ -198,6 +198,28 @@ def resolve_target(target: str) -> tuple[str, Path | None]:
     return target, None
 
 
+def _check_hub_target(target: str) -> None:
+    """One line for `arena eval NAME` when NAME is not here and would be a Hub id the Hub
+    cannot serve: most often a mistyped run folder (`kuhn-selfpaly`), which the Hub client
+    would otherwise report as an unreachable model. Paths and invalid ids are left to
+    `load_model`, which names what they are not."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from arena.agents.hf import _check_hub_reachable, _looks_like_path
+
+    if target == "tiny" or _looks_like_path(target) or Path(target).exists():
+        return
+    try:
+        validate_repo_id(target)
+        _check_hub_reachable(target)
+    except HFValidationError:
+        return
+    except ArenaError:
+        raise ArenaError(f"{target!r} is not a run or model folder here, and the Hub, where it would be a model id, "
+                         "is unreachable: give a run folder written by `arena train --out`, a save_pretrained "
+                         "folder, or tiny") from None
+
+
 @app.command("eval")
 def eval_cmd(
     target: str = typer.Argument(..., metavar="RUN|MODEL", help="A training run (its final model, else its newest checkpoint), a model folder, a Hub id, or tiny."),
@@ -239,6 +261,8 @@ def eval_cmd(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar around the results
+    if run is None and spec == target:
+        _check_hub_target(target)
     model, tokenizer = load_model(spec, device=device)
     model.eval()
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=int(cfg.get("max_new_tokens", 64)),

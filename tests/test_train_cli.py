@@ -134,6 +134,25 @@ def test_eval_target_resolution(tmp_path):
     assert resolve_target(str(lora)) == (str(lora / "model"), lora)  # loaded onto its base, merged
 
 
+def test_eval_of_a_missing_name_says_it_is_no_run_here(tmp_path, monkeypatch):
+    """`arena eval kuhn-selfpaly` (a typo, no folder of that name) read as a Hub id used to
+    say only that the Hub was unreachable; now it says the name is not a run here either.
+    Paths and invalid ids keep `load_model`'s own line (no Hub check at all)."""
+    import huggingface_hub.constants
+
+    from arena.train_cli import _check_hub_target
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # a closed port
+    for name in ("kuhn-selfpaly", "runs/kuhn"):
+        with pytest.raises(ArenaError, match=rf"'{name}' is not a run or model folder here.*unreachable.*arena train --out"):
+            _check_hub_target(name)
+    for name in ("tiny", "./kuhn", "a/b/c", "bad name"):
+        _check_hub_target(name)  # left to load_model
+    (tmp_path / "kuhn").mkdir()
+    _check_hub_target("kuhn")  # here: resolve_target says what the folder lacks
+
 def test_a_lora_run_trains_and_evaluates(tmp_path):
     run = tmp_path / "lora"
     result = arena_cmd("train", "--env", "spiral/KuhnPoker-v0", "--lora-r", "4", "--steps", "1",
