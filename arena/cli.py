@@ -292,6 +292,7 @@ def replay_cmd(
     run: Path = typer.Argument(..., metavar="RUN", help="Run folder (or its episodes.jsonl)."),
     episode: int | None = typer.Option(None, "--episode", "-e", min=0, help="Only the episode with this index (as `arena play` numbered it, from 0)."),
     episode_id: str | None = typer.Option(None, "--id", help="Only the episode with this id (e.g. kuhn-3)."),
+    step: int | None = typer.Option(None, "--step", help="Only the episodes a training run played at this step (-1: the last)."),
     verify_: bool = typer.Option(False, "--verify", help="Re-simulate each episode from its seed and actions; exit 1 on any mismatch."),
     full: bool = typer.Option(False, "--full", help="Do not clip long observations and completions."),
 ) -> None:
@@ -309,7 +310,7 @@ def replay_cmd(
         status = read_run_info(path.parent).get("status") if path.parent.is_dir() else None
         raise ArenaError(f"{path} holds no episodes{f' (run status: {status})' if status else ''}: "
                          "play some with `arena play ENV --out RUN`")
-    episodes = select(every, episode, episode_id)
+    episodes = select(every, episode, episode_id, step)
     if not verify_:
         for ep in episodes:
             render(ep, console, full=full)

@@ -176,10 +176,26 @@ def episode_index(episode: Episode, position: int) -> int:
     return index if isinstance(index, int) and not isinstance(index, bool) else position
 
 
-def select(episodes: list[Episode], index: int | None = None, episode_id: str | None = None) -> list[Episode]:
+def select(episodes: list[Episode], index: int | None = None, episode_id: str | None = None,
+           step: int | None = None) -> list[Episode]:
     """The episodes to show: all, the one whose index is `index` (`metadata.index`, what
-    `arena play` numbers; the line position for records without one), or the one whose
-    `id` is `episode_id`."""
+    `arena play` numbers; the line position for records without one), the one whose
+    `id` is `episode_id`, or those a training run played at step `step` (`metadata.step`;
+    negative counts from the end: -1 is the last step played)."""
+    given = [flag for flag, value in (("--episode", index), ("--id", episode_id), ("--step", step)) if value is not None]
+    if len(given) > 1:
+        raise ArenaError(f"give one of {', '.join(given)}, not {len(given)}")
+    if step is not None:
+        steps = sorted({s for ep in episodes if isinstance(s := ep.metadata.get("step"), int) and not isinstance(s, bool)})
+        if not steps:
+            raise ArenaError("--step: these episodes carry no training step (`arena play` wrote them); "
+                             "use --episode N or --id ID")
+        wanted = steps[step] if -len(steps) <= step < 0 else step
+        found = [ep for ep in episodes if ep.metadata.get("step") == wanted]
+        if not found:
+            raise ArenaError(f"--step {step}: the run played steps {steps[0]}..{steps[-1]} "
+                             f"({len(steps)} of them); -1 is the last")
+        return found
     if episode_id is not None:
         found = [ep for ep in episodes if ep.id == episode_id]
         if not found:

@@ -108,6 +108,31 @@ def test_episode_selects_the_index_not_the_line(tmp_path, capsys):
     _one_line_error(err, "no episode with that index; the run has 6 episodes, indices 0..5")
 
 
+
+def test_step_selects_a_training_steps_episodes(tmp_path, capsys):
+    run = tmp_path / "k6"
+    assert arena(capsys, "play", KUHN, "-n", "6", "--out", run)[0] == 0
+    code, _, err = arena(capsys, "replay", run, "--step", "0")
+    assert code == 2
+    _one_line_error(err, "carry no training step")
+    path = run / "episodes.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in records:  # as `arena train` stores them: metadata.step, the step that played it
+        r["metadata"]["step"] = 10 * (r["metadata"]["index"] // 2)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, out, _ = arena(capsys, "replay", run, "--step", "10")
+    assert code == 0 and "id  k6-2" in out and "id  k6-3" in out and "id  k6-1" not in out and "id  k6-4" not in out
+    code, out, _ = arena(capsys, "replay", run, "--step", "-1", "--verify")
+    assert code == 0 and "verified 2 episodes" in out
+    code, _, err = arena(capsys, "replay", run, "--step", "5")
+    assert code == 2
+    _one_line_error(err, "--step 5: the run played steps 0..20 (3 of them); -1 is the last")
+    code, _, err = arena(capsys, "replay", run, "--step", "-4")
+    assert code == 2
+    code, _, err = arena(capsys, "replay", run, "--step", "0", "--episode", "1")
+    assert code == 2
+    _one_line_error(err, "give one of --episode, --step")
+
 def _kuhn_record(tmp_path: Path, capsys) -> dict:
     run = tmp_path / "one"
     assert arena(capsys, "play", KUHN, "-n", "1", "--out", run)[0] == 0
