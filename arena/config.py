@@ -23,6 +23,7 @@ from typing import Any
 from arena.errors import ArenaError
 
 BACKENDS = ("hf", "vllm")
+OPTIMIZERS = ("adamw", "optimistic-adamw")  # `arena.optim`
 # TRL 1.16's GRPO losses (GRPOConfig.loss_type's help; TRL checks the name only at the first
 # loss, after the run folder is written); tests/test_trainer.py pins the list to TRL's.
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
@@ -67,6 +68,7 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     adam_beta1: float = _f(0.9, "AdamW's first-moment decay (transformers' default). Momentum adds rotation to the play of a zero-sum game (Gidel et al. 2019); 0 takes each step's gradient alone.")
     adam_beta2: float = _f(0.999, "AdamW's second-moment decay (transformers' default).")
+    optimizer: str = _f("adamw", "adamw (transformers' AdamW), or optimistic-adamw: each step corrected by its change since the last, against the cycling of two-player gradient play (Daskalakis et al. 2018; converges on bilinear games with --adam-beta1 0, `arena.optim`).")
     max_grad_norm: float = _f(1.0, "Gradient clipping.")
     loss_type: str = _f("dapo", "TRL loss type: dapo, grpo, dr_grpo, bnpo, ...")
     epsilon: float = _f(0.2, "PPO clip range.")
@@ -127,6 +129,7 @@ class TrainConfig:
         check_choice("backend", self.backend, BACKENDS)
         check_choice("loss_type", self.loss_type, LOSS_TYPES)
         check_choice("entropy_decay", self.entropy_decay, ("linear", "geometric"))
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.ray_workers < 1:
             raise ArenaError(f"--ray-workers must be >= 1, got {self.ray_workers}")
         if self.temperature < 0:

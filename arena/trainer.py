@@ -202,6 +202,11 @@ class SelfPlayTrainer(GRPOTrainer):
         self._entropy_sum: torch.Tensor | None = None
         self.entropy_coef = config.resolved_entropy_coef()
         self.share_prefix = config.share_prefix
+        if config.optimizer == "optimistic-adamw":  # built by Trainer.create_optimizer, with its weight-decay groups
+            from arena.optim import OptimisticAdamW
+
+            self.optimizer_cls_and_kwargs = (OptimisticAdamW, {"lr": args.learning_rate, "eps": args.adam_epsilon,
+                                                               "betas": (args.adam_beta1, args.adam_beta2)})
         self.add_callback(ArenaCallback(self))
         if self.pop_callback(ProgressCallback) is not None:
             self.add_callback(ProgressBar())

@@ -254,3 +254,25 @@ def test_adam_betas_reach_the_optimizer_and_are_checked(tmp_path):
     for flag, value in (("adam_beta1", 1.0), ("adam_beta2", -0.1)):
         with pytest.raises(ArenaError, match=f"--{flag.replace('_', '-')} must lie in"):
             TrainConfig(**{flag: value})
+
+
+def test_optimistic_adamw_is_the_optimizer_that_steps(tmp_path):
+    """`--optimizer optimistic-adamw` builds `arena.optim.OptimisticAdamW` through Trainer's
+    own `create_optimizer` (its weight-decay groups), and its state goes into the checkpoint."""
+    import torch
+
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+    from arena.optim import OptimisticAdamW
+    from arena.training import train
+
+    run = tmp_path / "run"
+    trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=2, episodes_per_step=4, eval_every=0, seed=1,
+                                save_every=2, optimizer="optimistic-adamw", adam_beta1=0.0, out=str(run)))
+    inner = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
+    assert isinstance(inner, OptimisticAdamW)
+    assert {tuple(group["betas"]) for group in inner.param_groups} == {(0.0, 0.999)}
+    saved = torch.load(run / "checkpoints" / "checkpoint-2" / "optimizer.pt", weights_only=False)
+    assert all(state["prev_update"] is not None and int(state["step"]) == 2 for state in saved["state"].values())
+    with pytest.raises(ArenaError, match="unknown --optimizer 'oadam'"):
+        TrainConfig(optimizer="oadam")
