@@ -14,10 +14,8 @@ Text from envs and models is printed literally (Rich `Text`, never markup).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,14 +25,12 @@ from rich.console import Console
 from rich.text import Text
 
 from arena.errors import ArenaError, Terminated, interrupt_exit_code
+from arena.report import OPPONENTS, RATES, UNIFORM_EXPLOITABILITY, read_jsonl
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 err_console = Console(stderr=True)
 
-UNIFORM_EXPLOITABILITY = 11 / 24  # Kuhn Poker, both seats uniformly random
-RATES = ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate")
-OPPONENTS = ("random", "heuristic")
 
 
 def _say(message: str, *, err: bool = False) -> None:
@@ -147,7 +143,7 @@ def _interrupted(run_dir: Path, terminated: bool = False) -> None:
 
 
 def _last_eval(run_dir: Path) -> dict[str, Any] | None:
-    records = _read_jsonl(run_dir / "eval.jsonl")
+    records = read_jsonl(run_dir / "eval.jsonl")
     finals = [r for r in records if r.get("final")]
     return (finals or records or [None])[-1]
 
@@ -357,160 +353,14 @@ def _num(value: Any, fmt: str) -> str:
 
 
 # -- arena report -----------------------------------------------------------------------------
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    out = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a torn last line of a killed run
-                continue
-            if isinstance(record, dict):
-                out.append(record)
-    return out
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def read_metrics(path: Path) -> list[dict[str, float]]:
-    """The rows of metrics.csv as floats (empty cells NaN)."""
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [{k: _float(v) for k, v in row.items() if k} for row in csv.DictReader(f)]
-
-
-def read_evals(run: Path, metrics: list[dict[str, float]]) -> list[dict[str, Any]]:
-    """eval.jsonl, or the `eval/...` columns of metrics.csv when there is no eval.jsonl."""
-    records = _read_jsonl(run / "eval.jsonl")
-    if records:
-        return records
-    out = []
-    for row in metrics:
-        values = {k[5:]: v for k, v in row.items() if k.startswith("eval/") and not math.isnan(v)}
-        if values:
-            out.append({"step": row.get("step"), "minutes": row.get("minutes"), **values})
-    return out
-
-
-_ROLE_METRIC = re.compile(r"^(?P<env>[^/]+)/(?P<role>[^/]+)/(?P<metric>[a-z_]+)$")
-_SKIP = ("rollout", "samples", "eval", "train", "clip_ratio")
-
-
-def _by_env_role(metrics: list[dict[str, float]], metric: str) -> dict[str, dict[str, str]]:
-    """{env: {role: column}} of the metrics.csv columns `<env>/<role>/<metric>`."""
-    out: dict[str, dict[str, str]] = {}
-    for col in (metrics[0] if metrics else {}):
-        m = _ROLE_METRIC.match(col)
-        if m and m["metric"] == metric and m["env"] not in _SKIP:
-            out.setdefault(m["env"], {})[m["role"]] = col
-    return out
-
-
-def _series(rows: list[dict[str, Any]], x: str, y: str) -> tuple[list[float], list[float]]:
-    points = [(_float(r.get(x)), _float(r.get(y))) for r in rows]
-    points = [(a, b) for a, b in points if not (math.isnan(a) or math.isnan(b))]
-    return [a for a, _ in points], [b for _, b in points]
-
-
-def _figure(n: int, cols: int = 1, width: float = 6.0, height: float = 3.2):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(n, cols, figsize=(width * cols, height * n), squeeze=False)
-    return fig, axes
-
-
-def _save(fig: Any, path: Path, written: list[Path]) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
-
-
-def write_plots(run: Path, out: Path) -> list[Path]:
-    """Write the PNG plots of a run into `out`; returns the files written."""
-    metrics = read_metrics(run / "metrics.csv")
-    evals = read_evals(run, metrics)
-    if not metrics and not evals:
-        raise ArenaError(f"{run} has no metrics.csv or eval.jsonl to plot: train a run with `arena train --out {run}`")
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    returns = _by_env_role(metrics, "mean_return")
-    if returns:
-        fig, axes = _figure(len(returns))
-        for ax, (env, roles) in zip(axes[:, 0], sorted(returns.items()), strict=True):
-            for role, col in sorted(roles.items()):
-                ax.plot(*_series(metrics, "step", col), label=role)
-            ax.set(title=f"{env}: reward (mean return) per role", xlabel="step", ylabel="mean return")
-            ax.legend(fontsize=8)
-            ax.grid(alpha=0.3)
-        _save(fig, out / "reward.png", written)
-    rates = {rate: _by_env_role(metrics, rate) for rate in RATES}
-    envs = sorted({env for by_env in rates.values() for env in by_env})
-    if envs:
-        fig, axes = _figure(len(envs), len(RATES), width=4.0)
-        for i, env in enumerate(envs):
-            for j, rate in enumerate(RATES):
-                ax = axes[i, j]
-                for role, col in sorted(rates[rate].get(env, {}).items()):
-                    ax.plot(*_series(metrics, "step", col), label=role)
-                ax.set(title=f"{env}: {rate.replace('_', ' ')}", xlabel="step", ylim=(-0.02, 1.02))
-                ax.grid(alpha=0.3)
-                if ax.lines:
-                    ax.legend(fontsize=8)
-        _save(fig, out / "outcomes.png", written)
-    if metrics and any("loss" in r for r in metrics):
-        fig, axes = _figure(1)
-        axes[0, 0].plot(*_series(metrics, "step", "loss"))
-        axes[0, 0].set(title="training loss", xlabel="step", ylabel="loss")
-        axes[0, 0].grid(alpha=0.3)
-        _save(fig, out / "loss.png", written)
-    expl = sorted({k.split("/")[0] for r in evals for k in r if k.endswith("/exploitability")})
-    if expl:
-        fig, axes = _figure(1, width=7.0, height=4.0)
-        ax = axes[0, 0]
-        for env in expl:
-            xs, ys = _series(evals, "minutes", f"{env}/exploitability")
-            ax.plot(xs, ys, marker="o", markersize=3, label=env)
-        ax.axhline(UNIFORM_EXPLOITABILITY, linestyle="--", color="grey", label=f"uniform random ({UNIFORM_EXPLOITABILITY:.3f})")
-        ax.axhline(0.0, linestyle="--", color="green", label="Nash (0)")
-        ax.set(title="Kuhn Poker exploitability", xlabel="wall-clock minutes", ylabel="exploitability")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        _save(fig, out / "exploitability.png", written)
-    vs = sorted({k.split("/")[0] for r in evals for k in r if re.match(r"^[^/]+/vs_[^/]+/win_rate$", k)})
-    if vs:
-        fig, axes = _figure(len(vs))
-        for ax, env in zip(axes[:, 0], vs, strict=True):
-            for k, opp in enumerate(OPPONENTS):
-                for rate, style in (("win_rate", "-"), ("invalid_move_rate", ":")):
-                    xs, ys = _series(evals, "minutes", f"{env}/vs_{opp}/{rate}")
-                    if xs:
-                        ax.plot(xs, ys, style, color=f"C{k}", marker="o", markersize=3,
-                                label=f"{rate.replace('_', ' ')} vs {opp}")
-            ax.set(title=f"{env}: evaluation vs fixed opponents", xlabel="wall-clock minutes", ylim=(-0.02, 1.02))
-            ax.legend(fontsize=8)
-            ax.grid(alpha=0.3)
-        _save(fig, out / "eval_win_rates.png", written)
-    return written
-
-
 @app.command("report")
 def report_cmd(
     run: Path = typer.Argument(..., metavar="RUN", help="A training run folder (metrics.csv, eval.jsonl)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Folder for the PNG files (default: RUN/plots)."),
 ) -> None:
     """Plot a training run: reward per role, win/draw/loss/invalid rates, exploitability and eval win rates."""
+    from arena.report import write_plots
+
     if not run.is_dir():
         raise ArenaError(f"{run}: no such run folder")
     written = write_plots(run, out if out is not None else run / "plots")

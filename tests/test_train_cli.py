@@ -226,7 +226,7 @@ def test_report_writes_the_plots(tmp_path):
 
 
 def test_report_without_eval_has_no_eval_plots(tmp_path):
-    from arena.train_cli import write_plots
+    from arena.report import write_plots
 
     run = tmp_path / "run"
     synthetic_run(run)
