@@ -26,7 +26,9 @@ import functools
 import importlib
 import inspect
 import logging
+import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -184,11 +186,43 @@ def pprint_registry(file: Any = None) -> None:
         print("  ".join(names), file=file)
 
 
+def _import_module_prefix(id: str) -> str:
+    """Gymnasium's `module:env_id` form (`my_games.coin:mine/CoinGuess-v0`): import the module,
+    which registers its envs, and return the env id after the colon; other ids unchanged.
+
+    The module is looked up on `sys.path`, then in the working folder (as `python -m` and
+    uvicorn do: `arena play my_games.coin:mine/CoinGuess-v0` from the folder that holds
+    `my_games/`), so an env file needs no package or entry point to be played, trained,
+    checked and replayed. Episodes keep the whole id, so they replay the same way.
+    """
+    module, sep, rest = id.partition(":")
+    if not sep or not module or "/" in module:
+        return id
+    if module not in sys.modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module.split(".")[0] or os.getcwd() in sys.path:
+                raise ArenaError(f"{id}: cannot import module {module!r}: {exc}") from None
+            sys.path.append(os.getcwd())  # last: an installed package of the same name wins
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as again:
+                raise ArenaError(f"{id}: no module {module!r} on the Python path or in {os.getcwd()} ({again}); "
+                                 "run from the folder that holds it, or pip install its package") from None
+    return rest
+
+
 def spec(id: str) -> EnvSpec:
-    """The spec of `id`; an unknown id raises `ArenaError` listing close matches."""
+    """The spec of `id` (or of `module:id`, importing the module first); an unknown id
+    raises `ArenaError` listing close matches."""
     _load_plugins()
     if id in _REGISTRY:
         return _REGISTRY[id]
+    bare = _import_module_prefix(id)
+    if bare in _REGISTRY:
+        return _REGISTRY[bare]
+    id = bare
     close = difflib.get_close_matches(id, list(_REGISTRY), n=3, cutoff=0.5)
     if not close:  # also match on the name without namespace and version
         bare = id.rsplit("/", 1)[-1].split("-v")[0].lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -201,3 +202,62 @@ def test_import_arena_is_light():
             "'gymnasium', 'pytest', 'numpy'); print([m for m in heavy if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+COIN_ENV = '''
+"""Coin guess, a one-file env that no package installs."""
+from arena import ArenaEnv, Role, register
+
+
+class CoinGuess(ArenaEnv):
+    """Guess a hidden coin."""
+
+    roles = (Role("guesser", "guesses the coin", "+1 if right, -1 if wrong"),)
+    edges = (("rules", "guesser"),)
+
+    def _reset(self, options):
+        self.coin = ["heads", "tails"][self.np_random.integers(2)]
+        return "guesser"
+
+    def _observe(self, agent):
+        return "Heads or tails? Answer [heads] or [tails]."
+
+    def legal_actions(self, agent=None):
+        return [] if self.done else ["[heads]", "[tails]"]
+
+    def _step(self, agent, text):
+        action = self.parse_action(text)
+        legal = action in ("[heads]", "[tails]")
+        self.turn_info = {"action": action, "legal": legal}
+        self._finish({"guesser": 1.0 if action == f"[{self.coin}]" else -1.0}, reason="guessed" if legal else "invalid_move")
+
+
+register("mine/CoinGuess-v0", "coin_games.coin:CoinGuess")
+'''
+
+
+def test_module_prefix_plays_an_env_file_from_the_working_folder(tmp_path):
+    """Gymnasium's `module:env_id`: `arena play coin_games.coin:mine/CoinGuess-v0` imports the
+    module from the working folder (no package, no entry point); the episodes keep the whole
+    id, so `arena replay --verify` imports it again. `-P` keeps the working folder off
+    `sys.path`, as for the `arena` console script."""
+    (tmp_path / "coin_games").mkdir()
+    (tmp_path / "coin_games" / "__init__.py").write_text("")
+    (tmp_path / "coin_games" / "coin.py").write_text(COIN_ENV)
+    env = {**os.environ, "COLUMNS": "200"}
+
+    def arena(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-P", "-m", "arena.cli", *args], check=False, capture_output=True,
+                              text=True, env=env, timeout=120, cwd=tmp_path)
+
+    result = arena("play", "coin_games.coin:mine/CoinGuess-v0", "--agents", "random", "-n", "6", "--out", "run")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()]
+    assert {r["env_id"] for r in records} == {"coin_games.coin:mine/CoinGuess-v0"}
+    result = arena("replay", "run", "--verify")
+    assert result.returncode == 0 and "verified 6 episodes: all replay exactly" in result.stdout, result.stderr
+    result = arena("play", "no_such_games:mine/CoinGuess-v0", "-n", "1", "--out", "other")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no module 'no_such_games' on the Python path or in" in result.stderr
+    result = arena("play", "coin_games.coin:mine/CoinGues-v0", "-n", "1", "--out", "other")
+    assert result.returncode == 2 and "did you mean 'mine/CoinGuess-v0'" in result.stderr
