@@ -1,7 +1,8 @@
 """arena: multi-role self-play reinforcement learning of one language model.
 
-`import arena` is cheap: the env base (PettingZoo, Gymnasium, networkx) and the checker
-are imported on first use of `arena.ArenaEnv`, `arena.Role`, `arena.check_env`, ...
+`import arena` is cheap: the env base (PettingZoo, Gymnasium, networkx), the checker, the
+rollout engine and the trainer (torch, transformers, TRL) are imported on first use of
+`arena.ArenaEnv`, `arena.check_env`, `arena.play`, `arena.train`, ...
 """
 
 from __future__ import annotations
@@ -19,11 +20,17 @@ _LAZY = {
     "Role": "arena.protocol",
     "TextObs": "arena.protocol",
     "check_env": "arena.checker",
+    "play": "arena.rollout",
+    "TrainConfig": "arena.config",
+    "train": "arena.training",
 }
 
 if TYPE_CHECKING:
     from arena.checker import check_env
+    from arena.config import TrainConfig
     from arena.protocol import ArenaEnv, Role, TextObs
+    from arena.rollout import play
+    from arena.training import train
 
 
 def __getattr__(name: str) -> Any:
@@ -44,11 +51,14 @@ __all__ = [
     "EnvSpec",
     "Role",
     "TextObs",
+    "TrainConfig",
     "__version__",
     "check_env",
     "make",
+    "play",
     "pprint_registry",
     "register",
     "registry",
     "spec",
+    "train",
 ]

@@ -204,6 +204,22 @@ def test_import_arena_is_light():
     assert result.stdout.strip() == "[]"
 
 
+def test_top_level_names_are_the_engine_and_trainer():
+    """`arena.play`, `arena.train` and `arena.TrainConfig` (README, From Python), loaded on use."""
+    import importlib.util
+
+    import arena
+    from arena.config import TrainConfig
+    from arena.rollout import play
+
+    assert arena.play is play and arena.TrainConfig is TrainConfig
+    assert {"play", "train", "TrainConfig"} <= set(dir(arena)) and {"play", "train", "TrainConfig"} <= set(arena.__all__)
+    if importlib.util.find_spec("trl") is not None:  # the trainer needs trl
+        from arena.training import train
+
+        assert arena.train is train
+
+
 COIN_ENV = '''
 """Coin guess, a one-file env that no package installs."""
 from arena import ArenaEnv, Role, register
