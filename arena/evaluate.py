@@ -112,15 +112,39 @@ def kuhn_exploitability(policy: Any, env_id: str = "spiral/KuhnPoker-v0", sample
     return exploitability(table), table
 
 
+RATES: tuple[str, ...] = ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate", "mean_return")
+
+
+def play_alone(policy: Policy, env_id: str, episodes: int, seed: int = 0,
+               env_kwargs: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+    """The policy in every role (an env of one role, or of three as AZR's and SPICE's): per
+    role its win/draw/loss (by the sign of its return where the env names no winner) and
+    invalid-move rates and mean return."""
+    from arena.metrics import summarize
+
+    eps = play(env_id, [policy], episodes, seed=seed, env_kwargs=_eval_kwargs(env_id, env_kwargs),
+               concurrency=max(1, episodes))
+    return summarize(eps)
+
+
 def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int = 10_000,
              env_kwargs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Everything `arena eval` reports, as a flat dict: `<Env>/vs_<opponent>/<rate>` and,
-    for one-hand Kuhn Poker, `<Env>/exploitability`, the strategy table (`<Env>/policy_table`)
-    and each info state's self-play action gap (`<Env>/action_gaps`, `action_gaps`)."""
+    """Everything `arena eval` reports, as a flat dict: for a two-seat game
+    `<Env>/vs_<opponent>/<rate>` (the policy against `random` and `heuristic`, both seats),
+    for any other env `<Env>/self/<role>/<rate>` (the policy in every role, `play_alone`),
+    and for one-hand Kuhn Poker `<Env>/exploitability`, the strategy table
+    (`<Env>/policy_table`) and each info state's self-play action gap (`<Env>/action_gaps`)."""
+    from arena.registry import spec
+
     out: dict[str, Any] = {}
     for env_id in env_ids:
         short = env_id.split("/")[-1]
         kwargs = (env_kwargs or {}).get(env_id, {})
+        if len(spec(env_id).load().roles) != 2:  # no opponent's seat: the model plays every role
+            for role, result in play_alone(policy, env_id, episodes, seed=seed, env_kwargs=kwargs).items():
+                for name in RATES:
+                    out[f"{short}/self/{role}/{name}"] = result[name]
+            continue
         for opponent in OPPONENTS:
             try:
                 result = play_against(policy, env_id, opponent, episodes, seed=seed, env_kwargs=kwargs)
@@ -128,7 +152,7 @@ def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int =
                 if "no heuristic" in str(exc):
                     continue
                 raise
-            for name in ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate", "mean_return"):
+            for name in RATES:
                 out[f"{short}/vs_{opponent}/{name}"] = result[name]
         if _is_one_hand_kuhn(env_id, kwargs):
             from arena.envs.spiral.kuhn_poker import action_gaps

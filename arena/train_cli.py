@@ -292,8 +292,8 @@ def _nan_as_null(value: Any) -> Any:
 
 
 def _print_results(results: dict[str, Any], title: str) -> None:
-    """A table of win/draw/loss, invalid moves and mean return per env and opponent, then the
-    Kuhn exploitability and strategy table of each env that has them."""
+    """A table of win/draw/loss, invalid moves and mean return per env and opponent (or per
+    role, `self (ROLE)`, for an env the model plays alone), then the Kuhn exploitability and strategy table of each env that has them."""
     ui = _ui()
     envs = list(dict.fromkeys(k.split("/")[0] for k in results))
     table = ui._table(title, ["env", "opponent", "win>", "draw>", "loss>", "invalid moves>", "mean return>"])
@@ -305,6 +305,12 @@ def _print_results(results: dict[str, Any], title: str) -> None:
                 continue
             rows += 1
             ui._add_row(table, short, opp, *(_pct(results.get(f"{key}/{r}")) for r in RATES),
+                        _num(results.get(f"{key}/mean_return"), "+.3f"))
+        roles = dict.fromkeys(k.split("/")[2] for k in results if k.startswith(f"{short}/self/") and k.count("/") == 3)
+        for role in roles:  # an env without an opponent's seat: the model in every role
+            key = f"{short}/self/{role}"
+            rows += 1
+            ui._add_row(table, short, f"self ({role})", *(_pct(results.get(f"{key}/{r}")) for r in RATES),
                         _num(results.get(f"{key}/mean_return"), "+.3f"))
     if rows:
         ui._print_table(table)

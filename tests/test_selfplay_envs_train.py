@@ -39,14 +39,24 @@ def arena_cmd(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                                                ("azr/Mixed-v0", "grpo"), ("spice/Corpus-v0", "trr++")])
 def test_train_runs_end_to_end_with_the_tiny_model(tmp_path, env_id, estimator):
     out = tmp_path / "run"
-    extra = ["--estimator", estimator] if estimator else []
-    res = arena_cmd("train", "--env", env_id, "--steps", "2", "--episodes-per-step", "4", "--eval-every", "0",
+    # the default-estimator runs also evaluate (at steps 0 and 2, and the final one): with no
+    # opponent's seat the model plays every role (`arena.evaluate.play_alone`); this crashed
+    # on "2 agents given for 3 roles" before
+    extra = ["--estimator", estimator, "--eval-every", "0"] if estimator else ["--eval-every", "2", "--eval-episodes", "4"]
+    res = arena_cmd("train", "--env", env_id, "--steps", "2", "--episodes-per-step", "4",
                     "--max-new-tokens", "16", "--out", out, "--env-kwargs", json.dumps({env_id: KWARGS[env_id]}), *extra)
     assert res.returncode == 0, res.stderr[-3000:]
+    name = env_id.split("/")[1]
+    if not estimator:
+        evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+        assert len(evals) >= 2
+        for role in ROLES[env_id]:
+            assert all(f"{name}/self/{role}/mean_return" in e and f"{name}/self/{role}/invalid_move_rate" in e
+                       for e in evals), evals[-1]
+        assert f"self ({ROLES[env_id][0]})" in res.stdout + res.stderr  # the final evaluation's table
     with open(out / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 2
-    name = env_id.split("/")[1]
     for role in ROLES[env_id]:
         assert f"{name}/{role}/mean_return" in rows[0] and f"{name}/{role}/invalid_move_rate" in rows[0]
     assert "samples/dropped_infra" in rows[0] and "samples/trained" in rows[0]
