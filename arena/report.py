@@ -1,8 +1,10 @@
 """`arena report`'s plots of a training run: PNG files from its metrics.csv and eval.jsonl.
 
 `write_plots(run, out)` writes reward per (env, role), win/draw/loss/invalid rates per
-role, the training loss, Kuhn Poker's exploitability against wall-clock minutes and the
-evaluation win rates against the fixed opponents, each only where the run has the columns.
+role, the training loss, Kuhn Poker's exploitability against wall-clock minutes, the
+evaluation win rates against the fixed opponents and, for envs the model plays alone in
+evaluation (azr, spice), each role's mean return and invalid-move rate; each only where the
+run has the columns.
 matplotlib is imported inside, with the Agg backend (no display needed).
 """
 
@@ -168,4 +170,22 @@ def write_plots(run: Path, out: Path) -> list[Path]:
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
         _save(fig, out / "eval_win_rates.png", written)
+    alone: dict[str, list[str]] = {}  # env -> roles the model played alone in evaluation (azr, spice)
+    for key in dict.fromkeys(k for r in evals for k in r):
+        m = re.match(r"^(?P<env>[^/]+)/self/(?P<role>[^/]+)/mean_return$", key)
+        if m:
+            alone.setdefault(m["env"], []).append(m["role"])
+    if alone:
+        fig, axes = _figure(len(alone))
+        for ax, (env, roles) in zip(axes[:, 0], sorted(alone.items()), strict=True):
+            for k, role in enumerate(roles):
+                for rate, style in (("mean_return", "-"), ("invalid_move_rate", ":")):
+                    xs, ys = _series(evals, "minutes", f"{env}/self/{role}/{rate}")
+                    if xs:
+                        ax.plot(xs, ys, style, color=f"C{k}", marker="o", markersize=3,
+                                label=f"{role}: {rate.replace('_', ' ')}")
+            ax.set(title=f"{env}: evaluation, the model in every role", xlabel="wall-clock minutes")
+            ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+        _save(fig, out / "eval_roles.png", written)
     return written

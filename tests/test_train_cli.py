@@ -235,6 +235,22 @@ def test_report_without_eval_has_no_eval_plots(tmp_path):
     assert names == ["loss.png", "outcomes.png", "reward.png"]
 
 
+def test_report_plots_the_roles_of_an_env_played_alone(tmp_path):
+    """Evaluations of an env the model plays alone (`<Env>/self/<role>/...`, azr and spice)
+    get `eval_roles.png`, a line per role; none of the opponents' plot."""
+    from arena.report import write_plots
+
+    run = tmp_path / "run"
+    synthetic_run(run)
+    rows = [{"step": s, "minutes": s / 10, **{f"Mixed-v0/self/{role}/{rate}": v for role in ("proposer", "solver")
+                                               for rate, v in (("mean_return", s / 4), ("invalid_move_rate", 0.5))}}
+            for s in (0, 2, 4)]
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    names = sorted(p.name for p in write_plots(run, run / "plots"))
+    assert names == ["eval_roles.png", "loss.png", "outcomes.png", "reward.png"]
+    assert (run / "plots" / "eval_roles.png").read_bytes().startswith(PNG)
+
+
 def test_report_on_a_folder_without_metrics_is_one_line(tmp_path):
     line = one_line_error(arena_cmd("report", tmp_path))
     assert "metrics.csv" in line
