@@ -105,6 +105,18 @@ def _save(fig: Any, path: Path, written: list[Path]) -> None:
     written.append(path)
 
 
+def _eval_lines(ax: Any, evals: list[dict[str, Any]], groups: list[tuple[str, str]], rates: tuple[str, str]) -> None:
+    """One colour per (key prefix, label) group: its first rate solid, its second dotted,
+    against wall-clock minutes; then the legend and grid."""
+    for k, (prefix, label) in enumerate(groups):
+        for rate, style in zip(rates, ("-", ":"), strict=True):
+            xs, ys = _series(evals, "minutes", f"{prefix}/{rate}")
+            if xs:
+                ax.plot(xs, ys, style, color=f"C{k}", marker="o", markersize=3, label=f"{label}: {rate.replace('_', ' ')}")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
 def write_plots(run: Path, out: Path) -> list[Path]:
     """Write the PNG plots of a run into `out`; returns the files written."""
     metrics = read_metrics(run / "metrics.csv")
@@ -160,15 +172,8 @@ def write_plots(run: Path, out: Path) -> list[Path]:
     if vs:
         fig, axes = _figure(len(vs))
         for ax, env in zip(axes[:, 0], vs, strict=True):
-            for k, opp in enumerate(OPPONENTS):
-                for rate, style in (("win_rate", "-"), ("invalid_move_rate", ":")):
-                    xs, ys = _series(evals, "minutes", f"{env}/vs_{opp}/{rate}")
-                    if xs:
-                        ax.plot(xs, ys, style, color=f"C{k}", marker="o", markersize=3,
-                                label=f"{rate.replace('_', ' ')} vs {opp}")
+            _eval_lines(ax, evals, [(f"{env}/vs_{opp}", f"vs {opp}") for opp in OPPONENTS], ("win_rate", "invalid_move_rate"))
             ax.set(title=f"{env}: evaluation vs fixed opponents", xlabel="wall-clock minutes", ylim=(-0.02, 1.02))
-            ax.legend(fontsize=8)
-            ax.grid(alpha=0.3)
         _save(fig, out / "eval_win_rates.png", written)
     alone: dict[str, list[str]] = {}  # env -> roles the model played alone in evaluation (azr, spice)
     for key in dict.fromkeys(k for r in evals for k in r):
@@ -178,14 +183,7 @@ def write_plots(run: Path, out: Path) -> list[Path]:
     if alone:
         fig, axes = _figure(len(alone))
         for ax, (env, roles) in zip(axes[:, 0], sorted(alone.items()), strict=True):
-            for k, role in enumerate(roles):
-                for rate, style in (("mean_return", "-"), ("invalid_move_rate", ":")):
-                    xs, ys = _series(evals, "minutes", f"{env}/self/{role}/{rate}")
-                    if xs:
-                        ax.plot(xs, ys, style, color=f"C{k}", marker="o", markersize=3,
-                                label=f"{role}: {rate.replace('_', ' ')}")
+            _eval_lines(ax, evals, [(f"{env}/self/{role}", role) for role in roles], ("mean_return", "invalid_move_rate"))
             ax.set(title=f"{env}: evaluation, the model in every role", xlabel="wall-clock minutes")
-            ax.legend(fontsize=8)
-            ax.grid(alpha=0.3)
         _save(fig, out / "eval_roles.png", written)
     return written
