@@ -94,6 +94,10 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
     else:
         trainer.load_arena_state(json.loads((ckpt / STATE_FILE).read_text()))
         trainer.load_reference(ckpt)
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside the training bar at each checkpoint
     try:
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     except KeyboardInterrupt:
@@ -105,9 +109,13 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
         trainer.writer.close()
         if rollout is not None:
             rollout.close()
-    if config.eval_every:
-        trainer.evaluate_fn(trainer, final=True)
-    save_final_model(trainer, run_dir)
+    try:
+        if config.eval_every:
+            trainer.evaluate_fn(trainer, final=True)
+        save_final_model(trainer, run_dir)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "complete",
                              "step": trainer.state.global_step, "minutes": trainer.minutes()})
     return trainer

@@ -262,9 +262,10 @@ def test_report_on_a_folder_without_metrics_is_one_line(tmp_path):
 def test_train_then_eval_then_report(tmp_path):
     run = tmp_path / "run"
     result = arena_cmd("train", "--steps", "2", "--episodes-per-step", "8", "--eval-every", "1",
-                       "--eval-episodes", "4", "--out", run)
+                       "--eval-episodes", "4", "--save-every", "1", "--out", run)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"model: {run / 'model'}" in result.stdout and "exploitability" in result.stdout
+    assert "Writing model shards" not in result.stderr  # no transformers bar inside the training bar
     assert (run / "model" / "config.json").is_file()
     evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evals] == [0, 1, 2] and evals[-1]["final"] is True
