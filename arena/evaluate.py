@@ -117,9 +117,9 @@ RATES: tuple[str, ...] = ("win_rate", "draw_rate", "loss_rate", "invalid_move_ra
 
 def play_alone(policy: Policy, env_id: str, episodes: int, seed: int = 0,
                env_kwargs: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
-    """The policy in every role (an env of one role, or of three as AZR's and SPICE's): per
-    role its win/draw/loss (by the sign of its return where the env names no winner) and
-    invalid-move rates and mean return."""
+    """The policy in every role of `episodes` episodes (an env of one role, or of three as
+    AZR's and SPICE's): per role its win/draw/loss (by the sign of its return where the env
+    names no winner) and invalid-move rates and mean return."""
     from arena.metrics import summarize
 
     eps = play(env_id, [policy], episodes, seed=seed, env_kwargs=_eval_kwargs(env_id, env_kwargs),

@@ -264,9 +264,10 @@ def eval_cmd(
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=int(cfg.get("max_new_tokens", 64)),
                       temperature=temp, top_p=float(cfg.get("top_p", 1.0)), constrain=bool(constrain), seed=seed)
     _say(f"evaluating {spec} ({'constrained' if constrain else 'free'} decoding, temperature {temp:g}) "
-         f"on {', '.join(env_ids)}: {episodes} episodes per opponent", err=True)
+         f"on {', '.join(env_ids)}: {episodes} episodes per opponent (or, for an env played alone, per env)", err=True)
     results = evaluate(policy, env_ids, episodes=episodes, seed=seed, env_kwargs=cfg.get("env_kwargs") or {})
-    _print_results(results, f"{target}: {episodes} episodes per opponent")
+    alone = any("/self/" in key for key in results)
+    _print_results(results, f"{target}: {episodes} episodes per {'opponent or env' if alone else 'opponent'}")
     out = json_out if json_out is not None else (_free_name(run / "eval-final.json") if run is not None else None)
     if out is not None:
         record = {"target": target, "model": spec, "run": str(run) if run else None, "envs": env_ids,
