@@ -9,9 +9,11 @@ start leaves nothing that refuses the corrected command), `episodes.jsonl`, `met
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -94,10 +96,31 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
     else:
         trainer.load_arena_state(json.loads((ckpt / STATE_FILE).read_text()))
         trainer.load_reference(ckpt)
+    with _no_transformers_bars():
+        _train_and_save(trainer, rollout, config, run_dir, ckpt)
+    write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "complete",
+                             "step": trainer.state.global_step, "minutes": trainer.minutes()})
+    return trainer
+
+
+@contextlib.contextmanager
+def _no_transformers_bars() -> Iterator[None]:
+    """transformers' own bars (`Writing model shards` at every checkpoint) off while the
+    training bar runs, and back as they were after, however training ends."""
     from transformers.utils import logging as hf_logging
 
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside the training bar at each checkpoint
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _train_and_save(trainer: SelfPlayTrainer, rollout: Rollout | None, config: TrainConfig, run_dir: Path,
+                    ckpt: Path | None) -> None:
+    """The training loop, then the final evaluation and model; an interrupt marks the run."""
     try:
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     except KeyboardInterrupt:
@@ -109,16 +132,9 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
         trainer.writer.close()
         if rollout is not None:
             rollout.close()
-    try:
-        if config.eval_every:
-            trainer.evaluate_fn(trainer, final=True)
-        save_final_model(trainer, run_dir)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-    write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "complete",
-                             "step": trainer.state.global_step, "minutes": trainer.minutes()})
-    return trainer
+    if config.eval_every:
+        trainer.evaluate_fn(trainer, final=True)
+    save_final_model(trainer, run_dir)
 
 
 def _remove_unstarted(run_dir: Path, remove_dir: bool) -> None:

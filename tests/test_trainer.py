@@ -276,3 +276,24 @@ def test_optimistic_adamw_is_the_optimizer_that_steps(tmp_path):
     assert all(state["prev_update"] is not None and int(state["step"]) == 2 for state in saved["state"].values())
     with pytest.raises(ArenaError, match="unknown --optimizer 'oadam'"):
         TrainConfig(optimizer="oadam")
+
+
+def test_transformers_bars_come_back_however_training_ends():
+    """`train` turns transformers' own bars off around the loop (no "Writing model shards"
+    inside the training bar); a library caller gets them back, after an error too."""
+    from transformers.utils import logging as hf_logging
+
+    from arena.training import _no_transformers_bars
+
+    assert hf_logging.is_progress_bar_enabled()
+    with pytest.raises(RuntimeError), _no_transformers_bars():
+        assert not hf_logging.is_progress_bar_enabled()
+        raise RuntimeError("a step failed")
+    assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a caller who had them off keeps them off
+    try:
+        with _no_transformers_bars():
+            pass
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()
