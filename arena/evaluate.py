@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from arena.errors import ArenaError
-from arena.metrics import summarize_agents
+from arena.metrics import OUTCOMES, summarize_agents
 from arena.policy import Policy, Request
 from arena.rollout import play
 
@@ -112,9 +112,6 @@ def kuhn_exploitability(policy: Any, env_id: str = "spiral/KuhnPoker-v0", sample
     return exploitability(table), table
 
 
-RATES: tuple[str, ...] = ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate", "mean_return")
-
-
 def play_alone(policy: Policy, env_id: str, episodes: int, seed: int = 0,
                env_kwargs: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """The policy in every role of `episodes` episodes (an env of one role, or of three as
@@ -142,7 +139,7 @@ def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int =
         kwargs = (env_kwargs or {}).get(env_id, {})
         if len(spec(env_id).load().roles) != 2:  # no opponent's seat: the model plays every role
             for role, result in play_alone(policy, env_id, episodes, seed=seed, env_kwargs=kwargs).items():
-                for name in RATES:
+                for name in OUTCOMES:
                     out[f"{short}/self/{role}/{name}"] = result[name]
             continue
         for opponent in OPPONENTS:
@@ -152,7 +149,7 @@ def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int =
                 if "no heuristic" in str(exc):
                     continue
                 raise
-            for name in RATES:
+            for name in OUTCOMES:
                 out[f"{short}/vs_{opponent}/{name}"] = result[name]
         if _is_one_hand_kuhn(env_id, kwargs):
             from arena.envs.spiral.kuhn_poker import action_gaps

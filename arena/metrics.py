@@ -10,6 +10,10 @@ from typing import Any
 from arena.episode import Episode
 
 _PLURAL = {"win": "wins", "draw": "draws", "loss": "losses"}
+#: The rates of a role's (or agent's) summary, in table order.
+RATES: tuple[str, ...] = ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate")
+#: The rates and the mean return: what evaluation and the training metrics report per role.
+OUTCOMES: tuple[str, ...] = (*RATES, "mean_return")
 
 
 def result(episode: Episode, role: str) -> str:

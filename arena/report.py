@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from arena.errors import ArenaError
+from arena.metrics import RATES
 
 UNIFORM_EXPLOITABILITY = 11 / 24  # Kuhn Poker, both seats uniformly random
-RATES = ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate")
 OPPONENTS = ("random", "heuristic")
 
 

@@ -46,7 +46,7 @@ from arena.callbacks import ArenaCallback, ProgressBar
 from arena.config import TrainConfig
 from arena.episode import Episode
 from arena.errors import ArenaError
-from arena.metrics import summarize
+from arena.metrics import OUTCOMES, summarize
 from arena.prefix import forward, in_batch_order, plan, shared_prefix_logits
 from arena.rollout import play
 from arena.samples import Sample, assign_advantages, collect, keep_for_loss
@@ -427,7 +427,7 @@ class SelfPlayTrainer(GRPOTrainer):
                     if not mine:
                         continue
                     s = summarize(mine)[role]
-                for name in ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate", "mean_return"):
+                for name in OUTCOMES:
                     out[f"{short}/{role}/{name}"] = s[name]
             for role in {s.role for s in samples if s.env_id == env_id}:
                 mine = [s for s in samples if s.env_id == env_id and s.role == role]
