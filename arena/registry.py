@@ -198,6 +198,8 @@ def _import_module_prefix(id: str) -> str:
     module, sep, rest = id.partition(":")
     if not sep or not module or "/" in module:
         return id
+    if not rest:
+        raise ArenaError(f"{id!r} names a module but no env: give MODULE:NAMESPACE/Name-vN, e.g. {module}:mine/CoinGuess-v0")
     if module not in sys.modules:
         try:
             importlib.import_module(module)

@@ -277,3 +277,6 @@ def test_module_prefix_plays_an_env_file_from_the_working_folder(tmp_path):
     assert "no module 'no_such_games' on the Python path or in" in result.stderr
     result = arena("play", "coin_games.coin:mine/CoinGues-v0", "-n", "1", "--out", "other")
     assert result.returncode == 2 and "did you mean 'mine/CoinGuess-v0'" in result.stderr
+    result = arena("play", "coin_games.coin:", "-n", "1", "--out", "other")
+    assert result.returncode == 2 and "names a module but no env" in result.stderr
+    assert not (tmp_path / "other").exists()  # nothing stored for a command that failed
