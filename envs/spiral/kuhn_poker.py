@@ -73,6 +73,11 @@ CARDS: tuple[str, ...] = ("J", "Q", "K")
 MOVES: tuple[str, ...] = ("check", "bet", "call", "fold")
 #: Each move as a history letter: p (pass: check or fold) or b (bet or call).
 MOVE_LETTER: dict[str, str] = {"check": "p", "fold": "p", "bet": "b", "call": "b"}
+#: The four actions as the constrained model writes them: `parse_action` returns these as is.
+ACTIONS: frozenset[str] = frozenset(f"[{m}]" for m in MOVES)
+_SEATS: dict[str, int] = {"player_0": 0, "player_1": 1}
+_OTHER: dict[str, str] = {"player_0": "player_1", "player_1": "player_0"}
+_RANK: dict[str, int] = {c: i for i, c in enumerate(CARDS)}
 #: Histories (letters over the hand, first mover first) that end a hand.
 TERMINAL_HISTORIES: frozenset[str] = frozenset({"pp", "bp", "bb", "pbp", "pbb"})
 #: The 12 information states `<card><history>` of the one-hand game.
@@ -131,7 +136,7 @@ def hand_payoff(history: str, first_card: str, second_card: str, ante: int = 1) 
     if history == "pbp":
         return -ante
     stake = ante if history == "pp" else ante + 1
-    return stake if CARDS.index(first_card) > CARDS.index(second_card) else -stake
+    return stake if _RANK[first_card] > _RANK[second_card] else -stake
 
 
 def info_state(card: str, history: str) -> str:
@@ -392,7 +397,7 @@ class KuhnPoker(ZeroSumGame):
         return self.first
 
     def _seat(self, agent: str) -> int:
-        return self.possible_agents.index(agent)
+        return _SEATS[agent]
 
     @property
     def pot(self) -> int:
@@ -403,6 +408,10 @@ class KuhnPoker(ZeroSumGame):
             return []
         return list(_legal_actions(self.history))
 
+    def is_legal(self, agent: str, action: str | None) -> bool:
+        # `ZeroSumGame.is_legal` without building the list (this runs on every move)
+        return action is not None and not self.done and agent == self.agent_selection and action in _legal_actions(self.history)
+
     def info_state(self, agent: str | None = None) -> str:
         """The acting seat's information state in the current hand, e.g. `Kpb`."""
         agent = agent or self.agent_selection
@@ -410,6 +419,8 @@ class KuhnPoker(ZeroSumGame):
 
     # -- text ----------------------------------------------------------------------------
     def parse_action(self, text: str) -> str | None:
+        if text in ACTIONS:  # what extract_action and the lower-casing below make of it anyway
+            return text
         action = super().parse_action(text)
         if action is not None and action[1:-1].strip().lower() in MOVES:
             return f"[{action[1:-1].strip().lower()}]"
@@ -423,36 +434,40 @@ class KuhnPoker(ZeroSumGame):
             lines += ["", (f"Your card: '{self.cards[agent]}'. Chips: Player {seat}: {self.chips[agent]}; "
                            f"Player {1 - seat}: {self.chips[other]}. Pot: {self.pot}.")]
             if agent == self.agent_selection:
-                lines.append(self.moves_line(self.legal_actions(agent)))
+                lines.append(self.moves_line(_legal_actions(self.history)))
             else:
                 lines.append(f"Waiting for Player {1 - seat} to act.")
         return "\n".join(lines)
 
     def _say(self, message: str) -> None:
-        for a in self.possible_agents:
-            self.log[a].append(message)
+        for log in self.log.values():
+            log.append(message)
 
     # -- moves ---------------------------------------------------------------------------
     def _play(self, agent: str, action: str) -> None:
+        # (seat numbers and opponents from the module's dicts, not `_seat` / `opponent`: this runs
+        # on every move, between two `generate` calls, where each call costs a cache miss)
         move = action[1:-1]
         self.history += MOVE_LETTER[move]
+        chips = self.chips
         if move in ("bet", "call"):
-            self.chips[agent] -= 1
-        self._say(f"Player {self._seat(agent)}, submitted move: '[{move}]'.")
+            chips[agent] -= 1
+        self._say(f"Player {_SEATS[agent]}, submitted move: '[{move}]'.")
         if self.history not in TERMINAL_HISTORIES:
-            self.agent_selection = self.opponent(agent)
+            self.agent_selection = _OTHER[agent]
             return
-        first, second = self.first, self.opponent(self.first)
+        first, second = self.first, _OTHER[self.first]
         won = hand_payoff(self.history, self.cards[first], self.cards[second], self.ante)
         winner = first if won > 0 else second
+        pot = self.pot
         if self.history in ("bp", "pbp"):
-            reason = f"Player {self._seat(agent)} has folded."
+            reason = f"Player {_SEATS[agent]} has folded."
         else:
-            loser = self.opponent(winner)
-            reason = (f"Showdown: Player {self._seat(winner)}'s {self.cards[winner]} beats Player "
-                      f"{self._seat(loser)}'s {self.cards[loser]}. Player {self._seat(winner)} wins pot of {self.pot} chips.")
-        self.chips[winner] += self.pot
-        self._say(f"{reason} Current scores: Player 0: '{self.chips['player_0']}'; Player 1: '{self.chips['player_1']}'")
+            loser = _OTHER[winner]
+            reason = (f"Showdown: Player {_SEATS[winner]}'s {self.cards[winner]} beats Player "
+                      f"{_SEATS[loser]}'s {self.cards[loser]}. Player {_SEATS[winner]} wins pot of {pot} chips.")
+        chips[winner] += pot
+        self._say(f"{reason} Current scores: Player 0: '{chips['player_0']}'; Player 1: '{chips['player_1']}'")
         if self.round + 1 < self.rounds:
             self.agent_selection = self._start_hand()
             return
