@@ -305,7 +305,7 @@ class ArenaEnv(AECEnv):
         self._cumulative_rewards = dict.fromkeys(self.agents, 0.0)
         self.terminations = dict.fromkeys(self.agents, False)
         self.truncations = dict.fromkeys(self.agents, False)
-        self.infos = {a: {} for a in self.agents}
+        self.infos = {}  # filled by `_update_infos` below
         self.num_moves = 0
         self.outcome = None
         self.turn_info = {}
@@ -380,11 +380,13 @@ class ArenaEnv(AECEnv):
             for a in self.agents:
                 infos[a] = {"outcome": dict(self.outcome)}
             return
+        acting = self.agent_selection
         for a in self.agents:
-            infos[a] = {}
+            if a != acting:
+                infos[a] = {}
         if self.agents:
-            legal = self.legal_actions(self.agent_selection)
+            legal = self.legal_actions(acting)
             info: dict[str, Any] = {"turn": self.num_moves}
             if legal is not None:
                 info["legal_actions"] = list(legal)
-            self.infos[self.agent_selection] = info
+            infos[acting] = info

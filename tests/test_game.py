@@ -98,15 +98,19 @@ def test_legal_actions_are_a_fresh_list_each_call(env_id):
 def test_the_episode_generator_is_gymnasiums_built_on_first_use(monkeypatch):
     # `np_random` is `seeding.np_random(seed)` of the last reset, built only when an episode
     # draws: the same draws as seeding at reset, and TicTacToe (no draws) never seeds
+    # (`arena.seeding.np_random` builds gymnasium's generator, tests/test_seeding.py)
     from gymnasium.utils import seeding
 
+    from arena import seeding as fast_seeding
+
     original, seeds = seeding.np_random, []
+    fast = fast_seeding.np_random
 
     def counted(seed=None):
         seeds.append(seed)
-        return original(seed)
+        return fast(seed)
 
-    monkeypatch.setattr(seeding, "np_random", counted)
+    monkeypatch.setattr(fast_seeding, "np_random", counted)
     ttt, kuhn = arena.make("spiral/TicTacToe-v0"), arena.make("spiral/KuhnPoker-v0")
     ttt.reset(seed=3)
     ttt.step(ttt.legal_actions()[0])

@@ -119,6 +119,12 @@ def _legal_actions(history: str) -> tuple[str, ...]:
     return tuple(f"[{m}]" for m in legal_moves(history))
 
 
+@functools.cache
+def _moves_line(history: str) -> str:
+    """The observation's `Available Moves: ...` line after `history` (cached)."""
+    return ZeroSumGame.moves_line(list(_legal_actions(history)))
+
+
 def facing_bet(history: str) -> bool:
     return history.endswith("b")
 
@@ -373,7 +379,7 @@ class KuhnPoker(ZeroSumGame):
             fixed = tuple(fixed)
             if len(fixed) != 2 or fixed[0] == fixed[1] or any(c not in CARDS for c in fixed):
                 raise ArenaError(f"options['cards'] must be two different cards of {CARDS}, got {options['cards']!r}")
-        self.chips: dict[str, int] = {a: 0 for a in self.possible_agents}
+        self.chips: dict[str, int] = dict.fromkeys(self.possible_agents, 0)
         self.round = -1
         self.log: dict[str, list[str]] = {a: [] for a in self.possible_agents}
         return self._start_hand(fixed)
@@ -390,10 +396,11 @@ class KuhnPoker(ZeroSumGame):
             self.cards = {"player_0": CARDS[deck[0]], "player_1": CARDS[deck[1]]}
         self.history = ""
         self.first = self.possible_agents[self.round % 2]
+        head = f"### Starting round {self.round + 1} out of {self.rounds} rounds. Your card is: '"
+        tail = f"'. Player {_SEATS[self.first]} acts first."
         for a in self.possible_agents:
             self.chips[a] -= self.ante
-            self.log[a].append(f"### Starting round {self.round + 1} out of {self.rounds} rounds. "
-                               f"Your card is: '{self.cards[a]}'. Player {self._seat(self.first)} acts first.")
+            self.log[a].append(head + self.cards[a] + tail)
         return self.first
 
     def _seat(self, agent: str) -> int:
@@ -404,13 +411,14 @@ class KuhnPoker(ZeroSumGame):
         return 2 * self.ante + self.history.count("b")
 
     def legal_actions(self, agent: str | None = None) -> list[str]:
-        if self.done or (agent is not None and agent != self.agent_selection):
+        if self.outcome is not None or (agent is not None and agent != self.agent_selection):
             return []
         return list(_legal_actions(self.history))
 
     def is_legal(self, agent: str, action: str | None) -> bool:
         # `ZeroSumGame.is_legal` without building the list (this runs on every move)
-        return action is not None and not self.done and agent == self.agent_selection and action in _legal_actions(self.history)
+        return (action is not None and self.outcome is None and agent == self.agent_selection
+                and action in _legal_actions(self.history))
 
     def info_state(self, agent: str | None = None) -> str:
         """The acting seat's information state in the current hand, e.g. `Kpb`."""
@@ -427,14 +435,13 @@ class KuhnPoker(ZeroSumGame):
         return action
 
     def _observe(self, agent: str) -> str:
-        seat = self._seat(agent)
+        seat = _SEATS[agent]
         lines = [_rules(seat, self.rounds, self.ante), *self.log[agent]]
-        if not self.done:
-            other = self.opponent(agent)
+        if self.outcome is None:
             lines += ["", (f"Your card: '{self.cards[agent]}'. Chips: Player {seat}: {self.chips[agent]}; "
-                           f"Player {1 - seat}: {self.chips[other]}. Pot: {self.pot}.")]
+                           f"Player {1 - seat}: {self.chips[_OTHER[agent]]}. Pot: {self.pot}.")]
             if agent == self.agent_selection:
-                lines.append(self.moves_line(_legal_actions(self.history)))
+                lines.append(_moves_line(self.history))
             else:
                 lines.append(f"Waiting for Player {1 - seat} to act.")
         return "\n".join(lines)
