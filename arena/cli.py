@@ -37,7 +37,7 @@ from arena.errors import ArenaError, Terminated, interrupt_exit_code
 
 app = typer.Typer(
     name="arena",
-    help="Multi-role self-play RL of one language model: envs, play, replay, sandbox.",
+    help="Multi-role self-play RL of one language model: train, eval, report; envs, play, replay, check, sandbox.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -380,7 +380,7 @@ def _root(
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_version_callback,
                                  help="Print arena's version and exit."),
 ) -> None:
-    """Multi-role self-play RL of one language model: envs, play, replay, check, sandbox."""
+    """Multi-role self-play RL of one language model: train, eval, report; envs, play, replay, check, sandbox."""
 
 
 _mount_sandbox()
