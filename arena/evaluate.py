@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from arena.errors import ArenaError
-from arena.metrics import OUTCOMES, summarize_agents
+from arena.metrics import OPPONENTS, OUTCOMES, summarize_agents
 from arena.policy import Policy, Request
 from arena.rollout import play
-
-OPPONENTS: tuple[str, ...] = ("random", "heuristic")
 
 
 def _eval_kwargs(env_id: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:

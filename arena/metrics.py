@@ -14,6 +14,8 @@ _PLURAL = {"win": "wins", "draw": "draws", "loss": "losses"}
 RATES: tuple[str, ...] = ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate")
 #: The rates and the mean return: what evaluation and the training metrics report per role.
 OUTCOMES: tuple[str, ...] = (*RATES, "mean_return")
+#: The fixed opponents `arena eval` and `--eval-every` play the model against (both seats).
+OPPONENTS: tuple[str, ...] = ("random", "heuristic")
 
 
 def result(episode: Episode, role: str) -> str:

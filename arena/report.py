@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from arena.errors import ArenaError
-from arena.metrics import RATES
+from arena.metrics import OPPONENTS, RATES
 
 UNIFORM_EXPLOITABILITY = 11 / 24  # Kuhn Poker, both seats uniformly random
-OPPONENTS = ("random", "heuristic")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

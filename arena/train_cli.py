@@ -25,8 +25,8 @@ from rich.console import Console
 from rich.text import Text
 
 from arena.errors import ArenaError, Terminated, interrupt_exit_code
-from arena.metrics import RATES
-from arena.report import OPPONENTS, UNIFORM_EXPLOITABILITY, read_jsonl
+from arena.metrics import OPPONENTS, RATES
+from arena.report import UNIFORM_EXPLOITABILITY, read_jsonl
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()
