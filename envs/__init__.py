@@ -12,6 +12,7 @@ register("spiral/KuhnPoker-v1", "arena.envs.spiral.kuhn_poker:KuhnPoker", {"roun
 register("spiral/SimpleNegotiation-v0", "arena.envs.spiral.simple_negotiation:SimpleNegotiation", {"max_turns": 10})
 register("spiral/PigDice-v0", "arena.envs.spiral.pig_dice:PigDice", {"winning_score": 50})
 register("spiral/TruthAndDeception-v0", "arena.envs.spiral.truth_and_deception:TruthAndDeception", {"max_turns": 6})
+register("spiral/LiarsDice-v0", "arena.envs.spiral.liars_dice:LiarsDice")
 register("azr/Deduction-v0", "arena.envs.absolute_zero.env:AbsoluteZero", {"task_type": "deduction"})
 register("azr/Abduction-v0", "arena.envs.absolute_zero.env:AbsoluteZero", {"task_type": "abduction"})
 register("azr/Induction-v0", "arena.envs.absolute_zero.env:AbsoluteZero", {"task_type": "induction"})

@@ -24,7 +24,8 @@ ENV_IDS = sorted(arena.registry())
 
 
 def test_registry_has_the_spiral_games():
-    assert {"spiral/TicTacToe-v0", "spiral/KuhnPoker-v0", "spiral/KuhnPoker-v1", "spiral/SimpleNegotiation-v0"} <= set(ENV_IDS)
+    assert {"spiral/TicTacToe-v0", "spiral/KuhnPoker-v0", "spiral/KuhnPoker-v1", "spiral/SimpleNegotiation-v0",
+            "spiral/LiarsDice-v0", "spiral/PigDice-v0", "spiral/TruthAndDeception-v0"} <= set(ENV_IDS)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
