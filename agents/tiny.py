@@ -3,7 +3,8 @@ built on this machine (no download), saved with `save_pretrained` and loaded bac
 through the normal `from_pretrained` path like any other checkpoint.
 
 - Tokenizer: byte-level BPE (the `tokenizers` library, as GPT-2 and Qwen2) trained on the
-  prompts of every registered env (16 seeded random games each) and the env manuals,
+  prompts of arena's first nine built-in envs (`TOKENIZER_ENVS`: 16 seeded random games
+  each) and their manuals,
   with Qwen2's normaliser and pre-tokenizer (any text still encodes, byte by byte),
   with Qwen2's chat special tokens and chat template. EOS is `<|im_end|>` (the end of an
   assistant turn), padding is `<|endoftext|>` on the left (decoder-only generation).
@@ -12,7 +13,7 @@ through the normal `from_pretrained` path like any other checkpoint.
 
 `tiny_model_path()` builds it once into `$ARENA_CACHE/models/tiny-<hash>` (default
 `~/.cache/arena`) and returns the folder; the hash covers the config, the tokenizer
-recipe and the registered envs, so a new env or a new recipe builds a new model. The
+recipe and its envs, so a new recipe builds a new model. The
 build writes into a temporary folder and renames it, so concurrent builders (pytest
 workers, two runs) never see a half-written model.
 """
@@ -44,7 +45,15 @@ MAX_TOKEN_CHARS = 32
 QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"""
                r"""|\s+(?!\S)|\s+""")
 SEED = 0
-BUILTIN_NAMESPACES = ("spiral", "azr", "spice")
+TOKENIZER_ENVS: tuple[str, ...] = (
+    "azr/Abduction-v0", "azr/Deduction-v0", "azr/Induction-v0", "azr/Mixed-v0", "spice/Corpus-v0",
+    "spiral/KuhnPoker-v0", "spiral/KuhnPoker-v1", "spiral/SimpleNegotiation-v0", "spiral/TicTacToe-v0",
+)
+"""The envs whose text the tokenizer learns from: arena's built-in envs as of recipe 3, fixed.
+Registering a new env (SPIRAL's evaluation games came later) does not change the default
+model, so every run and every documented result stays reproducible; the new env's text still
+encodes, byte-level where the vocabulary lacks it. Extending this list is a new model: bump
+`RECIPE_VERSION` with it."""
 RECIPE_VERSION = 3
 
 PAD, BOS_CHAT, EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
@@ -93,10 +102,9 @@ def corpus(games_per_env: int = 16) -> list[str]:
 
 
 def builtin_envs() -> list[str]:
-    """arena's own envs (plugins never change the tiny model: runs stay reproducible)."""
-    from arena.registry import registry
-
-    return sorted(e for e in registry() if e.split("/")[0] in BUILTIN_NAMESPACES)
+    """The envs of the tokenizer's corpus (`TOKENIZER_ENVS`; plugins and later envs never
+    change the tiny model: runs stay reproducible)."""
+    return sorted(TOKENIZER_ENVS)
 
 
 def _fingerprint() -> str:

@@ -436,3 +436,19 @@ def test_scripts_kuhn_fit_fits_the_tiny_model_to_nash(tmp_path):
     assert [r["step"] for r in rows] == [0, 25]
     assert rows[0]["exploitability"] > 0.3  # the untrained model: near uniform
     assert rows[1]["exploitability"] < 0.15 and rows[1]["loss"] < rows[0]["loss"]
+
+
+def test_a_new_builtin_env_does_not_change_the_tiny_model():
+    """The tokenizer learns from a fixed list of envs (`TOKENIZER_ENVS`): registering an env,
+    even in a built-in namespace, keeps the default model and so every seeded result."""
+    from arena.agents import tiny
+
+    from arena.registry import _REGISTRY, register, registry
+
+    before = tiny._fingerprint()
+    assert set(tiny.TOKENIZER_ENVS) <= set(registry())
+    register("spiral/Later-v0", "arena.envs.spiral.pig_dice:PigDice")
+    try:
+        assert tiny._fingerprint() == before and "spiral/Later-v0" not in tiny.builtin_envs()
+    finally:
+        _REGISTRY.pop("spiral/Later-v0", None)
