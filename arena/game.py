@@ -20,6 +20,11 @@ SPIRAL_PROMPT = (
     "Please reason step by step, and put your final answer within \\boxed{}."
 )
 
+#: Each seat's number (Player 0 / Player 1 in the observations) and its opponent: plain dicts,
+#: as games read them on every move.
+SEATS: dict[str, int] = {"player_0": 0, "player_1": 1}
+OPPONENT: dict[str, str] = {"player_0": "player_1", "player_1": "player_0"}
+
 #: (offender, opponent) rewards for an invalid move, per mode (SPIRAL's values).
 INVALID_MOVE_REWARDS: dict[str, tuple[float, float]] = {"train": (-1.5, 0.5), "eval": (-1.0, 1.0)}
 
@@ -87,7 +92,18 @@ class ZeroSumGame(ArenaEnv):
         return self._new_game(options)
 
     def opponent(self, agent: str) -> str:
-        return "player_1" if agent == "player_0" else "player_0"
+        return OPPONENT[agent]
+
+    @staticmethod
+    def seat(agent: str) -> int:
+        """The seat's number: 0 for `player_0`, 1 for `player_1`."""
+        return SEATS[agent]
+
+    def _say(self, message: str) -> None:
+        """Append `message` to every seat's log, for games that keep one per seat (`self.log`:
+        seat -> list of lines, where private lines go to one seat only)."""
+        for log in self.log.values():
+            log.append(message)
 
     def parse_action(self, text: str) -> str | None:
         """The normalised action in a completion (`extract_action`), or None."""

@@ -64,7 +64,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from arena.errors import ArenaError
-from arena.game import ZeroSumGame
+from arena.game import OPPONENT, SEATS, ZeroSumGame
 from arena.policy import Policy, Request
 
 logger = logging.getLogger(__name__)
@@ -75,8 +75,6 @@ MOVES: tuple[str, ...] = ("check", "bet", "call", "fold")
 MOVE_LETTER: dict[str, str] = {"check": "p", "fold": "p", "bet": "b", "call": "b"}
 #: The four actions as the constrained model writes them: `parse_action` returns these as is.
 ACTIONS: frozenset[str] = frozenset(f"[{m}]" for m in MOVES)
-_SEATS: dict[str, int] = {"player_0": 0, "player_1": 1}
-_OTHER: dict[str, str] = {"player_0": "player_1", "player_1": "player_0"}
 _RANK: dict[str, int] = {c: i for i, c in enumerate(CARDS)}
 #: Histories (letters over the hand, first mover first) that end a hand.
 TERMINAL_HISTORIES: frozenset[str] = frozenset({"pp", "bp", "bb", "pbp", "pbb"})
@@ -397,14 +395,11 @@ class KuhnPoker(ZeroSumGame):
         self.history = ""
         self.first = self.possible_agents[self.round % 2]
         head = f"### Starting round {self.round + 1} out of {self.rounds} rounds. Your card is: '"
-        tail = f"'. Player {_SEATS[self.first]} acts first."
+        tail = f"'. Player {SEATS[self.first]} acts first."
         for a in self.possible_agents:
             self.chips[a] -= self.ante
             self.log[a].append(head + self.cards[a] + tail)
         return self.first
-
-    def _seat(self, agent: str) -> int:
-        return _SEATS[agent]
 
     @property
     def pot(self) -> int:
@@ -435,44 +430,40 @@ class KuhnPoker(ZeroSumGame):
         return action
 
     def _observe(self, agent: str) -> str:
-        seat = _SEATS[agent]
+        seat = SEATS[agent]
         lines = [_rules(seat, self.rounds, self.ante), *self.log[agent]]
         if self.outcome is None:
             lines += ["", (f"Your card: '{self.cards[agent]}'. Chips: Player {seat}: {self.chips[agent]}; "
-                           f"Player {1 - seat}: {self.chips[_OTHER[agent]]}. Pot: {self.pot}.")]
+                           f"Player {1 - seat}: {self.chips[OPPONENT[agent]]}. Pot: {self.pot}.")]
             if agent == self.agent_selection:
                 lines.append(_moves_line(self.history))
             else:
                 lines.append(f"Waiting for Player {1 - seat} to act.")
         return "\n".join(lines)
 
-    def _say(self, message: str) -> None:
-        for log in self.log.values():
-            log.append(message)
-
     # -- moves ---------------------------------------------------------------------------
     def _play(self, agent: str, action: str) -> None:
-        # (seat numbers and opponents from the module's dicts, not `_seat` / `opponent`: this runs
+        # (seat numbers and opponents from `arena.game`'s dicts, not `seat` / `opponent`: this runs
         # on every move, between two `generate` calls, where each call costs a cache miss)
         move = action[1:-1]
         self.history += MOVE_LETTER[move]
         chips = self.chips
         if move in ("bet", "call"):
             chips[agent] -= 1
-        self._say(f"Player {_SEATS[agent]}, submitted move: '[{move}]'.")
+        self._say(f"Player {SEATS[agent]}, submitted move: '[{move}]'.")
         if self.history not in TERMINAL_HISTORIES:
-            self.agent_selection = _OTHER[agent]
+            self.agent_selection = OPPONENT[agent]
             return
-        first, second = self.first, _OTHER[self.first]
+        first, second = self.first, OPPONENT[self.first]
         won = hand_payoff(self.history, self.cards[first], self.cards[second], self.ante)
         winner = first if won > 0 else second
         pot = self.pot
         if self.history in ("bp", "pbp"):
-            reason = f"Player {_SEATS[agent]} has folded."
+            reason = f"Player {SEATS[agent]} has folded."
         else:
-            loser = _OTHER[winner]
-            reason = (f"Showdown: Player {_SEATS[winner]}'s {self.cards[winner]} beats Player "
-                      f"{_SEATS[loser]}'s {self.cards[loser]}. Player {_SEATS[winner]} wins pot of {pot} chips.")
+            loser = OPPONENT[winner]
+            reason = (f"Showdown: Player {SEATS[winner]}'s {self.cards[winner]} beats Player "
+                      f"{SEATS[loser]}'s {self.cards[loser]}. Player {SEATS[winner]} wins pot of {pot} chips.")
         chips[winner] += pot
         self._say(f"{reason} Current scores: Player 0: '{chips['player_0']}'; Player 1: '{chips['player_1']}'")
         if self.round + 1 < self.rounds:

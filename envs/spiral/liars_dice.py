@@ -70,15 +70,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from arena.errors import ArenaError
-from arena.game import ZeroSumGame
+from arena.game import OPPONENT, SEATS, ZeroSumGame
 
 FACES: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
 Bid = tuple[int, int]
 """A bid (quantity, face); `NO_BID` (0, 0) before the first bid of a round (TextArena's)."""
 NO_BID: Bid = (0, 0)
 CALL = "[Call]"
-_SEATS: dict[str, int] = {"player_0": 0, "player_1": 1}
-_OTHER: dict[str, str] = {"player_0": "player_1", "player_1": "player_0"}
 _CALL_RE = re.compile(r"\[\s*call\s*\]", re.IGNORECASE)
 _BID_RE = re.compile(r"\[\s*bid\s*:?\s*(\d{1,9})[,\s]+(\d{1,9})\s*\]", re.IGNORECASE)
 
@@ -175,7 +173,7 @@ def _rules(seat: int) -> str:
 
 
 def _dice_line(remaining: Mapping[str, int]) -> str:
-    return "; ".join(f"Player {_SEATS[a]}: {n}" for a, n in remaining.items())
+    return "; ".join(f"Player {SEATS[a]}: {n}" for a, n in remaining.items())
 
 
 # -- the env --------------------------------------------------------------------------------
@@ -253,13 +251,13 @@ class LiarsDice(ZeroSumGame):
         return action
 
     def _observe(self, agent: str) -> str:
-        seat = _SEATS[agent]
+        seat = SEATS[agent]
         lines = [_rules(seat), "", *self.log[agent]]
         if not self.done:
             if self.bid == NO_BID:
                 bid = "none yet this round."
             else:
-                bid = f"Player {_SEATS[self.last_bidder]} bids {self.bid[0]} of face {self.bid[1]}."
+                bid = f"Player {SEATS[self.last_bidder]} bids {self.bid[0]} of face {self.bid[1]}."
             lines += ["", (f"Your dice: {', '.join(map(str, self.dice[agent]))}. "
                            f"Remaining dice: {_dice_line(self.remaining)} ({self.total_dice} in play)."),
                       f"Current bid: {bid}"]
@@ -269,36 +267,32 @@ class LiarsDice(ZeroSumGame):
                 lines.append(f"Waiting for Player {1 - seat} to act.")
         return "\n".join(lines)
 
-    def _say(self, message: str) -> None:
-        for log in self.log.values():
-            log.append(message)
-
     # -- moves ---------------------------------------------------------------------------
     def _play(self, agent: str, action: str) -> None:
-        seat = _SEATS[agent]
+        seat = SEATS[agent]
         if action != CALL:
             match = _BID_RE.fullmatch(action)
             self.bid = (int(match.group(1)), int(match.group(2)))
             self.last_bidder = agent
             self._say(f"Player {seat} bids {self.bid[0]} of face {self.bid[1]}.")
-            self.agent_selection = _OTHER[agent]
+            self.agent_selection = OPPONENT[agent]
             return
         quantity, face = self.bid
         loser, count = resolve_call(self.bid, self.dice.values(), self.last_bidder, agent)
         if loser == self.last_bidder:
             self._say(f"Player {seat} calls! The actual count of face {face} is {count}, which is LESS than "
-                      f"{quantity}.\nPlayer {_SEATS[loser]} (the last bidder) loses one die.")
+                      f"{quantity}.\nPlayer {SEATS[loser]} (the last bidder) loses one die.")
         else:
             self._say(f"Player {seat} calls! The actual count of face {face} is {count}, which is >= "
                       f"{quantity}.\nPlayer {seat} (the caller) loses one die.")
         self.remaining[loser] -= 1
         if self.remaining[loser] == 0:
-            winner = _OTHER[loser]
-            self._say(f"Player {_SEATS[loser]} has no dice left. Player {_SEATS[winner]} wins!")
+            winner = OPPONENT[loser]
+            self._say(f"Player {SEATS[loser]} has no dice left. Player {SEATS[winner]} wins!")
             self._end({winner: 1.0, loser: -1.0}, winner=winner, dice=dict(self.remaining))
             return
         self._start_round()
-        self.agent_selection = _OTHER[agent]  # TextArena: the next player after the caller
+        self.agent_selection = OPPONENT[agent]  # TextArena: the next player after the caller
 
     def _turn_cap(self) -> None:
         """SPIRAL's move cap: a draw, with the remaining dice in the outcome."""
@@ -316,7 +310,7 @@ class LiarsDice(ZeroSumGame):
             raise ArenaError("the Liar's Dice game is over; reset it before asking for a move")
         own = self.dice[agent]
         quantity, face = self.bid
-        if self.bid != NO_BID and quantity - (own.count(face) + self.remaining[_OTHER[agent]] / 6) > 1:
+        if self.bid != NO_BID and quantity - (own.count(face) + self.remaining[OPPONENT[agent]] / 6) > 1:
             return CALL
         raises: dict[int, int] = {}  # face -> smallest legal quantity on it
         for f in FACES:

@@ -96,9 +96,6 @@ class PigDice(ZeroSumGame):
         self.log: list[str] = []
         return "player_0"
 
-    def _seat(self, agent: str) -> int:
-        return self.possible_agents.index(agent)
-
     def legal_actions(self, agent: str | None = None) -> list[str]:
         if self.done or (agent is not None and agent != self.agent_selection):
             return []
@@ -112,7 +109,7 @@ class PigDice(ZeroSumGame):
         return action
 
     def _observe(self, agent: str) -> str:
-        seat = self._seat(agent)
+        seat = self.seat(agent)
         lines = [
             f"You are Player {seat} playing a game of Pig Dice.",
             "Rules:",
@@ -142,7 +139,7 @@ class PigDice(ZeroSumGame):
         return value
 
     def _play(self, agent: str, action: str) -> None:
-        seat = self._seat(agent)
+        seat = self.seat(agent)
         if action == "[roll]":
             value = self._roll()
             if value != 1:
@@ -173,5 +170,5 @@ class PigDice(ZeroSumGame):
         agent = agent or self.agent_selection
         if self.done:
             raise ArenaError("the Pig Dice game is over; reset it before asking for a move")
-        target = hold_target(self.scores[self._seat(agent)], self.winning_score)
+        target = hold_target(self.scores[self.seat(agent)], self.winning_score)
         return "[hold]" if self.turn_total >= target else "[roll]"

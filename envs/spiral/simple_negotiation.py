@@ -177,9 +177,6 @@ class SimpleNegotiation(ZeroSumGame):
     def change(self, agent: str) -> int:
         return self.value(agent) - self.initial_value[agent]
 
-    def _seat(self, agent: str) -> int:
-        return self.possible_agents.index(agent)
-
     # -- legality ------------------------------------------------------------------------
     def is_legal(self, agent: str, action: str | None) -> bool:
         if action is None or self.done or agent != self.agent_selection:
@@ -195,7 +192,7 @@ class SimpleNegotiation(ZeroSumGame):
 
     # -- text ----------------------------------------------------------------------------
     def _observe(self, agent: str) -> str:
-        seat = self._seat(agent)
+        seat = self.seat(agent)
         rows = "\n".join(f"\t+ {f'[{r}]':<8}  Qty: {self.inventory[agent][r]:<2}   Value: {self.values[agent][r]}"
                          for r in RESOURCES)
         lines = [
@@ -229,7 +226,7 @@ class SimpleNegotiation(ZeroSumGame):
 
     # -- moves ---------------------------------------------------------------------------
     def _play(self, agent: str, action: str) -> None:
-        seat, word = self._seat(agent), action[1:-1].strip().lower()
+        seat, word = self.seat(agent), action[1:-1].strip().lower()
         if word == "accept":
             offer = self.offer
             trade(self.inventory[offer["from"]], self.inventory[agent], offer["give"], offer["get"])

@@ -103,7 +103,7 @@ class TicTacToe(ZeroSumGame):
         return "player_0"
 
     def mark(self, agent: str) -> str:
-        return MARKS[self.possible_agents.index(agent)]
+        return MARKS[self.seat(agent)]
 
     def legal_actions(self, agent: str | None = None) -> list[str]:
         """Free cells for the acting seat; [] for the other seat and after the end."""
@@ -112,7 +112,7 @@ class TicTacToe(ZeroSumGame):
         return list(_free_actions(self.board))
 
     def _observe(self, agent: str) -> str:
-        seat = self.possible_agents.index(agent)
+        seat = self.seat(agent)
         lines = [
             f"You are Player {seat} in Tic Tac Toe.",
             "Your goal is to win three in a row (horizontally, vertically, or diagonally) on the board.",
@@ -130,7 +130,7 @@ class TicTacToe(ZeroSumGame):
         cell = int(action[1:-1])
         mark = self.mark(agent)
         self.board = self.board[:cell] + (mark,) + self.board[cell + 1 :]
-        seat = self.possible_agents.index(agent)
+        seat = self.seat(agent)
         self.history.append(f"Player {seat} placed their symbol ({mark}) in cell {cell}.")
         if winner(self.board) == mark:
             self._end({agent: 1.0, self.opponent(agent): -1.0}, winner=agent)

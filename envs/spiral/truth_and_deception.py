@@ -155,7 +155,7 @@ class TruthAndDeception(ZeroSumGame):
         return message or None
 
     def _observe(self, agent: str) -> str:
-        seat = self.possible_agents.index(agent)
+        seat = self.seat(agent)
         deceiver = agent == "player_0"
         lines = [f"You are Player {seat}, and you are the {ROLE_NAMES[agent]} in the 'Truth and Deception' game."]
         if deceiver:
@@ -180,7 +180,7 @@ class TruthAndDeception(ZeroSumGame):
 
     # -- moves ---------------------------------------------------------------------------
     def _play(self, agent: str, action: str) -> None:
-        seat = self.possible_agents.index(agent)
+        seat = self.seat(agent)
         if not self.guessing:
             self.conversation.append(f"[Player {seat}] {action}")
             self.agent_selection = self.opponent(agent)
