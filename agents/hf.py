@@ -31,15 +31,17 @@ generates from the trained model itself with the default dynamic cache.
 
 **Shared prompt prefix** (`share_prefix=True`, the default; dynamic cache only): the prompts
 of one call mostly repeat each other (in Kuhn Poker 206 of a prompt's ~270 tokens: the chat
-template and the rules of the seat). The rows are grouped by the prefix they share
-(`arena.prefix.prefix_groups`); each group's prefix runs once, as a batch of one, and its
-keys and values are placed in every row of the group of a cache handed to `generate`,
-which then prefills only each row's own tail. A row is laid out `[pad | prefix | pad |
-tail]` (the prefixes right-aligned in a common width, the tails left-padded after them);
-positions follow the attention mask as `generate` computes them, so every real token sits
-where it sits in the plain left-padded batch. The same tokens and, to float rounding, the
-same log-probs (`tests/test_hf_agent.py`); a Kuhn Poker call of 128 prompts took 586 ms,
-413 of them the prefill, which this cuts to a fraction.
+template and the rules of the seat), and whole prompts repeat (128 Kuhn Poker episodes in
+flight ask at most six distinct prompts per turn). The rows are grouped by the prefix they
+share (`arena.prefix`); each group's prefix runs once, as a batch of one, then each
+distinct prompt (less its last token) once on it, and their keys and values are placed in
+every row of a cache handed to `generate`, which then prefills only what is left of each
+row: its last prompt token, or its whole tail where no other row asks the same prompt. A
+row is laid out `[pad | context | pad | rest]` (`arena.prefix.prompt_cache`); positions
+follow the attention mask as `generate` computes them, so every real token sits where it
+sits in the plain left-padded batch. The same tokens and, to float rounding, the same
+log-probs (`tests/test_hf_agent.py`); a Kuhn Poker call of 128 prompts took 586 ms, 413 of
+them the prefill, which this cuts to a fraction.
 
 Sampling uses the policy's own RNG stream (`get_rng_state` / `set_rng_state`, saved in
 checkpoints), so a seeded run is reproducible and resumable whatever else draws from
@@ -155,6 +157,18 @@ def _load_adapter(folder: Path, dtype: Any):
     return AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype).merge_and_unload()
 
 
+def _messages_key(messages: Sequence[Any]) -> tuple[tuple[str, str], ...] | None:
+    """A conversation of plain `{"role", "content"}` string messages as a hashable key
+    (None for anything richer, which is templated every time)."""
+    key = []
+    for m in messages:
+        if not (isinstance(m, dict) and len(m) == 2 and isinstance(m.get("role"), str)
+                and isinstance(m.get("content"), str)):
+            return None
+        key.append((m["role"], m["content"]))
+    return tuple(key)
+
+
 def _bucket(n: int, minimum: int = 1) -> int:
     """The next power of two >= n."""
     size = minimum
@@ -209,6 +223,7 @@ class HFPolicy:
         self._gen_model = None
         self.generated_tokens = 0
         self._action_ids: dict[str, list[int]] = {}
+        self._prompt_ids: dict[tuple[tuple[str, str], ...], tuple[int, ...]] = {}
         if self.static_cache:
             self._make_generation_copy()
 
@@ -250,10 +265,21 @@ class HFPolicy:
 
     # --- generation ----------------------------------------------------------------
     def encode(self, request: Request) -> list[int]:
-        """The prompt ids of a request: its chat messages through the chat template."""
-        ids = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=True)
-        if hasattr(ids, "keys"):
-            ids = ids["input_ids"]
+        """The prompt ids of a request: its chat messages through the chat template (each
+        distinct conversation templated and tokenised once: 128 Kuhn Poker episodes in
+        flight ask at most six distinct prompts a turn, and tokenising was a quarter of a
+        call once the prefill was shared)."""
+        key = _messages_key(request.messages)
+        ids = self._prompt_ids.get(key) if key is not None else None
+        if ids is None:
+            ids = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=True)
+            if hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            ids = tuple(ids)
+            if key is not None:
+                if len(self._prompt_ids) >= 10_000:
+                    self._prompt_ids.clear()
+                self._prompt_ids[key] = ids
         return list(ids)
 
     def action_ids(self, action: str) -> list[int]:
@@ -286,56 +312,12 @@ class HFPolicy:
         return out
 
     def _prefix_cache(self, model, prompts: list[list[int]]):
-        """`(input_ids, attention_mask, cache)` for `generate` with each group's shared prefix
-        prefilled once (module docstring), or None when no rows share `MIN_SHARED` tokens or
-        the model has sliding-window layers (the plain batch then).
-        Row i is `[pad | prefix | pad | tail]`: its group's prefix right-aligned in the first
-        `P` columns (the longest shared prefix), its tail left-padded in the rest; the cache
-        holds the prefixes' keys and values in those first `P` columns (zeros where masked)."""
-        import torch
-        from transformers import DynamicCache
+        """`(input_ids, attention_mask, cache)` for `generate` with the context that rows share
+        (each group's prefix, each distinct prompt) prefilled once (`arena.prefix.prompt_cache`),
+        or None (the plain batch)."""
+        from arena.prefix import prompt_cache
 
-        from arena.prefix import full_attention, prefix_groups
-
-        if not full_attention(model):
-            return None
-        groups = [(rows, shared) for rows, shared in prefix_groups(prompts) if shared]
-        if not groups:
-            return None
-        width_p = max(shared for _, shared in groups)
-        shared_of = [0] * len(prompts)
-        for rows, shared in groups:
-            for r in rows:
-                shared_of[r] = shared
-        width_t = max(len(p) - shared_of[i] for i, p in enumerate(prompts))
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(prompts), width_p + width_t), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):
-            n, tail = shared_of[i], len(p) - shared_of[i]
-            ids[i, width_p - n:width_p] = torch.tensor(p[:n], dtype=torch.long)
-            mask[i, width_p - n:width_p] = 1
-            ids[i, ids.size(1) - tail:] = torch.tensor(p[n:], dtype=torch.long)
-            mask[i, ids.size(1) - tail:] = 1
-        keys: list[torch.Tensor] = []
-        values: list[torch.Tensor] = []
-        with torch.no_grad():
-            for rows, shared in groups:
-                prefix = torch.tensor([prompts[rows[0]][:shared]], dtype=torch.long, device=self.device)
-                layers = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values.layers
-                if not keys:
-                    for layer in layers:
-                        shape = (len(prompts), layer.keys.size(1), width_p, layer.keys.size(3))
-                        keys.append(layer.keys.new_zeros(shape))
-                        values.append(layer.values.new_zeros(shape))
-                index = torch.tensor(rows, device=self.device)
-                for k, v, layer in zip(keys, values, layers):
-                    k[index, :, width_p - shared:] = layer.keys
-                    v[index, :, width_p - shared:] = layer.values
-        cache = DynamicCache()
-        for i, (k, v) in enumerate(zip(keys, values)):
-            cache.update(k, v, i)
-        return ids, mask, cache
+        return prompt_cache(model, prompts, self.tokenizer.pad_token_id)
 
     def _run_generate(self, model, prompts: list[list[int]], tries: list, rows: int, width: int):
         """One `generate` call over `rows` rows (prompts, then bucket fillers) of `width`

@@ -78,10 +78,16 @@ def test_shared_prefix_logits_equal_the_plain_forward(arena_cache, envs, checkpo
     shared = shared_prefix_logits(model, groups, keep)
     assert shared.shape == plain.shape
     layers = model.config.num_hidden_layers
-    assert len(layer_calls) == 2 * layers * len(groups)  # each group's prefix, then its suffixes
+    # the batch repeats prompts: their distinct middles run once each, but not under
+    # checkpointing (where the rows run their whole tails on the prefix)
+    middles = sum(g.middle_ids is not None for g in groups)
+    assert middles == 0 if checkpointing else middles >= 1
+    assert all(g.middle_ids.size(0) < g.rows.numel() for g in groups if g.middle_ids is not None)
+    stages = 2 * len(groups) + middles  # each group's prefix, its middles, its suffixes
+    assert len(layer_calls) == stages * layers
     logps1, grads1 = _logps_and_grads(model, shared, completion, cmask)
     # checkpointed: the suffixes' layers run again in the backward pass, the prefixes' do not
-    assert len(layer_calls) == (3 if checkpointing else 2) * layers * len(groups)
+    assert len(layer_calls) == (stages + (len(groups) if checkpointing else 0)) * layers
     torch.testing.assert_close(logps1, logps0, atol=1e-5, rtol=1e-5)
     for name, g in grads0.items():
         torch.testing.assert_close(grads1[name], g, atol=1e-5, rtol=1e-4, msg=name)
@@ -192,3 +198,40 @@ def test_a_dropped_prefix_cache_is_an_error_not_wrong_log_probs(arena_cache, mon
     monkeypatch.setattr(arena.prefix, "_suffix_run", lambda layers: contextlib.nullcontext())
     with pytest.raises(RuntimeError, match="must match the size"):
         shared_prefix_logits(model, groups, completion.size(1))
+
+
+def test_repeated_prompts_run_their_middle_once_and_give_the_plain_forward(arena_cache):
+    """Rows that ask the same prompt share its middle: one distinct middle per prompt, among
+    them an empty one (a prompt one token longer than the prefix) beside longer ones; the
+    log-probs and gradients are still the plain forward's. `prompt_cache` then leaves
+    `generate` one prompt token per row."""
+    from arena.agents.hf import load_model
+
+    from arena.prefix import prompt_cache
+    from arena.trainer import pad_left, pad_right
+
+    model, tokenizer = load_model("tiny", device="cpu")
+    model.train()
+    gen = torch.Generator().manual_seed(1)
+    base = torch.randint(5, 900, (30,), generator=gen).tolist()
+    distinct = [base[:21], base[:25], base, [*base[:20], 7, 8, 9]]
+    prompts = [distinct[i % 4] for i in range(11)]
+    completions = [torch.randint(5, 900, (1 + i % 3,), generator=gen).tolist() + [tokenizer.eos_token_id]
+                   for i in range(11)]
+    p, pm = pad_left(prompts, tokenizer.pad_token_id)
+    c, cm = pad_right(completions, tokenizer.pad_token_id)
+    ids, mask, keep = torch.cat([p, c], 1), torch.cat([pm, cm], 1), c.size(1)
+    (group,) = plan(model, ids, mask, keep)
+    assert group.prefix.size(1) == 20 and group.middle_ids.shape == (4, 9)
+    assert sorted(group.middle_mask.sum(1).tolist()) == [0, 2, 4, 9]
+    plain = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep + 1).logits[:, :-1]
+    logps0, grads0 = _logps_and_grads(model, plain, c, cm)
+    logps1, grads1 = _logps_and_grads(model, shared_prefix_logits(model, [group], keep), c, cm)
+    torch.testing.assert_close(logps1, logps0, atol=1e-5, rtol=1e-5)
+    for name, g in grads0.items():
+        torch.testing.assert_close(grads1[name], g, atol=1e-5, rtol=1e-4, msg=name)
+
+    model.eval()
+    ids, mask, cache = prompt_cache(model, prompts, tokenizer.pad_token_id)
+    assert cache.get_seq_length() == 29 and ids.size(1) == 30  # the longest context, then one token
+    assert [ids[i][mask[i] == 1].tolist() for i in range(len(prompts))] == prompts
