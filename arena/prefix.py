@@ -186,13 +186,14 @@ class Group:
 
 
 def plan(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
-         min_shared: int = MIN_SHARED) -> list[Group] | None:
+         min_shared: int = MIN_SHARED, distinct: bool | None = None) -> list[Group] | None:
     """The groups of a batch of left-padded prompts followed by `logits_to_keep` completion
     columns (0: prompts alone, as generation has them); `None` when no group of rows shares
     `min_shared` leading prompt tokens or the model cannot take a cache (then the caller
     runs its plain forward). Columns that are padding in every row of a group are dropped.
-    A group's distinct middles are split out when some rows repeat one and the model is
-    not checkpointed (module docstring)."""
+    A group's distinct middles are split out when some rows repeat one and `distinct`
+    (default: unless the model is checkpointed, module docstring; generation, without
+    gradients, always splits them out)."""
     rows, width = input_ids.shape
     prompt_width = width - logits_to_keep
     if rows < 2 or not uses_cache(model):
@@ -203,7 +204,8 @@ def plan(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, logi
     found = prefix_groups(prompts, min_shared)
     if all(shared == 0 for _, shared in found):
         return None
-    distinct = not getattr(model, "is_gradient_checkpointing", False)
+    if distinct is None:
+        distinct = not getattr(model, "is_gradient_checkpointing", False)
     device = input_ids.device
     out = []
     for members, shared in found:
@@ -332,7 +334,7 @@ def prompt_cache(model: Any, prompts: list[list[int]], pad_id: int) -> tuple[tor
     for i, p in enumerate(prompts):
         ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
         mask[i, width - len(p):] = 1
-    groups = plan(model, ids, mask, 0)
+    groups = plan(model, ids, mask, 0, distinct=True)
     if groups is None:
         return None
     contexts = []

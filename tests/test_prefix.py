@@ -235,3 +235,9 @@ def test_repeated_prompts_run_their_middle_once_and_give_the_plain_forward(arena
     ids, mask, cache = prompt_cache(model, prompts, tokenizer.pad_token_id)
     assert cache.get_seq_length() == 29 and ids.size(1) == 30  # the longest context, then one token
     assert [ids[i][mask[i] == 1].tolist() for i in range(len(prompts))] == prompts
+    # checkpointed, the loss runs each row's tail on the prefix; generation (no gradients)
+    # still runs each distinct prompt once
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    (group,) = plan(model, p, pm, 0)
+    assert group.middle_ids is None
+    assert prompt_cache(model, prompts, tokenizer.pad_token_id)[2].get_seq_length() == 29
