@@ -204,8 +204,8 @@ def test_repeated_prompts_run_their_middle_once_and_give_the_plain_forward(arena
     """Rows that ask the same prompt share its middle: one distinct middle per prompt, among
     them an empty one (a prompt one token longer than the prefix) beside longer ones; the
     log-probs and gradients are still the plain forward's. `prompt_cache` then leaves
-    `generate` one prompt token per row."""
-    from arena.agents.hf import load_model
+    `generate` one prompt token per row (or a whole prompt that shares nothing)."""
+    from arena.agents.hf import HFPolicy, load_model
 
     from arena.prefix import prompt_cache
     from arena.trainer import pad_left, pad_right
@@ -217,27 +217,37 @@ def test_repeated_prompts_run_their_middle_once_and_give_the_plain_forward(arena
     distinct = [base[:21], base[:25], base, [*base[:20], 7, 8, 9]]
     prompts = [distinct[i % 4] for i in range(11)]
     completions = [torch.randint(5, 900, (1 + i % 3,), generator=gen).tolist() + [tokenizer.eos_token_id]
-                   for i in range(11)]
+                   for i in range(12)]
+    prompts.append([901, 902, *base[5:12]])  # shares nothing: a group of its own, the plain forward
     p, pm = pad_left(prompts, tokenizer.pad_token_id)
     c, cm = pad_right(completions, tokenizer.pad_token_id)
     ids, mask, keep = torch.cat([p, c], 1), torch.cat([pm, cm], 1), c.size(1)
-    (group,) = plan(model, ids, mask, keep)
+    groups = plan(model, ids, mask, keep)
+    (group,) = [g for g in groups if g.prefix is not None]
+    assert [g.rows.tolist() for g in groups if g.prefix is None] == [[11]]
     assert group.prefix.size(1) == 20 and group.middle_ids.shape == (4, 9)
     assert sorted(group.middle_mask.sum(1).tolist()) == [0, 2, 4, 9]
     plain = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep + 1).logits[:, :-1]
     logps0, grads0 = _logps_and_grads(model, plain, c, cm)
-    logps1, grads1 = _logps_and_grads(model, shared_prefix_logits(model, [group], keep), c, cm)
+    logps1, grads1 = _logps_and_grads(model, shared_prefix_logits(model, groups, keep), c, cm)
     torch.testing.assert_close(logps1, logps0, atol=1e-5, rtol=1e-5)
     for name, g in grads0.items():
         torch.testing.assert_close(grads1[name], g, atol=1e-5, rtol=1e-4, msg=name)
 
     model.eval()
     ids, mask, cache = prompt_cache(model, prompts, tokenizer.pad_token_id)
-    assert cache.get_seq_length() == 29 and ids.size(1) == 30  # the longest context, then one token
+    # the longest context, then the rest: one token, or the whole of the odd prompt
+    assert cache.get_seq_length() == 29 and ids.size(1) == 29 + 9
     assert [ids[i][mask[i] == 1].tolist() for i in range(len(prompts))] == prompts
+    # and `generate` on it writes what it writes on the plain batch (greedy)
+    sequences = []
+    for share in (False, True):
+        policy = HFPolicy(model, tokenizer, temperature=0.0, max_new_tokens=5, share_prefix=share)
+        result, width = policy._run_generate(model, prompts, [None] * len(prompts), len(prompts), 30)
+        sequences.append(result.sequences[:, width:])
+    assert torch.equal(sequences[0], sequences[1])
     # checkpointed, the loss runs each row's tail on the prefix; generation (no gradients)
     # still runs each distinct prompt once
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    (group,) = plan(model, p, pm, 0)
-    assert group.middle_ids is None
+    assert all(g.middle_ids is None for g in plan(model, p, pm, 0))
     assert prompt_cache(model, prompts, tokenizer.pad_token_id)[2].get_seq_length() == 29
