@@ -334,7 +334,7 @@ def prompt_cache(model: Any, prompts: list[list[int]], pad_id: int) -> tuple[tor
     for i, p in enumerate(prompts):
         ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
         mask[i, width - len(p):] = 1
-    groups = plan(model, ids, mask, 0, distinct=True)
+    groups = plan(model, ids.to(device), mask.to(device), 0, distinct=True)
     if groups is None:
         return None
     contexts = []
@@ -350,13 +350,16 @@ def prompt_cache(model: Any, prompts: list[list[int]], pad_id: int) -> tuple[tor
     values: list[torch.Tensor] = []
     for group, (cache, context_mask), rest in zip(groups, contexts, rests):
         c = context_mask.size(1)
-        for j, row in enumerate(group.rows.tolist()):
-            n = int(rest[j])
-            out_ids[row, width_c + width_r - n:] = group.input_ids[j, group.input_ids.size(1) - n:].cpu()
+        suffix = group.input_ids.cpu()
+        if c:  # the context's tokens, row by row: the prefix, then the row's middle
+            context_ids = group.prefix.expand(len(group.rows), -1)
+            if group.middle_ids is not None:
+                context_ids = torch.cat([context_ids, group.middle_ids[group.middle_of]], dim=1)
+            out_ids[group.rows.cpu(), width_c - c:width_c] = context_ids.cpu()
+            out_mask[group.rows.cpu(), width_c - c:width_c] = context_mask.cpu()
+        for j, (row, n) in enumerate(zip(group.rows.tolist(), rest.tolist())):
+            out_ids[row, width_c + width_r - n:] = suffix[j, suffix.size(1) - n:]
             out_mask[row, width_c + width_r - n:] = 1
-            if c:
-                out_ids[row, width_c - c:width_c] = _context_ids(group, j).cpu()
-                out_mask[row, width_c - c:width_c] = context_mask[j].cpu()
         if cache is None:
             continue
         if not keys:
@@ -373,9 +376,3 @@ def prompt_cache(model: Any, prompts: list[list[int]], pad_id: int) -> tuple[tor
         cache.update(k, v, i)
     return out_ids, out_mask, cache
 
-
-def _context_ids(group: Group, j: int) -> torch.Tensor:
-    """The token ids of row j's context (prefix, then its middle, padding included)."""
-    if group.middle_ids is None:
-        return group.prefix[0]
-    return torch.cat([group.prefix[0], group.middle_ids[group.middle_of[j]]])
