@@ -273,8 +273,19 @@ def context(model: Any, group: Group) -> tuple[Any, torch.Tensor]:
                           group.middle_mask], dim=1)
         cache = model(input_ids=group.middle_ids, attention_mask=mask, position_ids=group.middle_positions,
                       past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
-    cache.batch_select_indices(group.middle_of)
+    _select_rows(cache, group.middle_of)
     return cache, mask[group.middle_of]
+
+
+def _select_rows(cache: Any, rows: torch.Tensor) -> None:
+    """`cache.batch_select_indices(rows)` by `index_select`: its backward (`index_add_`) sums
+    the gradients of rows that share a middle in a fixed order, where advanced indexing's
+    (`index_put_` with accumulate) adds them with atomics across CPU threads, and two identical
+    runs on 2 threads drifted apart in the last bits by step 21."""
+    for layer in cache.layers:
+        if layer.keys is not None and layer.keys.numel():
+            layer.keys = layer.keys.index_select(0, rows)
+            layer.values = layer.values.index_select(0, rows)
 
 
 def forward(model: Any, group: Group, **kwargs: Any) -> Any:

@@ -251,3 +251,32 @@ def test_repeated_prompts_run_their_middle_once_and_give_the_plain_forward(arena
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     assert all(g.middle_ids is None for g in plan(model, p, pm, 0))
     assert prompt_cache(model, prompts, tokenizer.pad_token_id)[2].get_seq_length() == 29
+
+
+def test_rows_taken_from_a_shared_middle_get_the_same_gradient_every_time():
+    """Rows that share a middle take it from the cache by `index_select`, whose backward sums
+    in a fixed order: two identical training runs on 2 threads stay bit-identical (advanced
+    indexing's backward adds with atomics across threads; it differed in 17 of 20 here)."""
+    from transformers import DynamicCache
+
+    from arena.prefix import _select_rows
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        keys = torch.randn(3, 4, 64, 32, requires_grad=True)
+        rows = torch.tensor([0, 1, 2] * 4)
+        upstream = torch.randn(12, 4, 64, 32)
+        grads = []
+        for _ in range(10):
+            cache = DynamicCache()
+            cache.update(keys * 1.0, keys * 2.0, 0)
+            _select_rows(cache, rows)
+            keys.grad = None
+            ((cache.layers[0].keys + cache.layers[0].values) * upstream).sum().backward()
+            grads.append(keys.grad.clone())
+    finally:
+        torch.set_num_threads(threads)
+    assert cache.layers[0].keys.shape == (12, 4, 64, 32)
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
