@@ -42,8 +42,8 @@ def docker_client(url: str | None = None, timeout: int = 60):
             client = docker.DockerClient(base_url=url, timeout=timeout) if url else docker.from_env(timeout=timeout)
             client.ping()
         except Exception as e:  # noqa: BLE001
-            raise WorkerError(f"no Docker engine answers ({type(e).__name__}): start one "
-                              "(systemctl start docker, or dockerd &)") from None
+            raise WorkerError(f"no Docker engine answers ({type(e).__name__}): start one with "
+                              "`bash scripts/start_docker.sh` (or systemctl start docker)") from None
         _clients[url] = client
         return client
 
