@@ -33,15 +33,20 @@ prefix's states and the new ones, and stores nothing), so replaying a layer read
 states and the layers may keep the cache (transformers' `_can_checkpoint_with_cache`). The
 prefix itself (one row per group) runs without checkpointing; each suffix layer is
 checkpointed as usual. The saving is largest there: TRL's checkpointed forward runs every
-row's full prompt twice (forward and replay), this one each group's prefix once. Distinct
-middles are not split out under checkpointing: they would run without it too (their cache
-must be kept), holding every activation of every distinct prompt, where checkpointing is
-on precisely because activations do not fit.
+row's full prompt twice (forward and replay), this one each group's prefix once and each
+distinct middle twice. The middles run checkpointed on their own copy of the prefix's
+cache, which records the keys and values each layer passes it (`RecordingLayer`); the
+rows' cache is the prefix's and these, indexed to the rows. A layer then holds its input
+and the middles' keys and values, not their activations, and the replay reads the same
+cache as the forward did. This needs non-reentrant checkpointing (transformers' default),
+which keeps the autograd graph of the recorded states; with reentrant checkpointing the
+caller runs its plain forward (`uses_cache`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,13 +101,28 @@ def uses_cache(model: Any) -> bool:
     `GradientCheckpointingLayer`s (they can keep a cache that never grows, `PrefixLayer`) and
     every layer attends to the full context (a sliding-window cache layer trims what it holds),
     on a transformers that lets a checkpointed layer keep a cache (`_can_checkpoint_with_cache`,
-    since 5.15; earlier ones drop it). Otherwise the caller runs its plain forward. (A PEFT model
-    answers for its base model.)"""
+    since 5.15; earlier ones drop it), and with non-reentrant checkpointing (`use_reentrant=False`,
+    transformers' default since 5.0; `_non_reentrant`). Otherwise the caller runs its plain
+    forward. (A PEFT model answers for its base model.)"""
     if not getattr(model, "is_gradient_checkpointing", False):
         return True
     if not hasattr(GradientCheckpointingLayer, "_can_checkpoint_with_cache"):
         return False
-    return bool(_checkpointed_layers(model)) and full_attention(model)
+    layers = _checkpointed_layers(model)
+    return bool(layers) and full_attention(model) and _non_reentrant(layers)
+
+
+def _non_reentrant(layers: list[GradientCheckpointingLayer]) -> bool:
+    """Every checkpointed layer uses non-reentrant checkpointing, whose forward builds the
+    autograd graph and whose replay only recomputes what the backward unpacks. Reentrant
+    checkpointing runs the forward without a graph and the replay's own backward: states
+    recorded inside it would carry no gradient, and the replay of every row's layer would
+    run the backward of the shared prefix's graph again (an error at the second)."""
+    for layer in layers:
+        keywords = getattr(getattr(layer, "_gradient_checkpointing_func", None), "keywords", None) or {}
+        if keywords.get("use_reentrant", True) is not False:
+            return False
+    return True
 
 
 def full_attention(model: Any) -> bool:
@@ -186,14 +206,12 @@ class Group:
 
 
 def plan(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
-         min_shared: int = MIN_SHARED, distinct: bool | None = None) -> list[Group] | None:
+         min_shared: int = MIN_SHARED) -> list[Group] | None:
     """The groups of a batch of left-padded prompts followed by `logits_to_keep` completion
     columns (0: prompts alone, as generation has them); `None` when no group of rows shares
     `min_shared` leading prompt tokens or the model cannot take a cache (then the caller
     runs its plain forward). Columns that are padding in every row of a group are dropped.
-    A group's distinct middles are split out when some rows repeat one and `distinct`
-    (default: unless the model is checkpointed, module docstring; generation, without
-    gradients, always splits them out)."""
+    A group's distinct middles are split out when some rows repeat one."""
     rows, width = input_ids.shape
     prompt_width = width - logits_to_keep
     if rows < 2 or not uses_cache(model):
@@ -204,8 +222,6 @@ def plan(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, logi
     found = prefix_groups(prompts, min_shared)
     if all(shared == 0 for _, shared in found):
         return None
-    if distinct is None:
-        distinct = not getattr(model, "is_gradient_checkpointing", False)
     device = input_ids.device
     out = []
     for members, shared in found:
@@ -221,7 +237,7 @@ def plan(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, logi
         prefix = group_ids[:1, begin:begin + shared]
         middles = [tuple(prompts[r][shared:-1]) for r in members]
         unique = list(dict.fromkeys(middles))
-        if distinct and len(unique) < len(members) and any(unique):
+        if len(unique) < len(members) and any(unique):
             out.append(_with_middles(index, prefix, unique, middles, group_ids, group_mask, logits_to_keep))
             continue
         columns = torch.arange(group_ids.size(1), device=device)[None]
@@ -259,10 +275,12 @@ def _with_middles(index: torch.Tensor, prefix: torch.Tensor, unique: list[tuple[
 
 def context(model: Any, group: Group) -> tuple[Any, torch.Tensor]:
     """The key/value cache of a group's shared context (its prefix, then its distinct
-    middles), one row per row of the group, and the context's attention mask. Run without
-    gradient checkpointing (`_prefix_run`)."""
+    middles), one row per row of the group, and the context's attention mask. The prefix
+    runs without gradient checkpointing (`_prefix_run`); the middles run checkpointed when
+    the model is (`_checkpointed_middles`)."""
     rows = group.input_ids.size(0)
-    with _prefix_run(_checkpointed(model)):
+    checkpointed = _checkpointed(model)
+    with _prefix_run(checkpointed):
         cache = model(input_ids=group.prefix, use_cache=True, logits_to_keep=1).past_key_values
         ones = group.attention_mask.new_ones(rows, group.prefix.size(1))
         if group.middle_ids is None:
@@ -271,10 +289,52 @@ def context(model: Any, group: Group) -> tuple[Any, torch.Tensor]:
         cache.batch_repeat_interleave(group.middle_ids.size(0))
         mask = torch.cat([group.middle_mask.new_ones(group.middle_ids.size(0), group.prefix.size(1)),
                           group.middle_mask], dim=1)
-        cache = model(input_ids=group.middle_ids, attention_mask=mask, position_ids=group.middle_positions,
-                      past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
+        if not checkpointed:
+            cache = model(input_ids=group.middle_ids, attention_mask=mask, position_ids=group.middle_positions,
+                          past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
+    if checkpointed:
+        _checkpointed_middles(model, group, cache, mask)
     _select_rows(cache, group.middle_of)
     return cache, mask[group.middle_of]
+
+
+class RecordingLayer(PrefixLayer):
+    """A `PrefixLayer` that also keeps the states it was last given (`new`). The distinct
+    middles run through it under gradient checkpointing: a checkpointed layer's replay in
+    the backward pass records the same states again, which nobody reads by then."""
+
+    new: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        self.new = (key_states, value_states)
+        return super().update(key_states, value_states, *args, **kwargs)
+
+
+def _checkpointed_middles(model: Any, group: Group, cache: Any, mask: torch.Tensor) -> None:
+    """Run a group's distinct middles on its prefix's cache (one row per middle) with the
+    model's checkpointed layers, and append their keys and values to the cache. Each layer
+    holds its input and the middles' keys and values, not its activations: the middles'
+    states are recorded inside the checkpointed forward (`RecordingLayer`), and
+    non-reentrant checkpointing (`uses_cache`) keeps their autograd graph,
+    so the rows' gradients reach them, and the replay recomputes what their backward needs."""
+    for layer in cache.layers:
+        if type(layer) is not DynamicLayer:
+            raise TypeError(f"a checkpointed forward cannot share the prefix through a {type(layer).__name__}")
+    # a cache of its own, never changed after: the backward's replay reads what the forward read
+    record = copy.copy(cache)
+    record.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in record.layers:
+        layer.__class__ = RecordingLayer
+    with _suffix_run(_checkpointed_layers(model)):
+        model(input_ids=group.middle_ids, attention_mask=mask, position_ids=group.middle_positions,
+              past_key_values=record, use_cache=False, logits_to_keep=1)
+    for layer, recorded in zip(cache.layers, record.layers):
+        if recorded.new is None:
+            raise RuntimeError("a layer did not pass the middles' keys and values to the cache")
+        keys, values = recorded.new
+        layer.keys = torch.cat([layer.keys, keys], dim=-2)
+        layer.values = torch.cat([layer.values, values], dim=-2)
 
 
 def _select_rows(cache: Any, rows: torch.Tensor) -> None:
@@ -345,7 +405,7 @@ def prompt_cache(model: Any, prompts: list[list[int]], pad_id: int) -> tuple[tor
     for i, p in enumerate(prompts):
         ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
         mask[i, width - len(p):] = 1
-    groups = plan(model, ids.to(device), mask.to(device), 0, distinct=True)
+    groups = plan(model, ids.to(device), mask.to(device), 0)
     if groups is None:
         return None
     contexts = []

@@ -78,16 +78,16 @@ def test_shared_prefix_logits_equal_the_plain_forward(arena_cache, envs, checkpo
     shared = shared_prefix_logits(model, groups, keep)
     assert shared.shape == plain.shape
     layers = model.config.num_hidden_layers
-    # the batch repeats prompts: their distinct middles run once each, but not under
-    # checkpointing (where the rows run their whole tails on the prefix)
+    # the batch repeats prompts: their distinct middles run once each (checkpointed too)
     middles = sum(g.middle_ids is not None for g in groups)
-    assert middles == 0 if checkpointing else middles >= 1
+    assert middles >= 1
     assert all(g.middle_ids.size(0) < g.rows.numel() for g in groups if g.middle_ids is not None)
     stages = 2 * len(groups) + middles  # each group's prefix, its middles, its suffixes
     assert len(layer_calls) == stages * layers
     logps1, grads1 = _logps_and_grads(model, shared, completion, cmask)
-    # checkpointed: the suffixes' layers run again in the backward pass, the prefixes' do not
-    assert len(layer_calls) == (stages + (len(groups) if checkpointing else 0)) * layers
+    # checkpointed: the middles' and the suffixes' layers run again in the backward pass,
+    # the prefixes' do not
+    assert len(layer_calls) == (stages + (len(groups) + middles if checkpointing else 0)) * layers
     torch.testing.assert_close(logps1, logps0, atol=1e-5, rtol=1e-5)
     for name, g in grads0.items():
         torch.testing.assert_close(grads1[name], g, atol=1e-5, rtol=1e-4, msg=name)
@@ -229,10 +229,22 @@ def test_repeated_prompts_run_their_middle_once_and_give_the_plain_forward(arena
     assert sorted(group.middle_mask.sum(1).tolist()) == [0, 2, 4, 9]
     plain = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep + 1).logits[:, :-1]
     logps0, grads0 = _logps_and_grads(model, plain, c, cm)
-    logps1, grads1 = _logps_and_grads(model, shared_prefix_logits(model, groups, keep), c, cm)
-    torch.testing.assert_close(logps1, logps0, atol=1e-5, rtol=1e-5)
-    for name, g in grads0.items():
-        torch.testing.assert_close(grads1[name], g, atol=1e-5, rtol=1e-4, msg=name)
+    # the same under non-reentrant gradient checkpointing (transformers' default): the
+    # middles run checkpointed and their recorded keys and values carry the rows' gradients
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            groups = plan(model, ids, mask, keep)
+            assert [g.middle_ids.shape for g in groups if g.prefix is not None] == [(4, 9)]
+        logps1, grads1 = _logps_and_grads(model, shared_prefix_logits(model, groups, keep), c, cm)
+        torch.testing.assert_close(logps1, logps0, atol=1e-5, rtol=1e-5)
+        for name, g in grads0.items():
+            torch.testing.assert_close(grads1[name], g, atol=1e-5, rtol=1e-4, msg=name)
+    # reentrant checkpointing runs the forward without a graph (and each replay would run
+    # the prefix's backward again): the caller's plain forward
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    assert plan(model, ids, mask, keep) is None
+    model.gradient_checkpointing_disable()
 
     model.eval()
     ids, mask, cache = prompt_cache(model, prompts, tokenizer.pad_token_id)
@@ -246,10 +258,8 @@ def test_repeated_prompts_run_their_middle_once_and_give_the_plain_forward(arena
         result, width = policy._run_generate(model, prompts, [None] * len(prompts), len(prompts), 30)
         sequences.append(result.sequences[:, width:])
     assert torch.equal(sequences[0], sequences[1])
-    # checkpointed, the loss runs each row's tail on the prefix; generation (no gradients)
-    # still runs each distinct prompt once
+    # generation (no gradients) under checkpointing: each distinct prompt once, too
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    assert all(g.middle_ids is None for g in plan(model, p, pm, 0))
     assert prompt_cache(model, prompts, tokenizer.pad_token_id)[2].get_seq_length() == 29
 
 
