@@ -40,7 +40,10 @@ rows' cache is the prefix's and these, indexed to the rows. A layer then holds i
 and the middles' keys and values, not their activations, and the replay reads the same
 cache as the forward did. This needs non-reentrant checkpointing (transformers' default),
 which keeps the autograd graph of the recorded states; with reentrant checkpointing the
-caller runs its plain forward (`uses_cache`).
+caller runs its plain forward (`uses_cache`). Measured with checkpointing on (`python
+scripts/bench_train.py --threads 1 --gradient-checkpointing on`, tiny model): arena's step
+took 2.37 s when the rows ran their whole tails on the prefix and takes 1.29 s (plain
+TRL: 6.8-7.6 s).
 """
 
 from __future__ import annotations
