@@ -106,13 +106,14 @@ def uses_cache(model: Any) -> bool:
     on a transformers that lets a checkpointed layer keep a cache (`_can_checkpoint_with_cache`,
     since 5.15; earlier ones drop it), and with non-reentrant checkpointing (`use_reentrant=False`,
     transformers' default since 5.0; `_non_reentrant`). Otherwise the caller runs its plain
-    forward. (A PEFT model answers for its base model.)"""
+    forward. (A PEFT model answers for its base model. Without gradients, as in generation,
+    there is no replay: any checkpointing will do.)"""
     if not getattr(model, "is_gradient_checkpointing", False):
         return True
     if not hasattr(GradientCheckpointingLayer, "_can_checkpoint_with_cache"):
         return False
     layers = _checkpointed_layers(model)
-    return bool(layers) and full_attention(model) and _non_reentrant(layers)
+    return bool(layers) and full_attention(model) and (_non_reentrant(layers) or not torch.is_grad_enabled())
 
 
 def _non_reentrant(layers: list[GradientCheckpointingLayer]) -> bool:
@@ -321,9 +322,7 @@ def _checkpointed_middles(model: Any, group: Group, cache: Any, mask: torch.Tens
     states are recorded inside the checkpointed forward (`RecordingLayer`), and
     non-reentrant checkpointing (`uses_cache`) keeps their autograd graph,
     so the rows' gradients reach them, and the replay recomputes what their backward needs."""
-    for layer in cache.layers:
-        if type(layer) is not DynamicLayer:
-            raise TypeError(f"a checkpointed forward cannot share the prefix through a {type(layer).__name__}")
+    _plain_layers(cache)
     # a cache of its own, never changed after: the backward's replay reads what the forward read
     record = copy.copy(cache)
     record.layers = [copy.copy(layer) for layer in cache.layers]
@@ -338,6 +337,13 @@ def _checkpointed_middles(model: Any, group: Group, cache: Any, mask: torch.Tens
         keys, values = recorded.new
         layer.keys = torch.cat([layer.keys, keys], dim=-2)
         layer.values = torch.cat([layer.values, values], dim=-2)
+
+
+def _plain_layers(cache: Any) -> None:
+    """A checkpointed forward reads the shared context through plain cache layers only."""
+    for layer in cache.layers:
+        if type(layer) is not DynamicLayer:
+            raise TypeError(f"a checkpointed forward cannot share the prefix through a {type(layer).__name__}")
 
 
 def _select_rows(cache: Any, rows: torch.Tensor) -> None:
@@ -359,11 +365,11 @@ def forward(model: Any, group: Group, **kwargs: Any) -> Any:
         return model(input_ids=group.input_ids, attention_mask=group.attention_mask, **kwargs)
     layers = _checkpointed_layers(model)
     cache, context_mask = context(model, group)
+    if layers:  # `uses_cache` admits full-attention models only
+        _plain_layers(cache)
     for layer in cache.layers:
         if type(layer) is DynamicLayer:
             layer.__class__ = PrefixLayer
-        elif layers:  # `uses_cache` admits full-attention models only
-            raise TypeError(f"a checkpointed forward cannot share the prefix through a {type(layer).__name__}")
     mask = torch.cat([context_mask, group.attention_mask], dim=1)
     with _suffix_run(layers):  # (were the cache dropped, the mask, which counts the prefix, would not fit)
         return model(input_ids=group.input_ids, attention_mask=mask, position_ids=group.position_ids,
@@ -408,11 +414,11 @@ def prompt_cache(model: Any, prompts: list[list[int]], pad_id: int) -> tuple[tor
     for i, p in enumerate(prompts):
         ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
         mask[i, width - len(p):] = 1
-    groups = plan(model, ids.to(device), mask.to(device), 0)
-    if groups is None:
-        return None
-    contexts = []
     with torch.no_grad():
+        groups = plan(model, ids.to(device), mask.to(device), 0)
+        if groups is None:
+            return None
+        contexts = []
         for group in groups:
             contexts.append(context(model, group) if group.prefix is not None else (None, group.attention_mask[:, :0]))
     width_c = max(m.size(1) for _, m in contexts)

@@ -258,9 +258,10 @@ def test_repeated_prompts_run_their_middle_once_and_give_the_plain_forward(arena
         result, width = policy._run_generate(model, prompts, [None] * len(prompts), len(prompts), 30)
         sequences.append(result.sequences[:, width:])
     assert torch.equal(sequences[0], sequences[1])
-    # generation (no gradients) under checkpointing: each distinct prompt once, too
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    assert prompt_cache(model, prompts, tokenizer.pad_token_id)[2].get_seq_length() == 29
+    # generation (no gradients, no replay) under either checkpointing: each distinct prompt once
+    for reentrant in (False, True):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        assert prompt_cache(model, prompts, tokenizer.pad_token_id)[2].get_seq_length() == 29
 
 
 def test_rows_taken_from_a_shared_middle_get_the_same_gradient_every_time():
