@@ -29,7 +29,7 @@ plain TRL hits with `generation_kwargs={"cache_implementation": "static"}`), and
 step. On CPU the policy
 generates from the trained model itself with the default dynamic cache.
 
-**Shared prompt prefix** (`share_prefix=True`, the default; dynamic cache only): the prompts
+**Shared prompt prefix** (`share_prefix=True`, the default): the prompts
 of one call mostly repeat each other (in Kuhn Poker 206 of a prompt's ~270 tokens: the chat
 template and the rules of the seat), and whole prompts repeat (128 Kuhn Poker episodes in
 flight ask at most six distinct prompts per turn). The rows are grouped by the prefix they
@@ -41,7 +41,14 @@ row is laid out `[pad | context | pad | rest]` (`arena.prefix.prompt_cache`); po
 follow the attention mask as `generate` computes them, so every real token sits where it
 sits in the plain left-padded batch. The same tokens and, to float rounding, the same
 log-probs (`tests/test_hf_agent.py`); a Kuhn Poker call of 128 prompts took 586 ms, 413 of
-them the prefill, which this cuts to a fraction.
+them the prefill, which this cuts to a fraction. With the static cache the same context is
+written into a `StaticCache` that `generate` takes as its cache (one kept per rows and
+length bucket, so the compiled decode step's CUDA graphs find the same tensors again), the
+width bucketed by pad columns between the context and the rest. On CPU, where it is not
+compiled, sharing made the static path play 1.8x the Kuhn Poker episodes/s and 1.6x the
+TicTacToe ones at 64 in flight, about even at 8 (`python scripts/bench_rollout.py
+--static-cache --backends hf,hf-plain`, docs/benchmarks.md); `scripts/gpu_bench.sh`
+measures it on CUDA.
 
 Sampling uses the policy's own RNG stream (`get_rng_state` / `set_rng_state`, saved in
 checkpoints), so a seeded run is reproducible and resumable whatever else draws from
@@ -177,6 +184,17 @@ def _bucket(n: int, minimum: int = 1) -> int:
     return size
 
 
+def _width_bucket(width: int) -> int:
+    """A prompt width for the static cache: the next power of two from 64 up to 512, then the
+    next multiple of 512 (few shapes, so few compilations and CUDA graphs)."""
+    return _bucket(width, 64) if width <= 512 else -(-width // 512) * 512
+
+
+#: Static caches kept for reuse, one per (rows, length) bucket: reusing one keeps its tensors'
+#: addresses, which the compiled decode step's CUDA graphs are recorded against.
+STATIC_CACHES_KEPT = 4
+
+
 class HFPolicy:
     """A transformers causal LM answering arena requests (see the module docstring).
 
@@ -191,8 +209,8 @@ class HFPolicy:
         seed: seed of the policy's sampling RNG.
         static_cache: generate from a compute-dtype copy with a static, compiled cache
             (default: when the model is on a CUDA device).
-        share_prefix: prefill the prompt prefix that rows share once per group (see the
-            module docstring; not with the static cache).
+        share_prefix: prefill the context that rows share (each group's prompt prefix, each
+            distinct prompt) once (see the module docstring).
     """
 
     def __init__(self, model, tokenizer, *, name: str = "model", max_new_tokens: int = 64,
@@ -215,7 +233,8 @@ class HFPolicy:
         self.batch_size = int(batch_size)
         self.device = next(model.parameters()).device
         self.static_cache = self.device.type == "cuda" if static_cache is None else bool(static_cache)
-        self.share_prefix = bool(share_prefix) and not self.static_cache
+        self.share_prefix = bool(share_prefix)
+        self._static_caches: dict[tuple[int, int], Any] = {}
         gen = torch.Generator()
         gen.manual_seed(seed)
         self._cpu_rng = gen.get_state()
@@ -319,15 +338,57 @@ class HFPolicy:
 
         return prompt_cache(model, prompts, self.tokenizer.pad_token_id)
 
+    def _static_prefix_cache(self, model, ids, mask, cache, rows: int, max_new: int):
+        """The shared-context batch of `_prefix_cache` made static: the width bucketed (pad
+        columns between the context and the rest, which positions taken from the attention
+        mask ignore), `rows` rows (bucket fillers copy the first row), and the context's keys
+        and values written into a reused `StaticCache` of `width + max_new` columns, handed to
+        `generate` as its cache (transformers compiles the decode step for a user's static
+        cache as for its own)."""
+        import torch
+        from transformers import StaticCache
+
+        n, width = ids.shape
+        context = int(cache.get_seq_length())
+        total = _width_bucket(width)
+        index = torch.cat([torch.arange(n), torch.zeros(rows - n, dtype=torch.long)])
+
+        def spread(t: torch.Tensor, fill: int) -> torch.Tensor:
+            out = t.new_full((rows, total), fill)
+            out[:, :context] = t[index, :context]
+            out[:, total - (width - context):] = t[index, context:]
+            return out
+
+        ids, mask = spread(ids, self.tokenizer.pad_token_id), spread(mask, 0)
+        key = (rows, total + max_new)
+        static = self._static_caches.pop(key, None)
+        if static is None:
+            if len(self._static_caches) >= STATIC_CACHES_KEPT:  # the least recently used goes
+                self._static_caches.pop(next(iter(self._static_caches)))
+            static = StaticCache(config=model.config, max_cache_len=key[1])
+        self._static_caches[key] = static  # most recently used last
+        static.reset()
+        device_index = index.to(self.device)
+        with torch.no_grad():
+            for i, layer in enumerate(cache.layers):
+                static.update(layer.keys[device_index], layer.values[device_index], i)
+        return ids, mask, static
+
     def _run_generate(self, model, prompts: list[list[int]], tries: list, rows: int, width: int):
         """One `generate` call over `rows` rows (prompts, then bucket fillers) of `width`
         columns, the model in eval mode; returns the result and the input width."""
         import torch
 
         pad = self.tokenizer.pad_token_id
-        cache = self._prefix_cache(model, prompts) if self.share_prefix and rows > 1 else None
+        tries = tries + [tries[0]] * (rows - len(prompts))
+        max_new = self.max_new_tokens
+        if all(t is not None for t in tries):  # legal actions bound the length
+            max_new = min(max_new, max(len(k) for t in tries for k in t.next) + 1)
+        cache = self._prefix_cache(model, prompts) if self.share_prefix and len(prompts) > 1 else None
         if cache is not None:
             ids, mask, cache = cache
+            if self.static_cache:
+                ids, mask, cache = self._static_prefix_cache(model, ids, mask, cache, rows, max_new)
             width = ids.size(1)
         else:
             ids = torch.full((rows, width), pad, dtype=torch.long)
@@ -337,11 +398,7 @@ class HFPolicy:
                 mask[i, width - len(p):] = 1
             for i in range(len(prompts), rows):  # bucket filler rows: a copy of the first prompt
                 ids[i], mask[i] = ids[0], mask[0]
-        tries = tries + [tries[0]] * (rows - len(prompts))
         processor = ConstrainProcessor(tries, self.device)
-        max_new = self.max_new_tokens
-        if all(t is not None for t in tries):  # legal actions bound the length
-            max_new = min(max_new, max(len(k) for t in tries for k in t.next) + 1)
         kwargs: dict[str, Any] = {
             "input_ids": ids.to(self.device), "attention_mask": mask.to(self.device), "max_new_tokens": max_new,
             "pad_token_id": pad, "eos_token_id": self.tokenizer.eos_token_id, "return_dict_in_generate": True,
@@ -351,10 +408,10 @@ class HFPolicy:
             kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if self.static_cache:
-            kwargs["cache_implementation"] = "static"
         if cache is not None:
             kwargs["past_key_values"] = cache
+        elif self.static_cache:
+            kwargs["cache_implementation"] = "static"
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.set_rng_state(self._cpu_rng)
@@ -375,7 +432,7 @@ class HFPolicy:
         width = max(len(p) for p in prompts)
         model = self._gen_model if self._gen_model is not None else self.model
         if self.static_cache:  # compile once per bucket
-            width = _bucket(width, 64) if width <= 512 else -(-width // 512) * 512
+            width = _width_bucket(width)
             rows = _bucket(rows)
         was_training = model.training
         if was_training:  # eval() and train() walk every module: ~1 ms each on the tiny model

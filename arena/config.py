@@ -83,7 +83,7 @@ class TrainConfig:
     rae_alpha: float = _f(0.95, "EMA decay of the RAE baselines (SPIRAL: 0.95).")
     grpo_scale: bool = _f(True, "grpo: divide by the group's reward std (TRL's scale_rewards); --no-grpo-scale gives Dr. GRPO's A = R - group mean.")
     gradient_checkpointing: bool | None = _f(None, "Recompute activations in the backward pass to save memory (transformers). Default: off on CPU (the tiny model does not need it and it costs a forward), on with CUDA (TRL's default). The shared prefix works either way.")
-    share_prefix: bool = _f(True, "Run the prompt prefix that a step's samples share (chat template, rules) once, not once per sample: in the loss's forward (same log-probs and gradients, arena/prefix.py; with or without --gradient-checkpointing) and in generation's prefill (same tokens; the hf backend's dynamic cache).")
+    share_prefix: bool = _f(True, "Run the prompt prefix that a step's samples share (chat template, rules) once, not once per sample: in the loss's forward (same log-probs and gradients, arena/prefix.py; with or without --gradient-checkpointing) and in generation's prefill (same tokens; the hf backend, dynamic or static cache).")
     filter_zero_advantage: bool = _f(False, "Drop samples whose advantage is exactly 0 (SPIRAL's filter_zero_adv); counted in the metrics.")
     # -- run ----------------------------------------------------------------------------
     out: str = _f("runs/selfplay", "Run folder: episodes, metrics, checkpoints, config.")

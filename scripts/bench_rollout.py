@@ -15,7 +15,9 @@ Both are shown per turn (ms) too, since a share depends on how fast the model is
 
 **Backends**, one row function each (`BACKENDS`; `--backends`, default `hf,vllm,ray:1,ray:2`;
 a backend whose package is missing is skipped with a word): `hf` is the policy in this
-process, as above; `vllm` the same cells with an in-process vLLM engine on the same weights
+process, as above; `hf-plain` the same policy with `share_prefix=False` (each row's whole
+prompt prefilled: what sharing the context saves, with the dynamic cache on CPU and the static
+one on CUDA; not in the default list); `vllm` the same cells with an in-process vLLM engine on the same weights
 (`arena.agents.vllm`; vLLM is installed in `scripts/test_vllm.sh`'s venv: run the
 benchmark with `.venv-vllm/bin/python` for all rows side by side); `ray:N` plays the same episodes through
 `arena.ray_rollout.RayRollout` on N Ray actors (a local Ray instance, `--ray-address`),
@@ -253,6 +255,19 @@ def _hf_rows(ctx: Any, name: str) -> Any:
                                         repeats=ctx.args.repeats)
 
 
+def _hf_plain_rows(ctx: Any, name: str) -> Any:
+    """The `hf-plain` rows: the `hf` policy on the same weights with `share_prefix=False`
+    (every row's whole prompt prefilled, as plain `generate` does): what sharing the
+    context saves, on CPU (dynamic cache) and on CUDA (static cache) alike."""
+    from arena.agents.hf import HFPolicy
+
+    policy = HFPolicy(ctx.model, ctx.tokenizer, name="model", max_new_tokens=ctx.args.max_new_tokens,
+                      temperature=1.0, constrain=not ctx.args.no_constrain, seed=ctx.args.seed, share_prefix=False,
+                      static_cache=ctx.args.static_cache or None)
+    return lambda env_id, c: bench_cell(policy, env_id, c, ctx.args.episodes, ctx.args.seed, ctx.device,
+                                        "hf-plain", repeats=ctx.args.repeats)
+
+
 def _vllm_rows(ctx: Any, name: str) -> Any:
     """The `vllm` rows: the same cells with an in-process vLLM engine (`arena.agents.vllm`)
     serving the same weights, the legal-action trie as its logits processor."""
@@ -272,7 +287,7 @@ def _ray_rows(ctx: Any, name: str) -> Any:
 
 
 #: backend name (before any `:`) -> factory(ctx, full name) of its row function `row(env_id, concurrency)`
-BACKENDS: dict[str, Any] = {"hf": _hf_rows, "vllm": _vllm_rows, "ray": _ray_rows}
+BACKENDS: dict[str, Any] = {"hf": _hf_rows, "hf-plain": _hf_plain_rows, "vllm": _vllm_rows, "ray": _ray_rows}
 
 
 def make_rows(names: list[str], ctx: Any) -> dict[str, Any]:
@@ -282,7 +297,7 @@ def make_rows(names: list[str], ctx: Any) -> dict[str, Any]:
     for name in names:
         kind = name.partition(":")[0]
         if kind not in BACKENDS:
-            sys.exit(f"unknown backend {name!r}; choose from: hf, vllm, ray:N")
+            sys.exit(f"unknown backend {name!r}; choose from: hf, hf-plain, vllm, ray:N")
         needs = {"ray": ("ray", "selfplay-arena[ray]"), "vllm": ("vllm", "bash scripts/test_vllm.sh's venv")}.get(kind)
         if needs:
             try:
@@ -303,12 +318,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="1,8,64", help="comma-separated concurrent episodes")
     parser.add_argument("--episodes", type=int, default=64, help="episodes per (env, concurrency) cell")
     parser.add_argument("--backends", default="hf,vllm,ray:1,ray:2",
-                        help="comma-separated backends: hf (this process), vllm (an in-process vLLM engine), ray:N (N Ray actors)")
+                        help="comma-separated backends: hf (this process), hf-plain (hf without prompt sharing), "
+                             "vllm (an in-process vLLM engine), ray:N (N Ray actors)")
     parser.add_argument("--ray-address", default="local", help="Ray for the ray:N rows: local, auto or HOST:PORT")
     parser.add_argument("--ray-concurrency", type=int, default=None,
                         help="episodes in flight over all actors in the ray:N rows (default: the highest --concurrency)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--no-constrain", action="store_true", help="free decoding (default: legal actions only)")
+    parser.add_argument("--static-cache", action="store_true",
+                        help="generate from a bf16 copy with the static cache on any device (default: on CUDA only)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="completion cap (free decoding)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's); 1 is much faster for the tiny model on a busy CPU")
@@ -334,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = model_spec(args.model, args.model_config)
     model, tokenizer = load_model(spec, device=device)
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=args.max_new_tokens, temperature=1.0,
-                      constrain=not args.no_constrain, seed=args.seed)
+                      constrain=not args.no_constrain, seed=args.seed, static_cache=args.static_cache or None)
     ctx = types.SimpleNamespace(policy=policy, model=model, tokenizer=tokenizer, spec=spec, args=args, device=device)
     rows = make_rows([b.strip() for b in args.backends.split(",") if b.strip()], ctx)
     started_ray = False
@@ -381,7 +399,8 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace, device:
     from rich.table import Table
 
     model = args.model if args.model_config == "tiny" else args.model_config
-    table = Table(title=f"rollout: {model}, hf on {device} ({threads} threads), ray:N on N CPU actors (1 thread each), "
+    static = ", static cache (bf16)" if args.static_cache or device.startswith("cuda") else ""
+    table = Table(title=f"rollout: {model}, hf on {device} ({threads} threads{static}), ray:N on N CPU actors (1 thread each), "
                         f"{'constrained' if not args.no_constrain else 'free'} decoding, {args.episodes} episodes per row")
     for col in ("backend", "env", "concurrent", "episodes/s", "x vs first", "turns/s", "tokens/s", "generation",
                 "env + engine", "env + engine ms/turn", "env stepping", "env ms/turn"):

@@ -69,13 +69,14 @@ if [[ ${SMOKE:-0} == 1 ]]; then
     model=(--model-config tiny --device cpu --threads 1); rollout=(--concurrency 1,8 --episodes 16 --repeats 1)
     train=(--prompts 4 --generations 4 --length 16 --steps 1 --warmup 1 --rounds 1)
 else
-    model=(--model-config qwen2-0.5b --device cuda); rollout=(--concurrency 1,64,256 --episodes 256 --repeats 1)
+    model=(--model-config qwen2-0.5b --device cuda); rollout=(--concurrency 1,8,64 --episodes 256 --repeats 1)
     train=(--prompts 64 --generations 8 --length 128 --steps 2 --warmup 1 --rounds 1)
 fi
 status=0
-# rollout: Kuhn Poker self-play at 1, 64 and 256 episodes in flight (each cell warmed up
-# first: the static cache compiles once per batch and width bucket)
-timeout "${ROLLOUT_S:-270}" python3 scripts/bench_rollout.py "${model[@]}" --backends hf --env spiral/KuhnPoker-v0 \
+# rollout: Kuhn Poker self-play at 1, 8 and 64 episodes in flight, with the shared context
+# prefilled once (hf) and without (hf-plain); each cell warmed up first: the static cache
+# compiles once per batch and width bucket
+timeout "${ROLLOUT_S:-270}" python3 scripts/bench_rollout.py "${model[@]}" --backends hf,hf-plain --env spiral/KuhnPoker-v0 \
     "${rollout[@]}" --out "$OUT/bench_rollout_gpu.json" 2>&1 | tee "$OUT/rollout.log" || status=1
 # one training step, arena vs plain TRL: 64 prompts x 8 completions of 128 tokens
 timeout "${TRAIN_S:-270}" python3 scripts/bench_train.py "${model[@]}" "${train[@]}" --out "$OUT/bench_train_gpu.json" \

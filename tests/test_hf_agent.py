@@ -240,6 +240,36 @@ def test_static_cache_path_runs_from_a_bf16_copy_on_cpu(tiny, env_id):
     assert [[t.token_ids for t in e.turns] for e in batched] == [[t.token_ids for t in e.turns] for e in single]
 
 
+@pytest.mark.parametrize("constrain", [True, False], ids=["constrained", "free"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "sampled"])
+def test_static_cache_path_shares_the_context_and_generates_what_it_does_without(tiny, constrain, temperature):
+    """The static-cache path with each group's context prefilled once (`share_prefix`, the
+    default) against the same path without: 11 rows (a bucket of 16) of Kuhn Poker and
+    TicTacToe prompts give the same tokens from the same RNG stream and, to bf16 rounding,
+    the same log-probs; the `StaticCache` holds the shared context and is reused, in place,
+    by the next call of the same bucket."""
+    model, tokenizer = tiny
+    requests = [r for env_id in GAMES for r in game_requests(env_id, 6)]
+    random.Random(0).shuffle(requests)
+    requests = requests[:11]
+    out = {}
+    for share in (False, True):
+        policy = HFPolicy(model, tokenizer, constrain=constrain, temperature=temperature, max_new_tokens=6,
+                          seed=5, share_prefix=share, static_cache=True)
+        out[share] = policy.act(requests)
+    assert [c.token_ids for c in out[True]] == [c.token_ids for c in out[False]]
+    assert [c.prompt_ids for c in out[True]] == [c.prompt_ids for c in out[False]]
+    for a, b in zip(out[True], out[False]):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=2e-3)
+    (rows, length), = policy._static_caches  # one bucket: 16 rows, a width of 512 + the new tokens
+    assert rows == 16 and 512 < length <= 512 + 6
+    cache = policy._static_caches[(rows, length)]
+    addresses = [layer.keys.data_ptr() for layer in cache.layers]
+    policy.act(requests[:9])  # the same buckets again
+    assert policy._static_caches[(rows, length)] is cache
+    assert [layer.keys.data_ptr() for layer in cache.layers] == addresses
+
+
 def test_sync_weights_refreshes_the_generation_copy_in_place(tiny):
     import copy
 
