@@ -48,7 +48,9 @@ width bucketed by pad columns between the context and the rest. On CPU, where it
 compiled, sharing made the static path play 1.8x the Kuhn Poker episodes/s and 1.6x the
 TicTacToe ones at 64 in flight, about even at 8 (`python scripts/bench_rollout.py
 --static-cache --backends hf,hf-plain`, docs/benchmarks.md); `scripts/gpu_bench.sh`
-measures it on CUDA.
+measures it on CUDA. Forced to compile on CPU, the decode step with this cache compiled three
+graphs over Kuhn Poker calls of 8, 64, 4 and 1 rows, reused them, and played the eager
+path's greedy episodes token for token (a test does the same at 8 and 64).
 
 Sampling uses the policy's own RNG stream (`get_rng_state` / `set_rng_state`, saved in
 checkpoints), so a seeded run is reproducible and resumable whatever else draws from

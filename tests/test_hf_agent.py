@@ -270,6 +270,31 @@ def test_static_cache_path_shares_the_context_and_generates_what_it_does_without
     assert [layer.keys.data_ptr() for layer in cache.layers] == addresses
 
 
+@pytest.mark.slow
+def test_static_cache_path_compiled_decodes_what_it_does_eagerly(tiny):
+    """The GPU path's compiled decode step, forced on CPU (`CompileConfig._compile_all_devices`)
+    with the shared context prefilled into arena's own `StaticCache`: greedy Kuhn Poker
+    episodes at 8 and 64 in flight are the ones the eager static path plays, and torch
+    really compiled graphs for it."""
+    from torch._dynamo.utils import counters
+    from transformers import CompileConfig
+
+    model, tokenizer = tiny
+    episodes = {}
+    for compiled in (False, True):
+        policy = HFPolicy(model, tokenizer, constrain=True, temperature=0.0, static_cache=True)
+        if compiled:
+            config = CompileConfig()
+            config._compile_all_devices = True
+            policy._gen_model.generation_config.compile_config = config
+            graphs = counters["stats"]["unique_graphs"]
+        episodes[compiled] = [[t.token_ids for t in e.turns] for c in (8, 64)
+                              for e in play("spiral/KuhnPoker-v0", [policy], 16, seed=c, concurrency=c)]
+        assert policy._static_caches  # the shared-context path ran
+    assert counters["stats"]["unique_graphs"] > graphs
+    assert episodes[True] == episodes[False]
+
+
 def test_sync_weights_refreshes_the_generation_copy_in_place(tiny):
     import copy
 
