@@ -250,6 +250,15 @@ class RayRows:
             self.rollout.close()
 
 
+def hf_policy(args: argparse.Namespace, model: Any, tokenizer: Any, **kwargs: Any) -> Any:
+    """The `hf` policy the rows time: sampling at temperature 1, the flags' constraint, seed
+    and cache; `kwargs` override (`share_prefix=False` for `hf-plain`)."""
+    from arena.agents.hf import HFPolicy
+
+    return HFPolicy(model, tokenizer, name="model", max_new_tokens=args.max_new_tokens, temperature=1.0,
+                    constrain=not args.no_constrain, seed=args.seed, static_cache=args.static_cache or None, **kwargs)
+
+
 def _hf_rows(ctx: Any, name: str) -> Any:
     return lambda env_id, c: bench_cell(ctx.policy, env_id, c, ctx.args.episodes, ctx.args.seed, ctx.device,
                                         repeats=ctx.args.repeats)
@@ -259,11 +268,7 @@ def _hf_plain_rows(ctx: Any, name: str) -> Any:
     """The `hf-plain` rows: the `hf` policy on the same weights with `share_prefix=False`
     (every row's whole prompt prefilled, as plain `generate` does): what sharing the
     context saves, on CPU (dynamic cache) and on CUDA (static cache) alike."""
-    from arena.agents.hf import HFPolicy
-
-    policy = HFPolicy(ctx.model, ctx.tokenizer, name="model", max_new_tokens=ctx.args.max_new_tokens,
-                      temperature=1.0, constrain=not ctx.args.no_constrain, seed=ctx.args.seed, share_prefix=False,
-                      static_cache=ctx.args.static_cache or None)
+    policy = hf_policy(ctx.args, ctx.model, ctx.tokenizer, share_prefix=False)
     return lambda env_id, c: bench_cell(policy, env_id, c, ctx.args.episodes, ctx.args.seed, ctx.device,
                                         "hf-plain", repeats=ctx.args.repeats)
 
@@ -341,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     import types
 
     import torch
-    from arena.agents.hf import HFPolicy, load_model
+    from arena.agents.hf import load_model
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.threads:
@@ -351,8 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     spec = model_spec(args.model, args.model_config)
     model, tokenizer = load_model(spec, device=device)
-    policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=args.max_new_tokens, temperature=1.0,
-                      constrain=not args.no_constrain, seed=args.seed, static_cache=args.static_cache or None)
+    policy = hf_policy(args, model, tokenizer)
     ctx = types.SimpleNamespace(policy=policy, model=model, tokenizer=tokenizer, spec=spec, args=args, device=device)
     rows = make_rows([b.strip() for b in args.backends.split(",") if b.strip()], ctx)
     started_ray = False
