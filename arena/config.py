@@ -284,9 +284,35 @@ def _field_types() -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
 
 
+#: TRL's (GRPOConfig, TrainingArguments) names for what arena calls otherwise: a researcher
+#: coming from TRL types these first. Fields with the same name in both need no entry.
+TRL_NAMES: dict[str, str] = {
+    "max_steps": "steps",
+    "output_dir": "out",
+    "save_steps": "save_every",
+    "eval_steps": "eval_every",
+    "max_completion_length": "max_new_tokens",
+    "model_name_or_path": "model",
+    "resume_from_checkpoint": "resume",
+    "scale_rewards": "grpo_scale",
+    "vllm_gpu_memory_utilization": "vllm_memory",
+    "use_vllm": "backend",
+    "use_peft": "lora_r",
+}
+
+
 def _key(raw: str, where: str) -> str:
     names = list(_field_types())
     key = raw.lstrip("-").replace("-", "_")
+    if key in TRL_NAMES:
+        ours = TRL_NAMES[key]
+        shown = f"--{raw.lstrip('-')}" if where == "flag" else repr(raw)
+        value = {"backend": "vllm", "lora_r": "R (a LoRA rank, e.g. 16)"}.get(ours)
+        if where == "flag":
+            name = f"--{_flag(ours)}" + (f" {value}" if value else "")
+        else:
+            name = f"'{ours}: {value}'" if value else repr(ours)
+        raise ArenaError(f"unknown {where} {shown}: that is TRL's name; arena's is {name} (see `arena train --help`)")
     if key not in names:
         close = difflib.get_close_matches(key, names, n=1)
         suggestion = f"--{_flag(close[0])}" if where == "flag" else repr(close[0]) if close else ""

@@ -23,10 +23,15 @@ score it under that same distribution. `_get_per_token_logps_and_entropies` is o
 for batches with constrained samples only: it computes logits (TRL's fused head cannot
 mask), sets the illegal tokens to -inf, and takes the log-softmax; unconstrained batches
 go through TRL's own code. (2) An entropy bonus over the legal actions
-(`entropy_coef`, on by default with the constraint): TRL's GRPO loss has none, and a small
-model whose features cannot yet tell states apart collapses to one state-blind action
-before it learns them (measured: Kuhn Poker's tiny-model policy went to "always call" for
-every card and stayed at exploitability 1/3). Subtracted from TRL's loss in `_compute_loss`.
+(`entropy_coef`, on by default with the constraint, scheduled per step): a small model
+whose features cannot yet tell states apart collapses to one state-blind action before it
+learns them (measured: Kuhn Poker's tiny-model policy went to "always call" for every card
+and stayed at exploitability 1/3). Subtracted from TRL's loss in `_compute_loss`. TRL 1.16
+has an `entropy_coef` of its own, but a constant one (or Skywork-OR1's adaptive one) over
+every completion token of every row: on the rows of an env without legal actions (free
+text) that is the whole vocabulary's entropy, and a bonus sized for a handful of legal
+actions would pay the model to spread its mass over every token. So TRL's stays off (`GRPOConfig.entropy_coef` 0, pinned by
+`tests/test_trainer.py`) and arena's lives under its own name, `legal_entropy_coef`.
 """
 
 from __future__ import annotations
@@ -200,7 +205,7 @@ class SelfPlayTrainer(GRPOTrainer):
             self.policy.model = self.model
         self._allowed: list | None = None
         self._entropy_sum: torch.Tensor | None = None
-        self.entropy_coef = config.resolved_entropy_coef()
+        self.legal_entropy_coef = config.resolved_entropy_coef()  # not TRL's `entropy_coef` (module docstring)
         self.share_prefix = config.share_prefix
         if config.optimizer == "optimistic-adamw":  # built by Trainer.create_optimizer, with its weight-decay groups
             from arena.optim import OptimisticAdamW
@@ -326,12 +331,12 @@ class SelfPlayTrainer(GRPOTrainer):
         self._entropy_sum = None
         try:
             loss = super()._compute_loss(model, inputs)
-            self.entropy_coef = self.config.entropy_coef_at(self.state.global_step)
-            if self.entropy_coef and self._entropy_sum is not None:
+            self.legal_entropy_coef = self.config.entropy_coef_at(self.state.global_step)
+            if self.legal_entropy_coef and self._entropy_sum is not None:
                 # entropy bonus over the legal actions, normalised like the dapo loss (per
                 # completion token of the whole rollout batch), so micro-batches add up
                 bonus = self._entropy_sum / inputs["num_items_in_batch"].clamp(min=1)
-                loss = loss - self.entropy_coef * bonus * self.accelerator.num_processes
+                loss = loss - self.legal_entropy_coef * bonus * self.accelerator.num_processes
             return loss
         finally:
             self._allowed = None

@@ -56,6 +56,24 @@ def test_train_misspelled_flag_is_one_line_naming_the_close_match():
     assert "did you mean --steps" in line
 
 
+@pytest.mark.parametrize(("typed", "named"), [
+    (["--save-steps", "5"], "arena's is --save-every"),
+    (["--max-steps", "5"], "arena's is --steps"),
+    (["--use-vllm"], "arena's is --backend vllm"),
+    (["--output-dir", "x"], "arena's is --out"),
+])
+def test_a_trl_flag_name_is_one_line_naming_arenas(typed, named):
+    line = one_line_error(arena_cmd("train", *typed))
+    assert "TRL's name" in line and named in line
+
+
+def test_trl_names_map_to_fields_that_exist_and_are_not_fields_themselves():
+    from arena.config import TRL_NAMES, TrainConfig
+
+    fields = set(TrainConfig.__dataclass_fields__)
+    assert set(TRL_NAMES.values()) <= fields and not set(TRL_NAMES) & fields
+
+
 def test_train_bad_yaml_key_is_one_line(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("env: [spiral/KuhnPoker-v0]\nlearning_rat: 0.001\n")

@@ -67,6 +67,20 @@ def test_the_loss_reads_only_keys_arena_provides():
     assert not missing, f"TRL's loss now reads {sorted(missing)}: add them to SelfPlayTrainer._batch"
 
 
+def test_trl_own_entropy_bonus_stays_off_and_arena_bonus_is_applied_once(tmp_path):
+    """TRL 1.16 has an `entropy_coef` of its own (every completion token, the whole vocabulary
+    on unconstrained rows); arena's bonus over the legal actions lives under another name,
+    so TRL's loss never adds a second one."""
+    from arena.config import TrainConfig
+    from arena.training import train
+
+    trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0,
+                                out=str(tmp_path / "run")))
+    assert trainer.args.entropy_coef == 0.0 and not trainer.use_adaptive_entropy
+    assert trainer._entropy_bonus_enabled is False, "TRL's entropy bonus is on: arena's would be added twice"
+    assert trainer.legal_entropy_coef == TrainConfig().entropy_coef_at(0) == 1.0
+
+
 # -- batch construction -------------------------------------------------------------------
 def test_pad_left_and_right():
     from arena.trainer import pad_left, pad_right
