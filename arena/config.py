@@ -205,6 +205,10 @@ def check_env_ids(config: TrainConfig) -> None:
         raise ArenaError(f"--env-kwargs names {', '.join(stray)}, which is not one of the --env ids {', '.join(config.env)}")
 
 
+#: pip's name of the package behind a `--report-to` integration, where it differs.
+REPORT_PACKAGES: dict[str, str] = {"azure_ml": "azureml-core", "flyte": "flytekit", "neptune": "neptune"}
+
+
 def check_transformers_names(config: TrainConfig) -> None:
     """`--lr-scheduler-type` and `--report-to` against transformers' own lists, one line each
     (transformers refuses them only once the trainer is being built). Imports transformers
@@ -215,6 +219,13 @@ def check_transformers_names(config: TrainConfig) -> None:
     check_choice("lr_scheduler_type", config.lr_scheduler_type, tuple(t.value for t in SchedulerType))
     if config.report_to != "none":
         check_choice("report_to", config.report_to, ("all", *INTEGRATION_TO_CALLBACK))
+    if config.report_to not in ("none", "all"):
+        from transformers.integrations import get_available_reporting_integrations
+
+        if config.report_to not in get_available_reporting_integrations():  # transformers would raise a traceback
+            package = REPORT_PACKAGES.get(config.report_to, config.report_to)
+            raise ArenaError(f"--report-to {config.report_to}: the {package} package is not installed "
+                             f"(`pip install {package}`, or --report-to none)")
 
 
 def fields_help() -> list[tuple[str, str, str]]:

@@ -280,8 +280,16 @@ def test_report_on_a_folder_without_metrics_is_one_line(tmp_path):
 def test_train_then_eval_then_report(tmp_path):
     run = tmp_path / "run"
     result = arena_cmd("train", "--steps", "2", "--episodes-per-step", "8", "--eval-every", "1",
-                       "--eval-episodes", "4", "--save-every", "1", "--out", run)
+                       "--eval-episodes", "4", "--save-every", "1", "--report-to", "tensorboard", "--out", run)
     assert result.returncode == 0, result.stderr[-3000:]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(run / "tensorboard"))
+    board.Reload()
+    scalars = board.Tags()["scalars"]
+    for tag in ("train/KuhnPoker-v0/player_0/rae_baseline", "train/eval/KuhnPoker-v0/exploitability", "train/loss"):
+        assert tag in scalars, sorted(scalars)
+    assert [e.step for e in board.Scalars("train/KuhnPoker-v0/player_1/mean_return")] == [1, 2]
     assert f"model: {run / 'model'}" in result.stdout and "exploitability" in result.stdout
     training = result.stderr[result.stderr.index("| 0/2 ["):]  # from the training bar's start (the tiny model may be built before)
     assert "Writing model shards" not in training  # no transformers bar inside the training bar
@@ -447,6 +455,17 @@ def test_a_bad_trl_setting_is_one_line_and_leaves_no_run_behind(tmp_path, flag, 
     result = arena_cmd("train", "--env", "spiral/KuhnPoker-v0", flag, value, "--steps", "1", "--out", run)
     assert message in one_line_error(result)
     assert not run.exists()  # the corrected command is not refused with "already holds a run"
+
+
+def test_report_to_a_missing_integration_is_one_line_naming_the_package(tmp_path):
+    from transformers.integrations import get_available_reporting_integrations
+
+    if "clearml" in get_available_reporting_integrations():
+        pytest.skip("clearml is installed here: the error needs an integration that is not")
+    run = tmp_path / "run"
+    line = one_line_error(arena_cmd("train", "--report-to", "clearml", "--steps", "1", "--out", run))
+    assert "--report-to clearml: the clearml package is not installed (`pip install clearml`" in line
+    assert not run.exists()
 
 
 def test_a_failed_start_removes_only_the_empty_files_it_made(tmp_path):
