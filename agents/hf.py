@@ -66,17 +66,22 @@ from typing import Any
 
 from arena.errors import ArenaError
 from arena.policy import Completion, Request
+from arena.run_info import has_model, is_training_run, newest_model, run_decoding, run_of
 
 from .constrain import ActionTrie, ConstrainProcessor
 
 
 def resolve_model(spec: str) -> str:
-    """`tiny` -> the cached tiny model folder; a local folder -> itself; else a Hub id."""
+    """`tiny` -> the cached tiny model folder; a training run (`arena train --out RUN`) -> its
+    final model, else its newest checkpoint's; a local folder -> itself; else a Hub id."""
     if spec == "tiny":
         from .tiny import tiny_model_path
 
         return str(tiny_model_path())
-    return spec.removeprefix("hf:")
+    path = spec.removeprefix("hf:")
+    if is_training_run(Path(path).expanduser()):
+        return str(newest_model(Path(path).expanduser()))
+    return path
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -84,11 +89,12 @@ def _looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or spec.endswith("/") or "\\" in spec
 
 
-def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
+def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag: str = "--model"):
     """Load `(model, tokenizer)` through `from_pretrained`.
 
-    `spec` is `tiny`, a local folder, or a Hub id. A Hub id that cannot be fetched (no
-    network here) is a one-line `ArenaError` naming `--model tiny` or a local path.
+    `spec` is `tiny`, a training run (its newest model), a local folder, or a Hub id. A Hub
+    id that cannot be fetched (no network here) is a one-line `ArenaError` naming `tiny` or a
+    local path as `flag` takes them (`--model tiny`; `hf:PATH` for the agent, flag "hf:").
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -97,12 +103,14 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
     local = Path(path).expanduser()
     adapter = local.is_dir() and (local / "adapter_config.json").exists() and not (local / "config.json").exists()
     if local.exists() and not adapter and not (local / "config.json").exists():
-        raise ArenaError(f"{path} has no config.json: give a folder written by save_pretrained, "
-                         "a Hub id, or --model tiny")
+        raise ArenaError(f"{path} has no config.json: give a folder written by save_pretrained or `arena train`, "
+                         f"a Hub id, or {_named(flag, 'tiny')}")
     if not local.exists():
         if _looks_like_path(path):
-            raise ArenaError(f"no such model folder: {path} (--model takes tiny, a folder written by "
-                             "save_pretrained, or a Hub id ORG/NAME)")
+            takes = (f"{flag} takes tiny, a folder written by save_pretrained or `arena train`, or a Hub id ORG/NAME"
+                     if flag != "hf:" else "give tiny, hf:FOLDER written by save_pretrained or `arena train`, "
+                     "or hf:ORG/NAME for a Hub id")
+            raise ArenaError(f"no such model folder: {path} ({takes})")
         from huggingface_hub.utils import HFValidationError, validate_repo_id
 
         try:
@@ -110,7 +118,7 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
         except HFValidationError:
             raise ArenaError(f"{path!r} is neither a folder here nor a Hub id (ORG/NAME of letters, digits, "
                              "'-', '_', '.'): give tiny, a folder written by save_pretrained, or a Hub id") from None
-        _check_hub_reachable(path)
+        _check_hub_reachable(path, flag=flag)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
         if adapter:  # a LoRA run's model/: the adapter on its base model, merged
@@ -120,8 +128,7 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
                                                          dtype=dtype or torch.float32)
     except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's HFValidationError of a bad repo id
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArenaError(f"cannot load model {spec!r} ({first[:160]}): without network use --model tiny "
-                         "or --model PATH to a local folder written by save_pretrained") from None
+        raise ArenaError(f"cannot load model {spec!r} ({first[:160]}): {_offline_fix(flag)}") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -132,7 +139,19 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None):
     return model, tokenizer
 
 
-def _check_hub_reachable(spec: str, timeout: float = 3.0) -> None:
+def _named(flag: str, value: str) -> str:
+    """How the user writes `value` for `flag`: `--model tiny`, `hf:PATH` (the agent), `tiny`."""
+    if flag == "hf:":
+        return "tiny" if value == "tiny" else f"hf:{value}"
+    return f"{flag} {value}"
+
+
+def _offline_fix(flag: str) -> str:
+    return (f"without network use {_named(flag, 'tiny')} or {_named(flag, 'PATH')} to a local folder written by "
+            "save_pretrained or `arena train`")
+
+
+def _check_hub_reachable(spec: str, timeout: float = 3.0, flag: str = "--model") -> None:
     """Fail in seconds, not after the Hub client's minute of retries, when the Hub cannot be
     reached (a model already in the local Hub cache, or `HF_HUB_OFFLINE=1`, still loads)."""
     import socket
@@ -152,8 +171,7 @@ def _check_hub_reachable(spec: str, timeout: float = 3.0) -> None:
         if isinstance(try_to_load_from_cache(spec, "config.json"), str):
             return  # cached: from_pretrained finds it offline
         raise ArenaError(f"cannot load model {spec!r}: the Hub ({url.hostname}) is unreachable ({exc.strerror or exc}); "
-                         "without network use --model tiny or --model PATH to a local folder written by "
-                         "save_pretrained") from None
+                         f"{_offline_fix(flag)}") from None
 
 
 def _load_adapter(folder: Path, dtype: Any):
@@ -469,12 +487,19 @@ class HFPolicy:
 
 
 def make_hf_agent(spec: str, *, seed: int | None = None, device: str | None = None, **kwargs: Any) -> HFPolicy:
-    """`tiny` or `hf:PATH_OR_ID` as an agent (constrained by default for the tiny model)."""
+    """`tiny` or `hf:PATH_OR_ID` as an agent, named by its spec (so two models in one
+    `arena play` stay apart). `hf:RUN` (a training run) plays the run's final model, else
+    its newest checkpoint's, decoding as the run trained (`run_decoding`: the constraint,
+    temperature, top-p, max tokens); a model folder inside a run (RUN/model) does the same.
+    Otherwise the constraint is on for the tiny model only."""
     if device is None:
         device = os.environ.get("ARENA_DEVICE") or _default_device()
-    model, tokenizer = load_model(spec, device=device)
-    kwargs.setdefault("constrain", spec == "tiny")
-    kwargs.setdefault("name", spec if spec == "tiny" else "model")
+    model, tokenizer = load_model(spec, device=device, flag="hf:")
+    path = Path(spec.removeprefix("hf:")).expanduser()
+    run = path if is_training_run(path) else run_of(path) if spec != "tiny" and has_model(path) else None
+    for key, value in (run_decoding(run) if run is not None else {"constrain": spec == "tiny"}).items():
+        kwargs.setdefault(key, value)
+    kwargs.setdefault("name", spec)
     return HFPolicy(model, tokenizer, seed=seed or 0, **kwargs)
 
 

@@ -216,7 +216,7 @@ class RolloutWorker:
             if is_agent_spec(cfg.opponent):  # random, heuristic, openai:MODEL@URL, ...
                 self.opponent = make_agent(cfg.opponent, seed=cfg.seed + 1)
             else:
-                opp_model, opp_tokenizer = load_model(cfg.opponent, device="cpu")
+                opp_model, opp_tokenizer = load_model(cfg.opponent, device="cpu", flag="--opponent")
                 self.opponent = HFPolicy(opp_model, opp_tokenizer, name="opponent", max_new_tokens=cfg.max_new_tokens,
                                          temperature=cfg.temperature, constrain=cfg.resolved_constrain(),
                                          seed=cfg.seed + 1, share_prefix=cfg.share_prefix)

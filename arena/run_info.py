@@ -94,3 +94,54 @@ def resume_checkpoint(run_dir: str | Path, steps: int) -> Path:
         raise ArenaError(f"--resume {run_dir}: its last checkpoint is step {done} and --steps is {steps}, "
                          f"so there is nothing to train; give --steps N with N > {done} to train further")
     return ckpt
+
+
+# -- the model of a run -------------------------------------------------------------------
+def has_model(folder: str | Path) -> bool:
+    """A full model (config.json) or a LoRA adapter (adapter_config.json, loaded onto its base)."""
+    folder = Path(folder)
+    return (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()
+
+
+def is_training_run(folder: str | Path) -> bool:
+    """A folder written by `arena train` (it has the run's config.yaml)."""
+    return (Path(folder) / "config.yaml").is_file()
+
+
+def run_of(path: str | Path) -> Path | None:
+    """The training run a model folder belongs to (RUN/model, RUN/checkpoints/checkpoint-N), or None."""
+    path = Path(path)
+    for parent in (path.parent, path.parent.parent):
+        if is_training_run(parent):
+            return parent
+    return None
+
+
+def newest_model(run: str | Path) -> Path:
+    """A training run's final model (RUN/model), else the model of its newest checkpoint."""
+    run = Path(run)
+    final = run / "model"
+    if has_model(final):
+        return final
+    ckpts = [p for p in (run / CHECKPOINTS_DIR).glob("checkpoint-*")
+             if p.name.split("-")[-1].isdigit() and has_model(p)]
+    if not ckpts:
+        raise ArenaError(f"{run} holds no model yet (no {final}, no checkpoint with a model): "
+                         f"train it with `arena train --out {run}`, or wait for its first checkpoint (--save-every)")
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def run_decoding(run: str | Path) -> dict[str, Any]:
+    """How a training run's model decoded while it trained, the default wherever the run's
+    model plays again (`arena eval RUN`, the agent `hf:RUN`): `constrain` (the run's setting,
+    else on for a run of the tiny model), `temperature`, `top_p` and `max_new_tokens`."""
+    from arena.config import load_yaml
+
+    cfg = load_yaml(Path(run) / "config.yaml")
+    constrain = cfg.get("constrain")
+    return {
+        "constrain": bool(constrain) if constrain is not None else cfg.get("model", "tiny") == "tiny",
+        "temperature": float(cfg.get("temperature", 1.0)),
+        "top_p": float(cfg.get("top_p", 1.0)),
+        "max_new_tokens": int(cfg.get("max_new_tokens", 64)),
+    }

@@ -27,6 +27,7 @@ from rich.text import Text
 from arena.errors import ArenaError, Terminated, interrupt_exit_code
 from arena.metrics import OPPONENTS, RATES
 from arena.report import UNIFORM_EXPLOITABILITY, read_jsonl
+from arena.run_info import has_model, is_training_run, newest_model, run_decoding, run_of
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()
@@ -150,42 +151,15 @@ def _last_eval(run_dir: Path) -> dict[str, Any] | None:
 
 
 # -- arena eval -------------------------------------------------------------------------------
-def _run_of(path: Path) -> Path | None:
-    """The run folder a model folder belongs to (RUN/model, RUN/checkpoints/checkpoint-N)."""
-    for parent in (path.parent, path.parent.parent):
-        if (parent / "config.yaml").is_file():
-            return parent
-    return None
-
-
-def _has_model(folder: Path) -> bool:
-    """A full model (config.json) or a LoRA adapter (adapter_config.json, loaded onto its base)."""
-    return (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()
-
-
-def _newest_model(run: Path) -> Path:
-    final = run / "model"
-    if _has_model(final):
-        return final
-    from arena.run_info import CHECKPOINTS_DIR
-
-    ckpts = [p for p in (run / CHECKPOINTS_DIR).glob("checkpoint-*")
-             if p.name.split("-")[-1].isdigit() and _has_model(p)]
-    if not ckpts:
-        raise ArenaError(f"{run} holds no model yet (no {final}, no checkpoint with a model): "
-                         f"train it with `arena train --out {run}`, or wait for its first checkpoint (--save-every)")
-    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]))
-
-
 def resolve_target(target: str) -> tuple[str, Path | None]:
     """(model spec for `load_model`, run folder or None) of `arena eval`'s argument."""
     path = Path(target).expanduser()
     if target == "tiny" and not path.exists():
         return "tiny", None
-    if path.is_dir() and (path / "config.yaml").is_file():
-        return str(_newest_model(path)), path
-    if path.is_dir() and _has_model(path):
-        return str(path), _run_of(path)
+    if path.is_dir() and is_training_run(path):
+        return str(newest_model(path)), path
+    if path.is_dir() and has_model(path):
+        return str(path), run_of(path)
     if not path.exists() and path.parent != Path(".") and path.parent.is_dir():
         raise ArenaError(f"no such run or model folder: {target} (a Hub id is tried only when {path.parent} "
                          "is not a local folder)")
@@ -240,11 +214,10 @@ def eval_cmd(
 
     for env_id in env_ids:
         arena.spec(env_id)  # an unknown id: one line before any model loads
+    decoding = run_decoding(run) if run is not None else {}
     if constrain is None:
-        constrain = cfg.get("constrain")
-        if constrain is None:
-            constrain = (cfg.get("model") or target) == "tiny"
-    temp = temperature if temperature is not None else float(cfg.get("temperature", 1.0))
+        constrain = decoding.get("constrain", target == "tiny")
+    temp = temperature if temperature is not None else decoding.get("temperature", 1.0)
 
     from arena.agents.hf import HFPolicy, load_model
     from arena.evaluate import evaluate
@@ -262,8 +235,8 @@ def eval_cmd(
         _check_hub_target(target)
     model, tokenizer = load_model(spec, device=device)
     model.eval()
-    policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=int(cfg.get("max_new_tokens", 64)),
-                      temperature=temp, top_p=float(cfg.get("top_p", 1.0)), constrain=bool(constrain), seed=seed)
+    policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=decoding.get("max_new_tokens", 64),
+                      temperature=temp, top_p=decoding.get("top_p", 1.0), constrain=bool(constrain), seed=seed)
     _say(f"evaluating {spec} ({'constrained' if constrain else 'free'} decoding, temperature {temp:g}) "
          f"on {', '.join(env_ids)}: {episodes} episodes per opponent (or, for an env played alone, per env)", err=True)
     results = evaluate(policy, env_ids, episodes=episodes, seed=seed, env_kwargs=cfg.get("env_kwargs") or {})

@@ -188,7 +188,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None) 
         if is_agent_spec(config.opponent):  # random, heuristic, openai:MODEL@URL, ...
             opponent = make_agent(config.opponent, seed=config.seed + 1)
         else:
-            opp_model, opp_tok = load_model(config.opponent, device=device)
+            opp_model, opp_tok = load_model(config.opponent, device=device, flag="--opponent")
             opponent = HFPolicy(opp_model, opp_tok, name="opponent", max_new_tokens=config.max_new_tokens,
                                 temperature=config.temperature, constrain=constrain, seed=config.seed + 1,
                                 share_prefix=config.share_prefix)

@@ -440,7 +440,34 @@ def test_model_agents_by_spec_in_arena_play(tmp_path):
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     first = (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()[0]
-    assert '"player_0":"model"' in first.replace(" ", "")
+    assert f'"player_0":"hf:{path}"' in first.replace(" ", "")  # named by its spec: two models stay apart
+
+
+def test_hf_agent_of_a_training_run_plays_its_model_as_the_run_decoded(tmp_path, monkeypatch):
+    """`hf:RUN` (and `hf:RUN/model`) load the run's model and decode as the run trained
+    (the tiny model's constraint, the run's temperature); a plain folder keeps the defaults."""
+    import shutil
+
+    from arena.agents import make_agent
+    from arena.agents.tiny import tiny_model_path
+
+    from arena.config import TrainConfig, save_config
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    save_config(TrainConfig(out=str(run), temperature=0.7, top_p=0.9, max_new_tokens=12), run / "config.yaml")
+    with pytest.raises(ArenaError, match=r"holds no model yet"):
+        make_agent(f"hf:{run}")
+    shutil.copytree(tiny_model_path(), run / "checkpoints" / "checkpoint-5")
+    for spec in (f"hf:{run}", f"hf:{run}/checkpoints/checkpoint-5"):
+        agent = make_agent(spec)
+        assert (agent.name, agent.constrain, agent.temperature, agent.top_p, agent.max_new_tokens) == (
+            spec, True, 0.7, 0.9, 12)
+    plain = make_agent(f"hf:{tiny_model_path()}")
+    assert (plain.constrain, plain.temperature) == (False, 1.0)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ArenaError, match=r"no such model folder: runs/x/nope \(give tiny, hf:FOLDER"):
+        make_agent("hf:runs/x/nope")
 
 
 def test_exact_action_logprobs_are_what_the_constrained_policy_samples_from(tiny):
