@@ -176,8 +176,29 @@ def training_evaluator(config, run_dir: Path):
     if not config.eval_every:
         return None
     path = Path(run_dir) / "eval.jsonl"
+    # a resumed run starts at the step of its checkpoint, whose weights an evaluation of the
+    # last session (its final one, or the one at that step) already scored: the session's
+    # first evaluation reuses those results, not computing and writing them twice (later
+    # steps of a session that was killed are evaluated again)
+    recorded: dict[int, dict[str, Any]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+                recorded[int(record["step"])] = record
+            except (ValueError, KeyError, TypeError):
+                continue
+
+    def metrics_of(results: dict[str, Any]) -> dict[str, float]:
+        return {f"eval/{k}": float(v) for k, v in results.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "minutes")}
 
     def run(trainer, final: bool = False) -> dict[str, float]:
+        step = trainer.state.global_step
+        reuse = recorded.get(step) if not final else None
+        recorded.clear()  # only the session's first evaluation may reuse one
+        if reuse is not None:
+            return metrics_of(reuse)
         # evaluation draws from the policy's own RNG stream: put it back afterwards, so the
         # training rollouts (and a resumed run) do not depend on how often or how much we evaluate
         get_rng, set_rng = getattr(trainer.policy, "get_rng_state", None), getattr(trainer.policy, "set_rng_state", None)
@@ -188,9 +209,9 @@ def training_evaluator(config, run_dir: Path):
         finally:
             if saved is not None and set_rng is not None:
                 set_rng(saved)
-        record = {"step": trainer.state.global_step, "minutes": round(trainer.minutes(), 4), "final": final, **results}
+        record = {"step": step, "minutes": round(trainer.minutes(), 4), "final": final, **results}
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        return {f"eval/{k}": float(v) for k, v in results.items() if isinstance(v, (int, float))}
+        return metrics_of(results)
 
     return run

@@ -244,6 +244,31 @@ def test_a_synced_kl_reference_is_checkpointed_and_restored_on_resume(tmp_path):
         assert torch.equal(param, cut.ref_model.state_dict()[name]), name
 
 
+def test_a_resumed_run_reuses_the_evaluation_of_its_starting_step(tmp_path):
+    """A finished run trained further starts at the step its final evaluation scored: that
+    evaluation is reused for the step's log, not run and written to eval.jsonl again."""
+    import json
+
+    from arena.config import TrainConfig
+    from arena.training import train
+
+    def config(steps: int, resume: bool = False) -> TrainConfig:
+        return TrainConfig(env=["spiral/KuhnPoker-v0"], steps=steps, episodes_per_step=4, save_every=2, eval_every=2,
+                           eval_episodes=2, out=str(tmp_path), resume=str(tmp_path) if resume else None)
+
+    def evals() -> list[tuple[int, bool]]:
+        return [(r["step"], r["final"]) for r in map(json.loads, (tmp_path / "eval.jsonl").read_text().splitlines())]
+
+    train(config(2))
+    assert evals() == [(0, False), (2, True)]
+    final = json.loads((tmp_path / "eval.jsonl").read_text().splitlines()[-1])
+    train(config(4, resume=True))
+    assert evals() == [(0, False), (2, True), (4, True)]
+    rows = [r for r in (tmp_path / "metrics.csv").read_text().splitlines()[1:] if r.startswith("3,")]
+    column = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",").index("eval/KuhnPoker-v0/exploitability")
+    assert float(rows[0].split(",")[column]) == pytest.approx(final["KuhnPoker-v0/exploitability"])  # step 3's log
+
+
 def test_sync_ref_model_needs_beta_and_full_fine_tuning():
     from arena.config import TrainConfig
     from arena.errors import ArenaError
