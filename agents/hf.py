@@ -61,127 +61,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from arena.errors import ArenaError
 from arena.policy import Completion, Request
-from arena.run_info import has_model, is_training_run, newest_model, run_decoding, run_of
 
 from .constrain import ActionTrie, ConstrainProcessor
-
-
-def resolve_model(spec: str) -> str:
-    """`tiny` -> the cached tiny model folder; a training run (`arena train --out RUN`) -> its
-    final model, else its newest checkpoint's; a local folder -> itself; else a Hub id."""
-    if spec == "tiny":
-        from .tiny import tiny_model_path
-
-        return str(tiny_model_path())
-    path = spec.removeprefix("hf:")
-    if is_training_run(Path(path).expanduser()):
-        return str(newest_model(Path(path).expanduser()))
-    return path
-
-
-def _looks_like_path(spec: str) -> bool:
-    """A folder the user meant (`/x`, `./x`, `~/x`, `runs/a/model`), not a Hub id `org/name`."""
-    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or spec.endswith("/") or "\\" in spec
-
-
-def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag: str = "--model"):
-    """Load `(model, tokenizer)` through `from_pretrained`.
-
-    `spec` is `tiny`, a training run (its newest model), a local folder, or a Hub id. A Hub
-    id that cannot be fetched (no network here) is a one-line `ArenaError` naming `tiny` or a
-    local path as `flag` takes them (`--model tiny`; `hf:PATH` for the agent, flag "hf:").
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = resolve_model(spec)
-    local = Path(path).expanduser()
-    adapter = local.is_dir() and (local / "adapter_config.json").exists() and not (local / "config.json").exists()
-    if local.exists() and not adapter and not (local / "config.json").exists():
-        raise ArenaError(f"{path} has no config.json: give a folder written by save_pretrained or `arena train`, "
-                         f"a Hub id, or {_named(flag, 'tiny')}")
-    if not local.exists():
-        if _looks_like_path(path):
-            takes = (f"{flag} takes tiny, a folder written by save_pretrained or `arena train`, or a Hub id ORG/NAME"
-                     if flag != "hf:" else "give tiny, hf:FOLDER written by save_pretrained or `arena train`, "
-                     "or hf:ORG/NAME for a Hub id")
-            raise ArenaError(f"no such model folder: {path} ({takes})")
-        from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-        try:
-            validate_repo_id(path)
-        except HFValidationError:
-            raise ArenaError(f"{path!r} is neither a folder here nor a Hub id (ORG/NAME of letters, digits, "
-                             "'-', '_', '.'): give tiny, a folder written by save_pretrained, or a Hub id") from None
-        _check_hub_reachable(path, flag=flag)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
-        if adapter:  # a LoRA run's model/: the adapter on its base model, merged
-            model = _load_adapter(local, dtype or torch.float32)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path,
-                                                         dtype=dtype or torch.float32)
-    except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's HFValidationError of a bad repo id
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArenaError(f"cannot load model {spec!r} ({first[:160]}): {_offline_fix(flag)}") from None
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if tokenizer.chat_template is None:
-        raise ArenaError(f"the tokenizer of {spec!r} has no chat template: arena prompts are chat messages")
-    if device:
-        model.to(device)
-    return model, tokenizer
-
-
-def _named(flag: str, value: str) -> str:
-    """How the user writes `value` for `flag`: `--model tiny`, `hf:PATH` (the agent), `tiny`."""
-    if flag == "hf:":
-        return "tiny" if value == "tiny" else f"hf:{value}"
-    return f"{flag} {value}"
-
-
-def _offline_fix(flag: str) -> str:
-    return (f"without network use {_named(flag, 'tiny')} or {_named(flag, 'PATH')} to a local folder written by "
-            "save_pretrained or `arena train`")
-
-
-def _check_hub_reachable(spec: str, timeout: float = 3.0, flag: str = "--model") -> None:
-    """Fail in seconds, not after the Hub client's minute of retries, when the Hub cannot be
-    reached (a model already in the local Hub cache, or `HF_HUB_OFFLINE=1`, still loads)."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
-                                 timeout=timeout).close()
-    except OSError as exc:
-        from huggingface_hub import try_to_load_from_cache
-
-        if isinstance(try_to_load_from_cache(spec, "config.json"), str):
-            return  # cached: from_pretrained finds it offline
-        raise ArenaError(f"cannot load model {spec!r}: the Hub ({url.hostname}) is unreachable ({exc.strerror or exc}); "
-                         f"{_offline_fix(flag)}") from None
-
-
-def _load_adapter(folder: Path, dtype: Any):
-    """A PEFT adapter folder as a plain model: its base (`base_model_name_or_path`) with the
-    adapter merged in (`merge_and_unload`), so generation runs at full speed."""
-    try:
-        from peft import AutoPeftModelForCausalLM
-    except ImportError:
-        raise ArenaError(f"{folder} holds a LoRA adapter: loading it needs peft (pip install peft)") from None
-    return AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype).merge_and_unload()
+from .loading import agent_decoding, load_model  # `arena.agents.hf.load_model` stays importable
 
 
 def _messages_key(messages: Sequence[Any]) -> tuple[tuple[str, str], ...] | None:
@@ -273,20 +159,32 @@ class HFPolicy:
         import torch
 
         src = self.model
-        self._gen_model = copy.deepcopy(src).to(torch.bfloat16).eval()
+        if hasattr(src, "peft_config"):  # a plain model with the adapters merged, as `sync_weights` fills it
+            self._gen_model = copy.deepcopy(src).merge_and_unload().to(torch.bfloat16).eval()
+        else:
+            self._gen_model = copy.deepcopy(src).to(torch.bfloat16).eval()
         for p in self._gen_model.parameters():
             p.requires_grad_(False)
 
     def sync_weights(self) -> None:
-        """Refresh the generation copy from the trained weights (no-op when the policy
-        generates from the trained model itself)."""
+        """Refresh the generation copy from the trained weights, by name, LoRA adapters merged
+        in (`arena.weights.merged_weights`: the trainer wraps the model in PEFT after this
+        policy made its copy); a no-op when the policy generates from the trained model itself."""
         if self._gen_model is None:
             return
         import torch
 
+        from arena.weights import merged_weights
+
+        target = self._gen_model.state_dict()
+        weights = merged_weights(self.model)
+        missing = sorted(set(target) - set(weights))
+        if missing:
+            raise ArenaError(f"the generation copy has weights the trained model lacks ({missing[0]}, ...): "
+                             "the policy's model was replaced by another architecture")
         with torch.no_grad():
-            for dst, src in zip(self._gen_model.state_dict().values(), self.model.state_dict().values()):
-                dst.copy_(src)
+            for key, value in weights.items():
+                target[key].copy_(value)
 
     # --- RNG -----------------------------------------------------------------------
     def get_rng_state(self) -> dict[str, Any]:
@@ -495,9 +393,7 @@ def make_hf_agent(spec: str, *, seed: int | None = None, device: str | None = No
     if device is None:
         device = os.environ.get("ARENA_DEVICE") or _default_device()
     model, tokenizer = load_model(spec, device=device, flag="hf:")
-    path = Path(spec.removeprefix("hf:")).expanduser()
-    run = path if is_training_run(path) else run_of(path) if spec != "tiny" and has_model(path) else None
-    for key, value in (run_decoding(run) if run is not None else {"constrain": spec == "tiny"}).items():
+    for key, value in agent_decoding(spec.removeprefix("hf:")).items():
         kwargs.setdefault(key, value)
     kwargs.setdefault("name", spec)
     return HFPolicy(model, tokenizer, seed=seed or 0, **kwargs)

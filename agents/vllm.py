@@ -159,16 +159,12 @@ class VLLMPolicy(HFPolicy):
     # --- weights -------------------------------------------------------------------
     def sync_weights(self) -> None:
         """Push the trained model's current weights into the engine (merged if PEFT)."""
+        from arena.weights import merged_weights
+
         self.wake_up()
-        model = self.model
-        if hasattr(model, "merge_adapter") and hasattr(model, "unmerge_adapter"):  # PEFT: push W + BA
-            model.merge_adapter()
-            try:  # the state dict holds views of the weights: push before unmerging
-                self._push(_checkpoint_names(model.get_base_model().state_dict()))
-            finally:
-                model.unmerge_adapter()
-        else:
-            self._push(model.state_dict())
+        # PEFT: W + BA computed beside the trained weights, not merged into them and back out
+        # (TRL's way), which would leave the trained weights off by float rounding each push
+        self._push(merged_weights(self.model))
 
     def _push(self, weights: dict[str, Any]) -> None:
         items = [(k, v.detach()) for k, v in weights.items()]
@@ -236,19 +232,16 @@ def _total_ram() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _checkpoint_names(state: dict[str, Any]) -> dict[str, Any]:
-    """A merged PEFT base model's state dict under the checkpoint's names (`base_layer.` and
-    LoRA factors dropped)."""
-    return {k.replace(".base_layer.", "."): v for k, v in state.items() if "lora_" not in k}
-
-
 def make_vllm_agent(spec: str, *, seed: int | None = None, **kwargs: Any) -> VLLMPolicy:
-    """`vllm:tiny` or `vllm:PATH` as an agent (constrained by default for the tiny model)."""
-    from .hf import load_model
+    """`vllm:tiny` or `vllm:PATH` as an agent, named by its spec; `vllm:RUN` (a training run)
+    plays its newest model decoding as the run trained, like `hf:RUN` (`make_hf_agent`).
+    Otherwise the constraint is on for the tiny model only."""
+    from .loading import agent_decoding, load_model
 
     _import_vllm()  # before loading the model: a missing vLLM is the first thing to say
     target = spec.removeprefix("vllm:")
-    model, tokenizer = load_model(target, device="cpu")
-    kwargs.setdefault("constrain", target == "tiny")
-    kwargs.setdefault("name", target if target == "tiny" else "model")
+    model, tokenizer = load_model(target, device="cpu", flag="vllm:")
+    for key, value in agent_decoding(target).items():
+        kwargs.setdefault(key, value)
+    kwargs.setdefault("name", spec)
     return VLLMPolicy(model, tokenizer, seed=seed or 0, **kwargs)

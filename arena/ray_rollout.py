@@ -99,29 +99,12 @@ def share_seed(seed: int, start: int) -> int:
 
 
 def policy_weights(model: Any) -> dict[str, Any]:
-    """The weights an actor loads: a CPU copy of the model's state dict; for a PEFT model
-    the base weights with the active LoRA adapters added in (computed, never merged into
-    the trained model), under the base model's own keys."""
-    import torch
+    """The weights an actor loads: a CPU copy of `arena.weights.merged_weights(model)` (for a
+    PEFT model the base weights with the active LoRA adapters added in, computed, never
+    merged into the trained model, under the base model's own keys)."""
+    from arena.weights import merged_weights
 
-    model = getattr(model, "module", model)  # DistributedDataParallel
-    with torch.no_grad():
-        if not hasattr(model, "peft_config"):
-            return {k: v.detach().cpu() for k, v in model.state_dict().items()}  # ray.put copies
-        base = model.get_base_model()
-        deltas = {}
-        for name, module in base.named_modules():
-            if hasattr(module, "base_layer") and hasattr(module, "get_delta_weight"):
-                adapters = [a for a in module.active_adapters if a in getattr(module, "lora_A", {})]
-                if adapters:
-                    deltas[f"{name}.weight"] = sum(module.get_delta_weight(a) for a in adapters)
-        out = {}
-        for key, value in base.state_dict().items():
-            if ".lora_" in key:
-                continue
-            key = key.replace(".base_layer.", ".")
-            out[key] = (value + deltas[key] if key in deltas else value).detach().cpu()
-        return out
+    return {k: v.detach().cpu() for k, v in merged_weights(model).items()}  # ray.put copies
 
 
 def weights_digest(state: dict[str, Any]) -> str:

@@ -176,7 +176,7 @@ def _check_hub_target(target: str) -> None:
     `load_model`, which names what they are not."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    from arena.agents.hf import _check_hub_reachable, _looks_like_path
+    from arena.agents.loading import _check_hub_reachable, _looks_like_path
 
     if target == "tiny" or _looks_like_path(target) or Path(target).exists():
         return

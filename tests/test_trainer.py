@@ -269,6 +269,35 @@ def test_a_resumed_run_reuses_the_evaluation_of_its_starting_step(tmp_path):
     assert float(rows[0].split(",")[column]) == pytest.approx(final["KuhnPoker-v0/exploitability"])  # step 3's log
 
 
+def test_lora_training_with_the_cuda_generation_copy_merges_the_adapters_into_it(tmp_path, monkeypatch):
+    """On CUDA the policy generates from a bf16 copy made before TRL wraps the model in
+    PEFT; each sync fills it by name with the adapters merged in (it used to zip the PEFT
+    state dict against the plain one and fail at the first step). Forced here on CPU."""
+    import torch
+    from arena.agents.hf import HFPolicy
+
+    from arena.config import TrainConfig
+    from arena.training import train
+    from arena.weights import merged_weights
+
+    monkeypatch.setitem(HFPolicy.__init__.__kwdefaults__, "static_cache", True)  # the CUDA default
+    trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=2, episodes_per_step=4, eval_every=0, lora_r=4,
+                                out=str(tmp_path / "run")))
+    copy, model = trainer.policy._gen_model, trainer.model
+    assert hasattr(model, "peft_config") and not hasattr(copy, "peft_config")
+    for module in model.modules():
+        if hasattr(module, "lora_B"):
+            torch.nn.init.normal_(module.lora_B["default"].weight)  # an adapter that changes the weights
+    trainer.policy.sync_weights()
+    merged = merged_weights(model)
+    assert set(merged) == set(copy.state_dict())
+    for key, value in copy.state_dict().items():
+        assert torch.equal(value, merged[key].to(torch.bfloat16)), key
+    weight = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(copy.state_dict()[weight], model.get_base_model().state_dict()[
+        weight.replace("q_proj.", "q_proj.base_layer.")].to(torch.bfloat16))  # the adapter is in it
+
+
 def test_sync_ref_model_needs_beta_and_full_fine_tuning():
     from arena.config import TrainConfig
     from arena.errors import ArenaError

@@ -1,0 +1,139 @@
+"""Loading a model agent: `--model`, `--opponent`, `hf:` and `vllm:` specs to weights.
+
+`load_model(spec)` takes `tiny` (the embedded model, built locally), a training run (its
+final model, else its newest checkpoint's), a folder written by `save_pretrained` (a LoRA
+run's adapter folder loads onto its base model, merged), or a Hub id, and loads it through
+`from_pretrained`. Without network a Hub id is one line naming `tiny` or a local folder as
+the flag in use writes them, in seconds (a connection check first, not the Hub client's
+minute of retries). `agent_decoding` is how a loaded model decodes by default: as its
+training run did, or constrained for the tiny model only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from arena.errors import ArenaError
+from arena.run_info import has_model, is_training_run, newest_model, run_decoding, run_of
+
+
+def resolve_model(spec: str) -> str:
+    """`tiny` -> the cached tiny model folder; a training run (`arena train --out RUN`) -> its
+    final model, else its newest checkpoint's; a local folder -> itself; else a Hub id."""
+    if spec == "tiny":
+        from .tiny import tiny_model_path
+
+        return str(tiny_model_path())
+    path = spec.removeprefix("hf:")
+    if is_training_run(Path(path).expanduser()):
+        return str(newest_model(Path(path).expanduser()))
+    return path
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A folder the user meant (`/x`, `./x`, `~/x`, `runs/a/model`), not a Hub id `org/name`."""
+    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or spec.endswith("/") or "\\" in spec
+
+
+def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag: str = "--model"):
+    """Load `(model, tokenizer)` through `from_pretrained`.
+
+    `spec` is `tiny`, a training run (its newest model), a local folder, or a Hub id. A Hub
+    id that cannot be fetched (no network here) is a one-line `ArenaError` naming `tiny` or a
+    local path as `flag` takes them (`--model tiny`; `hf:PATH` for the agent, flag "hf:").
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(spec)
+    local = Path(path).expanduser()
+    adapter = local.is_dir() and (local / "adapter_config.json").exists() and not (local / "config.json").exists()
+    if local.exists() and not adapter and not (local / "config.json").exists():
+        raise ArenaError(f"{path} has no config.json: give a folder written by save_pretrained or `arena train`, "
+                         f"a Hub id, or {_named(flag, 'tiny')}")
+    if not local.exists():
+        if _looks_like_path(path):
+            takes = (f"{flag} takes tiny, a folder written by save_pretrained or `arena train`, or a Hub id ORG/NAME"
+                     if not flag.endswith(":") else f"give {_named(flag, 'tiny')}, {flag}FOLDER written by "
+                     f"save_pretrained or `arena train`, or {flag}ORG/NAME for a Hub id")
+            raise ArenaError(f"no such model folder: {path} ({takes})")
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(path)
+        except HFValidationError:
+            raise ArenaError(f"{path!r} is neither a folder here nor a Hub id (ORG/NAME of letters, digits, "
+                             "'-', '_', '.'): give tiny, a folder written by save_pretrained, or a Hub id") from None
+        _check_hub_reachable(path, flag=flag)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
+        if adapter:  # a LoRA run's model/: the adapter on its base model, merged
+            model = _load_adapter(local, dtype or torch.float32)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path,
+                                                         dtype=dtype or torch.float32)
+    except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's HFValidationError of a bad repo id
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArenaError(f"cannot load model {spec!r} ({first[:160]}): {_offline_fix(flag)}") from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise ArenaError(f"the tokenizer of {spec!r} has no chat template: arena prompts are chat messages")
+    if device:
+        model.to(device)
+    return model, tokenizer
+
+
+def _named(flag: str, value: str) -> str:
+    """How the user writes `value` for `flag`: `--model tiny`, `hf:PATH` (the agent), `tiny`."""
+    if flag in ("hf:", "vllm:"):  # agent specs
+        return ("tiny" if flag == "hf:" else "vllm:tiny") if value == "tiny" else f"{flag}{value}"
+    return f"{flag} {value}"
+
+
+def _offline_fix(flag: str) -> str:
+    return (f"without network use {_named(flag, 'tiny')} or {_named(flag, 'PATH')} to a local folder written by "
+            "save_pretrained or `arena train`")
+
+
+def _check_hub_reachable(spec: str, timeout: float = 3.0, flag: str = "--model") -> None:
+    """Fail in seconds, not after the Hub client's minute of retries, when the Hub cannot be
+    reached (a model already in the local Hub cache, or `HF_HUB_OFFLINE=1`, still loads)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+    except OSError as exc:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+            return  # cached: from_pretrained finds it offline
+        raise ArenaError(f"cannot load model {spec!r}: the Hub ({url.hostname}) is unreachable ({exc.strerror or exc}); "
+                         f"{_offline_fix(flag)}") from None
+
+
+def _load_adapter(folder: Path, dtype: Any):
+    """A PEFT adapter folder as a plain model: its base (`base_model_name_or_path`) with the
+    adapter merged in (`merge_and_unload`), so generation runs at full speed."""
+    try:
+        from peft import AutoPeftModelForCausalLM
+    except ImportError:
+        raise ArenaError(f"{folder} holds a LoRA adapter: loading it needs peft (pip install peft)") from None
+    return AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype).merge_and_unload()
+
+
+def agent_decoding(target: str) -> dict[str, Any]:
+    """A model agent's default decoding: a training run's (`run_decoding`) when `target` is
+    a run or a model folder inside one, else the constraint for the tiny model only."""
+    path = Path(target).expanduser()
+    run = path if is_training_run(path) else run_of(path) if target != "tiny" and has_model(path) else None
+    return run_decoding(run) if run is not None else {"constrain": target == "tiny"}

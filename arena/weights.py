@@ -1,0 +1,43 @@
+"""The weights a generating copy of the trained model loads, LoRA merged in.
+
+Three places generate from a copy of the policy rather than the trained model itself: the
+bf16 static-cache copy of the `hf` backend on CUDA (`HFPolicy.sync_weights`), the vLLM engine
+(`VLLMPolicy.sync_weights`) and the Ray actors (`arena.ray_rollout`). Each copy is a plain
+model, so with LoRA (`--lora-r`) it needs `W + sum_a scale_a * B_a A_a` for every adapted
+layer, under the base model's own names. `merged_weights` computes that from the PEFT
+model without touching it: merging the adapters into the trained weights and unmerging them
+after (PEFT's `merge_adapter` / `unmerge_adapter`, what TRL does before a vLLM push) leaves
+`(W + d) - d`, which in float arithmetic is not always `W`, so the trained weights would
+drift a little at every push.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def merged_weights(model: Any) -> dict[str, Any]:
+    """The model's weights for a plain copy of it: its state dict, or for a PEFT model the
+    base weights with the active LoRA adapters added in (`W + get_delta_weight(a)`), under
+    the base model's keys (`.base_layer.` dropped, no `lora_` factors). Tensors stay where
+    they are (device, dtype); those without an adapter are the model's own (views)."""
+    import torch
+
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    with torch.no_grad():
+        if not hasattr(model, "peft_config"):
+            return dict(model.state_dict())
+        base = model.get_base_model()
+        deltas = {}
+        for name, module in base.named_modules():
+            if hasattr(module, "base_layer") and hasattr(module, "get_delta_weight") and not getattr(module, "merged", False):
+                adapters = [a for a in module.active_adapters if a in getattr(module, "lora_A", {})]
+                if adapters and not getattr(module, "disable_adapters", False):
+                    deltas[f"{name}.weight"] = sum(module.get_delta_weight(a) for a in adapters)
+        out = {}
+        for key, value in base.state_dict().items():
+            if ".lora_" in key:
+                continue
+            key = key.replace(".base_layer.", ".")
+            out[key] = value + deltas[key] if key in deltas else value
+        return out
