@@ -47,11 +47,11 @@ class TrainConfig:
     episodes_per_step: int = _f(128, "Episodes played per training step (each of their model turns is a sample).")
     concurrency: int = _f(256, "Episodes in flight at once during rollout.")
     # -- the model ----------------------------------------------------------------------
-    model: str = _f("tiny", "Model: `tiny` (built locally), a local path, or a Hub id.")
+    model: str = _f("tiny", "Model: `tiny` (built locally), a local path, a Hub id, or a training run (its newest model: training goes on from there in a new run).")
     max_new_tokens: int = _f(64, "Longest completion, in tokens.")
     temperature: float = _f(1.0, "Sampling temperature (also used in the loss, as TRL does).")
     top_p: float = _f(1.0, "Nucleus sampling.")
-    constrain: bool | None = _f(None, "Decode only legal actions where the env lists them. Default: on for `tiny`, off otherwise.")
+    constrain: bool | None = _f(None, "Decode only legal actions where the env lists them. Default: on for `tiny` (and a model from a run that had it on), off otherwise.")
     entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
     entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first --entropy-hold of the steps, then moves to this (--entropy-decay). Default: a twentieth of --entropy-coef.")
     entropy_hold: float = _f(0.15, "Share of the steps (0-1) the entropy bonus stays at --entropy-coef before it moves to --entropy-coef-final.")
@@ -152,8 +152,13 @@ class TrainConfig:
                              f"({self.entropy_hold}): the bonus moves between the two")
 
     def resolved_constrain(self) -> bool:
-        """The legal-action constraint: as set, else on for the tiny model."""
-        return self.constrain if self.constrain is not None else self.model == "tiny"
+        """The legal-action constraint: as set, else on for the tiny model, and for a model
+        that comes from a training run (`--model RUN`, RUN/model) as that run decoded."""
+        if self.constrain is not None:
+            return self.constrain
+        from arena.agents.loading import agent_decoding
+
+        return bool(agent_decoding(self.model)["constrain"])
 
     def resolved_entropy_coef(self) -> float:
         """The entropy bonus at the start: as set, else 1.0 under the constraint, 0 without."""

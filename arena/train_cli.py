@@ -105,7 +105,7 @@ def train_cmd(ctx: typer.Context) -> None:
 
         resume_checkpoint(run_dir, config.steps)  # before saying "resuming": nothing to resume is one line
     _say(f"{'resuming' if config.resume else 'training'} {config.model} on {', '.join(config.env)} "
-         f"for {config.steps} steps; run folder {run_dir}", err=True)
+         f"for {_count(config.steps, 'step')}; run folder {run_dir}", err=True)
     from arena.training import train  # torch, trl, transformers: imported here, not at start-up
 
     try:
@@ -115,7 +115,7 @@ def train_cmd(ctx: typer.Context) -> None:
         raise typer.Exit(interrupt_exit_code(exc)) from None
     step = trainer.state.global_step
     minutes = trainer.minutes()
-    _say(f"done: {step} steps in " + (f"{minutes:.1f} min" if minutes >= 1 else f"{60 * minutes:.0f} s"))
+    _say(f"done: {_count(step, 'step')} in " + (f"{minutes:.1f} min" if minutes >= 1 else f"{60 * minutes:.0f} s"))
     _say(f"model: {run_dir / 'model'}\nmetrics: {run_dir / 'metrics.csv'}\n"
          f"episodes: {run_dir / 'episodes.jsonl'} (replay with `arena replay {run_dir}`)\n"
          f"plots: `arena report {run_dir}`; evaluate: `arena eval {run_dir} --env {config.env[0]}`")
@@ -250,6 +250,11 @@ def eval_cmd(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1, default=_nan_as_null) + "\n")
         _say(f"results written to {out}")
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 step`, `2 steps`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _free_name(path: Path) -> Path:

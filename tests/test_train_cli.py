@@ -101,6 +101,24 @@ def test_resume_starts_from_the_runs_own_config(tmp_path):
     assert config.env_weights == [3.0, 1.0] and len(config.env) == 2
 
 
+def test_a_model_from_a_training_run_keeps_the_runs_constraint(tmp_path):
+    """`--model RUN` goes on from a run's model; decoding defaults to what that run did (a
+    tiny-model run is constrained), where a plain model folder defaults to free decoding."""
+    from arena.config import TrainConfig, save_config
+
+    for name, constrain in (("tiny-run", None), ("free-run", False)):
+        run = tmp_path / name
+        (run / "model").mkdir(parents=True)
+        (run / "model" / "config.json").write_text("{}")
+        save_config(TrainConfig(out=str(run), constrain=constrain), run / "config.yaml")
+    assert TrainConfig(model=str(tmp_path / "tiny-run")).resolved_constrain() is True
+    assert TrainConfig(model=str(tmp_path / "tiny-run" / "model")).resolved_constrain() is True
+    assert TrainConfig(model=str(tmp_path / "free-run")).resolved_constrain() is False
+    assert TrainConfig(model=str(tmp_path / "tiny-run"), constrain=False).resolved_constrain() is False
+    assert TrainConfig(model="tiny").resolved_constrain() is True
+    assert TrainConfig(model="some-org/some-model").resolved_constrain() is False
+
+
 def test_interrupt_message_names_the_step_and_how_to_resume(tmp_path, capsys):
     from arena.store import STATE_FILE, read_run_info, write_run_info
     from arena.train_cli import _interrupted
