@@ -134,13 +134,14 @@ def newest_model(run: str | Path) -> Path:
 def run_decoding(run: str | Path) -> dict[str, Any]:
     """How a training run's model decoded while it trained, the default wherever the run's
     model plays again (`arena eval RUN`, the agent `hf:RUN`): `constrain` (the run's setting,
-    else on for a run of the tiny model), `temperature`, `top_p` and `max_new_tokens`."""
-    from arena.config import load_yaml
+    else as `TrainConfig.resolved_constrain` decided it: on for the tiny model or a model
+    from a run that had it on), `temperature`, `top_p` and `max_new_tokens`."""
+    from arena.config import TrainConfig, load_yaml
 
     cfg = load_yaml(Path(run) / "config.yaml")
-    constrain = cfg.get("constrain")
+    fields = {k: cfg[k] for k in ("model", "constrain") if k in cfg}
     return {
-        "constrain": bool(constrain) if constrain is not None else cfg.get("model", "tiny") == "tiny",
+        "constrain": TrainConfig(**fields).resolved_constrain(),
         "temperature": float(cfg.get("temperature", 1.0)),
         "top_p": float(cfg.get("top_p", 1.0)),
         "max_new_tokens": int(cfg.get("max_new_tokens", 64)),

@@ -117,6 +117,13 @@ def test_a_model_from_a_training_run_keeps_the_runs_constraint(tmp_path):
     assert TrainConfig(model=str(tmp_path / "tiny-run"), constrain=False).resolved_constrain() is False
     assert TrainConfig(model="tiny").resolved_constrain() is True
     assert TrainConfig(model="some-org/some-model").resolved_constrain() is False
+    from arena.run_info import run_decoding
+
+    child = tmp_path / "child"  # trained on from the tiny-model run: constrained as well, down the chain
+    (child / "model").mkdir(parents=True)
+    (child / "model" / "config.json").write_text("{}")
+    save_config(TrainConfig(out=str(child), model=str(tmp_path / "tiny-run")), child / "config.yaml")
+    assert run_decoding(child)["constrain"] is True and TrainConfig(model=str(child)).resolved_constrain() is True
 
 
 def test_interrupt_message_names_the_step_and_how_to_resume(tmp_path, capsys):
