@@ -41,7 +41,8 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag:
 
     `spec` is `tiny`, a training run (its newest model), a local folder, or a Hub id. A Hub
     id that cannot be fetched (no network here) is a one-line `ArenaError` naming `tiny` or a
-    local path as `flag` takes them (`--model tiny`; `hf:PATH` for the agent, flag "hf:").
+    local path as `flag` takes them (`--model tiny`; `hf:PATH` for the agent, flag "hf:";
+    `arena eval tiny`).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -233,7 +233,7 @@ def eval_cmd(
     hf_logging.disable_progress_bar()  # no "Loading weights" bar around the results
     if run is None and spec == target:
         _check_hub_target(target)
-    model, tokenizer = load_model(spec, device=device)
+    model, tokenizer = load_model(spec, device=device, flag="arena eval")
     model.eval()
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=decoding.get("max_new_tokens", 64),
                       temperature=temp, top_p=decoding.get("top_p", 1.0), constrain=bool(constrain), seed=seed)

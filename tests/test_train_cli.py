@@ -195,6 +195,8 @@ def test_eval_of_a_missing_name_says_it_is_no_run_here(tmp_path, monkeypatch):
         _check_hub_target(name)  # left to load_model
     (tmp_path / "kuhn").mkdir()
     _check_hub_target("kuhn")  # here: resolve_target says what the folder lacks
+    line = one_line_error(arena_cmd("eval", "a/b/c", "--env", "spiral/KuhnPoker-v0"))  # run in tmp_path
+    assert "no such model folder: a/b/c (arena eval takes tiny" in line  # not a --model flag eval does not have
 
 def test_a_lora_run_trains_and_evaluates(tmp_path):
     run = tmp_path / "lora"
