@@ -212,6 +212,7 @@ class ArenaEnv(AECEnv):
         self._roles = {role.name: role for role in self.roles}
         self._np_random: np.random.Generator | None = None
         self._np_random_seed: int | None = None
+        self._infos: dict[str, dict[str, Any]] | None = None
         self.agents: list[str] = []
         self.num_moves = 0
         self.outcome: dict[str, Any] | None = None
@@ -305,12 +306,11 @@ class ArenaEnv(AECEnv):
         self._cumulative_rewards = dict.fromkeys(self.agents, 0.0)
         self.terminations = dict.fromkeys(self.agents, False)
         self.truncations = dict.fromkeys(self.agents, False)
-        self.infos = {}  # filled by `_update_infos` below
         self.num_moves = 0
         self.outcome = None
         self.turn_info = {}
         self.agent_selection = self._reset(dict(options or {}))
-        self._update_infos()
+        self._infos = None  # built when read (`infos`)
 
     def observe(self, agent: str) -> TextObs:
         if self.outcome is None and not self.agents:
@@ -339,7 +339,7 @@ class ArenaEnv(AECEnv):
         cumulative = self._cumulative_rewards
         for a, reward in self.rewards.items():  # PettingZoo's `_accumulate_rewards`, inline
             cumulative[a] += reward
-        self._update_infos()
+        self._infos = None  # built when read (`infos`)
 
     def render(self) -> str | None:
         if self.render_mode is None:
@@ -374,19 +374,33 @@ class ArenaEnv(AECEnv):
             ended[a] = True
         self.outcome = {"reason": reason, "rewards": final, **details}
 
-    def _update_infos(self) -> None:
-        infos = self.infos
+    @property
+    def infos(self) -> dict[str, dict[str, Any]]:
+        """PettingZoo's info dict per live role: `{"outcome": ...}` for every role once the
+        episode is over; else the acting role's `{"turn": n, "legal_actions": [...]}` (the
+        list where the move set is finite) and `{}` for the others.
+
+        Built when first read after a `reset` or `step`, not on every move: arena's rollout
+        reads `legal_actions` and `outcome` directly, and never this dict. (Building it on
+        every move was about a tenth of Kuhn Poker's env time.)"""
+        infos = self._infos
+        if infos is None:
+            infos = self._infos = self._build_infos()
+        return infos
+
+    @infos.setter
+    def infos(self, value: dict[str, dict[str, Any]]) -> None:
+        self._infos = value
+
+    def _build_infos(self) -> dict[str, dict[str, Any]]:
         if self.outcome is not None:
-            for a in self.agents:
-                infos[a] = {"outcome": dict(self.outcome)}
-            return
+            return {a: {"outcome": dict(self.outcome)} for a in self.agents}
         acting = self.agent_selection
-        for a in self.agents:
-            if a != acting:
-                infos[a] = {}
+        infos: dict[str, dict[str, Any]] = {a: {} for a in self.agents}
         if self.agents:
             legal = self.legal_actions(acting)
             info: dict[str, Any] = {"turn": self.num_moves}
             if legal is not None:
                 info["legal_actions"] = list(legal)
             infos[acting] = info
+        return infos

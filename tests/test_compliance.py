@@ -18,7 +18,7 @@ from pettingzoo.test import api_test
 import arena
 from arena import checker
 from arena.replay import verify
-from arena.rollout import play
+from arena.rollout import _request, play
 
 ENV_IDS = sorted(arena.registry())
 
@@ -34,6 +34,25 @@ def test_pettingzoo_api(env_id):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PettingZoo warns that text spaces are not Box/Discrete
         api_test(env, num_cycles=300)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_infos_follow_every_move(env_id):
+    """`infos` (built when read) says the acting role's turn and legal actions after each
+    reset and move, `{}` for the others, and the outcome to every role at the end; `last()`
+    reads the same dict."""
+    env = arena.make(env_id)
+    agent = RandomAgent(seed=3)
+    for seed in range(3):
+        env.reset(seed=seed)
+        while env.outcome is None:
+            acting = env.agent_selection
+            legal = env.legal_actions(acting)
+            expected = {"turn": env.num_moves} | ({} if legal is None else {"legal_actions": list(legal)})
+            assert env.infos == {a: (expected if a == acting else {}) for a in env.agents}
+            assert env.last()[4] == expected
+            env.step(agent.act([_request(env, env_id, acting)])[0].text)
+        assert env.infos == {a: {"outcome": env.outcome} for a in env.agents}
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
