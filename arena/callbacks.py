@@ -54,7 +54,11 @@ class ArenaCallback(TrainerCallback):
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "loss" not in logs and not any(k.startswith(("rollout/", "eval/")) for k in logs):
+        if not logs:
+            return control
+        # the evaluation's `eval_<name>` (named so for transformers' integrations) as `eval/<name>`
+        logs = {("eval/" + k[5:] if k.startswith("eval_") else k): v for k, v in logs.items()}
+        if "loss" not in logs and not any(k.startswith(("rollout/", "eval/")) for k in logs):
             return control
         row = {"step": state.global_step, "minutes": round(self.trainer.minutes(), 4), **logs}
         append_csv(self.csv, row)

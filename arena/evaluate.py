@@ -169,17 +169,29 @@ def _is_one_hand_kuhn(env_id: str, kwargs: dict[str, Any]) -> bool:
     return int({**s.kwargs, **kwargs}.get("rounds", 1)) == 1
 
 
+#: The keys of a `RUN/eval.jsonl` record that say when and how it was made; the rest are results.
+RECORD_KEYS: tuple[str, ...] = ("step", "minutes", "final", "episodes", "env", "env_kwargs")
+
+
+def record_results(record: dict[str, Any]) -> dict[str, Any]:
+    """The results of an eval.jsonl record (`RECORD_KEYS` left out)."""
+    return {k: v for k, v in record.items() if k not in RECORD_KEYS}
+
+
 def training_evaluator(config, run_dir: Path):
     """The `evaluate(trainer, final=False)` hook of `SelfPlayTrainer`: evaluates the policy,
-    appends a line to `RUN/eval.jsonl` (step, minutes, results) and returns `eval/...`
-    metrics for the step's log."""
+    appends a line to `RUN/eval.jsonl` (step, minutes, final, the evaluation's `episodes`
+    per opponent, `env` list and `env_kwargs`, results) and returns `eval/...` metrics for the step's log."""
     if not config.eval_every:
         return None
     path = Path(run_dir) / "eval.jsonl"
     # a resumed run starts at the step of its checkpoint, whose weights an evaluation of the
     # last session (its final one, or the one at that step) already scored: the session's
     # first evaluation reuses those results, not computing and writing them twice (later
-    # steps of a session that was killed are evaluated again)
+    # steps of a session that was killed are evaluated again). Only when they were made the
+    # way this session evaluates: a resume with another --eval-episodes, env list or env kwargs, or a
+    # record older than these keys, evaluates again.
+    made = {"episodes": config.eval_episodes, "env": list(config.env), "env_kwargs": dict(config.env_kwargs or {})}
     recorded: dict[int, dict[str, Any]] = {}
     if path.exists():
         for line in path.read_text().splitlines():
@@ -190,12 +202,14 @@ def training_evaluator(config, run_dir: Path):
                 continue
 
     def metrics_of(results: dict[str, Any]) -> dict[str, float]:
-        return {f"eval/{k}": float(v) for k, v in results.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "minutes")}
+        return {f"eval/{k}": float(v) for k, v in record_results(results).items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
     def run(trainer, final: bool = False) -> dict[str, float]:
         step = trainer.state.global_step
         reuse = recorded.get(step) if not final else None
+        if reuse is not None and any(reuse.get(k) != v for k, v in made.items()):
+            reuse = None
         recorded.clear()  # only the session's first evaluation may reuse one
         if reuse is not None:
             return metrics_of(reuse)
@@ -209,7 +223,7 @@ def training_evaluator(config, run_dir: Path):
         finally:
             if saved is not None and set_rng is not None:
                 set_rng(saved)
-        record = {"step": step, "minutes": round(trainer.minutes(), 4), "final": final, **results}
+        record = {"step": step, "minutes": round(trainer.minutes(), 4), "final": final, **made, **results}
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
         return metrics_of(results)

@@ -121,7 +121,9 @@ def train_cmd(ctx: typer.Context) -> None:
          f"plots: `arena report {run_dir}`; evaluate: `arena eval {run_dir} --env {config.env[0]}`")
     final = _last_eval(run_dir)
     if final:
-        results = {k: v for k, v in final.items() if k not in ("step", "minutes", "final")}
+        from arena.evaluate import record_results
+
+        results = record_results(final)
         _print_results(results, f"evaluation at step {final.get('step')} ({final.get('minutes', 0):.1f} min)")
 
 

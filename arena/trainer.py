@@ -232,7 +232,10 @@ class SelfPlayTrainer(GRPOTrainer):
         # optimizer step before anything generates: evaluation and the rollout alike
         self.policy.sync_weights()
         if self.evaluate_fn is not None and cfg.eval_every and self.state.global_step % cfg.eval_every == 0:
-            metrics.update(self.evaluate_fn(self))
+            # logged as `eval_<name>`: transformers' integrations (TensorBoard, W&B, ...) file
+            # every key under `train/` but those (`rewrite_logs`), shown as `eval/<name>`;
+            # metrics.csv names them `eval/<name>` too (`ArenaCallback`)
+            metrics.update({"eval_" + k.removeprefix("eval/"): v for k, v in self.evaluate_fn(self).items()})
         t0 = time.perf_counter()
         episodes = (self.rollout or local_rollout)(self, self.rollouts * cfg.episodes_per_step,
                                                    {"step": self.state.global_step})

@@ -314,8 +314,9 @@ def test_train_then_eval_then_report(tmp_path):
     board = EventAccumulator(str(run / "tensorboard"))
     board.Reload()
     scalars = board.Tags()["scalars"]
-    for tag in ("train/KuhnPoker-v0/player_0/rae_baseline", "train/eval/KuhnPoker-v0/exploitability", "train/loss"):
+    for tag in ("train/KuhnPoker-v0/player_0/rae_baseline", "eval/KuhnPoker-v0/exploitability", "train/loss"):
         assert tag in scalars, sorted(scalars)
+    assert not [t for t in scalars if t.startswith("train/eval")], sorted(scalars)
     assert [e.step for e in board.Scalars("train/KuhnPoker-v0/player_1/mean_return")] == [1, 2]
     assert f"model: {run / 'model'}" in result.stdout and "exploitability" in result.stdout
     training = result.stderr[result.stderr.index("| 0/2 ["):]  # from the training bar's start (the tiny model may be built before)

@@ -252,9 +252,9 @@ def test_a_resumed_run_reuses_the_evaluation_of_its_starting_step(tmp_path):
     from arena.config import TrainConfig
     from arena.training import train
 
-    def config(steps: int, resume: bool = False) -> TrainConfig:
+    def config(steps: int, resume: bool = False, eval_episodes: int = 2) -> TrainConfig:
         return TrainConfig(env=["spiral/KuhnPoker-v0"], steps=steps, episodes_per_step=4, save_every=2, eval_every=2,
-                           eval_episodes=2, out=str(tmp_path), resume=str(tmp_path) if resume else None)
+                           eval_episodes=eval_episodes, out=str(tmp_path), resume=str(tmp_path) if resume else None)
 
     def evals() -> list[tuple[int, bool]]:
         return [(r["step"], r["final"]) for r in map(json.loads, (tmp_path / "eval.jsonl").read_text().splitlines())]
@@ -267,6 +267,13 @@ def test_a_resumed_run_reuses_the_evaluation_of_its_starting_step(tmp_path):
     rows = [r for r in (tmp_path / "metrics.csv").read_text().splitlines()[1:] if r.startswith("3,")]
     column = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",").index("eval/KuhnPoker-v0/exploitability")
     assert float(rows[0].split(",")[column]) == pytest.approx(final["KuhnPoker-v0/exploitability"])  # step 3's log
+    # resumed with another --eval-episodes, the starting step's record (2 episodes) is not
+    # what this session would measure: evaluated again, and said so in the record
+    train(config(6, resume=True, eval_episodes=4))
+    assert evals() == [(0, False), (2, True), (4, True), (4, False), (6, True)]
+    records = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    assert [r["episodes"] for r in records] == [2, 2, 2, 4, 4]
+    assert all(r["env"] == ["spiral/KuhnPoker-v0"] for r in records)
 
 
 def test_lora_training_with_the_cuda_generation_copy_merges_the_adapters_into_it(tmp_path, monkeypatch):
