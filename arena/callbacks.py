@@ -44,6 +44,28 @@ class ArenaCallback(TrainerCallback):
         self.trainer = trainer
         self.csv = trainer.run_dir / "metrics.csv"
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Evaluate the starting model (step 0, or the checkpoint's step of a resumed run,
+        unless its last session evaluated it the same way), logged at that step."""
+        trainer = self.trainer
+        every = trainer.config.eval_every
+        if trainer.evaluate_fn is not None and every and state.global_step % every == 0:
+            metrics = trainer.run_evaluation(final=state.global_step >= state.max_steps, reuse=True)
+            if metrics:
+                trainer.log(metrics)
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        """Evaluate the weights of every `eval_every`-th step and of the last one, after the
+        step's update and before its log (which carries the results) and checkpoint."""
+        trainer = self.trainer
+        every = trainer.config.eval_every
+        final = state.global_step >= state.max_steps
+        if trainer.evaluate_fn is not None and every and (final or state.global_step % every == 0):
+            for name, value in trainer.run_evaluation(final=final).items():
+                trainer._metrics["train"][name].append(value)  # TRL's log averages and clears them
+        return control
+
     def on_save(self, args, state, control, **kwargs):
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if ckpt.is_dir():

@@ -90,7 +90,8 @@ class TrainConfig:
     seed: int = _f(0, "Seed of everything (model init of `tiny` aside: that is fixed).")
     save_every: int = _f(50, "Save a checkpoint every N steps (and at the end).")
     save_total_limit: int | None = _f(3, "Keep only the last N checkpoints.")
-    eval_every: int = _f(10, "Evaluate every N steps (0: never): exploitability for Kuhn Poker, win rates vs random.")
+    eval_every: int = _f(10, "Evaluate the starting model, every N-th step's and the last step's (0: never): "
+                            "exploitability for Kuhn Poker, win rates vs random and heuristic; logged at the step evaluated.")
     eval_episodes: int = _f(64, "Episodes per opponent and seat in each evaluation.")
     report_to: str = _f("none", "TRL/transformers reporting: none, tensorboard, wandb, ...")
     device: str | None = _f(None, "cpu or cuda; default: cuda when available.")

@@ -18,6 +18,7 @@ from typing import Any
 from arena.errors import ArenaError
 from arena.metrics import OPPONENTS, OUTCOMES, summarize_agents
 from arena.policy import Policy, Request
+from arena.report import read_jsonl
 from arena.rollout import play
 
 
@@ -179,40 +180,32 @@ def record_results(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def training_evaluator(config, run_dir: Path):
-    """The `evaluate(trainer, final=False)` hook of `SelfPlayTrainer`: evaluates the policy,
-    appends a line to `RUN/eval.jsonl` (step, minutes, final, the evaluation's `episodes`
-    per opponent, `env` list and `env_kwargs`, results) and returns `eval/...` metrics for the step's log."""
+    """The `evaluate(trainer, final=False, reuse=False)` hook of `SelfPlayTrainer`: evaluates
+    the policy, appends a line to `RUN/eval.jsonl` (step, minutes, final, the evaluation's
+    `episodes` per opponent, `env` list and `env_kwargs`, results) and returns `eval/...`
+    metrics for the step's log.
+
+    With `reuse` (a session's start), a record of this step made the way this session
+    evaluates is taken instead, and None returned (nothing new to log): a resumed run starts
+    at the step of its checkpoint, which the last session evaluated before saving it. A
+    resume with another --eval-episodes, env list or env kwargs, or a record older than
+    these keys, evaluates again."""
     if not config.eval_every:
         return None
     path = Path(run_dir) / "eval.jsonl"
-    # a resumed run starts at the step of its checkpoint, whose weights an evaluation of the
-    # last session (its final one, or the one at that step) already scored: the session's
-    # first evaluation reuses those results, not computing and writing them twice (later
-    # steps of a session that was killed are evaluated again). Only when they were made the
-    # way this session evaluates: a resume with another --eval-episodes, env list or env kwargs, or a
-    # record older than these keys, evaluates again.
     made = {"episodes": config.eval_episodes, "env": list(config.env), "env_kwargs": dict(config.env_kwargs or {})}
-    recorded: dict[int, dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-                recorded[int(record["step"])] = record
-            except (ValueError, KeyError, TypeError):
-                continue
 
     def metrics_of(results: dict[str, Any]) -> dict[str, float]:
         return {f"eval/{k}": float(v) for k, v in record_results(results).items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
-    def run(trainer, final: bool = False) -> dict[str, float]:
+    def recorded(step: int) -> bool:
+        return any(r.get("step") == step and all(r.get(k) == v for k, v in made.items()) for r in read_jsonl(path))
+
+    def run(trainer, final: bool = False, reuse: bool = False) -> dict[str, float] | None:
         step = trainer.state.global_step
-        reuse = recorded.get(step) if not final else None
-        if reuse is not None and any(reuse.get(k) != v for k, v in made.items()):
-            reuse = None
-        recorded.clear()  # only the session's first evaluation may reuse one
-        if reuse is not None:
-            return metrics_of(reuse)
+        if reuse and recorded(step):
+            return None
         # evaluation draws from the policy's own RNG stream: put it back afterwards, so the
         # training rollouts (and a resumed run) do not depend on how often or how much we evaluate
         get_rng, set_rng = getattr(trainer.policy, "get_rng_state", None), getattr(trainer.policy, "set_rng_state", None)

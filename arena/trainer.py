@@ -133,8 +133,9 @@ class SelfPlayTrainer(GRPOTrainer):
         policy: the `HFPolicy` that generates with `model` in the rollout.
         opponent: a fixed opponent policy, or None for pure self-play.
         run_dir: the run folder (episodes, metrics, checkpoints).
-        evaluate: called as `evaluate(trainer)` every `config.eval_every` steps; returns
-            metrics (`eval/...`) that are logged with the step's metrics.
+        evaluate: called as `evaluate(trainer, final=..., reuse=...)` at the start of training
+            and at the end of every `config.eval_every`-th step and of the last one
+            (`ArenaCallback`); returns metrics (`eval/...`) logged at the step evaluated.
         rollout: plays a step's episodes somewhere else (e.g. Ray actors, `arena.ray_rollout`);
             default: in this process with `policy` (synced with `model` first).
     """
@@ -147,6 +148,8 @@ class SelfPlayTrainer(GRPOTrainer):
         self.rollout = rollout
         self.run_dir = Path(run_dir)
         self.evaluate_fn = evaluate
+        self.final_evaluated = False  # the final model's evaluation is done (`run_evaluation`)
+        self._synced_step: int | None = None  # the step the generating copy was last synced at
         self.baselines: dict[str, float] = {}
         self.empty_steps = 0  # steps in a row with nothing to train on
         self.empty_total = 0
@@ -228,14 +231,7 @@ class SelfPlayTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
         cfg = self.config
         metrics: dict[str, float] = {}
-        # a generating copy of the weights (the GPU bf16 copy, a vLLM engine) follows the last
-        # optimizer step before anything generates: evaluation and the rollout alike
-        self.policy.sync_weights()
-        if self.evaluate_fn is not None and cfg.eval_every and self.state.global_step % cfg.eval_every == 0:
-            # logged as `eval_<name>`: transformers' integrations (TensorBoard, W&B, ...) file
-            # every key under `train/` but those (`rewrite_logs`), shown as `eval/<name>`;
-            # metrics.csv names them `eval/<name>` too (`ArenaCallback`)
-            metrics.update({"eval_" + k.removeprefix("eval/"): v for k, v in self.evaluate_fn(self).items()})
+        self.sync_policy()
         t0 = time.perf_counter()
         episodes = (self.rollout or local_rollout)(self, self.rollouts * cfg.episodes_per_step,
                                                    {"step": self.state.global_step})
@@ -255,6 +251,25 @@ class SelfPlayTrainer(GRPOTrainer):
         for name, value in metrics.items():
             self._metrics["train"][name].append(value)
         return self._batch(kept)
+
+    def sync_policy(self) -> None:
+        """Bring the generating copy of the weights (the GPU bf16 copy, a vLLM engine) to the
+        last optimizer step, once per step: before anything generates, evaluation (at the end
+        of a step, `ArenaCallback`) and the next rollout alike."""
+        if self._synced_step != self.state.global_step:
+            self.policy.sync_weights()
+            self._synced_step = self.state.global_step
+
+    def run_evaluation(self, *, final: bool = False, reuse: bool = False) -> dict[str, float]:
+        """Evaluate the policy at the current step (`evaluate`); its metrics as
+        `eval_<name>`, the name transformers' integrations (TensorBoard, W&B, ...) file under
+        `eval/` (`rewrite_logs`; every other key goes under `train/`); metrics.csv names them
+        `eval/<name>` (`ArenaCallback`). Empty when `reuse` found the step already evaluated."""
+        self.sync_policy()
+        metrics = self.evaluate_fn(self, final=final, reuse=reuse) or {}
+        if final:
+            self.final_evaluated = True
+        return {"eval_" + k.removeprefix("eval/"): v for k, v in metrics.items()}
 
     def _check_not_empty(self, kept: list[Sample], samples: list[Sample], dropped: Counter) -> None:
         """A step with nothing to train on (every sample masked as infra or filtered) makes

@@ -132,8 +132,8 @@ def _train_and_save(trainer: SelfPlayTrainer, rollout: Rollout | None, config: T
         trainer.writer.close()
         if rollout is not None:
             rollout.close()
-    if config.eval_every:
-        trainer.evaluate_fn(trainer, final=True)
+    if config.eval_every and not trainer.final_evaluated:  # the last step evaluates it (`ArenaCallback`)
+        trainer.run_evaluation(final=True)
     save_final_model(trainer, run_dir)
 
 

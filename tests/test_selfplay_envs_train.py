@@ -56,6 +56,10 @@ def test_train_runs_end_to_end_with_the_tiny_model(tmp_path, env_id, estimator):
         assert f"self ({ROLES[env_id][0]})" in res.stdout + res.stderr  # the final evaluation's table
     with open(out / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
+    if not estimator:  # the starting model's evaluation is logged at step 0, a row of its own
+        assert rows[0]["step"] == "0" and not rows[0]["loss"]
+        assert any(rows[0][k] for k in rows[0] if k.startswith(f"eval/{name}/self/"))
+        rows = rows[1:]
     assert len(rows) == 2
     for role in ROLES[env_id]:
         assert f"{name}/{role}/mean_return" in rows[0] and f"{name}/{role}/invalid_move_rate" in rows[0]

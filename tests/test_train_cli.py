@@ -317,6 +317,8 @@ def test_train_then_eval_then_report(tmp_path):
     for tag in ("train/KuhnPoker-v0/player_0/rae_baseline", "eval/KuhnPoker-v0/exploitability", "train/loss"):
         assert tag in scalars, sorted(scalars)
     assert not [t for t in scalars if t.startswith("train/eval")], sorted(scalars)
+    # each evaluation at the step it scored: the starting model, and the last step's weights
+    assert [e.step for e in board.Scalars("eval/KuhnPoker-v0/exploitability")] == [0, 1, 2]
     assert [e.step for e in board.Scalars("train/KuhnPoker-v0/player_1/mean_return")] == [1, 2]
     assert f"model: {run / 'model'}" in result.stdout and "exploitability" in result.stdout
     training = result.stderr[result.stderr.index("| 0/2 ["):]  # from the training bar's start (the tiny model may be built before)

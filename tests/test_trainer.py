@@ -244,10 +244,34 @@ def test_a_synced_kl_reference_is_checkpointed_and_restored_on_resume(tmp_path):
         assert torch.equal(param, cut.ref_model.state_dict()[name]), name
 
 
-def test_a_resumed_run_reuses_the_evaluation_of_its_starting_step(tmp_path):
-    """A finished run trained further starts at the step its final evaluation scored: that
-    evaluation is reused for the step's log, not run and written to eval.jsonl again."""
-    import json
+def test_evaluating_during_training_changes_nothing_it_trains(tmp_path):
+    """Evaluation draws from the policy's RNG and puts it back: a run evaluated at every
+    step plays the same episodes and ends with the same weights as one never evaluated."""
+    import torch
+
+    from arena.config import TrainConfig
+    from arena.training import train
+
+    runs = {}
+    for every in (0, 1):
+        out = tmp_path / f"every-{every}"
+        trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=3, episodes_per_step=8, eval_every=every,
+                                    eval_episodes=2, out=str(out)))
+        played = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+        runs[every] = (trainer.model.state_dict(), [(e["seed"], [(t["completion"], t["logprobs"]) for t in e["turns"]],
+                                                     e["rewards"]) for e in played])
+    assert (tmp_path / "every-1" / "eval.jsonl").read_text().count("\n") == 4  # steps 0-3
+    assert runs[0][1] == runs[1][1]
+    for name, param in runs[0][0].items():
+        assert torch.equal(param, runs[1][0][name]), name
+
+
+def test_evaluations_are_logged_at_the_step_they_score_and_a_resumed_run_reuses_its_starting_one(tmp_path):
+    """Each evaluation is logged (metrics.csv, the integrations) at the step whose weights it
+    scored, the last step's included; a finished run trained further starts at the step its
+    final evaluation scored, which it reuses rather than running and logging it again, unless
+    this session evaluates another way (another --eval-episodes)."""
+    import csv
 
     from arena.config import TrainConfig
     from arena.training import train
@@ -256,24 +280,30 @@ def test_a_resumed_run_reuses_the_evaluation_of_its_starting_step(tmp_path):
         return TrainConfig(env=["spiral/KuhnPoker-v0"], steps=steps, episodes_per_step=4, save_every=2, eval_every=2,
                            eval_episodes=eval_episodes, out=str(tmp_path), resume=str(tmp_path) if resume else None)
 
-    def evals() -> list[tuple[int, bool]]:
-        return [(r["step"], r["final"]) for r in map(json.loads, (tmp_path / "eval.jsonl").read_text().splitlines())]
+    def records() -> list[dict]:
+        return [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+
+    def logged() -> list[tuple[int, float]]:
+        with open(tmp_path / "metrics.csv", newline="") as f:
+            return [(int(r["step"]), float(r["eval/KuhnPoker-v0/exploitability"]))
+                    for r in csv.DictReader(f) if r.get("eval/KuhnPoker-v0/exploitability")]
+
+    def expected() -> list[tuple[int, float]]:
+        return [(r["step"], pytest.approx(r["KuhnPoker-v0/exploitability"])) for r in records()]
 
     train(config(2))
-    assert evals() == [(0, False), (2, True)]
-    final = json.loads((tmp_path / "eval.jsonl").read_text().splitlines()[-1])
+    assert [(r["step"], r["final"]) for r in records()] == [(0, False), (2, True)]
+    assert logged() == expected()
     train(config(4, resume=True))
-    assert evals() == [(0, False), (2, True), (4, True)]
-    rows = [r for r in (tmp_path / "metrics.csv").read_text().splitlines()[1:] if r.startswith("3,")]
-    column = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",").index("eval/KuhnPoker-v0/exploitability")
-    assert float(rows[0].split(",")[column]) == pytest.approx(final["KuhnPoker-v0/exploitability"])  # step 3's log
+    assert [(r["step"], r["final"]) for r in records()] == [(0, False), (2, True), (4, True)]
+    assert logged() == expected()  # step 2 not evaluated nor logged again
     # resumed with another --eval-episodes, the starting step's record (2 episodes) is not
     # what this session would measure: evaluated again, and said so in the record
     train(config(6, resume=True, eval_episodes=4))
-    assert evals() == [(0, False), (2, True), (4, True), (4, False), (6, True)]
-    records = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
-    assert [r["episodes"] for r in records] == [2, 2, 2, 4, 4]
-    assert all(r["env"] == ["spiral/KuhnPoker-v0"] for r in records)
+    assert [(r["step"], r["final"]) for r in records()] == [(0, False), (2, True), (4, True), (4, False), (6, True)]
+    assert logged() == expected()
+    assert [r["episodes"] for r in records()] == [2, 2, 2, 4, 4]
+    assert all(r["env"] == ["spiral/KuhnPoker-v0"] for r in records())
 
 
 def test_lora_training_with_the_cuda_generation_copy_merges_the_adapters_into_it(tmp_path, monkeypatch):
