@@ -215,9 +215,10 @@ class SelfPlayTrainer(GRPOTrainer):
 
             self.optimizer_cls_and_kwargs = (OptimisticAdamW, {"lr": args.learning_rate, "eps": args.adam_epsilon,
                                                                "betas": (args.adam_beta1, args.adam_beta2)})
-        self.add_callback(ArenaCallback(self))
+        # the bar first: it is on screen (0/N) while ArenaCallback evaluates the starting model
         if self.pop_callback(ProgressCallback) is not None:
             self.add_callback(ProgressBar())
+        self.add_callback(ArenaCallback(self))
 
     def close_progress(self) -> None:
         """Close the progress bar of a training that stopped early (an error, Ctrl-C);
