@@ -468,6 +468,24 @@ class SelfPlayTrainer(GRPOTrainer):
         return (self.elapsed_before + time.monotonic() - self.session_start) / 60.0
 
     # -- arena state in checkpoints ------------------------------------------------------
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """transformers' loading, then the learning rate of the schedule this session runs.
+
+        The optimizer's saved rate is what the checkpoint's schedule set for its next step:
+        0 at the end of a finished run with the default linear (or cosine) schedule, so a run
+        trained further with a larger `--steps` took its first new step at rate 0. The
+        schedule itself (a `LambdaLR`) is rebuilt for this session's steps; its rate at the
+        checkpoint's step replaces the saved one. A run resumed with its own steps gets the
+        rate it saved, unchanged."""
+        super()._load_optimizer_and_scheduler(checkpoint)
+        scheduler = self.lr_scheduler
+        if checkpoint is None or not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            return
+        rates = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
+        for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
+        scheduler._last_lr = rates  # what `get_last_lr()` (and the step's logged rate) reads
+
     def arena_state(self) -> dict[str, Any]:
         get_rng = getattr(self.policy, "get_rng_state", None)
         return {

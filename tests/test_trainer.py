@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import inspect
 import json
 import os
@@ -242,6 +243,28 @@ def test_a_synced_kl_reference_is_checkpointed_and_restored_on_resume(tmp_path):
         assert torch.equal(param, cut.model.state_dict()[name]), name
     for name, param in whole.ref_model.state_dict().items():
         assert torch.equal(param, cut.ref_model.state_dict()[name]), name
+
+
+def test_a_finished_run_trained_further_learns_from_its_first_new_step(tmp_path):
+    """The default linear schedule ends at rate 0, which the checkpoint's optimizer keeps; a
+    run resumed with a larger --steps takes its first new step at the new schedule's rate
+    (1e-3 here: 3e-3 * (3 - 2) / 3), not at 0 (its weights did not move)."""
+    import torch
+
+    from arena.config import TrainConfig
+    from arena.training import train
+
+    def config(steps: int, resume: bool = False) -> TrainConfig:
+        return TrainConfig(env=["spiral/KuhnPoker-v0"], steps=steps, episodes_per_step=4, save_every=2, eval_every=0,
+                           learning_rate=3e-3, lr_scheduler_type="linear", out=str(tmp_path),
+                           resume=str(tmp_path) if resume else None)
+
+    before = {k: v.clone() for k, v in train(config(2)).model.state_dict().items()}
+    after = train(config(3, resume=True))
+    assert any(not torch.equal(before[k], v) for k, v in after.model.state_dict().items())
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rates = {int(r["step"]): float(r["learning_rate"]) for r in csv.DictReader(f) if r.get("learning_rate")}
+    assert rates[3] == pytest.approx(1e-3)
 
 
 def test_evaluating_during_training_changes_nothing_it_trains(tmp_path):
