@@ -182,8 +182,10 @@ def record_results(record: dict[str, Any]) -> dict[str, Any]:
 def training_evaluator(config, run_dir: Path):
     """The `evaluate(trainer, final=False, reuse=False)` hook of `SelfPlayTrainer`: evaluates
     the policy, appends a line to `RUN/eval.jsonl` (step, minutes, final, the evaluation's
-    `episodes` per opponent, `env` list and `env_kwargs`, results) and returns `eval/...`
-    metrics for the step's log.
+    `episodes` per opponent, `env` list and `env_kwargs`, results) and returns the results as
+    `eval_<name>` metrics for the step's log: the name transformers' integrations (TensorBoard,
+    W&B, ...) file under `eval/` (`rewrite_logs`; every other key goes under `train/`);
+    metrics.csv names them `eval/<name>` (`arena.callbacks.ArenaCallback`).
 
     With `reuse` (a session's start), a record of this step made the way this session
     evaluates is taken instead, and None returned (nothing new to log): a resumed run starts
@@ -196,7 +198,7 @@ def training_evaluator(config, run_dir: Path):
     made = {"episodes": config.eval_episodes, "env": list(config.env), "env_kwargs": dict(config.env_kwargs or {})}
 
     def metrics_of(results: dict[str, Any]) -> dict[str, float]:
-        return {f"eval/{k}": float(v) for k, v in record_results(results).items()
+        return {f"eval_{k}": float(v) for k, v in record_results(results).items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
     def recorded(step: int) -> bool:

@@ -135,7 +135,7 @@ class SelfPlayTrainer(GRPOTrainer):
         run_dir: the run folder (episodes, metrics, checkpoints).
         evaluate: called as `evaluate(trainer, final=..., reuse=...)` at the start of training
             and at the end of every `config.eval_every`-th step and of the last one
-            (`ArenaCallback`); returns metrics (`eval/...`) logged at the step evaluated.
+            (`ArenaCallback`); returns metrics (`eval_<name>`) logged at the step evaluated.
         rollout: plays a step's episodes somewhere else (e.g. Ray actors, `arena.ray_rollout`);
             default: in this process with `policy` (synced with `model` first).
     """
@@ -262,15 +262,13 @@ class SelfPlayTrainer(GRPOTrainer):
             self._synced_step = self.state.global_step
 
     def run_evaluation(self, *, final: bool = False, reuse: bool = False) -> dict[str, float]:
-        """Evaluate the policy at the current step (`evaluate`); its metrics as
-        `eval_<name>`, the name transformers' integrations (TensorBoard, W&B, ...) file under
-        `eval/` (`rewrite_logs`; every other key goes under `train/`); metrics.csv names them
-        `eval/<name>` (`ArenaCallback`). Empty when `reuse` found the step already evaluated."""
+        """Evaluate the policy at the current step (`evaluate`, after the sync); its metrics
+        (`eval_<name>`), empty when `reuse` found the step already evaluated."""
         self.sync_policy()
         metrics = self.evaluate_fn(self, final=final, reuse=reuse) or {}
         if final:
             self.final_evaluated = True
-        return {"eval_" + k.removeprefix("eval/"): v for k, v in metrics.items()}
+        return metrics
 
     def _check_not_empty(self, kept: list[Sample], samples: list[Sample], dropped: Counter) -> None:
         """A step with nothing to train on (every sample masked as infra or filtered) makes

@@ -294,8 +294,6 @@ def test_evaluations_are_logged_at_the_step_they_score_and_a_resumed_run_reuses_
     scored, the last step's included; a finished run trained further starts at the step its
     final evaluation scored, which it reuses rather than running and logging it again, unless
     this session evaluates another way (another --eval-episodes)."""
-    import csv
-
     from arena.config import TrainConfig
     from arena.training import train
 
