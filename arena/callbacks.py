@@ -25,16 +25,24 @@ class ProgressBar(ProgressCallback):
 
     KEYS = ("loss", "entropy")
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.evaluation: dict[str, str] = {}  # the last evaluation's number, kept until the next
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         bar = self.training_bar
         if not state.is_world_process_zero or bar is None or not logs:
             return
         post = {k: f"{logs[k]:.3g}" for k in self.KEYS if isinstance(logs.get(k), (int, float))}
+        evaluated = {}
         for key, value in logs.items():
             if key.endswith("/exploitability") and isinstance(value, (int, float)):
-                post["exploitability"] = f"{value:.3f}"
-        if post:
-            bar.set_postfix(post, refresh=False)
+                evaluated["exploitability"] = f"{value:.3f}"
+        self.evaluation = evaluated or self.evaluation
+        if post or evaluated:
+            # a step's numbers show with the next step's tick (one redraw a step), an
+            # evaluation's at once: it comes every `eval_every` steps and is what one watches
+            bar.set_postfix({**post, **self.evaluation}, refresh=bool(evaluated))
 
 
 class ArenaCallback(TrainerCallback):

@@ -429,3 +429,25 @@ def test_transformers_bars_come_back_however_training_ends():
         assert not hf_logging.is_progress_bar_enabled()
     finally:
         hf_logging.enable_progress_bar()
+
+
+def test_the_progress_bar_shows_an_evaluation_at_once_and_keeps_it_until_the_next():
+    import io
+
+    from tqdm.auto import tqdm
+    from transformers import TrainerState
+
+    from arena.callbacks import ProgressBar
+
+    out = io.StringIO()
+    bar = ProgressBar()
+    bar.training_bar = tqdm(total=4, file=out, mininterval=0)
+    state = TrainerState()
+    bar.on_log(None, state, None, logs={"eval_KuhnPoker-v0/exploitability": 0.4567})  # step 0's evaluation
+    assert "exploitability=0.457" in out.getvalue()  # drawn now, not with the next tick
+    bar.training_bar.update(1)
+    bar.on_log(None, state, None, logs={"loss": 0.125, "entropy": 1.0})
+    assert bar.training_bar.postfix == "loss=0.125, entropy=1, exploitability=0.457"
+    bar.on_log(None, state, None, logs={"loss": 0.25, "eval_KuhnPoker-v0/exploitability": 0.1})
+    assert out.getvalue().rstrip().endswith("loss=0.25, exploitability=0.100]")
+    bar.training_bar.close()
