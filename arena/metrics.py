@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from arena.episode import Episode
@@ -99,3 +99,40 @@ def summarize_agents(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:
         }
         for name, a in sorted(acc.items())
     }
+
+
+def role_metrics(episodes: Sequence[Episode], samples: Sequence[Any], *, model: str | None = None,
+                 baselines: Mapping[str, float] | None = None) -> dict[str, float]:
+    """A training batch's metrics per env and role, named `<env>/<role>/<metric>` (`<env>`
+    without its namespace, e.g. `KuhnPoker-v0/player_0/win_rate`):
+
+    - each of `OUTCOMES` over the episodes (`summarize`); with `model` given (a run against
+      fixed opponents) only over the episodes where `model` plays the role, and none for a
+      role it never played;
+    - over the role's samples (`arena.samples.Sample`): `advantage_mean` (samples without
+      an advantage, such as infra failures, left out), `completion_tokens` (mean per
+      turn), and `rae_baseline` when `baselines` has the role's key.
+    """
+    out: dict[str, float] = {}
+    by_env: dict[str, list[Episode]] = defaultdict(list)
+    for ep in episodes:
+        by_env[ep.env_id].append(ep)
+    for env_id, eps in by_env.items():
+        short = env_id.split("/")[-1]
+        for role, summary in summarize(eps).items():
+            if model is not None:
+                mine = [e for e in eps if e.agents.get(role) == model]
+                if not mine:
+                    continue
+                summary = summarize(mine)[role]
+            for name in OUTCOMES:
+                out[f"{short}/{role}/{name}"] = summary[name]
+        for role in {s.role for s in samples if s.env_id == env_id}:
+            mine = [s for s in samples if s.env_id == env_id and s.role == role]
+            adv = [s.advantage for s in mine if s.advantage is not None]
+            out[f"{short}/{role}/advantage_mean"] = sum(adv) / max(len(adv), 1)
+            out[f"{short}/{role}/completion_tokens"] = sum(len(s.completion_ids) for s in mine) / len(mine)
+            key = "|".join(mine[0].key)
+            if baselines is not None and key in baselines:
+                out[f"{short}/{role}/rae_baseline"] = baselines[key]
+    return out

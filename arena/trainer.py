@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,7 +51,7 @@ from arena.callbacks import ArenaCallback, ProgressBar
 from arena.config import TrainConfig
 from arena.episode import Episode
 from arena.errors import ArenaError
-from arena.metrics import OUTCOMES, summarize
+from arena.metrics import role_metrics
 from arena.prefix import forward, in_batch_order, plan, shared_prefix_logits
 from arena.rollout import play
 from arena.samples import Sample, assign_advantages, collect, keep_for_loss
@@ -437,28 +437,8 @@ class SelfPlayTrainer(GRPOTrainer):
         out["samples/empty_steps"] = self.empty_total
         for reason in ("infra", "zero_advantage"):
             out[f"samples/dropped_{reason}"] = dropped.get(reason, 0)
-        by_env: dict[str, list] = defaultdict(list)
-        for ep in episodes:
-            by_env[ep.env_id].append(ep)
-        model = self.policy.name
-        for env_id, eps in by_env.items():
-            short = env_id.split("/")[-1]
-            for role, s in summarize(eps).items():
-                if self.opponent is not None:
-                    mine = [e for e in eps if e.agents.get(role) == model]
-                    if not mine:
-                        continue
-                    s = summarize(mine)[role]
-                for name in OUTCOMES:
-                    out[f"{short}/{role}/{name}"] = s[name]
-            for role in {s.role for s in samples if s.env_id == env_id}:
-                mine = [s for s in samples if s.env_id == env_id and s.role == role]
-                adv = [s.advantage for s in mine if s.advantage is not None]
-                out[f"{short}/{role}/advantage_mean"] = sum(adv) / max(len(adv), 1)
-                out[f"{short}/{role}/completion_tokens"] = sum(len(s.completion_ids) for s in mine) / max(len(mine), 1)
-                key = "|".join(mine[0].key)
-                if key in self.baselines:
-                    out[f"{short}/{role}/rae_baseline"] = self.baselines[key]
+        out.update(role_metrics(episodes, samples, model=self.policy.name if self.opponent is not None else None,
+                                baselines=self.baselines))
         return out
 
     def minutes(self) -> float:

@@ -81,6 +81,32 @@ def test_summary_rates_add_up():
     assert summarize(episodes)["player_1"]["invalid_move_rate"] == 1.0
 
 
+def test_role_metrics_of_a_training_batch():
+    from arena.metrics import role_metrics
+    from arena.samples import Sample
+
+    env_id = "spiral/KuhnPoker-v0"
+    episodes = play(env_id, [RandomAgent(1), HeuristicAgent(2)], 20, swap_seats=True)
+
+    def sample(role: str, advantage: float | None, tokens: int) -> Sample:
+        return Sample(env_id=env_id, role=role, episode=0, prompt_ids=[1], completion_ids=[2] * tokens, logprobs=None,
+                      reward=None if advantage is None else 1.0, advantage=advantage)
+
+    samples = [sample("player_0", 1.0, 2), sample("player_0", None, 4), sample("player_1", -0.5, 3)]
+    everyone = role_metrics(episodes, samples, baselines={f"{env_id}|player_0": 0.25})
+    assert everyone["KuhnPoker-v0/player_0/win_rate"] == summarize(episodes)["player_0"]["win_rate"]
+    assert everyone["KuhnPoker-v0/player_0/advantage_mean"] == 1.0  # the masked sample left out
+    assert everyone["KuhnPoker-v0/player_0/completion_tokens"] == 3.0  # but its tokens counted
+    assert everyone["KuhnPoker-v0/player_0/rae_baseline"] == 0.25
+    assert "KuhnPoker-v0/player_1/rae_baseline" not in everyone
+    # against a fixed opponent: each role's outcomes over the episodes the model played it in
+    mine = role_metrics(episodes, samples, model="random")
+    seated = [e for e in episodes if e.agents["player_1"] == "random"]
+    assert 0 < len(seated) < len(episodes)
+    assert mine["KuhnPoker-v0/player_1/loss_rate"] == summarize(seated)["player_1"]["loss_rate"]
+    assert mine["KuhnPoker-v0/player_1/loss_rate"] != everyone["KuhnPoker-v0/player_1/loss_rate"]
+
+
 def test_mixed_envs_share_each_tick_and_follow_the_weights():
     from arena.rollout import env_schedule
 
