@@ -54,6 +54,7 @@ def test_none_and_bad_seeds_take_gymnasiums_path() -> None:
 
 def test_a_hashing_that_disagrees_with_numpy_switches_the_fast_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
     seeding._block.cache_clear()
+    monkeypatch.setattr(seeding, "_fast", True)  # so that the test's end sets it back to True
     monkeypatch.setattr(seeding, "seed_words", lambda seeds: np.zeros((len(seeds), 4), dtype=np.uint64))
     try:
         with pytest.warns(UserWarning, match="slow way"):
@@ -61,7 +62,6 @@ def test_a_hashing_that_disagrees_with_numpy_switches_the_fast_path_off(monkeypa
         assert seeding._fast is False
         _same(6)
     finally:
-        monkeypatch.setattr(seeding, "_fast", True)
         seeding._block.cache_clear()
 
 
