@@ -81,7 +81,10 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.chat_template is None:
-        raise ArenaError(f"the tokenizer of {spec!r} has no chat template: arena prompts are chat messages")
+        where = f"{local}/tokenizer_config.json" if local.exists() else "the tokenizer_config.json of a local copy"
+        raise ArenaError(f"the tokenizer of {spec!r} has no chat template (arena prompts are chat messages): use a "
+                         f"chat model, or give a base model one as `chat_template` in {where}; ChatML "
+                         "(arena.agents.tiny.CHAT_TEMPLATE) suits any tokenizer")
     if device:
         model.to(device)
     return model, tokenizer

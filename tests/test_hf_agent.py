@@ -534,3 +534,24 @@ def test_a_new_builtin_env_does_not_change_the_tiny_model():
         assert tiny._fingerprint() == before and "spiral/Later-v0" not in tiny.builtin_envs()
     finally:
         _REGISTRY.pop("spiral/Later-v0", None)
+
+
+def test_a_model_without_a_chat_template_is_one_line_naming_the_fix(tmp_path):
+    import json
+
+    from arena.agents.tiny import CHAT_TEMPLATE
+
+    from arena.errors import ArenaError
+
+    base = tmp_path / "base"
+    model, tokenizer = load_model("tiny")
+    model.save_pretrained(base)
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(base)
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    with pytest.raises(ArenaError, match=rf"no chat template .* `chat_template` in {base}/tokenizer_config.json"):
+        load_model(str(base))
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    (base / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": CHAT_TEMPLATE}))
+    _, loaded = load_model(str(base))  # the fix the message names
+    assert loaded.chat_template == CHAT_TEMPLATE
