@@ -1,7 +1,7 @@
 """`arena report`'s plots of a training run: PNG files from its metrics.csv and eval.jsonl.
 
 `write_plots(run, out)` writes reward per (env, role), win/draw/loss/invalid rates per
-role, the training loss, Kuhn Poker's exploitability against wall-clock minutes, the
+role, the training loss (each step faint, and a smoothed line over it, `smooth`), Kuhn Poker's exploitability against wall-clock minutes, the
 evaluation win rates against the fixed opponents and, for envs the model plays alone in
 evaluation (azr, spice), each role's mean return and invalid-move rate; each only where the
 run has the columns.
@@ -85,6 +85,41 @@ def _series(rows: list[dict[str, Any]], x: str, y: str) -> tuple[list[float], li
     return [a for a, _ in points], [b for _, b in points]
 
 
+def smoothing_weight(n: int) -> float:
+    """The EMA weight `smooth` uses for a curve of n steps: 0 (none) below 20 points, else
+    `1 - 2 / (span + 1)` with a span of n / 50 steps (0.905 for 1000 steps, 0.78 for 400)."""
+    return 0.0 if n < 20 else 1.0 - 2.0 / (n / 50.0 + 1.0)
+
+
+def smooth(ys: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: the debiased exponential moving average
+    `m_t = w m_{t-1} + (1 - w) y_t` (m_0 = 0), reported as `m_t / (1 - w^t)`, so the first
+    points are not pulled towards 0. `weight` 0 returns the values as they are."""
+    if not 0.0 <= weight < 1.0:
+        raise ArenaError(f"smoothing weight must be in [0, 1), got {weight}")
+    out, m = [], 0.0
+    for t, y in enumerate(ys, start=1):
+        m = weight * m + (1.0 - weight) * y
+        out.append(m / (1.0 - weight**t))
+    return out
+
+
+def _step_lines(ax: Any, xs: list[float], ys: list[float], color: str, label: str | None = None) -> None:
+    """A per-step curve: every step as a faint line, and its `smooth` line over it (only the
+    plain line where the curve is too short to smooth)."""
+    weight = smoothing_weight(len(ys))
+    if weight == 0.0:
+        ax.plot(xs, ys, color=color, label=label)
+        return
+    ax.plot(xs, ys, color=color, alpha=0.25, linewidth=0.8)
+    ax.plot(xs, smooth(ys, weight), color=color, linewidth=1.8, label=label)
+
+
+def _step_axis(n: int) -> str:
+    weight = smoothing_weight(n)
+    return "step" if weight == 0.0 else f"step (faint: each step; bold: moving average, weight {weight:.2f})"
+
+
 def _figure(n: int, cols: int = 1, width: float = 6.0, height: float = 3.2):
     import matplotlib
 
@@ -128,9 +163,12 @@ def write_plots(run: Path, out: Path) -> list[Path]:
     if returns:
         fig, axes = _figure(len(returns))
         for ax, (env, roles) in zip(axes[:, 0], sorted(returns.items()), strict=True):
-            for role, col in sorted(roles.items()):
-                ax.plot(*_series(metrics, "step", col), label=role)
-            ax.set(title=f"{env}: reward (mean return) per role", xlabel="step", ylabel="mean return")
+            n = 0
+            for k, (role, col) in enumerate(sorted(roles.items())):
+                xs, ys = _series(metrics, "step", col)
+                _step_lines(ax, xs, ys, color=f"C{k}", label=role)
+                n = max(n, len(ys))
+            ax.set(title=f"{env}: reward (mean return) per role", xlabel=_step_axis(n), ylabel="mean return")
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
         _save(fig, out / "reward.png", written)
@@ -141,8 +179,8 @@ def write_plots(run: Path, out: Path) -> list[Path]:
         for i, env in enumerate(envs):
             for j, rate in enumerate(RATES):
                 ax = axes[i, j]
-                for role, col in sorted(rates[rate].get(env, {}).items()):
-                    ax.plot(*_series(metrics, "step", col), label=role)
+                for k, (role, col) in enumerate(sorted(rates[rate].get(env, {}).items())):
+                    _step_lines(ax, *_series(metrics, "step", col), color=f"C{k}", label=role)
                 ax.set(title=f"{env}: {rate.replace('_', ' ')}", xlabel="step", ylim=(-0.02, 1.02))
                 ax.grid(alpha=0.3)
                 if ax.lines:
@@ -150,8 +188,9 @@ def write_plots(run: Path, out: Path) -> list[Path]:
         _save(fig, out / "outcomes.png", written)
     if metrics and any("loss" in r for r in metrics):
         fig, axes = _figure(1)
-        axes[0, 0].plot(*_series(metrics, "step", "loss"))
-        axes[0, 0].set(title="training loss", xlabel="step", ylabel="loss")
+        xs, ys = _series(metrics, "step", "loss")
+        _step_lines(axes[0, 0], xs, ys, color="C0")
+        axes[0, 0].set(title="training loss", xlabel=_step_axis(len(ys)), ylabel="loss")
         axes[0, 0].grid(alpha=0.3)
         _save(fig, out / "loss.png", written)
     expl = sorted({k.split("/")[0] for r in evals for k in r if k.endswith("/exploitability")})

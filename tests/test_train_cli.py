@@ -296,6 +296,18 @@ def test_report_plots_the_roles_of_an_env_played_alone(tmp_path):
     assert (run / "plots" / "eval_roles.png").read_bytes().startswith(PNG)
 
 
+def test_report_smooths_per_step_curves_as_tensorboard_does():
+    from arena.report import smooth, smoothing_weight
+
+    # debiased EMA, w = 0.5: m = 0.5, 1.25, 2.125 over 1 - w^t = 0.5, 0.75, 0.875
+    assert smooth([1.0, 2.0, 3.0], 0.5) == pytest.approx([1.0, 1.25 / 0.75, 2.125 / 0.875])
+    assert smooth([4.0, 4.0, 4.0], 0.9) == pytest.approx([4.0, 4.0, 4.0])  # no pull towards 0
+    assert smooth([1.0, -1.0], 0.0) == [1.0, -1.0]
+    assert smoothing_weight(10) == 0.0 and smoothing_weight(1000) == pytest.approx(1 - 2 / 21)
+    with pytest.raises(ArenaError, match=r"in \[0, 1\)"):
+        smooth([1.0], 1.0)
+
+
 def test_report_on_a_folder_without_metrics_is_one_line(tmp_path):
     line = one_line_error(arena_cmd("report", tmp_path))
     assert "metrics.csv" in line
