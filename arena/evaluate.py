@@ -36,14 +36,19 @@ def _eval_kwargs(env_id: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
 def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed: int = 0,
                  env_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
     """The policy against a scripted opponent, both seats equally often: its win/draw/loss
-    and invalid-move rates and mean return over all its seats."""
+    and invalid-move rates and mean return over all its seats.
+
+    Each deal is played from both seats (`play(..., duplicate=True)`): episodes 2k and 2k+1
+    share seed `seed + k`, so the cards cancel out of the comparison. With independent
+    deals, 64 Kuhn Poker episodes gave the Nash policy against `random` a mean return of
+    -0.20 (the expectation is +0.17, 4096 episodes) on one seed."""
     from arena.agents import make_agent
 
     opp = make_agent(opponent, seed=seed + 1)
     if opp.name == policy.name:
         raise ArenaError(f"the evaluated policy and the opponent are both named {policy.name!r}")
     eps = play(env_id, [policy, opp], episodes, seed=seed, env_kwargs=_eval_kwargs(env_id, env_kwargs),
-               swap_seats=True, concurrency=max(1, episodes))
+               swap_seats=True, duplicate=True, concurrency=max(1, episodes))
     return summarize_agents(eps)[policy.name]
 
 
@@ -171,7 +176,9 @@ def _is_one_hand_kuhn(env_id: str, kwargs: dict[str, Any]) -> bool:
 
 
 #: The keys of a `RUN/eval.jsonl` record that say when and how it was made; the rest are results.
-RECORD_KEYS: tuple[str, ...] = ("step", "minutes", "final", "episodes", "env", "env_kwargs")
+RECORD_KEYS: tuple[str, ...] = ("step", "minutes", "final", "episodes", "deals", "env", "env_kwargs")
+#: How evaluation against fixed opponents deals (`play_against`); records made otherwise are not reused.
+DEALS = "duplicate"
 
 
 def record_results(record: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +189,7 @@ def record_results(record: dict[str, Any]) -> dict[str, Any]:
 def training_evaluator(config, run_dir: Path):
     """The `evaluate(trainer, final=False, reuse=False)` hook of `SelfPlayTrainer`: evaluates
     the policy, appends a line to `RUN/eval.jsonl` (step, minutes, final, the evaluation's
-    `episodes` per opponent, `env` list and `env_kwargs`, results) and returns the results as
+    `episodes` per opponent, its `deals` (`DEALS`), `env` list and `env_kwargs`, results) and returns the results as
     `eval_<name>` metrics for the step's log: the name transformers' integrations (TensorBoard,
     W&B, ...) file under `eval/` (`rewrite_logs`; every other key goes under `train/`);
     metrics.csv names them `eval/<name>` (`arena.callbacks.ArenaCallback`).
@@ -191,11 +198,12 @@ def training_evaluator(config, run_dir: Path):
     evaluates is taken instead, and None returned (nothing new to log): a resumed run starts
     at the step of its checkpoint, which the last session evaluated before saving it. A
     resume with another --eval-episodes, env list or env kwargs, or a record older than
-    these keys, evaluates again."""
+    these keys (or made with independent deals), evaluates again."""
     if not config.eval_every:
         return None
     path = Path(run_dir) / "eval.jsonl"
-    made = {"episodes": config.eval_episodes, "env": list(config.env), "env_kwargs": dict(config.env_kwargs or {})}
+    made = {"episodes": config.eval_episodes, "deals": DEALS, "env": list(config.env),
+            "env_kwargs": dict(config.env_kwargs or {})}
 
     def metrics_of(results: dict[str, Any]) -> dict[str, float]:
         return {f"eval_{k}": float(v) for k, v in record_results(results).items()

@@ -105,6 +105,7 @@ def play(
     start_index: int = 0,
     metadata: dict[str, Any] | None = None,
     schedule: Sequence[int] | None = None,
+    duplicate: bool = False,
 ) -> list[Episode]:
     """Play `episodes` episodes, `concurrency` at a time; return them in index order.
 
@@ -120,6 +121,12 @@ def play(
     what was written before, and passed to `on_episode` as they finish. `metadata` is
     copied into every episode's metadata (e.g. the training step).
 
+    With `duplicate` (and `swap_seats`), the seatings of one deal come together: in an env
+    of n roles, episode i is reset with seed `seed + i // n` instead of `seed + i`, so each
+    deal (the env's chance: cards, dice) is played once from every seat and card luck
+    cancels out of each agent's results, as in duplicate bridge and poker. Evaluation
+    against fixed opponents plays this way (`arena.evaluate.play_against`).
+
     `schedule` (mixed-env play) says which env each episode plays, as indices into
     `env_id`, in place of `env_schedule(env_ids, env_weights, episodes, seed)`: a worker that
     plays a contiguous share of a larger batch (`arena.ray_rollout`) passes its slice of the
@@ -129,6 +136,8 @@ def play(
         raise ArenaError(f"episodes must be >= 0, got {episodes}")
     if concurrency < 1:
         raise ArenaError(f"concurrency must be >= 1, got {concurrency}")
+    if duplicate and not swap_seats:
+        raise ArenaError("duplicate deals need swap_seats=True: each deal is played once from every seat")
     env_ids = [env_id] if isinstance(env_id, str) else list(env_id)
     if isinstance(env_kwargs, Mapping) or env_kwargs is None:
         kwargs_of = [dict(env_kwargs or {}) for _ in env_ids]
@@ -156,14 +165,15 @@ def play(
         k = schedule[local]
         index = start_index + local
         env = free[k].pop() if free[k] else make(env_ids[k], **kwargs_of[k])
-        env.reset(seed=seed + index)
+        env_seed = seed + (index // len(env.possible_agents) if duplicate else index)
+        env.reset(seed=env_seed)
         seats = seat_agents(env, agents)
         if swap_seats:
             roles = list(seats)
             shift = index % len(roles)
             seats = {roles[(j + shift) % len(roles)]: seats[roles[j]] for j in range(len(roles))}
         ep = Episode(
-            env_id=env_ids[k], seed=seed + index, env_kwargs=dict(getattr(env, "env_kwargs", kwargs_of[k])),
+            env_id=env_ids[k], seed=env_seed, env_kwargs=dict(getattr(env, "env_kwargs", kwargs_of[k])),
             agents={r: seats[r].name for r in env.possible_agents},
             options=dict(getattr(env, "episode_options", None) or {}),  # what replay needs besides the seed (AZR's references)
             id=f"{run_name}-{index}" if run_name else str(index),

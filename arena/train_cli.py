@@ -240,7 +240,8 @@ def eval_cmd(
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=decoding.get("max_new_tokens", 64),
                       temperature=temp, top_p=decoding.get("top_p", 1.0), constrain=bool(constrain), seed=seed)
     _say(f"evaluating {spec} ({'constrained' if constrain else 'free'} decoding, temperature {temp:g}) "
-         f"on {', '.join(env_ids)}: {episodes} episodes per opponent (or, for an env played alone, per env)", err=True)
+         f"on {', '.join(env_ids)}: {episodes} episodes per opponent, each deal played from both seats (or, for an "
+         "env played alone, per env)", err=True)
     results = evaluate(policy, env_ids, episodes=episodes, seed=seed, env_kwargs=cfg.get("env_kwargs") or {})
     alone = any("/self/" in key for key in results)
     _print_results(results, f"{target}: {episodes} episodes per {'opponent or env' if alone else 'opponent'}")
