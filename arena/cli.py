@@ -148,6 +148,7 @@ def play_cmd(
     concurrency: int = typer.Option(64, "--concurrency", min=1, help="Episodes in flight at once."),
     kw: list[str] = typer.Option([], "--kw", help="Env argument KEY=VALUE (JSON values), repeatable."),
     swap_seats: bool = typer.Option(False, "--swap-seats", help="Rotate the seating every episode so each agent plays each seat equally often."),
+    duplicate: bool = typer.Option(False, "--duplicate", help="With --swap-seats: play each deal from every seat (episode i is reset with seed SEED + i // roles), so the env's chance (cards, dice) cancels out of the per-agent results."),
 ) -> None:
     """Play episodes between agents; store them and print per-seat (and per-agent) results."""
     from arena.agents import make_agent
@@ -168,6 +169,8 @@ def play_cmd(
     for i, policy in enumerate(policies):  # two agents of one kind stay two agents in the tables
         if names.count(names[i]) > 1:
             policy.name = f"{names[i]}#{i + 1}"
+    if duplicate and not swap_seats:
+        raise ArenaError("--duplicate plays each deal from every seat: add --swap-seats")
     if append and overwrite:
         raise ArenaError("--append and --overwrite exclude each other: give one")
     if (append or overwrite) and out is None:
@@ -178,6 +181,7 @@ def play_cmd(
         writer = open_run(out, mode=mode, info={
             "command": "play", "env_id": env_id, "env_kwargs": {**spec.kwargs, **env_kwargs},
             "agents": [p.name for p in policies], "episodes": episodes, "seed": seed, "swap_seats": swap_seats,
+            "duplicate": len(env.possible_agents) if duplicate else 0,  # seats each deal is played from
             "concurrency": concurrency, "arena_version": arena.__version__})
     finished: list[Any] = []
 
@@ -195,7 +199,7 @@ def play_cmd(
             played = play(env_id, policies, episodes, seed=seed, env_kwargs=env_kwargs,
                           concurrency=1 if interactive else concurrency, writer=writer,
                           on_episode=on_episode, run_name=out.name if out else "",
-                          swap_seats=swap_seats, start_index=writer.next_index if writer else 0)
+                          swap_seats=swap_seats, duplicate=duplicate, start_index=writer.next_index if writer else 0)
         status = "complete"
     except KeyboardInterrupt as exc:
         status = "interrupted"

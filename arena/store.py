@@ -439,11 +439,12 @@ def _check_append(run_dir: Path, contents: RunContents, info: dict[str, Any], st
                     raise ArenaError(f"{where} holds {env_id} episodes with {', '.join(f'{k}={stored[k]!r}' for k in differ)}, "
                                      f"not {', '.join(f'{k}={kwargs[k]!r}' for k in differ)}: append only with the same --kw")
     seed, episodes = info.get("seed"), info.get("episodes")
+    stride = int(info.get("duplicate") or 1)  # duplicate deals: that many episodes share a seed
     if isinstance(seed, int) and isinstance(episodes, int) and contents.seeds:
-        new = range(seed + start, seed + start + episodes)
+        new = range(seed + start // stride, seed + (start + episodes - 1) // stride + 1)
         repeated = sorted(s for s in contents.seeds if s in new)
         if repeated:
-            free = max(contents.seeds) + 1 - start
+            free = max(contents.seeds) + 1 - start // stride
             raise ArenaError(f"seeds {repeated[0]}..{repeated[-1]} were already played in {run_dir} "
                              f"({len(repeated)} repeats): append with --seed {max(free, 0)} or more")
 
@@ -457,7 +458,9 @@ def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[s
         append: add to an existing run (or start one): every record must be an arena record
             of this schema and of the env(s) in `info` (`env_id`, `env_kwargs`), the
             arguments must match the run's; `writer.next_index` continues the episode
-            indices, and with `info["seed"]` and `info["episodes"]` no seed repeats.
+            indices, and with `info["seed"]` and `info["episodes"]` no seed repeats
+            (episode i's seed is `seed + i`, or `seed + i // info["duplicate"]` for duplicate
+            deals played from that many seats).
         overwrite: delete the run's episodes.jsonl and run.json (only if they are arena's),
             then start afresh. Other files in the folder are left alone.
 

@@ -54,6 +54,7 @@ def test_play_then_replay_and_verify(tmp_path):
         (["play", "spiral/TicTacToe-v0", "--kw", "mode"], "KEY=VALUE"),
         (["play", "spiral/TicTacToe-v0", "--kw", "modee=eval"], "did you mean 'mode'"),
         (["replay", "/nonexistent/run"], "no episodes at /nonexistent/run"),
+        (["play", "spiral/KuhnPoker-v0", "--agents", "random,heuristic", "--duplicate"], "add --swap-seats"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_fix(args, message):

@@ -348,6 +348,10 @@ def test_open_run_append_refuses_other_env_kwargs_schema_seeds_and_foreign_files
     with pytest.raises(ArenaError, match=r"seeds 2..3 were already played .* --seed 2 or more"):
         open_run(run, mode="append", info=INFO)
     open_run(run, mode="append", info={**INFO, "seed": 2}).close()
+    # duplicate deals (each seed played from 2 seats): indices 2 and 3 get seed + 1, which --seed 2 played
+    with pytest.raises(ArenaError, match=r"seeds 3..3 were already played .* --seed 3 or more"):
+        open_run(run, mode="append", info={**INFO, "seed": 2, "duplicate": 2})
+    open_run(run, mode="append", info={**INFO, "seed": 3, "duplicate": 2}).close()
     old = tmp_path / "old"
     old.mkdir()
     (old / "episodes.jsonl").write_text(_line(schema=1) + "\n")
