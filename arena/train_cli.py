@@ -222,7 +222,7 @@ def eval_cmd(
     temp = temperature if temperature is not None else decoding.get("temperature", 1.0)
 
     from arena.agents.hf import HFPolicy, load_model
-    from arena.evaluate import evaluate
+    from arena.evaluate import DEALS, evaluate
 
     if device is None:
         import os
@@ -248,7 +248,7 @@ def eval_cmd(
     out = json_out if json_out is not None else (_free_name(run / "eval-final.json") if run is not None else None)
     if out is not None:
         record = {"target": target, "model": spec, "run": str(run) if run else None, "envs": env_ids,
-                  "episodes": episodes, "seed": seed, "constrain": bool(constrain), "temperature": temp,
+                  "episodes": episodes, "deals": DEALS, "seed": seed, "constrain": bool(constrain), "temperature": temp,
                   "results": results}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1, default=_nan_as_null) + "\n")

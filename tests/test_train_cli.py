@@ -219,7 +219,7 @@ def test_eval_tiny_writes_json(tmp_path):
     result = arena_cmd("eval", "tiny", "--env", "spiral/TicTacToe-v0", "--episodes", "4", "--json", out)
     assert result.returncode == 0, result.stderr
     record = json.loads(out.read_text())
-    assert record["model"] == "tiny" and record["envs"] == ["spiral/TicTacToe-v0"] and record["episodes"] == 4
+    assert record["model"] == "tiny" and record["envs"] == ["spiral/TicTacToe-v0"] and record["episodes"] == 4 and record["deals"] == "duplicate"
     assert record["constrain"] is True
     for opponent in ("random", "heuristic"):
         for rate in ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate", "mean_return"):
