@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from arena.errors import ArenaError
-from arena.metrics import OPPONENTS, OUTCOMES, summarize_agents
+from arena.metrics import OPPONENTS, OUTCOMES, mean_return_se, summarize_agents
 from arena.policy import Policy, Request
 from arena.report import read_jsonl
 from arena.rollout import play
@@ -36,7 +36,8 @@ def _eval_kwargs(env_id: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
 def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed: int = 0,
                  env_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
     """The policy against a scripted opponent, both seats equally often: its win/draw/loss
-    and invalid-move rates and mean return over all its seats.
+    and invalid-move rates and mean return over all its seats, and the mean return's
+    standard error over the deals (`mean_return_se`).
 
     Each deal is played from both seats (`play(..., duplicate=True)`): episodes 2k and 2k+1
     share seed `seed + k`, so the cards cancel out of the comparison. With independent
@@ -49,7 +50,7 @@ def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed
         raise ArenaError(f"the evaluated policy and the opponent are both named {policy.name!r}")
     eps = play(env_id, [policy, opp], episodes, seed=seed, env_kwargs=_eval_kwargs(env_id, env_kwargs),
                swap_seats=True, duplicate=True, concurrency=max(1, episodes))
-    return summarize_agents(eps)[policy.name]
+    return {**summarize_agents(eps)[policy.name], "mean_return_se": mean_return_se(eps, policy.name)}
 
 
 def action_logprobs(model, tokenizer, request: Request, temperature: float = 1.0):
@@ -131,7 +132,8 @@ def play_alone(policy: Policy, env_id: str, episodes: int, seed: int = 0,
 def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int = 10_000,
              env_kwargs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything `arena eval` reports, as a flat dict: for a two-seat game
-    `<Env>/vs_<opponent>/<rate>` (the policy against `random` and `heuristic`, both seats),
+    `<Env>/vs_<opponent>/<rate>` (the policy against `random` and `heuristic`, both seats;
+    with `mean_return_se`, the mean return's standard error over the deals),
     for any other env `<Env>/self/<role>/<rate>` (the policy in every role, `play_alone`),
     and for one-hand Kuhn Poker `<Env>/exploitability`, the strategy table
     (`<Env>/policy_table`) and each info state's self-play action gap (`<Env>/action_gaps`)."""
@@ -153,7 +155,7 @@ def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int =
                 if "no heuristic" in str(exc):
                     continue
                 raise
-            for name in OUTCOMES:
+            for name in (*OUTCOMES, "mean_return_se"):
                 out[f"{short}/vs_{opponent}/{name}"] = result[name]
         if _is_one_hand_kuhn(env_id, kwargs):
             from arena.envs.spiral.kuhn_poker import action_gaps

@@ -101,6 +101,22 @@ def summarize_agents(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:
     }
 
 
+def mean_return_se(episodes: Iterable[Episode], agent: str) -> float:
+    """The standard error of `agent`'s mean return, with the episodes that share a seed (one
+    deal played from each seat, `play(..., duplicate=True)`) as one sample: `g_k` is the
+    agent's mean return over the episodes of seed k, and the error `sd(g) / sqrt(K)` over
+    the K seeds (nan below two). With a seed per episode it is the usual `sd / sqrt(n)`."""
+    by_seed: dict[Any, list[float]] = defaultdict(list)
+    for ep in episodes:
+        for role, reward in ep.rewards.items():
+            if ep.agents.get(role) == agent:
+                by_seed[ep.seed].append(reward)
+    groups = [sum(v) / len(v) for v in by_seed.values()]
+    if len(groups) < 2:
+        return math.nan
+    mean = sum(groups) / len(groups)
+    return math.sqrt(sum((g - mean) ** 2 for g in groups) / (len(groups) - 1) / len(groups))
+
 def role_metrics(episodes: Sequence[Episode], samples: Sequence[Any], *, model: str | None = None,
                  baselines: Mapping[str, float] | None = None) -> dict[str, float]:
     """A training batch's metrics per env and role, named `<env>/<role>/<metric>` (`<env>`

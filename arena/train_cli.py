@@ -279,7 +279,7 @@ def _print_results(results: dict[str, Any], title: str) -> None:
     role, `self (ROLE)`, for an env the model plays alone), then the Kuhn exploitability and strategy table of each env that has them."""
     ui = _ui()
     envs = list(dict.fromkeys(k.split("/")[0] for k in results))
-    table = ui._table(title, ["env", "opponent", "win>", "draw>", "loss>", "invalid moves>", "mean return>"])
+    table = ui._table(title, ["env", "opponent", "win>", "draw>", "loss>", "invalid moves>", "mean return ± s.e.>"])
     rows = 0
     for short in envs:
         for opp in OPPONENTS:
@@ -287,8 +287,10 @@ def _print_results(results: dict[str, Any], title: str) -> None:
             if f"{key}/win_rate" not in results:
                 continue
             rows += 1
-            ui._add_row(table, short, opp, *(_pct(results.get(f"{key}/{r}")) for r in RATES),
-                        _num(results.get(f"{key}/mean_return"), "+.3f"))
+            mean, se = _num(results.get(f"{key}/mean_return"), "+.3f"), results.get(f"{key}/mean_return_se")
+            if isinstance(se, (int, float)) and math.isfinite(se):
+                mean += f" ± {se:.3f}"
+            ui._add_row(table, short, opp, *(_pct(results.get(f"{key}/{r}")) for r in RATES), mean)
         roles = dict.fromkeys(k.split("/")[2] for k in results if k.startswith(f"{short}/self/") and k.count("/") == 3)
         for role in roles:  # an env without an opponent's seat: the model in every role
             key = f"{short}/self/{role}"

@@ -123,6 +123,26 @@ def test_duplicate_deals_play_each_deal_from_both_seats():
         play("spiral/KuhnPoker-v0", [RandomAgent(1)], 2, duplicate=True)
 
 
+def test_mean_return_se_counts_a_duplicate_deal_once():
+    import math
+
+    from arena.episode import Episode
+    from arena.metrics import mean_return_se
+
+    def ep(seed: int, first: str, r0: float) -> Episode:
+        second = "b" if first == "a" else "a"
+        return Episode("spiral/KuhnPoker-v0", seed, agents={"player_0": first, "player_1": second},
+                       rewards={"player_0": r0, "player_1": -r0})
+
+    # seeds 1, 2, 3 each from both seats: a's means per seed 1.5, -0.5, 0.5 -> sd 1, se 1 / sqrt(3)
+    episodes = [ep(1, "a", 2.0), ep(1, "b", -1.0), ep(2, "a", -1.0), ep(2, "b", 0.0), ep(3, "a", 1.0), ep(3, "b", 0.0)]
+    assert mean_return_se(episodes, "a") == pytest.approx(1 / math.sqrt(3))
+    assert mean_return_se(episodes, "b") == pytest.approx(1 / math.sqrt(3))
+    # one seed per episode: the usual sd / sqrt(n) (returns 2, -1, 1: sd sqrt(7/3))
+    assert mean_return_se([ep(1, "a", 2.0), ep(2, "a", -1.0), ep(3, "a", 1.0)], "a") == pytest.approx(math.sqrt(7 / 3 / 3))
+    assert math.isnan(mean_return_se(episodes[:2], "a"))
+
+
 def test_duplicate_deals_cancel_the_cards_out_of_an_evaluation():
     """The Nash policy against `random` over 64 hands, at 30 base seeds: with each deal
     played from both seats its mean return varies about half as much as with independent
