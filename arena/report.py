@@ -86,9 +86,10 @@ def _series(rows: list[dict[str, Any]], x: str, y: str) -> tuple[list[float], li
 
 
 def smoothing_weight(n: int) -> float:
-    """The EMA weight `smooth` uses for a curve of n steps: 0 (none) below 20 points, else
-    `1 - 2 / (span + 1)` with a span of n / 50 steps (0.905 for 1000 steps, 0.78 for 400)."""
-    return 0.0 if n < 20 else 1.0 - 2.0 / (n / 50.0 + 1.0)
+    """The EMA weight `smooth` uses for a curve of n steps: `1 - 2 / (span + 1)` with a span
+    of n / 50 steps (0.905 for 1000 steps, 0.78 for 400, 1/3 for 100), and 0 (none) below
+    100 steps, where the span would be under two steps."""
+    return 0.0 if n < 100 else 1.0 - 2.0 / (n / 50.0 + 1.0)
 
 
 def smooth(ys: list[float], weight: float) -> list[float]:
@@ -151,6 +152,22 @@ def _eval_lines(ax: Any, evals: list[dict[str, Any]], groups: list[tuple[str, st
     ax.grid(alpha=0.3)
 
 
+def _mean_with_error(ax: Any, evals: list[dict[str, Any]], prefix: str, color: str, label: str) -> None:
+    """`<prefix>/mean_return` against minutes, with a band of one standard error
+    (`<prefix>/mean_return_se`) where the records have it."""
+    rows = [r for r in evals if not math.isnan(_float(r.get(f"{prefix}/mean_return")))
+            and not math.isnan(_float(r.get("minutes")))]
+    if not rows:
+        return
+    xs = [_float(r["minutes"]) for r in rows]
+    ys = [_float(r[f"{prefix}/mean_return"]) for r in rows]
+    ax.plot(xs, ys, color=color, marker="o", markersize=3, label=label)
+    se = [_float(r.get(f"{prefix}/mean_return_se")) for r in rows]
+    if not any(math.isnan(e) for e in se):
+        ax.fill_between(xs, [y - e for y, e in zip(ys, se)], [y + e for y, e in zip(ys, se)], color=color, alpha=0.15,
+                        linewidth=0)
+
+
 def write_plots(run: Path, out: Path) -> list[Path]:
     """Write the PNG plots of a run into `out`; returns the files written."""
     metrics = read_metrics(run / "metrics.csv")
@@ -208,10 +225,17 @@ def write_plots(run: Path, out: Path) -> list[Path]:
         _save(fig, out / "exploitability.png", written)
     vs = sorted({k.split("/")[0] for r in evals for k in r if re.match(r"^[^/]+/vs_[^/]+/win_rate$", k)})
     if vs:
-        fig, axes = _figure(len(vs))
-        for ax, env in zip(axes[:, 0], vs, strict=True):
+        fig, axes = _figure(len(vs), 2)
+        for (ax, right), env in zip(axes, vs, strict=True):
             _eval_lines(ax, evals, [(f"{env}/vs_{opp}", f"vs {opp}") for opp in OPPONENTS], ("win_rate", "invalid_move_rate"))
             ax.set(title=f"{env}: evaluation vs fixed opponents", xlabel="wall-clock minutes", ylim=(-0.02, 1.02))
+            for k, opp in enumerate(OPPONENTS):
+                _mean_with_error(right, evals, f"{env}/vs_{opp}", f"C{k}", f"vs {opp}")
+            right.axhline(0.0, color="grey", linewidth=0.8)
+            right.set(title=f"{env}: mean return vs fixed opponents", xlabel="wall-clock minutes", ylabel="mean return")
+            if right.lines:
+                right.legend(fontsize=8)
+            right.grid(alpha=0.3)
         _save(fig, out / "eval_win_rates.png", written)
     alone: dict[str, list[str]] = {}  # env -> roles the model played alone in evaluation (azr, spice)
     for key in dict.fromkeys(k for r in evals for k in r):

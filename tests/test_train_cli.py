@@ -303,7 +303,9 @@ def test_report_smooths_per_step_curves_as_tensorboard_does():
     assert smooth([1.0, 2.0, 3.0], 0.5) == pytest.approx([1.0, 1.25 / 0.75, 2.125 / 0.875])
     assert smooth([4.0, 4.0, 4.0], 0.9) == pytest.approx([4.0, 4.0, 4.0])  # no pull towards 0
     assert smooth([1.0, -1.0], 0.0) == [1.0, -1.0]
-    assert smoothing_weight(10) == 0.0 and smoothing_weight(1000) == pytest.approx(1 - 2 / 21)
+    assert smoothing_weight(10) == smoothing_weight(40) == smoothing_weight(99) == 0.0
+    assert smoothing_weight(100) == pytest.approx(1 / 3) and smoothing_weight(1000) == pytest.approx(1 - 2 / 21)
+    assert all(0.0 <= smoothing_weight(n) < 1.0 for n in range(0, 100_000, 7))
     with pytest.raises(ArenaError, match=r"in \[0, 1\)"):
         smooth([1.0], 1.0)
 
