@@ -37,7 +37,7 @@ def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed
                  env_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
     """The policy against a scripted opponent, both seats equally often: its win/draw/loss
     and invalid-move rates and mean return over all its seats, and the mean return's
-    standard error over the deals (`mean_return_se`).
+    standard error over the deals (`mean_return_se`; None below two deals).
 
     Each deal is played from both seats (`play(..., duplicate=True)`): episodes 2k and 2k+1
     share seed `seed + k`, so the cards cancel out of the comparison. With independent
@@ -50,7 +50,8 @@ def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed
         raise ArenaError(f"the evaluated policy and the opponent are both named {policy.name!r}")
     eps = play(env_id, [policy, opp], episodes, seed=seed, env_kwargs=_eval_kwargs(env_id, env_kwargs),
                swap_seats=True, duplicate=True, concurrency=max(1, episodes))
-    return {**summarize_agents(eps)[policy.name], "mean_return_se": mean_return_se(eps, policy.name)}
+    se = mean_return_se(eps, policy.name)
+    return {**summarize_agents(eps)[policy.name], "mean_return_se": se if math.isfinite(se) else None}  # None: strict JSON
 
 
 def action_logprobs(model, tokenizer, request: Request, temperature: float = 1.0):

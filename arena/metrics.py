@@ -117,6 +117,7 @@ def mean_return_se(episodes: Iterable[Episode], agent: str) -> float:
     mean = sum(groups) / len(groups)
     return math.sqrt(sum((g - mean) ** 2 for g in groups) / (len(groups) - 1) / len(groups))
 
+
 def role_metrics(episodes: Sequence[Episode], samples: Sequence[Any], *, model: str | None = None,
                  baselines: Mapping[str, float] | None = None) -> dict[str, float]:
     """A training batch's metrics per env and role, named `<env>/<role>/<metric>` (`<env>`

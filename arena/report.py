@@ -1,10 +1,11 @@
 """`arena report`'s plots of a training run: PNG files from its metrics.csv and eval.jsonl.
 
 `write_plots(run, out)` writes reward per (env, role), win/draw/loss/invalid rates per
-role, the training loss (each step faint, and a smoothed line over it, `smooth`), Kuhn Poker's exploitability against wall-clock minutes, the
-evaluation win rates against the fixed opponents and, for envs the model plays alone in
-evaluation (azr, spice), each role's mean return and invalid-move rate; each only where the
-run has the columns.
+role and the training loss (each step faint, a smoothed line over it: `smooth`), Kuhn
+Poker's exploitability against wall-clock minutes, the evaluation's win rates and mean
+returns (with a band of one standard error) against the fixed opponents and, for envs the
+model plays alone in evaluation (azr, spice), each role's mean return and invalid-move
+rate; each only where the run has the columns.
 matplotlib is imported inside, with the Agg backend (no display needed).
 """
 
@@ -233,7 +234,7 @@ def write_plots(run: Path, out: Path) -> list[Path]:
                 _mean_with_error(right, evals, f"{env}/vs_{opp}", f"C{k}", f"vs {opp}")
             right.axhline(0.0, color="grey", linewidth=0.8)
             right.set(title=f"{env}: mean return vs fixed opponents", xlabel="wall-clock minutes", ylabel="mean return")
-            if right.lines:
+            if right.get_legend_handles_labels()[0]:
                 right.legend(fontsize=8)
             right.grid(alpha=0.3)
         _save(fig, out / "eval_win_rates.png", written)
