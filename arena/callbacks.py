@@ -34,15 +34,14 @@ class ProgressBar(ProgressCallback):
         if not state.is_world_process_zero or bar is None or not logs:
             return
         post = {k: f"{logs[k]:.3g}" for k in self.KEYS if isinstance(logs.get(k), (int, float))}
-        evaluated = {}
+        evaluated = False
         for key, value in logs.items():
             if key.endswith("/exploitability") and isinstance(value, (int, float)):
-                evaluated["exploitability"] = f"{value:.3f}"
-        self.evaluation = evaluated or self.evaluation
+                self.evaluation, evaluated = {"exploitability": f"{value:.3f}"}, True
         if post or evaluated:
             # a step's numbers show with the next step's tick (one redraw a step), an
             # evaluation's at once: it comes every `eval_every` steps and is what one watches
-            bar.set_postfix({**post, **self.evaluation}, refresh=bool(evaluated))
+            bar.set_postfix({**post, **self.evaluation}, refresh=evaluated)
 
 
 class ArenaCallback(TrainerCallback):

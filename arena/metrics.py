@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -112,10 +113,7 @@ def mean_return_se(episodes: Iterable[Episode], agent: str) -> float:
             if ep.agents.get(role) == agent:
                 by_seed[ep.seed].append(reward)
     groups = [sum(v) / len(v) for v in by_seed.values()]
-    if len(groups) < 2:
-        return math.nan
-    mean = sum(groups) / len(groups)
-    return math.sqrt(sum((g - mean) ** 2 for g in groups) / (len(groups) - 1) / len(groups))
+    return statistics.stdev(groups) / math.sqrt(len(groups)) if len(groups) > 1 else math.nan
 
 
 def role_metrics(episodes: Sequence[Episode], samples: Sequence[Any], *, model: str | None = None,
