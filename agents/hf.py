@@ -12,7 +12,9 @@ token ids, applied as a logits processor that sets every other logit to -inf
 (`arena.agents.constrain`: `ActionTrie`, `ConstrainProcessor`). The
 log-probs are then those of the constrained distribution, and `Completion.info
 ["allowed_token_ids"]` records the allowed set at each position, so the trainer computes
-the same constrained log-probs in its forward pass (`arena.trainer`).
+the same constrained log-probs in its forward pass (`arena.trainer`). A completion cut at
+`max_new_tokens` before its EOS says so: `Completion.info["finish_reason"] == "length"` (the
+OpenAI API's word; nothing is added to a finished one, so stored episodes stay small).
 
 **Fast generation on GPU**: with a CUDA device, generation runs from a copy of the policy
 in its compute dtype (bf16) with `cache_implementation="static"` (transformers compiles
@@ -376,7 +378,7 @@ class HFPolicy:
                 tokens = tokens[:tokens.index(eos) + 1]
             lp = [float(logps[i, t]) for t in range(len(tokens))] if logps is not None else None
             text = self.tokenizer.decode([t for t in tokens if t != eos], skip_special_tokens=True)
-            info: dict[str, Any] = {}
+            info: dict[str, Any] = {} if eos in tokens else {"finish_reason": "length"}  # cut at max_new_tokens
             if tries[i] is not None:
                 info["allowed_token_ids"] = tries[i].allowed_path(tokens)
             self.generated_tokens += len(tokens)

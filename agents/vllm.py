@@ -217,7 +217,7 @@ class VLLMPolicy(HFPolicy):
             sample = output.outputs[0]
             tokens = list(sample.token_ids)
             logprobs = [float(step[t].logprob) for step, t in zip(sample.logprobs or [], tokens, strict=True)]
-            info: dict[str, Any] = {}
+            info: dict[str, Any] = {"finish_reason": "length"} if sample.finish_reason == "length" else {}
             if actions is not None:
                 trie = ActionTrie(actions)
                 info["allowed_token_ids"] = trie.allowed_path(tokens)

@@ -85,6 +85,7 @@ class TrainConfig:
     gradient_checkpointing: bool | None = _f(None, "Recompute activations in the backward pass to save memory (transformers). Default: off on CPU (the tiny model does not need it and it costs a forward), on with CUDA (TRL's default). The shared prefix works either way.")
     share_prefix: bool = _f(True, "Run the prompt prefix that a step's samples share (chat template, rules) once, not once per sample: in the loss's forward (same log-probs and gradients, arena/prefix.py; with or without --gradient-checkpointing) and in generation's prefill (same tokens; the hf backend, dynamic or static cache).")
     filter_zero_advantage: bool = _f(False, "Drop samples whose advantage is exactly 0 (SPIRAL's filter_zero_adv); counted in the metrics.")
+    mask_truncated_completions: bool = _f(False, "Leave completions cut at --max-new-tokens (no EOS) out of the loss (TRL's name; DAPO's overlong filtering); their returns still count in the baselines. Counted in the metrics (samples/dropped_truncated; <env>/<role>/truncated_rate is logged either way).")
     # -- run ----------------------------------------------------------------------------
     out: str = _f("runs/selfplay", "Run folder: episodes, metrics, checkpoints, config.")
     seed: int = _f(0, "Seed of everything (model init of `tiny` aside: that is fixed).")

@@ -126,7 +126,8 @@ def role_metrics(episodes: Sequence[Episode], samples: Sequence[Any], *, model: 
       role it never played;
     - over the role's samples (`arena.samples.Sample`): `advantage_mean` (samples without
       an advantage, such as infra failures, left out), `completion_tokens` (mean per
-      turn), and `rae_baseline` when `baselines` has the role's key.
+      turn), `truncated_rate` (the share cut at the token limit: TRL's `clipped_ratio`),
+      and `rae_baseline` when `baselines` has the role's key.
     """
     out: dict[str, float] = {}
     by_env: dict[str, list[Episode]] = defaultdict(list)
@@ -147,6 +148,7 @@ def role_metrics(episodes: Sequence[Episode], samples: Sequence[Any], *, model: 
             adv = [s.advantage for s in mine if s.advantage is not None]
             out[f"{short}/{role}/advantage_mean"] = sum(adv) / max(len(adv), 1)
             out[f"{short}/{role}/completion_tokens"] = sum(len(s.completion_ids) for s in mine) / len(mine)
+            out[f"{short}/{role}/truncated_rate"] = sum(s.truncated for s in mine) / len(mine)
             key = "|".join(mine[0].key)
             if baselines is not None and key in baselines:
                 out[f"{short}/{role}/rae_baseline"] = baselines[key]

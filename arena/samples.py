@@ -31,6 +31,7 @@ class Sample:
     reward: float | None  # None: infra failure, masked
     task_type: str | None = None
     allowed: list[list[int]] | None = None  # per completion token, the legal next tokens (constrained decoding)
+    truncated: bool = False  # cut at max_new_tokens before EOS (the turn's info["finish_reason"] == "length")
     advantage: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -56,6 +57,7 @@ def collect(episodes: Sequence[Episode], trainable: str) -> list[Sample]:
                 completion_ids=list(turn.token_ids), logprobs=turn.logprobs,
                 reward=None if infra or turn.reward is None else float(turn.reward),
                 task_type=turn.info.get("task_type"), allowed=turn.info.get("allowed_token_ids"),
+                truncated=turn.info.get("finish_reason") == "length",
             ))
     return out
 
@@ -98,12 +100,21 @@ def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselin
             raise ValueError(f"unknown estimator {name!r}")
 
 
-def keep_for_loss(samples: list[Sample], filter_zero_advantage: bool) -> tuple[list[Sample], Counter]:
-    """The samples that enter the loss, and why the others were left out (counted)."""
+def keep_for_loss(samples: list[Sample], filter_zero_advantage: bool,
+                  mask_truncated: bool = False) -> tuple[list[Sample], Counter]:
+    """The samples that enter the loss, and why the others were left out (counted, each
+    sample under the first reason that applies: `infra`, `truncated`, `zero_advantage`).
+
+    With `mask_truncated` (TRL's `mask_truncated_completions`, DAPO's overlong filtering) a
+    completion cut at the token limit leaves the loss; its return still counted in the
+    advantages' baselines and groups, since the episode was played with it.
+    """
     kept, dropped = [], Counter()
     for s in samples:
         if s.advantage is None:
             dropped["infra"] += 1
+        elif mask_truncated and s.truncated:
+            dropped["truncated"] += 1
         elif filter_zero_advantage and s.advantage == 0.0:
             dropped["zero_advantage"] += 1
         else:

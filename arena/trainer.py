@@ -244,7 +244,7 @@ class SelfPlayTrainer(GRPOTrainer):
         estimators = {e: (cfg.estimators.get(e) or cfg.estimator) for e in cfg.env}
         assign_advantages(samples, {e: v for e, v in estimators.items() if v}, self.baselines, cfg.rae_alpha,
                           cfg.grpo_scale)
-        kept, dropped = keep_for_loss(samples, cfg.filter_zero_advantage)
+        kept, dropped = keep_for_loss(samples, cfg.filter_zero_advantage, cfg.mask_truncated_completions)
         self._check_not_empty(kept, samples, dropped)
         metrics.update(self._rollout_metrics(episodes, samples, dropped, rollout_seconds))
         if cfg.resolved_entropy_coef() or cfg.entropy_coef_final:
@@ -283,7 +283,8 @@ class SelfPlayTrainer(GRPOTrainer):
         why = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "no model turn was played"
         if self.empty_steps >= MAX_EMPTY_STEPS:
             raise ArenaError(f"{self.empty_steps} steps in a row had nothing to train on ({len(samples)} samples; "
-                             f"left out: {why}): check the sandbox (infra) or --filter-zero-advantage")
+                             f"left out: {why}): check the sandbox (infra), --filter-zero-advantage or "
+                             "--mask-truncated-completions (a larger --max-new-tokens)")
         logger.warning("step %d has nothing to train on (%d samples; left out: %s): no update this step",
                        self.state.global_step, len(samples), why)
 
@@ -435,7 +436,7 @@ class SelfPlayTrainer(GRPOTrainer):
         out["rollout/seconds"] = seconds
         out["samples/trained"] = len(samples) - sum(dropped.values())
         out["samples/empty_steps"] = self.empty_total
-        for reason in ("infra", "zero_advantage"):
+        for reason in ("infra", "truncated", "zero_advantage"):
             out[f"samples/dropped_{reason}"] = dropped.get(reason, 0)
         out.update(role_metrics(episodes, samples, model=self.policy.name if self.opponent is not None else None,
                                 baselines=self.baselines))

@@ -67,6 +67,23 @@ def test_assign_advantages_grpo_scale_off_is_dr_grpo():
     assert [s.advantage for s in samples] == pytest.approx([1 / (std + 1e-4), -1 / (std + 1e-4), 0.0])
 
 
+def test_truncated_samples_keep_their_advantage_and_leave_the_loss_only_when_asked():
+    from arena.samples import Sample, assign_advantages, keep_for_loss
+
+    def sample(reward, truncated=False):
+        return Sample(env_id="spiral/KuhnPoker-v0", role="player_0", episode=0, prompt_ids=[1],
+                      completion_ids=[5], logprobs=[-0.1], reward=reward, truncated=truncated)
+
+    samples = [sample(2.0, truncated=True), sample(0.0), sample(1.0), sample(None, truncated=True), sample(1.0, True)]
+    assign_advantages(samples, {"spiral/KuhnPoker-v0": "grpo"}, {}, grpo_scale=False)
+    assert [s.advantage for s in samples] == [1.0, -1.0, 0.0, None, 0.0]  # the cut ones still in the group mean
+    kept, dropped = keep_for_loss(samples, filter_zero_advantage=False)
+    assert kept == [samples[i] for i in (0, 1, 2, 4)] and dropped == {"infra": 1}
+    kept, dropped = keep_for_loss(samples, filter_zero_advantage=True, mask_truncated=True)
+    assert kept == [samples[1]]  # each left-out sample counted once, under its first reason
+    assert dropped == {"infra": 1, "truncated": 2, "zero_advantage": 1}
+
+
 def test_entropy_schedule_holds_then_moves_linearly():
     from arena.config import TrainConfig
 

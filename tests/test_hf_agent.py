@@ -112,6 +112,7 @@ def test_constrained_completions_are_one_legal_action_then_eos(tiny, env_id):
         assert c.text in request.legal_actions
         assert c.token_ids == policy.action_ids(c.text)
         assert c.token_ids[-1] == eos and c.token_ids.count(eos) == 1
+        assert "finish_reason" not in c.info  # finished: nothing said
         assert len(c.logprobs) == len(c.token_ids)
         assert c.prompt_ids == prompt_ids(tokenizer, request)
         seen.add(c.text)
@@ -325,9 +326,12 @@ def test_unconstrained_sampling_stops_at_eos_or_max_new_tokens(tiny):
         assert len(c.logprobs) == len(c.token_ids)
         if eos in c.token_ids:
             assert c.token_ids.index(eos) == len(c.token_ids) - 1  # nothing after EOS
+            assert "finish_reason" not in c.info
         else:
-            assert len(c.token_ids) == 12  # ran to the cap
+            assert len(c.token_ids) == 12  # ran to the cap, and says so
+            assert c.info["finish_reason"] == "length"
         assert all(lp <= 0.0 for lp in c.logprobs)
+    assert {c.info.get("finish_reason") for c in completions} == {None, "length"}  # both seen
 
 
 def test_generated_pad_token_is_kept_in_the_completion(tiny):

@@ -88,15 +88,17 @@ def test_role_metrics_of_a_training_batch():
     env_id = "spiral/KuhnPoker-v0"
     episodes = play(env_id, [RandomAgent(1), HeuristicAgent(2)], 20, swap_seats=True)
 
-    def sample(role: str, advantage: float | None, tokens: int) -> Sample:
+    def sample(role: str, advantage: float | None, tokens: int, truncated: bool = False) -> Sample:
         return Sample(env_id=env_id, role=role, episode=0, prompt_ids=[1], completion_ids=[2] * tokens, logprobs=None,
-                      reward=None if advantage is None else 1.0, advantage=advantage)
+                      reward=None if advantage is None else 1.0, advantage=advantage, truncated=truncated)
 
-    samples = [sample("player_0", 1.0, 2), sample("player_0", None, 4), sample("player_1", -0.5, 3)]
+    samples = [sample("player_0", 1.0, 2), sample("player_0", None, 4, truncated=True), sample("player_1", -0.5, 3)]
     everyone = role_metrics(episodes, samples, baselines={f"{env_id}|player_0": 0.25})
     assert everyone["KuhnPoker-v0/player_0/win_rate"] == summarize(episodes)["player_0"]["win_rate"]
     assert everyone["KuhnPoker-v0/player_0/advantage_mean"] == 1.0  # the masked sample left out
     assert everyone["KuhnPoker-v0/player_0/completion_tokens"] == 3.0  # but its tokens counted
+    assert everyone["KuhnPoker-v0/player_0/truncated_rate"] == 0.5
+    assert everyone["KuhnPoker-v0/player_1/truncated_rate"] == 0.0
     assert everyone["KuhnPoker-v0/player_0/rae_baseline"] == 0.25
     assert "KuhnPoker-v0/player_1/rae_baseline" not in everyone
     # against a fixed opponent: each role's outcomes over the episodes the model played it in

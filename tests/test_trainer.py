@@ -451,3 +451,30 @@ def test_the_progress_bar_shows_an_evaluation_at_once_and_keeps_it_until_the_nex
     bar.on_log(None, state, None, logs={"loss": 0.25, "eval_KuhnPoker-v0/exploitability": 0.1})
     assert out.getvalue().rstrip().endswith("loss=0.25, exploitability=0.100]")
     bar.training_bar.close()
+
+
+def test_mask_truncated_completions_leaves_cut_completions_out_of_the_loss_and_counts_them(tmp_path):
+    """At most 3 new tokens under the constraint: a Kuhn Poker action (`[bet]`: 2 tokens and
+    EOS) finishes, a TicTacToe one (`[4]`: 3 tokens and EOS) is cut before its EOS. Each
+    stored turn says which (`finish_reason`), and with the flag exactly the cut ones leave
+    the loss; the truncated rate is logged per env and role."""
+    from arena.config import TrainConfig
+    from arena.store import read_episodes
+    from arena.training import train
+
+    train(TrainConfig(env=["spiral/KuhnPoker-v0", "spiral/TicTacToe-v0"], steps=2, episodes_per_step=6,
+                      eval_every=0, save_every=100, max_new_tokens=3, mask_truncated_completions=True,
+                      out=str(tmp_path)))
+    turns = {env: [t for ep in read_episodes(tmp_path) if ep.env_id == env for t in ep.turns]
+             for env in ("spiral/KuhnPoker-v0", "spiral/TicTacToe-v0")}
+    assert not any(t.info.get("finish_reason") for t in turns["spiral/KuhnPoker-v0"])
+    cut = turns["spiral/TicTacToe-v0"]
+    assert cut and all(t.info["finish_reason"] == "length" and len(t.token_ids) == 3 for t in cut)
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("samples/trained")]
+    assert len(rows) == 2
+    assert sum(int(float(r["samples/dropped_truncated"])) for r in rows) == len(cut)
+    assert sum(int(float(r["samples/trained"])) for r in rows) == len(turns["spiral/KuhnPoker-v0"])
+    for r in rows:
+        assert float(r["KuhnPoker-v0/player_0/truncated_rate"]) == 0.0
+        assert float(r["TicTacToe-v0/player_0/truncated_rate"]) == 1.0

@@ -100,6 +100,30 @@ def test_greedy_episodes_and_logprobs_equal_the_hf_agent(engine, tiny):
             assert tx.logprobs == pytest.approx(ty.logprobs, abs=1e-4)
 
 
+def test_a_completion_cut_at_max_new_tokens_says_so_as_the_hf_agent_does(engine, tiny, monkeypatch):
+    """Unconstrained greedy decoding at most 4 tokens: the same completions from both
+    backends, and the same ones marked `finish_reason: length` (cut before EOS)."""
+    from arena.agents.hf import HFPolicy
+
+    from arena.rollout import play
+
+    model, tokenizer = tiny
+    monkeypatch.setattr(engine, "constrain", False)
+    monkeypatch.setattr(engine, "max_new_tokens", 4)
+    hf = HFPolicy(model, tokenizer, temperature=0.0, constrain=False, max_new_tokens=4)
+    a = play(KUHN, [hf], 8, seed=3)
+    b = play(KUHN, [engine], 8, seed=3)
+    eos = tokenizer.eos_token_id
+    marks = []
+    for x, y in zip(a, b, strict=True):
+        assert [t.token_ids for t in x.turns] == [t.token_ids for t in y.turns]
+        for tx, ty in zip(x.turns, y.turns, strict=True):
+            assert tx.info.get("finish_reason") == ty.info.get("finish_reason")
+            assert (ty.info.get("finish_reason") == "length") == (eos not in ty.token_ids)
+            marks.append(ty.info.get("finish_reason"))
+    assert "length" in marks
+
+
 def test_constraint_gives_only_legal_actions_with_constrained_logprobs(engine):
     """Sampled at temperature 1: every completion is a legal action followed by EOS, and the
     probabilities of the distinct actions (exp of the summed log-probs) add up to 1."""
