@@ -48,6 +48,7 @@ from transformers.trainer_callback import ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from arena.callbacks import ArenaCallback, ProgressBar
+from arena.checkpoint import CheckpointState
 from arena.config import TrainConfig
 from arena.episode import Episode
 from arena.errors import ArenaError
@@ -58,7 +59,6 @@ from arena.samples import Sample, assign_advantages, collect, keep_for_loss
 from arena.store import CHECKPOINTS_DIR, EpisodeWriter
 
 MODEL_DIR = "model"
-REF_MODEL_FILE = "ref_model.safetensors"  # the moved KL reference, in a checkpoint of a --sync-ref-model run
 MAX_EMPTY_STEPS = 3  # steps in a row with nothing to train on before the run stops
 logger = logging.getLogger("arena.trainer")
 
@@ -124,7 +124,7 @@ def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str
     )
 
 
-class SelfPlayTrainer(GRPOTrainer):
+class SelfPlayTrainer(CheckpointState, GRPOTrainer):
     """`GRPOTrainer` whose generation and scoring is arena's self-play rollout.
 
     Args:
@@ -312,36 +312,45 @@ class SelfPlayTrainer(GRPOTrainer):
         if any(s.allowed for s in rows):
             out["allowed"] = [s.allowed if s.allowed else None for s in rows]
         if self.num_iterations > 1 or self.args.steps_per_generation > self.args.gradient_accumulation_steps:
-            # the behaviour policy's log-probs, as sampled (TRL recomputes them with a forward pass)
-            old = torch.zeros((len(rows), width), dtype=torch.float32)
-            for i, s in enumerate(rows):
-                if s.logprobs:
-                    old[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
-            out["old_per_token_logps"] = old.to(device)
+            if self.config.top_p < 1.0:
+                # sampled from the nucleus: the recorded log-probs are of the truncated,
+                # renormalised distribution, the loss's of the whole one (TRL's), so the first
+                # pass's ratio would be off by the nucleus mass (0.5 at --top-p 0.5, where the
+                # clip then zeroes every negative advantage's gradient). A forward pass, as TRL.
+                out["old_per_token_logps"] = self._no_grad_logps(self.model, out)
+            else:  # the behaviour policy's log-probs, as sampled (TRL recomputes them with a forward pass)
+                old = torch.zeros((len(rows), width), dtype=torch.float32)
+                for i, s in enumerate(rows):
+                    if s.logprobs:
+                        old[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
+                out["old_per_token_logps"] = old.to(device)
         if self.beta != 0.0:
             out["ref_per_token_logps"] = self._reference_logps(out)
         return out
+
+    def _no_grad_logps(self, model, batch: dict[str, Any]) -> torch.Tensor:
+        """Per-token log-probs of the batch's completions under `model`, without gradients,
+        scored as the loss scores them (temperature, the constraint, the shared prefix)."""
+        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+        mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+        self._allowed = batch.get("allowed")
+        try:
+            with torch.no_grad():
+                logps, _, _ = self._get_per_token_logps_and_entropies(model, ids, mask, batch["completion_ids"].size(1))
+        finally:
+            self._allowed = None
+        return logps
 
     def _reference_logps(self, batch: dict[str, Any]) -> torch.Tensor:
         """Log-probs of the completions under the reference model (KL term, `beta` > 0), as
         TRL computes them: its `ref_model`, or the PEFT base with the adapter disabled."""
         from trl.trainer.utils import use_adapter
 
-        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
-        mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-        keep = batch["completion_ids"].size(1)
-        self._allowed = batch.get("allowed")
-        try:
-            with torch.no_grad():
-                if self.ref_model is not None:
-                    logps, _, _ = self._get_per_token_logps_and_entropies(self.ref_model, ids, mask, keep)
-                else:
-                    model = self.accelerator.unwrap_model(self.model)
-                    with use_adapter(model, adapter_name="ref" if "ref" in model.peft_config else None):
-                        logps, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, mask, keep)
-        finally:
-            self._allowed = None
-        return logps
+        if self.ref_model is not None:
+            return self._no_grad_logps(self.ref_model, batch)
+        model = self.accelerator.unwrap_model(self.model)
+        with use_adapter(model, adapter_name="ref" if "ref" in model.peft_config else None):
+            return self._no_grad_logps(self.model, batch)
 
     # -- constrained log-probs in the loss -----------------------------------------------
     def _compute_loss(self, model, inputs):
@@ -445,63 +454,3 @@ class SelfPlayTrainer(GRPOTrainer):
     def minutes(self) -> float:
         """Wall-clock minutes of training so far, over every session of this run."""
         return (self.elapsed_before + time.monotonic() - self.session_start) / 60.0
-
-    # -- arena state in checkpoints ------------------------------------------------------
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        """transformers' loading, then the learning rate of the schedule this session runs.
-
-        The optimizer's saved rate is what the checkpoint's schedule set for its next step:
-        0 at the end of a finished run with the default linear (or cosine) schedule, so a run
-        trained further with a larger `--steps` took its first new step at rate 0. The
-        schedule itself (a `LambdaLR`) is rebuilt for this session's steps; its rate at the
-        checkpoint's step replaces the saved one. A run resumed with its own steps gets the
-        rate it saved, unchanged."""
-        super()._load_optimizer_and_scheduler(checkpoint)
-        scheduler = self.lr_scheduler
-        if checkpoint is None or not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-            return
-        rates = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
-        for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
-            group["lr"] = rate
-        scheduler._last_lr = rates  # what `get_last_lr()` (and the step's logged rate) reads
-
-    def arena_state(self) -> dict[str, Any]:
-        get_rng = getattr(self.policy, "get_rng_state", None)
-        return {
-            "step": self.state.global_step,
-            "rollouts": self.rollouts,
-            "episodes_written": self.rollouts * self.config.episodes_per_step,
-            "baselines": dict(self.baselines),
-            "elapsed_seconds": self.elapsed_before + time.monotonic() - self.session_start,
-            "policy_rng": get_rng() if get_rng is not None else None,
-            "empty_steps": [self.empty_steps, self.empty_total],
-        }
-
-    def save_reference(self, ckpt: Path) -> None:
-        """With `--sync-ref-model` the KL reference is not the starting model but has moved
-        with the policy, and TRL's checkpoint leaves it out (its `Trainer` saves only the
-        policy): saved beside it, so a resumed run's KL term is the one it had."""
-        if self.args.sync_ref_model and self.ref_model is not None:
-            from safetensors.torch import save_model
-
-            tmp = ckpt / (REF_MODEL_FILE + ".tmp")
-            save_model(self.accelerator.unwrap_model(self.ref_model), str(tmp))  # tied weights saved once
-            os.replace(tmp, ckpt / REF_MODEL_FILE)
-
-    def load_reference(self, ckpt: Path) -> None:
-        """The reference `save_reference` wrote, when the checkpoint has one (a run that turns
-        `--sync-ref-model` on at resume starts its reference from the starting model)."""
-        path = ckpt / REF_MODEL_FILE
-        if self.args.sync_ref_model and self.ref_model is not None and path.is_file():
-            from safetensors.torch import load_model
-
-            load_model(self.accelerator.unwrap_model(self.ref_model), str(path), device=str(self.accelerator.device))
-
-    def load_arena_state(self, state: dict[str, Any]) -> None:
-        self.rollouts = int(state["rollouts"])
-        self.baselines = {k: float(v) for k, v in state["baselines"].items()}
-        self.elapsed_before = float(state.get("elapsed_seconds", 0.0))
-        self.empty_steps, self.empty_total = state.get("empty_steps", [0, 0])
-        self.session_start = time.monotonic()
-        if state.get("policy_rng") and hasattr(self.policy, "set_rng_state"):
-            self.policy.set_rng_state(state["policy_rng"])

@@ -478,3 +478,39 @@ def test_mask_truncated_completions_leaves_cut_completions_out_of_the_loss_and_c
     for r in rows:
         assert float(r["KuhnPoker-v0/player_0/truncated_rate"]) == 0.0
         assert float(r["TicTacToe-v0/player_0/truncated_rate"]) == 1.0
+
+
+def test_old_log_probs_of_nucleus_samples_are_the_loss_distributions_not_the_sampled_ones(tmp_path, monkeypatch):
+    """With --top-p < 1 and more than one pass over a batch, the PPO ratio's old log-probs
+    are the whole (temperature-scaled) distribution's, as the loss scores it and as TRL
+    computes them, not the truncated nucleus the tokens were sampled from (which would put
+    the first pass's ratio at the nucleus mass, about 0.5 here)."""
+    import torch
+
+    from arena.config import TrainConfig
+    from arena.trainer import SelfPlayTrainer
+    from arena.training import train
+
+    checked = []
+    batch_of = SelfPlayTrainer._batch
+
+    def spy(self, kept):
+        out = batch_of(self, kept)
+        ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+        mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        width = out["completion_ids"].size(1)
+        with torch.no_grad():  # the model's own forward, position by position
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, -width - 1:-1].float() / 0.7
+            expected = logits.log_softmax(-1).gather(-1, out["completion_ids"].unsqueeze(-1)).squeeze(-1)
+        on = out["completion_mask"].bool()
+        assert torch.allclose(out["old_per_token_logps"][on], expected[on], atol=1e-4)
+        sampled = torch.tensor([lp for s in kept for lp in s.logprobs])
+        assert sampled.sum() > expected[on].sum() + 0.3 * len(sampled)  # the nucleus' own were higher
+        checked.append(len(kept))
+        return out
+
+    monkeypatch.setattr(SelfPlayTrainer, "_batch", spy)
+    train(TrainConfig(env=["spiral/TicTacToe-v0"], steps=4, episodes_per_step=4, eval_every=0, save_every=100,
+                      constrain=False, max_new_tokens=4, temperature=0.7, top_p=0.5, num_iterations=2,
+                      out=str(tmp_path)))
+    assert len(checked) == 2 and all(checked)  # two rollouts, each trained on twice

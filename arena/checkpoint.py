@@ -1,0 +1,86 @@
+"""arena's part of a training checkpoint, as a mixin of `SelfPlayTrainer`.
+
+transformers' `Trainer` saves the model, optimizer, scheduler and RNG states; arena adds
+what self-play needs to go on exactly where it stopped (`arena_state`, written as
+`arena_state.json` by `arena.callbacks.ArenaCallback` and read back by
+`arena.training.train` on `--resume`): the step, the rollouts played (the episode store's
+offset), the RAE baselines, the wall-clock time so far, the policy's sampling RNG and the
+empty-step counters; with `--sync-ref-model` the moved KL reference (`save_reference`),
+which TRL's own checkpoint leaves out; and the learning rate of the schedule a resumed
+session runs (`_load_optimizer_and_scheduler`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REF_MODEL_FILE = "ref_model.safetensors"  # the moved KL reference, in a checkpoint of a --sync-ref-model run
+
+
+class CheckpointState:
+    """Checkpoint state of `SelfPlayTrainer` (which supplies `state`, `policy`, `config`,
+    `rollouts`, `baselines`, the timers, `ref_model`, `accelerator` and `lr_scheduler`)."""
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """transformers' loading, then the learning rate of the schedule this session runs.
+
+        The optimizer's saved rate is what the checkpoint's schedule set for its next step:
+        0 at the end of a finished run with the default linear (or cosine) schedule, so a run
+        trained further with a larger `--steps` took its first new step at rate 0. The
+        schedule itself (a `LambdaLR`) is rebuilt for this session's steps; its rate at the
+        checkpoint's step replaces the saved one. A run resumed with its own steps gets the
+        rate it saved, unchanged."""
+        super()._load_optimizer_and_scheduler(checkpoint)
+        scheduler = self.lr_scheduler
+        if checkpoint is None or not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            return
+        rates = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
+        for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
+        scheduler._last_lr = rates  # what `get_last_lr()` (and the step's logged rate) reads
+
+    def arena_state(self) -> dict[str, Any]:
+        get_rng = getattr(self.policy, "get_rng_state", None)
+        return {
+            "step": self.state.global_step,
+            "rollouts": self.rollouts,
+            "episodes_written": self.rollouts * self.config.episodes_per_step,
+            "baselines": dict(self.baselines),
+            "elapsed_seconds": self.elapsed_before + time.monotonic() - self.session_start,
+            "policy_rng": get_rng() if get_rng is not None else None,
+            "empty_steps": [self.empty_steps, self.empty_total],
+        }
+
+    def save_reference(self, ckpt: Path) -> None:
+        """With `--sync-ref-model` the KL reference is not the starting model but has moved
+        with the policy, and TRL's checkpoint leaves it out (its `Trainer` saves only the
+        policy): saved beside it, so a resumed run's KL term is the one it had."""
+        if self.args.sync_ref_model and self.ref_model is not None:
+            from safetensors.torch import save_model
+
+            tmp = ckpt / (REF_MODEL_FILE + ".tmp")
+            save_model(self.accelerator.unwrap_model(self.ref_model), str(tmp))  # tied weights saved once
+            os.replace(tmp, ckpt / REF_MODEL_FILE)
+
+    def load_reference(self, ckpt: Path) -> None:
+        """The reference `save_reference` wrote, when the checkpoint has one (a run that turns
+        `--sync-ref-model` on at resume starts its reference from the starting model)."""
+        path = ckpt / REF_MODEL_FILE
+        if self.args.sync_ref_model and self.ref_model is not None and path.is_file():
+            from safetensors.torch import load_model
+
+            load_model(self.accelerator.unwrap_model(self.ref_model), str(path), device=str(self.accelerator.device))
+
+    def load_arena_state(self, state: dict[str, Any]) -> None:
+        self.rollouts = int(state["rollouts"])
+        self.baselines = {k: float(v) for k, v in state["baselines"].items()}
+        self.elapsed_before = float(state.get("elapsed_seconds", 0.0))
+        self.empty_steps, self.empty_total = state.get("empty_steps", [0, 0])
+        self.session_start = time.monotonic()
+        if state.get("policy_rng") and hasattr(self.policy, "set_rng_state"):
+            self.policy.set_rng_state(state["policy_rng"])
