@@ -71,7 +71,11 @@ class TrainConfig:
     optimizer: str = _f("adamw", "adamw (transformers' AdamW), or optimistic-adamw: each step corrected by its change since the last, against the cycling of two-player gradient play (Daskalakis et al. 2018; converges on bilinear games with --adam-beta1 0, `arena.optim`).")
     max_grad_norm: float = _f(1.0, "Gradient clipping.")
     loss_type: str = _f("dapo", "TRL loss type: dapo, grpo, dr_grpo, bnpo, ...")
-    epsilon: float = _f(0.2, "PPO clip range.")
+    epsilon: float = _f(0.2, "PPO clip range (the lower bound, and the upper one unless --epsilon-high).")
+    epsilon_high: float | None = _f(None, "Upper clip bound, 1 + this (DAPO's clip-higher: 0.28); with --loss-type cispo the cap of the clipped weight (ScaleRL: 5.0). Default: --epsilon.")
+    delta: float | None = _f(None, "Two-sided clipping: cap the ratio at this too where the advantage is negative (INTELLECT-2; above 1 + --epsilon). Default: off.")
+    importance_sampling_level: str = _f("token", "PPO ratio per token, or per sequence (the mean log-ratio over its tokens: GSPO; --loss-type luspo expects it).")
+    top_entropy_quantile: float = _f(1.0, "Keep in the policy loss only this top share of completion tokens by entropy (Beyond the 80/20 Rule: 0.2); 1: every token.")
     beta: float = _f(0.0, "KL coefficient against the reference model (SPIRAL and AZR: 0).")
     sync_ref_model: bool = _f(False, "Move the reference model toward the policy every --ref-model-sync-steps (TRL's TR-DPO sync; a moving KL anchor, as R-NaD and magnetic mirror descent regularise self-play). Needs --beta > 0 and full fine-tuning.")
     ref_model_mixup_alpha: float = _f(0.6, "With --sync-ref-model: ref = alpha * policy + (1 - alpha) * ref at each sync (1: copy the policy).")
@@ -130,6 +134,12 @@ class TrainConfig:
                 raise ArenaError(f"unknown estimator {est!r}; choose from {', '.join(ESTIMATORS)}")
         check_choice("backend", self.backend, BACKENDS)
         check_choice("loss_type", self.loss_type, LOSS_TYPES)
+        check_choice("importance_sampling_level", self.importance_sampling_level, ("token", "sequence"))
+        if self.epsilon_high is not None and not self.epsilon_high > 0:
+            raise ArenaError(f"--epsilon-high must be > 0 (or none: --epsilon), got {self.epsilon_high}")
+        if self.delta is not None and not self.delta > 1 + self.epsilon:
+            raise ArenaError(f"--delta caps the ratio above the clip range, so it must be > 1 + --epsilon "
+                             f"({1 + self.epsilon:g}), got {self.delta}")
         check_choice("entropy_decay", self.entropy_decay, ("linear", "geometric"))
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.ray_workers < 1:
@@ -146,7 +156,7 @@ class TrainConfig:
         for name in ("adam_beta1", "adam_beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ArenaError(f"--{_flag(name)} must lie in [0, 1), got {getattr(self, name)}")
-        for name in ("entropy_hold", "entropy_decay_end", "rae_alpha", "ref_model_mixup_alpha"):
+        for name in ("entropy_hold", "entropy_decay_end", "rae_alpha", "ref_model_mixup_alpha", "top_entropy_quantile"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ArenaError(f"--{_flag(name)} must lie in [0, 1], got {getattr(self, name)}")
         if self.entropy_decay_end < self.entropy_hold:

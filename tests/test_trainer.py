@@ -388,6 +388,34 @@ def test_adam_betas_reach_the_optimizer_and_are_checked(tmp_path):
             TrainConfig(**{flag: value})
 
 
+def test_trl_loss_settings_reach_the_loss_that_trains(tmp_path):
+    """Clip-higher, two-sided clipping, GSPO's sequence-level ratio and the 80/20 entropy
+    mask are TRL's own: arena passes them through, and TRL's loss reads them where arena's
+    batches go (a TRL upgrade that renames them fails here); bad values are one line."""
+    from trl import GRPOTrainer
+
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+    from arena.training import train
+
+    trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=2, episodes_per_step=4, eval_every=0,
+                                num_iterations=2, epsilon_high=0.28, delta=1.5, loss_type="grpo",
+                                importance_sampling_level="sequence", top_entropy_quantile=0.2,
+                                out=str(tmp_path / "run")))
+    assert (trainer.epsilon_low, trainer.epsilon_high, trainer.args.delta) == (0.2, 0.28, 1.5)
+    assert (trainer.importance_sampling_level, trainer.top_entropy_quantile) == ("sequence", 0.2)
+    loss = inspect.getsource(GRPOTrainer._compute_loss)
+    for read in ("self.epsilon_high", "self.args.delta", "self.importance_sampling_level", "self.top_entropy_quantile"):
+        assert read in loss, read
+    assert trainer.state.global_step == 2
+    for bad, message in (({"importance_sampling_level": "sequense"}, "did you mean 'sequence'"),
+                         ({"delta": 1.1}, "--delta caps the ratio above the clip range, so it must be > 1 \\+ --epsilon"),
+                         ({"epsilon_high": 0.0}, "--epsilon-high must be > 0"),
+                         ({"top_entropy_quantile": 1.5}, "--top-entropy-quantile must lie in")):
+        with pytest.raises(ArenaError, match=message):
+            TrainConfig(**bad)
+
+
 def test_optimistic_adamw_is_the_optimizer_that_steps(tmp_path):
     """`--optimizer optimistic-adamw` builds `arena.optim.OptimisticAdamW` through Trainer's
     own `create_optimizer` (its weight-decay groups), and its state goes into the checkpoint."""
