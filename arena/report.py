@@ -169,6 +169,15 @@ def _mean_with_error(ax: Any, evals: list[dict[str, Any]], prefix: str, color: s
                         linewidth=0)
 
 
+def outcome_rates(metrics: list[dict[str, float]]) -> tuple[str, ...]:
+    """The columns of `outcomes.png`: `RATES`, and the truncated rate (completions cut at
+    `--max-new-tokens`, TRL's clipped ratio) when any step of the run had one."""
+    cut = _by_env_role(metrics, "truncated_rate")
+    if any(_float(r.get(col)) > 0 for roles in cut.values() for col in roles.values() for r in metrics):
+        return (*RATES, "truncated_rate")
+    return RATES
+
+
 def write_plots(run: Path, out: Path) -> list[Path]:
     """Write the PNG plots of a run into `out`; returns the files written."""
     metrics = read_metrics(run / "metrics.csv")
@@ -190,16 +199,18 @@ def write_plots(run: Path, out: Path) -> list[Path]:
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
         _save(fig, out / "reward.png", written)
-    rates = {rate: _by_env_role(metrics, rate) for rate in RATES}
-    envs = sorted({env for by_env in rates.values() for env in by_env})
+    shown = outcome_rates(metrics)
+    rates = {rate: _by_env_role(metrics, rate) for rate in shown}
+    envs = sorted({env for rate in RATES for env in rates[rate]})
     if envs:
-        fig, axes = _figure(len(envs), len(RATES), width=4.0)
+        fig, axes = _figure(len(envs), len(shown), width=4.0)
         for i, env in enumerate(envs):
-            for j, rate in enumerate(RATES):
+            for j, rate in enumerate(shown):
                 ax = axes[i, j]
                 for k, (role, col) in enumerate(sorted(rates[rate].get(env, {}).items())):
                     _step_lines(ax, *_series(metrics, "step", col), color=f"C{k}", label=role)
-                ax.set(title=f"{env}: {rate.replace('_', ' ')}", xlabel="step", ylim=(-0.02, 1.02))
+                title = "cut at max tokens" if rate == "truncated_rate" else rate.replace("_", " ")
+                ax.set(title=f"{env}: {title}", xlabel="step", ylim=(-0.02, 1.02))
                 ax.grid(alpha=0.3)
                 if ax.lines:
                     ax.legend(fontsize=8)

@@ -280,6 +280,28 @@ def test_report_without_eval_has_no_eval_plots(tmp_path):
     assert names == ["loss.png", "outcomes.png", "reward.png"]
 
 
+def test_report_shows_the_truncated_rate_only_for_a_run_that_had_one(tmp_path):
+    from arena.metrics import RATES
+    from arena.report import outcome_rates, read_metrics, write_plots
+
+    run = tmp_path / "run"
+    synthetic_run(run)
+    assert outcome_rates(read_metrics(run / "metrics.csv")) == RATES  # no column: as before
+    rows = [{"step": 1, "KuhnPoker-v0/player_0/truncated_rate": 0.0}, {"step": 2, "KuhnPoker-v0/player_0/truncated_rate": ""}]
+    assert outcome_rates(rows) == RATES  # never cut (or not logged at a step)
+    rows.append({"step": 3, "KuhnPoker-v0/player_0/truncated_rate": 0.25})
+    assert outcome_rates(rows) == (*RATES, "truncated_rate")
+    with open(run / "metrics.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    for i, row in enumerate(table):
+        row["KuhnPoker-v0/player_0/truncated_rate"] = 0.5 if i else 0.0
+    with open(run / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    assert "outcomes.png" in [p.name for p in write_plots(run, run / "plots")]
+
+
 def test_report_plots_the_roles_of_an_env_played_alone(tmp_path):
     """Evaluations of an env the model plays alone (`<Env>/self/<role>/...`, azr and spice)
     get `eval_roles.png`, a line per role; none of the opponents' plot."""
