@@ -118,7 +118,7 @@ def train_cmd(ctx: typer.Context) -> None:
     _say(f"done: {_count(step, 'step')} in " + (f"{minutes:.1f} min" if minutes >= 1 else f"{60 * minutes:.0f} s"))
     _say(f"model: {run_dir / 'model'}\nmetrics: {run_dir / 'metrics.csv'}\n"
          f"episodes: {run_dir / 'episodes.jsonl'} (replay with `arena replay {run_dir}`)\n"
-         f"plots: `arena report {run_dir}`; evaluate: `arena eval {run_dir} --env {config.env[0]}`")
+         f"plots: `arena report {run_dir}`; evaluate: `arena eval {run_dir}` (on the run's envs)")
     final = _last_eval(run_dir)
     if final:
         from arena.evaluate import record_results
