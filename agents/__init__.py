@@ -4,7 +4,9 @@
 (`scripted:noisy=0.5:verifier=yes`: the proposer/solver/verifier envs, `selfplay_scripted`),
 `openai:MODEL@URL[:constrain=yes:temperature=0.7...]` (a served model, `arena.agents.openai`),
 `tiny` and `hf:PATH_OR_ID` (transformers, `arena.agents.hf`), `vllm:tiny|PATH` (an
-in-process vLLM engine, `arena.agents.vllm`); those are imported only when used.
+in-process vLLM engine, `arena.agents.vllm`); those are imported only when used. Model
+agents take decoding options after the spec, `hf:PATH:temperature=0:max_tokens=16`
+(`arena.agents.options`: constrain, temperature, top_p, max_tokens, name).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ AGENTS: dict[str, Callable[..., Policy]] = {
 }
 # agents whose spec carries an argument after the first colon; their modules need optional
 # packages (openai, vllm) or torch, so they are imported only when used
-_WITH_ARGUMENT = {"scripted", "openai", "hf", "vllm"}
+_WITH_ARGUMENT = {"scripted", "openai", "hf", "vllm", "tiny"}
 
 
 def _lazy(module: str, spec: str, seed: int | None) -> Policy:
@@ -64,6 +66,8 @@ def make_agent(spec: str, seed: int | None = None) -> Policy:
         return SelfPlayScripted.from_spec(name, seed=seed)
     if kind in ("openai", "hf", "vllm") and ":" in name:
         return _lazy(kind, name, seed)
+    if kind == "tiny" and ":" in name:  # tiny:temperature=0 (options, `arena.agents.options`)
+        return _lazy("hf", name, seed)
     if name not in AGENTS:
         close = difflib.get_close_matches(name, list(AGENTS), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -69,7 +69,11 @@ from arena.errors import ArenaError
 from arena.policy import Completion, Request
 
 from .constrain import ActionTrie, ConstrainProcessor
-from .loading import agent_decoding, load_model  # `arena.agents.hf.load_model` stays importable
+from .loading import (  # `arena.agents.hf.load_model` stays importable
+    agent_decoding,
+    decoding_options,
+    load_model,
+)
 
 
 def _messages_key(messages: Sequence[Any]) -> tuple[tuple[str, str], ...] | None:
@@ -391,11 +395,13 @@ def make_hf_agent(spec: str, *, seed: int | None = None, device: str | None = No
     `arena play` stay apart). `hf:RUN` (a training run) plays the run's final model, else
     its newest checkpoint's, decoding as the run trained (`run_decoding`: the constraint,
     temperature, top-p, max tokens); a model folder inside a run (RUN/model) does the same.
-    Otherwise the constraint is on for the tiny model only."""
+    Otherwise the constraint is on for the tiny model only. Options after the spec set the
+    decoding (`hf:PATH:temperature=0:max_tokens=16`, `tiny:constrain=no`; `decoding_options`)."""
     if device is None:
         device = os.environ.get("ARENA_DEVICE") or _default_device()
-    model, tokenizer = load_model(spec, device=device, flag="hf:")
-    for key, value in agent_decoding(spec.removeprefix("hf:")).items():
+    target, options = decoding_options(spec, "tiny" if spec.startswith("tiny") else "hf")
+    model, tokenizer = load_model(target, device=device, flag="hf:")
+    for key, value in [*options.items(), *agent_decoding(target.removeprefix("hf:")).items()]:
         kwargs.setdefault(key, value)
     kwargs.setdefault("name", spec)
     return HFPolicy(model, tokenizer, seed=seed or 0, **kwargs)

@@ -6,7 +6,8 @@ run's adapter folder loads onto its base model, merged), or a Hub id, and loads 
 `from_pretrained`. Without network a Hub id is one line naming `tiny` or a local folder as
 the flag in use writes them, in seconds (a connection check first, not the Hub client's
 minute of retries). `agent_decoding` is how a loaded model decodes by default: as its
-training run did, or constrained for the tiny model only.
+training run did, or constrained for the tiny model only; `decoding_options` reads a spec's
+own (`hf:PATH:temperature=0`), which win.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any
 from arena.errors import ArenaError
 from arena.run_info import has_model, is_training_run, newest_model, run_decoding, run_of
 
+from .options import convert_options, peel_options
+
 
 def resolve_model(spec: str) -> str:
     """`tiny` -> the cached tiny model folder; a training run (`arena train --out RUN`) -> its
     final model, else its newest checkpoint's; a local folder -> itself; else a Hub id."""
-    if spec == "tiny":
+    if spec in ("tiny", "hf:tiny"):
         from .tiny import tiny_model_path
 
         return str(tiny_model_path())
@@ -133,6 +136,25 @@ def _load_adapter(folder: Path, dtype: Any):
     except ImportError:
         raise ArenaError(f"{folder} holds a LoRA adapter: loading it needs peft (pip install peft)") from None
     return AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype).merge_and_unload()
+
+
+#: `:KEY=VALUE` options of the `tiny`, `hf:` and `vllm:` specs (`arena.agents.options`).
+DECODING_OPTIONS: dict[str, type] = {"constrain": bool, "temperature": float, "top_p": float, "max_tokens": int,
+                                     "name": str}
+
+
+def decoding_options(spec: str, agent: str) -> tuple[str, dict[str, Any]]:
+    """`hf:PATH:temperature=0:max_tokens=16` -> (`hf:PATH`, the policy's keyword arguments:
+    `constrain`, `temperature`, `top_p`, `max_new_tokens`, `name`). They override what
+    `agent_decoding` would give (a run's own decoding)."""
+    target, raw = peel_options(spec.strip())
+    example = f"{agent}{'' if agent == 'tiny' else ':PATH'}:temperature=0:constrain=yes"
+    options = convert_options(agent, raw, DECODING_OPTIONS, example)
+    if "max_tokens" in options:
+        options["max_new_tokens"] = options.pop("max_tokens")
+        if options["max_new_tokens"] < 1:
+            raise ArenaError(f"{agent} agent option max_tokens={options['max_new_tokens']}: it must be >= 1")
+    return target, options
 
 
 def agent_decoding(target: str) -> dict[str, Any]:

@@ -45,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -54,9 +53,11 @@ from urllib.parse import urlsplit
 from arena.errors import ArenaError
 from arena.policy import Completion, Request
 
+from .options import convert_options, peel_options
+
 DUMMY_KEY = "EMPTY"
-OPTIONS = ("constrain", "temperature", "top_p", "max_tokens", "concurrency", "timeout", "retries", "name")
-_OPTION = re.compile(r":([a-z_]+)=([^:]*)$")
+OPTIONS: dict[str, type] = {"constrain": bool, "temperature": float, "top_p": float, "max_tokens": int,
+                             "concurrency": int, "timeout": float, "retries": int, "name": str}
 
 
 def _import_openai() -> Any:
@@ -77,49 +78,20 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _bool(key: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("yes", "true", "1", "on"):
-        return True
-    if lowered in ("no", "false", "0", "off"):
-        return False
-    raise ArenaError(f"openai agent option {key}={value!r}: write {key}=yes or {key}=no")
-
-
 def parse_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
     """`openai:MODEL@URL[:KEY=VALUE]...` -> (model, url, options). Options are peeled off the
-    end (a URL's `:8000/v1` is not KEY=VALUE), so model names with `:` or `/` survive."""
+    end (`arena.agents.options`: a URL's `:8000/v1` is not KEY=VALUE), so model names with
+    `:` or `/` survive."""
     rest = spec.strip()
-    rest = rest[len("openai:"):] if rest.startswith("openai:") else ""
-    raw: dict[str, str] = {}
-    while match := _OPTION.search(rest):
-        raw.setdefault(match.group(1), match.group(2))
-        rest = rest[:match.start()]
+    rest, raw = peel_options(rest[len("openai:"):] if rest.startswith("openai:") else "")
     model, sep, url = rest.partition("@")
     if not sep:
         url = os.environ.get("OPENAI_BASE_URL", "")
     if not model.strip() or not url.strip():
         raise ArenaError(f"openai agent {spec!r}: write openai:MODEL@URL, e.g. openai:tiny@http://127.0.0.1:8000/v1 "
                          "(or set OPENAI_BASE_URL)")
-    options: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in OPTIONS:
-            raise ArenaError(f"openai agent option {key!r}: choose from {', '.join(OPTIONS)} "
-                             "(e.g. openai:MODEL@URL:constrain=yes:temperature=0.7)")
-        options[key] = _convert(key, value)
+    options = convert_options("openai", raw, OPTIONS, "openai:MODEL@URL:constrain=yes:temperature=0.7")
     return model.strip(), normalize_url(url), options
-
-
-def _convert(key: str, value: str) -> Any:
-    if key == "constrain":
-        return _bool(key, value)
-    if key == "name":
-        return value
-    try:
-        return int(value) if key in ("max_tokens", "concurrency", "retries") else float(value)
-    except ValueError:
-        kind = "an integer" if key in ("max_tokens", "concurrency", "retries") else "a number"
-        raise ArenaError(f"openai agent option {key}={value!r}: {key} must be {kind}") from None
 
 
 class OpenAIPolicy:

@@ -447,6 +447,27 @@ def test_model_agents_by_spec_in_arena_play(tmp_path):
     assert f'"player_0":"hf:{path}"' in first.replace(" ", "")  # named by its spec: two models stay apart
 
 
+def test_model_agent_options_set_the_decoding_and_bad_ones_are_one_line():
+    """`tiny:...`, `hf:PATH:...` take the openai agent's KEY=VALUE options (the same parser,
+    `arena.agents.options`): greedy play is then the same twice; `hf:tiny` is `tiny`."""
+    from arena.agents import is_agent_spec, make_agent
+
+    agent = make_agent("tiny:temperature=0:constrain=yes:max_tokens=4")
+    assert (agent.name, agent.temperature, agent.constrain, agent.max_new_tokens) == (
+        "tiny:temperature=0:constrain=yes:max_tokens=4", 0.0, True, 4)
+    assert make_agent("hf:tiny:constrain=no").constrain is False and is_agent_spec("tiny:temperature=0")
+    a = play("spiral/KuhnPoker-v0", [agent], 6, seed=2)
+    b = play("spiral/KuhnPoker-v0", [make_agent("tiny:temperature=0")], 6, seed=2)
+    assert [[t.completion for t in e.turns] for e in a] == [[t.completion for t in e.turns] for e in b]
+    for bad, words in (("tiny:temp=0", ("tiny agent option 'temp': choose from constrain, temperature, top_p, "
+                                        "max_tokens, name \\(e.g. tiny:temperature=0")),
+                       ("hf:tiny:constrain=maybe", "hf agent option constrain='maybe': write constrain=yes"),
+                       ("tiny:max_tokens=0", "max_tokens=0: it must be >= 1"),
+                       ("tiny:max_tokens=x", "max_tokens must be an integer")):
+        with pytest.raises(ArenaError, match=words):
+            make_agent(bad)
+
+
 def test_hf_agent_of_a_training_run_plays_its_model_as_the_run_decoded(tmp_path, monkeypatch):
     """`hf:RUN` (and `hf:RUN/model`) load the run's model and decode as the run trained
     (the tiny model's constraint, the run's temperature); a plain folder keeps the defaults."""
@@ -469,6 +490,10 @@ def test_hf_agent_of_a_training_run_plays_its_model_as_the_run_decoded(tmp_path,
             spec, True, 0.7, 0.9, 12)
     plain = make_agent(f"hf:{tiny_model_path()}")
     assert (plain.constrain, plain.temperature) == (False, 1.0)
+    # options after the spec win over the run's decoding, and name the agent
+    greedy = make_agent(f"hf:{run}:temperature=0:max_tokens=3:name=greedy")
+    assert (greedy.name, greedy.constrain, greedy.temperature, greedy.top_p, greedy.max_new_tokens) == (
+        "greedy", True, 0.0, 0.9, 3)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ArenaError, match=r"no such model folder: runs/x/nope \(give tiny, hf:FOLDER"):
         make_agent("hf:runs/x/nope")
