@@ -334,16 +334,23 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
 
     def _no_grad_logps(self, model, batch: dict[str, Any]) -> torch.Tensor:
         """Per-token log-probs of the batch's completions under `model`, without gradients,
-        scored as the loss scores them (temperature, the constraint, the shared prefix)."""
+        scored as the loss scores them (temperature, the constraint, the shared prefix), in
+        as many chunks as the loss takes micro-batches (`steps_per_generation`), so that the
+        forward fits wherever the training step's does."""
         ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
         mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-        self._allowed = batch.get("allowed")
+        allowed, keep = batch.get("allowed"), batch["completion_ids"].size(1)
+        size = -(-ids.size(0) // max(1, self.args.steps_per_generation))
+        parts = []
         try:
             with torch.no_grad():
-                logps, _, _ = self._get_per_token_logps_and_entropies(model, ids, mask, batch["completion_ids"].size(1))
+                for rows in range(0, ids.size(0), size):
+                    part = slice(rows, rows + size)
+                    self._allowed = allowed[part] if allowed else None
+                    parts.append(self._get_per_token_logps_and_entropies(model, ids[part], mask[part], keep)[0])
         finally:
             self._allowed = None
-        return logps
+        return torch.cat(parts)
 
     def _reference_logps(self, batch: dict[str, Any]) -> torch.Tensor:
         """Log-probs of the completions under the reference model (KL term, `beta` > 0), as

@@ -540,5 +540,35 @@ def test_old_log_probs_of_nucleus_samples_are_the_loss_distributions_not_the_sam
     monkeypatch.setattr(SelfPlayTrainer, "_batch", spy)
     train(TrainConfig(env=["spiral/TicTacToe-v0"], steps=4, episodes_per_step=4, eval_every=0, save_every=100,
                       constrain=False, max_new_tokens=4, temperature=0.7, top_p=0.5, num_iterations=2,
-                      out=str(tmp_path)))
+                      gradient_accumulation_steps=2, out=str(tmp_path)))  # the forward in two chunks
     assert len(checked) == 2 and all(checked)  # two rollouts, each trained on twice
+
+
+def test_no_grad_log_probs_in_micro_batch_chunks_equal_one_forward(tmp_path, monkeypatch):
+    """The reference's (and the nucleus runs' old) log-probs are taken in as many chunks as
+    the loss has micro-batches, constrained rows too: the same values as one forward."""
+    import torch
+
+    from arena.config import TrainConfig
+    from arena.trainer import SelfPlayTrainer
+    from arena.training import train
+
+    compared = []
+    batch_of = SelfPlayTrainer._batch
+
+    def spy(self, kept):
+        out = batch_of(self, kept)
+        assert self.args.steps_per_generation == 2 and "allowed" in out
+        chunked = self._no_grad_logps(self.model, out)
+        monkeypatch.setattr(self.args, "steps_per_generation", 1)
+        whole = self._no_grad_logps(self.model, out)
+        monkeypatch.setattr(self.args, "steps_per_generation", 2)
+        on = out["completion_mask"].bool()
+        assert torch.allclose(chunked[on], whole[on], atol=1e-5) and torch.equal(out["ref_per_token_logps"], chunked)
+        compared.append(int(on.sum()))
+        return out
+
+    monkeypatch.setattr(SelfPlayTrainer, "_batch", spy)
+    train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=8, eval_every=0, save_every=100,
+                      beta=0.1, gradient_accumulation_steps=2, out=str(tmp_path)))
+    assert compared and compared[0] > 8
