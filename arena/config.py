@@ -329,6 +329,21 @@ TRL_NAMES: dict[str, str] = {
 }
 
 
+#: TRL's (GRPOConfig, TrainingArguments) names with no arena field, and why: what the
+#: researcher typing them needs to know instead of a far-off close match.
+TRL_WITHOUT: dict[str, str] = {
+    "num_generations": "arena forms no fixed groups: every model turn of --episodes-per-step episodes is a "
+                       "sample, and --estimator grpo groups the samples that share a prompt",
+    "per_device_train_batch_size": "a step trains on every model turn of --episodes-per-step episodes; split it "
+                                   "with --gradient-accumulation-steps",
+    "generation_batch_size": "a step plays --episodes-per-step episodes, --concurrency of them in flight (one "
+                             "generation call per tick)",
+    "logging_steps": "every step is logged (RUN/metrics.csv and --report-to)",
+    "bf16": "training runs in bf16 autocast on a CUDA device that supports it, in fp32 on CPU",
+    "fp16": "training runs in bf16 autocast on a CUDA device that supports it, in fp32 on CPU",
+}
+
+
 def _key(raw: str, where: str) -> str:
     names = list(_field_types())
     key = raw.lstrip("-").replace("-", "_")
@@ -341,11 +356,15 @@ def _key(raw: str, where: str) -> str:
         else:
             name = f"'{ours}: {value}'" if value else repr(ours)
         raise ArenaError(f"unknown {where} {shown}: that is TRL's name; arena's is {name} (see `arena train --help`)")
+    shown = f"--{raw.lstrip('-')}" if where == "flag" else repr(raw)
+    if key in TRL_WITHOUT:
+        raise ArenaError(f"unknown {where} {shown}: TRL's setting has no counterpart here: {TRL_WITHOUT[key]} "
+                         "(see `arena train --help`)")
     if key not in names:
         close = difflib.get_close_matches(key, names, n=1)
-        suggestion = f"--{_flag(close[0])}" if where == "flag" else repr(close[0]) if close else ""
-        hint = f"; did you mean {suggestion}?" if close else ""
-        shown = f"--{raw.lstrip('-')}" if where == "flag" else repr(raw)
+        hint = ""
+        if close:
+            hint = f"; did you mean {f'--{_flag(close[0])}' if where == 'flag' else repr(close[0])}?"
         raise ArenaError(f"unknown {where} {shown}{hint} (see `arena train --help`)")
     return key
 

@@ -56,6 +56,29 @@ def test_train_misspelled_flag_is_one_line_naming_the_close_match():
     assert "did you mean --steps" in line
 
 
+def test_an_unknown_flag_or_key_without_a_close_match_is_one_line(tmp_path):
+    """It was an IndexError traceback (the hint read the first close match of none)."""
+    from arena.config import parse_args
+
+    line = one_line_error(arena_cmd("train", "--frobnicate", "3"))
+    assert line.startswith("error: unknown flag --frobnicate (see `arena train --help`)"), line
+    config = tmp_path / "c.yaml"
+    config.write_text("frobnicate: 3\n")
+    with pytest.raises(ArenaError, match=r"^unknown key in .*c.yaml: 'frobnicate' \(see"):
+        parse_args(["--config", str(config)])
+
+
+@pytest.mark.parametrize(("typed", "named"), [
+    (["--num-generations", "8"], "--estimator grpo groups the samples that share a prompt"),
+    (["--per-device-train-batch-size", "8"], "split it with --gradient-accumulation-steps"),
+    (["--logging-steps", "5"], "every step is logged"),
+    (["--bf16"], "bf16 autocast on a CUDA device"),
+])
+def test_a_trl_setting_arena_has_no_counterpart_for_says_why(typed, named):
+    line = one_line_error(arena_cmd("train", *typed))
+    assert "TRL's setting has no counterpart here" in line and named in line
+
+
 @pytest.mark.parametrize(("typed", "named"), [
     (["--save-steps", "5"], "arena's is --save-every"),
     (["--max-steps", "5"], "arena's is --steps"),
@@ -68,10 +91,15 @@ def test_a_trl_flag_name_is_one_line_naming_arenas(typed, named):
 
 
 def test_trl_names_map_to_fields_that_exist_and_are_not_fields_themselves():
-    from arena.config import TRL_NAMES, TrainConfig
+    from transformers import TrainingArguments
+    from trl import GRPOConfig
+
+    from arena.config import TRL_NAMES, TRL_WITHOUT, TrainConfig
 
     fields = set(TrainConfig.__dataclass_fields__)
     assert set(TRL_NAMES.values()) <= fields and not set(TRL_NAMES) & fields
+    trl = set(GRPOConfig.__dataclass_fields__) | set(TrainingArguments.__dataclass_fields__)
+    assert set(TRL_WITHOUT) <= trl and not set(TRL_WITHOUT) & (fields | set(TRL_NAMES))
 
 
 def test_train_bad_yaml_key_is_one_line(tmp_path):
