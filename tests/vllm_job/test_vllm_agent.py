@@ -124,20 +124,6 @@ def test_a_completion_cut_at_max_new_tokens_says_so_as_the_hf_agent_does(engine,
     assert "length" in marks
 
 
-def test_vllm_agent_spec_options_set_the_decoding():
-    """`vllm:tiny:KEY=VALUE...` takes the hf agent's decoding options (one parser)."""
-    from arena.agents import make_agent
-
-    agent = make_agent("vllm:tiny:temperature=0:constrain=no:max_tokens=3")
-    try:
-        assert (agent.name, agent.temperature, agent.constrain, agent.max_new_tokens) == (
-            "vllm:tiny:temperature=0:constrain=no:max_tokens=3", 0.0, False, 3)
-        [completion] = agent.act([_kuhn_request(seed=1)])
-        assert 1 <= len(completion.token_ids) <= 3
-    finally:
-        del agent.llm
-
-
 def test_constraint_gives_only_legal_actions_with_constrained_logprobs(engine):
     """Sampled at temperature 1: every completion is a legal action followed by EOS, and the
     probabilities of the distinct actions (exp of the summed log-probs) add up to 1."""
@@ -220,3 +206,19 @@ def test_train_with_the_vllm_backend_stores_replayable_episodes(tmp_path, lora_r
     verify = subprocess.run([sys.executable, "-m", "arena.cli", "replay", str(run), "--verify"],
                             capture_output=True, text=True, timeout=300, check=False)
     assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr[-2000:]
+
+
+def test_vllm_agent_spec_options_set_the_decoding():
+    """`vllm:tiny:KEY=VALUE...` takes the hf agent's decoding options (one parser). Its own
+    engine: after the module's engine's tests (a second engine's teardown leaves vLLM's
+    process groups uninitialised for an engine still in use)."""
+    from arena.agents import make_agent
+
+    agent = make_agent("vllm:tiny:temperature=0:constrain=no:max_tokens=3")
+    try:
+        assert (agent.name, agent.temperature, agent.constrain, agent.max_new_tokens) == (
+            "vllm:tiny:temperature=0:constrain=no:max_tokens=3", 0.0, False, 3)
+        [completion] = agent.act([_kuhn_request(seed=1)])
+        assert 1 <= len(completion.token_ids) <= 3
+    finally:
+        del agent.llm
