@@ -133,6 +133,8 @@ class HFPolicy:
 
         if temperature < 0:
             raise ArenaError(f"temperature must be >= 0, got {temperature}")
+        if max_new_tokens < 1:
+            raise ArenaError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if not 0 < top_p <= 1:
             raise ArenaError(f"top_p must be in (0, 1], got {top_p}")
         self.model = model

@@ -151,9 +151,7 @@ def decoding_options(spec: str, agent: str) -> tuple[str, dict[str, Any]]:
     example = f"{agent}{'' if agent == 'tiny' else ':PATH'}:temperature=0:constrain=yes"
     options = convert_options(agent, raw, DECODING_OPTIONS, example)
     if "max_tokens" in options:
-        options["max_new_tokens"] = options.pop("max_tokens")
-        if options["max_new_tokens"] < 1:
-            raise ArenaError(f"{agent} agent option max_tokens={options['max_new_tokens']}: it must be >= 1")
+        options["max_new_tokens"] = options.pop("max_tokens")  # checked by the policy, as the others
     return target, options
 
 

@@ -339,8 +339,7 @@ TRL_WITHOUT: dict[str, str] = {
     "generation_batch_size": "a step plays --episodes-per-step episodes, --concurrency of them in flight (one "
                              "generation call per tick)",
     "logging_steps": "every step is logged (RUN/metrics.csv and --report-to)",
-    "bf16": "training runs in bf16 autocast on a CUDA device that supports it, in fp32 on CPU",
-    "fp16": "training runs in bf16 autocast on a CUDA device that supports it, in fp32 on CPU",
+    **dict.fromkeys(("bf16", "fp16"), "training runs in bf16 autocast on a CUDA device that supports it, in fp32 on CPU"),
 }
 
 

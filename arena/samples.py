@@ -100,10 +100,14 @@ def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselin
             raise ValueError(f"unknown estimator {name!r}")
 
 
+#: Why a sample leaves the loss (`keep_for_loss`), in the order the reasons are checked.
+DROP_REASONS: tuple[str, ...] = ("infra", "truncated", "zero_advantage")
+
+
 def keep_for_loss(samples: list[Sample], filter_zero_advantage: bool,
                   mask_truncated: bool = False) -> tuple[list[Sample], Counter]:
     """The samples that enter the loss, and why the others were left out (counted, each
-    sample under the first reason that applies: `infra`, `truncated`, `zero_advantage`).
+    sample under the first reason that applies, `DROP_REASONS`).
 
     With `mask_truncated` (TRL's `mask_truncated_completions`, DAPO's overlong filtering) a
     completion cut at the token limit leaves the loss; its return still counted in the

@@ -55,7 +55,7 @@ from arena.errors import ArenaError
 from arena.metrics import role_metrics
 from arena.prefix import forward, in_batch_order, plan, shared_prefix_logits
 from arena.rollout import play
-from arena.samples import Sample, assign_advantages, collect, keep_for_loss
+from arena.samples import DROP_REASONS, Sample, assign_advantages, collect, keep_for_loss
 from arena.store import CHECKPOINTS_DIR, EpisodeWriter
 
 MODEL_DIR = "model"
@@ -456,7 +456,7 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
         out["rollout/seconds"] = seconds
         out["samples/trained"] = len(samples) - sum(dropped.values())
         out["samples/empty_steps"] = self.empty_total
-        for reason in ("infra", "truncated", "zero_advantage"):
+        for reason in DROP_REASONS:
             out[f"samples/dropped_{reason}"] = dropped.get(reason, 0)
         out.update(role_metrics(episodes, samples, model=self.policy.name if self.opponent is not None else None,
                                 baselines=self.baselines))

@@ -462,7 +462,7 @@ def test_model_agent_options_set_the_decoding_and_bad_ones_are_one_line():
     for bad, words in (("tiny:temp=0", ("tiny agent option 'temp': choose from constrain, temperature, top_p, "
                                         "max_tokens, name \\(e.g. tiny:temperature=0")),
                        ("hf:tiny:constrain=maybe", "hf agent option constrain='maybe': write constrain=yes"),
-                       ("tiny:max_tokens=0", "max_tokens=0: it must be >= 1"),
+                       ("tiny:max_tokens=0", "max_new_tokens must be >= 1, got 0"),
                        ("tiny:max_tokens=x", "max_tokens must be an integer")):
         with pytest.raises(ArenaError, match=words):
             make_agent(bad)
