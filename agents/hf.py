@@ -148,6 +148,9 @@ class HFPolicy:
         self.device = next(model.parameters()).device
         self.static_cache = self.device.type == "cuda" if static_cache is None else bool(static_cache)
         self.share_prefix = bool(share_prefix)
+        # the recorded log-probs are the model's own (no copy in another dtype): the trainer
+        # then needs no correction for the sampler (arena/correction.py)
+        self.generates_with_model = not self.static_cache
         self._static_caches: dict[tuple[int, int], Any] = {}
         gen = torch.Generator()
         gen.manual_seed(seed)

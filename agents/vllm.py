@@ -124,6 +124,7 @@ class VLLMPolicy(HFPolicy):
                  sleep: bool | None = None, **engine_kwargs: Any):
         super().__init__(model, tokenizer, name=name, max_new_tokens=max_new_tokens, temperature=temperature,
                          top_p=top_p, constrain=constrain, batch_size=batch_size, seed=seed, static_cache=False)
+        self.generates_with_model = False  # an engine of its own (other kernels; bf16 on CUDA)
         vllm = _import_vllm()
         import torch
 

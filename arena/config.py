@@ -77,6 +77,11 @@ class TrainConfig:
     importance_sampling_level: str = _f("token", "PPO ratio per token, or per sequence (the mean log-ratio over its tokens: GSPO; --loss-type luspo expects it).")
     top_entropy_quantile: float = _f(1.0, "Keep in the policy loss only this top share of completion tokens by entropy (Beyond the 80/20 Rule: 0.2); 1: every token.")
     beta: float = _f(0.0, "KL coefficient against the reference model (SPIRAL and AZR: 0).")
+    sampling_correction: bool | None = _f(None, "Correct the loss for the sampler's mismatch with the trained model (TRL's vllm_importance_sampling_correction; arena/correction.py): the old log-probs from a forward pass, each token's loss weighted by the trained model's probability over the sampler's. Default: on where the sampler is not the trained model in its own numerics (--backend vllm, the hf backend's bf16 generation copy on CUDA, a learner in bf16 autocast), off where it is (the CPU default: nothing to correct).")
+    sampling_correction_mode: str = _f("sequence_mask", "How --sampling-correction weights: token_truncate, token_mask, sequence_truncate or sequence_mask (TRL's default); per token or one weight per completion, clamped into [--sampling-correction-min, --sampling-correction-max] (truncate: TIS) or zeroed outside it (mask: MIS).")
+    sampling_correction_min: float | None = _f(None, "Lower bound of the --sampling-correction weight (none: no bound; TRL's vllm_importance_sampling_clip_min).")
+    sampling_correction_max: float | None = _f(3.0, "Upper bound of the --sampling-correction weight (none: no bound; TRL's vllm_importance_sampling_clip_max).")
+    off_policy_mask_threshold: float | None = _f(None, "Leave out of the loss each negative-advantage completion whose mean per-token KL from the sampler to the trained model exceeds this (DeepSeek-V3.2's off-policy sequence masking, TRL's name; e.g. 0.5). The sampler's log-probs are the recorded ones. Default: off.")
     sync_ref_model: bool = _f(False, "Move the reference model toward the policy every --ref-model-sync-steps (TRL's TR-DPO sync; a moving KL anchor, as R-NaD and magnetic mirror descent regularise self-play). Needs --beta > 0 and full fine-tuning.")
     ref_model_mixup_alpha: float = _f(0.6, "With --sync-ref-model: ref = alpha * policy + (1 - alpha) * ref at each sync (1: copy the policy).")
     ref_model_sync_steps: int = _f(512, "With --sync-ref-model: steps between syncs of the reference model.")
@@ -140,6 +145,18 @@ class TrainConfig:
         if self.delta is not None and not self.delta > 1 + self.epsilon:
             raise ArenaError(f"--delta caps the ratio above the clip range, so it must be > 1 + --epsilon "
                              f"({1 + self.epsilon:g}), got {self.delta}")
+        from arena.correction import MODES
+
+        check_choice("sampling_correction_mode", self.sampling_correction_mode, MODES)
+        low, high = self.sampling_correction_min, self.sampling_correction_max
+        if low is not None and not low >= 0 or high is not None and not high > 0:
+            raise ArenaError(f"--sampling-correction-min must be >= 0 and --sampling-correction-max > 0 (or none: "
+                             f"no bound), got {low} and {high}")
+        if low is not None and high is not None and not low <= high:
+            raise ArenaError(f"--sampling-correction-min ({low}) must not exceed --sampling-correction-max ({high})")
+        if self.off_policy_mask_threshold is not None and not self.off_policy_mask_threshold > 0:
+            raise ArenaError(f"--off-policy-mask-threshold is a KL: it must be > 0 (e.g. 0.5), "
+                             f"got {self.off_policy_mask_threshold}")
         check_choice("entropy_decay", self.entropy_decay, ("linear", "geometric"))
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.ray_workers < 1:
@@ -326,6 +343,11 @@ TRL_NAMES: dict[str, str] = {
     "vllm_gpu_memory_utilization": "vllm_memory",
     "use_vllm": "backend",
     "use_peft": "lora_r",
+    "vllm_importance_sampling_correction": "sampling_correction",
+    "vllm_importance_sampling_mode": "sampling_correction_mode",
+    "vllm_importance_sampling_clip_min": "sampling_correction_min",
+    "vllm_importance_sampling_clip_max": "sampling_correction_max",
+    "vllm_importance_sampling_cap": "sampling_correction_max",
 }
 
 

@@ -246,6 +246,10 @@ class RayRollout:
         retries: new actors per share when its actor dies, before the step fails.
     """
 
+    #: the actors sample with an fp32 `HFPolicy` of the broadcast weights (on CPU, no copy in
+    #: another dtype): their log-probs are the trained model's, up to the learner's autocast
+    generates_with_model = True
+
     def __init__(self, config: TrainConfig, *, retries: int = RETRIES):
         if not config.ray_address:
             raise ArenaError("RayRollout needs --ray-address local, auto or HOST:PORT")

@@ -50,6 +50,7 @@ from trl import GRPOConfig, GRPOTrainer
 from arena.callbacks import ArenaCallback, ProgressBar
 from arena.checkpoint import CheckpointState
 from arena.config import TrainConfig
+from arena.correction import importance_ratio, mismatch_metrics
 from arena.episode import Episode
 from arena.errors import ArenaError
 from arena.metrics import role_metrics
@@ -182,6 +183,10 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
                 delta=config.delta,
                 importance_sampling_level=config.importance_sampling_level,
                 top_entropy_quantile=config.top_entropy_quantile,
+                vllm_importance_sampling_mode=config.sampling_correction_mode,
+                vllm_importance_sampling_clip_min=config.sampling_correction_min,
+                vllm_importance_sampling_clip_max=config.sampling_correction_max,
+                off_policy_mask_threshold=config.off_policy_mask_threshold,
                 beta=config.beta,
                 sync_ref_model=config.sync_ref_model,
                 ref_model_mixup_alpha=config.ref_model_mixup_alpha,
@@ -212,6 +217,18 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
             self.policy.model = self.model
         self._allowed: list | None = None
         self._entropy_sum: torch.Tensor | None = None
+        self.sampler_exact = self._sampler_exact()
+        self.sampling_correction = (not self.sampler_exact if config.sampling_correction is None
+                                    else config.sampling_correction)
+        if self.sampling_correction and config.loss_type == "vespo" and config.sampling_correction_mode.startswith("seq"):
+            raise ArenaError("--loss-type vespo weighs whole sequences itself: --sampling-correction needs "
+                             "--sampling-correction-mode token_truncate or token_mask (or --no-sampling-correction)")
+        # TRL's loss multiplies each token's loss by inputs["importance_sampling_ratio"] under
+        # `use_vllm and vllm_importance_sampling_correction`, its only reading of `use_vllm`
+        # once built: TRL's generation paths that also read it are replaced by
+        # `_generate_and_score_completions`. So `use_vllm` here means "correct for the
+        # sampler" (tests/test_trainer.py pins the multiplication).
+        self.use_vllm = self.vllm_importance_sampling_correction = self.sampling_correction
         self.legal_entropy_coef = config.resolved_entropy_coef()  # not TRL's `entropy_coef` (module docstring)
         self.share_prefix = config.share_prefix
         if config.optimizer == "optimistic-adamw":  # built by Trainer.create_optimizer, with its weight-decay groups
@@ -223,6 +240,14 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
         if self.pop_callback(ProgressCallback) is not None:
             self.add_callback(ProgressBar())
         self.add_callback(ArenaCallback(self))
+
+    def _sampler_exact(self) -> bool:
+        """Whether the episodes are sampled by the trained model in the loss's own numerics,
+        so that their recorded log-probs are the loss's: the hf backend generating with the
+        trained module itself (not a bf16 copy, not a vLLM engine; Ray's actors: a CPU fp32
+        copy of the same weights) and a loss outside bf16 autocast."""
+        sampler = self.rollout if self.rollout is not None else self.policy
+        return bool(getattr(sampler, "generates_with_model", False)) and not self.args.bf16
 
     def close_progress(self) -> None:
         """Close the progress bar of a training that stopped early (an error, Ctrl-C);
@@ -315,19 +340,32 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
         }
         if any(s.allowed for s in rows):
             out["allowed"] = [s.allowed if s.allowed else None for s in rows]
-        if self.num_iterations > 1 or self.args.steps_per_generation > self.args.gradient_accumulation_steps:
-            if self.config.top_p < 1.0:
-                # sampled from the nucleus: the recorded log-probs are of the truncated,
-                # renormalised distribution, the loss's of the whole one (TRL's), so the first
-                # pass's ratio would be off by the nucleus mass (0.5 at --top-p 0.5, where the
-                # clip then zeroes every negative advantage's gradient). A forward pass, as TRL.
+        recorded = torch.zeros((len(rows), width), dtype=torch.float32)  # the sampler's log-probs
+        for i, s in enumerate(rows):
+            if s.logprobs:
+                recorded[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
+        recorded = recorded.to(device)
+        stale = self.num_iterations > 1 or self.args.steps_per_generation > self.args.gradient_accumulation_steps
+        if stale or self.sampling_correction:
+            if self.sampling_correction or not self.sampler_exact or self.config.top_p < 1.0:
+                # the sampler's log-probs are not the loss's: another engine or dtype (the
+                # ratio's first pass would carry the mismatch, unclipped), or the nucleus's
+                # truncated, renormalised distribution (the ratio would be off by the nucleus
+                # mass: 0.5 at --top-p 0.5, where the clip zeroes every negative advantage's
+                # gradient). A forward pass, as TRL always takes them.
                 out["old_per_token_logps"] = self._no_grad_logps(self.model, out)
-            else:  # the behaviour policy's log-probs, as sampled (TRL recomputes them with a forward pass)
-                old = torch.zeros((len(rows), width), dtype=torch.float32)
-                for i, s in enumerate(rows):
-                    if s.logprobs:
-                        old[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
-                out["old_per_token_logps"] = old.to(device)
+            else:  # the trained model's own log-probs, as sampled: they spare that forward
+                out["old_per_token_logps"] = recorded
+        if self.sampling_correction or self.config.off_policy_mask_threshold is not None:
+            out["sampling_per_token_logps"] = recorded  # what the off-policy mask measures against
+        if self.sampling_correction:
+            cfg = self.config
+            out["importance_sampling_ratio"] = ratio = importance_ratio(
+                out["old_per_token_logps"], recorded, completion_mask.to(device), cfg.sampling_correction_mode,
+                cfg.sampling_correction_min, cfg.sampling_correction_max)
+            for name, value in mismatch_metrics(out["old_per_token_logps"], recorded, completion_mask.to(device),
+                                                ratio).items():
+                self._metrics["train"][name].append(value)
         if self.beta != 0.0:
             out["ref_per_token_logps"] = self._reference_logps(out)
         return out

@@ -59,7 +59,8 @@ def test_the_loss_reads_only_keys_arena_provides():
     required = set(re.findall(r'inputs\["(\w+)"\]', source))
     provided = {"prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages",
                 "num_items_in_batch", "old_per_token_logps", "ref_per_token_logps"}
-    # read only under a guard that arena's batches never meet (tool calls; TRL's own vLLM path)
+    # read only under a guard: tool calls (arena's batches never meet it), and the sampler
+    # correction (arena sets `use_vllm` exactly when its batches carry the ratio)
     guarded = {"tool_mask": '"tool_mask" not in inputs',
                "importance_sampling_ratio": "self.use_vllm and self.vllm_importance_sampling_correction"}
     for key, guard in guarded.items():
