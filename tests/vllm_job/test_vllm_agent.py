@@ -7,6 +7,7 @@ One engine is shared by the module (starting one takes ~10 s on 2 cores).
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import subprocess
@@ -206,6 +207,14 @@ def test_train_with_the_vllm_backend_stores_replayable_episodes(tmp_path, lora_r
     verify = subprocess.run([sys.executable, "-m", "arena.cli", "replay", str(run), "--verify"],
                             capture_output=True, text=True, timeout=300, check=False)
     assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr[-2000:]
+    # the engine is not the trained model: the loss is corrected for it (arena/correction.py),
+    # and the gap between the engine's log-probs and the trained model's is logged
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert len(rows) == 2
+    for row in rows:
+        gap = float(row["sampling/sampling_logp_difference/mean"])
+        assert 0 <= gap < 1e-4, gap  # an fp32 engine on CPU, synced each step: 2e-8 measured
+        assert float(row["sampling/importance_sampling_ratio/min"]) > 0
 
 
 def test_vllm_agent_spec_options_set_the_decoding():
