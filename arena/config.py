@@ -23,6 +23,7 @@ from typing import Any
 from arena.errors import ArenaError
 
 BACKENDS = ("hf", "vllm")
+DTYPES = ("float32", "bfloat16", "float16", "auto")
 OPTIMIZERS = ("adamw", "optimistic-adamw")  # `arena.optim`
 # TRL 1.16's GRPO losses (GRPOConfig.loss_type's help; TRL checks the name only at the first
 # loss, after the run folder is written); tests/test_trainer.py pins the list to TRL's.
@@ -48,6 +49,7 @@ class TrainConfig:
     concurrency: int = _f(256, "Episodes in flight at once during rollout.")
     # -- the model ----------------------------------------------------------------------
     model: str = _f("tiny", "Model: `tiny` (built locally), a local path, a Hub id, or a training run (its newest model: training goes on from there in a new run).")
+    dtype: str = _f("float32", "The weights' dtype when the model loads (TRL's --dtype): float32 (TRL's default; on CUDA, bf16 autocast over fp32 weights), bfloat16 (half the memory, the optimizer's states too: real-size models on one GPU), float16, or auto (the checkpoint's own).")
     max_new_tokens: int = _f(64, "Longest completion, in tokens.")
     temperature: float = _f(1.0, "Sampling temperature (also used in the loss, as TRL does).")
     top_p: float = _f(1.0, "Nucleus sampling.")
@@ -138,6 +140,7 @@ class TrainConfig:
             if est is not None and est not in ESTIMATORS:
                 raise ArenaError(f"unknown estimator {est!r}; choose from {', '.join(ESTIMATORS)}")
         check_choice("backend", self.backend, BACKENDS)
+        check_choice("dtype", self.dtype, DTYPES)
         check_choice("loss_type", self.loss_type, LOSS_TYPES)
         check_choice("importance_sampling_level", self.importance_sampling_level, ("token", "sequence"))
         if self.epsilon_high is not None and not self.epsilon_high > 0:
@@ -179,6 +182,12 @@ class TrainConfig:
         if self.entropy_decay_end < self.entropy_hold:
             raise ArenaError(f"--entropy-decay-end ({self.entropy_decay_end}) must not come before --entropy-hold "
                              f"({self.entropy_hold}): the bonus moves between the two")
+
+    def torch_dtype(self) -> Any:
+        """`--dtype` as `from_pretrained` takes it: a torch dtype, or "auto"."""
+        import torch
+
+        return "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
 
     def resolved_constrain(self) -> bool:
         """The legal-action constraint: as set, else on for the tiny model, and for a model
@@ -361,7 +370,9 @@ TRL_WITHOUT: dict[str, str] = {
     "generation_batch_size": "a step plays --episodes-per-step episodes, --concurrency of them in flight (one "
                              "generation call per tick)",
     "logging_steps": "every step is logged (RUN/metrics.csv and --report-to)",
-    **dict.fromkeys(("bf16", "fp16"), "training runs in bf16 autocast on a CUDA device that supports it, in fp32 on CPU"),
+    **dict.fromkeys(("bf16", "fp16"), "training runs in bf16 autocast on a CUDA device that supports it, in fp32 on "
+                                      "CPU; --dtype bfloat16 loads the weights themselves in bf16"),
+    "model_init_kwargs": "arena loads the model itself (`from_pretrained`); --dtype sets its weights' dtype",
 }
 
 

@@ -245,9 +245,11 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
         """Whether the episodes are sampled by the trained model in the loss's own numerics,
         so that their recorded log-probs are the loss's: the hf backend generating with the
         trained module itself (not a bf16 copy, not a vLLM engine; Ray's actors: a CPU fp32
-        copy of the same weights) and a loss outside bf16 autocast."""
+        copy of the same weights), fp32 weights (in bf16 a cached decode and the loss's whole
+        forward differ by bf16's rounding) and a loss outside bf16 autocast."""
         sampler = self.rollout if self.rollout is not None else self.policy
-        return bool(getattr(sampler, "generates_with_model", False)) and not self.args.bf16
+        fp32 = next(self.model.parameters()).dtype == torch.float32
+        return bool(getattr(sampler, "generates_with_model", False)) and fp32 and not self.args.bf16
 
     def close_progress(self) -> None:
         """Close the progress bar of a training that stopped early (an error, Ctrl-C);

@@ -171,7 +171,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None) 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.manual_seed(config.seed)
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, tokenizer = load_model(config.model, device=device)
+    model, tokenizer = load_model(config.model, device=device, dtype=config.torch_dtype())
     constrain = config.resolved_constrain()
     if config.backend == "vllm":
         from arena.agents.vllm import VLLMPolicy
@@ -188,7 +188,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None) 
         if is_agent_spec(config.opponent):  # random, heuristic, openai:MODEL@URL, ...
             opponent = make_agent(config.opponent, seed=config.seed + 1)
         else:
-            opp_model, opp_tok = load_model(config.opponent, device=device, flag="--opponent")
+            opp_model, opp_tok = load_model(config.opponent, device=device, flag="--opponent", dtype=config.torch_dtype())
             opponent = HFPolicy(opp_model, opp_tok, name="opponent", max_new_tokens=config.max_new_tokens,
                                 temperature=config.temperature, constrain=constrain, seed=config.seed + 1,
                                 share_prefix=config.share_prefix)

@@ -43,6 +43,7 @@ The machine may be shared: the ratio is what to compare.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -167,6 +168,7 @@ def run_arena(spec: str, args: argparse.Namespace, device: str, out_dir: Path) -
         loss_type="dapo", epsilon=0.2, beta=0.0, num_iterations=1, gradient_accumulation_steps=1,
         out=str(out_dir / "arena"), seed=args.seed, save_every=10**9, eval_every=0, device=device,
         gradient_checkpointing=args.gradient_checkpointing == "on",
+        sampling_correction={"default": None, "on": True, "off": False}[args.sampling_correction],
     )
     model, tokenizer = load_model(spec, device=device)
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=args.length, temperature=1.0, top_p=1.0,
@@ -179,13 +181,19 @@ def run_arena(spec: str, args: argparse.Namespace, device: str, out_dir: Path) -
         _attach(trainer).train()
     finally:
         trainer.writer.close()
+    # the sampler's mismatch with the trained model (arena/correction.py), where corrected
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    trainer.bench_sampling = {k: [float(r[k]) for r in rows if r.get(k)] for k in (rows[0] if rows else {})
+                              if k.startswith("sampling/")}
     return trainer
 
 
 def timed(trainer: Any, warmup: int) -> dict[str, list]:
     """The per-step records of one trainer run, warm-up steps dropped."""
     return {"steps": trainer.bench_steps[warmup:], "cpu": trainer.bench_cpu[warmup:], "gen": trainer.bench_gen[warmup:],
-            "tokens": trainer.bench_tokens[warmup:], "rows": trainer.bench_rows[warmup:]}
+            "tokens": trainer.bench_tokens[warmup:], "rows": trainer.bench_rows[warmup:],
+            "sampling": getattr(trainer, "bench_sampling", {})}
 
 
 def summary(name: str, runs: list[dict[str, list]]) -> dict[str, Any]:
@@ -227,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gradient-checkpointing", default="on", choices=["on", "off"],
                         help="the same on both sides (TRL's default: on; arena's CPU default: off)")
+    parser.add_argument("--sampling-correction", default="default", choices=["default", "on", "off"],
+                        help="arena's correction for its sampler (default: on for the CUDA bf16 generation copy, "
+                             "off on CPU; arena/correction.py); TRL's run has none without vLLM")
     parser.add_argument("--out", default="bench_train.json", help="JSON file for the results")
     args = parser.parse_args(argv)
 
@@ -270,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['step_cpu_seconds_median']:.2f}", f"{r['tokens_per_cpu_s_median']:.0f}",
                       f"{r['tokens_per_cpu_s_median'] / results['trl']['tokens_per_cpu_s_median']:.2f}x")
     Console(width=160).print(table)
+    gaps = [x for r in runs["arena"] for x in r["sampling"].get("sampling/sampling_logp_difference/mean", [])]
+    if gaps:
+        lows = [x for r in runs["arena"] for x in r["sampling"]["sampling/importance_sampling_ratio/min"]]
+        highs = [x for r in runs["arena"] for x in r["sampling"]["sampling/importance_sampling_ratio/max"]]
+        print(f"arena corrected for its sampler: mean |log-prob gap| {statistics.median(gaps):.2e} per token "
+              f"(median over steps), weights {min(lows):.4f}..{max(highs):.4f}", file=sys.stderr)
     meta = {
         "model": args.model, "model_config": args.model_config, "device": device, "prompts": args.prompts,
         "generations": args.generations, "length": args.length, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the correction weighs torch tensors (pip install torch)")
 
-from arena.correction import MODES, importance_ratio, mismatch_metrics  # noqa: E402
+from arena.correction import MODES, importance_ratio, mismatch_metrics
 
 OLD = torch.tensor([[-1.0, -2.0, -0.5], [-0.1, 0.0, 0.0]])
 SAMPLING = torch.tensor([[-1.5, -1.0, -0.5], [-0.1, 0.0, 0.0]])
@@ -70,6 +70,7 @@ def _train(tmp_path, monkeypatch, *, static_cache: bool, **kw):
     """A short Kuhn Poker run, its batches captured; `static_cache` forces the CUDA
     generation path (a bf16 copy of the trained model) on this CPU."""
     from arena.agents.hf import HFPolicy
+
     from arena.config import TrainConfig
     from arena.trainer import SelfPlayTrainer
     from arena.training import train
@@ -111,8 +112,7 @@ def test_a_bf16_generation_copy_is_corrected_against_the_trained_models_own_log_
         ratio = importance_ratio(saved["old_per_token_logps"], recorded.new_zeros(on.shape).masked_scatter(on, recorded),
                                  saved["completion_mask"], "sequence_mask", None, 3.0)
         assert torch.allclose(saved["importance_sampling_ratio"], ratio)
-    # the first batch's old log-probs are the starting model's forward (its weights before any step)
-    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
     assert all(0 < float(r["sampling/sampling_logp_difference/mean"]) < 0.1 for r in rows)
     assert all(float(r["sampling/importance_sampling_ratio/min"]) > 0 for r in rows)
 

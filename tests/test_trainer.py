@@ -573,3 +573,27 @@ def test_no_grad_log_probs_in_micro_batch_chunks_equal_one_forward(tmp_path, mon
     train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=8, eval_every=0, save_every=100,
                       beta=0.1, gradient_accumulation_steps=2, out=str(tmp_path)))
     assert compared and compared[0] > 8
+
+
+def test_dtype_loads_the_weights_in_it_and_the_run_saves_them_so(tmp_path):
+    """`--dtype bfloat16` (TRL's --dtype): the trained weights and the saved model are bf16,
+    and the sampler is then corrected for (a cached bf16 decode is not the loss's forward)."""
+    import json
+
+    import torch
+
+    from arena.config import TrainConfig, parse_args
+    from arena.errors import ArenaError
+    from arena.training import train
+
+    trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0,
+                                dtype="bfloat16", out=str(tmp_path / "run")))
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.bfloat16}
+    assert trainer.state.global_step == 1 and trainer.sampling_correction
+    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["dtype"] == "bfloat16"
+    auto = TrainConfig(dtype="auto")
+    assert auto.torch_dtype() == "auto" and TrainConfig().torch_dtype() is torch.float32
+    with pytest.raises(ArenaError, match="unknown --dtype 'bfloat'; did you mean 'bfloat16'"):
+        TrainConfig(dtype="bfloat")
+    with pytest.raises(ArenaError, match="--dtype sets its weights' dtype"):
+        parse_args(["--model-init-kwargs", '{"dtype": "bfloat16"}'])

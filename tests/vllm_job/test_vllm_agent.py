@@ -209,7 +209,7 @@ def test_train_with_the_vllm_backend_stores_replayable_episodes(tmp_path, lora_r
     assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr[-2000:]
     # the engine is not the trained model: the loss is corrected for it (arena/correction.py),
     # and the gap between the engine's log-probs and the trained model's is logged
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert len(rows) == 2
     for row in rows:
         gap = float(row["sampling/sampling_logp_difference/mean"])
