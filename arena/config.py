@@ -373,6 +373,19 @@ TRL_WITHOUT: dict[str, str] = {
     **dict.fromkeys(("bf16", "fp16"), "training runs in bf16 autocast on a CUDA device that supports it, in fp32 on "
                                       "CPU; --dtype bfloat16 loads the weights themselves in bf16"),
     "model_init_kwargs": "arena loads the model itself (`from_pretrained`); --dtype sets its weights' dtype",
+    "steps_per_generation": "each optimizer step plays its own rollout, split into --gradient-accumulation-steps "
+                            "micro-batches (TRL's steps_per_generation is that); --num-iterations passes go over it",
+    **dict.fromkeys(("log_completions", "num_completions_to_print"),
+                    "every episode, every completion in it, goes to RUN/episodes.jsonl: `arena replay RUN` shows them"),
+    "cache_implementation": "on a CUDA device the hf backend generates from a bf16 copy with the static, compiled "
+                            "cache; plain generate on CPU",
+    "vllm_mode": "--backend vllm runs the engine in the trainer's process (TRL's colocate); a served model plays "
+                 "as --opponent openai:MODEL@URL",
+    "vllm_enable_sleep_mode": "--backend vllm sleeps between rollouts on CUDA, always (nothing to sleep on CPU)",
+    "reward_weights": "the rewards are the env's (each role's return): an env weighs its own terms",
+    "shuffle_dataset": "there is no dataset: every step plays fresh episodes (seeded by --seed and the episode index)",
+    **dict.fromkeys(("top_k", "min_p", "repetition_penalty"),
+                    "arena samples with --temperature and --top-p (and the legal-action constraint)"),
 }
 
 
