@@ -67,30 +67,48 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
+#: How `grpo` divides (TRL's `scale_rewards` values).
+GRPO_SCALES = ("group", "batch", "none")
+
+
 def grpo(
     rewards: Sequence[float | None],
     groups: Sequence[Hashable],
-    scale: bool = True,
+    scale: bool | str = "group",
     eps: float = 1e-4,
+    batches: Sequence[Hashable] | None = None,
 ) -> list[float | None]:
-    """Group-relative advantages (GRPO): A = (R - mean_g) / (std_g + eps), per group g.
+    """Group-relative advantages (GRPO): A = (R - mean_g) / (std + eps), per group g.
 
-    Mean and (unbiased, as TRL) std are over the unmasked samples of the group; with
-    `scale=False` (Dr. GRPO) A = R - mean_g. A group whose rewards are all equal gives 0 to
-    each sample; a group of one sample gives 0.
+    `scale` (TRL's `scale_rewards`) picks the std: "group" (True) std_g, the group's;
+    "batch" std_b over the batch b the sample belongs to (`batches`, default one batch:
+    Lite PPO's group mean with batch std, which stays finite for a group of equal rewards
+    inside a varied batch); "none" (False, Dr. GRPO) no division, A = R - mean_g. Means and
+    (unbiased, as TRL) stds are over the unmasked samples; a group whose rewards are all
+    equal gives 0 to each sample; a group of one sample gives 0.
     """
+    scale = {True: "group", False: "none"}.get(scale, scale) if isinstance(scale, bool) else scale
+    if scale not in GRPO_SCALES:
+        raise ValueError(f"unknown grpo scale {scale!r}; one of {', '.join(GRPO_SCALES)}")
+    batches = [None] * len(rewards) if batches is None else batches
     members: dict[Hashable, list[float]] = defaultdict(list)
-    for reward, group in zip(rewards, groups, strict=True):
+    batch_members: dict[Hashable, list[float]] = defaultdict(list)
+    for reward, group, batch in zip(rewards, groups, batches, strict=True):
         if reward is not None:
             members[group].append(float(reward))
+            batch_members[batch].append(float(reward))
     stats = {g: _mean_std(v) for g, v in members.items()}
+    batch_std = {b: _mean_std(v)[1] for b, v in batch_members.items()}
     out: list[float | None] = []
-    for reward, group in zip(rewards, groups):
+    for reward, group, batch in zip(rewards, groups, batches):
         if reward is None:
             out.append(None)
             continue
         mean, std = stats[group]
-        out.append((float(reward) - mean) / (std + eps) if scale else float(reward) - mean)
+        if scale == "none":
+            out.append(float(reward) - mean)
+        else:
+            out.append((float(reward) - mean) / ((std if scale == "group" else batch_std[batch]) + eps))
     return out
 
 

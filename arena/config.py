@@ -92,7 +92,7 @@ class TrainConfig:
     estimator: str | None = _f(None, "Advantage estimator for every env: rae, grpo, trr++. Default per env family (spiral: rae, azr: trr++, spice: grpo).")
     estimators: dict[str, str] = _f({}, "Estimator per env id, overriding --estimator.")
     rae_alpha: float = _f(0.95, "EMA decay of the RAE baselines (SPIRAL: 0.95).")
-    grpo_scale: bool = _f(True, "grpo: divide by the group's reward std (TRL's scale_rewards); --no-grpo-scale gives Dr. GRPO's A = R - group mean.")
+    grpo_scale: str = _f("group", "grpo: what the advantage R - group mean is divided by (TRL's scale_rewards): group (the group's reward std), batch (the std of the step's rewards of the same env and role: Lite PPO), or none (Dr. GRPO; also --no-grpo-scale).")
     gradient_checkpointing: bool | None = _f(None, "Recompute activations in the backward pass to save memory (transformers). Default: off on CPU (the tiny model does not need it and it costs a forward), on with CUDA (TRL's default). The shared prefix works either way.")
     share_prefix: bool = _f(True, "Run the prompt prefix that a step's samples share (chat template, rules) once, not once per sample: in the loss's forward (same log-probs and gradients, arena/prefix.py; with or without --gradient-checkpointing) and in generation's prefill (same tokens; the hf backend, dynamic or static cache).")
     filter_zero_advantage: bool = _f(False, "Drop samples whose advantage is exactly 0 (SPIRAL's filter_zero_adv); counted in the metrics.")
@@ -139,6 +139,11 @@ class TrainConfig:
         for est in [self.estimator, *self.estimators.values()]:
             if est is not None and est not in ESTIMATORS:
                 raise ArenaError(f"unknown estimator {est!r}; choose from {', '.join(ESTIMATORS)}")
+        from arena.advantages import GRPO_SCALES
+
+        # runs saved before the levels stored a bool (true: group, false: none: Dr. GRPO)
+        self.grpo_scale = {"true": "group", "false": "none"}.get(str(self.grpo_scale).lower(), str(self.grpo_scale))
+        check_choice("grpo_scale", self.grpo_scale, GRPO_SCALES)
         check_choice("backend", self.backend, BACKENDS)
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("loss_type", self.loss_type, LOSS_TYPES)
@@ -439,7 +444,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 # run resumed from a config.yaml without them keeps its own schedule (its entropy bonus then
 # decayed from half-way to a tenth) and its own loss forward (TRL's, under gradient
 # checkpointing: the shared prefix rounds differently), never the new defaults.
-RUN_FIELDS_ADDED: dict[str, Any] = {"entropy_hold": 0.5, "grpo_scale": True, "gradient_checkpointing": True,
+RUN_FIELDS_ADDED: dict[str, Any] = {"entropy_hold": 0.5, "grpo_scale": "group", "gradient_checkpointing": True,
                                     "share_prefix": False, "entropy_decay": "linear"}
 
 
@@ -471,7 +476,7 @@ def parse_args(args: list[str]) -> TrainConfig:
         negated = name.startswith("no-") and name[3:].replace("-", "_") in types_
         key = _key(name[3:] if negated else name, "flag")
         base, _ = _base_type(types_[key])
-        if base is bool and not eq:
+        if (base is bool or (negated and key == "grpo_scale")) and not eq:  # --no-grpo-scale: "none"
             flags.append((key, "false" if negated else "true"))
             i += 1
             continue

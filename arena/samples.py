@@ -63,14 +63,15 @@ def collect(episodes: Sequence[Episode], trainable: str) -> list[Sample]:
 
 
 def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselines: dict[str, float],
-                      rae_alpha: float = 0.95, grpo_scale: bool = True) -> None:
+                      rae_alpha: float = 0.95, grpo_scale: bool | str = "group") -> None:
     """Set `sample.advantage` for every sample, env by env, with that env's estimator.
 
     - `rae`: one baseline update per (episode, role), in episode order (SPIRAL applies the
       EMA once per trajectory); every turn of that role in the episode gets its advantage.
       `baselines` (keyed by `"env_id|role"`, JSON-friendly) is updated in place.
     - `grpo`: groups are samples of the same env, role and prompt tokens; `grpo_scale`
-      divides by the group's std (False: Dr. GRPO).
+      divides by the group's std ("group"), by the std of the step's samples of the same
+      env and role ("batch"), or not ("none": Dr. GRPO).
     - `trr++`: per (env, role, task type) over the batch.
     """
     by_env: dict[str, list[Sample]] = {}
@@ -89,7 +90,8 @@ def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselin
             for s in group:
                 s.advantage = per[(s.episode, s.key)] if s.reward is not None else None
         elif name == "grpo":
-            adv = grpo([s.reward for s in group], [(s.key, tuple(s.prompt_ids)) for s in group], scale=grpo_scale)
+            adv = grpo([s.reward for s in group], [(s.key, tuple(s.prompt_ids)) for s in group], scale=grpo_scale,
+                       batches=[s.key for s in group])
             for s, a in zip(group, adv):
                 s.advantage = a
         elif name == "trr++":

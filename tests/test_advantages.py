@@ -130,3 +130,40 @@ def test_shares_outside_zero_one_are_refused(field):
 
     with pytest.raises(ArenaError, match=f"--{field.replace('_', '-')} must lie in"):
         TrainConfig(**{field: 1.5})
+
+
+def test_grpo_batch_scale_divides_the_group_advantage_by_the_batchs_std():
+    """TRL's scale_rewards="batch" (Lite PPO): the group's mean, the batch's std; arena's
+    batch is the step's samples of one env and role (`assign_advantages`)."""
+    from arena.samples import Sample, assign_advantages
+
+    std = math.sqrt(2 / 3)  # unbiased std of (2, 0, 1, 1) around 1
+    adv = grpo([2.0, 0.0, 1.0, 1.0], ["a", "a", "b", "b"], scale="batch")
+    assert adv == pytest.approx([1 / (std + 1e-4), -1 / (std + 1e-4), 0.0, 0.0])
+    assert grpo([2.0, 0.0], ["g", "g"], scale="none") == grpo([2.0, 0.0], ["g", "g"], scale=False) == [1.0, -1.0]
+    assert grpo([2.0, 0.0], ["g", "g"], scale="group") == grpo([2.0, 0.0], ["g", "g"], scale=True)
+    with pytest.raises(ValueError, match="unknown grpo scale 'batc'"):
+        grpo([1.0], ["g"], scale="batc")
+
+    def sample(role, reward, prompt):
+        return Sample(env_id="spiral/KuhnPoker-v0", role=role, episode=0, prompt_ids=prompt,
+                      completion_ids=[5], logprobs=[-0.1], reward=reward)
+
+    # player_0's batch (2, 0, 1, 1) as above; player_1's (4, 0): its own std, sqrt(8)
+    samples = [sample("player_0", r, p) for r, p in ((2.0, [1]), (0.0, [1]), (1.0, [2]), (1.0, [2]))]
+    samples += [sample("player_1", 4.0, [3]), sample("player_1", 0.0, [3])]
+    assign_advantages(samples, {"spiral/KuhnPoker-v0": "grpo"}, {}, grpo_scale="batch")
+    expected = [1 / (std + 1e-4), -1 / (std + 1e-4), 0.0, 0.0, 2 / (math.sqrt(8) + 1e-4), -2 / (math.sqrt(8) + 1e-4)]
+    assert [s.advantage for s in samples] == pytest.approx(expected)
+
+
+def test_grpo_scale_takes_trls_levels_and_the_bools_runs_stored(tmp_path):
+    from arena.config import TrainConfig, parse_args
+
+    stored = tmp_path / "config.yaml"  # a run saved when the field was a bool
+    stored.write_text("grpo_scale: false\n")
+    assert parse_args(["--config", str(stored)]).grpo_scale == "none"
+
+    assert parse_args(["--grpo-scale", "batch"]).grpo_scale == "batch"
+    assert parse_args(["--no-grpo-scale"]).grpo_scale == "none"
+    assert TrainConfig(grpo_scale=True).grpo_scale == "group" and TrainConfig(grpo_scale=False).grpo_scale == "none"
