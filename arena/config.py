@@ -50,6 +50,7 @@ class TrainConfig:
     # -- the model ----------------------------------------------------------------------
     model: str = _f("tiny", "Model: `tiny` (built locally), a local path, a Hub id, or a training run (its newest model: training goes on from there in a new run).")
     dtype: str = _f("float32", "The weights' dtype when the model loads (TRL's --dtype): float32 (TRL's default; on CUDA, bf16 autocast over fp32 weights), bfloat16 (half the memory, the optimizer's states too: real-size models on one GPU), float16, or auto (the checkpoint's own).")
+    cast_lm_head_to_fp32: bool = _f(False, "The loss computes its logits in fp32 over bf16/fp16 weights (TRL's name and code; ScaleRL and MiniMax-M1 found the bf16 head a main source of the sampler's mismatch). The sampler keeps its head (the CUDA bf16 copy, a vLLM engine: as in TRL's vLLM path). Nothing to do at the default --dtype float32.")
     max_new_tokens: int = _f(64, "Longest completion, in tokens.")
     temperature: float = _f(1.0, "Sampling temperature (also used in the loss, as TRL does).")
     top_p: float = _f(1.0, "Nucleus sampling.")

@@ -187,6 +187,7 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
                 vllm_importance_sampling_clip_min=config.sampling_correction_min,
                 vllm_importance_sampling_clip_max=config.sampling_correction_max,
                 off_policy_mask_threshold=config.off_policy_mask_threshold,
+                cast_lm_head_to_fp32=config.cast_lm_head_to_fp32,
                 beta=config.beta,
                 sync_ref_model=config.sync_ref_model,
                 ref_model_mixup_alpha=config.ref_model_mixup_alpha,

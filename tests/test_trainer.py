@@ -597,3 +597,19 @@ def test_dtype_loads_the_weights_in_it_and_the_run_saves_them_so(tmp_path):
         TrainConfig(dtype="bfloat")
     with pytest.raises(ArenaError, match="--dtype sets its weights' dtype"):
         parse_args(["--model-init-kwargs", '{"dtype": "bfloat16"}'])
+
+
+def test_cast_lm_head_to_fp32_reaches_trls_cast(tmp_path):
+    """With bf16 weights the loss's head runs in fp32 (TRL's own cast at build time); the
+    constrained and the shared-prefix forwards go through it."""
+    import torch
+
+    from arena.config import TrainConfig
+    from arena.training import train
+
+    trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0,
+                                dtype="bfloat16", cast_lm_head_to_fp32=True, out=str(tmp_path / "run")))
+    model = trainer.model
+    assert model.lm_head.weight.dtype == torch.float32 and model.model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
+    ids = torch.tensor([[1, 2, 3]])
+    assert model(input_ids=ids).logits.dtype == torch.float32 and trainer.state.global_step == 1
