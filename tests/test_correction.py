@@ -91,10 +91,13 @@ def _train(tmp_path, monkeypatch, *, static_cache: bool, **kw):
 
 
 def test_the_cpu_default_samples_with_the_trained_model_and_corrects_nothing(tmp_path, monkeypatch):
+    from arena.report import write_plots
+
     trainer, batches = _train(tmp_path, monkeypatch, static_cache=False)
     assert trainer.sampler_exact and not trainer.sampling_correction and not trainer.use_vllm
     for out, _, _ in batches:
         assert not {"importance_sampling_ratio", "sampling_per_token_logps", "old_per_token_logps"} & set(out)
+    assert "sampler.png" not in [p.name for p in write_plots(tmp_path / "run", tmp_path / "plots")]
 
 
 def test_a_bf16_generation_copy_is_corrected_against_the_trained_models_own_log_probs(tmp_path, monkeypatch):
@@ -115,6 +118,9 @@ def test_a_bf16_generation_copy_is_corrected_against_the_trained_models_own_log_
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
     assert all(0 < float(r["sampling/sampling_logp_difference/mean"]) < 0.1 for r in rows)
     assert all(float(r["sampling/importance_sampling_ratio/min"]) > 0 for r in rows)
+    from arena.report import write_plots  # `arena report` plots the gap and the weights
+
+    assert "sampler.png" in [p.name for p in write_plots(tmp_path / "run", tmp_path / "plots")]
 
 
 def test_trls_loss_applies_the_weights_arena_supplies(tmp_path, monkeypatch):
