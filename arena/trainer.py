@@ -125,6 +125,25 @@ def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str
     )
 
 
+def illegal_mask(allowed: list, shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """True where the constraint rules a token out: at position t of row i with a list
+    `allowed[i][t]`, every token id but those; nothing elsewhere (rows without a constraint
+    (None), positions past their list). Built with one scatter, not a tensor op per position."""
+    rows, cols, at_rows, at_cols, ids = [], [], [], [], []
+    for i, per_token in enumerate(allowed):
+        for t, legal in enumerate((per_token or [])[: shape[1]]):
+            rows.append(i)
+            cols.append(t)
+            at_rows += [i] * len(legal)
+            at_cols += [t] * len(legal)
+            ids += legal
+    constrained = torch.zeros(shape[:2], dtype=torch.bool)
+    constrained[rows, cols] = True
+    legal_ids = torch.zeros(shape, dtype=torch.bool)
+    legal_ids[at_rows, at_cols, ids] = True
+    return (constrained.unsqueeze(-1) & ~legal_ids).to(device)
+
+
 class SelfPlayTrainer(CheckpointState, GRPOTrainer):
     """`GRPOTrainer` whose generation and scoring is arena's self-play rollout.
 
@@ -440,14 +459,7 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
                 logits = model(input_ids=input_ids, attention_mask=attention_mask,
                                logits_to_keep=logits_to_keep + 1).logits[:, :-1, :]
         logits = logits.float() / self.temperature
-        mask = torch.zeros_like(logits, dtype=torch.bool)
-        for i, per_token in enumerate(allowed):
-            if per_token is None:
-                continue
-            for t, ids in enumerate(per_token[:logits_to_keep]):
-                mask[i, t, :] = True
-                mask[i, t, ids] = False
-        logits = logits.masked_fill(mask, float("-inf"))
+        logits = logits.masked_fill(illegal_mask(allowed, logits.shape, logits.device), float("-inf"))
         logps_all = torch.log_softmax(logits, dim=-1)
         targets = input_ids[:, -logits_to_keep:]
         logps = logps_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)

@@ -130,7 +130,6 @@ def test_trls_loss_applies_the_weights_arena_supplies(tmp_path, monkeypatch):
     trainer, batches = _train(tmp_path, monkeypatch, static_cache=True, entropy_coef=0.0, num_iterations=1)
     _, saved, _ = batches[-1]
     inputs = dict(batches[-1][0])
-    inputs.pop("allowed", None)  # the constraint's masks are read through the trainer; the loss is TRL's
     losses = []
     for weight in (1.0, 2.0, 0.0):
         inputs["importance_sampling_ratio"] = torch.full_like(saved["importance_sampling_ratio"], weight)

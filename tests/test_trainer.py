@@ -613,3 +613,18 @@ def test_cast_lm_head_to_fp32_reaches_trls_cast(tmp_path):
     assert model.lm_head.weight.dtype == torch.float32 and model.model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
     ids = torch.tensor([[1, 2, 3]])
     assert model(input_ids=ids).logits.dtype == torch.float32 and trainer.state.global_step == 1
+
+
+def test_illegal_mask_rules_out_all_but_the_allowed_ids_where_a_row_has_them():
+    import torch
+
+    from arena.trainer import illegal_mask
+
+    allowed = [[[1, 2], [0]], None, [[3], [1, 3], [2]]]  # row 2's third list lies past the 2 kept positions
+    mask = illegal_mask(allowed, torch.Size([3, 2, 4]), torch.device("cpu"))
+    expected = torch.zeros(3, 2, 4, dtype=torch.bool)
+    for i, per_token in enumerate(allowed):  # the plain construction, one position at a time
+        for t, ids in enumerate((per_token or [])[:2]):
+            expected[i, t, :] = True
+            expected[i, t, ids] = False
+    assert torch.equal(mask, expected) and not mask[1].any() and mask[0, 0].tolist() == [True, False, False, True]
