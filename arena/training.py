@@ -178,7 +178,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None) 
 
         policy = VLLMPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
                             temperature=config.temperature, top_p=config.top_p, constrain=constrain,
-                            seed=config.seed, memory=config.vllm_memory)
+                            seed=config.seed, memory=config.vllm_memory, max_model_len=config.vllm_max_model_length)
     else:
         policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
                           temperature=config.temperature, top_p=config.top_p, constrain=constrain, seed=config.seed,

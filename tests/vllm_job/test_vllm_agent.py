@@ -217,6 +217,16 @@ def test_train_with_the_vllm_backend_stores_replayable_episodes(tmp_path, lora_r
         assert float(row["sampling/importance_sampling_ratio/min"]) > 0
 
 
+def test_a_prompt_longer_than_the_engine_takes_is_one_line_naming_the_flag(tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "arena.cli", "train", "--env", KUHN, "--backend", "vllm", "--steps", "1",
+           "--episodes-per-step", "2", "--eval-every", "0", "--max-new-tokens", "8", "--vllm-max-model-length", "64",
+           "--out", str(run)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 2, result.stderr[-3000:]  # arena's error, not a crash
+    assert "raise --vllm-max-model-length" in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+
+
 def test_vllm_agent_spec_options_set_the_decoding():
     """`vllm:tiny:KEY=VALUE...` takes the hf agent's decoding options (one parser). Its own
     engine: after the module's engine's tests (a second engine's teardown leaves vLLM's
