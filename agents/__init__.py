@@ -6,7 +6,7 @@
 `tiny` and `hf:PATH_OR_ID` (transformers, `arena.agents.hf`), `vllm:tiny|PATH` (an
 in-process vLLM engine, `arena.agents.vllm`); those are imported only when used. Model
 agents take decoding options after the spec, `hf:PATH:temperature=0:max_tokens=16`
-(`arena.agents.options`: constrain, temperature, top_p, max_tokens, name).
+(`arena.agents.options`: constrain, temperature, top_p, top_k, min_p, max_tokens, name).
 """
 
 from __future__ import annotations

@@ -116,6 +116,8 @@ class HFPolicy:
         max_new_tokens: completion length cap.
         temperature: sampling temperature; 0 is greedy.
         top_p: nucleus sampling mass (1.0: off).
+        top_k: sample among the k most likely tokens only (0: off).
+        min_p: drop tokens below this share of the most likely one's probability (0: off).
         constrain: decode only among `legal_actions` when a request has them.
         batch_size: prompts per `generate` call.
         seed: seed of the policy's sampling RNG.
@@ -128,7 +130,7 @@ class HFPolicy:
     def __init__(self, model, tokenizer, *, name: str = "model", max_new_tokens: int = 64,
                  temperature: float = 1.0, top_p: float = 1.0, constrain: bool = False,
                  batch_size: int = 256, seed: int = 0, static_cache: bool | None = None,
-                 share_prefix: bool = True):
+                 share_prefix: bool = True, top_k: int = 0, min_p: float = 0.0):
         import torch
 
         if temperature < 0:
@@ -137,12 +139,18 @@ class HFPolicy:
             raise ArenaError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if not 0 < top_p <= 1:
             raise ArenaError(f"top_p must be in (0, 1], got {top_p}")
+        if not (isinstance(top_k, int) and top_k >= 0):
+            raise ArenaError(f"top_k must be an integer >= 0 (0: off), got {top_k!r}")
+        if not 0 <= min_p <= 1:
+            raise ArenaError(f"min_p must be in [0, 1] (0: off), got {min_p}")
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.max_new_tokens = int(max_new_tokens)
         self.temperature = float(temperature)
         self.top_p = float(top_p)
+        self.top_k = int(top_k)
+        self.min_p = float(min_p)
         self.constrain = bool(constrain)
         self.batch_size = int(batch_size)
         self.device = next(model.parameters()).device
@@ -334,9 +342,11 @@ class HFPolicy:
             "output_scores": True, "logits_processor": [processor] if any(t is not None for t in tries) else None,
         }
         if self.temperature > 0:
-            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0)
+            # (after arena's constraint, a custom processor: they truncate the legal actions' distribution)
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                          min_p=self.min_p or None)
         else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None, min_p=None)
         if cache is not None:
             kwargs["past_key_values"] = cache
         elif self.static_cache:

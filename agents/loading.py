@@ -139,13 +139,13 @@ def _load_adapter(folder: Path, dtype: Any):
 
 
 #: `:KEY=VALUE` options of the `tiny`, `hf:` and `vllm:` specs (`arena.agents.options`).
-DECODING_OPTIONS: dict[str, type] = {"constrain": bool, "temperature": float, "top_p": float, "max_tokens": int,
-                                     "name": str}
+DECODING_OPTIONS: dict[str, type] = {"constrain": bool, "temperature": float, "top_p": float, "top_k": int,
+                                     "min_p": float, "max_tokens": int, "name": str}
 
 
 def decoding_options(spec: str, agent: str) -> tuple[str, dict[str, Any]]:
     """`hf:PATH:temperature=0:max_tokens=16` -> (`hf:PATH`, the policy's keyword arguments:
-    `constrain`, `temperature`, `top_p`, `max_new_tokens`, `name`). They override what
+    `constrain`, `temperature`, `top_p`, `top_k`, `min_p`, `max_new_tokens`, `name`). They override what
     `agent_decoding` would give (a run's own decoding)."""
     target, raw = peel_options(spec.strip())
     example = f"{agent}{'' if agent == 'tiny' else ':PATH'}:temperature=0:constrain=yes"

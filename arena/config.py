@@ -54,6 +54,8 @@ class TrainConfig:
     max_new_tokens: int = _f(64, "Longest completion, in tokens.")
     temperature: float = _f(1.0, "Sampling temperature (also used in the loss, as TRL does).")
     top_p: float = _f(1.0, "Nucleus sampling.")
+    top_k: int = _f(0, "Sample among the k most likely tokens (the legal actions' under the constraint) only; 0: off (TRL's top_k).")
+    min_p: float = _f(0.0, "Drop the tokens below this share of the most likely one's probability; 0: off (TRL's min_p).")
     constrain: bool | None = _f(None, "Decode only legal actions where the env lists them. Default: on for `tiny` (and a model from a run that had it on), off otherwise.")
     entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
     entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first --entropy-hold of the steps, then moves to this (--entropy-decay). Default: a twentieth of --entropy-coef.")
@@ -174,6 +176,10 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.ray_workers < 1:
             raise ArenaError(f"--ray-workers must be >= 1, got {self.ray_workers}")
+        if self.top_k < 0:
+            raise ArenaError(f"--top-k must be >= 0 (0: off), got {self.top_k}")
+        if not 0.0 <= self.min_p <= 1.0:
+            raise ArenaError(f"--min-p must lie in [0, 1] (0: off), got {self.min_p}")
         if self.temperature < 0:
             raise ArenaError(f"--temperature must be >= 0, got {self.temperature}")
         if self.warmup_steps < 0:
@@ -198,6 +204,11 @@ class TrainConfig:
         import torch
 
         return "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
+
+    def truncates_sampling(self) -> bool:
+        """Whether sampling draws from a truncated distribution (--top-p < 1, --top-k,
+        --min-p): then the recorded log-probs are that distribution's, not the loss's."""
+        return self.top_p < 1.0 or self.top_k > 0 or self.min_p > 0.0
 
     def resolved_constrain(self) -> bool:
         """The legal-action constraint: as set, else on for the tiny model, and for a model
@@ -394,8 +405,8 @@ TRL_WITHOUT: dict[str, str] = {
     "vllm_enable_sleep_mode": "--backend vllm sleeps between rollouts on CUDA, always (nothing to sleep on CPU)",
     "reward_weights": "the rewards are the env's (each role's return): an env weighs its own terms",
     "shuffle_dataset": "there is no dataset: every step plays fresh episodes (seeded by --seed and the episode index)",
-    **dict.fromkeys(("top_k", "min_p", "repetition_penalty"),
-                    "arena samples with --temperature and --top-p (and the legal-action constraint)"),
+    "repetition_penalty": "arena samples with --temperature, --top-p, --top-k and --min-p (and the legal-action "
+                          "constraint)",
 }
 
 

@@ -193,7 +193,7 @@ class RolloutWorker:
         self.model, tokenizer = load_model(cfg.model, device="cpu")
         self.policy = HFPolicy(self.model, tokenizer, name="model", max_new_tokens=cfg.max_new_tokens,
                                temperature=cfg.temperature, top_p=cfg.top_p, constrain=cfg.resolved_constrain(),
-                               seed=cfg.seed, share_prefix=cfg.share_prefix)
+                               seed=cfg.seed, share_prefix=cfg.share_prefix, top_k=cfg.top_k, min_p=cfg.min_p)
         self.opponent = None
         if cfg.opponent:  # as train() builds it
             if is_agent_spec(cfg.opponent):  # random, heuristic, openai:MODEL@URL, ...

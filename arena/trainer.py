@@ -369,12 +369,12 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
         recorded = recorded.to(device)
         stale = self.num_iterations > 1 or self.args.steps_per_generation > self.args.gradient_accumulation_steps
         if stale or self.sampling_correction:
-            if self.sampling_correction or not self.sampler_exact or self.config.top_p < 1.0:
+            if self.sampling_correction or not self.sampler_exact or self.config.truncates_sampling():
                 # the sampler's log-probs are not the loss's: another engine or dtype (the
-                # ratio's first pass would carry the mismatch, unclipped), or the nucleus's
-                # truncated, renormalised distribution (the ratio would be off by the nucleus
-                # mass: 0.5 at --top-p 0.5, where the clip zeroes every negative advantage's
-                # gradient). A forward pass, as TRL always takes them.
+                # ratio's first pass would carry the mismatch, unclipped), or a truncated,
+                # renormalised distribution (--top-p, --top-k, --min-p: the ratio would be off
+                # by the kept mass, 0.5 at --top-p 0.5, where the clip zeroes every negative
+                # advantage's gradient). A forward pass, as TRL always takes them.
                 out["old_per_token_logps"] = self._no_grad_logps(self.model, out)
             else:  # the trained model's own log-probs, as sampled: they spare that forward
                 out["old_per_token_logps"] = recorded

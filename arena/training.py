@@ -178,11 +178,12 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None) 
 
         policy = VLLMPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
                             temperature=config.temperature, top_p=config.top_p, constrain=constrain,
-                            seed=config.seed, memory=config.vllm_memory, max_model_len=config.vllm_max_model_length)
+                            seed=config.seed, memory=config.vllm_memory, max_model_len=config.vllm_max_model_length,
+                            top_k=config.top_k, min_p=config.min_p)
     else:
         policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
                           temperature=config.temperature, top_p=config.top_p, constrain=constrain, seed=config.seed,
-                          share_prefix=config.share_prefix)
+                          share_prefix=config.share_prefix, top_k=config.top_k, min_p=config.min_p)
     opponent = None
     if config.opponent:
         if is_agent_spec(config.opponent):  # random, heuristic, openai:MODEL@URL, ...

@@ -157,6 +157,22 @@ def test_greedy_episodes_same_batched_and_one_at_a_time(tiny, env_id, constrain)
         assert a.rewards == b.rewards
 
 
+@pytest.mark.parametrize("env_id", GAMES)
+@pytest.mark.parametrize("constrain", [True, False], ids=["constrained", "free"])
+@pytest.mark.parametrize("option", [{"top_k": 1}, {"min_p": 1.0}], ids=["top_k=1", "min_p=1"])
+def test_top_k_1_and_min_p_1_sample_the_greedy_episodes(tiny, env_id, constrain, option):
+    """TRL's top_k and min_p, applied after the constraint: keeping only the most likely
+    token, sampling plays the greedy episodes, each token's log-prob 0 (of the kept one)."""
+    model, tokenizer = tiny
+    greedy = HFPolicy(model, tokenizer, constrain=constrain, temperature=0.0, max_new_tokens=6)
+    sampled = HFPolicy(model, tokenizer, constrain=constrain, temperature=1.0, max_new_tokens=6, seed=9, **option)
+    for a, b in zip(play(env_id, [greedy], 6, seed=4), play(env_id, [sampled], 6, seed=4), strict=True):
+        assert [t.token_ids for t in a.turns] == [t.token_ids for t in b.turns]
+        assert all(lp == pytest.approx(0.0, abs=1e-6) for t in b.turns for lp in t.logprobs)
+    plain = HFPolicy(model, tokenizer, constrain=constrain, temperature=1.0, max_new_tokens=6, seed=9)
+    assert any(lp < -1e-3 for e in play(env_id, [plain], 6, seed=4) for t in e.turns for lp in t.logprobs)
+
+
 @pytest.mark.parametrize("constrain", [True, False], ids=["constrained", "free"])
 @pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "sampled"])
 def test_shared_prefix_prefill_generates_what_the_plain_batch_does(tiny, monkeypatch, constrain, temperature):
@@ -460,7 +476,9 @@ def test_model_agent_options_set_the_decoding_and_bad_ones_are_one_line():
     b = play("spiral/KuhnPoker-v0", [make_agent("tiny:temperature=0")], 6, seed=2)
     assert [[t.completion for t in e.turns] for e in a] == [[t.completion for t in e.turns] for e in b]
     for bad, words in (("tiny:temp=0", ("tiny agent option 'temp': choose from constrain, temperature, top_p, "
-                                        "max_tokens, name \\(e.g. tiny:temperature=0")),
+                                        "top_k, min_p, max_tokens, name \\(e.g. tiny:temperature=0")),
+                       ("tiny:top_k=-1", "top_k must be an integer >= 0"),
+                       ("tiny:min_p=2", "min_p must be in \\[0, 1\\]"),
                        ("hf:tiny:constrain=maybe", "hf agent option constrain='maybe': write constrain=yes"),
                        ("tiny:max_tokens=0", "max_new_tokens must be >= 1, got 0"),
                        ("tiny:max_tokens=x", "max_tokens must be an integer")):

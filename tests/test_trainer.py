@@ -509,11 +509,13 @@ def test_mask_truncated_completions_leaves_cut_completions_out_of_the_loss_and_c
         assert float(r["TicTacToe-v0/player_0/truncated_rate"]) == 1.0
 
 
-def test_old_log_probs_of_nucleus_samples_are_the_loss_distributions_not_the_sampled_ones(tmp_path, monkeypatch):
-    """With --top-p < 1 and more than one pass over a batch, the PPO ratio's old log-probs
-    are the whole (temperature-scaled) distribution's, as the loss scores it and as TRL
-    computes them, not the truncated nucleus the tokens were sampled from (which would put
-    the first pass's ratio at the nucleus mass, about 0.5 here)."""
+@pytest.mark.parametrize("truncation", [{"top_p": 0.5}, {"top_k": 2}, {"min_p": 0.9}], ids=["top_p", "top_k", "min_p"])
+def test_old_log_probs_of_nucleus_samples_are_the_loss_distributions_not_the_sampled_ones(tmp_path, monkeypatch,
+                                                                                         truncation):
+    """With --top-p < 1 (or --top-k, --min-p) and more than one pass over a batch, the PPO
+    ratio's old log-probs are the whole (temperature-scaled) distribution's, as the loss
+    scores it and as TRL computes them, not the truncated one the tokens were sampled from
+    (which would put the first pass's ratio at the kept mass, about 0.5 at --top-p 0.5)."""
     import torch
 
     from arena.config import TrainConfig
@@ -540,7 +542,7 @@ def test_old_log_probs_of_nucleus_samples_are_the_loss_distributions_not_the_sam
 
     monkeypatch.setattr(SelfPlayTrainer, "_batch", spy)
     train(TrainConfig(env=["spiral/TicTacToe-v0"], steps=4, episodes_per_step=4, eval_every=0, save_every=100,
-                      constrain=False, max_new_tokens=4, temperature=0.7, top_p=0.5, num_iterations=2,
+                      constrain=False, max_new_tokens=4, temperature=0.7, num_iterations=2, **truncation,
                       gradient_accumulation_steps=2, out=str(tmp_path)))  # the forward in two chunks
     assert len(checked) == 2 and all(checked)  # two rollouts, each trained on twice
 

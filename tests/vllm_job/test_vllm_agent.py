@@ -101,6 +101,25 @@ def test_greedy_episodes_and_logprobs_equal_the_hf_agent(engine, tiny):
             assert tx.logprobs == pytest.approx(ty.logprobs, abs=1e-4)
 
 
+@pytest.mark.parametrize("option", [{"top_k": 1}, {"min_p": 1.0}], ids=["top_k=1", "min_p=1"])
+def test_top_k_1_and_min_p_1_sample_the_greedy_episodes(engine, tiny, monkeypatch, option):
+    """TRL's top_k and min_p reach vLLM's sampler after arena's constraint: keeping the most
+    likely legal token only, sampling plays the hf agent's greedy episodes."""
+    from arena.agents.hf import HFPolicy
+
+    from arena.rollout import play
+
+    model, tokenizer = tiny
+    greedy = play(KUHN, [HFPolicy(model, tokenizer, temperature=0.0, constrain=True)], 16, seed=6, concurrency=16)
+    monkeypatch.setattr(engine, "temperature", 1.0)
+    for key, value in option.items():
+        monkeypatch.setattr(engine, key, value)
+    sampled = play(KUHN, [engine], 16, seed=6, concurrency=16)
+    for x, y in zip(greedy, sampled, strict=True):
+        assert [t.token_ids for t in x.turns] == [t.token_ids for t in y.turns]
+        assert all(lp == pytest.approx(0.0, abs=1e-5) for t in y.turns for lp in t.logprobs)
+
+
 def test_a_completion_cut_at_max_new_tokens_says_so_as_the_hf_agent_does(engine, tiny, monkeypatch):
     """Unconstrained greedy decoding at most 4 tokens: the same completions from both
     backends, and the same ones marked `finish_reason: length` (cut before EOS)."""
