@@ -80,6 +80,12 @@ class TrainConfig:
     epsilon: float = _f(0.2, "PPO clip range (the lower bound, and the upper one unless --epsilon-high).")
     epsilon_high: float | None = _f(None, "Upper clip bound, 1 + this (DAPO's clip-higher: 0.28); with --loss-type cispo the cap of the clipped weight (ScaleRL: 5.0). Default: --epsilon.")
     delta: float | None = _f(None, "Two-sided clipping: cap the ratio at this too where the advantage is negative (INTELLECT-2; above 1 + --epsilon). Default: off.")
+    sapo_temperature_neg: float = _f(1.05, "--loss-type sapo: the soft gate's temperature where the advantage is not positive (TRL's default).")
+    sapo_temperature_pos: float = _f(1.0, "--loss-type sapo: the soft gate's temperature where the advantage is positive (TRL's default).")
+    vespo_k_pos: float = _f(2.0, "--loss-type vespo: the gamma weight's power where the advantage is >= 0 (TRL's default).")
+    vespo_lambda_pos: float = _f(3.0, "--loss-type vespo: the gamma weight's decay where the advantage is >= 0 (TRL's default).")
+    vespo_k_neg: float = _f(3.0, "--loss-type vespo: the gamma weight's power where the advantage is negative (TRL's default).")
+    vespo_lambda_neg: float = _f(2.0, "--loss-type vespo: the gamma weight's decay where the advantage is negative (TRL's default).")
     importance_sampling_level: str = _f("token", "PPO ratio per token, or per sequence (the mean log-ratio over its tokens: GSPO; --loss-type luspo expects it).")
     top_entropy_quantile: float = _f(1.0, "Keep in the policy loss only this top share of completion tokens by entropy (Beyond the 80/20 Rule: 0.2); 1: every token.")
     beta: float = _f(0.0, "KL coefficient against the reference model (SPIRAL and AZR: 0).")
@@ -176,6 +182,10 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.ray_workers < 1:
             raise ArenaError(f"--ray-workers must be >= 1, got {self.ray_workers}")
+        for name in ("sapo_temperature_neg", "sapo_temperature_pos", "vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg",
+                     "vespo_lambda_neg"):
+            if not getattr(self, name) > 0:
+                raise ArenaError(f"--{_flag(name)} must be > 0, got {getattr(self, name)}")
         if self.top_k < 0:
             raise ArenaError(f"--top-k must be >= 0 (0: off), got {self.top_k}")
         if not 0.0 <= self.min_p <= 1.0:

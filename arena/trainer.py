@@ -125,6 +125,11 @@ def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str
     )
 
 
+#: TRL's shape settings of the sapo and vespo losses, passed through as they are named.
+LOSS_SHAPES = ("sapo_temperature_neg", "sapo_temperature_pos", "vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg",
+               "vespo_lambda_neg")
+
+
 def illegal_mask(allowed: list, shape: torch.Size, device: torch.device) -> torch.Tensor:
     """True where the constraint rules a token out: at position t of row i with a list
     `allowed[i][t]`, every token id but those; nothing elsewhere (rows without a constraint
@@ -201,6 +206,7 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
                 epsilon_high=config.epsilon_high,
                 delta=config.delta,
                 importance_sampling_level=config.importance_sampling_level,
+                **{name: getattr(config, name) for name in LOSS_SHAPES},
                 top_entropy_quantile=config.top_entropy_quantile,
                 vllm_importance_sampling_mode=config.sampling_correction_mode,
                 vllm_importance_sampling_clip_min=config.sampling_correction_min,

@@ -630,3 +630,24 @@ def test_illegal_mask_rules_out_all_but_the_allowed_ids_where_a_row_has_them():
             expected[i, t, :] = True
             expected[i, t, ids] = False
     assert torch.equal(mask, expected) and not mask[1].any() and mask[0, 0].tolist() == [True, False, False, True]
+
+
+def test_sapo_and_vespo_shapes_are_trls_defaults_and_reach_the_loss(tmp_path):
+    import dataclasses
+
+    from trl import GRPOConfig, GRPOTrainer
+
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+    from arena.trainer import LOSS_SHAPES
+    from arena.training import train
+
+    trl_defaults = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}
+    assert {n: getattr(TrainConfig(), n) for n in LOSS_SHAPES} == {n: trl_defaults[n] for n in LOSS_SHAPES}
+    loss = inspect.getsource(GRPOTrainer._compute_loss)
+    assert all(f"self.args.{n}" in loss for n in LOSS_SHAPES)
+    trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0,
+                                loss_type="sapo", sapo_temperature_neg=1.3, out=str(tmp_path / "run")))
+    assert trainer.args.sapo_temperature_neg == 1.3 and trainer.state.global_step == 1
+    with pytest.raises(ArenaError, match="--vespo-k-pos must be > 0"):
+        TrainConfig(vespo_k_pos=0.0)
