@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from arena.errors import ArenaError
+from arena.trl_names import TRL_NAMES, TRL_WITHOUT
 
 BACKENDS = ("hf", "vllm")
 DTYPES = ("float32", "bfloat16", "float16", "auto")
@@ -367,57 +368,6 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
 def _field_types() -> dict[str, Any]:
     hints = typing.get_type_hints(TrainConfig)
     return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
-
-
-#: TRL's (GRPOConfig, TrainingArguments) names for what arena calls otherwise: a researcher
-#: coming from TRL types these first. Fields with the same name in both need no entry.
-TRL_NAMES: dict[str, str] = {
-    "max_steps": "steps",
-    "output_dir": "out",
-    "save_steps": "save_every",
-    "eval_steps": "eval_every",
-    "max_completion_length": "max_new_tokens",
-    "model_name_or_path": "model",
-    "resume_from_checkpoint": "resume",
-    "scale_rewards": "grpo_scale",
-    "vllm_gpu_memory_utilization": "vllm_memory",
-    "use_vllm": "backend",
-    "use_peft": "lora_r",
-    "vllm_importance_sampling_correction": "sampling_correction",
-    "vllm_importance_sampling_mode": "sampling_correction_mode",
-    "vllm_importance_sampling_clip_min": "sampling_correction_min",
-    "vllm_importance_sampling_clip_max": "sampling_correction_max",
-    "vllm_importance_sampling_cap": "sampling_correction_max",
-}
-
-
-#: TRL's (GRPOConfig, TrainingArguments) names with no arena field, and why: what the
-#: researcher typing them needs to know instead of a far-off close match.
-TRL_WITHOUT: dict[str, str] = {
-    "num_generations": "arena forms no fixed groups: every model turn of --episodes-per-step episodes is a "
-                       "sample, and --estimator grpo groups the samples that share a prompt",
-    "per_device_train_batch_size": "a step trains on every model turn of --episodes-per-step episodes; split it "
-                                   "with --gradient-accumulation-steps",
-    "generation_batch_size": "a step plays --episodes-per-step episodes, --concurrency of them in flight (one "
-                             "generation call per tick)",
-    "logging_steps": "every step is logged (RUN/metrics.csv and --report-to)",
-    **dict.fromkeys(("bf16", "fp16"), "training runs in bf16 autocast on a CUDA device that supports it, in fp32 on "
-                                      "CPU; --dtype bfloat16 loads the weights themselves in bf16"),
-    "model_init_kwargs": "arena loads the model itself (`from_pretrained`); --dtype sets its weights' dtype",
-    "steps_per_generation": "each optimizer step plays its own rollout, split into --gradient-accumulation-steps "
-                            "micro-batches (TRL's steps_per_generation is that); --num-iterations passes go over it",
-    **dict.fromkeys(("log_completions", "num_completions_to_print"),
-                    "every episode, every completion in it, goes to RUN/episodes.jsonl: `arena replay RUN` shows them"),
-    "cache_implementation": "on a CUDA device the hf backend generates from a bf16 copy with the static, compiled "
-                            "cache; plain generate on CPU",
-    "vllm_mode": "--backend vllm runs the engine in the trainer's process (TRL's colocate); a served model plays "
-                 "as --opponent openai:MODEL@URL",
-    "vllm_enable_sleep_mode": "--backend vllm sleeps between rollouts on CUDA, always (nothing to sleep on CPU)",
-    "reward_weights": "the rewards are the env's (each role's return): an env weighs its own terms",
-    "shuffle_dataset": "there is no dataset: every step plays fresh episodes (seeded by --seed and the episode index)",
-    "repetition_penalty": "arena samples with --temperature, --top-p, --top-k and --min-p (and the legal-action "
-                          "constraint)",
-}
 
 
 def _key(raw: str, where: str) -> str:

@@ -23,7 +23,8 @@ score it under that same distribution. `_get_per_token_logps_and_entropies` is o
 for batches with constrained samples only: it computes logits (TRL's fused head cannot
 mask), sets the illegal tokens to -inf, and takes the log-softmax; unconstrained batches
 go through TRL's own code. (2) An entropy bonus over the legal actions
-(`entropy_coef`, on by default with the constraint, scheduled per step): a small model
+(`entropy_coef`, on by default with the constraint, scheduled per step; both in
+`arena.constrained_loss`): a small model
 whose features cannot yet tell states apart collapses to one state-blind action before it
 learns them (measured: Kuhn Poker's tiny-model policy went to "always call" for every card
 and stayed at exploitability 1/3). Subtracted from TRL's loss in `_compute_loss`. TRL 1.16
@@ -50,11 +51,11 @@ from trl import GRPOConfig, GRPOTrainer
 from arena.callbacks import ArenaCallback, ProgressBar
 from arena.checkpoint import CheckpointState
 from arena.config import TrainConfig
+from arena.constrained_loss import ConstrainedLoss
 from arena.correction import importance_ratio, mismatch_metrics
 from arena.episode import Episode
 from arena.errors import ArenaError
 from arena.metrics import role_metrics
-from arena.prefix import forward, in_batch_order, plan, shared_prefix_logits
 from arena.rollout import play
 from arena.samples import DROP_REASONS, Sample, assign_advantages, collect, keep_for_loss
 from arena.store import CHECKPOINTS_DIR, EpisodeWriter
@@ -130,26 +131,7 @@ LOSS_SHAPES = ("sapo_temperature_neg", "sapo_temperature_pos", "vespo_k_pos", "v
                "vespo_lambda_neg")
 
 
-def illegal_mask(allowed: list, shape: torch.Size, device: torch.device) -> torch.Tensor:
-    """True where the constraint rules a token out: at position t of row i with a list
-    `allowed[i][t]`, every token id but those; nothing elsewhere (rows without a constraint
-    (None), positions past their list). Built with one scatter, not a tensor op per position."""
-    rows, cols, at_rows, at_cols, ids = [], [], [], [], []
-    for i, per_token in enumerate(allowed):
-        for t, legal in enumerate((per_token or [])[: shape[1]]):
-            rows.append(i)
-            cols.append(t)
-            at_rows += [i] * len(legal)
-            at_cols += [t] * len(legal)
-            ids += legal
-    constrained = torch.zeros(shape[:2], dtype=torch.bool)
-    constrained[rows, cols] = True
-    legal_ids = torch.zeros(shape, dtype=torch.bool)
-    legal_ids[at_rows, at_cols, ids] = True
-    return (constrained.unsqueeze(-1) & ~legal_ids).to(device)
-
-
-class SelfPlayTrainer(CheckpointState, GRPOTrainer):
+class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
     """`GRPOTrainer` whose generation and scoring is arena's self-play rollout.
 
     Args:
@@ -253,7 +235,7 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
         # `use_vllm and vllm_importance_sampling_correction`, its only reading of `use_vllm`
         # once built: TRL's generation paths that also read it are replaced by
         # `_generate_and_score_completions`. So `use_vllm` here means "correct for the
-        # sampler" (tests/test_trainer.py pins the multiplication).
+        # sampler" (tests/test_correction.py pins the multiplication).
         self.use_vllm = self.vllm_importance_sampling_correction = self.sampling_correction
         self.legal_entropy_coef = config.resolved_entropy_coef()  # not TRL's `entropy_coef` (module docstring)
         self.share_prefix = config.share_prefix
@@ -368,14 +350,17 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
         }
         if any(s.allowed for s in rows):
             out["allowed"] = [s.allowed if s.allowed else None for s in rows]
-        recorded = torch.zeros((len(rows), width), dtype=torch.float32)  # the sampler's log-probs
-        for i, s in enumerate(rows):
-            if s.logprobs:
-                recorded[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
-        recorded = recorded.to(device)
         stale = self.num_iterations > 1 or self.args.steps_per_generation > self.args.gradient_accumulation_steps
+        forward_old = self.sampling_correction or not self.sampler_exact or self.config.truncates_sampling()
+        recorded = None  # the sampler's log-probs, where something reads them
+        if self.sampling_correction or self.config.off_policy_mask_threshold is not None or (stale and not forward_old):
+            recorded = torch.zeros((len(rows), width), dtype=torch.float32)
+            for i, s in enumerate(rows):
+                if s.logprobs:
+                    recorded[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
+            recorded = recorded.to(device)
         if stale or self.sampling_correction:
-            if self.sampling_correction or not self.sampler_exact or self.config.truncates_sampling():
+            if forward_old:
                 # the sampler's log-probs are not the loss's: another engine or dtype (the
                 # ratio's first pass would carry the mismatch, unclipped), or a truncated,
                 # renormalised distribution (--top-p, --top-k, --min-p: the ratio would be off
@@ -428,75 +413,6 @@ class SelfPlayTrainer(CheckpointState, GRPOTrainer):
         model = self.accelerator.unwrap_model(self.model)
         with use_adapter(model, adapter_name="ref" if "ref" in model.peft_config else None):
             return self._no_grad_logps(self.model, batch)
-
-    # -- constrained log-probs in the loss -----------------------------------------------
-    def _compute_loss(self, model, inputs):
-        self._allowed = inputs.get("allowed")
-        self._entropy_sum = None
-        try:
-            loss = super()._compute_loss(model, inputs)
-            self.legal_entropy_coef = self.config.entropy_coef_at(self.state.global_step)
-            if self.legal_entropy_coef and self._entropy_sum is not None:
-                # entropy bonus over the legal actions, normalised like the dapo loss (per
-                # completion token of the whole rollout batch), so micro-batches add up
-                bonus = self._entropy_sum / inputs["num_items_in_batch"].clamp(min=1)
-                loss = loss - self.legal_entropy_coef * bonus * self.accelerator.num_processes
-            return loss
-        finally:
-            self._allowed = None
-            self._entropy_sum = None
-
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
-                                           batch_size=None, compute_entropy=False, **kwargs):
-        allowed = self._allowed
-        plain = any(v is not None and v is not False for v in kwargs.values())  # images, MoE aux loss: TRL's own
-        # the prompt prefix the rows share runs once (arena/prefix.py)
-        groups = plan(model, input_ids, attention_mask, logits_to_keep) if self.share_prefix and not plain else None
-        if not allowed or plain:
-            if groups is None:
-                return super()._get_per_token_logps_and_entropies(
-                    model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
-                    compute_entropy=compute_entropy, **kwargs)
-            return self._shared_prefix_fused_logps(model, groups, logits_to_keep, compute_entropy)
-        with self.accelerator.autocast():
-            if groups is not None:
-                logits = shared_prefix_logits(model, groups, logits_to_keep)
-            else:
-                logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                               logits_to_keep=logits_to_keep + 1).logits[:, :-1, :]
-        logits = logits.float() / self.temperature
-        logits = logits.masked_fill(illegal_mask(allowed, logits.shape, logits.device), float("-inf"))
-        logps_all = torch.log_softmax(logits, dim=-1)
-        targets = input_ids[:, -logits_to_keep:]
-        logps = logps_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        # padding positions may hold a token outside the allowed set: keep them finite (masked later)
-        logps = torch.where(torch.isfinite(logps), logps, torch.zeros_like(logps))
-        entropies = None
-        if compute_entropy:
-            p = logps_all.exp()
-            entropies = -(p * torch.where(torch.isfinite(logps_all), logps_all, torch.zeros_like(logps_all))).sum(-1)
-            if torch.is_grad_enabled():
-                width = entropies.size(1)
-                mask = attention_mask[:, -width:].to(entropies.dtype)
-                self._entropy_sum = (entropies * mask).sum()
-            entropies = entropies.detach()
-        aux = None
-        return logps, entropies, aux
-
-    def _shared_prefix_fused_logps(self, model, groups, logits_to_keep: int, compute_entropy: bool):
-        """TRL's log-probs and entropies (its fused LM head, labels on the completion tokens
-        only, as in `GRPOTrainer._get_per_token_logps_and_entropies`), with each group's
-        shared prompt prefix run once (arena/prefix.py)."""
-        logps, entropies = [], []
-        for group in groups:
-            labels = group.input_ids.masked_fill(group.attention_mask == 0, -100)
-            labels[:, :-logits_to_keep] = -100
-            with self.accelerator.autocast():
-                out = forward(model, group, labels=labels, fused_lm_head=True)
-            logps.append(out.log_probs[:, -logits_to_keep:])
-            if compute_entropy:
-                entropies.append(out.entropy[:, -logits_to_keep:])
-        return in_batch_order(logps, groups), in_batch_order(entropies, groups) if compute_entropy else None, None
 
     def _issue_warnings_after_load(self, load_result) -> None:
         """`Trainer` warns on resume that the checkpoint lacks ``lm_head.weight``; a tied head

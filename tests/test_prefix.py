@@ -120,13 +120,13 @@ def test_trls_fused_log_probs_with_a_shared_prefix_equal_trls_own(tmp_path, aren
     pytest.importorskip("trl")
     from arena.agents.hf import HFPolicy, load_model
 
-    import arena.trainer
+    import arena.constrained_loss
     from arena.config import TrainConfig
     from arena.trainer import SelfPlayTrainer
 
     prefixes_run = []  # the shared path really ran (not TRL's own path twice)
-    real_forward = arena.trainer.forward
-    monkeypatch.setattr(arena.trainer, "forward",
+    real_forward = arena.constrained_loss.forward
+    monkeypatch.setattr(arena.constrained_loss, "forward",
                         lambda m, g, **kw: prefixes_run.append(g.prefix is not None) or real_forward(m, g, **kw))
 
     model, tokenizer = load_model("tiny", device="cpu")

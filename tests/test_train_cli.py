@@ -94,7 +94,8 @@ def test_trl_names_map_to_fields_that_exist_and_are_not_fields_themselves():
     from transformers import TrainingArguments
     from trl import GRPOConfig
 
-    from arena.config import TRL_NAMES, TRL_WITHOUT, TrainConfig
+    from arena.config import TrainConfig
+    from arena.trl_names import TRL_NAMES, TRL_WITHOUT
 
     fields = set(TrainConfig.__dataclass_fields__)
     assert set(TRL_NAMES.values()) <= fields and not set(TRL_NAMES) & fields

@@ -620,7 +620,7 @@ def test_cast_lm_head_to_fp32_reaches_trls_cast(tmp_path):
 def test_illegal_mask_rules_out_all_but_the_allowed_ids_where_a_row_has_them():
     import torch
 
-    from arena.trainer import illegal_mask
+    from arena.constrained_loss import illegal_mask
 
     allowed = [[[1, 2], [0]], None, [[3], [1, 3], [2]]]  # row 2's third list lies past the 2 kept positions
     mask = illegal_mask(allowed, torch.Size([3, 2, 4]), torch.device("cpu"))

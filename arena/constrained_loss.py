@@ -1,0 +1,107 @@
+"""The loss's log-probs under the legal-action constraint, and the entropy bonus over the
+legal actions: `ConstrainedLoss`, a mixin of `arena.trainer.SelfPlayTrainer` (the
+deviations from TRL it makes are in that module's docstring).
+
+A completion sampled under the constraint was drawn from the distribution renormalised over
+the legal next tokens; the loss scores it under that same distribution (`illegal_mask`
+sets the other tokens to -inf). Unconstrained batches go through TRL's own code, with the
+prompt prefix that rows share run once (arena/prefix.py).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from arena.prefix import forward, in_batch_order, plan, shared_prefix_logits
+
+
+def illegal_mask(allowed: list, shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """True where the constraint rules a token out: at position t of row i with a list
+    `allowed[i][t]`, every token id but those; nothing elsewhere (rows without a constraint
+    (None), positions past their list). Built with one scatter, not a tensor op per position."""
+    rows, cols, at_rows, at_cols, ids = [], [], [], [], []
+    for i, per_token in enumerate(allowed):
+        for t, legal in enumerate((per_token or [])[: shape[1]]):
+            rows.append(i)
+            cols.append(t)
+            at_rows += [i] * len(legal)
+            at_cols += [t] * len(legal)
+            ids += legal
+    constrained = torch.zeros(shape[:2], dtype=torch.bool)
+    constrained[rows, cols] = True
+    legal_ids = torch.zeros(shape, dtype=torch.bool)
+    legal_ids[at_rows, at_cols, ids] = True
+    return (constrained.unsqueeze(-1) & ~legal_ids).to(device)
+
+
+class ConstrainedLoss:
+    """`GRPOTrainer`'s log-probs and loss with arena's constraint and entropy bonus; the
+    trainer sets `_allowed` (the batch's per-token legal ids) around each loss."""
+
+    def _compute_loss(self, model, inputs):
+        self._allowed = inputs.get("allowed")
+        self._entropy_sum = None
+        try:
+            loss = super()._compute_loss(model, inputs)
+            self.legal_entropy_coef = self.config.entropy_coef_at(self.state.global_step)
+            if self.legal_entropy_coef and self._entropy_sum is not None:
+                # entropy bonus over the legal actions, normalised like the dapo loss (per
+                # completion token of the whole rollout batch), so micro-batches add up
+                bonus = self._entropy_sum / inputs["num_items_in_batch"].clamp(min=1)
+                loss = loss - self.legal_entropy_coef * bonus * self.accelerator.num_processes
+            return loss
+        finally:
+            self._allowed = None
+            self._entropy_sum = None
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                           batch_size=None, compute_entropy=False, **kwargs):
+        allowed = self._allowed
+        plain = any(v is not None and v is not False for v in kwargs.values())  # images, MoE aux loss: TRL's own
+        # the prompt prefix the rows share runs once (arena/prefix.py)
+        groups = plan(model, input_ids, attention_mask, logits_to_keep) if self.share_prefix and not plain else None
+        if not allowed or plain:
+            if groups is None:
+                return super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                    compute_entropy=compute_entropy, **kwargs)
+            return self._shared_prefix_fused_logps(model, groups, logits_to_keep, compute_entropy)
+        with self.accelerator.autocast():
+            if groups is not None:
+                logits = shared_prefix_logits(model, groups, logits_to_keep)
+            else:
+                logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                               logits_to_keep=logits_to_keep + 1).logits[:, :-1, :]
+        logits = logits.float() / self.temperature
+        logits = logits.masked_fill(illegal_mask(allowed, logits.shape, logits.device), float("-inf"))
+        logps_all = torch.log_softmax(logits, dim=-1)
+        targets = input_ids[:, -logits_to_keep:]
+        logps = logps_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        # padding positions may hold a token outside the allowed set: keep them finite (masked later)
+        logps = torch.where(torch.isfinite(logps), logps, torch.zeros_like(logps))
+        entropies = None
+        if compute_entropy:
+            p = logps_all.exp()
+            entropies = -(p * torch.where(torch.isfinite(logps_all), logps_all, torch.zeros_like(logps_all))).sum(-1)
+            if torch.is_grad_enabled():
+                width = entropies.size(1)
+                mask = attention_mask[:, -width:].to(entropies.dtype)
+                self._entropy_sum = (entropies * mask).sum()
+            entropies = entropies.detach()
+        aux = None
+        return logps, entropies, aux
+
+    def _shared_prefix_fused_logps(self, model, groups, logits_to_keep: int, compute_entropy: bool):
+        """TRL's log-probs and entropies (its fused LM head, labels on the completion tokens
+        only, as in `GRPOTrainer._get_per_token_logps_and_entropies`), with each group's
+        shared prompt prefix run once (arena/prefix.py)."""
+        logps, entropies = [], []
+        for group in groups:
+            labels = group.input_ids.masked_fill(group.attention_mask == 0, -100)
+            labels[:, :-logits_to_keep] = -100
+            with self.accelerator.autocast():
+                out = forward(model, group, labels=labels, fused_lm_head=True)
+            logps.append(out.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                entropies.append(out.entropy[:, -logits_to_keep:])
+        return in_batch_order(logps, groups), in_batch_order(entropies, groups) if compute_entropy else None, None
