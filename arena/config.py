@@ -452,7 +452,9 @@ def parse_args(args: list[str]) -> TrainConfig:
         negated = name.startswith("no-") and name[3:].replace("-", "_") in types_
         key = _key(name[3:] if negated else name, "flag")
         base, _ = _base_type(types_[key])
-        if (base is bool or (negated and key == "grpo_scale")) and not eq:  # --no-grpo-scale: "none"
+        # --no-grpo-scale is "none"; a bare --grpo-scale "group", as when the field was a bool
+        bare = key == "grpo_scale" and (negated or i + 1 >= len(args) or args[i + 1].startswith("--"))
+        if (base is bool or bare) and not eq:
             flags.append((key, "false" if negated else "true"))
             i += 1
             continue

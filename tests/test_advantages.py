@@ -166,4 +166,5 @@ def test_grpo_scale_takes_trls_levels_and_the_bools_runs_stored(tmp_path):
 
     assert parse_args(["--grpo-scale", "batch"]).grpo_scale == "batch"
     assert parse_args(["--no-grpo-scale"]).grpo_scale == "none"
+    assert parse_args(["--grpo-scale"]).grpo_scale == parse_args(["--grpo-scale", "--steps", "3"]).grpo_scale == "group"
     assert TrainConfig(grpo_scale=True).grpo_scale == "group" and TrainConfig(grpo_scale=False).grpo_scale == "none"
