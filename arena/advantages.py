@@ -87,7 +87,8 @@ def grpo(
     (unbiased, as TRL) stds are over the unmasked samples; a group whose rewards are all
     equal gives 0 to each sample; a group of one sample gives 0.
     """
-    scale = {True: "group", False: "none"}.get(scale, scale) if isinstance(scale, bool) else scale
+    if isinstance(scale, bool):
+        scale = "group" if scale else "none"
     if scale not in GRPO_SCALES:
         raise ValueError(f"unknown grpo scale {scale!r}; one of {', '.join(GRPO_SCALES)}")
     batches = [None] * len(rewards) if batches is None else batches

@@ -25,6 +25,9 @@ from arena.trl_names import TRL_NAMES, TRL_WITHOUT
 
 BACKENDS = ("hf", "vllm")
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+#: TRL's shape settings of the sapo and vespo losses, passed through to GRPOConfig as named.
+LOSS_SHAPES = ("sapo_temperature_neg", "sapo_temperature_pos", "vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg",
+               "vespo_lambda_neg")
 OPTIMIZERS = ("adamw", "optimistic-adamw")  # `arena.optim`
 # TRL 1.16's GRPO losses (GRPOConfig.loss_type's help; TRL checks the name only at the first
 # loss, after the run folder is written); tests/test_trainer.py pins the list to TRL's.
@@ -183,8 +186,7 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.ray_workers < 1:
             raise ArenaError(f"--ray-workers must be >= 1, got {self.ray_workers}")
-        for name in ("sapo_temperature_neg", "sapo_temperature_pos", "vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg",
-                     "vespo_lambda_neg"):
+        for name in LOSS_SHAPES:
             if not getattr(self, name) > 0:
                 raise ArenaError(f"--{_flag(name)} must be > 0, got {getattr(self, name)}")
         if self.top_k < 0:

@@ -50,7 +50,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from arena.callbacks import ArenaCallback, ProgressBar
 from arena.checkpoint import CheckpointState
-from arena.config import TrainConfig
+from arena.config import LOSS_SHAPES, TrainConfig
 from arena.constrained_loss import ConstrainedLoss
 from arena.correction import importance_ratio, mismatch_metrics
 from arena.episode import Episode
@@ -124,11 +124,6 @@ def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str
         concurrency=cfg.concurrency, writer=trainer.writer, run_name=trainer.run_dir.name,
         swap_seats=trainer.opponent is not None, start_index=start_index, metadata=metadata,
     )
-
-
-#: TRL's shape settings of the sapo and vespo losses, passed through as they are named.
-LOSS_SHAPES = ("sapo_temperature_neg", "sapo_temperature_pos", "vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg",
-               "vespo_lambda_neg")
 
 
 class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
@@ -372,12 +367,11 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
         if self.sampling_correction or self.config.off_policy_mask_threshold is not None:
             out["sampling_per_token_logps"] = recorded  # what the off-policy mask measures against
         if self.sampling_correction:
-            cfg = self.config
+            cfg, old, mask = self.config, out["old_per_token_logps"], out["completion_mask"]
             out["importance_sampling_ratio"] = ratio = importance_ratio(
-                out["old_per_token_logps"], recorded, completion_mask.to(device), cfg.sampling_correction_mode,
-                cfg.sampling_correction_min, cfg.sampling_correction_max)
-            for name, value in mismatch_metrics(out["old_per_token_logps"], recorded, completion_mask.to(device),
-                                                ratio).items():
+                old, recorded, mask, cfg.sampling_correction_mode, cfg.sampling_correction_min,
+                cfg.sampling_correction_max)
+            for name, value in mismatch_metrics(old, recorded, mask, ratio).items():
                 self._metrics["train"][name].append(value)
         if self.beta != 0.0:
             out["ref_per_token_logps"] = self._reference_logps(out)

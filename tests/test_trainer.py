@@ -637,9 +637,8 @@ def test_sapo_and_vespo_shapes_are_trls_defaults_and_reach_the_loss(tmp_path):
 
     from trl import GRPOConfig, GRPOTrainer
 
-    from arena.config import TrainConfig
+    from arena.config import LOSS_SHAPES, TrainConfig
     from arena.errors import ArenaError
-    from arena.trainer import LOSS_SHAPES
     from arena.training import train
 
     trl_defaults = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}
