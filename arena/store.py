@@ -314,7 +314,7 @@ def episodes_path(run: str | os.PathLike[str]) -> Path:
     if path.is_dir() and not (path.name == EPISODES_FILE and not (path / EPISODES_FILE).exists()):
         path = path / EPISODES_FILE
     if not path.exists():
-        raise ArenaError(f"no episodes at {path}: give a run folder written by `arena play` (or its {EPISODES_FILE})")
+        raise ArenaError(f"no episodes at {path}: give a run folder written by `arena play` or `arena train` (or its {EPISODES_FILE})")
     if path.is_dir():
         raise ArenaError(f"{path} is a folder, not an episodes file: give the run folder that holds {EPISODES_FILE}")
     return path

@@ -290,7 +290,8 @@ def _print_results(results: dict[str, Any], title: str) -> None:
             rows += 1
             mean, se = _num(results.get(f"{key}/mean_return"), "+.3f"), results.get(f"{key}/mean_return_se")
             if isinstance(se, (int, float)) and math.isfinite(se):
-                mean += f" ± {se:.3f}"
+                # a standard error of 0 is exact, not missing: every game ended with the same return
+                mean += f" ± {se:.3f}" if se > 0 else " (every game alike)"
             ui._add_row(table, short, opp, *(_pct(results.get(f"{key}/{r}")) for r in RATES), mean)
         roles = dict.fromkeys(k.split("/")[2] for k in results if k.startswith(f"{short}/self/") and k.count("/") == 3)
         for role in roles:  # an env without an opponent's seat: the model in every role

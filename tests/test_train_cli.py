@@ -259,6 +259,19 @@ def test_eval_tiny_writes_json(tmp_path):
     assert "TicTacToe-v0" in result.stdout and "heuristic" in result.stdout
 
 
+def test_eval_table_says_when_every_game_ended_alike(capsys):
+    from arena.train_cli import _print_results
+
+    row = {"win_rate": 0.0, "draw_rate": 1.0, "loss_rate": 0.0, "invalid_move_rate": 0.0, "mean_return": 0.0}
+    results = {f"TicTacToe-v0/vs_heuristic/{k}": v for k, v in row.items()}
+    results["TicTacToe-v0/vs_heuristic/mean_return_se"] = 0.0
+    results.update({f"TicTacToe-v0/vs_random/{k}": v for k, v in row.items()})
+    results["TicTacToe-v0/vs_random/mean_return_se"] = 0.25
+    _print_results(results, "eval")
+    out = capsys.readouterr().out
+    assert "(every game alike)" in out and "± 0.250" in out and "± 0.000" not in out
+
+
 # -- arena report -----------------------------------------------------------------------------
 def synthetic_run(run: Path, steps: int = 6) -> None:
     run.mkdir(parents=True, exist_ok=True)
