@@ -28,6 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from arena.errors import ArenaError
+
 TINY_CONFIG: dict[str, Any] = {
     "hidden_size": 64,
     "intermediate_size": 256,
@@ -178,6 +180,9 @@ def tiny_model_path(config_overrides: dict[str, Any] | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=final.parent))
     try:
         build_tiny(tmp, config_overrides)
+        if not (tmp / "config.json").exists():  # transformers saves on rank 0 only once torch.distributed is up
+            raise ArenaError("the tiny model cannot be built outside process 0 of a torch.distributed group "
+                             "(transformers writes its weights on rank 0 only): build it there first")
         try:
             os.rename(tmp, final)
         except OSError:  # another process finished first: use its copy

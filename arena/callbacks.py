@@ -45,7 +45,8 @@ class ProgressBar(ProgressCallback):
 
 
 class ArenaCallback(TrainerCallback):
-    """Writes arena's state into each checkpoint, and every log line into `metrics.csv`."""
+    """Writes arena's state into each checkpoint, and every log line into `metrics.csv`
+    (process 0 of a data-parallel run; the others are given no `evaluate_fn`)."""
 
     def __init__(self, trainer: SelfPlayTrainer):
         self.trainer = trainer
@@ -75,7 +76,7 @@ class ArenaCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if ckpt.is_dir():
+        if state.is_world_process_zero and ckpt.is_dir():  # every process holds the same state (`arena.data_parallel`)
             self.trainer.save_reference(ckpt)  # before the state file, which marks the checkpoint complete
             tmp = ckpt / (STATE_FILE + ".tmp")
             tmp.write_text(json.dumps(self.trainer.arena_state(), indent=1))
@@ -83,7 +84,7 @@ class ArenaCallback(TrainerCallback):
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs:
+        if not logs or not state.is_world_process_zero:
             return control
         # the evaluation's `eval_<name>` (named so for transformers' integrations) as `eval/<name>`
         logs = {("eval/" + k[5:] if k.startswith("eval_") else k): v for k, v in logs.items()}

@@ -80,13 +80,13 @@ class Share:
 def split(start_index: int, episodes: int, workers: int) -> list[Share]:
     """Cut a step's episodes into `workers` contiguous shares whose sizes differ by at most
     one (the first ones are larger); shares of size 0 are left out."""
-    base, extra = divmod(episodes, workers)
-    shares, offset = [], 0
+    from arena.data_parallel import share_of
+
+    shares = []
     for w in range(workers):
-        count = base + (w < extra)
-        if count:
-            shares.append(Share(w, start_index + offset, count, offset))
-        offset += count
+        part = share_of(episodes, w, workers)
+        if part.stop > part.start:
+            shares.append(Share(w, start_index + part.start, part.stop - part.start, part.start))
     return shares
 
 

@@ -104,15 +104,25 @@ def train_cmd(ctx: typer.Context) -> None:
         from arena.run_info import resume_checkpoint
 
         resume_checkpoint(run_dir, config.steps)  # before saying "resuming": nothing to resume is one line
-    _say(f"{'resuming' if config.resume else 'training'} {config.model} on {', '.join(config.env)} "
-         f"for {_count(config.steps, 'step')}; run folder {run_dir}", err=True)
+    from arena.data_parallel import is_main_process, process_count
+
+    # launched as several processes (`arena.data_parallel`), process 0 speaks for the run; the
+    # checks above ran in every process, before any of them can have written the run folder
+    main = is_main_process()
+    if main:
+        procs = f" on {process_count()} processes" if process_count() > 1 else ""
+        _say(f"{'resuming' if config.resume else 'training'} {config.model} on {', '.join(config.env)} "
+             f"for {_count(config.steps, 'step')}{procs}; run folder {run_dir}", err=True)
     from arena.training import train  # torch, trl, transformers: imported here, not at start-up
 
     try:
         trainer = train(config)
     except KeyboardInterrupt as exc:
-        _interrupted(run_dir, terminated=isinstance(exc, Terminated))
+        if main:
+            _interrupted(run_dir, terminated=isinstance(exc, Terminated))
         raise typer.Exit(interrupt_exit_code(exc)) from None
+    if not main:
+        return
     step = trainer.state.global_step
     minutes = trainer.minutes()
     _say(f"done: {_count(step, 'step')} in " + (f"{minutes:.1f} min" if minutes >= 1 else f"{60 * minutes:.0f} s"))

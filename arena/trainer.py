@@ -53,6 +53,7 @@ from arena.checkpoint import CheckpointState
 from arena.config import LOSS_SHAPES, TrainConfig
 from arena.constrained_loss import ConstrainedLoss
 from arena.correction import importance_ratio, mismatch_metrics
+from arena.data_parallel import DataParallel
 from arena.episode import Episode
 from arena.errors import ArenaError
 from arena.metrics import role_metrics
@@ -140,11 +141,15 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
             (`ArenaCallback`); returns metrics (`eval_<name>`) logged at the step evaluated.
         rollout: plays a step's episodes somewhere else (e.g. Ray actors, `arena.ray_rollout`);
             default: in this process with `policy` (synced with `model` first).
+        data_parallel: this process's part in a run launched as several processes
+            (`arena.data_parallel`): a share of each step's episodes and of its loss.
     """
 
     def __init__(self, config: TrainConfig, model, tokenizer, policy, run_dir: Path, *, opponent=None,
-                 evaluate=None, peft_config=None, rollout: Rollout | None = None):
+                 evaluate=None, peft_config=None, rollout: Rollout | None = None,
+                 data_parallel: DataParallel | None = None):
         self.config = config
+        self.data_parallel = data_parallel
         self.policy = policy
         self.opponent = opponent
         self.rollout = rollout
@@ -158,7 +163,8 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
         self.rollouts = 0  # rollout batches played so far (episode indices continue from here)
         self.elapsed_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
         self.session_start = time.monotonic()
-        self.writer = EpisodeWriter(self.run_dir)
+        # process 0 alone writes the run's episodes (`arena.data_parallel`)
+        self.writer = EpisodeWriter(self.run_dir) if data_parallel is None or data_parallel.main else None
         # transformers 5 reads the TensorBoard folder from the environment, not from the args
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.run_dir / "tensorboard")
         use_cuda = (config.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
@@ -268,8 +274,9 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
         metrics: dict[str, float] = {}
         self.sync_policy()
         t0 = time.perf_counter()
-        episodes = (self.rollout or local_rollout)(self, self.rollouts * cfg.episodes_per_step,
-                                                   {"step": self.state.global_step})
+        dp = self.data_parallel
+        rollout = self.rollout or (dp.rollout if dp is not None else local_rollout)
+        episodes = rollout(self, self.rollouts * cfg.episodes_per_step, {"step": self.state.global_step})
         rollout_seconds = time.perf_counter() - t0
         if hasattr(self.policy, "sleep"):  # a vLLM engine frees its memory for the update (CUDA)
             self.policy.sleep()
@@ -285,6 +292,10 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
             metrics["entropy_coef"] = cfg.entropy_coef_at(self.state.global_step)  # the bonus this step's loss uses
         for name, value in metrics.items():
             self._metrics["train"][name].append(value)
+        if dp is not None:  # this process's share of the batch, normalised by the whole batch's tokens
+            # (each the same number of rows: TRL gathers per-row metrics, and a gather takes equal shapes)
+            return self._batch(dp.share(kept), num_items=sum(len(s.completion_ids) for s in kept),
+                               min_rows=-(-len(kept) // dp.size))
         return self._batch(kept)
 
     def sync_policy(self) -> None:
@@ -322,16 +333,19 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
         logger.warning("step %d has nothing to train on (%d samples; left out: %s): no update this step",
                        self.state.global_step, len(samples), why)
 
-    def _batch(self, kept: list[Sample]) -> dict[str, Any]:
+    def _batch(self, kept: list[Sample], num_items: int | None = None, min_rows: int = 1) -> dict[str, Any]:
         """TRL's batch from the kept samples, padded to a multiple of the micro-batch count
         with empty rows (completion mask 0: they add nothing to the loss or its normaliser);
-        only empty rows when nothing was kept (`_check_not_empty`)."""
+        only empty rows when nothing was kept (`_check_not_empty`). `num_items`: the loss's
+        normaliser, the completion tokens of the whole batch over every process (TRL's
+        `num_items_in_batch`); default: those of `kept`. `min_rows`: at least that many rows,
+        empty ones added as above."""
         device = self.accelerator.device
         chunks = self.args.steps_per_generation
         pad_id = self.processing_class.pad_token_id
         rows = list(kept)
         filler_prompt = rows[0].prompt_ids if rows else [pad_id]
-        while not rows or len(rows) % chunks:
+        while not rows or len(rows) % chunks or len(rows) < min_rows:
             rows.append(Sample(env_id="", role="", episode=-1, prompt_ids=filler_prompt, completion_ids=[],
                                logprobs=[], reward=0.0, advantage=0.0))
         prompt_ids, prompt_mask = pad_left([s.prompt_ids for s in rows], pad_id)
@@ -341,7 +355,8 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
             "prompt_ids": prompt_ids.to(device), "prompt_mask": prompt_mask.to(device),
             "completion_ids": completion_ids.to(device), "completion_mask": completion_mask.to(device),
             "advantages": torch.tensor([s.advantage for s in rows], dtype=torch.float32, device=device),
-            "num_items_in_batch": completion_mask.sum().clamp(min=1).to(device),  # 0 only in an empty step
+            "num_items_in_batch": (completion_mask.sum() if num_items is None else torch.tensor(num_items))
+            .clamp(min=1).to(device),  # 0 only in an empty step
         }
         if any(s.allowed for s in rows):
             out["allowed"] = [s.allowed if s.allowed else None for s in rows]

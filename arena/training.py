@@ -25,6 +25,7 @@ from arena.config import (
     refuse_existing_run,
     save_config,
 )
+from arena.data_parallel import DataParallel
 from arena.errors import ArenaError
 from arena.run_info import STATE_FILE, resume_checkpoint, write_run_info
 from arena.store import EPISODES_FILE
@@ -82,24 +83,30 @@ def save_final_model(trainer: SelfPlayTrainer, run_dir: Path) -> Path:
 
 def train(config: TrainConfig) -> SelfPlayTrainer:
     """Run (or resume) self-play training as `config` says; returns the trainer."""
+    dp = DataParallel.start(config)  # None in a single process
+    main = dp is None or dp.main  # process 0 alone writes the run folder (`arena.data_parallel`)
     existed = Path(config.resume or config.out).exists()
-    run_dir, ckpt = prepare_run(config)
+    run_dir, ckpt = prepare_run(config) if dp is None else dp.on_main(prepare_run, config)
+    if dp is not None:
+        dp.prepare_models(config)
     try:
-        trainer, rollout = _build(config, run_dir)
+        trainer, rollout = _build(config, run_dir, dp)
     except BaseException:
-        if ckpt is None:  # a failed start leaves no run to refuse the corrected command
+        if ckpt is None and main:  # a failed start leaves no run to refuse the corrected command
             _remove_unstarted(run_dir, remove_dir=not existed)
         raise
     if ckpt is None:  # written once everything started: a failed start leaves no run to refuse
-        save_config(config, run_dir / "config.yaml")
-        write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running"})
+        if main:
+            save_config(config, run_dir / "config.yaml")
+            write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running"})
     else:
         trainer.load_arena_state(json.loads((ckpt / STATE_FILE).read_text()))
         trainer.load_reference(ckpt)
     with _no_transformers_bars():
-        _train_and_save(trainer, rollout, config, run_dir, ckpt)
-    write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "complete",
-                             "step": trainer.state.global_step, "minutes": trainer.minutes()})
+        _train_and_save(trainer, rollout, config, run_dir, ckpt, main)
+    if main:
+        write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "complete",
+                                 "step": trainer.state.global_step, "minutes": trainer.minutes()})
     return trainer
 
 
@@ -119,19 +126,24 @@ def _no_transformers_bars() -> Iterator[None]:
 
 
 def _train_and_save(trainer: SelfPlayTrainer, rollout: Rollout | None, config: TrainConfig, run_dir: Path,
-                    ckpt: Path | None) -> None:
-    """The training loop, then the final evaluation and model; an interrupt marks the run."""
+                    ckpt: Path | None, main: bool = True) -> None:
+    """The training loop, then the final evaluation and model (by process 0 of a
+    data-parallel run: the others hold the same weights); an interrupt marks the run."""
     try:
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     except KeyboardInterrupt:
-        write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "interrupted",
-                                 "step": trainer.state.global_step})
+        if main:
+            write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "interrupted",
+                                     "step": trainer.state.global_step})
         raise
     finally:
         trainer.close_progress()
-        trainer.writer.close()
+        if trainer.writer is not None:
+            trainer.writer.close()
         if rollout is not None:
             rollout.close()
+    if not main:
+        return
     if config.eval_every and not trainer.final_evaluated:  # the last step evaluates it (`ArenaCallback`)
         trainer.run_evaluation(final=True)
     save_final_model(trainer, run_dir)
@@ -147,7 +159,8 @@ def _remove_unstarted(run_dir: Path, remove_dir: bool) -> None:
         run_dir.rmdir()
 
 
-def _build(config: TrainConfig, run_dir: Path) -> tuple[SelfPlayTrainer, Rollout | None]:
+def _build(config: TrainConfig, run_dir: Path,
+           dp: DataParallel | None = None) -> tuple[SelfPlayTrainer, Rollout | None]:
     """The trainer of a run (model, policy: hf or vllm, opponent, LoRA) and its Ray rollout,
     started first so that a wrong address fails before anything loads; closed on failure."""
     rollout = None
@@ -156,14 +169,15 @@ def _build(config: TrainConfig, run_dir: Path) -> tuple[SelfPlayTrainer, Rollout
 
         rollout = RayRollout(config)
     try:
-        return _build_trainer(config, run_dir, rollout), rollout
+        return _build_trainer(config, run_dir, rollout, dp), rollout
     except BaseException:
         if rollout is not None:
             rollout.close()
         raise
 
 
-def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None) -> SelfPlayTrainer:
+def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None,
+                   dp: DataParallel | None = None) -> SelfPlayTrainer:
     from arena.agents import is_agent_spec, make_agent
     from arena.agents.hf import HFPolicy, load_model
     from arena.evaluate import training_evaluator
@@ -199,7 +213,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None) 
 
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, target_modules="all-linear",
                                  task_type="CAUSAL_LM")
-    trainer = SelfPlayTrainer(config, model, tokenizer, policy, run_dir, opponent=opponent,
-                              evaluate=training_evaluator(config, run_dir), peft_config=peft_config,
-                              rollout=rollout)
+    evaluate = training_evaluator(config, run_dir) if dp is None or dp.main else None  # process 0 evaluates
+    trainer = SelfPlayTrainer(config, model, tokenizer, policy, run_dir, opponent=opponent, evaluate=evaluate,
+                              peft_config=peft_config, rollout=rollout, data_parallel=dp)
     return trainer

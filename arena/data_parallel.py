@@ -1,0 +1,168 @@
+"""Data-parallel training: `arena train` launched as several processes (`accelerate launch`,
+`torchrun`), one replica of the model per process (a GPU each), as accelerate runs TRL.
+
+Launched that way, each process used to play the whole step by itself and write it to the
+run folder: every episode twice, interleaved. Now a step runs as one batch over all of them:
+
+1. each process plays a contiguous share of the step's episodes (`split`, as Ray's actors
+   do), its sampling RNG (and a fixed opponent's) restarted for each share from
+   `share_seed(seed, first index)`: episode i is reset with the same seed whatever the
+   number of processes, and a resumed run needs no RNG state from any of them;
+2. the shares are gathered to every process in index order (`all_gather_object`), and
+   process 0 alone writes them to the episode store;
+3. every process scores the whole batch (advantages, RAE's baselines, the metrics: the same
+   numbers on each, so the checkpoint of process 0 holds them all), then trains on its
+   contiguous share of the kept samples (`share`), with the whole batch's token count as
+   the loss's normaliser (TRL's `num_items_in_batch`, gathered over the processes in TRL as
+   well); DDP averages the gradients, so the processes stay one model;
+4. process 0 alone writes the run folder: config, `run.json`, `metrics.csv`, evaluations,
+   arena's state in each checkpoint, the final model.
+
+The hf backend only: `--backend vllm` (an engine per process) and `--ray-address` (the
+rollout on Ray's actors already) are refused with a one-line error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from arena.errors import ArenaError
+
+if TYPE_CHECKING:
+    from arena.config import TrainConfig
+    from arena.episode import Episode
+
+T = TypeVar("T")
+
+
+def process_count() -> int:
+    """How many processes the launcher started (`WORLD_SIZE`, set by torchrun and accelerate)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def process_rank() -> int:
+    """This process's rank among them (`RANK`); 0 without a launcher."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def is_main_process() -> bool:
+    return process_rank() == 0
+
+
+def share_of(count: int, rank: int, size: int) -> slice:
+    """The contiguous share of `count` items that process `rank` of `size` takes: sizes differ
+    by at most one, the first processes take the larger ones (`ray_rollout.split`'s cut)."""
+    base, extra = divmod(count, size)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (rank < extra))
+
+
+class DataParallel:
+    """This process's part in a data-parallel run (the module docstring); built with the
+    process group up (`start`)."""
+
+    def __init__(self, rank: int, size: int):
+        self.rank = rank
+        self.size = size
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def start(cls, config: TrainConfig) -> DataParallel | None:
+        """None in a single process; else refuse what cannot run data-parallel, and bring up
+        the process group as transformers' `Trainer` will (accelerate's `PartialState`: NCCL
+        on CUDA, Gloo on CPU), so that the run folder is prepared before anything loads."""
+        size = process_count()
+        if size <= 1:
+            return None
+        if config.backend != "hf":
+            raise ArenaError(f"--backend {config.backend} runs in one process ({size} were launched): train "
+                             "data-parallel with --backend hf, or launch one process")
+        if config.ray_address:
+            raise ArenaError(f"--ray-address plays the rollout on Ray's actors, from one learner process ({size} were "
+                             "launched): launch one process, or leave out --ray-address")
+        import torch
+        from accelerate import PartialState
+
+        cuda = (config.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+        state = PartialState(cpu=not cuda)
+        if not state.is_main_process:  # one "Loading weights" bar, not one per process
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        return cls(state.process_index, state.num_processes)
+
+    def prepare_models(self, config: TrainConfig) -> None:
+        """Build the tiny model (`--model tiny`, a `tiny` opponent) in process 0 before the
+        others look for it: once the process group is up, transformers' `save_pretrained`
+        writes the weights on rank 0 only, so a build elsewhere would come out empty."""
+        specs = (config.model, config.opponent or "")
+        if any(s in ("tiny", "hf:tiny") or s.startswith(("tiny:", "hf:tiny:")) for s in specs):
+            from arena.agents.tiny import tiny_model_path
+
+            self.on_main(tiny_model_path)
+
+    def on_main(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` run by process 0, its result handed to every process; an `ArenaError`
+        there (a run folder refused) is raised in every process, so none waits for the others."""
+        import torch.distributed as dist
+
+        box: list[Any] = [None]
+        if self.main:
+            try:
+                box[0] = ("ok", fn(*args))
+            except ArenaError as exc:
+                box[0] = ("error", str(exc))
+            except BaseException:
+                box[0] = ("error", "process 0 failed (its traceback above)")
+                dist.broadcast_object_list(box, src=0)
+                raise
+        dist.broadcast_object_list(box, src=0)
+        kind, value = box[0]
+        if kind == "error":
+            raise ArenaError(value)
+        return value
+
+    def gather(self, items: Sequence[T]) -> list[T]:
+        """Every process's `items`, concatenated in rank order, on every process."""
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * self.size
+        dist.all_gather_object(parts, list(items))
+        return [item for part in parts for item in part]
+
+    def share(self, items: Sequence[T]) -> list[T]:
+        """This process's contiguous share of `items` (`share_of`)."""
+        return list(items[share_of(len(items), self.rank, self.size)])
+
+    def rollout(self, trainer: Any, start_index: int, metadata: dict[str, Any]) -> list[Episode]:
+        """The step's episodes: this process plays its share (the module docstring, 1), the
+        shares are gathered to every process, and process 0 writes them to the store."""
+        from arena.ray_rollout import _reseed, share_seed
+        from arena.rollout import env_schedule, play
+        from arena.trainer import rollout_seed
+
+        cfg = trainer.config
+        seed = rollout_seed(cfg)
+        part = share_of(cfg.episodes_per_step, self.rank, self.size)
+        schedule = (env_schedule(cfg.env, cfg.env_weights or None, cfg.episodes_per_step, seed)[part]
+                    if len(cfg.env) > 1 else None)
+        start = start_index + part.start
+        agents = [trainer.policy] if trainer.opponent is None else [trainer.policy, trainer.opponent]
+        _reseed(trainer.policy, share_seed(cfg.seed, start))
+        if trainer.opponent is not None:
+            _reseed(trainer.opponent, share_seed(cfg.seed + 1, start))
+        mine = play(
+            cfg.env, agents, part.stop - part.start, seed=seed,
+            env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env], env_weights=cfg.env_weights or None,
+            concurrency=cfg.concurrency, run_name=trainer.run_dir.name, swap_seats=trainer.opponent is not None,
+            start_index=start, metadata=metadata, schedule=schedule,
+        )
+        episodes = self.gather(mine)
+        if trainer.writer is not None:
+            trainer.writer.write(episodes)
+        return episodes

@@ -1,0 +1,130 @@
+"""`arena train` launched as two processes (torchrun, Gloo on CPU): one run, not two.
+
+The processes share each step's episodes and its loss (`arena.data_parallel`): the store
+holds every episode once, in index order, and the step's loss and gradient norm are the ones
+a single process computes on the same episodes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from arena.config import parse_args
+from arena.data_parallel import DataParallel, share_of
+from arena.errors import ArenaError
+from arena.ray_rollout import split
+
+TRAIN = ["--env", "spiral/KuhnPoker-v0", "--episodes-per-step", "16", "--eval-every", "0", "--save-every", "1"]
+
+
+def launch(*args: str) -> subprocess.CompletedProcess:
+    """`arena` on two processes, as `torchrun --standalone --nproc-per-node 2 -m arena.cli` runs it."""
+    env = {**os.environ, "COLUMNS": "160", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("WORLD_SIZE", None)
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "arena.cli", *map(str, args)], check=False, capture_output=True, text=True,
+                          env=env, timeout=600, stdin=subprocess.DEVNULL)
+
+
+def episodes_of(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "episodes.jsonl").read_text().splitlines()]
+
+
+def metrics_of(run: Path) -> dict[int, dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as f:
+        return {int(row["step"]): row for row in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 16, 17])
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_shares_cover_the_items_once_in_order(count, size):
+    parts = [share_of(count, rank, size) for rank in range(size)]
+    assert [i for p in parts for i in range(p.start, p.stop)] == list(range(count))
+    sizes = [p.stop - p.start for p in parts]
+    assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+    assert [(s.start, s.count) for s in split(100, count, size)] == [(100 + p.start, p.stop - p.start)
+                                                                     for p in parts if p.stop > p.start]
+
+
+def test_one_process_is_not_data_parallel(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert DataParallel.start(parse_args(["--env", "spiral/KuhnPoker-v0"])) is None
+
+
+@pytest.mark.parametrize("flags, named", [(["--backend", "vllm"], "--backend vllm"),
+                                          (["--ray-address", "local"], "--ray-address")])
+def test_what_cannot_run_on_several_processes_is_one_line(monkeypatch, flags, named):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ArenaError, match=named) as err:
+        DataParallel.start(parse_args(["--env", "spiral/KuhnPoker-v0", *flags]))
+    assert "\n" not in str(err.value) and "2 were launched" in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("dp") / "run"
+    result = launch("train", *TRAIN, "--steps", "1", "--out", run)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stderr.count("training tiny on spiral/KuhnPoker-v0 for 1 step on 2 processes") == 1, result.stderr
+    assert result.stdout.count("done: 1 step") == 1, result.stdout  # process 0 speaks for the run
+    return run
+
+
+def test_two_processes_store_each_episode_once(two_process_run):
+    from arena.trainer import rollout_seed
+
+    episodes = episodes_of(two_process_run)
+    assert [e["metadata"]["index"] for e in episodes] == list(range(16))
+    seed = rollout_seed(parse_args(TRAIN))
+    assert [e["seed"] for e in episodes] == [seed + i for i in range(16)]
+    assert sorted(metrics_of(two_process_run)) == [1]
+    assert (two_process_run / "model" / "config.json").is_file()
+    assert {p.name for p in (two_process_run / "checkpoints" / "checkpoint-1").glob("rng_state_*.pth")} == {
+        "rng_state_0.pth", "rng_state_1.pth"}
+
+
+def test_two_processes_train_as_one_on_the_same_episodes(two_process_run, tmp_path, monkeypatch):
+    """The loss (mean over the processes, as transformers logs it) and the gradient norm (after
+    DDP's all-reduce) of the step equal one process's on the same 16 episodes: each process's
+    share is normalised by the whole batch's tokens, and its advantages are the whole batch's."""
+    from arena import trainer as trainer_module
+    from arena.episode import Episode
+    from arena.training import train
+
+    played = [Episode.from_dict(e) for e in episodes_of(two_process_run)]
+
+    def the_same_episodes(trainer, start_index, metadata):
+        trainer.writer.write(played)
+        return played
+
+    monkeypatch.setattr(trainer_module, "local_rollout", the_same_episodes)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    one = tmp_path / "one"
+    train(parse_args([*TRAIN, "--steps", "1", "--out", str(one)]))
+    two, single = metrics_of(two_process_run)[1], metrics_of(one)[1]
+    for key in ("loss", "grad_norm", "KuhnPoker-v0/player_0/advantage_mean", "samples/trained"):
+        assert float(two[key]) == pytest.approx(float(single[key]), rel=1e-4, abs=1e-7), key
+    assert abs(float(single["loss"])) > 1e-3 and float(single["grad_norm"]) > 1e-3  # not trivially equal
+    state = "checkpoints/checkpoint-1/arena_state.json"
+    baselines = [json.loads((run / state).read_text())["baselines"] for run in (two_process_run, one)]
+    assert baselines[0] == pytest.approx(baselines[1])
+
+
+def test_a_two_process_run_resumes_where_it_stopped(two_process_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(two_process_run, run)
+    result = launch("train", "--resume", run, "--steps", "2")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert [e["metadata"]["index"] for e in episodes_of(run)] == list(range(32))
+    assert sorted(metrics_of(run)) == [1, 2]
+    verify = subprocess.run([sys.executable, "-m", "arena.cli", "replay", str(run), "--verify"], capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert verify.returncode == 0 and "all replay exactly" in verify.stdout, verify.stdout + verify.stderr
