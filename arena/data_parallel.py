@@ -59,6 +59,17 @@ def share_of(count: int, rank: int, size: int) -> slice:
     return slice(start, start + base + (rank < extra))
 
 
+def merge_metrics(parts: Sequence[dict[str, float]]) -> dict[str, float]:
+    """One dict from each process's metrics of its share: `.../max` the largest, `.../min` the
+    smallest, any other the mean over the processes that have it (shares are within one
+    sample of each other, so this is close to the mean over the whole batch)."""
+    out: dict[str, float] = {}
+    for key in dict.fromkeys(k for part in parts for k in part):
+        values = [part[key] for part in parts if key in part]
+        out[key] = max(values) if key.endswith("/max") else min(values) if key.endswith("/min") else sum(values) / len(values)
+    return out
+
+
 class DataParallel:
     """This process's part in a data-parallel run (the module docstring); built with the
     process group up (`start`)."""
@@ -95,6 +106,16 @@ class DataParallel:
 
             hf_logging.disable_progress_bar()
         return cls(state.process_index, state.num_processes)
+
+    def finish(self) -> None:
+        """After the last step, in every process: wait for the others, then take the process
+        group down, before process 0 evaluates and saves the final model alone (a process
+        that exited with the group up died in Gloo's threads at exit, and killed the run)."""
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
 
     def prepare_models(self, config: TrainConfig) -> None:
         """Build the tiny model (`--model tiny`, a `tiny` opponent) in process 0 before the

@@ -53,7 +53,7 @@ from arena.checkpoint import CheckpointState
 from arena.config import LOSS_SHAPES, TrainConfig
 from arena.constrained_loss import ConstrainedLoss
 from arena.correction import importance_ratio, mismatch_metrics
-from arena.data_parallel import DataParallel
+from arena.data_parallel import DataParallel, merge_metrics
 from arena.episode import Episode
 from arena.errors import ArenaError
 from arena.metrics import role_metrics
@@ -386,7 +386,10 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
             out["importance_sampling_ratio"] = ratio = importance_ratio(
                 old, recorded, mask, cfg.sampling_correction_mode, cfg.sampling_correction_min,
                 cfg.sampling_correction_max)
-            for name, value in mismatch_metrics(old, recorded, mask, ratio).items():
+            mismatch = mismatch_metrics(old, recorded, mask, ratio)
+            if self.data_parallel is not None:  # this process's share: merged over all of them
+                mismatch = merge_metrics(self.data_parallel.gather([mismatch]))
+            for name, value in mismatch.items():
                 self._metrics["train"][name].append(value)
         if self.beta != 0.0:
             out["ref_per_token_logps"] = self._reference_logps(out)

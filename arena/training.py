@@ -103,7 +103,7 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
         trainer.load_arena_state(json.loads((ckpt / STATE_FILE).read_text()))
         trainer.load_reference(ckpt)
     with _no_transformers_bars():
-        _train_and_save(trainer, rollout, config, run_dir, ckpt, main)
+        _train_and_save(trainer, rollout, config, run_dir, ckpt, dp)
     if main:
         write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "complete",
                                  "step": trainer.state.global_step, "minutes": trainer.minutes()})
@@ -126,9 +126,10 @@ def _no_transformers_bars() -> Iterator[None]:
 
 
 def _train_and_save(trainer: SelfPlayTrainer, rollout: Rollout | None, config: TrainConfig, run_dir: Path,
-                    ckpt: Path | None, main: bool = True) -> None:
+                    ckpt: Path | None, dp: DataParallel | None = None) -> None:
     """The training loop, then the final evaluation and model (by process 0 of a
     data-parallel run: the others hold the same weights); an interrupt marks the run."""
+    main = dp is None or dp.main
     try:
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     except KeyboardInterrupt:
@@ -142,6 +143,8 @@ def _train_and_save(trainer: SelfPlayTrainer, rollout: Rollout | None, config: T
             trainer.writer.close()
         if rollout is not None:
             rollout.close()
+    if dp is not None:
+        dp.finish()
     if not main:
         return
     if config.eval_every and not trainer.final_evaluated:  # the last step evaluates it (`ArenaCallback`)

@@ -18,11 +18,14 @@ from pathlib import Path
 import pytest
 
 from arena.config import parse_args
-from arena.data_parallel import DataParallel, share_of
+from arena.data_parallel import DataParallel, merge_metrics, share_of
 from arena.errors import ArenaError
 from arena.ray_rollout import split
 
-TRAIN = ["--env", "spiral/KuhnPoker-v0", "--episodes-per-step", "16", "--eval-every", "0", "--save-every", "1"]
+# two envs: each process plays its slice of the step's mixed schedule, and TicTacToe's rows
+# share prompt prefixes in varied groups (the loss through DDP's wrapper must not depend on them)
+TRAIN = ["--env", "spiral/KuhnPoker-v0", "--env", "spiral/TicTacToe-v0", "--episodes-per-step", "16",
+         "--eval-every", "0", "--save-every", "1"]
 
 
 def launch(*args: str) -> subprocess.CompletedProcess:
@@ -31,7 +34,7 @@ def launch(*args: str) -> subprocess.CompletedProcess:
     env.pop("WORLD_SIZE", None)
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "arena.cli", *map(str, args)], check=False, capture_output=True, text=True,
-                          env=env, timeout=600, stdin=subprocess.DEVNULL)
+                          env=env, timeout=300, stdin=subprocess.DEVNULL)
 
 
 def episodes_of(run: Path) -> list[dict]:
@@ -54,6 +57,11 @@ def test_shares_cover_the_items_once_in_order(count, size):
                                                                      for p in parts if p.stop > p.start]
 
 
+def test_each_processs_metrics_merge_by_kind():
+    parts = [{"x/mean": 1.0, "x/max": 3.0, "x/min": 0.5}, {"x/mean": 2.0, "x/max": 2.0, "x/min": 0.1, "y/mean": 4.0}]
+    assert merge_metrics(parts) == {"x/mean": 1.5, "x/max": 3.0, "x/min": 0.1, "y/mean": 4.0}
+
+
 def test_one_process_is_not_data_parallel(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert DataParallel.start(parse_args(["--env", "spiral/KuhnPoker-v0"])) is None
@@ -73,18 +81,21 @@ def two_process_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("dp") / "run"
     result = launch("train", *TRAIN, "--steps", "1", "--out", run)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert result.stderr.count("training tiny on spiral/KuhnPoker-v0 for 1 step on 2 processes") == 1, result.stderr
+    assert result.stderr.count("for 1 step on 2 processes") == 1, result.stderr
     assert result.stdout.count("done: 1 step") == 1, result.stdout  # process 0 speaks for the run
     return run
 
 
 def test_two_processes_store_each_episode_once(two_process_run):
+    from arena.rollout import env_schedule
     from arena.trainer import rollout_seed
 
     episodes = episodes_of(two_process_run)
     assert [e["metadata"]["index"] for e in episodes] == list(range(16))
     seed = rollout_seed(parse_args(TRAIN))
     assert [e["seed"] for e in episodes] == [seed + i for i in range(16)]
+    config = parse_args(TRAIN)
+    assert [config.env.index(e["env_id"]) for e in episodes] == env_schedule(config.env, None, 16, seed)
     assert sorted(metrics_of(two_process_run)) == [1]
     assert (two_process_run / "model" / "config.json").is_file()
     assert {p.name for p in (two_process_run / "checkpoints" / "checkpoint-1").glob("rng_state_*.pth")} == {
@@ -94,7 +105,8 @@ def test_two_processes_store_each_episode_once(two_process_run):
 def test_two_processes_train_as_one_on_the_same_episodes(two_process_run, tmp_path, monkeypatch):
     """The loss (mean over the processes, as transformers logs it) and the gradient norm (after
     DDP's all-reduce) of the step equal one process's on the same 16 episodes: each process's
-    share is normalised by the whole batch's tokens, and its advantages are the whole batch's."""
+    share is normalised by the whole batch's tokens, and its advantages are the whole batch's.
+    (One process shares prompt prefixes in the loss, the two do not: the same numbers.)"""
     from arena import trainer as trainer_module
     from arena.episode import Episode
     from arena.training import train
@@ -110,7 +122,8 @@ def test_two_processes_train_as_one_on_the_same_episodes(two_process_run, tmp_pa
     one = tmp_path / "one"
     train(parse_args([*TRAIN, "--steps", "1", "--out", str(one)]))
     two, single = metrics_of(two_process_run)[1], metrics_of(one)[1]
-    for key in ("loss", "grad_norm", "KuhnPoker-v0/player_0/advantage_mean", "samples/trained"):
+    for key in ("loss", "grad_norm", "KuhnPoker-v0/player_0/advantage_mean", "TicTacToe-v0/player_1/advantage_mean",
+                "samples/trained"):
         assert float(two[key]) == pytest.approx(float(single[key]), rel=1e-4, abs=1e-7), key
     assert abs(float(single["loss"])) > 1e-3 and float(single["grad_norm"]) > 1e-3  # not trivially equal
     state = "checkpoints/checkpoint-1/arena_state.json"
