@@ -11,7 +11,6 @@ prompt prefix that rows share run once (arena/prefix.py).
 from __future__ import annotations
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from arena.prefix import forward, in_batch_order, plan, shared_prefix_logits
 
@@ -59,12 +58,8 @@ class ConstrainedLoss:
                                            batch_size=None, compute_entropy=False, **kwargs):
         allowed = self._allowed
         plain = any(v is not None and v is not False for v in kwargs.values())  # images, MoE aux loss: TRL's own
-        # the prompt prefix the rows share runs once (arena/prefix.py); not through DDP's wrapper
-        # (several processes, `arena.data_parallel`): each of its forwards syncs buffers and arms
-        # the gradient all-reduce, and the number of forwards, which depends on the rows, would
-        # differ between the processes and deadlock them. The no-grad passes share it still.
-        share = self.share_prefix and not plain and not isinstance(model, DistributedDataParallel)
-        groups = plan(model, input_ids, attention_mask, logits_to_keep) if share else None
+        # the prompt prefix the rows share runs once (arena/prefix.py)
+        groups = plan(model, input_ids, attention_mask, logits_to_keep) if self.share_prefix and not plain else None
         if not allowed or plain:
             if groups is None:
                 return super()._get_per_token_logps_and_entropies(

@@ -107,7 +107,9 @@ def uses_cache(model: Any) -> bool:
     since 5.15; earlier ones drop it), and with non-reentrant checkpointing (`use_reentrant=False`,
     transformers' default since 5.0; `_non_reentrant`). Otherwise the caller runs its plain
     forward. (A PEFT model answers for its base model. Without gradients, as in generation,
-    there is no replay: any checkpointing will do.)"""
+    there is no replay: any checkpointing will do. DDP's wrapper answers for its module.)"""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
     if not getattr(model, "is_gradient_checkpointing", False):
         return True
     if not hasattr(GradientCheckpointingLayer, "_can_checkpoint_with_cache"):

@@ -212,6 +212,12 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
                 gradient_checkpointing=use_cuda if config.gradient_checkpointing is None else config.gradient_checkpointing,
                 bf16=use_cuda and torch.cuda.is_bf16_supported(),
                 remove_unused_columns=False,
+                # several processes (`arena.data_parallel`): DDP's forward runs no collective (the
+                # shared prefix's forwards, as many as the rows' groups, differ between processes;
+                # a causal LM's buffers, rotary frequencies, never change) and finds no unused
+                # parameters (the loss reaches every trained one)
+                ddp_broadcast_buffers=False,
+                ddp_find_unused_parameters=False,
                 disable_tqdm=False,
             )
         except ValueError as exc:  # transformers' checks of the user's values: scheduler, report_to, ...
