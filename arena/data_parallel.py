@@ -74,9 +74,10 @@ class DataParallel:
     """This process's part in a data-parallel run (the module docstring); built with the
     process group up (`start`)."""
 
-    def __init__(self, rank: int, size: int):
+    def __init__(self, rank: int, size: int, device: str = "cpu"):
         self.rank = rank
         self.size = size
+        self.device = device  # this process's own: `cuda:LOCAL_RANK` on GPUs, whatever `--device` says
 
     @property
     def main(self) -> bool:
@@ -105,7 +106,7 @@ class DataParallel:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
-        return cls(state.process_index, state.num_processes)
+        return cls(state.process_index, state.num_processes, str(state.device))
 
     def finish(self) -> None:
         """After the last step, in every process: wait for the others, then take the process

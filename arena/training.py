@@ -188,6 +188,8 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None,
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.manual_seed(config.seed)
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dp is not None:  # one device per process (accelerate's choice: the process's local rank)
+        device = dp.device
     model, tokenizer = load_model(config.model, device=device, dtype=config.torch_dtype())
     constrain = config.resolved_constrain()
     if config.backend == "vllm":
