@@ -50,7 +50,7 @@ class TrainConfig:
     env_kwargs: dict[str, dict[str, Any]] = _f({}, "Env arguments per env id, e.g. {\"spiral/KuhnPoker-v1\": {\"rounds\": 3}} (JSON on the command line).")
     opponent: str | None = _f(None, "Fixed opponent for the other seat: an agent (random, heuristic, openai:MODEL@URL, ...) or a model path; only the model's seats train. Default: pure self-play.")
     episodes_per_step: int = _f(128, "Episodes played per training step (each of their model turns is a sample).")
-    concurrency: int = _f(256, "Episodes in flight at once during rollout.")
+    concurrency: int = _f(256, "Episodes in flight at once during rollout (the total over Ray's actors; per process when launched as several, arena/data_parallel.py).")
     # -- the model ----------------------------------------------------------------------
     model: str = _f("tiny", "Model: `tiny` (built locally), a local path, a Hub id, or a training run (its newest model: training goes on from there in a new run).")
     dtype: str = _f("float32", "The weights' dtype when the model loads (TRL's --dtype): float32 (TRL's default; on CUDA, bf16 autocast over fp32 weights), bfloat16 (half the memory, the optimizer's states too: real-size models on one GPU), float16, or auto (the checkpoint's own).")

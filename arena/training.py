@@ -1,6 +1,8 @@
 """A training run: its folder (create, refuse, resume from the last checkpoint), the
 trainer built for it (model, hf or vLLM policy, opponent, LoRA, Ray rollout), and `train`,
-which runs it. The update itself is `arena.trainer.SelfPlayTrainer`.
+which runs it. The update itself is `arena.trainer.SelfPlayTrainer`. Launched as several
+processes (torchrun, accelerate launch), process 0 prepares and writes the run folder and
+the others train beside it (`arena.data_parallel`).
 
 Run folder: `config.yaml` and `run.json` (written once the trainer started, so a failed
 start leaves nothing that refuses the corrected command), `episodes.jsonl`, `metrics.csv`,
