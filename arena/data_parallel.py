@@ -164,7 +164,7 @@ class DataParallel:
     def rollout(self, trainer: Any, start_index: int, metadata: dict[str, Any]) -> list[Episode]:
         """The step's episodes: this process plays its share (the module docstring, 1), the
         shares are gathered to every process, and process 0 writes them to the store."""
-        from arena.ray_rollout import _reseed, share_seed
+        from arena.ray_rollout import reseed, share_seed
         from arena.rollout import env_schedule, play
         from arena.trainer import rollout_seed
 
@@ -175,9 +175,9 @@ class DataParallel:
                     if len(cfg.env) > 1 else None)
         start = start_index + part.start
         agents = [trainer.policy] if trainer.opponent is None else [trainer.policy, trainer.opponent]
-        _reseed(trainer.policy, share_seed(cfg.seed, start))
+        reseed(trainer.policy, share_seed(cfg.seed, start))
         if trainer.opponent is not None:
-            _reseed(trainer.opponent, share_seed(cfg.seed + 1, start))
+            reseed(trainer.opponent, share_seed(cfg.seed + 1, start))
         mine = play(
             cfg.env, agents, part.stop - part.start, seed=seed,
             env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env], env_weights=cfg.env_weights or None,

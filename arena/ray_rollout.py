@@ -223,10 +223,10 @@ class RolloutWorker:
         t0 = time.perf_counter()
         cfg = TrainConfig(**config)
         self.model.load_state_dict(weights)
-        _reseed(self.policy, share_seed(cfg.seed, start))
+        reseed(self.policy, share_seed(cfg.seed, start))
         opponent = self.opponent
         if opponent is not None:
-            _reseed(opponent, share_seed(cfg.seed + 1, start))
+            reseed(opponent, share_seed(cfg.seed + 1, start))
         agents = [self.policy] if opponent is None else [self.policy, opponent]
         episodes = play(
             cfg.env, agents, count, seed=seed, env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env],
@@ -394,7 +394,7 @@ def _checked(episodes: list[Episode], share: Share) -> list[Episode]:
     return episodes
 
 
-def _reseed(agent: Any, seed: int) -> None:
+def reseed(agent: Any, seed: int) -> None:
     """Restart an agent's sampling stream from `seed`: a model policy through its
     `set_rng_state`, a scripted agent (random, heuristic, scripted) through its numpy `rng`.
     Other agents keep their stream (a served model is not reproducible anyway)."""
