@@ -59,6 +59,19 @@ def share_of(count: int, rank: int, size: int) -> slice:
     return slice(start, start + base + (rank < extra))
 
 
+def check_launch(config: TrainConfig) -> None:
+    """Refuse, in one line, what cannot train on the processes launched (if several)."""
+    size = process_count()
+    if size <= 1:
+        return
+    if config.backend != "hf":
+        raise ArenaError(f"--backend {config.backend} runs in one process ({size} were launched): train "
+                         "data-parallel with --backend hf, or launch one process")
+    if config.ray_address:
+        raise ArenaError(f"--ray-address plays the rollout on Ray's actors, from one learner process ({size} were "
+                         "launched): launch one process, or leave out --ray-address")
+
+
 def merge_metrics(parts: Sequence[dict[str, float]]) -> dict[str, float]:
     """One dict from each process's metrics of its share: `.../max` the largest, `.../min` the
     smallest, any other the mean over the processes that have it (shares are within one
@@ -88,15 +101,9 @@ class DataParallel:
         """None in a single process; else refuse what cannot run data-parallel, and bring up
         the process group as transformers' `Trainer` will (accelerate's `PartialState`: NCCL
         on CUDA, Gloo on CPU), so that the run folder is prepared before anything loads."""
-        size = process_count()
-        if size <= 1:
+        if process_count() <= 1:
             return None
-        if config.backend != "hf":
-            raise ArenaError(f"--backend {config.backend} runs in one process ({size} were launched): train "
-                             "data-parallel with --backend hf, or launch one process")
-        if config.ray_address:
-            raise ArenaError(f"--ray-address plays the rollout on Ray's actors, from one learner process ({size} were "
-                             "launched): launch one process, or leave out --ray-address")
+        check_launch(config)
         import torch
         from accelerate import PartialState
 

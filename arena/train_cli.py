@@ -100,12 +100,13 @@ def train_cmd(ctx: typer.Context) -> None:
         refuse_existing_run(run_dir)  # before saying "training": the command will not train
     check_env_ids(config)
     check_transformers_names(config)
+    from arena.data_parallel import check_launch, is_main_process, process_count
+
+    check_launch(config)  # launched as several processes: what cannot run so, before "training"
     if config.resume:
         from arena.run_info import resume_checkpoint
 
         resume_checkpoint(run_dir, config.steps)  # before saying "resuming": nothing to resume is one line
-    from arena.data_parallel import is_main_process, process_count
-
     # launched as several processes (`arena.data_parallel`), process 0 speaks for the run; the
     # checks above ran in every process, before any of them can have written the run folder
     main = is_main_process()
