@@ -172,8 +172,8 @@ class DataParallel:
         """The step's episodes: this process plays its share (the module docstring, 1), the
         shares are gathered to every process, and process 0 writes them to the store."""
         from arena.ray_rollout import reseed, share_seed
-        from arena.rollout import env_schedule, play
-        from arena.trainer import rollout_seed
+        from arena.rollout import env_schedule
+        from arena.trainer import local_rollout, rollout_seed
 
         cfg = trainer.config
         seed = rollout_seed(cfg)
@@ -181,16 +181,10 @@ class DataParallel:
         schedule = (env_schedule(cfg.env, cfg.env_weights or None, cfg.episodes_per_step, seed)[part]
                     if len(cfg.env) > 1 else None)
         start = start_index + part.start
-        agents = [trainer.policy] if trainer.opponent is None else [trainer.policy, trainer.opponent]
         reseed(trainer.policy, share_seed(cfg.seed, start))
         if trainer.opponent is not None:
             reseed(trainer.opponent, share_seed(cfg.seed + 1, start))
-        mine = play(
-            cfg.env, agents, part.stop - part.start, seed=seed,
-            env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env], env_weights=cfg.env_weights or None,
-            concurrency=cfg.concurrency, run_name=trainer.run_dir.name, swap_seats=trainer.opponent is not None,
-            start_index=start, metadata=metadata, schedule=schedule,
-        )
+        mine = local_rollout(trainer, start, metadata, count=part.stop - part.start, schedule=schedule, store=False)
         episodes = self.gather(mine)
         if trainer.writer is not None:
             trainer.writer.write(episodes)

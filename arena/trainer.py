@@ -115,15 +115,19 @@ def rollout_seed(config: TrainConfig) -> int:
     return config.seed * 1_000_003
 
 
-def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str, Any]) -> list[Episode]:
-    """The step's episodes, played in this process by `trainer.policy` (and the opponent)."""
+def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str, Any], *,
+                  count: int | None = None, schedule: list[int] | None = None, store: bool = True) -> list[Episode]:
+    """The step's episodes, played in this process by `trainer.policy` (and the opponent).
+
+    A data-parallel process (`arena.data_parallel`) plays `count` of them from `start_index`
+    on, `schedule` being its slice of the step's env schedule, and stores none (`store`)."""
     cfg = trainer.config
     agents = [trainer.policy] if trainer.opponent is None else [trainer.policy, trainer.opponent]
     return play(
-        cfg.env, agents, cfg.episodes_per_step, seed=rollout_seed(cfg),
+        cfg.env, agents, cfg.episodes_per_step if count is None else count, seed=rollout_seed(cfg),
         env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env], env_weights=cfg.env_weights or None,
-        concurrency=cfg.concurrency, writer=trainer.writer, run_name=trainer.run_dir.name,
-        swap_seats=trainer.opponent is not None, start_index=start_index, metadata=metadata,
+        concurrency=cfg.concurrency, writer=trainer.writer if store else None, run_name=trainer.run_dir.name,
+        swap_seats=trainer.opponent is not None, start_index=start_index, metadata=metadata, schedule=schedule,
     )
 
 
