@@ -59,8 +59,30 @@ def share_of(count: int, rank: int, size: int) -> slice:
     return slice(start, start + base + (rank < extra))
 
 
+#: accelerate's launch settings (`accelerate config`, `--use_fsdp`, `--use_deepspeed`) that
+#: shard the model, its gradients or its optimizer over the processes, by the environment
+#: variable `accelerate launch` sets for each; transformers' `Trainer` would wrap the model so
+SHARDING_LAUNCHES: dict[str, str] = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed",
+                                     "ACCELERATE_USE_MEGATRON_LM": "Megatron-LM"}
+
+
+def sharded_launch() -> str | None:
+    """The name of the sharding accelerate was launched with (`SHARDING_LAUNCHES`), if any."""
+    return next((name for var, name in SHARDING_LAUNCHES.items()
+                 if os.environ.get(var, "false").strip().lower() in ("true", "1", "yes")), None)
+
+
 def check_launch(config: TrainConfig) -> None:
-    """Refuse, in one line, what cannot train on the processes launched (if several)."""
+    """Refuse, in one line, what cannot train on the processes launched (if several), and a
+    launch that shards the model (FSDP, DeepSpeed, Megatron-LM, on any number of processes):
+    arena's policy generates from the whole model it holds and syncs its generation copy from
+    the whole weights, which a sharded model has in no process. Refused rather than run: the
+    rollout would play with one shard's weights or fail deep inside accelerate."""
+    sharding = sharded_launch()
+    if sharding:
+        raise ArenaError(f"accelerate was launched with {sharding}, which shards the model over the processes: "
+                         "arena trains a whole model per process (DDP); launch without it (`accelerate launch "
+                         "--multi_gpu --num_processes N`, or torchrun), or use LoRA (--lora-r) to fit a large model")
     size = process_count()
     if size <= 1:
         return

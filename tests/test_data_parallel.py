@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from arena.config import parse_args
-from arena.data_parallel import DataParallel, merge_metrics, share_of
+from arena.data_parallel import DataParallel, check_launch, merge_metrics, share_of
 from arena.errors import ArenaError
 from arena.ray_rollout import split
 
@@ -74,6 +74,20 @@ def test_what_cannot_run_on_several_processes_is_one_line(monkeypatch, flags, na
     with pytest.raises(ArenaError, match=named) as err:
         DataParallel.start(parse_args(["--env", "spiral/KuhnPoker-v0", *flags]))
     assert "\n" not in str(err.value) and "2 were launched" in str(err.value)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+@pytest.mark.parametrize("variable, named", [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
+def test_a_launch_that_shards_the_model_is_one_line(monkeypatch, processes, variable, named):
+    """accelerate launched with FSDP or DeepSpeed: the trainer would shard the model the
+    policy generates from; refused on any number of processes, before anything loads."""
+    monkeypatch.setenv("WORLD_SIZE", processes)
+    monkeypatch.setenv(variable, "true")
+    with pytest.raises(ArenaError, match=f"launched with {named},") as err:
+        check_launch(parse_args(["--env", "spiral/KuhnPoker-v0"]))
+    assert "\n" not in str(err.value) and "--multi_gpu" in str(err.value)
+    monkeypatch.setenv(variable, "false")  # what accelerate sets when it is off
+    check_launch(parse_args(["--env", "spiral/KuhnPoker-v0"]))
 
 
 @pytest.fixture(scope="module")
