@@ -53,6 +53,13 @@ TRL_WITHOUT: dict[str, str] = {
     "vllm_enable_sleep_mode": "--backend vllm sleeps between rollouts on CUDA, always (nothing to sleep on CPU)",
     "reward_weights": "the rewards are the env's (each role's return): an env weighs its own terms",
     "shuffle_dataset": "there is no dataset: every step plays fresh episodes (seeded by --seed and the episode index)",
+    **dict.fromkeys(("fsdp", "fsdp_config", "deepspeed"),
+                    "arena trains a whole model per process (DDP: torchrun, or `accelerate launch --multi_gpu`); "
+                    "sharding it is not supported (the rollout generates from the whole model): --lora-r fits a "
+                    "larger one"),
+    "ddp_find_unused_parameters": "DDP runs without the unused-parameter search (the loss's shared prefix runs "
+                                  "several forwards per backward): a model whose loss can leave weights unused on "
+                                  "a step (a mixture of experts) trains on one process",
     "repetition_penalty": "arena samples with --temperature, --top-p, --top-k and --min-p (and the legal-action "
                           "constraint)",
 }
