@@ -381,10 +381,18 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_version_callback,
                                  help="Print arena's version and exit."),
 ) -> None:
     """Multi-role self-play RL of one language model: train, eval, report; envs, play, replay, check, sandbox."""
+    from arena.data_parallel import process_count
+
+    # launched as several processes (torchrun, accelerate launch), each would play, evaluate or
+    # write the same thing: twice the episodes in one store, eval-final.json and eval-final-2.json
+    if process_count() > 1 and ctx.invoked_subcommand not in (None, "train"):
+        raise ArenaError(f"arena {ctx.invoked_subcommand} runs in one process ({process_count()} were launched): "
+                         "only `arena train` runs data-parallel; run it without torchrun or accelerate launch")
 
 
 _mount_sandbox()

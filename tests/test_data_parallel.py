@@ -90,6 +90,20 @@ def test_a_launch_that_shards_the_model_is_one_line(monkeypatch, processes, vari
     check_launch(parse_args(["--env", "spiral/KuhnPoker-v0"]))
 
 
+@pytest.mark.parametrize("args", [["play", "spiral/KuhnPoker-v0", "--out", "{tmp}/store"],
+                                  ["eval", "tiny", "--env", "spiral/KuhnPoker-v0", "--json", "{tmp}/eval.json"]])
+def test_other_commands_on_several_processes_are_one_line(tmp_path, args):
+    """Under a launcher every process would play or evaluate the same thing and write it
+    (twice the episodes in one store, eval-final.json and eval-final-2.json): refused."""
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = subprocess.run([sys.executable, "-m", "arena.cli", *args], check=False, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "WORLD_SIZE": "2", "RANK": "1"}, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stderr
+    line, = result.stderr.strip().splitlines()
+    assert f"arena {args[0]} runs in one process (2 were launched)" in line and "arena train" in line
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("dp") / "run"
