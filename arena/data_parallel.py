@@ -131,6 +131,13 @@ class DataParallel:
 
         cuda = (config.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
         state = PartialState(cpu=not cuda)
+        import warnings
+
+        # torch >= 2.13 deprecates DDP's `broadcast_buffers` (the trainer passes False, see
+        # `arena.trainer`) for `forward_sync_buffers`, which transformers cannot pass yet; the
+        # only difference, a sync of the buffers at wrap time, is moot here (the rotary
+        # frequencies are equal in every process). One warning per process otherwise.
+        warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
         if not state.is_main_process:  # one "Loading weights" bar, not one per process
             from transformers.utils import logging as hf_logging
 
