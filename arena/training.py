@@ -200,11 +200,12 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None,
         policy = VLLMPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
                             temperature=config.temperature, top_p=config.top_p, constrain=constrain,
                             seed=config.seed, memory=config.vllm_memory, max_model_len=config.vllm_max_model_length,
-                            top_k=config.top_k, min_p=config.min_p)
+                            top_k=config.top_k, min_p=config.min_p, chat_template_kwargs=config.chat_template_kwargs)
     else:
         policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
                           temperature=config.temperature, top_p=config.top_p, constrain=constrain, seed=config.seed,
-                          share_prefix=config.share_prefix, top_k=config.top_k, min_p=config.min_p)
+                          share_prefix=config.share_prefix, top_k=config.top_k, min_p=config.min_p,
+                          chat_template_kwargs=config.chat_template_kwargs)
     opponent = None
     if config.opponent:
         if is_agent_spec(config.opponent):  # random, heuristic, openai:MODEL@URL, ...
@@ -213,7 +214,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None,
             opp_model, opp_tok = load_model(config.opponent, device=device, flag="--opponent", dtype=config.torch_dtype())
             opponent = HFPolicy(opp_model, opp_tok, name="opponent", max_new_tokens=config.max_new_tokens,
                                 temperature=config.temperature, constrain=constrain, seed=config.seed + 1,
-                                share_prefix=config.share_prefix)
+                                share_prefix=config.share_prefix, chat_template_kwargs=config.chat_template_kwargs)
     peft_config = None
     if config.lora_r:
         from peft import LoraConfig

@@ -1,0 +1,102 @@
+"""`--chat-template-kwargs` (TRL's `chat_template_kwargs`): the template's own variables, such
+as Qwen3's `enable_thinking`, reach every prompt the model is asked, in training, in the
+run's episodes, and wherever the run's model plays again (`arena eval RUN`, `hf:RUN`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from arena.agents.hf import HFPolicy, check_chat_template_kwargs, load_model, make_hf_agent
+from arena.envs.spiral.kuhn_poker import info_state_request
+
+from arena.config import parse_args
+from arena.errors import ArenaError
+from arena.policy import Request
+
+# the tiny template, with Qwen3's switch: an empty think block after the assistant's header
+THINK_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}{% endif %}"
+    "{% endif %}"
+)
+NO_THINKING = {"enable_thinking": False}
+
+
+@pytest.fixture(scope="module")
+def thinking_model(tmp_path_factory) -> Path:
+    """The tiny model saved with a template that takes `enable_thinking`."""
+    model, tokenizer = load_model("tiny", device="cpu")
+    tokenizer.chat_template = THINK_TEMPLATE
+    folder = tmp_path_factory.mktemp("thinking") / "model"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def kuhn_request() -> Request:
+    return info_state_request("K")  # the first mover holding the king
+
+
+def think_ids(tokenizer) -> list[int]:
+    return list(tokenizer("<think>\n\n</think>\n\n", add_special_tokens=False).input_ids)
+
+
+def test_the_policy_prompts_with_the_templates_arguments(thinking_model):
+    model, tokenizer = load_model(str(thinking_model), device="cpu")
+    request = kuhn_request()
+    plain = HFPolicy(model, tokenizer, constrain=True).encode(request)
+    switched = HFPolicy(model, tokenizer, constrain=True, chat_template_kwargs=NO_THINKING).encode(request)
+    assert switched[:len(plain)] == plain and switched[len(plain):] == think_ids(tokenizer)
+
+
+@pytest.mark.parametrize("bad, named", [({"tokenize": False}, "'tokenize' is apply_chat_template's own argument"),
+                                        ({"add_generation_prompt": False}, "'add_generation_prompt'")])
+def test_what_the_template_cannot_take_is_one_line(bad, named):
+    with pytest.raises(ArenaError, match=named) as err:
+        parse_args(["--chat-template-kwargs", json.dumps(bad)])
+    assert "\n" not in str(err.value) and "enable_thinking" in str(err.value)
+
+
+@pytest.mark.parametrize("bad", ["{enable_thinking: false}", "[1]"])
+def test_a_flag_that_is_no_json_object_says_how_to_write_one(bad):
+    with pytest.raises(ArenaError, match="is not a JSON object .*single quotes"):
+        parse_args(["--chat-template-kwargs", bad])
+    with pytest.raises(ArenaError, match="takes a JSON object"):  # the policy, built in code
+        check_chat_template_kwargs([1], "chat_template_kwargs")
+
+
+def test_a_run_trains_evaluates_and_plays_again_with_them(thinking_model, tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "arena.cli", "train", "--model", str(thinking_model), "--constrain",
+         "--chat-template-kwargs", json.dumps(NO_THINKING), "--steps", "1", "--episodes-per-step", "4",
+         "--eval-every", "0", "--save-every", "1", "--out", str(run)],
+        check=False, capture_output=True, text=True, timeout=600, env=env, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, tokenizer = load_model(str(thinking_model), device="cpu")
+    tail = think_ids(tokenizer)
+    turns = [t for line in (run / "episodes.jsonl").read_text().splitlines() for t in json.loads(line)["turns"]]
+    assert turns and all(t["prompt_ids"][-len(tail):] == tail for t in turns)
+    # the run's model plays again as it trained: `hf:RUN` and `arena eval RUN` build their policy so
+    again = make_hf_agent(f"hf:{run}")
+    assert again.chat_template_kwargs == NO_THINKING and again.encode(kuhn_request())[-len(tail):] == tail
+
+
+def test_kuhn_exploitability_reads_the_policys_own_prompts(thinking_model):
+    """The exact table is computed on the prompts the policy samples from: the template's
+    arguments change the (untrained) model's probabilities, and the table follows them."""
+    from arena.evaluate import kuhn_exploitability
+
+    model, tokenizer = load_model(str(thinking_model), device="cpu")
+    plain = kuhn_exploitability(HFPolicy(model, tokenizer, constrain=True))[1]
+    switched = kuhn_exploitability(HFPolicy(model, tokenizer, constrain=True, chat_template_kwargs=NO_THINKING))[1]
+    assert plain != switched
