@@ -70,14 +70,20 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag:
             raise ArenaError(f"{path!r} is neither a folder here nor a Hub id (ORG/NAME of letters, digits, "
                              "'-', '_', '.'): give tiny, a folder written by save_pretrained, or a Hub id") from None
         _check_hub_reachable(path, flag=flag)
+    # trust_remote_code=False, always: a model whose config maps to code in its own repository
+    # (`auto_map`) is refused, never run (transformers' default, None, asks on a terminal)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
+        tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path, trust_remote_code=False)
         if adapter:  # a LoRA run's model/: the adapter on its base model, merged
             model = _load_adapter(local, dtype or torch.float32)
         else:
             model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path,
-                                                         dtype=dtype or torch.float32)
+                                                         dtype=dtype or torch.float32, trust_remote_code=False)
     except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's HFValidationError of a bad repo id
+        if "trust_remote_code" in str(exc):
+            raise ArenaError(f"{spec!r} needs code from its own repository to load (`auto_map` in its config), and "
+                             "arena runs no model's code: use a model of an architecture transformers has (Qwen, "
+                             "Llama, ...)") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArenaError(f"cannot load model {spec!r} ({first[:160]}): {_offline_fix(flag)}") from None
     tokenizer.padding_side = "left"
@@ -135,7 +141,7 @@ def _load_adapter(folder: Path, dtype: Any):
         from peft import AutoPeftModelForCausalLM
     except ImportError:
         raise ArenaError(f"{folder} holds a LoRA adapter: loading it needs peft (pip install peft)") from None
-    return AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype).merge_and_unload()
+    return AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype, trust_remote_code=False).merge_and_unload()
 
 
 #: `:KEY=VALUE` options of the `tiny`, `hf:` and `vllm:` specs (`arena.agents.options`).

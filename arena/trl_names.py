@@ -60,6 +60,10 @@ TRL_WITHOUT: dict[str, str] = {
     "ddp_find_unused_parameters": "DDP runs without the unused-parameter search (the loss's shared prefix runs "
                                   "several forwards per backward): a model whose loss can leave weights unused on "
                                   "a step (a mixture of experts) trains on one process",
+    "trust_remote_code": "arena loads models with transformers' own classes (`from_pretrained`), never code from "
+                         "a model's repository: a model that needs its own code is refused when it loads",
+    "disable_dropout": "the rollout samples with the model in eval mode (no dropout); the loss runs it as "
+                       "configured, where Qwen's and Llama's dropout is 0",
     "repetition_penalty": "arena samples with --temperature, --top-p, --top-k and --min-p (and the legal-action "
                           "constraint)",
 }

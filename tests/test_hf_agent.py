@@ -602,3 +602,26 @@ def test_a_model_without_a_chat_template_is_one_line_naming_the_fix(tmp_path):
     (base / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": CHAT_TEMPLATE}))
     _, loaded = load_model(str(base))  # the fix the message names
     assert loaded.chat_template == CHAT_TEMPLATE
+
+
+def test_a_model_that_needs_its_own_code_is_refused_and_its_code_never_runs(tmp_path):
+    """A config that maps to code in the model's folder (`auto_map`): one line, and the code
+    is not imported (transformers' default would ask on a terminal, and run it on a yes)."""
+    import json
+
+    from arena.errors import ArenaError
+
+    folder = tmp_path / "custom"
+    model, tokenizer = load_model("tiny")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="arena_custom", auto_map={"AutoConfig": "configuration_custom.CustomConfig",
+                                                       "AutoModelForCausalLM": "modeling_custom.CustomModel"})
+    (folder / "config.json").write_text(json.dumps(config))
+    ran = tmp_path / "ran"
+    for name in ("configuration_custom", "modeling_custom"):
+        (folder / f"{name}.py").write_text(f"from pathlib import Path\nPath({str(ran)!r}).touch()\n")
+    with pytest.raises(ArenaError, match="needs code from its own repository") as err:
+        load_model(str(folder))
+    assert "\n" not in str(err.value) and not ran.exists()
