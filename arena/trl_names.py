@@ -52,6 +52,8 @@ TRL_WITHOUT: dict[str, str] = {
                  "as --opponent openai:MODEL@URL",
     "vllm_enable_sleep_mode": "--backend vllm sleeps between rollouts on CUDA, always (nothing to sleep on CPU)",
     "reward_weights": "the rewards are the env's (each role's return): an env weighs its own terms",
+    "num_train_epochs": "there is no dataset to go over: a run trains --steps steps, each on the episodes it plays "
+                        "(--num-iterations: passes over each step's batch)",
     "shuffle_dataset": "there is no dataset: every step plays fresh episodes (seeded by --seed and the episode index)",
     **dict.fromkeys(("fsdp", "fsdp_config", "deepspeed"),
                     "arena trains a whole model per process (DDP: torchrun, or `accelerate launch --multi_gpu`); "
