@@ -34,18 +34,37 @@ def resolve_model(spec: str) -> str:
     return path
 
 
+def read_chat_template(value: str, flag: str = "--chat-template") -> str:
+    """The template `--chat-template` names: `chatml` (the tiny model's ChatML, which suits any
+    tokenizer: `arena.agents.tiny.CHAT_TEMPLATE`) or a Jinja file's text."""
+    if value == "chatml":
+        from .tiny import CHAT_TEMPLATE
+
+        return CHAT_TEMPLATE
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ArenaError(f"{flag} takes chatml or a Jinja file; no such file: {value}")
+    text = path.read_text()
+    if not text.strip():
+        raise ArenaError(f"{flag} {value}: the file is empty; give a Jinja chat template, or chatml")
+    return text
+
+
 def _looks_like_path(spec: str) -> bool:
     """A folder the user meant (`/x`, `./x`, `~/x`, `runs/a/model`), not a Hub id `org/name`."""
     return spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or spec.endswith("/") or "\\" in spec
 
 
-def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag: str = "--model"):
+def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag: str = "--model",
+               chat_template: str | None = None):
     """Load `(model, tokenizer)` through `from_pretrained`.
 
     `spec` is `tiny`, a training run (its newest model), a local folder, or a Hub id. A Hub
     id that cannot be fetched (no network here) is a one-line `ArenaError` naming `tiny` or a
     local path as `flag` takes them (`--model tiny`; `hf:PATH` for the agent, flag "hf:";
-    `arena eval tiny`).
+    `arena eval tiny`). `chat_template` (`read_chat_template`: `chatml` or a Jinja file) is
+    set on the tokenizer in place of its own: a base model without one then loads, and the
+    trainer saves it with the model. Nothing is written to the model's folder.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -89,11 +108,17 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag:
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if chat_template is not None:
+        tokenizer.chat_template = read_chat_template(chat_template)
     if tokenizer.chat_template is None:
-        where = f"{local}/tokenizer_config.json" if local.exists() else "the tokenizer_config.json of a local copy"
+        if flag in ("--model", "--opponent"):
+            fix = "give it one with --chat-template chatml (ChatML suits any tokenizer) or --chat-template FILE.jinja"
+        else:
+            where = f"{local}/tokenizer_config.json" if local.exists() else "the tokenizer_config.json of a local copy"
+            fix = (f"give a base model one as `chat_template` in {where} (ChatML, arena.agents.tiny.CHAT_TEMPLATE, "
+                   "suits any tokenizer), or train it with `arena train --chat-template chatml`")
         raise ArenaError(f"the tokenizer of {spec!r} has no chat template (arena prompts are chat messages): use a "
-                         f"chat model, or give a base model one as `chat_template` in {where}; ChatML "
-                         "(arena.agents.tiny.CHAT_TEMPLATE) suits any tokenizer")
+                         f"chat model, or {fix}")
     if device:
         model.to(device)
     return model, tokenizer

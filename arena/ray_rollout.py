@@ -190,7 +190,7 @@ class RolloutWorker:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         hf_logging.disable_progress_bar()  # one "Loading weights" bar per actor, forwarded to the driver
         self.config = cfg = TrainConfig(**config)
-        self.model, tokenizer = load_model(cfg.model, device="cpu")
+        self.model, tokenizer = load_model(cfg.model, device="cpu", chat_template=cfg.chat_template)
         self.policy = HFPolicy(self.model, tokenizer, name="model", max_new_tokens=cfg.max_new_tokens,
                                temperature=cfg.temperature, top_p=cfg.top_p, constrain=cfg.resolved_constrain(),
                                seed=cfg.seed, share_prefix=cfg.share_prefix, top_k=cfg.top_k, min_p=cfg.min_p,
@@ -200,7 +200,8 @@ class RolloutWorker:
             if is_agent_spec(cfg.opponent):  # random, heuristic, openai:MODEL@URL, ...
                 self.opponent = make_agent(cfg.opponent, seed=cfg.seed + 1)
             else:
-                opp_model, opp_tokenizer = load_model(cfg.opponent, device="cpu", flag="--opponent")
+                opp_model, opp_tokenizer = load_model(cfg.opponent, device="cpu", flag="--opponent",
+                                                      chat_template=cfg.chat_template)
                 self.opponent = HFPolicy(opp_model, opp_tokenizer, name="opponent", max_new_tokens=cfg.max_new_tokens,
                                          temperature=cfg.temperature, constrain=cfg.resolved_constrain(),
                                          seed=cfg.seed + 1, share_prefix=cfg.share_prefix,

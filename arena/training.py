@@ -192,7 +192,8 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None,
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dp is not None:  # one device per process (accelerate's choice: the process's local rank)
         device = dp.device
-    model, tokenizer = load_model(config.model, device=device, dtype=config.torch_dtype())
+    model, tokenizer = load_model(config.model, device=device, dtype=config.torch_dtype(),
+                                  chat_template=config.chat_template)
     constrain = config.resolved_constrain()
     if config.backend == "vllm":
         from arena.agents.vllm import VLLMPolicy
@@ -211,7 +212,8 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None,
         if is_agent_spec(config.opponent):  # random, heuristic, openai:MODEL@URL, ...
             opponent = make_agent(config.opponent, seed=config.seed + 1)
         else:
-            opp_model, opp_tok = load_model(config.opponent, device=device, flag="--opponent", dtype=config.torch_dtype())
+            opp_model, opp_tok = load_model(config.opponent, device=device, flag="--opponent", dtype=config.torch_dtype(),
+                                            chat_template=config.chat_template)
             opponent = HFPolicy(opp_model, opp_tok, name="opponent", max_new_tokens=config.max_new_tokens,
                                 temperature=config.temperature, constrain=constrain, seed=config.seed + 1,
                                 share_prefix=config.share_prefix, chat_template_kwargs=config.chat_template_kwargs)

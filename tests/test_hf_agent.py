@@ -596,8 +596,19 @@ def test_a_model_without_a_chat_template_is_one_line_naming_the_fix(tmp_path):
     tokenizer.chat_template = None
     tokenizer.save_pretrained(base)
     (base / "chat_template.jinja").unlink(missing_ok=True)
-    with pytest.raises(ArenaError, match=rf"no chat template .* `chat_template` in {base}/tokenizer_config.json"):
+    with pytest.raises(ArenaError, match="no chat template .* --chat-template chatml"):  # arena train's flags
         load_model(str(base))
+    stored = sorted((p.name, p.read_bytes()) for p in base.iterdir())
+    _, loaded = load_model(str(base), chat_template="chatml")  # the fix that message names
+    assert loaded.chat_template == CHAT_TEMPLATE
+    template = tmp_path / "t.jinja"
+    template.write_text(CHAT_TEMPLATE.replace("assistant", "model"))
+    assert load_model(str(base), chat_template=str(template))[1].chat_template == template.read_text()
+    assert sorted((p.name, p.read_bytes()) for p in base.iterdir()) == stored  # the folder is never written
+    with pytest.raises(ArenaError, match="--chat-template takes chatml or a Jinja file; no such file: nope.jinja"):
+        load_model(str(base), chat_template="nope.jinja")
+    with pytest.raises(ArenaError, match=rf"no chat template .* `chat_template` in {base}/tokenizer_config.json"):
+        load_model(str(base), flag="hf:")  # an agent spec has no such flag: the folder's own file
     config = json.loads((base / "tokenizer_config.json").read_text())
     (base / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": CHAT_TEMPLATE}))
     _, loaded = load_model(str(base))  # the fix the message names

@@ -1,6 +1,8 @@
-"""`--chat-template-kwargs` (TRL's `chat_template_kwargs`): the template's own variables, such
-as Qwen3's `enable_thinking`, reach every prompt the model is asked, in training, in the
-run's episodes, and wherever the run's model plays again (`arena eval RUN`, `hf:RUN`)."""
+"""Chat templates in training. `--chat-template-kwargs` (TRL's `chat_template_kwargs`): the
+template's own variables, such as Qwen3's `enable_thinking`, reach every prompt the model is
+asked, in training, in the run's episodes, and wherever the run's model plays again (`arena
+eval RUN`, `hf:RUN`). `--chat-template chatml|FILE`: a base model without a template trains,
+and its run's model keeps the template."""
 
 from __future__ import annotations
 
@@ -100,3 +102,28 @@ def test_kuhn_exploitability_reads_the_policys_own_prompts(thinking_model):
     plain = kuhn_exploitability(HFPolicy(model, tokenizer, constrain=True))[1]
     switched = kuhn_exploitability(HFPolicy(model, tokenizer, constrain=True, chat_template_kwargs=NO_THINKING))[1]
     assert plain != switched
+
+
+def test_a_base_model_without_a_template_trains_with_one_given(tmp_path):
+    model, tokenizer = load_model("tiny", device="cpu")
+    base = tmp_path / "base"
+    model.save_pretrained(base)
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(base)
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    template = tmp_path / "plain.jinja"
+    template.write_text(THINK_TEMPLATE.replace("assistant", "player"))
+    run = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "arena.cli", "train", "--model", str(base), "--constrain", "--chat-template",
+         str(template), "--steps", "1", "--episodes-per-step", "4", "--eval-every", "0", "--save-every", "1",
+         "--out", str(run)],
+        check=False, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (base / "chat_template.jinja").exists()  # the base model's folder is left as it was
+    for saved in (run / "model", run / "checkpoints" / "checkpoint-1"):  # what plays the run's model again
+        assert load_model(str(saved), device="cpu")[1].chat_template == template.read_text()
+    header = tokenizer("<|im_start|>player\n", add_special_tokens=False).input_ids
+    turn = json.loads((run / "episodes.jsonl").read_text().splitlines()[0])["turns"][0]
+    assert turn["prompt_ids"][-len(header):] == header
