@@ -156,6 +156,8 @@ class TrainConfig:
 
         if self.chat_template is not None:
             read_chat_template(self.chat_template)  # a missing file is one line now, not after the model loads
+            if self.chat_template != "chatml":  # the run's config.yaml then resumes from any folder
+                self.chat_template = str(Path(self.chat_template).expanduser().resolve())
 
         self.chat_template_kwargs = check_chat_template_kwargs(self.chat_template_kwargs)
         if self.env_weights and (not all(w >= 0 for w in self.env_weights) or not sum(self.env_weights) > 0):
