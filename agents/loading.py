@@ -111,7 +111,7 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag:
     if chat_template is not None:
         tokenizer.chat_template = read_chat_template(chat_template)
     if tokenizer.chat_template is None:
-        if flag in ("--model", "--opponent"):
+        if flag in ("--model", "--opponent", "arena eval"):  # the commands with a --chat-template flag
             fix = "give it one with --chat-template chatml (ChatML suits any tokenizer) or --chat-template FILE.jinja"
         else:
             where = f"{local}/tokenizer_config.json" if local.exists() else "the tokenizer_config.json of a local copy"

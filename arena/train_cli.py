@@ -214,9 +214,23 @@ def eval_cmd(
     constrain: bool | None = typer.Option(None, "--constrain/--no-constrain", help="Decode only legal actions (default: the run's setting; on for tiny)."),
     temperature: float | None = typer.Option(None, "--temperature", min=0.0, help="Sampling temperature (default: the run's; 1.0)."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    chat_template: str | None = typer.Option(None, "--chat-template", help="chatml or a Jinja file, in place of the model's own template (a base model without one)."),
+    template_kwargs: str | None = typer.Option(None, "--chat-template-kwargs", help="JSON object of the chat template's arguments, e.g. '{\"enable_thinking\": false}' (default: the run's)."),
 ) -> None:
     """Evaluate a model: win/draw/loss and invalid moves vs random and heuristic; Kuhn exploitability."""
+    from arena.agents.hf import check_chat_template_kwargs
+    from arena.agents.loading import read_chat_template
     from arena.config import load_yaml
+
+    if chat_template is not None:
+        read_chat_template(chat_template)  # a missing file: one line before anything loads
+    if template_kwargs is not None:
+        try:
+            template_kwargs = json.loads(template_kwargs)
+        except json.JSONDecodeError:
+            raise ArenaError(f"--chat-template-kwargs: {template_kwargs!r} is not a JSON object (write it in single "
+                             "quotes, e.g. --chat-template-kwargs '{\"enable_thinking\": false}')") from None
+        template_kwargs = check_chat_template_kwargs(template_kwargs)
 
     spec, run = resolve_target(target)
     cfg: dict[str, Any] = load_yaml(run / "config.yaml") if run is not None else {}
@@ -246,12 +260,14 @@ def eval_cmd(
     hf_logging.disable_progress_bar()  # no "Loading weights" bar around the results
     if run is None and spec == target:
         _check_hub_target(target)
-    model, tokenizer = load_model(spec, device=device, flag="arena eval")
+    model, tokenizer = load_model(spec, device=device, flag="arena eval", chat_template=chat_template)
     model.eval()
+    if template_kwargs is None:
+        template_kwargs = decoding.get("chat_template_kwargs") or {}
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=decoding.get("max_new_tokens", 64),
                       temperature=temp, top_p=decoding.get("top_p", 1.0), top_k=decoding.get("top_k", 0),
                       min_p=decoding.get("min_p", 0.0), constrain=bool(constrain), seed=seed,
-                      chat_template_kwargs=decoding.get("chat_template_kwargs"))
+                      chat_template_kwargs=template_kwargs)
     _say(f"evaluating {spec} ({'constrained' if constrain else 'free'} decoding, temperature {temp:g}) "
          f"on {', '.join(env_ids)}: {episodes} episodes per opponent, each deal played from both seats (or, for an "
          "env played alone, per env)", err=True)
@@ -262,7 +278,8 @@ def eval_cmd(
     if out is not None:
         record = {"target": target, "model": spec, "run": str(run) if run else None, "envs": env_ids,
                   "episodes": episodes, "deals": DEALS, "seed": seed, "constrain": bool(constrain), "temperature": temp,
-                  "results": results}
+                  **({"chat_template": chat_template} if chat_template is not None else {}),
+                  **({"chat_template_kwargs": template_kwargs} if template_kwargs else {}), "results": results}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1, default=_nan_as_null) + "\n")
         _say(f"results written to {out}")

@@ -104,13 +104,26 @@ def test_kuhn_exploitability_reads_the_policys_own_prompts(thinking_model):
     assert plain != switched
 
 
-def test_a_base_model_without_a_template_trains_with_one_given(tmp_path):
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory) -> Path:
+    """The tiny model saved without a chat template, as a base model comes."""
     model, tokenizer = load_model("tiny", device="cpu")
-    base = tmp_path / "base"
+    base = tmp_path_factory.mktemp("base") / "model"
     model.save_pretrained(base)
     tokenizer.chat_template = None
     tokenizer.save_pretrained(base)
     (base / "chat_template.jinja").unlink(missing_ok=True)
+    return base
+
+
+def arena_cmd(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "arena.cli", *map(str, args)], check=False, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdin=subprocess.DEVNULL)
+
+
+def test_a_base_model_without_a_template_trains_with_one_given(tmp_path, base_model):
+    base = base_model
+    _, tokenizer = load_model(str(base), device="cpu", chat_template="chatml")
     template = tmp_path / "plain.jinja"
     template.write_text(THINK_TEMPLATE.replace("assistant", "player"))
     run = tmp_path / "run"
@@ -127,3 +140,22 @@ def test_a_base_model_without_a_template_trains_with_one_given(tmp_path):
     header = tokenizer("<|im_start|>player\n", add_special_tokens=False).input_ids
     turn = json.loads((run / "episodes.jsonl").read_text().splitlines()[0])["turns"][0]
     assert turn["prompt_ids"][-len(header):] == header
+
+
+def test_eval_takes_a_template_and_its_arguments(tmp_path, base_model, thinking_model):
+    result = arena_cmd("eval", base_model, "--env", "spiral/KuhnPoker-v0", "-n", "2", "--constrain")
+    assert result.returncode == 2 and "arena eval" not in result.stdout
+    assert "no chat template" in result.stderr and "--chat-template chatml" in result.stderr
+    out = tmp_path / "eval.json"
+    result = arena_cmd("eval", base_model, "--env", "spiral/KuhnPoker-v0", "-n", "2", "--constrain",
+                       "--chat-template", "chatml", "--json", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(out.read_text())["chat_template"] == "chatml"
+    result = arena_cmd("eval", thinking_model, "--env", "spiral/KuhnPoker-v0", "-n", "2", "--constrain",
+                       "--chat-template-kwargs", json.dumps(NO_THINKING), "--json", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(out.read_text())["chat_template_kwargs"] == NO_THINKING
+    for bad, says in (("{enable_thinking: false}", "is not a JSON object"), ('{"tokenize": false}', "'tokenize'")):
+        result = arena_cmd("eval", thinking_model, "--env", "spiral/KuhnPoker-v0", "--chat-template-kwargs", bad)
+        line, = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and says in line
