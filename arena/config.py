@@ -62,7 +62,7 @@ class TrainConfig:
     min_p: float = _f(0.0, "Drop the tokens below this share of the most likely one's probability; 0: off (TRL's min_p).")
     constrain: bool | None = _f(None, "Decode only legal actions where the env lists them. Default: on for `tiny` (and a model from a run that had it on), off otherwise.")
     chat_template: str | None = _f(None, "A chat template in place of the model's own, for a base model without one: chatml (ChatML, as the tiny model's: suits any tokenizer) or a Jinja file. Saved with the run's model and checkpoints; the model's folder is never written.")
-    chat_template_kwargs: dict[str, Any] = _f({}, "Arguments for the tokenizer's chat template, e.g. {\"enable_thinking\": false} for Qwen3's (TRL's chat_template_kwargs; JSON on the command line). Kept with the run: `arena eval RUN` and the agent hf:RUN prompt the same way.")
+    chat_template_kwargs: dict[str, Any] | None = _f(None, "Arguments for the tokenizer's chat template, e.g. {\"enable_thinking\": false} for Qwen3's (TRL's chat_template_kwargs; JSON on the command line). Kept with the run: `arena eval RUN` and the agent hf:RUN prompt the same way. Default: none, or for a model from a training run (--model RUN) that run's.")
     entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
     entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first --entropy-hold of the steps, then moves to this (--entropy-decay). Default: a twentieth of --entropy-coef.")
     entropy_hold: float = _f(0.15, "Share of the steps (0-1) the entropy bonus stays at --entropy-coef before it moves to --entropy-coef-final.")
@@ -159,6 +159,10 @@ class TrainConfig:
             if self.chat_template != "chatml":  # the run's config.yaml then resumes from any folder
                 self.chat_template = str(Path(self.chat_template).expanduser().resolve())
 
+        if self.chat_template_kwargs is None:  # a model from a run goes on prompted as it trained
+            from arena.agents.loading import agent_decoding
+
+            self.chat_template_kwargs = agent_decoding(self.model).get("chat_template_kwargs") or {}
         self.chat_template_kwargs = check_chat_template_kwargs(self.chat_template_kwargs)
         if self.env_weights and (not all(w >= 0 for w in self.env_weights) or not sum(self.env_weights) > 0):
             raise ArenaError(f"--env-weights must be non-negative with a positive sum, got {self.env_weights}")

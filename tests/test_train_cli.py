@@ -155,6 +155,20 @@ def test_a_model_from_a_training_run_keeps_the_runs_constraint(tmp_path):
     assert run_decoding(child)["constrain"] is True and TrainConfig(model=str(child)).resolved_constrain() is True
 
 
+def test_a_model_from_a_training_run_keeps_the_runs_chat_template_arguments(tmp_path):
+    """Qwen3 trained with thinking off and trained on with `--model RUN` stays so, unless told."""
+    from arena.config import TrainConfig, parse_args, save_config
+
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text("{}")
+    save_config(TrainConfig(out=str(run), chat_template_kwargs={"enable_thinking": False}), run / "config.yaml")
+    assert parse_args(["--model", str(run)]).chat_template_kwargs == {"enable_thinking": False}
+    assert TrainConfig(model=str(run / "model")).chat_template_kwargs == {"enable_thinking": False}
+    assert parse_args(["--model", str(run), "--chat-template-kwargs", "{}"]).chat_template_kwargs == {}
+    assert TrainConfig().chat_template_kwargs == {} and TrainConfig(model="org/name").chat_template_kwargs == {}
+
+
 def test_interrupt_message_names_the_step_and_how_to_resume(tmp_path, capsys):
     from arena.store import STATE_FILE, read_run_info, write_run_info
     from arena.train_cli import _interrupted
