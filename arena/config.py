@@ -152,16 +152,13 @@ class TrainConfig:
         if self.vllm_memory is not None and not 0 < self.vllm_memory <= 1:
             raise ArenaError(f"--vllm-memory is a share: it must lie in (0, 1], got {self.vllm_memory}")
         from arena.agents.hf import check_chat_template_kwargs
-        from arena.agents.loading import read_chat_template
+        from arena.agents.loading import agent_decoding, read_chat_template
 
         if self.chat_template is not None:
             read_chat_template(self.chat_template)  # a missing file is one line now, not after the model loads
             if self.chat_template != "chatml":  # the run's config.yaml then resumes from any folder
                 self.chat_template = str(Path(self.chat_template).expanduser().resolve())
-
         if self.chat_template_kwargs is None:  # a model from a run goes on prompted as it trained
-            from arena.agents.loading import agent_decoding
-
             self.chat_template_kwargs = agent_decoding(self.model).get("chat_template_kwargs") or {}
         self.chat_template_kwargs = check_chat_template_kwargs(self.chat_template_kwargs)
         if self.env_weights and (not all(w >= 0 for w in self.env_weights) or not sum(self.env_weights) > 0):
