@@ -34,16 +34,24 @@ def resolve_model(spec: str) -> str:
     return path
 
 
+def is_inline_template(value: str) -> bool:
+    """Whether a `--chat-template` value is a Jinja template itself (`{{ ... }}`, `{% ... %}`)."""
+    return "{{" in value or "{%" in value
+
+
 def read_chat_template(value: str, flag: str = "--chat-template") -> str:
     """The template `--chat-template` names: `chatml` (the tiny model's ChatML, which suits any
-    tokenizer: `arena.agents.tiny.CHAT_TEMPLATE`) or a Jinja file's text."""
+    tokenizer: `arena.agents.tiny.CHAT_TEMPLATE`), a Jinja file's text, or the template
+    itself (`is_inline_template`: a YAML config may hold it)."""
     if value == "chatml":
         from .tiny import CHAT_TEMPLATE
 
         return CHAT_TEMPLATE
+    if is_inline_template(value):
+        return value
     path = Path(value).expanduser()
     if not path.is_file():
-        raise ArenaError(f"{flag} takes chatml or a Jinja file; no such file: {value}")
+        raise ArenaError(f"{flag} takes chatml, a Jinja file or a template; no such file: {value}")
     text = path.read_text()
     if not text.strip():
         raise ArenaError(f"{flag} {value}: the file is empty; give a Jinja chat template, or chatml")

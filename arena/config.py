@@ -61,7 +61,7 @@ class TrainConfig:
     top_k: int = _f(0, "Sample among the k most likely tokens (the legal actions' under the constraint) only; 0: off (TRL's top_k).")
     min_p: float = _f(0.0, "Drop the tokens below this share of the most likely one's probability; 0: off (TRL's min_p).")
     constrain: bool | None = _f(None, "Decode only legal actions where the env lists them. Default: on for `tiny` (and a model from a run that had it on), off otherwise.")
-    chat_template: str | None = _f(None, "A chat template in place of the model's own, for a base model without one: chatml (ChatML, as the tiny model's: suits any tokenizer) or a Jinja file. Saved with the run's model and checkpoints; the model's folder is never written.")
+    chat_template: str | None = _f(None, "A chat template in place of the model's own, for a base model without one: chatml (ChatML, as the tiny model's: suits any tokenizer), a Jinja file, or the template itself (in a YAML config). Saved with the run's model and checkpoints; the model's folder is never written.")
     chat_template_kwargs: dict[str, Any] | None = _f(None, "Arguments for the tokenizer's chat template, e.g. {\"enable_thinking\": false} for Qwen3's (TRL's chat_template_kwargs; JSON on the command line). Kept with the run: `arena eval RUN` and the agent hf:RUN prompt the same way. Default: none, or for a model from a training run (--model RUN) that run's.")
     entropy_coef: float | None = _f(None, "Entropy bonus over the legal actions (needs the constraint). Default: 1.0 with the constraint, else 0.")
     entropy_coef_final: float | None = _f(None, "Entropy bonus at the last step: it stays at --entropy-coef for the first --entropy-hold of the steps, then moves to this (--entropy-decay). Default: a twentieth of --entropy-coef.")
@@ -152,11 +152,12 @@ class TrainConfig:
         if self.vllm_memory is not None and not 0 < self.vllm_memory <= 1:
             raise ArenaError(f"--vllm-memory is a share: it must lie in (0, 1], got {self.vllm_memory}")
         from arena.agents.hf import check_chat_template_kwargs
-        from arena.agents.loading import agent_decoding, read_chat_template
+        from arena.agents.loading import agent_decoding, is_inline_template, read_chat_template
 
         if self.chat_template is not None:
             read_chat_template(self.chat_template)  # a missing file is one line now, not after the model loads
-            if self.chat_template != "chatml":  # the run's config.yaml then resumes from any folder
+            if self.chat_template != "chatml" and not is_inline_template(self.chat_template):
+                # a file, kept as an absolute path: the run's config.yaml then resumes from any folder
                 self.chat_template = str(Path(self.chat_template).expanduser().resolve())
         if self.chat_template_kwargs is None:  # a model from a run goes on prompted as it trained
             self.chat_template_kwargs = agent_decoding(self.model).get("chat_template_kwargs") or {}

@@ -282,9 +282,19 @@ class RayRollout:
         env_vars.update({k: os.environ[k] for k in ENV_VARS if k in os.environ})
         return {"num_cpus": share, "runtime_env": {"env_vars": env_vars}}
 
+    def _actor_config(self) -> dict[str, Any]:
+        """The config the actors build from, with a `--chat-template` file read here: the text
+        travels, so a cluster's node needs no copy of the file."""
+        from arena.agents.loading import read_chat_template
+
+        config = self.config.to_dict()
+        if config.get("chat_template"):
+            config["chat_template"] = read_chat_template(config["chat_template"])
+        return config
+
     def _spawn(self) -> Any:
         actor_class = self.ray.remote(RolloutWorker)
-        return actor_class.options(**self._options).remote(self.config.to_dict(), self._threads)
+        return actor_class.options(**self._options).remote(self._actor_config(), self._threads)
 
     def _wait_ready(self, workers: Sequence[Any]) -> None:
         """Wait until every actor is built; an actor that cannot be placed (not enough CPUs)
@@ -312,7 +322,7 @@ class RayRollout:
     def _submit(self, share: Share, weights: Any, seed: int, metadata: dict[str, Any], run_name: str,
                 schedule: list[int] | None) -> Any:
         part = None if schedule is None else schedule[share.offset:share.offset + share.count]
-        return self.workers[share.worker].play.remote(weights, self.config.to_dict(), share.start, share.count, seed,
+        return self.workers[share.worker].play.remote(weights, self._actor_config(), share.start, share.count, seed,
                                                       metadata, run_name, part)
 
     def pids(self) -> list[int]:

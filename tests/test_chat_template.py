@@ -159,3 +159,22 @@ def test_eval_takes_a_template_and_its_arguments(tmp_path, base_model, thinking_
         result = arena_cmd("eval", thinking_model, "--env", "spiral/KuhnPoker-v0", "--chat-template-kwargs", bad)
         line, = result.stderr.strip().splitlines()
         assert result.returncode == 2 and says in line
+
+
+def test_a_template_file_travels_to_rays_actors_as_text(tmp_path):
+    """A cluster's node has no copy of the driver's file: the actors get the template itself,
+    which `--chat-template` (and a YAML config) takes as well."""
+    from arena.agents.loading import read_chat_template
+
+    from arena.config import TrainConfig
+    from arena.ray_rollout import RayRollout
+
+    template = tmp_path / "t.jinja"
+    template.write_text(THINK_TEMPLATE)
+    rollout = RayRollout.__new__(RayRollout)  # no cluster needed to build what is sent
+    rollout.config = TrainConfig(chat_template=str(template))
+    sent = rollout._actor_config()
+    assert sent["chat_template"] == THINK_TEMPLATE and read_chat_template(sent["chat_template"]) == THINK_TEMPLATE
+    assert TrainConfig(**sent).chat_template == THINK_TEMPLATE  # as the actor rebuilds it, the file gone
+    rollout.config = TrainConfig(chat_template="chatml")
+    assert rollout._actor_config()["chat_template"] == read_chat_template("chatml")

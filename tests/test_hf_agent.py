@@ -605,7 +605,7 @@ def test_a_model_without_a_chat_template_is_one_line_naming_the_fix(tmp_path):
     template.write_text(CHAT_TEMPLATE.replace("assistant", "model"))
     assert load_model(str(base), chat_template=str(template))[1].chat_template == template.read_text()
     assert sorted((p.name, p.read_bytes()) for p in base.iterdir()) == stored  # the folder is never written
-    with pytest.raises(ArenaError, match="--chat-template takes chatml or a Jinja file; no such file: nope.jinja"):
+    with pytest.raises(ArenaError, match="--chat-template takes chatml, a Jinja file or a template; no such file: nope.jinja"):
         load_model(str(base), chat_template="nope.jinja")
     with pytest.raises(ArenaError, match=rf"no chat template .* `chat_template` in {base}/tokenizer_config.json"):
         load_model(str(base), flag="hf:")  # an agent spec has no such flag: the folder's own file
