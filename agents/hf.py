@@ -74,7 +74,7 @@ from arena.policy import Completion, Request
 
 from .constrain import ActionTrie, ConstrainProcessor
 from .loading import (  # `arena.agents.hf.load_model` stays importable
-    agent_decoding,
+    agent_kwargs,
     decoding_options,
     load_model,
 )
@@ -447,7 +447,7 @@ def make_hf_agent(spec: str, *, seed: int | None = None, device: str | None = No
         device = os.environ.get("ARENA_DEVICE") or _default_device()
     target, options = decoding_options(spec, "tiny" if spec.startswith("tiny") else "hf")
     model, tokenizer = load_model(target, device=device, flag="hf:")
-    for key, value in [*options.items(), *agent_decoding(target.removeprefix("hf:")).items()]:
+    for key, value in agent_kwargs(target.removeprefix("hf:"), options).items():
         kwargs.setdefault(key, value)
     kwargs.setdefault("name", spec)
     return HFPolicy(model, tokenizer, seed=seed or 0, **kwargs)

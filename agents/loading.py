@@ -179,19 +179,33 @@ def _load_adapter(folder: Path, dtype: Any):
 
 #: `:KEY=VALUE` options of the `tiny`, `hf:` and `vllm:` specs (`arena.agents.options`).
 DECODING_OPTIONS: dict[str, type] = {"constrain": bool, "temperature": float, "top_p": float, "top_k": int,
-                                     "min_p": float, "max_tokens": int, "name": str}
+                                     "min_p": float, "max_tokens": int, "name": str, "enable_thinking": bool}
 
 
 def decoding_options(spec: str, agent: str) -> tuple[str, dict[str, Any]]:
     """`hf:PATH:temperature=0:max_tokens=16` -> (`hf:PATH`, the policy's keyword arguments:
-    `constrain`, `temperature`, `top_p`, `top_k`, `min_p`, `max_new_tokens`, `name`). They override what
-    `agent_decoding` would give (a run's own decoding)."""
+    `constrain`, `temperature`, `top_p`, `top_k`, `min_p`, `max_new_tokens`, `name`, and
+    `enable_thinking=no` as `chat_template_kwargs`). They override what `agent_decoding` would
+    give (a run's own decoding; `agent_kwargs`)."""
     target, raw = peel_options(spec.strip())
     example = f"{agent}{'' if agent == 'tiny' else ':PATH'}:temperature=0:constrain=yes"
     options = convert_options(agent, raw, DECODING_OPTIONS, example)
     if "max_tokens" in options:
         options["max_new_tokens"] = options.pop("max_tokens")  # checked by the policy, as the others
+    if "enable_thinking" in options:  # the chat template's switch (Qwen3's and others')
+        options["chat_template_kwargs"] = {"enable_thinking": options.pop("enable_thinking")}
     return target, options
+
+
+def agent_kwargs(target: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A model agent's policy arguments: its spec's `options` (`decoding_options`) over its
+    default decoding (`agent_decoding`: a run's own), the chat template's arguments merged."""
+    decoding = agent_decoding(target)
+    merged = {**decoding, **options}
+    if "chat_template_kwargs" in options:
+        merged["chat_template_kwargs"] = {**(decoding.get("chat_template_kwargs") or {}),
+                                          **options["chat_template_kwargs"]}
+    return merged
 
 
 def agent_decoding(target: str) -> dict[str, Any]:

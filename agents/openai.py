@@ -57,7 +57,8 @@ from .options import convert_options, peel_options
 
 DUMMY_KEY = "EMPTY"
 OPTIONS: dict[str, type] = {"constrain": bool, "temperature": float, "top_p": float, "max_tokens": int,
-                             "concurrency": int, "timeout": float, "retries": int, "name": str}
+                             "concurrency": int, "timeout": float, "retries": int, "name": str,
+                             "enable_thinking": bool}
 
 
 def _import_openai() -> Any:
@@ -112,12 +113,14 @@ class OpenAIPolicy:
         timeout: seconds per try of one request.
         retries: extra tries of a failed request (the client's backoff; see above).
         check: probe `GET /models` now (server up, model served).
+        enable_thinking: the chat template's switch, sent as `chat_template_kwargs` (vLLM's
+            and SGLang's request field; Qwen3's template reads it); None sends nothing.
     """
 
     def __init__(self, model: str, base_url: str, *, name: str | None = None, api_key: str | None = None,
                  temperature: float = 1.0, top_p: float = 1.0, max_tokens: int = 512, seed: int | None = None,
                  constrain: bool = False, concurrency: int = 32, timeout: float = 120.0, retries: int = 4,
-                 check: bool = True):
+                 check: bool = True, enable_thinking: bool | None = None):
         if temperature < 0:
             raise ArenaError(f"temperature must be >= 0, got {temperature}")
         if not 0 < top_p <= 1:
@@ -135,6 +138,7 @@ class OpenAIPolicy:
         self.concurrency = int(concurrency)
         self.timeout = float(timeout)
         self.retries = int(retries)
+        self.enable_thinking = enable_thinking
         self.token_ids = True  # vLLM's return_token_ids; switched off if the server refuses it
         self._seeds = random.Random(seed) if seed is not None else None
         self._openai = openai
@@ -208,6 +212,8 @@ class OpenAIPolicy:
             extra["structured_outputs"] = {"choice": list(request.legal_actions)}
         if token_ids:
             extra["return_token_ids"] = True
+        if self.enable_thinking is not None:
+            extra["chat_template_kwargs"] = {"enable_thinking": self.enable_thinking}
         kwargs: dict[str, Any] = {
             "model": self.model, "messages": request.messages, "temperature": self.temperature,
             "top_p": self.top_p, "max_tokens": self.max_tokens, "logprobs": True, "n": 1,

@@ -246,12 +246,12 @@ def make_vllm_agent(spec: str, *, seed: int | None = None, **kwargs: Any) -> VLL
     plays its newest model decoding as the run trained, like `hf:RUN` (`make_hf_agent`).
     Otherwise the constraint is on for the tiny model only. Options after the spec set the
     decoding, as for `hf:` (`vllm:PATH:temperature=0`)."""
-    from .loading import agent_decoding, decoding_options, load_model
+    from .loading import agent_kwargs, decoding_options, load_model
 
     _import_vllm()  # before loading the model: a missing vLLM is the first thing to say
     target, options = decoding_options(spec.removeprefix("vllm:"), "vllm")
     model, tokenizer = load_model(target, device="cpu", flag="vllm:")
-    for key, value in [*options.items(), *agent_decoding(target).items()]:
+    for key, value in agent_kwargs(target, options).items():
         kwargs.setdefault(key, value)
     kwargs.setdefault("name", spec)
     return VLLMPolicy(model, tokenizer, seed=seed or 0, **kwargs)

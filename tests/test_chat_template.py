@@ -178,3 +178,23 @@ def test_a_template_file_travels_to_rays_actors_as_text(tmp_path):
     assert TrainConfig(**sent).chat_template == THINK_TEMPLATE  # as the actor rebuilds it, the file gone
     rollout.config = TrainConfig(chat_template="chatml")
     assert rollout._actor_config()["chat_template"] == read_chat_template("chatml")
+
+
+def test_a_model_agents_spec_switches_thinking_off(thinking_model, tmp_path):
+    """`hf:PATH:enable_thinking=no` (and `vllm:`, `openai:`): the template's switch as an agent
+    option, merged over a run's own chat template arguments."""
+    from arena.agents.loading import agent_kwargs, decoding_options
+
+    from arena.config import TrainConfig, save_config
+
+    _, tokenizer = load_model(str(thinking_model), device="cpu")
+    agent = make_hf_agent(f"hf:{thinking_model}:enable_thinking=no")
+    assert agent.chat_template_kwargs == NO_THINKING and agent.encode(kuhn_request())[-len(think_ids(tokenizer)):] == think_ids(tokenizer)
+    assert decoding_options("hf:x:enable_thinking=yes", "hf")[1] == {"chat_template_kwargs": {"enable_thinking": True}}
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text("{}")
+    save_config(TrainConfig(out=str(run), chat_template_kwargs={"lang": "fr"}), run / "config.yaml")
+    _, options = decoding_options(f"hf:{run}:enable_thinking=no", "hf")
+    assert agent_kwargs(str(run), options)["chat_template_kwargs"] == {"lang": "fr", "enable_thinking": False}
+    assert agent_kwargs(str(run), {})["chat_template_kwargs"] == {"lang": "fr"}

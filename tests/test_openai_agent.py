@@ -276,6 +276,16 @@ def test_unconstrained_text_is_returned_as_generated(tiny_server):
         assert c.text == tokenizer.decode([t for t in c.token_ids if t != eos], skip_special_tokens=True)
 
 
+def test_enable_thinking_goes_as_the_servers_chat_template_kwargs(tiny_server):
+    """`openai:MODEL@URL:enable_thinking=no`: vLLM's (and SGLang's) request field; without the
+    option nothing is sent (`tests/vllm_job` checks that vLLM's template gets it)."""
+    requests = game_requests("spiral/KuhnPoker-v0", 1)[:1]
+    make_agent(f"openai:{MODEL}@{tiny_server.url}:enable_thinking=no").act(requests)
+    assert tiny_server.bodies[-1]["chat_template_kwargs"] == {"enable_thinking": False}
+    make_agent(f"openai:{MODEL}@{tiny_server.url}").act(requests)
+    assert "chat_template_kwargs" not in tiny_server.bodies[-1]
+
+
 def test_a_server_without_token_ids_still_gives_logprobs(tiny_server):
     tiny_server.refuse_token_ids = True
     policy = OpenAIPolicy(MODEL, tiny_server.url, constrain=True)

@@ -40,10 +40,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve_command(model_path: str, port: int) -> list[str]:
+#: the tiny model's template with Qwen3's switch (an empty think block when `enable_thinking`
+#: is false; without it, the tiny template's prompt exactly), served in its place
+THINK_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}{% endif %}"
+    "{% endif %}"
+)
+
+
+def _serve_command(model_path: str, port: int, template: Path) -> list[str]:
     """`vllm serve PATH ...` from this interpreter's environment, or its module form (above)."""
     args = ["--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048",
-            "--dtype", "float32", "--seed", "0"]
+            "--dtype", "float32", "--seed", "0", "--chat-template", str(template)]
     script = Path(sys.executable).parent / "vllm"
     try:
         importlib.metadata.version("vllm")
@@ -70,9 +82,11 @@ def vllm_server(tmp_path_factory, arena_cache):
     model_path = str(tiny_model_path())
     port = _free_port()
     log_path = tmp_path_factory.mktemp("vllm-serve") / "server.log"
+    template = log_path.with_name("think.jinja")
+    template.write_text(THINK_TEMPLATE)
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(_serve_command(model_path, port), stdout=log, stderr=subprocess.STDOUT, env=env,
+        proc = subprocess.Popen(_serve_command(model_path, port, template), stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     root = f"http://127.0.0.1:{port}"
     try:
@@ -145,13 +159,20 @@ def test_free_text_unknown_model_and_cli_against_vllm_serve(vllm_server, tmp_pat
     from arena.errors import ArenaError
     from arena.policy import Request
 
-    url, _ = vllm_server
+    url, model_path = vllm_server
     policy = make_agent(f"openai:{MODEL}@{url}:max_tokens=8", seed=0)
     request = Request(env_id="", role="player_0", observation="hi", messages=[{"role": "user", "content": "hi"}])
     completions = policy.act([request] * 4)
     for c in completions:
         assert c.logprobs and len(c.logprobs) == len(c.token_ids) <= 8 and c.info["finish_reason"] in ("stop", "length")
     assert len({c.text for c in completions}) > 1  # per-request seeds: equal prompts sample differently
+    # `enable_thinking=no` goes as vLLM's `chat_template_kwargs`: the served template's think block
+    from transformers import AutoTokenizer
+
+    think = AutoTokenizer.from_pretrained(model_path).encode("<think>\n\n</think>\n\n", add_special_tokens=False)
+    plain, = make_agent(f"openai:{MODEL}@{url}:max_tokens=4", seed=0).act([request])
+    switched, = make_agent(f"openai:{MODEL}@{url}:max_tokens=4:enable_thinking=no", seed=0).act([request])
+    assert switched.prompt_ids == plain.prompt_ids + think
     with pytest.raises(ArenaError, match=r"does not serve model 'nope' \(it serves: tiny\)"):
         make_agent(f"openai:nope@{url}")
 
