@@ -15,20 +15,12 @@ from pathlib import Path
 import pytest
 from arena.agents.hf import HFPolicy, check_chat_template_kwargs, load_model, make_hf_agent
 from arena.envs.spiral.kuhn_poker import info_state_request
+from conftest import THINK_TEMPLATE
 
 from arena.config import parse_args
 from arena.errors import ArenaError
 from arena.policy import Request
 
-# the tiny template, with Qwen3's switch: an empty think block after the assistant's header
-THINK_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
-    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}{% endif %}"
-    "{% endif %}"
-)
 NO_THINKING = {"enable_thinking": False}
 
 

