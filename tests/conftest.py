@@ -11,18 +11,6 @@ import os
 
 import pytest
 
-#: the tiny model's chat template with Qwen3's switch: an empty think block after the
-#: assistant's header when `enable_thinking` is false, else the tiny template's prompt exactly
-#: (tests/test_chat_template.py, tests/vllm_job/test_openai_vllm_serve.py: `from conftest import`)
-THINK_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
-    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}{% endif %}"
-    "{% endif %}"
-)
-
 
 @pytest.fixture(scope="session", autouse=True)
 def arena_cache(tmp_path_factory):

