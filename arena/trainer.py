@@ -201,6 +201,7 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
                 off_policy_mask_threshold=config.off_policy_mask_threshold,
                 cast_lm_head_to_fp32=config.cast_lm_head_to_fp32,
                 beta=config.beta,
+                use_bias_correction_kl=config.use_bias_correction_kl,
                 sync_ref_model=config.sync_ref_model,
                 ref_model_mixup_alpha=config.ref_model_mixup_alpha,
                 ref_model_sync_steps=config.ref_model_sync_steps,

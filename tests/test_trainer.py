@@ -402,11 +402,13 @@ def test_trl_loss_settings_reach_the_loss_that_trains(tmp_path):
     trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=2, episodes_per_step=4, eval_every=0,
                                 num_iterations=2, epsilon_high=0.28, delta=1.5, loss_type="grpo",
                                 importance_sampling_level="sequence", top_entropy_quantile=0.2,
-                                out=str(tmp_path / "run")))
+                                use_bias_correction_kl=False, out=str(tmp_path / "run")))
     assert (trainer.epsilon_low, trainer.epsilon_high, trainer.args.delta) == (0.2, 0.28, 1.5)
+    assert trainer.args.use_bias_correction_kl is False
     assert (trainer.importance_sampling_level, trainer.top_entropy_quantile) == ("sequence", 0.2)
     loss = inspect.getsource(GRPOTrainer._compute_loss)
-    for read in ("self.epsilon_high", "self.args.delta", "self.importance_sampling_level", "self.top_entropy_quantile"):
+    for read in ("self.epsilon_high", "self.args.delta", "self.importance_sampling_level", "self.top_entropy_quantile",
+                 "self.args.use_bias_correction_kl"):
         assert read in loss, read
     assert trainer.state.global_step == 2
     for bad, message in (({"importance_sampling_level": "sequense"}, "did you mean 'sequence'"),
