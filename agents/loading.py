@@ -70,7 +70,7 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag:
     `spec` is `tiny`, a training run (its newest model), a local folder, or a Hub id. A Hub
     id that cannot be fetched (no network here) is a one-line `ArenaError` naming `tiny` or a
     local path as `flag` takes them (`--model tiny`; `hf:PATH` for the agent, flag "hf:";
-    `arena eval tiny`). `chat_template` (`read_chat_template`: `chatml` or a Jinja file) is
+    `arena eval tiny`). `chat_template` (`read_chat_template`: `chatml`, a Jinja file or a template) is
     set on the tokenizer in place of its own: a base model without one then loads, and the
     trainer saves it with the model. Nothing is written to the model's folder.
     """

@@ -337,6 +337,19 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def json_object(flag: str, value: Any) -> dict[str, Any]:
+    """`value` (a mapping from YAML, or a JSON object as typed after `flag`) as a dict; one
+    line showing how to write one otherwise."""
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ArenaError(f"{flag}: {value!r} is not a JSON object (write it in single quotes, e.g. {flag} "
+                         "'{\"key\": 1}')")
+    return dict(parsed)
+
+
 def _coerce(name: str, tp: Any, value: Any) -> Any:
     """Convert a YAML or command-line value to the field's type; one-line error otherwise."""
     base, optional = _base_type(tp)
@@ -371,15 +384,8 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             items = value if isinstance(value, list) else [value]
             return [_coerce(name, item, v) for v in items]
         if origin is dict:
-            if isinstance(value, str):
-                value = json.loads(value)
-            if not isinstance(value, dict):
-                raise ValueError(value)
-            return dict(value)
-    except (ValueError, TypeError, json.JSONDecodeError):
-        if origin is dict:
-            raise ArenaError(f"{flag}: {value!r} is not a JSON object (write it in single quotes, "
-                             f"e.g. {flag} '{{\"key\": 1}}')") from None
+            return json_object(flag, value)
+    except (ValueError, TypeError):
         raise ArenaError(f"{flag}: {value!r} is not a valid {getattr(base, '__name__', base)}") from None
     return value
 

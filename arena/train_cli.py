@@ -220,17 +220,12 @@ def eval_cmd(
     """Evaluate a model: win/draw/loss and invalid moves vs random and heuristic; Kuhn exploitability."""
     from arena.agents.hf import check_chat_template_kwargs
     from arena.agents.loading import read_chat_template
-    from arena.config import load_yaml
+    from arena.config import json_object, load_yaml
 
     if chat_template is not None:
         read_chat_template(chat_template)  # a missing file: one line before anything loads
     if template_kwargs is not None:
-        try:
-            template_kwargs = json.loads(template_kwargs)
-        except json.JSONDecodeError:
-            raise ArenaError(f"--chat-template-kwargs: {template_kwargs!r} is not a JSON object (write it in single "
-                             "quotes, e.g. --chat-template-kwargs '{\"enable_thinking\": false}')") from None
-        template_kwargs = check_chat_template_kwargs(template_kwargs)
+        template_kwargs = check_chat_template_kwargs(json_object("--chat-template-kwargs", template_kwargs))
 
     spec, run = resolve_target(target)
     cfg: dict[str, Any] = load_yaml(run / "config.yaml") if run is not None else {}
