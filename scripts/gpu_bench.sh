@@ -7,6 +7,8 @@
 #                                       # packages a bare GPU machine lacks, into .whl/
 #   bash scripts/gpu_bench.sh run       # on the GPU machine (no network): install .whl/ into
 #                                       # /tmp/site, run both benchmarks, JSON and logs to $OUT
+#   bash scripts/gpu_bench.sh cuda-tests  # there too: tests/test_cuda.py (the CUDA path end to
+#                                         # end: compiled static cache, a run, its resume; ~2 min)
 #
 # `run` assumes a machine with CUDA torch, transformers, accelerate, peft, pyarrow, rich,
 # typer and matplotlib installed (an ML image) and nothing from the package registries.
@@ -25,7 +27,8 @@ if [[ $mode == prepare ]]; then
     # what an ML image without them needs for arena + TRL (versions: pyproject.toml's pins
     # and what this machine resolved); --no-deps: each is named
     pkgs=()
-    for name in trl datasets dill multiprocess gymnasium farama-notifications pettingzoo docker; do
+    for name in trl datasets dill multiprocess gymnasium farama-notifications pettingzoo docker \
+            pytest pluggy iniconfig; do
         version=$(python3 -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')
         pkgs+=("$name${version:+==$version}")
     done
@@ -36,7 +39,7 @@ if [[ $mode == prepare ]]; then
     du -sh "$WHEELS"
     exit 0
 fi
-[[ $mode == run ]] || { echo "usage: bash scripts/gpu_bench.sh prepare|run" >&2; exit 2; }
+[[ $mode == run || $mode == cuda-tests ]] || { echo "usage: bash scripts/gpu_bench.sh prepare|run|cuda-tests" >&2; exit 2; }
 
 OUT=${OUT:-gpu-bench}
 mkdir -p "$OUT"
@@ -65,6 +68,13 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false ARENA_CACHE=${ARENA_CACHE
     (cd /tmp && python3 -c "import torch, transformers, trl, arena; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'arena', arena.__file__)")
 } 2>&1 | tee "$OUT/versions.txt"
 
+if [[ $mode == cuda-tests ]]; then
+    # from /tmp, so that `arena` is the installed wheel (the source tree's folders map into it)
+    repo=$PWD
+    (cd /tmp && timeout "${TESTS_S:-300}" python3 -m pytest -q -p no:cacheprovider -c "$repo/pyproject.toml" \
+        --rootdir "$repo" "$repo/tests/test_cuda.py") 2>&1 | tee "$OUT/cuda-tests.log"
+    exit "${PIPESTATUS[0]}"
+fi
 if [[ ${SMOKE:-0} == 1 ]]; then
     model=(--model-config tiny --device cpu --threads 1); rollout=(--concurrency 1,8 --episodes 16 --repeats 1)
     train=(--prompts 4 --generations 4 --length 16 --steps 1 --warmup 1 --rounds 1)
