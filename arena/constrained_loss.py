@@ -57,21 +57,29 @@ class ConstrainedLoss:
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                            batch_size=None, compute_entropy=False, **kwargs):
         allowed = self._allowed
-        plain = any(v is not None and v is not False for v in kwargs.values())  # images, MoE aux loss: TRL's own
+        # a mixture of experts' load-balancing loss (TRL asks for it whenever the model has a
+        # router): over every token of each row, so no prefix runs once for several rows
+        aux_loss = bool(kwargs.get("compute_aux_loss"))
+        plain = any(v is not None and v is not False for k, v in kwargs.items() if k != "compute_aux_loss")  # images
         # the prompt prefix the rows share runs once (arena/prefix.py)
-        groups = plan(model, input_ids, attention_mask, logits_to_keep) if self.share_prefix and not plain else None
+        share = self.share_prefix and not plain and not aux_loss
+        groups = plan(model, input_ids, attention_mask, logits_to_keep) if share else None
         if not allowed or plain:
             if groups is None:
                 return super()._get_per_token_logps_and_entropies(
                     model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                     compute_entropy=compute_entropy, **kwargs)
             return self._shared_prefix_fused_logps(model, groups, logits_to_keep, compute_entropy)
+        aux = None
         with self.accelerator.autocast():
             if groups is not None:
                 logits = shared_prefix_logits(model, groups, logits_to_keep)
             else:
-                logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                               logits_to_keep=logits_to_keep + 1).logits[:, :-1, :]
+                router = {"output_router_logits": True} if aux_loss else {}
+                out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep + 1,
+                            **router)
+                logits = out.logits[:, :-1, :]
+                aux = out.aux_loss if aux_loss else None
         logits = logits.float() / self.temperature
         logits = logits.masked_fill(illegal_mask(allowed, logits.shape, logits.device), float("-inf"))
         logps_all = torch.log_softmax(logits, dim=-1)
@@ -88,7 +96,6 @@ class ConstrainedLoss:
                 mask = attention_mask[:, -width:].to(entropies.dtype)
                 self._entropy_sum = (entropies * mask).sum()
             entropies = entropies.detach()
-        aux = None
         return logps, entropies, aux
 
     def _shared_prefix_fused_logps(self, model, groups, logits_to_keep: int, compute_entropy: bool):

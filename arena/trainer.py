@@ -22,7 +22,9 @@ sampled from the distribution renormalised over the legal next tokens, so the lo
 score it under that same distribution. `_get_per_token_logps_and_entropies` is overridden
 for batches with constrained samples only: it computes logits (TRL's fused head cannot
 mask), sets the illegal tokens to -inf, and takes the log-softmax; unconstrained batches
-go through TRL's own code. (2) An entropy bonus over the legal actions
+go through TRL's own code. For a mixture of experts it returns the router's load-balancing
+loss too, as TRL's does (TRL adds it whenever the model config has `router_aux_loss_coef`),
+and runs each row whole (no shared prefix: the loss is over every token of every row). (2) An entropy bonus over the legal actions
 (`entropy_coef`, on by default with the constraint, scheduled per step; both in
 `arena.constrained_loss`): a small model
 whose features cannot yet tell states apart collapses to one state-blind action before it

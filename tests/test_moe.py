@@ -1,0 +1,96 @@
+"""A mixture-of-experts model trains as a dense one does, plus TRL's load-balancing loss.
+
+TRL adds the router's auxiliary loss whenever the model has one (`router_aux_loss_coef`
+in its config) and asks the log-prob forward for it; arena's constrained forward used to
+answer such a request with TRL's unconstrained log-probs (the whole vocabulary), so the
+ratio against the constrained sampler's log-probs was wrong and the legal-action entropy
+bonus silently gone. A tiny Qwen3-MoE built here (the tiny tokenizer, random weights).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def tiny_moe(tmp_path_factory):
+    """A folder with a two-layer, four-expert Qwen3-MoE and the tiny tokenizer."""
+    from arena.agents.tiny import tiny_model_path
+    from transformers import AutoTokenizer, Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-moe")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path())
+    config = Qwen3MoeConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                            num_key_value_heads=2, head_dim=16, intermediate_size=128, moe_intermediate_size=32,
+                            num_experts=4, num_experts_per_tok=2, decoder_sparse_step=1, tie_word_embeddings=True,
+                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    torch.manual_seed(0)
+    model = Qwen3MoeForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = None
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _train(path, out, monkeypatch, **kw):
+    """One Kuhn Poker step; returns the trainer and what each loss forward returned."""
+    from arena.config import TrainConfig
+    from arena.trainer import SelfPlayTrainer
+    from arena.training import train
+
+    seen = []
+    forward = SelfPlayTrainer._get_per_token_logps_and_entropies
+
+    def spy(self, model, input_ids, attention_mask, logits_to_keep, **kwargs):
+        result = forward(self, model, input_ids, attention_mask, logits_to_keep, **kwargs)
+        if kwargs.get("compute_entropy"):  # the loss's forward (not the old log-probs' one)
+            seen.append({"allowed": self._allowed, "ids": input_ids, "mask": attention_mask, "keep": logits_to_keep,
+                         "aux": kwargs.get("compute_aux_loss"), "logps": result[0].detach(),
+                         "aux_loss": None if result[2] is None else result[2].detach()})
+        return result
+
+    monkeypatch.setattr(SelfPlayTrainer, "_get_per_token_logps_and_entropies", spy)
+    trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], model=str(path), steps=1, episodes_per_step=4,
+                                eval_every=0, out=str(out), **kw))
+    return trainer, seen
+
+
+def test_a_constrained_moe_step_scores_the_legal_actions_and_adds_the_router_loss(tiny_moe, tmp_path, monkeypatch):
+    """With the constraint, the loss's log-probs are the constrained distribution's (on CPU
+    the sampler is the trained model: the recorded log-probs to float rounding), TRL's
+    auxiliary loss is computed and logged (the value TRL's own forward gives), and the
+    entropy is the legal actions' (at most log 2 in Kuhn Poker), not the vocabulary's."""
+    from arena.store import read_episodes
+
+    trainer, seen = _train(tiny_moe, tmp_path / "run", monkeypatch, constrain=True)
+    assert trainer.aux_loss_enabled and seen and all(s["aux"] and s["allowed"] for s in seen)
+    recorded = [lp for e in read_episodes(tmp_path / "run") for t in e.turns for lp in t.logprobs]
+    scored = [lp for s in seen for row, mask in zip(s["logps"], s["mask"][:, -s["keep"]:]) for lp, m in
+              zip(row.tolist(), mask.tolist()) if m]
+    assert sorted(scored) == pytest.approx(sorted(recorded), abs=1e-4)
+    s = seen[0]  # the router loss of the batch, by arena's constrained forward and by TRL's (same weights)
+    trainer._allowed = s["allowed"]
+    with torch.no_grad():
+        _, _, ours = trainer._get_per_token_logps_and_entropies(trainer.model, s["ids"], s["mask"], s["keep"],
+                                                                compute_aux_loss=True)
+        _, _, trls = super(type(trainer), trainer)._get_per_token_logps_and_entropies(
+            trainer.model, s["ids"], s["mask"], s["keep"], compute_aux_loss=True)
+    assert float(ours) == pytest.approx(float(trls), rel=1e-5)
+    with open(tmp_path / "run" / "metrics.csv", newline="") as f:
+        row, = list(csv.DictReader(f))
+    assert float(row["aux_loss"]) > 0 and float(row["entropy"]) <= math.log(2) + 1e-6
+
+
+def test_an_unconstrained_moe_step_is_trls_own_forward_with_its_router_loss(tiny_moe, tmp_path, monkeypatch):
+    trainer, seen = _train(tiny_moe, tmp_path / "run", monkeypatch, constrain=False, max_new_tokens=8)
+    assert trainer.aux_loss_enabled and seen and all(s["aux"] and s["allowed"] is None for s in seen)
+    assert all(s["aux_loss"] is not None and float(s["aux_loss"]) > 0 for s in seen)
+    with open(tmp_path / "run" / "metrics.csv", newline="") as f:
+        row, = list(csv.DictReader(f))
+    assert float(row["aux_loss"]) > 0
