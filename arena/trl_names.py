@@ -60,8 +60,8 @@ TRL_WITHOUT: dict[str, str] = {
                     "sharding it is not supported (the rollout generates from the whole model): --lora-r fits a "
                     "larger one"),
     "ddp_find_unused_parameters": "DDP runs without the unused-parameter search (the loss's shared prefix runs "
-                                  "several forwards per backward): a model whose loss can leave weights unused on "
-                                  "a step (a mixture of experts) trains on one process",
+                                  "several forwards per backward); every weight takes part in each step's loss, a "
+                                  "mixture of experts' too (transformers keeps a layer's experts in one tensor)",
     "trust_remote_code": "arena loads models with transformers' own classes (`from_pretrained`), never code from "
                          "a model's repository: a model that needs its own code is refused when it loads",
     "disable_dropout": "the rollout samples with the model in eval mode (no dropout); the loss runs it as "

@@ -94,3 +94,26 @@ def test_an_unconstrained_moe_step_is_trls_own_forward_with_its_router_loss(tiny
     with open(tmp_path / "run" / "metrics.csv", newline="") as f:
         row, = list(csv.DictReader(f))
     assert float(row["aux_loss"]) > 0
+
+
+def test_a_moe_trains_data_parallel(tiny_moe, tmp_path):
+    """Two processes (torchrun, Gloo) train the MoE as one run: DDP runs without the search
+    for unused weights, which a mixture of experts does not need where transformers keeps
+    each layer's experts in one tensor (every weight takes part in each step's loss). The
+    experts' and the router's weights move, the router's loss is logged, every episode is
+    stored once."""
+    from safetensors.torch import load_file
+    from test_data_parallel import episodes_of, launch, metrics_of
+
+    run = tmp_path / "run"
+    result = launch("train", "--env", "spiral/KuhnPoker-v0", "--model", tiny_moe, "--constrain", "--steps", "2",
+                    "--episodes-per-step", "16", "--eval-every", "0", "--out", run)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert [e["metadata"]["index"] for e in episodes_of(run)] == list(range(32))
+    metrics = metrics_of(run)
+    assert sorted(metrics) == [1, 2] and all(float(metrics[s]["aux_loss"]) > 0 for s in (1, 2))
+    before, after = load_file(tiny_moe / "model.safetensors"), load_file(run / "model" / "model.safetensors")
+    for layer in (0, 1):  # (an expert the router never picks keeps its weights: its slice has no gradient)
+        experts = [k for k in before if k.startswith(f"model.layers.{layer}.mlp.experts.")]
+        assert experts and any(not torch.equal(before[k], after[k]) for k in experts)
+        assert not torch.equal(before[f"model.layers.{layer}.mlp.gate.weight"], after[f"model.layers.{layer}.mlp.gate.weight"])
