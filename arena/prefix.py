@@ -133,9 +133,17 @@ def _non_reentrant(layers: list[GradientCheckpointingLayer]) -> bool:
 
 def full_attention(model: Any) -> bool:
     """Every layer attends to the whole context (no sliding window, whose cache layer trims
-    what it holds): a prefix's keys and values can be handed over in a plain cache."""
-    layer_types = getattr(getattr(model, "config", None), "layer_types", None) or ()
-    return all(t == "full_attention" for t in layer_types)
+    what it holds): a prefix's keys and values can be handed over in a plain cache. Read off
+    the cache transformers builds for the model's config, whose layers are plain
+    `DynamicLayer`s then: a config may say so by `layer_types` (Gemma, Qwen2) or by a bare
+    `sliding_window` (Mistral)."""
+    from transformers import DynamicCache
+
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    config = getattr(model, "config", None)
+    if config is None:
+        return True
+    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=config).layers)
 
 
 def _checkpointed(model: Any) -> list[Any]:

@@ -109,6 +109,7 @@ def test_no_sharing_for_one_row_or_with_a_sliding_window_under_checkpointing(are
     model.train()
     assert plan(model, ids, mask, completion.size(1)) is not None
     model.config.layer_types = ["sliding_attention"] * model.config.num_hidden_layers
+    model.config.sliding_window = 32
     assert plan(model, ids, mask, completion.size(1)) is None
 
 
