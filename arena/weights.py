@@ -20,7 +20,11 @@ def merged_weights(model: Any) -> dict[str, Any]:
     """The model's weights for a plain copy of it: its state dict, or for a PEFT model the
     base weights with the active LoRA adapters added in (`W + get_delta_weight(a)`), under
     the base model's keys (`.base_layer.` dropped, no `lora_` factors). Tensors stay where
-    they are (device, dtype); those without an adapter are the model's own (views)."""
+    they are (device, dtype); those without an adapter are the model's own (views).
+
+    An adapter on a parameter rather than a layer (PEFT's `ParamWrapper`: `all-linear`
+    adapts a mixture of experts' fused expert tensors so, nesting one wrapper per tensor)
+    adds its delta to that parameter (`parameter_name`)."""
     import torch
 
     model = getattr(model, "module", model)  # DistributedDataParallel
@@ -33,14 +37,21 @@ def merged_weights(model: Any) -> dict[str, Any]:
             if hasattr(module, "base_layer") and hasattr(module, "get_delta_weight") and not getattr(module, "merged", False):
                 adapters = [a for a in module.active_adapters if a in getattr(module, "lora_A", {})]
                 if adapters and not getattr(module, "disable_adapters", False):
-                    deltas[f"{name}.weight"] = sum(module.get_delta_weight(a) for a in adapters)
+                    target = f"{_base_key(name)}.{getattr(module, 'parameter_name', 'weight')}"
+                    deltas[target] = sum(module.get_delta_weight(a) for a in adapters)
         out = {}
         for key, value in base.state_dict().items():
             if ".lora_" in key:
                 continue
-            key = key.replace(".base_layer.", ".")
+            key = _base_key(key)
             out[key] = value + deltas[key] if key in deltas else value
         return out
+
+
+def _base_key(key: str) -> str:
+    """A PEFT key under the base model's name: every `base_layer` step dropped (wrappers
+    nest: `experts.base_layer.base_layer.gate_up_proj` is `experts.gate_up_proj`)."""
+    return ".".join(part for part in key.split(".") if part != "base_layer")
 
 
 def checkpoint_format(model: Any, weights: dict[str, Any]) -> dict[str, Any]:
@@ -49,11 +60,10 @@ def checkpoint_format(model: Any, weights: dict[str, Any]) -> dict[str, Any]:
     reads (`is_checkpoint_format`). transformers 5 holds some weights otherwise in memory
     than on disk: a mixture of experts keeps each layer's experts in one 3-D tensor
     (`mlp.experts.gate_up_proj`) where its files have one matrix per expert and projection
-    (`mlp.experts.0.gate_proj.weight`, ...). Pushed as held in memory, the fused tensor was
-    taken as is by vLLM's CPU engine, whose layout differs: the engine generated from other
-    weights than the trained ones after the first push. transformers' own reversal
-    (`revert_weight_conversion`, what `save_pretrained` runs) converts; a model without
-    such conversions passes through unchanged."""
+    (`mlp.experts.0.gate_proj.weight`, ...), and vLLM's loader is written for the files
+    (`is_checkpoint_format=True` says the weights are in their format). transformers' own
+    reversal (`revert_weight_conversion`, what `save_pretrained` runs) converts; a model
+    without such conversions passes through unchanged."""
     from transformers.core_model_loading import revert_weight_conversion
 
     model = getattr(model, "module", model)  # DistributedDataParallel

@@ -139,3 +139,33 @@ def test_training_a_moe_with_vllm_on_cpu_is_refused_in_one_line(tiny_moe):
         check_weight_sync(model, cuda=False)
     check_weight_sync(model, cuda=True)
     check_weight_sync(load_model("tiny", device="cpu")[0], cuda=False)
+
+
+def test_lora_on_the_experts_merges_into_their_fused_tensors(tiny_moe):
+    """PEFT's `all-linear` adapts a mixture of experts' fused expert tensors (one nested
+    `ParamWrapper` per tensor): `merged_weights`, which the CUDA generation copy, the vLLM
+    engine and Ray's actors load, equals PEFT's own merge, under the plain model's names
+    (it used to keep a `base_layer` and leave the experts' adapters out)."""
+    import copy
+
+    from arena.agents.hf import load_model
+    from peft import LoraConfig, get_peft_model
+
+    from arena.weights import merged_weights
+
+    model, _ = load_model(str(tiny_moe), device="cpu")
+    names = set(model.state_dict())
+    experts = model.state_dict()["model.layers.0.mlp.experts.gate_up_proj"].clone()
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                  task_type="CAUSAL_LM"))
+    torch.manual_seed(0)
+    for name, param in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param)  # adapters that change every adapted weight
+    assert any("experts.base_layer.lora_A" in n for n, _ in peft_model.named_parameters())
+    merged = merged_weights(peft_model)
+    expected = copy.deepcopy(peft_model).merge_and_unload().state_dict()
+    assert set(merged) == names == set(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(merged[key], value, msg=key)
+    assert not torch.equal(merged["model.layers.0.mlp.experts.gate_up_proj"], experts)  # the adapter is in it
