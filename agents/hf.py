@@ -118,6 +118,18 @@ CHAT_TEMPLATE_RESERVED = ("conversation", "add_generation_prompt", "continue_fin
                           "tokenizer_kwargs")
 
 
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The tokens that end a completion, as TRL's `GRPOTrainer` stops: the tokenizer's EOS and
+    every EOS of the model's generation config (a chat model may end its turn with another
+    token than its tokenizer's EOS: Llama 3.1's `<|eot_id|>` and `<|eom_id|>`, Qwen3's
+    `<|im_end|>` beside `<|endoftext|>`). The tokenizer's comes first: a constrained legal
+    action ends with it."""
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    eos = tokenizer.eos_token_id
+    return [eos, *(i for i in dict.fromkeys(ids) if i != eos)]
+
+
 def check_chat_template_kwargs(kwargs: Any, flag: str = "--chat-template-kwargs") -> dict[str, Any]:
     """`kwargs` as a plain dict of the chat template's arguments, or one line naming the fix."""
     example = f'e.g. {flag} \'{{"enable_thinking": false}}\''
@@ -190,6 +202,7 @@ class HFPolicy:
         # then needs no correction for the sampler (arena/correction.py)
         self.generates_with_model = not self.static_cache
         self._static_caches: dict[tuple[int, int], Any] = {}
+        self.stop_ids = stop_token_ids(model, tokenizer)
         gen = torch.Generator()
         gen.manual_seed(seed)
         self._cpu_rng = gen.get_state()
@@ -369,7 +382,7 @@ class HFPolicy:
         processor = ConstrainProcessor(tries, self.device)
         kwargs: dict[str, Any] = {
             "input_ids": ids.to(self.device), "attention_mask": mask.to(self.device), "max_new_tokens": max_new,
-            "pad_token_id": pad, "eos_token_id": self.tokenizer.eos_token_id, "return_dict_in_generate": True,
+            "pad_token_id": pad, "eos_token_id": self.stop_ids, "return_dict_in_generate": True,
             "output_scores": True, "logits_processor": [processor] if any(t is not None for t in tries) else None,
         }
         if self.temperature > 0:
@@ -420,15 +433,16 @@ class HFPolicy:
             picked = [s.float().log_softmax(-1).gather(1, result.sequences[:, width + t:width + t + 1])
                       for t, s in enumerate(result.scores)]
             logps = torch.cat(picked, dim=1).cpu()
-        eos = self.tokenizer.eos_token_id
+        stops = set(self.stop_ids)
         completions = []
         for i, request in enumerate(requests):
             tokens = sequences[i].tolist()
-            if eos in tokens:  # a row without EOS never finished, so holds no padding
-                tokens = tokens[:tokens.index(eos) + 1]
+            end = next((t for t, token in enumerate(tokens) if token in stops), None)
+            if end is not None:  # a row that never stopped holds no padding
+                tokens = tokens[:end + 1]
             lp = [float(logps[i, t]) for t in range(len(tokens))] if logps is not None else None
-            text = self.tokenizer.decode([t for t in tokens if t != eos], skip_special_tokens=True)
-            info: dict[str, Any] = {} if eos in tokens else {"finish_reason": "length"}  # cut at max_new_tokens
+            text = self.tokenizer.decode([t for t in tokens if t not in stops], skip_special_tokens=True)
+            info: dict[str, Any] = {} if end is not None else {"finish_reason": "length"}  # cut at max_new_tokens
             if tries[i] is not None:
                 info["allowed_token_ids"] = tries[i].allowed_path(tokens)
             self.generated_tokens += len(tokens)

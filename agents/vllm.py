@@ -221,7 +221,7 @@ class VLLMPolicy(HFPolicy):
         if longest >= self.max_model_len:  # vLLM refuses such a prompt with its own traceback
             raise ArenaError(f"a prompt of {longest} tokens does not fit the vLLM engine's {self.max_model_len} "
                              f"(prompt + completion): raise --vllm-max-model-length")
-        eos = self.tokenizer.eos_token_id
+        stops = set(self.stop_ids)  # vLLM stops at the generation config's EOS too
         params = []
         actions_of: list[list[list[int]] | None] = []
         for r in requests:
@@ -229,7 +229,7 @@ class VLLMPolicy(HFPolicy):
             actions_of.append(actions)
             max_new = self.max_new_tokens if actions is None else min(self.max_new_tokens, max(map(len, actions)))
             sampling: dict[str, Any] = {"temperature": self.temperature, "max_tokens": max_new, "logprobs": 0,
-                                        "stop_token_ids": [eos], "seed": self._rng.randrange(2**31)}
+                                        "stop_token_ids": self.stop_ids, "seed": self._rng.randrange(2**31)}
             if self.temperature > 0:
                 sampling.update(top_p=self.top_p, top_k=self.top_k, min_p=self.min_p)  # vLLM: top_k 0 is off
             if actions is not None:
@@ -245,7 +245,7 @@ class VLLMPolicy(HFPolicy):
             if actions is not None:
                 trie = ActionTrie(actions)
                 info["allowed_token_ids"] = trie.allowed_path(tokens)
-            text = self.tokenizer.decode([t for t in tokens if t != eos], skip_special_tokens=True)
+            text = self.tokenizer.decode([t for t in tokens if t not in stops], skip_special_tokens=True)
             self.generated_tokens += len(tokens)
             completions.append(Completion(text=text, prompt_ids=prompt, token_ids=tokens,
                                           logprobs=logprobs or None, info=info))

@@ -350,6 +350,40 @@ def test_unconstrained_sampling_stops_at_eos_or_max_new_tokens(tiny):
     assert {c.info.get("finish_reason") for c in completions} == {None, "length"}  # both seen
 
 
+@pytest.mark.parametrize("static_cache", [False, True], ids=["dynamic", "static"])
+def test_a_completion_ends_at_any_eos_of_the_models_generation_config(tiny, static_cache):
+    """As TRL's `GRPOTrainer` stops: at the tokenizer's EOS or at any EOS of the model's
+    generation config (a chat model's end of turn, e.g. Llama 3.1's `<|eot_id|>`). A token
+    the greedy completions emit made such an EOS: each completion is the same one cut just
+    after its first occurrence, finished (no `finish_reason`), the token left out of the text."""
+    import copy
+
+    from arena.agents.hf import stop_token_ids
+
+    model, tokenizer = tiny
+    eos = tokenizer.eos_token_id
+    requests = game_requests("spiral/KuhnPoker-v0", 3)[:6]
+    plain = HFPolicy(model, tokenizer, temperature=0.0, max_new_tokens=12, static_cache=static_cache).act(requests)
+    stop = plain[0].token_ids[1]
+    assert stop != eos and eos not in plain[0].token_ids[:2]
+    chat = copy.deepcopy(model)
+    chat.generation_config.eos_token_id = [stop, eos]
+    assert stop_token_ids(chat, tokenizer) == [eos, stop]
+    policy = HFPolicy(chat, tokenizer, temperature=0.0, max_new_tokens=12, static_cache=static_cache)
+    cut = 0
+    for before, after in zip(plain, policy.act(requests)):
+        ends = [i for i, t in enumerate(before.token_ids) if t in (stop, eos)]
+        if not ends:
+            assert after.token_ids == before.token_ids and after.info["finish_reason"] == "length"
+            continue
+        assert after.token_ids == before.token_ids[:ends[0] + 1] and "finish_reason" not in after.info
+        assert after.logprobs == pytest.approx(before.logprobs[:ends[0] + 1], abs=1e-5)
+        assert after.text == tokenizer.decode([t for t in after.token_ids if t not in (stop, eos)],
+                                              skip_special_tokens=True)
+        cut += after.token_ids[-1] == stop
+    assert cut >= 1
+
+
 def test_generated_pad_token_is_kept_in_the_completion(tiny):
     """A model may generate the pad token (`<|endoftext|>`) before EOS; it is part of the
     sampled completion (ids and log-probs stay aligned), never silently dropped."""
