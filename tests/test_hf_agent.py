@@ -200,6 +200,7 @@ def test_shared_prefix_prefill_generates_what_the_plain_batch_does(tiny, monkeyp
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
     # a model with sliding-window layers takes the plain batch
     monkeypatch.setattr(model.config, "layer_types", ["sliding_attention"] * model.config.num_hidden_layers)
+    monkeypatch.setattr(model.config, "sliding_window", 32)
     assert real(policy, model, [prompt_ids(tokenizer, r) for r in requests]) is None
 
 
