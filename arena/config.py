@@ -96,6 +96,7 @@ class TrainConfig:
     top_entropy_quantile: float = _f(1.0, "Keep in the policy loss only this top share of completion tokens by entropy (Beyond the 80/20 Rule: 0.2); 1: every token.")
     beta: float = _f(0.0, "KL coefficient against the reference model (SPIRAL and AZR: 0).")
     use_bias_correction_kl: bool = _f(True, "With --beta > 0: the KL term weighed by the importance ratio, so that its gradient is the unbiased reverse-KL gradient (TRL's name and default, after DeepSeek-V3.2); off: the k3 term unweighed.")
+    router_aux_loss_coef: float | None = _f(None, "A mixture of experts: weight of the router's load-balancing loss, added to the loss as TRL adds it (TRL's name; default: the model config's own router_aux_loss_coef; 0: off). Refused for a model without a router.")
     sampling_correction: bool | None = _f(None, "Correct the loss for the sampler's mismatch with the trained model (TRL's vllm_importance_sampling_correction; arena/correction.py): the old log-probs from a forward pass, each token's loss weighted by the trained model's probability over the sampler's. Default: on where the sampler is not the trained model in its own numerics (--backend vllm, the hf backend's bf16 generation copy on CUDA, a learner in bf16 autocast), off where it is (the CPU default: nothing to correct).")
     sampling_correction_mode: str = _f("sequence_mask", "How --sampling-correction weights: token_truncate, token_mask, sequence_truncate or sequence_mask (TRL's default); per token or one weight per completion, clamped into [--sampling-correction-min, --sampling-correction-max] (truncate: TIS) or zeroed outside it (mask: MIS).")
     sampling_correction_min: float | None = _f(None, "Lower bound of the --sampling-correction weight (none: no bound; TRL's vllm_importance_sampling_clip_min).")
@@ -131,6 +132,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.env:
             raise ArenaError("train needs at least one --env")
+        if self.router_aux_loss_coef is not None and not self.router_aux_loss_coef >= 0:
+            raise ArenaError(f"--router-aux-loss-coef must be >= 0 (0: off), got {self.router_aux_loss_coef}")
         if self.env_weights and len(self.env_weights) != len(self.env):
             raise ArenaError(f"--env-weights gives {len(self.env_weights)} weights for {len(self.env)} envs; give one per --env")
         for name in ("steps", "episodes_per_step", "concurrency", "max_new_tokens", "num_iterations",

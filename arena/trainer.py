@@ -204,6 +204,7 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
                 cast_lm_head_to_fp32=config.cast_lm_head_to_fp32,
                 beta=config.beta,
                 use_bias_correction_kl=config.use_bias_correction_kl,
+                router_aux_loss_coef=config.router_aux_loss_coef,
                 sync_ref_model=config.sync_ref_model,
                 ref_model_mixup_alpha=config.ref_model_mixup_alpha,
                 ref_model_sync_steps=config.ref_model_sync_steps,
@@ -229,6 +230,9 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
             )
         except ValueError as exc:  # transformers' checks of the user's values: scheduler, report_to, ...
             raise ArenaError(f"invalid training setting: {str(exc).splitlines()[0]}") from None
+        if config.router_aux_loss_coef and not hasattr(model.config.get_text_config(), "output_router_logits"):
+            raise ArenaError(f"--router-aux-loss-coef weighs a mixture of experts' load-balancing loss; "
+                             f"{type(model).__name__} has no router: leave it unset")
         from datasets import Dataset
 
         rows = args.generation_batch_size * config.steps * config.num_iterations

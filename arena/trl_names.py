@@ -66,6 +66,25 @@ TRL_WITHOUT: dict[str, str] = {
                          "a model's repository: a model that needs its own code is refused when it loads",
     "disable_dropout": "the rollout samples with the model in eval mode (no dropout); the loss runs it as "
                        "configured, where Qwen's and Llama's dropout is 0",
+    **dict.fromkeys(("vllm_server_base_url", "vllm_server_host", "vllm_server_port", "vllm_server_timeout",
+                     "vllm_group_port"),
+                    "arena has no vLLM server mode: --backend vllm runs the engine in the trainer's process (TRL's "
+                    "colocate); a served model plays as --opponent openai:MODEL@URL"),
+    "vllm_tensor_parallel_size": "--backend vllm runs one engine on the trainer's device; several GPUs train "
+                                 "data-parallel (torchrun) with the hf backend",
+    **dict.fromkeys(("use_adaptive_entropy", "entropy_coef_min", "entropy_coef_max", "entropy_coef_delta",
+                     "entropy_target"),
+                    "arena's entropy bonus is over the legal actions (--entropy-coef, scheduled by "
+                    "--entropy-coef-final and --entropy-decay); TRL's, over every completion token, stays off: on "
+                    "free text it would pay the model to spread its mass over the whole vocabulary"),
+    "generation_kwargs": "arena samples with --temperature, --top-p, --top-k and --min-p (and the legal-action "
+                         "constraint)",
+    **dict.fromkeys(("use_transformers_continuous_batching", "transformers_continuous_batching_config",
+                     "use_transformers_paged"),
+                    "the hf backend batches every episode in flight into one generate call per tick, each shared "
+                    "prompt prefix prefilled once (--share-prefix); on CUDA through the static, compiled cache"),
+    "num_generations_eval": "`arena eval` and --eval-every play --eval-episodes episodes per opponent and seat",
+    "multi_objective_aggregation": "the rewards are the env's (each role's return): an env weighs its own terms",
     "repetition_penalty": "arena samples with --temperature, --top-p, --top-k and --min-p (and the legal-action "
                           "constraint)",
 }

@@ -169,3 +169,26 @@ def test_lora_on_the_experts_merges_into_their_fused_tensors(tiny_moe):
     for key, value in expected.items():
         torch.testing.assert_close(merged[key], value, msg=key)
     assert not torch.equal(merged["model.layers.0.mlp.experts.gate_up_proj"], experts)  # the adapter is in it
+
+
+def test_the_router_loss_weight_is_trls_router_aux_loss_coef(tiny_moe, tmp_path, monkeypatch):
+    """`--router-aux-loss-coef` (TRL's name): 0 turns the router's loss off (and the loss
+    shares its prompt prefix again), a value replaces the config's; for a model without a
+    router, or below 0, one line."""
+    from arena.config import TrainConfig, parse_args
+    from arena.errors import ArenaError
+    from arena.training import train
+
+    off, seen = _train(tiny_moe, tmp_path / "off", monkeypatch, constrain=True, router_aux_loss_coef=0.0)
+    assert not off.aux_loss_enabled and seen and not any(s["aux"] for s in seen)
+    with open(tmp_path / "off" / "metrics.csv", newline="") as f:
+        assert "aux_loss" not in next(csv.DictReader(f))
+    on, _ = _train(tiny_moe, tmp_path / "on", monkeypatch, constrain=True, router_aux_loss_coef=0.5)
+    assert on.aux_loss_enabled and on.router_aux_loss_coef == 0.5
+    assert parse_args(["--env", "spiral/KuhnPoker-v0", "--router-aux-loss-coef", "0.01"]).router_aux_loss_coef == 0.01
+    with pytest.raises(ArenaError, match=r"must be >= 0"):
+        TrainConfig(router_aux_loss_coef=-1.0)
+    with pytest.raises(ArenaError, match=r"Qwen2ForCausalLM has no router"):
+        train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=2, eval_every=0,
+                          router_aux_loss_coef=0.1, out=str(tmp_path / "dense")))
+    assert not (tmp_path / "dense").exists()  # a failed start leaves no run
