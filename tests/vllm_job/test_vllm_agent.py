@@ -301,3 +301,35 @@ def test_training_a_moe_with_the_vllm_backend_on_cpu_is_one_line(tiny_moe, tmp_p
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: --backend vllm cannot train a mixture of experts") and "Traceback" not in result.stderr
     assert not run.exists()
+
+
+def test_a_completion_ends_at_an_eos_of_the_generation_config_as_the_hf_agent_does(tiny, tmp_path):
+    """A model whose generation config names a second EOS (a chat model's end of turn): both
+    backends stop there (TRL's rule, `stop_token_ids`), with the same tokens and marks.
+    (Its own engine: placed after the tests of the module's engine, which a second engine's
+    teardown leaves without vLLM's process groups.)"""
+    import shutil
+
+    from arena.agents.hf import HFPolicy, load_model
+    from arena.agents.vllm import VLLMPolicy
+
+    model, tokenizer = tiny
+    requests = [_kuhn_request(seed=s) for s in range(6)]
+    stop = HFPolicy(model, tokenizer, temperature=0.0, max_new_tokens=12).act(requests[:1])[0].token_ids[1]
+    assert stop != tokenizer.eos_token_id
+    folder = tmp_path / "chat"
+    shutil.copytree(model.name_or_path, folder)
+    config = json.loads((folder / "generation_config.json").read_text())
+    (folder / "generation_config.json").write_text(json.dumps({**config, "eos_token_id": [tokenizer.eos_token_id,
+                                                                                         stop]}))
+    chat, chat_tokenizer = load_model(str(folder), device="cpu")
+    hf = HFPolicy(chat, chat_tokenizer, temperature=0.0, max_new_tokens=12).act(requests)
+    engine = VLLMPolicy(chat, chat_tokenizer, temperature=0.0, max_new_tokens=12, memory=0.02, max_model_len=1024)
+    try:
+        served = engine.act(requests)
+    finally:
+        del engine.llm
+    assert [c.token_ids for c in served] == [c.token_ids for c in hf]
+    assert [c.info.get("finish_reason") for c in served] == [c.info.get("finish_reason") for c in hf]
+    assert [c.text for c in served] == [c.text for c in hf]
+    assert hf[0].token_ids[-1] == stop and "finish_reason" not in hf[0].info  # cut just after the new EOS
