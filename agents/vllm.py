@@ -256,14 +256,12 @@ def check_weight_sync(model: Any, cuda: bool) -> None:
     """Refuse, in one line, to train `model` with vLLM where its weights cannot be pushed into
     the engine correctly: a mixture of experts (a router in its config, TRL's test for one)
     on vLLM's CPU build, whose in-place reload leaves the experts wrong (module docstring)."""
-    model = getattr(model, "module", model)
-    if hasattr(model, "peft_config"):
-        model = model.get_base_model()
-    config = model.config.get_text_config()
-    if not cuda and hasattr(config, "output_router_logits"):
-        raise ArenaError(f"--backend vllm cannot train a mixture of experts ({type(model).__name__}) on CPU: vLLM's "
-                         "CPU build reloads its experts' weights wrongly in place, so the engine would sample from "
-                         "other weights than the trained ones; use --backend hf on CPU")
+    from arena.weights import has_router, plain_model
+
+    if not cuda and has_router(model):
+        raise ArenaError(f"--backend vllm cannot train a mixture of experts ({type(plain_model(model)).__name__}) "
+                         "on CPU: vLLM's CPU build reloads its experts' weights wrongly in place, so the engine "
+                         "would sample from other weights than the trained ones; use --backend hf on CPU")
 
 
 def _total_ram() -> int:

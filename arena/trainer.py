@@ -62,6 +62,7 @@ from arena.metrics import role_metrics
 from arena.rollout import play
 from arena.samples import DROP_REASONS, Sample, assign_advantages, collect, keep_for_loss
 from arena.store import CHECKPOINTS_DIR, EpisodeWriter
+from arena.weights import has_router
 
 MODEL_DIR = "model"
 MAX_EMPTY_STEPS = 3  # steps in a row with nothing to train on before the run stops
@@ -230,7 +231,7 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
             )
         except ValueError as exc:  # transformers' checks of the user's values: scheduler, report_to, ...
             raise ArenaError(f"invalid training setting: {str(exc).splitlines()[0]}") from None
-        if config.router_aux_loss_coef and not hasattr(model.config.get_text_config(), "output_router_logits"):
+        if config.router_aux_loss_coef and not has_router(model):
             raise ArenaError(f"--router-aux-loss-coef weighs a mixture of experts' load-balancing loss; "
                              f"{type(model).__name__} has no router: leave it unset")
         from datasets import Dataset

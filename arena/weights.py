@@ -66,7 +66,16 @@ def checkpoint_format(model: Any, weights: dict[str, Any]) -> dict[str, Any]:
     without such conversions passes through unchanged."""
     from transformers.core_model_loading import revert_weight_conversion
 
+    return dict(revert_weight_conversion(plain_model(model), dict(weights)))
+
+
+def plain_model(model: Any) -> Any:
+    """The transformers model inside DDP's wrapper and PEFT's."""
     model = getattr(model, "module", model)  # DistributedDataParallel
-    if hasattr(model, "peft_config"):
-        model = model.get_base_model()
-    return dict(revert_weight_conversion(model, dict(weights)))
+    return model.get_base_model() if hasattr(model, "peft_config") else model
+
+
+def has_router(model: Any) -> bool:
+    """Whether the model is a mixture of experts: its config declares router logits (TRL's
+    test before it adds the router's load-balancing loss)."""
+    return hasattr(plain_model(model).config.get_text_config(), "output_router_logits")

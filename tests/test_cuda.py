@@ -17,12 +17,10 @@ import shutil
 
 import pytest
 import torch
+from test_hf_agent import GAMES, action_seqs, constrained_logprobs, game_requests
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA device (torch.cuda.is_available() is False)")
-
-GAMES = ("spiral/KuhnPoker-v0", "spiral/TicTacToe-v0")
-
 
 @pytest.fixture(scope="module")
 def tiny_cuda():
@@ -32,42 +30,6 @@ def tiny_cuda():
     model, tokenizer = load_model("tiny", device="cuda")
     model.eval()
     return model, tokenizer
-
-
-def _requests(env_id: str, games: int, seed: int = 0) -> list:
-    """A request for every turn of `games` random games (varied states, both seats)."""
-    from arena.policy import Request
-    from arena.registry import make
-
-    rng = random.Random(seed)
-    env = make(env_id)
-    out = []
-    for g in range(games):
-        env.reset(seed=seed + g)
-        while env.outcome is None:
-            role = env.agent_selection
-            obs = str(env.observe(role))
-            legal = env.legal_actions(role)
-            out.append(Request(env_id=env_id, role=role, observation=obs, messages=env.role(role).messages(obs),
-                               legal_actions=list(legal)))
-            env.step(rng.choice(legal))
-    return out
-
-
-@torch.no_grad()
-def _constrained_logprobs(model, tokenizer, prompt: list[int], tokens: list[int], legal: list[str],
-                          temperature: float) -> list[float]:
-    """Teacher-forced log-probs of `tokens` under the softmax (at `temperature`) over the
-    tokens that continue some legal action (its ids, then EOS), from a plain forward."""
-    seqs = [list(tokenizer(a, add_special_tokens=False).input_ids) + [tokenizer.eos_token_id] for a in legal]
-    ids = torch.tensor([prompt + tokens], device=next(model.parameters()).device)
-    logits = model(input_ids=ids).logits[0, len(prompt) - 1: -1].double() / temperature
-    out = []
-    for t, tok in enumerate(tokens):
-        allowed = sorted({s[t] for s in seqs if len(s) > t and s[:t] == tokens[:t]})
-        assert tok in allowed, f"token {tok} at position {t} continues no legal action"
-        out.append(float(logits[t, allowed].log_softmax(-1)[allowed.index(tok)].cpu()))
-    return out
 
 
 def test_generation_runs_from_a_bf16_copy_through_the_compiled_static_cache(tiny_cuda):
@@ -86,13 +48,13 @@ def test_generation_runs_from_a_bf16_copy_through_the_compiled_static_cache(tiny
     assert policy.static_cache and not policy.generates_with_model
     assert {(p.dtype, p.device.type) for p in policy._gen_model.parameters()} == {(torch.bfloat16, "cuda")}
     assert {p.dtype for p in model.parameters()} == {torch.float32}
-    requests = [r for env_id in GAMES for r in _requests(env_id, 4, seed=5)]
+    requests = [r for env_id in GAMES for r in game_requests(env_id, 4, seed=5)]
     random.Random(0).shuffle(requests)
     requests = requests[:11]  # a bucket of 16 rows
     completions = policy.act(requests)
     for request, c in zip(requests, completions):
         assert c.text in request.legal_actions and c.token_ids == policy.action_ids(c.text)
-        ref = _constrained_logprobs(model, tokenizer, c.prompt_ids, c.token_ids, request.legal_actions, 0.7)
+        ref = constrained_logprobs(model, c.prompt_ids, c.token_ids, action_seqs(tokenizer, request.legal_actions), 0.7)
         assert c.logprobs == pytest.approx(ref, abs=0.1)
     assert policy.get_rng_state().get("cuda") is not None  # sampled on the GPU, from the policy's own stream
     (key, cache), = policy._static_caches.items()

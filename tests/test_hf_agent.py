@@ -72,7 +72,7 @@ def constrained_logprobs(model, prompt: list[int], tokens: list[int], seqs: list
                          temperature: float) -> list[float]:
     """Teacher-forced log-probs of `tokens` after `prompt`, each under the softmax (at
     `temperature`) over only the tokens that continue some legal sequence."""
-    ids = torch.tensor([prompt + tokens])
+    ids = torch.tensor([prompt + tokens], device=next(model.parameters()).device)
     logits = model(input_ids=ids).logits[0, len(prompt) - 1: -1].double() / temperature
     out = []
     for t, tok in enumerate(tokens):
