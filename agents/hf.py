@@ -208,6 +208,7 @@ class HFPolicy:
         self._cpu_rng = gen.get_state()
         self._cuda_rng = None
         self._gen_model = None
+        self._views: dict[str, int] = {}  # state-dict keys of the lent weights, and their data pointers
         self.generated_tokens = 0
         self._action_ids: dict[str, list[int]] = {}
         self._prompt_ids: dict[tuple[tuple[str, str], ...], tuple[int, ...]] = {}
@@ -216,37 +217,56 @@ class HFPolicy:
 
     # --- weights -------------------------------------------------------------------
     def _make_generation_copy(self) -> None:
+        """The bf16 module the static cache generates from. Weights the model already holds in
+        bf16 (`--dtype bfloat16`, or `auto` on a bf16 checkpoint: full fine-tuning of a
+        real-size model on one GPU) are lent, not copied: the module's parameters are views
+        of the trained ones, so no second set of them sits in GPU memory and `sync_weights`
+        has nothing to copy (the optimizer steps them in place). The rest is copied and cast
+        to bf16 (an fp32 model; a head `--cast-lm-head-to-fp32` keeps in fp32); a PEFT model
+        is copied whole, its adapters merged in."""
         import copy
 
         import torch
 
         src = self.model
-        if hasattr(src, "peft_config"):  # a plain model with the adapters merged, as `sync_weights` fills it
+        views: dict[int, Any] = {}
+        if not hasattr(src, "peft_config"):  # deepcopy takes these for the parameters (tied ones stay tied)
+            views = {id(p): torch.nn.Parameter(p.detach(), requires_grad=False)
+                     for p in src.parameters() if p.dtype == torch.bfloat16}
+            self._gen_model = copy.deepcopy(src, dict(views)).to(torch.bfloat16).eval()
+        else:  # a plain model with the adapters merged, as `sync_weights` fills it
             self._gen_model = copy.deepcopy(src).merge_and_unload().to(torch.bfloat16).eval()
-        else:
-            self._gen_model = copy.deepcopy(src).to(torch.bfloat16).eval()
         for p in self._gen_model.parameters():
             p.requires_grad_(False)
+        lent = {p.data_ptr() for p in views.values()}
+        self._views = {key: t.data_ptr() for key, t in self._gen_model.state_dict().items() if t.data_ptr() in lent}
 
     def sync_weights(self) -> None:
         """Refresh the generation copy from the trained weights, by name, LoRA adapters merged
         in (`arena.weights.merged_weights`: the trainer wraps the model in PEFT after this
-        policy made its copy); a no-op when the policy generates from the trained model itself."""
+        policy made its copy); a no-op when the policy generates from the trained model itself.
+        Lent weights (views) need no copy; if the trained model no longer holds them (TRL
+        wrapped it in PEFT, or cast its head to fp32, after the copy was made) the module is
+        made again first: merged weights are never written into the trained model's own."""
         if self._gen_model is None:
             return
         import torch
 
         from arena.weights import merged_weights
 
-        target = self._gen_model.state_dict()
         weights = merged_weights(self.model)
+        if any(key not in weights or weights[key].data_ptr() != ptr for key, ptr in self._views.items()):
+            self._static_caches.clear()
+            self._make_generation_copy()
+        target = self._gen_model.state_dict()
         missing = sorted(set(target) - set(weights))
         if missing:
             raise ArenaError(f"the generation copy has weights the trained model lacks ({missing[0]}, ...): "
                              "the policy's model was replaced by another architecture")
         with torch.no_grad():
             for key, value in weights.items():
-                target[key].copy_(value)
+                if key not in self._views:
+                    target[key].copy_(value)
 
     # --- RNG -----------------------------------------------------------------------
     def get_rng_state(self) -> dict[str, Any]:

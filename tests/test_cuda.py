@@ -73,6 +73,33 @@ def test_generation_runs_from_a_bf16_copy_through_the_compiled_static_cache(tiny
     assert all(t.legal for e in episodes for t in e.turns)
 
 
+def test_a_bf16_model_lends_its_weights_to_the_compiled_generation(tiny_cuda):
+    """`--dtype bfloat16`: the generation module's weights are views of the trained ones (one
+    set in GPU memory); the CUDA graphs recorded against them read an optimizer step's
+    in-place change with no copy: after it the policy decodes what a fresh policy on the
+    changed weights decodes."""
+    import copy
+
+    from arena.agents.hf import HFPolicy
+
+    model, tokenizer = tiny_cuda
+    trained = copy.deepcopy(model).to(torch.bfloat16)
+    policy = HFPolicy(trained, tokenizer, constrain=True, temperature=0.0)
+    gen = policy._gen_model
+    assert [p.data_ptr() for p in gen.parameters()] == [p.data_ptr() for p in trained.parameters()]
+    requests = [r for env_id in GAMES for r in game_requests(env_id, 4, seed=5)][:8]
+    before = policy.act(requests)  # compiled, graphs recorded
+    with torch.no_grad():  # an optimizer step, in effect
+        for p in trained.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    policy.sync_weights()
+    after = policy.act(requests)
+    expected = HFPolicy(copy.deepcopy(trained), tokenizer, constrain=True, temperature=0.0).act(requests)
+    assert [c.token_ids for c in after] == [c.token_ids for c in expected]
+    for a, e in zip(after, expected):
+        assert a.logprobs == pytest.approx(e.logprobs, abs=1e-2)
+    assert any(b.logprobs != pytest.approx(a.logprobs, abs=1e-2) for b, a in zip(before, after))
+
 def test_a_run_trains_on_the_gpu_checkpoints_and_resumes(tmp_path):
     """`arena train` on the GPU: TRL's bf16 autocast, the bf16 copy sampling with its
     log-probs corrected against the trained model's, the copy synced to the trained

@@ -332,6 +332,71 @@ def test_sync_weights_refreshes_the_generation_copy_in_place(tiny):
     assert [p.data_ptr() for p in policy._gen_model.parameters()] == copies  # in place: no recompile on GPU
 
 
+def test_a_bf16_model_lends_the_static_cache_path_its_own_weights(tiny):
+    """A model already in bf16 without adapters (`--dtype bfloat16`: a real-size model on one
+    GPU) is not copied a second time: the generation module's parameters are views of the
+    trained ones (tied ones still tied), frozen there and trainable here, an optimizer step
+    is seen without a sync, and the episodes are those of an independent bf16 copy."""
+    import copy
+
+    model, tokenizer = tiny
+    trained = copy.deepcopy(model).to(torch.bfloat16)
+    policy = HFPolicy(trained, tokenizer, constrain=True, temperature=0.0, static_cache=True)
+    gen = policy._gen_model
+    assert gen is not trained
+    assert {n: p.data_ptr() for n, p in gen.named_parameters()} == {n: p.data_ptr() for n, p in trained.named_parameters()}
+    assert gen.lm_head.weight is gen.model.embed_tokens.weight
+    assert all(p.requires_grad for p in trained.parameters()) and not any(p.requires_grad for p in gen.parameters())
+    assert gen.training is False
+    own = HFPolicy(copy.deepcopy(model), tokenizer, constrain=True, temperature=0.0, static_cache=True)
+    assert not own._views  # an fp32 model gets a bf16 copy of its own
+    tokens = lambda p: [[t.token_ids for t in e.turns] for e in play("spiral/TicTacToe-v0", [p], 6, seed=3, concurrency=6)]
+    assert tokens(policy) == tokens(own)
+    with torch.no_grad():  # an optimizer step, in effect
+        for p in trained.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    policy.sync_weights()  # nothing to copy
+    assert {n: p.data_ptr() for n, p in gen.named_parameters()} == {n: p.data_ptr() for n, p in trained.named_parameters()}
+    for name, p in trained.named_parameters():
+        assert torch.equal(dict(gen.named_parameters())[name], p), name
+
+
+def test_bf16_views_become_a_copy_when_the_model_is_wrapped_in_peft(tiny):
+    """The trainer wraps the model in PEFT after the policy was made: the first sync must not
+    write the merged weights into the views, which are the base weights the adapters sit on.
+    The generation module becomes a copy of its own with the adapters merged in."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from arena.weights import merged_weights
+
+    model, tokenizer = tiny
+    trained = copy.deepcopy(model).to(torch.bfloat16)
+    policy = HFPolicy(trained, tokenizer, constrain=True, temperature=0.0, static_cache=True)
+    assert set(policy._views) == set(trained.state_dict())
+    before = {k: v.clone() for k, v in trained.state_dict().items()}
+    peft = get_peft_model(trained, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    for module in peft.modules():
+        if hasattr(module, "lora_B"):
+            torch.nn.init.normal_(module.lora_B["default"].weight)  # adapters that change the weights
+    policy.model = peft  # what the trainer does
+    policy.sync_weights()
+    assert not policy._views
+    base = peft.get_base_model().state_dict()
+    for key, value in before.items():  # the base weights are untouched
+        assert torch.equal(base[key.replace("proj.", "proj.base_layer.") if key not in base else key], value), key
+    merged = merged_weights(peft)
+    gen = policy._gen_model.state_dict()
+    assert set(gen) == set(merged)
+    for key, value in gen.items():
+        assert torch.equal(value, merged[key].to(torch.bfloat16)), key
+    weight = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(gen[weight], before[weight])  # the adapter is in it
+    requests = game_requests("spiral/KuhnPoker-v0", 4)
+    assert all(c.text in r.legal_actions for r, c in zip(requests, policy.act(requests)))
+
+
 def test_unconstrained_sampling_stops_at_eos_or_max_new_tokens(tiny):
     model, tokenizer = tiny
     eos = tokenizer.eos_token_id

@@ -619,6 +619,49 @@ def test_cast_lm_head_to_fp32_reaches_trls_cast(tmp_path):
     assert model(input_ids=ids).logits.dtype == torch.float32 and trainer.state.global_step == 1
 
 
+@pytest.mark.parametrize("lora_r", [0, 4], ids=["full", "lora"])
+def test_bf16_training_with_the_cuda_generation_copy_lends_it_the_weights(tmp_path, monkeypatch, lora_r):
+    """`--dtype bfloat16` on CUDA (forced here on CPU): the generation module holds views of
+    the trained bf16 weights, not a second copy of them; the head TRL casts to fp32 after the
+    policy was made (`--cast-lm-head-to-fp32`) is the one weight copied (and the embedding
+    tied to it). With LoRA the base
+    weights stay the loaded ones and the module is a merged copy."""
+    import torch
+    from arena.agents.hf import HFPolicy, load_model
+
+    from arena.config import TrainConfig
+    from arena.training import train
+    from arena.weights import merged_weights
+
+    monkeypatch.setitem(HFPolicy.__init__.__kwdefaults__, "static_cache", True)  # the CUDA default
+    trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=2, episodes_per_step=4, eval_every=0,
+                                dtype="bfloat16", cast_lm_head_to_fp32=not lora_r, lora_r=lora_r,
+                                out=str(tmp_path / "run")))
+    policy, model = trainer.policy, trainer.model
+    trainer.sync_policy()
+    copy = policy._gen_model.state_dict()
+    merged = merged_weights(model)
+    assert set(copy) == set(merged) and {v.dtype for v in copy.values()} == {torch.bfloat16}
+    for key, value in copy.items():
+        assert torch.equal(value, merged[key].to(torch.bfloat16)), key
+    if lora_r:
+        assert not policy._views
+        loaded, _ = load_model("tiny", device="cpu", dtype=torch.bfloat16)
+        base = {key.replace(".base_layer", ""): p for key, p in model.get_base_model().named_parameters()
+                if ".lora_" not in key}
+        assert set(base) == set(dict(loaded.named_parameters()))
+        for name, p in loaded.named_parameters():
+            assert torch.equal(base[name], p), name
+    else:
+        assert model.lm_head.weight.dtype == torch.float32
+        bf16 = {key for key, value in model.state_dict().items() if value.dtype == torch.bfloat16}
+        assert set(policy._views) == bf16 and "lm_head.weight" not in bf16  # (tied: the embedding is fp32 too)
+        assert len(bf16) == len(copy) - 2
+        trained = dict(model.named_parameters())
+        for key in policy._views:
+            assert copy[key].data_ptr() == trained[key].data_ptr(), key
+
+
 def test_illegal_mask_rules_out_all_but_the_allowed_ids_where_a_row_has_them():
     import torch
 
