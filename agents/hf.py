@@ -222,20 +222,24 @@ class HFPolicy:
         real-size model on one GPU) are lent, not copied: the module's parameters are views
         of the trained ones, so no second set of them sits in GPU memory and `sync_weights`
         has nothing to copy (the optimizer steps them in place). The rest is copied and cast
-        to bf16 (an fp32 model; a head `--cast-lm-head-to-fp32` keeps in fp32); a PEFT model
-        is copied whole, its adapters merged in."""
+        to bf16 (an fp32 model; a head `--cast-lm-head-to-fp32` keeps in fp32). A PEFT model
+        is copied with its adapters merged in, lending only what no adapter touches (with
+        `all-linear`: the embeddings, the head, the norms); a weight under a `base_layer` is
+        always copied, as the merge writes into it."""
         import copy
 
         import torch
 
         src = self.model
-        views: dict[int, Any] = {}
-        if not hasattr(src, "peft_config"):  # deepcopy takes these for the parameters (tied ones stay tied)
-            views = {id(p): torch.nn.Parameter(p.detach(), requires_grad=False)
-                     for p in src.parameters() if p.dtype == torch.bfloat16}
-            self._gen_model = copy.deepcopy(src, dict(views)).to(torch.bfloat16).eval()
-        else:  # a plain model with the adapters merged, as `sync_weights` fills it
-            self._gen_model = copy.deepcopy(src).merge_and_unload().to(torch.bfloat16).eval()
+        names: dict[int, list[str]] = {}
+        for name, p in src.named_parameters(remove_duplicate=False):  # a tied weight has several
+            names.setdefault(id(p), []).append(name)
+        views = {id(p): torch.nn.Parameter(p.detach(), requires_grad=False) for p in src.parameters()
+                 if p.dtype == torch.bfloat16 and not any("base_layer" in n or "lora_" in n for n in names[id(p)])}
+        model = copy.deepcopy(src, dict(views))  # deepcopy takes the views for those parameters (ties kept)
+        if hasattr(model, "peft_config"):  # a plain model with the adapters merged, as `sync_weights` fills it
+            model = model.merge_and_unload()
+        self._gen_model = model.to(torch.bfloat16).eval()
         for p in self._gen_model.parameters():
             p.requires_grad_(False)
         lent = {p.data_ptr() for p in views.values()}

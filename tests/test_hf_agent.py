@@ -364,7 +364,8 @@ def test_a_bf16_model_lends_the_static_cache_path_its_own_weights(tiny):
 def test_bf16_views_become_a_copy_when_the_model_is_wrapped_in_peft(tiny):
     """The trainer wraps the model in PEFT after the policy was made: the first sync must not
     write the merged weights into the views, which are the base weights the adapters sit on.
-    The generation module becomes a copy of its own with the adapters merged in."""
+    The generation module is made again: the adapted weights a copy with the adapters merged
+    in, what no adapter touches (embeddings, norms) still lent."""
     import copy
 
     from peft import LoraConfig, get_peft_model
@@ -382,8 +383,11 @@ def test_bf16_views_become_a_copy_when_the_model_is_wrapped_in_peft(tiny):
             torch.nn.init.normal_(module.lora_B["default"].weight)  # adapters that change the weights
     policy.model = peft  # what the trainer does
     policy.sync_weights()
-    assert not policy._views
     base = peft.get_base_model().state_dict()
+    untouched = {key for key in base if "base_layer" not in key and "lora_" not in key}  # embeddings, norms
+    assert set(policy._views) == untouched and "model.embed_tokens.weight" in untouched
+    gen = policy._gen_model.state_dict()
+    assert all(gen[key].data_ptr() == base[key].data_ptr() for key in untouched)  # still lent
     for key, value in before.items():  # the base weights are untouched
         assert torch.equal(base[key.replace("proj.", "proj.base_layer.") if key not in base else key], value), key
     merged = merged_weights(peft)
