@@ -484,7 +484,8 @@ def make_hf_agent(spec: str, *, seed: int | None = None, device: str | None = No
     if device is None:
         device = os.environ.get("ARENA_DEVICE") or _default_device()
     target, options = decoding_options(spec, "tiny" if spec.startswith("tiny") else "hf")
-    model, tokenizer = load_model(target, device=device, flag="hf:")
+    model, tokenizer = load_model(target, device=device, flag="hf:",
+                                  generation_only=kwargs.get("static_cache") is not False)
     for key, value in agent_kwargs(target.removeprefix("hf:"), options).items():
         kwargs.setdefault(key, value)
     kwargs.setdefault("name", spec)

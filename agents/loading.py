@@ -64,7 +64,7 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag: str = "--model",
-               chat_template: str | None = None):
+               chat_template: str | None = None, generation_only: bool = False):
     """Load `(model, tokenizer)` through `from_pretrained`.
 
     `spec` is `tiny`, a training run (its newest model), a local folder, or a Hub id. A Hub
@@ -73,6 +73,13 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag:
     `arena eval tiny`). `chat_template` (`read_chat_template`: `chatml`, a Jinja file or a template) is
     set on the tokenizer in place of its own: a base model without one then loads, and the
     trainer saves it with the model. Nothing is written to the model's folder.
+
+    `generation_only`: the model only generates (`arena eval`, an `hf:` agent, a fixed
+    opponent). On a CUDA device the `hf` agent generates in bf16 (the static-cache path), so
+    the weights are cast to bf16 tensor by tensor on their way there, after loading (and an
+    adapter's merge) in `dtype` as for training: the agent then lends them to its generation
+    module, and one bf16 set sits in GPU memory instead of fp32 weights beside a bf16 copy
+    (a third of the memory; the same tokens and log-probs, the cast being the copy's own).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -127,7 +134,9 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag:
                    "suits any tokenizer), or train it with `arena train --chat-template chatml`")
         raise ArenaError(f"the tokenizer of {spec!r} has no chat template (arena prompts are chat messages): use a "
                          f"chat model, or {fix}")
-    if device:
+    if device and generation_only and str(device).startswith("cuda"):
+        model.to(device=device, dtype=torch.bfloat16)
+    elif device:
         model.to(device)
     return model, tokenizer
 

@@ -255,7 +255,8 @@ def eval_cmd(
     hf_logging.disable_progress_bar()  # no "Loading weights" bar around the results
     if run is None and spec == target:
         _check_hub_target(target)
-    model, tokenizer = load_model(spec, device=device, flag="arena eval", chat_template=chat_template)
+    model, tokenizer = load_model(spec, device=device, flag="arena eval", chat_template=chat_template,
+                                  generation_only=True)
     model.eval()
     if template_kwargs is None:
         template_kwargs = decoding.get("chat_template_kwargs") or {}

@@ -214,7 +214,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None,
             opponent = make_agent(config.opponent, seed=config.seed + 1)
         else:
             opp_model, opp_tok = load_model(config.opponent, device=device, flag="--opponent", dtype=config.torch_dtype(),
-                                            chat_template=config.chat_template)
+                                            chat_template=config.chat_template, generation_only=True)
             opponent = HFPolicy(opp_model, opp_tok, name="opponent", max_new_tokens=config.max_new_tokens,
                                 temperature=config.temperature, constrain=constrain, seed=config.seed + 1,
                                 share_prefix=config.share_prefix, chat_template_kwargs=config.chat_template_kwargs)

@@ -73,6 +73,19 @@ def test_generation_runs_from_a_bf16_copy_through_the_compiled_static_cache(tiny
     assert all(t.legal for e in episodes for t in e.turns)
 
 
+def test_a_model_that_only_generates_loads_once_in_bf16():
+    """`arena eval`, `hf:` agents and a fixed opponent load with `generation_only`: on the GPU
+    one bf16 set of weights, lent to the generation module (not fp32 weights beside a copy)."""
+    from arena.agents.hf import load_model, make_hf_agent
+
+    agent = make_hf_agent("tiny", device="cuda")
+    assert {(p.dtype, p.device.type) for p in agent.model.parameters()} == {(torch.bfloat16, "cuda")}
+    assert set(agent._views) == set(agent.model.state_dict())
+    model, _ = load_model("tiny", device="cuda", generation_only=True)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    trained, _ = load_model("tiny", device="cuda")
+    assert {p.dtype for p in trained.parameters()} == {torch.float32}
+
 def test_a_bf16_model_lends_its_weights_to_the_compiled_generation(tiny_cuda):
     """`--dtype bfloat16`: the generation module's weights are views of the trained ones (one
     set in GPU memory); the CUDA graphs recorded against them read an optimizer step's

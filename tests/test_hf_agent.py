@@ -361,6 +361,24 @@ def test_a_bf16_model_lends_the_static_cache_path_its_own_weights(tiny):
         assert torch.equal(dict(gen.named_parameters())[name], p), name
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "sampled"])
+def test_a_model_cast_to_bf16_generates_what_its_bf16_copy_generates(tiny, temperature):
+    """What `load_model(generation_only=True)` does on CUDA (`arena eval`, `hf:` agents, a
+    fixed opponent): the fp32 weights cast to bf16 and lent to the generation module give
+    the same tokens and log-probs, bit for bit, as the bf16 copy of the fp32 model."""
+    import copy
+
+    model, tokenizer = tiny
+    cast = copy.deepcopy(model).to(torch.bfloat16)
+    lent = HFPolicy(cast, tokenizer, constrain=True, temperature=temperature, seed=7, static_cache=True)
+    copied = HFPolicy(model, tokenizer, constrain=True, temperature=temperature, seed=7, static_cache=True)
+    assert set(lent._views) == set(cast.state_dict()) and not copied._views
+    for env_id in GAMES:
+        a, b = (play(env_id, [p], 8, seed=11, concurrency=8) for p in (lent, copied))
+        assert [[(t.token_ids, t.logprobs) for t in e.turns] for e in a] == \
+            [[(t.token_ids, t.logprobs) for t in e.turns] for e in b]
+
+
 def test_bf16_views_become_a_copy_when_the_model_is_wrapped_in_peft(tiny):
     """The trainer wraps the model in PEFT after the policy was made: the first sync must not
     write the merged weights into the views, which are the base weights the adapters sit on.
