@@ -217,33 +217,11 @@ class HFPolicy:
 
     # --- weights -------------------------------------------------------------------
     def _make_generation_copy(self) -> None:
-        """The bf16 module the static cache generates from. Weights the model already holds in
-        bf16 (`--dtype bfloat16`, or `auto` on a bf16 checkpoint: full fine-tuning of a
-        real-size model on one GPU) are lent, not copied: the module's parameters are views
-        of the trained ones, so no second set of them sits in GPU memory and `sync_weights`
-        has nothing to copy (the optimizer steps them in place). The rest is copied and cast
-        to bf16 (an fp32 model; a head `--cast-lm-head-to-fp32` keeps in fp32). A PEFT model
-        is copied with its adapters merged in, lending only what no adapter touches (with
-        `all-linear`: the embeddings, the head, the norms); a weight under a `base_layer` is
-        always copied, as the merge writes into it."""
-        import copy
+        """The bf16 module the static cache generates from (`arena.weights.bf16_copy`:
+        weights already in bf16 lent as views, the rest copied, LoRA merged in)."""
+        from arena.weights import bf16_copy
 
-        import torch
-
-        src = self.model
-        names: dict[int, list[str]] = {}
-        for name, p in src.named_parameters(remove_duplicate=False):  # a tied weight has several
-            names.setdefault(id(p), []).append(name)
-        views = {id(p): torch.nn.Parameter(p.detach(), requires_grad=False) for p in src.parameters()
-                 if p.dtype == torch.bfloat16 and not any("base_layer" in n or "lora_" in n for n in names[id(p)])}
-        model = copy.deepcopy(src, dict(views))  # deepcopy takes the views for those parameters (ties kept)
-        if hasattr(model, "peft_config"):  # a plain model with the adapters merged, as `sync_weights` fills it
-            model = model.merge_and_unload()
-        self._gen_model = model.to(torch.bfloat16).eval()
-        for p in self._gen_model.parameters():
-            p.requires_grad_(False)
-        lent = {p.data_ptr() for p in views.values()}
-        self._views = {key: t.data_ptr() for key, t in self._gen_model.state_dict().items() if t.data_ptr() in lent}
+        self._gen_model, self._views = bf16_copy(self.model)
 
     def sync_weights(self) -> None:
         """Refresh the generation copy from the trained weights, by name, LoRA adapters merged
@@ -254,23 +232,13 @@ class HFPolicy:
         made again first: merged weights are never written into the trained model's own."""
         if self._gen_model is None:
             return
-        import torch
-
-        from arena.weights import merged_weights
+        from arena.weights import fill, merged_weights
 
         weights = merged_weights(self.model)
         if any(key not in weights or weights[key].data_ptr() != ptr for key, ptr in self._views.items()):
             self._static_caches.clear()
             self._make_generation_copy()
-        target = self._gen_model.state_dict()
-        missing = sorted(set(target) - set(weights))
-        if missing:
-            raise ArenaError(f"the generation copy has weights the trained model lacks ({missing[0]}, ...): "
-                             "the policy's model was replaced by another architecture")
-        with torch.no_grad():
-            for key, value in weights.items():
-                if key not in self._views:
-                    target[key].copy_(value)
+        fill(self._gen_model, weights, self._views)
 
     # --- RNG -----------------------------------------------------------------------
     def get_rng_state(self) -> dict[str, Any]:

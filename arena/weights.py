@@ -9,43 +9,129 @@ model without touching it: merging the adapters into the trained weights and unm
 after (PEFT's `merge_adapter` / `unmerge_adapter`, what TRL does before a vLLM push) leaves
 `(W + d) - d`, which in float arithmetic is not always `W`, so the trained weights would
 drift a little at every push.
+
+`bf16_copy` makes the `hf` backend's copy, lending it the weights the trained model already
+holds in bf16 (views, so they sit in GPU memory once), and `fill` refreshes the rest.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 
-def merged_weights(model: Any) -> dict[str, Any]:
+def merged_weights(model: Any) -> Mapping[str, Any]:
     """The model's weights for a plain copy of it: its state dict, or for a PEFT model the
     base weights with the active LoRA adapters added in (`W + get_delta_weight(a)`), under
     the base model's keys (`.base_layer.` dropped, no `lora_` factors). Tensors stay where
     they are (device, dtype); those without an adapter are the model's own (views).
 
+    For a PEFT model the result is a `MergedWeights` mapping that computes each adapted
+    weight when it is read: a caller going through it (a sync copying into its module, the
+    Ray actors' CPU copy) holds one merged weight at a time, not a second copy of every
+    adapted weight with its delta beside it (twice the adapted weights, in the adapters'
+    precision, for a moment at every sync).
+
     An adapter on a parameter rather than a layer (PEFT's `ParamWrapper`: `all-linear`
     adapts a mixture of experts' fused expert tensors so, nesting one wrapper per tensor)
     adds its delta to that parameter (`parameter_name`)."""
-    import torch
-
     model = getattr(model, "module", model)  # DistributedDataParallel
-    with torch.no_grad():
-        if not hasattr(model, "peft_config"):
-            return dict(model.state_dict())
-        base = model.get_base_model()
-        deltas = {}
+    if not hasattr(model, "peft_config"):
+        return dict(model.state_dict())
+    return MergedWeights(model.get_base_model())
+
+
+class MergedWeights(Mapping):
+    """`merged_weights` of a PEFT model (its base model given): base key -> weight, each
+    adapted one computed (under `torch.no_grad`) when read."""
+
+    def __init__(self, base: Any):
+        self._adapters: dict[str, list[tuple[Any, list[str]]]] = {}
         for name, module in base.named_modules():
             if hasattr(module, "base_layer") and hasattr(module, "get_delta_weight") and not getattr(module, "merged", False):
                 adapters = [a for a in module.active_adapters if a in getattr(module, "lora_A", {})]
                 if adapters and not getattr(module, "disable_adapters", False):
                     target = f"{_base_key(name)}.{getattr(module, 'parameter_name', 'weight')}"
-                    deltas[target] = sum(module.get_delta_weight(a) for a in adapters)
-        out = {}
-        for key, value in base.state_dict().items():
-            if ".lora_" in key:
-                continue
-            key = _base_key(key)
-            out[key] = value + deltas[key] if key in deltas else value
-        return out
+                    self._adapters.setdefault(target, []).append((module, adapters))
+        self._base = {_base_key(key): value for key, value in base.state_dict().items() if ".lora_" not in key}
+
+    def __getitem__(self, key: str) -> Any:
+        import torch
+
+        value = self._base[key]
+        if key not in self._adapters:
+            return value
+        with torch.no_grad():
+            return value + sum(module.get_delta_weight(a) for module, adapters in self._adapters[key] for a in adapters)
+
+    def __contains__(self, key: object) -> bool:  # without computing the weight
+        return key in self._base
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._base)
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+
+def bf16_copy(model: Any) -> tuple[Any, dict[str, int]]:
+    """A plain bf16 module of `model` to generate from, and its lent weights: state-dict key
+    -> data pointer.
+
+    Weights the model already holds in bf16 (`--dtype bfloat16`, or `auto` on a bf16
+    checkpoint: full fine-tuning of a real-size model on one GPU) are lent, not copied: the
+    module's parameters are views of the trained ones, so no second set of them sits in GPU
+    memory and `fill` has nothing to copy (the optimizer steps them in place). The rest is
+    copied, cast to bf16 tensor by tensor (an fp32 model; a head `--cast-lm-head-to-fp32`
+    keeps in fp32): never a second full-precision copy, even for a moment. A PEFT model is
+    copied with its adapters merged in, lending only what no adapter touches (with
+    `all-linear`: the embeddings, the head, the norms); a weight under a `base_layer` is
+    always copied, as the merge writes into it, and the merged weights are then filled in
+    from `merged_weights` (a merge of bf16 copies would round twice)."""
+    import copy
+
+    import torch
+
+    names: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):  # a tied weight has several
+        names.setdefault(id(p), []).append(name)
+    memo: dict[int, Any] = {}  # what deepcopy takes for each parameter (tied ones stay tied)
+    lent = set()
+    for p in model.parameters():
+        if p.dtype == torch.bfloat16 and not any("base_layer" in n or "lora_" in n for n in names[id(p)]):
+            memo[id(p)] = torch.nn.Parameter(p.detach(), requires_grad=False)
+            lent.add(p.data_ptr())
+        else:
+            memo[id(p)] = torch.nn.Parameter(p.detach().to(torch.bfloat16, copy=True), requires_grad=False)
+    out = copy.deepcopy(model, memo)
+    peft = hasattr(out, "peft_config")
+    if peft:
+        out = out.merge_and_unload()
+    out = out.to(torch.bfloat16).eval()
+    for p in out.parameters():
+        p.requires_grad_(False)
+    views = {key: t.data_ptr() for key, t in out.state_dict().items() if t.data_ptr() in lent}
+    if peft:
+        fill(out, merged_weights(model), views)
+    return out, views
+
+
+def fill(module: Any, weights: Mapping[str, Any], views: dict[str, int]) -> None:
+    """Copy `weights` (`merged_weights` of the trained model) into `module` (`bf16_copy`'s)
+    by name, all but the lent ones (`views`)."""
+    import torch
+
+    from arena.errors import ArenaError
+
+    target = module.state_dict()
+    missing = sorted(set(target) - set(weights))
+    if missing:
+        raise ArenaError(f"the generation copy has weights the trained model lacks ({missing[0]}, ...): "
+                         "the policy's model was replaced by another architecture")
+    with torch.no_grad():
+        for key in weights:  # one merged weight at a time (`MergedWeights`)
+            if key not in views:
+                target[key].copy_(weights[key])
 
 
 def _base_key(key: str) -> str:
@@ -54,7 +140,7 @@ def _base_key(key: str) -> str:
     return ".".join(part for part in key.split(".") if part != "base_layer")
 
 
-def checkpoint_format(model: Any, weights: dict[str, Any]) -> dict[str, Any]:
+def checkpoint_format(model: Any, weights: Mapping[str, Any]) -> dict[str, Any]:
     """`weights` (a state dict of `model`, or `merged_weights(model)`) under the names and
     layout of the model's saved files, as `save_pretrained` writes them: what vLLM's loader
     reads (`is_checkpoint_format`). transformers 5 holds some weights otherwise in memory

@@ -419,6 +419,37 @@ def test_bf16_views_become_a_copy_when_the_model_is_wrapped_in_peft(tiny):
     assert all(c.text in r.legal_actions for r, c in zip(requests, policy.act(requests)))
 
 
+def test_merged_weights_computes_each_adapted_weight_when_read(tiny, monkeypatch):
+    """`merged_weights` of a PEFT model holds no merged weight until one is read (a sync then
+    has one at a time in memory, not every adapted weight and its delta at once); what it
+    reads equals PEFT's own merge, and an untouched weight is the model's own tensor."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora.layer import Linear
+
+    from arena.weights import merged_weights
+
+    model, _ = tiny
+    peft = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    for module in peft.modules():
+        if hasattr(module, "lora_B"):
+            torch.nn.init.normal_(module.lora_B["default"].weight)
+    expected = copy.deepcopy(peft).merge_and_unload().state_dict()
+    calls = []
+    delta = Linear.get_delta_weight
+    monkeypatch.setattr(Linear, "get_delta_weight", lambda self, a: calls.append(a) or delta(self, a))
+    merged = merged_weights(peft)
+    assert set(merged) == set(expected) and len(merged) == len(expected)
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert q in merged and "nope" not in merged and not calls  # nothing computed yet
+    embed = merged["model.embed_tokens.weight"]
+    assert not calls and embed.data_ptr() == peft.get_base_model().model.embed_tokens.weight.data_ptr()
+    assert torch.equal(merged[q], expected[q]) and len(calls) == 1 and not merged[q].requires_grad
+    for key, value in merged.items():
+        torch.testing.assert_close(value, expected[key], msg=key)
+
+
 def test_unconstrained_sampling_stops_at_eos_or_max_new_tokens(tiny):
     model, tokenizer = tiny
     eos = tokenizer.eos_token_id
