@@ -8,7 +8,8 @@
 #   bash scripts/gpu_bench.sh run       # on the GPU machine (no network): install .whl/ into
 #                                       # /tmp/site, run both benchmarks, JSON and logs to $OUT
 #   bash scripts/gpu_bench.sh cuda-tests  # there too: tests/test_cuda.py (the CUDA path end to
-#                                         # end: compiled static cache, a run, its resume; ~2 min)
+#                                         # end: compiled static cache, a run, its resume; ~2 min),
+#                                         # then scripts/bench_memory.py on the GPU (~1 min)
 #
 # `run` assumes a machine with CUDA torch, transformers, accelerate, peft, pyarrow, rich,
 # typer and matplotlib installed (an ML image) and nothing from the package registries.
@@ -73,7 +74,12 @@ if [[ $mode == cuda-tests ]]; then
     repo=$PWD
     (cd /tmp && timeout "${TESTS_S:-300}" python3 -m pytest -q -p no:cacheprovider -c "$repo/pyproject.toml" \
         --rootdir "$repo" "$repo/tests/test_cuda.py") 2>&1 | tee "$OUT/cuda-tests.log"
-    exit "${PIPESTATUS[0]}"
+    status=${PIPESTATUS[0]}
+    # the generation copy's memory on the GPU (the CUDA allocator's peak; ~1 minute)
+    shape=(--device cuda); [[ ${SMOKE:-0} == 1 ]] && shape=(--device cpu --model-config tiny)
+    timeout "${MEMORY_S:-120}" python3 scripts/bench_memory.py "${shape[@]}" --out "$OUT/bench_memory_gpu.json" \
+        2>&1 | tee "$OUT/memory.log" || status=1
+    exit "$status"
 fi
 if [[ ${SMOKE:-0} == 1 ]]; then
     model=(--model-config tiny --device cpu --threads 1); rollout=(--concurrency 1,8 --episodes 16 --repeats 1)
