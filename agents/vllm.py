@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from arena.errors import ArenaError
@@ -186,8 +186,10 @@ class VLLMPolicy(HFPolicy):
         # (TRL's way), which would leave the trained weights off by float rounding each push
         self._push(checkpoint_format(self.model, merged_weights(self.model)))
 
-    def _push(self, weights: dict[str, Any]) -> None:
-        items = [(k, v.detach()) for k, v in weights.items()]
+    def _push(self, weights: Mapping[str, Any]) -> None:
+        # a generator: the in-process engine (VLLM_ENABLE_V1_MULTIPROCESSING=0) reads each weight
+        # as it loads it, so a lazy `merged_weights` holds one merged weight at a time
+        items = ((k, v.detach()) for k, v in weights.items())
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": items, "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()
 

@@ -53,7 +53,7 @@ class MergedWeights(Mapping):
                 if adapters and not getattr(module, "disable_adapters", False):
                     target = f"{_base_key(name)}.{getattr(module, 'parameter_name', 'weight')}"
                     self._adapters.setdefault(target, []).append((module, adapters))
-        self._base = {_base_key(key): value for key, value in base.state_dict().items() if ".lora_" not in key}
+        self._base = _unmerged(base)
 
     def __getitem__(self, key: str) -> Any:
         import torch
@@ -140,7 +140,7 @@ def _base_key(key: str) -> str:
     return ".".join(part for part in key.split(".") if part != "base_layer")
 
 
-def checkpoint_format(model: Any, weights: Mapping[str, Any]) -> dict[str, Any]:
+def checkpoint_format(model: Any, weights: Mapping[str, Any]) -> Mapping[str, Any]:
     """`weights` (a state dict of `model`, or `merged_weights(model)`) under the names and
     layout of the model's saved files, as `save_pretrained` writes them: what vLLM's loader
     reads (`is_checkpoint_format`). transformers 5 holds some weights otherwise in memory
@@ -148,11 +148,24 @@ def checkpoint_format(model: Any, weights: Mapping[str, Any]) -> dict[str, Any]:
     (`mlp.experts.gate_up_proj`) where its files have one matrix per expert and projection
     (`mlp.experts.0.gate_proj.weight`, ...), and vLLM's loader is written for the files
     (`is_checkpoint_format=True` says the weights are in their format). transformers' own
-    reversal (`revert_weight_conversion`, what `save_pretrained` runs) converts; a model
-    without such conversions passes through unchanged."""
+    reversal (`revert_weight_conversion`, what `save_pretrained` runs) converts. A model it
+    leaves as it is (tried on the model's own tensors, which costs nothing) gets `weights`
+    back untouched: `merged_weights`' lazy mapping stays lazy, and a push holds one merged
+    weight at a time."""
     from transformers.core_model_loading import revert_weight_conversion
 
-    return dict(revert_weight_conversion(plain_model(model), dict(weights)))
+    plain = plain_model(model)
+    own = _unmerged(plain)
+    probe = revert_weight_conversion(plain, dict(own))
+    if probe.keys() == own.keys() and all(probe[key] is value for key, value in own.items()):
+        return weights
+    return dict(revert_weight_conversion(plain, dict(weights)))
+
+
+def _unmerged(base: Any) -> dict[str, Any]:
+    """A plain (or PEFT base) model's own tensors under the plain model's keys, LoRA factors
+    left out."""
+    return {_base_key(key): value for key, value in base.state_dict().items() if ".lora_" not in key}
 
 
 def plain_model(model: Any) -> Any:

@@ -421,14 +421,16 @@ def test_bf16_views_become_a_copy_when_the_model_is_wrapped_in_peft(tiny):
 
 def test_merged_weights_computes_each_adapted_weight_when_read(tiny, monkeypatch):
     """`merged_weights` of a PEFT model holds no merged weight until one is read (a sync then
-    has one at a time in memory, not every adapted weight and its delta at once); what it
-    reads equals PEFT's own merge, and an untouched weight is the model's own tensor."""
+    has one at a time in memory, not every adapted weight and its delta at once), and
+    `checkpoint_format` hands it on as it is where the model's files need no conversion
+    (the vLLM push); what it reads equals PEFT's own merge, and an untouched weight is the
+    model's own tensor."""
     import copy
 
     from peft import LoraConfig, get_peft_model
     from peft.tuners.lora.layer import Linear
 
-    from arena.weights import merged_weights
+    from arena.weights import checkpoint_format, merged_weights
 
     model, _ = tiny
     peft = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
@@ -440,6 +442,7 @@ def test_merged_weights_computes_each_adapted_weight_when_read(tiny, monkeypatch
     delta = Linear.get_delta_weight
     monkeypatch.setattr(Linear, "get_delta_weight", lambda self, a: calls.append(a) or delta(self, a))
     merged = merged_weights(peft)
+    assert checkpoint_format(peft, merged) is merged  # nothing to convert: a vLLM push stays lazy too
     assert set(merged) == set(expected) and len(merged) == len(expected)
     q = "model.layers.0.self_attn.q_proj.weight"
     assert q in merged and "nope" not in merged and not calls  # nothing computed yet
