@@ -101,8 +101,9 @@ def bf16_copy(model: Any) -> tuple[Any, dict[str, int]]:
         if p.dtype == torch.bfloat16 and not any("base_layer" in n or "lora_" in n for n in names[id(p)]):
             memo[id(p)] = torch.nn.Parameter(p.detach(), requires_grad=False)
             lent.add(p.data_ptr())
-        else:
-            memo[id(p)] = torch.nn.Parameter(p.detach().to(torch.bfloat16, copy=True), requires_grad=False)
+        else:  # cast as `Module.to` casts: floating-point tensors only
+            data = p.detach().to(torch.bfloat16, copy=True) if p.is_floating_point() else p.detach().clone()
+            memo[id(p)] = torch.nn.Parameter(data, requires_grad=False)
     out = copy.deepcopy(model, memo)
     peft = hasattr(out, "peft_config")
     if peft:
