@@ -57,13 +57,19 @@ def is_agent_spec(spec: str) -> bool:
     return name in AGENTS or name.partition(":")[0] in _WITH_ARGUMENT
 
 
-def make_agent(spec: str, seed: int | None = None) -> Policy:
+def make_agent(spec: str, seed: int | None = None, *, chat_template_kwargs: dict | None = None) -> Policy:
     """Build an agent from its spec: `random`, `heuristic`, `human`, `scripted[:...]`,
-    `openai:MODEL@URL`, `tiny`, `hf:PATH_OR_ID` or `vllm:tiny|PATH`."""
+    `openai:MODEL@URL`, `tiny`, `hf:PATH_OR_ID` or `vllm:tiny|PATH`. `chat_template_kwargs`
+    (a training run's) go to a served model (`openai:`, whose own `enable_thinking=` option
+    wins); `tiny`, `hf:` and `vllm:` agents prompt as their own run did."""
     name = spec.strip()
     kind = name.partition(":")[0]
     if name.startswith("scripted:"):
         return SelfPlayScripted.from_spec(name, seed=seed)
+    if kind == "openai" and ":" in name:
+        from .openai import make_openai_agent
+
+        return make_openai_agent(name, seed=seed, chat_template_kwargs=chat_template_kwargs)
     if kind in ("openai", "hf", "vllm") and ":" in name:
         return _lazy(kind, name, seed)
     if kind == "tiny" and ":" in name:  # tiny:temperature=0 (options, `arena.agents.options`)

@@ -53,6 +53,7 @@ from urllib.parse import urlsplit
 from arena.errors import ArenaError
 from arena.policy import Completion, Request
 
+from .hf import check_chat_template_kwargs
 from .options import convert_options, peel_options
 
 DUMMY_KEY = "EMPTY"
@@ -115,12 +116,16 @@ class OpenAIPolicy:
         check: probe `GET /models` now (server up, model served).
         enable_thinking: the chat template's switch, sent as `chat_template_kwargs` (vLLM's
             and SGLang's request field; Qwen3's template reads it); None sends nothing.
+        chat_template_kwargs: more of the template's arguments, sent the same way
+            (`enable_thinking` above overrides its key); a training run's
+            `--chat-template-kwargs` reach a served `--opponent` through it.
     """
 
     def __init__(self, model: str, base_url: str, *, name: str | None = None, api_key: str | None = None,
                  temperature: float = 1.0, top_p: float = 1.0, max_tokens: int = 512, seed: int | None = None,
                  constrain: bool = False, concurrency: int = 32, timeout: float = 120.0, retries: int = 4,
-                 check: bool = True, enable_thinking: bool | None = None):
+                 check: bool = True, enable_thinking: bool | None = None,
+                 chat_template_kwargs: dict[str, Any] | None = None):
         if temperature < 0:
             raise ArenaError(f"temperature must be >= 0, got {temperature}")
         if not 0 < top_p <= 1:
@@ -139,6 +144,9 @@ class OpenAIPolicy:
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.enable_thinking = enable_thinking
+        self.chat_template_kwargs = check_chat_template_kwargs(chat_template_kwargs, "chat_template_kwargs")
+        if enable_thinking is not None:
+            self.chat_template_kwargs["enable_thinking"] = enable_thinking
         self.token_ids = True  # vLLM's return_token_ids; switched off if the server refuses it
         self._seeds = random.Random(seed) if seed is not None else None
         self._openai = openai
@@ -151,10 +159,11 @@ class OpenAIPolicy:
         return kind(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=self.retries)
 
     @classmethod
-    def from_spec(cls, spec: str, seed: int | None = None) -> OpenAIPolicy:
-        """`openai:MODEL@URL[:KEY=VALUE]...` (module docstring)."""
+    def from_spec(cls, spec: str, seed: int | None = None, **kwargs: Any) -> OpenAIPolicy:
+        """`openai:MODEL@URL[:KEY=VALUE]...` (module docstring); `kwargs` go to the constructor
+        (the spec's options win)."""
         model, url, options = parse_spec(spec)
-        return cls(model, url, seed=seed, **options)
+        return cls(model, url, seed=seed, **{**kwargs, **options})
 
     # --- errors --------------------------------------------------------------------
     def _unreachable(self) -> ArenaError:
@@ -212,8 +221,8 @@ class OpenAIPolicy:
             extra["structured_outputs"] = {"choice": list(request.legal_actions)}
         if token_ids:
             extra["return_token_ids"] = True
-        if self.enable_thinking is not None:
-            extra["chat_template_kwargs"] = {"enable_thinking": self.enable_thinking}
+        if self.chat_template_kwargs:
+            extra["chat_template_kwargs"] = dict(self.chat_template_kwargs)
         kwargs: dict[str, Any] = {
             "model": self.model, "messages": request.messages, "temperature": self.temperature,
             "top_p": self.top_p, "max_tokens": self.max_tokens, "logprobs": True, "n": 1,
@@ -290,6 +299,6 @@ def _first_line(exc: Exception) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
-def make_openai_agent(spec: str, seed: int | None = None) -> OpenAIPolicy:
+def make_openai_agent(spec: str, seed: int | None = None, **kwargs: Any) -> OpenAIPolicy:
     """`openai:MODEL@URL[:KEY=VALUE]...` as an agent (`arena.agents.make_agent`)."""
-    return OpenAIPolicy.from_spec(spec, seed=seed)
+    return OpenAIPolicy.from_spec(spec, seed=seed, **kwargs)

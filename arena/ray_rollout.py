@@ -198,7 +198,7 @@ class RolloutWorker:
         self.opponent = None
         if cfg.opponent:  # as train() builds it
             if is_agent_spec(cfg.opponent):  # random, heuristic, openai:MODEL@URL, ...
-                self.opponent = make_agent(cfg.opponent, seed=cfg.seed + 1)
+                self.opponent = make_agent(cfg.opponent, seed=cfg.seed + 1, chat_template_kwargs=cfg.chat_template_kwargs)
             else:
                 opp_model, opp_tokenizer = load_model(cfg.opponent, device="cpu", flag="--opponent",
                                                       chat_template=cfg.chat_template)

@@ -211,7 +211,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None,
     opponent = None
     if config.opponent:
         if is_agent_spec(config.opponent):  # random, heuristic, openai:MODEL@URL, ...
-            opponent = make_agent(config.opponent, seed=config.seed + 1)
+            opponent = make_agent(config.opponent, seed=config.seed + 1, chat_template_kwargs=config.chat_template_kwargs)
         else:
             opp_model, opp_tok = load_model(config.opponent, device=device, flag="--opponent", dtype=config.torch_dtype(),
                                             chat_template=config.chat_template, generation_only=True)

@@ -286,6 +286,29 @@ def test_enable_thinking_goes_as_the_servers_chat_template_kwargs(tiny_server):
     assert "chat_template_kwargs" not in tiny_server.bodies[-1]
 
 
+def test_a_served_opponent_in_training_gets_the_runs_chat_template_kwargs(tiny_server, tmp_path):
+    """`arena train --opponent openai:MODEL@URL`: the served model plays the other seat (only
+    the model's seats train) and is prompted with the run's `--chat-template-kwargs`, as an
+    `hf` opponent is; its own `enable_thinking=` option wins over the run's."""
+    import json
+
+    from arena.config import TrainConfig
+    from arena.training import train
+
+    kwargs = {"enable_thinking": False, "style": "terse"}
+    trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0,
+                                opponent=f"openai:{MODEL}@{tiny_server.url}", chat_template_kwargs=kwargs,
+                                out=str(tmp_path / "run")))
+    assert trainer.state.global_step == 1 and tiny_server.bodies
+    assert all(body["chat_template_kwargs"] == kwargs for body in tiny_server.bodies)
+    episodes = [json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()]
+    assert len(episodes) == 4
+    assert {t["agent"] for e in episodes for t in e["turns"]} == {"model", f"openai:{MODEL}"}
+    policy = make_agent(f"openai:{MODEL}@{tiny_server.url}:enable_thinking=yes", chat_template_kwargs=kwargs)
+    policy.act(game_requests("spiral/KuhnPoker-v0", 1)[:1])
+    assert tiny_server.bodies[-1]["chat_template_kwargs"] == {"enable_thinking": True, "style": "terse"}
+
+
 def test_a_server_without_token_ids_still_gives_logprobs(tiny_server):
     tiny_server.refuse_token_ids = True
     policy = OpenAIPolicy(MODEL, tiny_server.url, constrain=True)
