@@ -409,16 +409,18 @@ def _is_usage_exception(exc: BaseException) -> bool:
     return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__) and hasattr(exc, "show")
 
 
-def _show_usage_exception(exc: Any) -> int:
-    """Print a click usage exception the way click does; return its exit code.
+def _show_usage_exception(exc: Any, quiet: bool = False) -> int:
+    """Print a click usage exception the way click does (unless `quiet`); return its exit code.
 
     A command group run without a subcommand (bare `arena`, `arena sandbox`) prints its
     help on stdout and exits 0, as `--help` does (older click did the same).
     """
     if type(exc).__name__ == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
-        print(exc.ctx.get_help())
+        if not quiet:
+            print(exc.ctx.get_help())
         return 0
-    exc.show()
+    if not quiet:
+        exc.show()
     return int(getattr(exc, "exit_code", 2))
 
 
@@ -451,7 +453,10 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except ArenaError as exc:
-        err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), soft_wrap=True)
+        from arena.data_parallel import said_by_process_zero
+
+        if not said_by_process_zero(exc):  # under torchrun: once, not once per process
+            err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -463,7 +468,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(interrupt_exit_code(exc))
     except Exception as exc:
         if _is_usage_exception(exc):
-            sys.exit(_show_usage_exception(exc))
+            from arena.data_parallel import said_by_process_zero
+
+            sys.exit(_show_usage_exception(exc, quiet=said_by_process_zero(exc)))  # under torchrun: once
         if type(exc).__name__ in ("Exit", "Abort"):  # click's own, where it differs from typer's
             sys.exit(getattr(exc, "exit_code", 130))
         raise

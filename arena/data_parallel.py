@@ -51,6 +51,20 @@ def is_main_process() -> bool:
     return process_rank() == 0
 
 
+_group_up = False  # set once `DataParallel.start` brought the process group up
+
+
+def said_by_process_zero(exc: BaseException) -> bool:
+    """Whether process 0 prints this error for every process: launched as several, an error
+    each process meets alike is one line, not one per process (8 on an 8-GPU node). Alike:
+    anything before the process group is up (the same command line and files: a usage
+    error, a bad setting, a refused launch) and process 0's own failure handed to all
+    (`DataParallel.on_main`). Later errors may differ by process: each prints its own."""
+    if process_count() <= 1 or is_main_process():
+        return False
+    return not _group_up or getattr(exc, "every_process", False)
+
+
 def share_of(count: int, rank: int, size: int) -> slice:
     """The contiguous share of `count` items that process `rank` of `size` takes: sizes differ
     by at most one, the first processes take the larger ones (`ray_rollout.split`'s cut)."""
@@ -142,6 +156,8 @@ class DataParallel:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
+        global _group_up
+        _group_up = True
         return cls(state.process_index, state.num_processes, str(state.device))
 
     def finish(self) -> None:
@@ -182,7 +198,9 @@ class DataParallel:
         dist.broadcast_object_list(box, src=0)
         kind, value = box[0]
         if kind == "error":
-            raise ArenaError(value)
+            error = ArenaError(value)
+            error.every_process = True  # process 0 prints it (`said_by_process_zero`)
+            raise error
         return value
 
     def gather(self, items: Sequence[T]) -> list[T]:

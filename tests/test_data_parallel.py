@@ -96,11 +96,16 @@ def test_other_commands_on_several_processes_are_one_line(tmp_path, args):
     """Under a launcher every process would play or evaluate the same thing and write it
     (twice the episodes in one store, eval-final.json and eval-final-2.json): refused."""
     args = [a.format(tmp=tmp_path) for a in args]
-    result = subprocess.run([sys.executable, "-m", "arena.cli", *args], check=False, capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "WORLD_SIZE": "2", "RANK": "1"}, stdin=subprocess.DEVNULL)
-    assert result.returncode == 2, result.stderr
-    line, = result.stderr.strip().splitlines()
+    said = {}
+    for rank in ("0", "1"):
+        result = subprocess.run([sys.executable, "-m", "arena.cli", *args], check=False, capture_output=True,
+                                text=True, timeout=300, env={**os.environ, "WORLD_SIZE": "2", "RANK": rank},
+                                stdin=subprocess.DEVNULL)
+        assert result.returncode == 2, result.stderr
+        said[rank] = result.stderr.strip()
+    line, = said["0"].splitlines()
     assert f"arena {args[0]} runs in one process (2 were launched)" in line and "arena train" in line
+    assert said["1"] == ""  # process 0 says it for both
     assert not list(tmp_path.iterdir())
 
 
@@ -157,6 +162,16 @@ def test_two_processes_train_as_one_on_the_same_episodes(two_process_run, tmp_pa
     state = "checkpoints/checkpoint-1/arena_state.json"
     baselines = [json.loads((run / state).read_text())["baselines"] for run in (two_process_run, one)]
     assert baselines[0] == pytest.approx(baselines[1])
+
+
+@pytest.mark.parametrize("args, said", [(["--stepz", "1"], "unknown flag --stepz; did you mean --steps?"),
+                                        ([], "already holds a run")])
+def test_an_error_every_process_meets_is_printed_once(two_process_run, args, said):
+    """A usage error (before the process group is up) and process 0's refusal handed to all
+    (`DataParallel.on_main`: here a run folder that exists) are one line, not one per process."""
+    result = launch("train", *TRAIN, "--steps", "1", "--out", two_process_run, *args)
+    assert result.returncode != 0
+    assert result.stderr.count("error:") == 1 and said in result.stderr, result.stderr[-3000:]
 
 
 def test_a_two_process_run_resumes_where_it_stopped(two_process_run, tmp_path):
