@@ -55,14 +55,19 @@ _group_up = False  # set once `DataParallel.start` brought the process group up
 
 
 def said_by_process_zero(exc: BaseException) -> bool:
-    """Whether process 0 prints this error for every process: launched as several, an error
+    """Whether another process prints this error for this one: launched as several, an error
     each process meets alike is one line, not one per process (8 on an 8-GPU node). Alike:
     anything before the process group is up (the same command line and files: a usage
-    error, a bad setting, a refused launch) and process 0's own failure handed to all
-    (`DataParallel.on_main`). Later errors may differ by process: each prints its own."""
-    if process_count() <= 1 or is_main_process():
+    error, a bad setting, a refused launch), printed by each machine's first process
+    (`LOCAL_RANK` 0: a file missing on one machine of several is still said there), and
+    process 0's own failure handed to all (`DataParallel.on_main`), printed by process 0.
+    Later errors may differ by process: each prints its own."""
+    if process_count() <= 1:
         return False
-    return not _group_up or getattr(exc, "every_process", False)
+    if getattr(exc, "every_process", False):
+        return not is_main_process()
+    local = int(os.environ.get("LOCAL_RANK", "") or process_rank())
+    return not _group_up and local != 0
 
 
 def share_of(count: int, rank: int, size: int) -> slice:

@@ -164,6 +164,23 @@ def test_two_processes_train_as_one_on_the_same_episodes(two_process_run, tmp_pa
     assert baselines[0] == pytest.approx(baselines[1])
 
 
+def test_who_prints_an_error_every_process_meets(monkeypatch):
+    """Before the process group is up each machine's first process says it (a file missing on
+    one machine is still said there); process 0's failure handed to all, process 0 alone."""
+    from arena.data_parallel import said_by_process_zero
+
+    handed = ArenaError("refused")
+    handed.every_process = True
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert not said_by_process_zero(ArenaError("x")) and not said_by_process_zero(handed)
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    for rank, local, before, after_handed in [(0, 0, False, False), (3, 3, True, True), (8, 0, False, True)]:
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(local))
+        assert said_by_process_zero(ArenaError("x")) is before
+        assert said_by_process_zero(handed) is after_handed
+
+
 @pytest.mark.parametrize("args, said", [(["--stepz", "1"], "unknown flag --stepz; did you mean --steps?"),
                                         ([], "already holds a run")])
 def test_an_error_every_process_meets_is_printed_once(two_process_run, args, said):
