@@ -70,7 +70,7 @@ def make_agent(spec: str, seed: int | None = None, *, chat_template_kwargs: dict
         from .openai import make_openai_agent
 
         return make_openai_agent(name, seed=seed, chat_template_kwargs=chat_template_kwargs)
-    if kind in ("openai", "hf", "vllm") and ":" in name:
+    if kind in ("hf", "vllm") and ":" in name:
         return _lazy(kind, name, seed)
     if kind == "tiny" and ":" in name:  # tiny:temperature=0 (options, `arena.agents.options`)
         return _lazy("hf", name, seed)

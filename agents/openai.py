@@ -143,7 +143,6 @@ class OpenAIPolicy:
         self.concurrency = int(concurrency)
         self.timeout = float(timeout)
         self.retries = int(retries)
-        self.enable_thinking = enable_thinking
         self.chat_template_kwargs = check_chat_template_kwargs(chat_template_kwargs, "chat_template_kwargs")
         if enable_thinking is not None:
             self.chat_template_kwargs["enable_thinking"] = enable_thinking

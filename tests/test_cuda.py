@@ -22,6 +22,7 @@ from test_hf_agent import GAMES, action_seqs, constrained_logprobs, game_request
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA device (torch.cuda.is_available() is False)")
 
+
 @pytest.fixture(scope="module")
 def tiny_cuda():
     """(model, tokenizer): the tiny model in fp32 on the GPU, as `arena train` loads it there."""
@@ -86,6 +87,7 @@ def test_a_model_that_only_generates_loads_once_in_bf16():
     trained, _ = load_model("tiny", device="cuda")
     assert {p.dtype for p in trained.parameters()} == {torch.float32}
 
+
 def test_a_bf16_model_lends_its_weights_to_the_compiled_generation(tiny_cuda):
     """`--dtype bfloat16`: the generation module's weights are views of the trained ones (one
     set in GPU memory); the CUDA graphs recorded against them read an optimizer step's
@@ -112,6 +114,7 @@ def test_a_bf16_model_lends_its_weights_to_the_compiled_generation(tiny_cuda):
     for a, e in zip(after, expected):
         assert a.logprobs == pytest.approx(e.logprobs, abs=1e-2)
     assert any(b.logprobs != pytest.approx(a.logprobs, abs=1e-2) for b, a in zip(before, after))
+
 
 def test_a_run_trains_on_the_gpu_checkpoints_and_resumes(tmp_path):
     """`arena train` on the GPU: TRL's bf16 autocast, the bf16 copy sampling with its
