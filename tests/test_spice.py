@@ -114,6 +114,61 @@ def test_expressions_without_math_verify_fall_back_to_sympy(monkeypatch, answer,
     assert equivalent(answer, gold) and not equivalent(answer, "x^3")
 
 
+@pytest.mark.parametrize("template", [
+    "open('{path}','w').write('x')",  # a builtin SymPy's parse_expr hands to eval
+    "exec(chr(111)+chr(112)+chr(101)+chr(110)+chr(40)+chr(39)+'{path}'+chr(39)+chr(44)+chr(39)+chr(119)+chr(39)+chr(41))",
+    "x.real + open('{path}', 'w').name",
+])
+def test_model_written_expressions_are_never_executed(tmp_path, template):
+    """Both sides of the check are model-written: an "answer" that is Python code must not
+    run on the host (SymPy's parse_expr evals its input with the builtins in reach)."""
+    from arena.envs.spice import answers, expression
+
+    path = tmp_path / "owned"
+    text = template.format(path=path)
+    with pytest.raises(expression.Unparsable):
+        expression.parse(text)
+    assert answers._sympy_equal(text, "x+1") is None
+    assert not equivalent(text, "x+1") and not equivalent("x+1", text)
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("text", ["9^9^9^9", "((2^64)^64)^64", "x^1000", "2^65", "(x+1)^13", "1234567890123456789 x"])
+def test_expressions_beyond_the_bounds_are_refused_before_any_work(text):
+    from arena.envs.spice import expression
+
+    with pytest.raises(expression.Unparsable):
+        expression.parse(text)
+
+
+def test_expression_grammar():
+    import sympy
+    from arena.envs.spice.expression import parse
+
+    x, y = sympy.symbols("x y")
+    assert parse("2x^2 - 3x + 1") == 2 * x**2 - 3 * x + 1
+    assert parse("(x+1)(x-1)") == (x + 1) * (x - 1) and parse("xy") == x * y and parse("2^3^2") == 512
+    assert parse("-x**2") == -(x**2) and parse("x/2y") == x / 2 * y  # left to right, as Python
+    assert parse("sqrt(2)/2") == sympy.sqrt(2) / 2 and parse("2 pi") == 2 * sympy.pi and parse("ln(E)") == 1
+    assert parse("3 × 4 − 2") == 10 and parse("x^(1/2)") == sympy.sqrt(x) and parse("2^y") == 2**y
+
+
+def test_expression_check_gives_up_past_its_time_limit_and_off_the_main_thread(monkeypatch):
+    import threading
+
+    from arena.envs.spice import expression
+
+    assert expression.equal("x^2+2x+1", "(x+1)^2") is True
+    monkeypatch.setattr(expression, "SIMPLIFY_S", 1e-4)
+    assert expression.equal("(a+b+c+d+e+f)^12", "(a+b+c+d+e+f)^6 (a+b+c+d+e+f)^6 + x") is None
+    monkeypatch.undo()
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(expression.equal("x+x", "2x")))
+    thread.start()
+    thread.join()
+    assert seen == [None]  # SIGALRM cannot limit it there: undecided, not unbounded
+
+
 def test_math_verify_is_installed_and_used(monkeypatch):
     pytest.importorskip("math_verify")
     from arena.envs.spice import answers

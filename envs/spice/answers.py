@@ -1,11 +1,13 @@
 """Answer equivalence for SPICE: MCQ letters in any common spelling, numbers in any form,
-expressions (math-verify when installed, else SymPy), normalised strings."""
+expressions (math-verify, and SymPy on plain text parsed without `eval`), normalised strings."""
 
 from __future__ import annotations
 
 import re
 import string
 from fractions import Fraction
+
+from arena.envs.spice import expression
 
 LETTERS = "ABCD"
 _LETTER_FORMS = [
@@ -64,7 +66,7 @@ def normalise(text: str) -> str:
 
 
 def _expression_equal(a: str, b: str) -> bool | None:
-    """math-verify (LaTeX and plain) when installed, then SymPy; None when neither parses."""
+    """math-verify (LaTeX and plain), then SymPy (plain text, `expression`); None when neither decides."""
     verdicts = [_math_verify(a, b), _sympy_equal(a, b)]
     if True in verdicts:
         return True
@@ -82,22 +84,12 @@ def _math_verify(a: str, b: str) -> bool | None:
 
 
 def _sympy_equal(a: str, b: str) -> bool | None:
-    try:
-        import sympy
-        from sympy.parsing.sympy_parser import (
-            convert_xor,
-            implicit_multiplication_application,
-            parse_expr,
-            standard_transformations,
-        )
-
-        if len(a) > 100 or len(b) > 100 or not re.search(r"[a-zA-Z]", a + b) or "_" in a + b:
-            return None
-        tr = (*standard_transformations, implicit_multiplication_application, convert_xor)
-        ea, eb = parse_expr(a, transformations=tr, evaluate=True), parse_expr(b, transformations=tr, evaluate=True)
-        return bool(sympy.simplify(ea - eb) == 0)
-    except Exception:  # noqa: BLE001 - not an expression
+    """SymPy's verdict on plain-text expressions, parsed without `eval` and within bounds
+    (`arena.envs.spice.expression`: both strings are model-written); None when either has
+    no letter (numbers are `number`'s) or is outside that grammar."""
+    if not re.search(r"[a-zA-Z]", a + b):
         return None
+    return expression.equal(a, b)
 
 
 def equivalent(answer: str, gold: str, options: list[str] | None = None) -> bool:
