@@ -15,6 +15,16 @@ import torch
 from arena.prefix import forward, in_batch_order, plan, shared_prefix_logits
 
 
+def constrained_positions(allowed: list, shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """True at position t of row i when `allowed[i]` has a list for it (the token was
+    decoded under the constraint); shape `shape[:2]`."""
+    constrained = torch.zeros(shape[:2], dtype=torch.bool)
+    for i, per_token in enumerate(allowed):
+        if per_token:
+            constrained[i, : min(len(per_token), shape[1])] = True
+    return constrained.to(device)
+
+
 def illegal_mask(allowed: list, shape: torch.Size, device: torch.device) -> torch.Tensor:
     """True where the constraint rules a token out: at position t of row i with a list
     `allowed[i][t]`, every token id but those; nothing elsewhere (rows without a constraint
@@ -92,9 +102,11 @@ class ConstrainedLoss:
             p = logps_all.exp()
             entropies = -(p * torch.where(torch.isfinite(logps_all), logps_all, torch.zeros_like(logps_all))).sum(-1)
             if torch.is_grad_enabled():
+                # over the constrained tokens only: a free-text row of a mixed batch (an env
+                # without legal actions) would add its whole vocabulary's entropy
                 width = entropies.size(1)
-                mask = attention_mask[:, -width:].to(entropies.dtype)
-                self._entropy_sum = (entropies * mask).sum()
+                mask = attention_mask[:, -width:].bool() & constrained_positions(allowed, entropies.shape, entropies.device)
+                self._entropy_sum = (entropies * mask.to(entropies.dtype)).sum()
             entropies = entropies.detach()
         return logps, entropies, aux
 

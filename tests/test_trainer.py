@@ -697,3 +697,30 @@ def test_sapo_and_vespo_shapes_are_trls_defaults_and_reach_the_loss(tmp_path):
     assert trainer.args.sapo_temperature_neg == 1.3 and trainer.state.global_step == 1
     with pytest.raises(ArenaError, match="--vespo-k-pos must be > 0"):
         TrainConfig(vespo_k_pos=0.0)
+
+
+def test_legal_entropy_bonus_leaves_out_free_text_rows_of_a_mixed_batch(tmp_path, arena_cache):
+    """A batch mixing a game's constrained rows with an env's free-text rows: the bonus is
+    the entropy over the legal actions of the constrained tokens only, never the whole
+    vocabulary's entropy of a free-text row (it would pay the model to babble)."""
+    import torch
+    from arena.agents.hf import HFPolicy, load_model
+
+    from arena.config import TrainConfig
+    from arena.trainer import SelfPlayTrainer
+
+    model, tokenizer = load_model("tiny", device="cpu")
+    cfg = TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0, out=str(tmp_path))
+    trainer = SelfPlayTrainer(cfg, model, tokenizer, HFPolicy(model, tokenizer, constrain=True), tmp_path)
+    try:
+        trainer.share_prefix = False
+        ids = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 7, 10, 11]])
+        mask = torch.ones_like(ids)
+        trainer._allowed = [[[8, 12], [9, 13, 14]], None]  # row 0 constrained, row 1 free text
+        _, entropies, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, 2, compute_entropy=True)
+        assert entropies[0].max() <= torch.log(torch.tensor(3.0)) + 1e-5  # over 2 and 3 legal tokens
+        assert entropies[1].min() > 3.0  # the whole vocabulary's
+        torch.testing.assert_close(trainer._entropy_sum.detach(), entropies[0].sum())
+    finally:
+        trainer._allowed = None
+        trainer.writer.close()
