@@ -6,7 +6,8 @@ GRPO a *group* (the samples that answered the same prompt). Keys are tuples:
 `(env_id, role)` for games, `(env_id, role, task_type)` for Absolute Zero.
 
 - `rae`: SPIRAL's role-conditioned advantage estimation, an EMA baseline per key.
-- `grpo`: group mean (and optionally std) over the samples of one prompt.
+- `grpo`: group mean (and optionally std) over the samples of one prompt (a sample alone
+  with its prompt: over the batch's lone samples of its role).
 - `trr_pp`: AZR's task-relative REINFORCE++, batch normalisation per key.
 
 A sample whose reward is `None` (its reward failed for infrastructure reasons, e.g. the
@@ -18,7 +19,7 @@ never scored as 0.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
 
 #: Which estimator each env family uses unless the config says otherwise.
@@ -85,16 +86,24 @@ def grpo(
     Lite PPO's group mean with batch std, which stays finite for a group of equal rewards
     inside a varied batch); "none" (False, Dr. GRPO) no division, A = R - mean_g. Means and
     (unbiased, as TRL) stds are over the unmasked samples; a group whose rewards are all
-    equal gives 0 to each sample; a group of one sample gives 0.
+    equal gives 0 to each sample.
+
+    A sample alone in its group (no other unmasked sample answered its prompt) has no group
+    to be compared with, and would get 0: it is compared instead with the other lone samples
+    of its batch, so g is "the lone samples of b". That is Dr. GRPO's per-role baseline for
+    a role whose prompts never repeat, as SPICE's challenger (a document each) and verifier
+    (an answer each), where per-prompt groups would leave every sample at 0.
     """
     if isinstance(scale, bool):
         scale = "group" if scale else "none"
     if scale not in GRPO_SCALES:
         raise ValueError(f"unknown grpo scale {scale!r}; one of {', '.join(GRPO_SCALES)}")
     batches = [None] * len(rewards) if batches is None else batches
+    sizes: Counter = Counter(g for r, g in zip(rewards, groups, strict=True) if r is not None)
+    groups = [("lone samples of", b) if sizes[g] == 1 else ("group", g) for g, b in zip(groups, batches, strict=True)]
     members: dict[Hashable, list[float]] = defaultdict(list)
     batch_members: dict[Hashable, list[float]] = defaultdict(list)
-    for reward, group, batch in zip(rewards, groups, batches, strict=True):
+    for reward, group, batch in zip(rewards, groups, batches):
         if reward is not None:
             members[group].append(float(reward))
             batch_members[batch].append(float(reward))

@@ -68,8 +68,10 @@ def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselin
 
     - `rae`: one baseline update per (episode, role), in episode order (SPIRAL applies the
       EMA once per trajectory); every turn of that role in the episode gets its advantage.
+      Turns with rewards of their own (per-turn credit) are updated one by one (`_rae_units`).
       `baselines` (keyed by `"env_id|role"`, JSON-friendly) is updated in place.
-    - `grpo`: groups are samples of the same env, role and prompt tokens; `grpo_scale`
+    - `grpo`: groups are samples of the same env, role and prompt tokens (a sample alone
+      with its prompt joins the batch's other lone samples of its role); `grpo_scale`
       divides by the group's std ("group"), by the std of the step's samples of the same
       env and role ("batch"), or not ("none": Dr. GRPO).
     - `trr++`: per (env, role, task type) over the batch.
@@ -80,15 +82,11 @@ def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselin
     for env_id, group in by_env.items():
         name = estimators.get(env_id) or default_estimator(env_id)
         if name == "rae":
-            firsts: dict[tuple[int, tuple], Sample] = {}
-            for s in group:
-                firsts.setdefault((s.episode, s.key), s)
-            order = list(firsts.values())
-            keys = ["|".join(s.key) for s in order]
-            adv = rae([s.reward for s in order], keys, baselines, alpha=rae_alpha)
-            per = {k: a for k, a in zip(firsts, adv)}
-            for s in group:
-                s.advantage = per[(s.episode, s.key)] if s.reward is not None else None
+            units = _rae_units(group)
+            adv = rae([u[0].reward for u in units], ["|".join(u[0].key) for u in units], baselines, alpha=rae_alpha)
+            for unit, a in zip(units, adv):
+                for s in unit:
+                    s.advantage = a if s.reward is not None else None
         elif name == "grpo":
             adv = grpo([s.reward for s in group], [(s.key, tuple(s.prompt_ids)) for s in group], scale=grpo_scale,
                        batches=[s.key for s in group])
@@ -100,6 +98,23 @@ def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselin
                 s.advantage = a
         else:
             raise ValueError(f"unknown estimator {name!r}")
+
+
+def _rae_units(samples: list[Sample]) -> list[list[Sample]]:
+    """The samples that share one RAE baseline update, in episode order: a role's turns in
+    one episode when they share its return (a game's seat: SPIRAL updates once per
+    trajectory); each turn alone when turns carry rewards of their own (`turn_credit`: AZR's
+    and SPICE's n solver attempts, one of them masked as infra without the others)."""
+    per_episode: dict[tuple[int, tuple], list[Sample]] = {}
+    for s in samples:
+        per_episode.setdefault((s.episode, s.key), []).append(s)
+    units: list[list[Sample]] = []
+    for turns in per_episode.values():
+        if len({s.reward for s in turns}) == 1:
+            units.append(turns)
+        else:
+            units.extend([s] for s in turns)
+    return units
 
 
 #: Why a sample leaves the loss (`keep_for_loss`), in the order the reasons are checked.

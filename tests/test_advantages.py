@@ -39,6 +39,40 @@ def test_grpo_infra_sample_is_left_out_of_the_group_statistics():
     assert adv == [None, 0.5, -0.5]  # mean over the two real samples, not (0 + 1 + 0) / 3
 
 
+def test_grpo_lone_samples_are_compared_with_the_other_lone_samples_of_their_batch():
+    # "c1".."c3": prompts seen once (SPICE's challenger, a document each); "r": a shared prompt
+    rewards = [0.2, 0.6, 1.0, 1.0, 0.0, 0.5, None]
+    groups = ["c1", "c2", "c3", "r", "r", "v1", "v2"]
+    batches = ["challenger", "challenger", "challenger", "reasoner", "reasoner", "verifier", "verifier"]
+    adv = grpo(rewards, groups, scale="none", batches=batches)
+    assert adv[:3] == pytest.approx([-0.4, 0.0, 0.4])  # R - mean of (0.2, 0.6, 1.0), not 0 each
+    assert adv[3:5] == [0.5, -0.5]  # a real group keeps its own mean
+    assert adv[5:] == [0.0, None]  # the verifier's only unmasked lone sample: nothing to compare with
+    std = math.sqrt(0.16)  # unbiased std of (0.2, 0.6, 1.0)
+    assert grpo(rewards, groups, batches=batches)[:3] == pytest.approx([-0.4 / (std + 1e-4), 0.0, 0.4 / (std + 1e-4)])
+
+
+def test_rae_updates_once_per_seat_but_once_per_turn_for_turns_with_their_own_reward():
+    from arena.samples import Sample, assign_advantages
+
+    def sample(episode, role, reward):
+        return Sample(env_id="spice/Corpus-v0", role=role, episode=episode, prompt_ids=[1], completion_ids=[5],
+                      logprobs=[-0.1], reward=reward)
+
+    # episode 0: a seat's two turns share its return; episode 1: four attempts, each its own
+    # reward (turn credit), the second masked as infra
+    samples = [sample(0, "seat", 1.0), sample(0, "seat", 1.0),
+               sample(1, "reasoner", 1.0), sample(1, "reasoner", None), sample(1, "reasoner", 0.0),
+               sample(1, "reasoner", 0.0)]
+    baselines: dict = {}
+    assign_advantages(samples, {"spice/Corpus-v0": "rae"}, baselines, rae_alpha=0.5)
+    assert [s.advantage for s in samples[:2]] == [1.0, 1.0]
+    assert baselines["spice/Corpus-v0|seat"] == pytest.approx(0.5)  # one update, not two
+    # reasoner: b=0 -> A=1, b=0.5; masked; A=0-0.5, b=0.25; A=0-0.25, b=0.125
+    assert [s.advantage for s in samples[2:]] == pytest.approx([1.0, None, -0.5, -0.25])
+    assert baselines["spice/Corpus-v0|reasoner"] == pytest.approx(0.125)
+
+
 def test_trr_pp_normalises_per_key():
     adv = trr_pp([1.0, 3.0, 5.0, 5.0, None], ["x", "x", "y", "y", "x"])
     assert adv[:2] == pytest.approx([-1 / math.sqrt(2), 1 / math.sqrt(2)])
