@@ -2,7 +2,10 @@
 
 `HFPolicy.act` answers a batch of requests with one batched `generate` call per chunk of
 `batch_size` prompts: the chat template applied, left padding, temperature / top-p
-sampling (greedy at temperature 0), stop at EOS, at most `max_new_tokens`. Each
+sampling (greedy at temperature 0), stop at EOS, at most `max_new_tokens`, and nothing
+else: sampling settings of the model's own generation config (`repetition_penalty`,
+`no_repeat_ngram_size`, ...) are not applied (`sampling_overrides`), as vLLM's engine takes
+arena's `SamplingParams` as they are. Each
 `Completion` carries the prompt ids, the completion ids (EOS included when generated) and
 the log-prob of every sampled token under the distribution it was sampled from.
 
@@ -65,6 +68,7 @@ torch's global generator.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -118,6 +122,9 @@ CHAT_TEMPLATE_RESERVED = ("conversation", "add_generation_prompt", "continue_fin
                           "tokenizer_kwargs")
 
 
+logger = logging.getLogger("arena.agents.hf")
+
+
 def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
     """The tokens that end a completion, as TRL's `GRPOTrainer` stops: the tokenizer's EOS and
     every EOS of the model's generation config (a chat model may end its turn with another
@@ -128,6 +135,54 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
     ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
     eos = tokenizer.eos_token_id
     return [eos, *(i for i in dict.fromkeys(ids) if i != eos)]
+
+
+#: `GenerationConfig` fields that change what `generate` samples, or how much, beyond arena's
+#: own settings (temperature, top-p, top-k, min-p, max_new_tokens, EOS).
+SAMPLING_EXTRAS = (
+    "repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
+    "bad_words_ids", "force_words_ids", "constraints", "suppress_tokens", "begin_suppress_tokens",
+    "forced_bos_token_id", "forced_eos_token_id", "sequence_bias", "exponential_decay_length_penalty",
+    "min_length", "min_new_tokens", "typical_p", "epsilon_cutoff", "eta_cutoff", "top_h", "num_beams",
+    "num_beam_groups", "diversity_penalty", "penalty_alpha", "guidance_scale", "watermarking_config",
+    "renormalize_logits", "dola_layers", "stop_strings", "max_time", "num_return_sequences", "token_healing",
+)
+
+
+#: Values of `SAMPLING_EXTRAS` fields that change nothing (configs often spell them out).
+_NO_OPS: dict[str, tuple] = {
+    "repetition_penalty": (1.0,), "encoder_repetition_penalty": (1.0,), "no_repeat_ngram_size": (0,),
+    "encoder_no_repeat_ngram_size": (0,), "min_length": (0,), "min_new_tokens": (0,), "typical_p": (1.0,),
+    "epsilon_cutoff": (0.0,), "eta_cutoff": (0.0,), "num_beams": (1,), "num_beam_groups": (1,),
+    "diversity_penalty": (0.0,), "guidance_scale": (1.0,), "renormalize_logits": (False,),
+    "num_return_sequences": (1,), "token_healing": (False,), "bad_words_ids": ([],), "suppress_tokens": ([],),
+    "begin_suppress_tokens": ([],),
+}
+
+_REPORTED: set[tuple[str, ...]] = set()  # the overridden fields already warned about, once per process
+
+
+def sampling_overrides(generation_config: Any) -> dict[str, Any]:
+    """`generate` arguments that put back transformers' defaults where the model's own
+    generation config sets a `SAMPLING_EXTRAS` field (Qwen2.5-Instruct ships
+    `repetition_penalty` 1.05, others `no_repeat_ngram_size`, `suppress_tokens`...):
+    `generate` would apply them on top of arena's settings, so the sampled distribution, and
+    the recorded log-probs the trainer reuses as the sampler's, would not be the policy's.
+    vLLM's engine takes arena's `SamplingParams` as they are; this makes `hf` do the same."""
+    from transformers import GenerationConfig
+
+    if generation_config is None:
+        return {}
+    default = GenerationConfig()
+    out = {}
+    for k in SAMPLING_EXTRAS:
+        if not hasattr(default, k):
+            continue
+        value = getattr(generation_config, k, getattr(default, k))
+        if value != getattr(default, k) and value not in _NO_OPS.get(k, ()):
+            out[k] = getattr(default, k)
+    return out
+
 
 
 def check_chat_template_kwargs(kwargs: Any, flag: str = "--chat-template-kwargs") -> dict[str, Any]:
@@ -203,6 +258,12 @@ class HFPolicy:
         self.generates_with_model = not self.static_cache
         self._static_caches: dict[tuple[int, int], Any] = {}
         self.stop_ids = stop_token_ids(model, tokenizer)
+        self._overrides = sampling_overrides(getattr(model, "generation_config", None))
+        if self._overrides and tuple(sorted(self._overrides)) not in _REPORTED:
+            _REPORTED.add(tuple(sorted(self._overrides)))
+            logger.warning("the model's generation config sets %s: not applied, arena samples with its own settings "
+                           "(temperature, top-p, top-k, min-p) so the recorded log-probs are the policy's",
+                           ", ".join(sorted(self._overrides)))
         gen = torch.Generator()
         gen.manual_seed(seed)
         self._cpu_rng = gen.get_state()
@@ -376,6 +437,7 @@ class HFPolicy:
             "input_ids": ids.to(self.device), "attention_mask": mask.to(self.device), "max_new_tokens": max_new,
             "pad_token_id": pad, "eos_token_id": self.stop_ids, "return_dict_in_generate": True,
             "output_scores": True, "logits_processor": [processor] if any(t is not None for t in tries) else None,
+            **self._overrides,
         }
         if self.temperature > 0:
             # (after arena's constraint, a custom processor: they truncate the legal actions' distribution)

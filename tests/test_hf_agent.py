@@ -506,6 +506,42 @@ def test_a_completion_ends_at_any_eos_of_the_models_generation_config(tiny, stat
     assert cut >= 1
 
 
+@pytest.mark.parametrize("static_cache", [False, True], ids=["dynamic", "static"])
+def test_the_models_own_sampling_extras_are_not_applied(tiny, static_cache, caplog):
+    """A chat model's generation config may set `repetition_penalty` (Qwen2.5-Instruct:
+    1.05), `no_repeat_ngram_size`, `suppress_tokens`, `min_new_tokens`...; `generate` would
+    apply them on top of arena's settings, and the recorded log-probs, which the trainer
+    takes as the sampler's, would not be the policy's. Sampled with the same seed, a model
+    with such a config gives the same tokens and log-probs as without, and says so once."""
+    import copy
+
+    model, tokenizer = tiny
+    requests = game_requests("spiral/KuhnPoker-v0", 3)[:6]
+    kw = {"constrain": False, "temperature": 1.0, "max_new_tokens": 12, "seed": 3, "static_cache": static_cache}
+    plain = HFPolicy(model, tokenizer, **kw).act(requests)
+    chat = copy.deepcopy(model)
+    for name, value in {"repetition_penalty": 3.0, "no_repeat_ngram_size": 1, "min_new_tokens": 12,
+                        "suppress_tokens": [plain[0].token_ids[0]], "top_k": 2, "temperature": 0.1}.items():
+        setattr(chat.generation_config, name, value)
+    with caplog.at_level("WARNING", logger="arena.agents.hf"):
+        policy = HFPolicy(chat, tokenizer, **kw)
+    for before, after in zip(plain, policy.act(requests)):
+        assert after.token_ids == before.token_ids
+        assert after.logprobs == pytest.approx(before.logprobs, abs=1e-5)
+    if not static_cache:  # said once per process
+        assert "min_new_tokens, no_repeat_ngram_size, repetition_penalty, suppress_tokens: not applied" in caplog.text
+
+
+def test_sampling_overrides_leave_out_the_fields_that_change_nothing():
+    from arena.agents.hf import sampling_overrides
+    from transformers import GenerationConfig
+
+    qwen = GenerationConfig(do_sample=True, repetition_penalty=1.05, temperature=0.7, top_p=0.8, top_k=20)
+    assert set(sampling_overrides(qwen)) == {"repetition_penalty"}
+    spelt_out = GenerationConfig(repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1, min_length=0)
+    assert sampling_overrides(spelt_out) == {} and sampling_overrides(None) == {}
+
+
 def test_generated_pad_token_is_kept_in_the_completion(tiny):
     """A model may generate the pad token (`<|endoftext|>`) before EOS; it is part of the
     sampled completion (ids and log-probs stay aligned), never silently dropped."""
