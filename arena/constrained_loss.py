@@ -44,6 +44,11 @@ def illegal_mask(allowed: list, shape: torch.Size, device: torch.device) -> torc
     return (constrained.unsqueeze(-1) & ~legal_ids).to(device)
 
 
+#: TRL's loss types whose normaliser counts rows (a mean over rows, or rows x max length)
+#: rather than completion tokens.
+ROW_AVERAGED = ("grpo", "sapo", "dr_grpo", "luspo")
+
+
 class ConstrainedLoss:
     """`GRPOTrainer`'s log-probs and loss with arena's constraint and entropy bonus; the
     trainer sets `_allowed` (the batch's per-token legal ids) around each loss."""
@@ -53,6 +58,10 @@ class ConstrainedLoss:
         self._entropy_sum = None
         try:
             loss = super()._compute_loss(model, inputs)
+            if self.loss_type in ROW_AVERAGED and "row_scale" in inputs:
+                # these losses average over a micro-batch's rows, filler rows included
+                # (`SelfPlayTrainer._batch`): scaled as if only the kept rows had been split
+                loss = loss * inputs["row_scale"]
             self.legal_entropy_coef = self.config.entropy_coef_at(self.state.global_step)
             if self.legal_entropy_coef and self._entropy_sum is not None:
                 # entropy bonus over the legal actions, normalised like the dapo loss (per

@@ -353,7 +353,9 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
 
     def _batch(self, kept: list[Sample], num_items: int | None = None, min_rows: int = 1) -> dict[str, Any]:
         """TRL's batch from the kept samples, padded to a multiple of the micro-batch count
-        with empty rows (completion mask 0: they add nothing to the loss or its normaliser);
+        with empty rows (completion mask 0: they add nothing to the loss, nor to the
+        normaliser of the token-normalised losses; `row_scale` undoes their count in the
+        row-averaged ones);
         only empty rows when nothing was kept (`_check_not_empty`). `num_items`: the loss's
         normaliser, the completion tokens of the whole batch over every process (TRL's
         `num_items_in_batch`); default: those of `kept`. `min_rows`: at least that many rows,
@@ -375,6 +377,9 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
             "advantages": torch.tensor([s.advantage for s in rows], dtype=torch.float32, device=device),
             "num_items_in_batch": (completion_mask.sum() if num_items is None else torch.tensor(num_items))
             .clamp(min=1).to(device),  # 0 only in an empty step
+            # rows over real rows: the loss types that average over rows count the fillers
+            # (`ConstrainedLoss._compute_loss` scales them back)
+            "row_scale": torch.tensor(len(rows) / max(1, len(kept)), device=device),
         }
         if any(s.allowed for s in rows):
             out["allowed"] = [s.allowed if s.allowed else None for s in rows]

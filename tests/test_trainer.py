@@ -724,3 +724,34 @@ def test_legal_entropy_bonus_leaves_out_free_text_rows_of_a_mixed_batch(tmp_path
     finally:
         trainer._allowed = None
         trainer.writer.close()
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo"])
+def test_filler_rows_do_not_shrink_the_loss(tmp_path, arena_cache, loss_type):
+    """Five kept rows over four micro-batches: the batch is padded with three empty rows.
+    The row-averaged losses (grpo, dr_grpo) would count them (5/8 of the loss); scaled back,
+    every loss type sums over its micro-batches to what the kept rows alone give."""
+    from arena.agents.hf import HFPolicy, load_model
+    from trl.trainer.utils import split_tensor_dict
+
+    from arena.config import TrainConfig
+    from arena.samples import Sample
+    from arena.trainer import SelfPlayTrainer
+
+    model, tokenizer = load_model("tiny", device="cpu")
+    cfg = TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0, out=str(tmp_path),
+                      loss_type=loss_type, gradient_accumulation_steps=4, entropy_coef=0.0)
+    trainer = SelfPlayTrainer(cfg, model, tokenizer, HFPolicy(model, tokenizer), tmp_path)
+    try:
+        kept = [Sample(env_id="spiral/KuhnPoker-v0", role="player_0", episode=i, prompt_ids=[5, 6, 7],
+                       completion_ids=[8, 9], logprobs=[-1.0, -1.0], reward=1.0, advantage=1.0) for i in range(5)]
+        batch = trainer._batch(kept)
+        assert batch["completion_ids"].size(0) == 8
+        trainer.current_gradient_accumulation_steps = 4
+        model.train()
+        total = sum(trainer._compute_loss(model, part).item() for part in split_tensor_dict(batch, 4))
+        # ratio 1, advantage 1: each kept token's loss is -1
+        expected = -2 / trainer.max_completion_length if loss_type == "dr_grpo" else -1.0
+        assert total == pytest.approx(expected, rel=1e-5)
+    finally:
+        trainer.writer.close()
