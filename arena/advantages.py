@@ -32,6 +32,16 @@ def default_estimator(env_id: str) -> str:
     return DEFAULT_ESTIMATOR.get(env_id.split("/", 1)[0], "grpo")
 
 
+#: What `grpo` divides by unless the config says otherwise: SPICE trains with Dr. GRPO
+#: (A = R - mean, no std), others with GRPO's group std.
+DEFAULT_GRPO_SCALE: dict[str, str] = {"spice": "none"}
+
+
+def default_grpo_scale(env_id: str) -> str:
+    """The `grpo` scale of an env id's family (`spice/...` -> `none`); `group` for others."""
+    return DEFAULT_GRPO_SCALE.get(env_id.split("/", 1)[0], "group")
+
+
 def rae(
     rewards: Sequence[float | None],
     keys: Sequence[Hashable],

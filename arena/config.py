@@ -110,7 +110,7 @@ class TrainConfig:
     estimator: str | None = _f(None, "Advantage estimator for every env: rae, grpo, trr++. Default per env family (spiral: rae, azr: trr++, spice: grpo).")
     estimators: dict[str, str] = _f({}, "Estimator per env id, overriding --estimator.")
     rae_alpha: float = _f(0.95, "EMA decay of the RAE baselines (SPIRAL: 0.95).")
-    grpo_scale: str = _f("group", "grpo: what the advantage R - group mean is divided by (TRL's scale_rewards): group (the group's reward std), batch (the std of the step's rewards of the same env and role: Lite PPO), or none (Dr. GRPO; also --no-grpo-scale).")
+    grpo_scale: str = _f("auto", "grpo: what the advantage R - group mean is divided by (TRL's scale_rewards): group (the group's reward std), batch (the std of the step's rewards of the same env and role: Lite PPO), none (Dr. GRPO; also --no-grpo-scale), or auto (none for spice/*, as the SPICE paper trains; group elsewhere).")
     gradient_checkpointing: bool | None = _f(None, "Recompute activations in the backward pass to save memory (transformers). Default: off on CPU (the tiny model does not need it and it costs a forward), on with CUDA (TRL's default). The shared prefix works either way.")
     share_prefix: bool = _f(True, "Run the prompt prefix that a step's samples share (chat template, rules) once, not once per sample: in the loss's forward (same log-probs and gradients, arena/prefix.py; with or without --gradient-checkpointing) and in generation's prefill (same tokens; the hf backend, dynamic or static cache).")
     filter_zero_advantage: bool = _f(False, "Drop samples whose advantage is exactly 0 (SPIRAL's filter_zero_adv); counted in the metrics.")
@@ -177,7 +177,7 @@ class TrainConfig:
 
         # runs saved before the levels stored a bool (true: group, false: none: Dr. GRPO)
         self.grpo_scale = {"true": "group", "false": "none"}.get(str(self.grpo_scale).lower(), str(self.grpo_scale))
-        check_choice("grpo_scale", self.grpo_scale, GRPO_SCALES)
+        check_choice("grpo_scale", self.grpo_scale, ("auto", *GRPO_SCALES))
         check_choice("backend", self.backend, BACKENDS)
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("loss_type", self.loss_type, LOSS_TYPES)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from arena.advantages import default_estimator, grpo, rae, trr_pp
+from arena.advantages import default_estimator, default_grpo_scale, grpo, rae, trr_pp
 from arena.episode import Episode
 
 
@@ -63,7 +63,7 @@ def collect(episodes: Sequence[Episode], trainable: str) -> list[Sample]:
 
 
 def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselines: dict[str, float],
-                      rae_alpha: float = 0.95, grpo_scale: bool | str = "group") -> None:
+                      rae_alpha: float = 0.95, grpo_scale: bool | str = "auto") -> None:
     """Set `sample.advantage` for every sample, env by env, with that env's estimator.
 
     - `rae`: one baseline update per (episode, role), in episode order (SPIRAL applies the
@@ -73,7 +73,8 @@ def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselin
     - `grpo`: groups are samples of the same env, role and prompt tokens (a sample alone
       with its prompt joins the batch's other lone samples of its role); `grpo_scale`
       divides by the group's std ("group"), by the std of the step's samples of the same
-      env and role ("batch"), or not ("none": Dr. GRPO).
+      env and role ("batch"), or not ("none": Dr. GRPO); "auto": the env family's
+      (`default_grpo_scale`: none for SPICE, as its paper, group elsewhere).
     - `trr++`: per (env, role, task type) over the batch.
     """
     by_env: dict[str, list[Sample]] = {}
@@ -88,7 +89,8 @@ def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselin
                 for s in unit:
                     s.advantage = a if s.reward is not None else None
         elif name == "grpo":
-            adv = grpo([s.reward for s in group], [(s.key, tuple(s.prompt_ids)) for s in group], scale=grpo_scale,
+            scale = default_grpo_scale(env_id) if grpo_scale == "auto" else grpo_scale
+            adv = grpo([s.reward for s in group], [(s.key, tuple(s.prompt_ids)) for s in group], scale=scale,
                        batches=[s.key for s in group])
             for s, a in zip(group, adv):
                 s.advantage = a
