@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -164,6 +165,20 @@ class _Bad(Exception):
     pass
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _containers(line: bytes) -> int:
+    """Objects and arrays a JSON line opens, outside its strings. An honest result line
+    opens a handful (its object, the calls list, one object per call: values travel as
+    strings), so this bounds what `json.loads` builds: a program could otherwise fill its
+    64 MiB result with ``[],[],...`` and have the host build tens of millions of objects
+    (1.8 GB measured) before the line is refused. Linear: the two alternatives of a
+    string's body never start alike."""
+    outside = _JSON_STRING.sub(b"", line)
+    return outside.count(b"{") + outside.count(b"[")
+
+
 def _text(v: Any, limit: int, what: str, optional: bool = True) -> str | None:
     if v is None and optional:
         return None
@@ -220,6 +235,8 @@ def parse_output(raw: bytes, ncalls: int, timed_out: bool, overflow: bool,
             body = line[1:] if is_final else line
             if len(body) > line_limit:
                 raise _Bad("a line beyond the size limits")
+            if _containers(body) > ncalls + 4:
+                raise _Bad("more objects and arrays than a result has")
             text = body.decode("utf-8", "surrogatepass")
             try:
                 obj = json.loads(text)

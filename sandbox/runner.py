@@ -307,7 +307,14 @@ _ARG0_IS_SELF = {"prlimit64": 302, "sched_setparam": 142, "sched_setscheduler": 
 _SIGNAL_ARG0 = {"kill": 62, "tkill": 200, "rt_sigqueueinfo": 129}
 _SIGNAL_ARG01 = {"tgkill": 234, "rt_tgsigqueueinfo": 297}
 _DENY = {"pidfd_send_signal": 424, "process_madvise": 440, "process_mrelease": 448,
-         "ioprio_set": 251}
+         "ioprio_set": 251,
+         # ptrace: PTRACE_TRACEME makes the runner a tracer, and a traced job that stops
+         # itself looked finished to waitpid (it lived on, a mailbox for later jobs); the
+         # rest reach other processes' memory or a kernel surface no program needs
+         "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312,
+         "pidfd_getfd": 438, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+         "userfaultfd": 323, "perf_event_open": 298, "bpf": 321, "add_key": 248, "request_key": 249,
+         "keyctl": 250}
 _SETPRIORITY = 141
 
 
@@ -567,6 +574,19 @@ def _wait_exit(pid: int, deadline: float) -> int | None:
             os.close(pidfd)
 
 
+def _wait_end(pid: int) -> int | None:
+    """Wait status of ``pid``'s end (after SIGKILL), past any stop a tracer is told of."""
+    while True:
+        try:
+            st = os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            return None
+        except InterruptedError:
+            continue
+        if not os.WIFSTOPPED(st):
+            return st
+
+
 def _reap_all() -> None:
     while True:
         try:
@@ -798,15 +818,15 @@ class Runner:
         if wstatus is None and not (timed_out or overflow):
             wstatus = _wait_exit(pid, deadline)  # normally immediate: it closed the pipe by exiting
             timed_out = wstatus is None
+        stopped = wstatus is not None and os.WIFSTOPPED(wstatus)
+        if stopped:  # a stop reported to a tracer, not an exit: the process lives on
+            wstatus = None
         # Kill whatever the job left. Nothing can be left when the child exited by itself
         # and could not create processes (RLIMIT_NPROC 0, enforced for a non-root user).
         if wstatus is None or procs > 0 or self.root or body < 0:
             self.kill_job(pid)
             if wstatus is None:
-                try:
-                    wstatus = os.waitpid(pid, 0)[1]
-                except ChildProcessError:
-                    wstatus = None
+                wstatus = _wait_end(pid)
             if self.is_init:
                 _reap_all()
         if body < 0:

@@ -9,6 +9,8 @@ to: the sandbox must hold without them.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from _sandbox_support import make_sandbox
 from arena.sandbox import Limits
@@ -141,6 +143,8 @@ FORGED = [
     "import os\nos.write(3, b'F' + b'{\"a\": ' * 100000 + b'1' + b'}' * 100000 + b'\\n')\nos._exit(0)\n",
     "import os\nos.write(3, b'{\"status\": \"ok\", \"value\": ' + b'[' * 50000 + b'\\n')\nos._exit(0)\n",
     "import os\nos.write(3, b'\\xff\\xfe garbage\\n\\n\\n')\nos._exit(0)\n",
+    # a line of tens of millions of empty arrays: refused before the host builds them
+    "import os\nos.write(3, b'F{\"calls\": [' + b'[],' * 5000000 + b'[]]}\\n')\nos._exit(0)\n",
     "import os\nos.write(3, b'F{\"status\": \"ok\", \"calls\": [{\"status\": \"ok\", \"value\": [1]}], \"stdout\": 5}\\n')\nos._exit(0)\n",
 ]
 
@@ -262,7 +266,68 @@ def test_dev_and_dev_shm_hold_no_state(sb1):
     assert r.value == "(1, 3)", r
 
 
-# -- 7. one worker's processes against another's limit ----------------------------------------
+# -- 7. a process that outlives its job ------------------------------------------------------
+
+TRACED_STOP = r"""
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+def f():
+    return "planted"
+# write an honest-looking result, make the runner this process's tracer, close the result
+# pipe and stop: to the runner's waitpid a traced stop looked like an exit, and the stopped
+# process lived on into later jobs (a mailbox between them)
+res = {"status": "ok", "calls": [{"status": "ok", "value": "'planted'", "json": '"planted"', "plain": True}],
+       "stdout": "", "stderr": ""}
+os.write(3, b"F" + json.dumps(res).encode() + b"\n")
+traced = libc.ptrace(0, 0, 0, 0) == 0  # PTRACE_TRACEME
+runner_cpu = int(open("/proc/1/stat").read().rsplit(")", 1)[1].split()[36])
+others = sorted(os.sched_getaffinity(0) - {runner_cpu})
+if others:  # off the runner's CPU: the stop lands before the runner's waitpid (the race won)
+    os.sched_setaffinity(0, {others[0]})
+libc.close(3)
+libc.syscall(234, os.getpid(), os.getpid(), 19)  # tgkill(self, SIGSTOP)
+os._exit(0)
+"""
+
+LEFTOVERS = r"""
+import os
+def f():
+    return sorted(p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, os.getpid()))
+"""
+
+
+def test_a_traced_stop_leaves_no_process_behind(sb1):
+    for _ in range(3):
+        planted = sb1.run(TRACED_STOP, "f()", FAST)
+        assert planted.status in ("ok", "killed", "error"), planted
+    assert sb1.run(LEFTOVERS, "f()", FAST).value == "[]"
+    assert_honest(sb1.run_many([HONEST] * 3))
+    assert sb1.stats["infra"] == 0
+
+
+DENIED = r"""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+NUMBERS = {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "pidfd_getfd": 438,
+           "io_uring_setup": 425, "userfaultfd": 323, "perf_event_open": 298, "bpf": 321, "keyctl": 250}
+def f():
+    out = {}
+    for name, nr in NUMBERS.items():
+        ctypes.set_errno(0)
+        ret = libc.syscall(nr, 0, 0, 0, 0, 0)
+        out[name] = "refused" if ret == -1 and ctypes.get_errno() == 1 else f"ret {ret} errno {ctypes.get_errno()}"
+    return out
+"""
+
+
+def test_calls_that_reach_other_processes_or_the_kernels_extras_are_refused(sb1):
+    r = sb1.run(DENIED, "f()", FAST)
+    assert r.status == "ok", r
+    assert set(eval(r.value).values()) == {"refused"}, r.value
+
+
+# -- 8. one worker's processes against another's limit ----------------------------------------
 
 @pytest.mark.parametrize("kind", [pytest.param("docker", marks=pytest.mark.docker),
                                   pytest.param("bwrap", marks=pytest.mark.bwrap)])
@@ -281,3 +346,22 @@ def test_forks_on_one_worker_do_not_count_against_another(kind):
         assert (victim_result.status, victim_result.value) == ("ok", "'forked'"), victim_result
     finally:
         sb.close()
+
+
+@pytest.mark.parametrize("line", [b"F{\"calls\": [" + b"[]," * 200000 + b"[]]}", b"[" + b"{}," * 200000 + b"{}]"],
+                         ids=["arrays", "objects"])
+def test_a_result_line_of_many_containers_is_refused_before_it_is_parsed(monkeypatch, line):
+    """The host parses a job's bytes in its own process: a line of millions of empty arrays
+    or objects (within the size cap) made `json.loads` build them all (1.8 GB measured for
+    five calls). Counted first (outside strings), it is refused unparsed; brackets inside an
+    honest result's strings do not count."""
+    from arena.sandbox import result
+
+    monkeypatch.setattr(result.json, "loads", lambda *a, **k: pytest.fail("parsed"))
+    out = result.parse_output(line + b"\n", 2, False, False, 0, 65536, 1 << 20)
+    assert out["error_type"] == "MalformedResult" and "more objects and arrays" in out["error"]
+    monkeypatch.undo()
+    honest = {"status": "ok", "calls": [{"status": "ok", "value": "[[1], {2: [3]}]" * 1000, "json": None,
+                                         "plain": True}] * 2, "stdout": "[{\"", "stderr": ""}
+    out = result.parse_output(b"F" + json.dumps(honest).encode() + b"\n", 2, False, False, 0, 65536, 1 << 20)
+    assert out["status"] == "ok" and out["calls"][0]["value"].startswith("[[1], {2: [3]}]")
