@@ -2,8 +2,10 @@
 
 These are AZR's task-validity rules for proposals (programs a model wrote as tasks: no
 randomness, no I/O, no clocks, within size bounds). They are **not a security boundary**
-and never were one: ``print.__self__``, ``_frozen_importlib``, ``posixpath.os`` or
-``getattr((), '__cla' + 'ss__')`` all pass them. The sandbox contains programs with
+and never were one: routes to a clock or a file through allowed modules may remain (each
+one found is refused: ``print.__self__``, ``_frozen_importlib``, ``posixpath.os``,
+``codecs.open``; a task reading a clock rounded coarsely enough passes the determinism
+check and makes its solvers' results a coin toss). The sandbox contains programs with
 ctypes and raw system calls whether or not they passed these checks (issue 8; see
 `arena.sandbox.runner`).
 
@@ -52,6 +54,11 @@ BANNED_MODULES: tuple[str, ...] = (
     "ctypes", "cffi", "importlib", "imp", "pkgutil", "runpy", "builtins", "__builtin__",
     "inspect", "gc", "code", "codeop", "types", "weakref", "atexit", "faulthandler",
     "tracemalloc", "traceback", "dis", "ast",
+    # modules that open files, read clocks or the environment, or lead to one that does
+    # (`posixpath.os`, `logging.time`, `codecs.open`)
+    "codecs", "logging", "posixpath", "ntpath", "genericpath", "timeit", "sched", "zoneinfo", "locale",
+    "getpass", "site", "pdb", "bdb", "cProfile", "profile", "trace", "zipimport", "configparser", "netrc",
+    "mailbox", "unittest",
     # third-party heavyweights a task program has no business importing
     "numpy.random", "torch", "tensorflow", "requests",
 )
@@ -73,8 +80,15 @@ BANNED_ATTRIBUTES: tuple[str, ...] = (
     "__globals__", "__builtins__", "__code__", "__subclasses__", "__bases__", "__mro__",
     "__import__", "__loader__", "__dict__", "__getattribute__", "__reduce__",
     "__reduce_ex__", "gi_frame", "f_globals", "f_locals", "f_back", "tb_frame", "cr_frame",
+    "__self__", "__objclass__",
+    # a banned module reached through one that imported it (`posixpath.os`, `logging.time`)
+    "os", "_os", "sys", "_sys", "time", "_time", "random", "_random", "datetime", "subprocess", "builtins",
+    "io", "_io", "socket", "pathlib", "shutil", "ctypes", "importlib",
 )
-"""Attributes used by sandbox escapes in pure Python (``().__class__.__bases__[0]...``)."""
+"""Attributes used by sandbox escapes in pure Python (``().__class__.__bases__[0]...``,
+``print.__self__``: the builtins module) and by routes from an allowed module to a banned
+one. A program's own attribute of one of these names (``self.time``) is refused too: a
+task can name it otherwise."""
 
 
 @dataclass
@@ -118,6 +132,13 @@ def _is_banned(name: str, banned: Iterable[str]) -> str | None:
     return None
 
 
+def _private(name: str) -> str | None:
+    """A module private to the interpreter (`_io`, `_frozen_importlib`, `_posixsubprocess`:
+    the C halves of banned modules), by its top-level name; `__future__` is not one."""
+    top = name.split(".", 1)[0]
+    return "private module" if top.startswith("_") and top != "__future__" else None
+
+
 def find_banned_imports(program: str, banned: Sequence[str] = BANNED_MODULES,
                         banned_calls: Sequence[str] = BANNED_CALLS,
                         banned_names: Sequence[str] = BANNED_NAMES,
@@ -134,7 +155,7 @@ def find_banned_imports(program: str, banned: Sequence[str] = BANNED_MODULES,
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                hit = _is_banned(alias.name, banned)
+                hit = _is_banned(alias.name, banned) or _private(alias.name)
                 if hit:
                     flag(node, f"import of banned module {alias.name!r} ({hit})")
         elif isinstance(node, ast.ImportFrom):
@@ -142,7 +163,7 @@ def find_banned_imports(program: str, banned: Sequence[str] = BANNED_MODULES,
                 flag(node, "relative import")
                 continue
             mod = node.module or ""
-            hit = _is_banned(mod, banned)
+            hit = _is_banned(mod, banned) or _private(mod)
             if hit:
                 flag(node, f"import from banned module {mod!r} ({hit})")
                 continue

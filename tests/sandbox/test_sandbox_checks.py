@@ -62,6 +62,16 @@ def test_clean_program_passes():
     ("def f():\n    return f.__globals__", "__globals__"),
     ("open('/etc/passwd')", "open()"),
     ("from . import x", "relative import"),
+    # routes to a clock or a file through what is allowed: found by a red-team review, where
+    # a task reading /proc/uptime in 200 ms buckets passed validation and turned its
+    # solvers' results into a coin toss (learnability ~0.5 for no task at all)
+    ("def f(x):\n    return print.__self__.open('/proc/uptime').read()", "__self__"),
+    ("import _io", "private module"),
+    ("from _frozen_importlib import _imp", "private module"),
+    ("import codecs", "'codecs'"),
+    ("import logging", "'logging'"),
+    ("import posixpath", "'posixpath'"),
+    ("import calendar\ndef f(x):\n    return calendar.datetime.date.today()", "attribute datetime"),
 ])
 def test_banned_constructs_are_found(program, needle):
     problems = find_banned_imports(program)
