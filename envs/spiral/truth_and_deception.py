@@ -92,7 +92,7 @@ def normalise_guess(action: str | None) -> str | None:
 
 
 class TruthAndDeception(ZeroSumGame):
-    """Truth and Deception for two seats of one model (TextArena's, SPIRAL's evaluation game)."""
+    """Truth and Deception for two seats of one model (TextArena's game, one of SPIRAL's evaluation games)."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "name": "truth_and_deception",
                                           "is_parallelizable": False}
