@@ -13,8 +13,10 @@ envs, episodes and models is printed literally (Rich `Text`, never markup).
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +167,7 @@ def play_cmd(
     if len(names) not in (1, len(env.possible_agents)):
         raise ArenaError(f"--agents gives {len(names)} agents for {len(env.possible_agents)} roles "
                          f"({', '.join(env.possible_agents)}); give one per role, or one for all")
+    _check_agent_device(names)
     policies = [make_agent(name, seed=seed + 7919 * i) for i, name in enumerate(names)]
     for i, policy in enumerate(policies):  # two agents of one kind stay two agents in the tables
         if names.count(names[i]) > 1:
@@ -205,6 +208,8 @@ def play_cmd(
         status = "interrupted"
         exit_code = interrupt_exit_code(exc)
         played = sorted(finished, key=lambda ep: ep.metadata.get("index", 0))
+        if writer is not None:  # `play` stores in index order: episodes past one still playing wait in memory
+            writer.write_missing(played)
     finally:
         if writer is not None:
             writer.close()
@@ -239,6 +244,17 @@ def play_cmd(
                       markup=False, highlight=False, soft_wrap=True)
     if status == "interrupted":
         raise typer.Exit(exit_code)
+
+
+def _check_agent_device(names: list[str]) -> None:
+    """`ARENA_DEVICE`, which model agents (tiny, hf:) load on, checked before any loads."""
+    import os
+
+    device = os.environ.get("ARENA_DEVICE")
+    if device and any(name.split(":")[0] in ("tiny", "hf") for name in names):
+        from arena.devices import check_device
+
+        check_device(device, flag="ARENA_DEVICE")
 
 
 def _cell(value: Any) -> str:
@@ -395,8 +411,41 @@ def _root(
                          "only `arena train` runs data-parallel; run it without torchrun or accelerate launch")
 
 
+def _device_checked(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`command` (one taking `device`) that first checks `--device`, or `ARENA_DEVICE` when
+    it is not given, with `arena.devices.check_device`: `--device cuda` without a GPU ended in
+    torch's traceback once the model loaded, `--device tpu` in torch's list of device types."""
+
+    @functools.wraps(command)  # typer reads the options from the wrapped signature
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        import os
+
+        from arena.devices import check_device
+
+        device = kwargs.get("device")
+        if device is not None:
+            check_device(device)
+        elif os.environ.get("ARENA_DEVICE"):
+            check_device(os.environ["ARENA_DEVICE"], flag="ARENA_DEVICE")
+        return command(*args, **kwargs)
+
+    checked.checks_device = True  # type: ignore[attr-defined]
+    return checked
+
+
+def _mount_train() -> None:
+    """train, eval, report (arena/train_cli.py). `arena eval`'s `--device` is checked here
+    before the command runs (`_device_checked`), as `arena play`'s ARENA_DEVICE is."""
+    from arena import train_cli
+
+    for info in train_cli.app.registered_commands:
+        if info.name == "eval" and info.callback is not None and not getattr(info.callback, "checks_device", False):
+            info.callback = _device_checked(info.callback)
+    app.add_typer(train_cli.app)
+
+
 _mount_sandbox()
-app.add_typer(__import__("arena.train_cli").train_cli.app)  # train, eval, report (arena/train_cli.py)
+_mount_train()
 
 
 def _is_usage_exception(exc: BaseException) -> bool:
@@ -413,11 +462,15 @@ def _show_usage_exception(exc: Any, quiet: bool = False) -> int:
     """Print a click usage exception the way click does (unless `quiet`); return its exit code.
 
     A command group run without a subcommand (bare `arena`, `arena sandbox`) prints its
-    help on stdout and exits 0, as `--help` does (older click did the same).
+    help on stdout and exits 0, as `--help` does (older click did the same). The exception
+    was built from `ctx.get_help()`: typer's rich help printed itself then and left the
+    message empty, plain click's returned the text, which is the message. Printing
+    `get_help()` again showed typer's help twice.
     """
-    if type(exc).__name__ == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
-        if not quiet:
-            print(exc.ctx.get_help())
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        help_text = getattr(exc, "message", "")
+        if help_text and not quiet:
+            print(help_text)
         return 0
     if not quiet:
         exc.show()

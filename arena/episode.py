@@ -127,6 +127,10 @@ class Episode:
         unknown = sorted(set(record) - _EPISODE_FIELDS)
         if unknown:
             raise ArenaError(f"episode record has unknown field(s) {', '.join(map(repr, unknown))}")
+        missing = [name for name in _EPISODE_REQUIRED if name not in record]
+        if missing:  # Episode() itself would say it in a TypeError
+            raise ArenaError(f"episode record has no {', '.join(map(repr, missing))} field{'s' * (len(missing) > 1)}: "
+                             "every record needs its env_id and seed (null when the reset had none)")
         _expect(record, "env_id", str, required=True)
         seed = record.get("seed")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
@@ -152,6 +156,7 @@ _TURN_FIELD_NAMES = tuple(f.name for f in fields(Turn))
 _N_TURN_FIELDS = len(_TURN_FIELD_NAMES)
 _EPISODE_FIELDS = {"env_id", "seed", "env_kwargs", "options", "agents", "turns", "rewards", "outcome",
                    "sandbox_calls", "metadata", "id", "schema"}
+_EPISODE_REQUIRED = ("env_id", "seed")  # the fields `Episode` has no default for
 _TURN_TYPES: dict[str, tuple[type, ...]] = {
     "index": (int,), "role": (str,), "agent": (str,), "observation": (str,), "completion": (str,),
     "action": (str, type(None)), "legal": (bool, type(None)), "prompt_ids": (list, type(None)),

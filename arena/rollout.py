@@ -210,6 +210,9 @@ def play(
             for s in finished:
                 results[s.local] = _finalize(s)
                 free[s.kind].append(s.env)
+            for s in finished:  # before the write: an interrupted caller's list then holds all that was stored
+                if on_episode is not None:
+                    on_episode(results[s.local])
             if writer is not None:
                 ready = written
                 while ready in results and ready < episodes:
@@ -217,9 +220,6 @@ def play(
                 if ready > written:
                     writer.write([results[i] for i in range(written, ready)])
                     written = ready
-            for s in finished:
-                if on_episode is not None:
-                    on_episode(results[s.local])
     return [results[i] for i in range(episodes)]
 
 

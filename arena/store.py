@@ -258,6 +258,30 @@ class EpisodeWriter:
             update_run_info(self.run_dir, call={"episodes_completed": self.count}, episodes_completed=self.total)
         return n
 
+    def write_missing(self, episodes: Iterable[Episode]) -> int:
+        """Append those of `episodes` whose `metadata.index` is not yet among the records this
+        writer appended; returns how many. For an interrupted `arena.rollout.play`: it writes
+        in index order, so episodes that finished while an earlier one still played wait in
+        memory (an interrupted `arena play` once stored 1 of 31 finished episodes). The file
+        is read back rather than trusted to `count`: an interrupt inside `write` can leave a
+        batch stored but uncounted, or a torn line (cut off here, as `finish` would)."""
+        self._recount()
+        stored = self._stored_indices()
+        return self.write([ep for ep in episodes if ep.metadata.get("index") not in stored])
+
+    def _stored_indices(self) -> set[Any]:
+        """The `metadata.index` of every record this writer appended (None for one without)."""
+        indices: set[Any] = set()
+        with open(self.path, "rb") as f:
+            f.seek(self._start_size)
+            for raw in f:
+                if not raw.strip():
+                    continue
+                record = json.loads(raw)
+                metadata = record.get("metadata") if isinstance(record, dict) else None
+                indices.add(metadata.get("index") if isinstance(metadata, dict) else None)
+        return indices
+
     def finish(self, status: str, **fields: Any) -> None:
         """Record the end of this writer's call in run.json: status and completed counts.
 
@@ -350,9 +374,18 @@ def read_lines(run: str | os.PathLike[str], *, skipped: list[int] | None = None)
                     if skipped is not None:
                         skipped.append(lineno)
                     return
-                msg = getattr(exc, "msg", None) or str(exc)
-                raise ArenaError(f"{path}:{lineno}: not a JSON episode record ({msg})") from None
+                raise ArenaError(f"{path}:{lineno}: not a JSON episode record ({_json_error(exc, lineno)}): "
+                                 "repair or delete that line") from None
             yield lineno, value
+
+
+def _json_error(exc: ValueError, lineno: int) -> str:
+    """The whole JSON error, placed in the file: `Invalid control character at: line 12
+    column 40 (char 39)`. json numbers lines within the text it parsed, always line 1 of one
+    record; its bare `msg` ("Invalid control character at") said nowhere."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg}: line {lineno} column {exc.colno} (char {exc.pos})"
+    return str(exc)  # not UTF-8: the decoder's own message says the byte and position
 
 
 def read_episodes(run: str | os.PathLike[str], *, skipped: list[int] | None = None) -> Iterator[Episode]:
@@ -449,6 +482,20 @@ def _check_append(run_dir: Path, contents: RunContents, info: dict[str, Any], st
                              f"({len(repeated)} repeats): append with --seed {max(free, 0)} or more")
 
 
+def _is_training_run(run: Path) -> bool:
+    """Whether `run` is a folder `arena train` wrote: its run.json says `command: train`, or
+    it has a training run's metrics.csv or checkpoints (before run.json is written, or after
+    it was lost). Appending play episodes there mixed them into the training record and
+    replaced run.json's config; overwriting deleted the training episodes."""
+    if not run.is_dir():
+        return False
+    try:
+        command = read_run_info(run).get("command")
+    except ArenaError:  # an unreadable run.json: the files below still tell
+        command = None
+    return command == "train" or (run / "metrics.csv").is_file() or (run / CHECKPOINTS_DIR).is_dir()
+
+
 def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[str, Any],
              fsync: bool = True) -> EpisodeWriter:
     """Prepare a run folder for a call that writes episodes, record the call, return its writer.
@@ -464,6 +511,8 @@ def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[s
         overwrite: delete the run's episodes.jsonl and run.json (only if they are arena's),
             then start afresh. Other files in the folder are left alone.
 
+    A training run's folder (`arena train`'s) is refused in every mode.
+
     run.json gets `info` at top level (the latest call), `status: running`, and `info`
     appended to its `calls` list with the mode, start time and first index. Call
     `writer.finish(status)` at the end (or `update_run_info`).
@@ -471,6 +520,8 @@ def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[s
     if mode not in RUN_MODES:
         raise ArenaError(f"run mode {mode!r} is not one of {', '.join(RUN_MODES)}")
     run = Path(run_dir)
+    if _is_training_run(run):  # its episodes and run.json belong to the training run, whatever the mode
+        raise ArenaError(f"{run} is a training run (arena train): choose another --out")
     path = _check_run_dir(run)
     run_file = run / RUN_FILE
     has_episodes = path.exists() and path.stat().st_size > 0

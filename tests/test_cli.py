@@ -85,3 +85,93 @@ def test_check_command():
     result = arena("check", "spiral/TicTacToe-v0", "--fuzz-steps", "300")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all checks passed" in result.stdout and "PettingZoo api_test" in result.stdout
+
+
+@pytest.mark.parametrize("args", [[], ["sandbox"]])
+def test_bare_group_prints_its_help_once(args):
+    """typer's help printed itself while click built the no-arguments exception, and the CLI
+    printed it again: 55 lines for bare `arena` against 28 for `arena --help`."""
+    bare = arena(*args)
+    helped = arena(*args, "--help")
+    assert bare.returncode == 0, bare.stderr
+    assert bare.stdout.count("Usage:") == 1
+    assert bare.stdout.strip() == helped.stdout.strip()
+
+
+class _InterruptedAt:
+    """An agent that plays like `inner` until its `calls`-th request batch, where it raises
+    KeyboardInterrupt as Ctrl-C would."""
+
+    def __init__(self, inner, calls: int):
+        self.inner, self.name, self.calls = inner, inner.name, calls
+
+    def act(self, requests):
+        self.calls -= 1
+        if self.calls < 0:
+            raise KeyboardInterrupt
+        return self.inner.act(requests)
+
+
+def test_interrupted_play_stores_every_finished_episode(tmp_path, monkeypatch, capsys):
+    """`play` writes in index order; episodes that finished while an earlier one still played
+    waited in memory, and an interrupt lost them (31 finished, 1 stored)."""
+    import arena.agents
+
+    from arena.cli import main
+
+    make_agent = arena.agents.make_agent
+    monkeypatch.setattr(arena.agents, "make_agent", lambda name, seed=None: _InterruptedAt(make_agent(name, seed=seed), 12))
+    run = tmp_path / "pi"
+    with pytest.raises(SystemExit) as exited:
+        main(["play", "spiral/TicTacToe-v0", "-a", "random,random", "-n", "200", "--concurrency", "64", "--out", str(run)])
+    assert exited.value.code == 130
+    err = capsys.readouterr().err
+    finished = int(err.split("interrupted after ")[1].split(" of ")[0])
+    indices = sorted(json.loads(line)["metadata"]["index"] for line in (run / "episodes.jsonl").read_text().splitlines())
+    assert len(indices) == finished and f"; {finished} stored in {run}" in err
+    assert indices != list(range(finished))  # some had finished ahead of an earlier one, which never did
+    assert json.loads((run / "run.json").read_text())["episodes_completed"] == finished
+
+
+def test_device_without_hardware_is_one_line(tmp_path, monkeypatch):
+    """torch's AssertionError (no CUDA) or RuntimeError (no such device type) once the model
+    loaded; now one line before anything loads, for any command that calls check_device."""
+    import torch
+
+    from arena import ArenaError
+    from arena.devices import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ArenaError, match=r"^--device cuda: no CUDA device here \(.*\); use --device cpu$"):
+        check_device("cuda")
+    with pytest.raises(ArenaError, match=r"^ARENA_DEVICE=cuda:1: no CUDA device here .*; use ARENA_DEVICE=cpu$"):
+        check_device("cuda:1", flag="ARENA_DEVICE")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ArenaError, match=r"has 2 CUDA device\(s\), cuda:0..cuda:1"):
+        check_device("cuda:2")
+    assert check_device("cuda:1") == "cuda:1" and check_device("cpu") == "cpu"
+
+    result = arena("eval", "tiny", "--env", "spiral/KuhnPoker-v0", "--device", "tpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: --device 'tpu' is not a torch device: use --device cpu or --device cuda (cuda:N for one GPU)"
+    if not torch.cuda.is_available():
+        for args in (["eval", "tiny", "--env", "spiral/KuhnPoker-v0", "--device", "cuda"],
+                     ["play", "spiral/TicTacToe-v0", "-a", "tiny", "-n", "1"]):
+            monkeypatch.setenv("ARENA_DEVICE", "cuda")  # play's model agents load where ARENA_DEVICE says
+            result = arena(*args)
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+            assert "no CUDA device here" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_replay_of_a_record_without_seed_is_one_line(tmp_path):
+    run = tmp_path / "r"
+    assert arena("play", "spiral/TicTacToe-v0", "-n", "2", "--out", str(run)).returncode == 0
+    path = run / "episodes.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    del records[1]["seed"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = arena("replay", str(run), "--verify")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"error: {path}:2: episode record has no 'seed' field")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -470,3 +470,65 @@ def test_an_interrupt_inside_a_write_after_its_bytes_landed_is_still_counted(tmp
     assert stored == 7 and writer.count == 7
     assert info["episodes_completed"] == 7 and info["calls"][-1]["episodes_completed"] == 7
     assert info["status"] == "interrupted"
+
+
+def test_write_missing_stores_the_held_back_episodes_once(tmp_path):
+    """An interrupted `play` holds episodes that finished ahead of an earlier one (it writes in
+    index order); `write_missing` stores those the file lacks, never one twice."""
+    run = tmp_path / "run"
+    writer = open_run(run, info=INFO)
+    writer.write([_indexed(0), _indexed(1)])
+    with open(run / "episodes.jsonl", "ab") as f:  # a batch interrupted mid-write: stored, torn, uncounted
+        f.write(encode_record(_indexed(2).record()) + b"\n" + encode_record(_indexed(3).record())[:20])
+    assert writer.write_missing([_indexed(i) for i in (0, 1, 2, 3, 5, 6)]) == 3
+    writer.close()
+    writer.finish("interrupted")
+    indices = [ep.metadata["index"] for ep in read_episodes(run)]
+    assert indices == [0, 1, 2, 3, 5, 6] and writer.count == 6
+    assert read_run_info(run)["episodes_completed"] == 6
+
+
+@pytest.mark.parametrize("marker", ["run.json", "metrics.csv", "checkpoints"])
+@pytest.mark.parametrize("mode", ["new", "append", "overwrite"])
+def test_open_run_refuses_a_training_run(tmp_path, marker, mode):
+    """`arena play --out RUN --append/--overwrite` on a folder `arena train` wrote appended to
+    its episodes and replaced its run.json (or deleted both)."""
+    run = tmp_path / "train"
+    with EpisodeWriter(run) as w:  # as the trainer writes its episodes
+        w.write([_indexed(0)])
+    if marker == "run.json":
+        (run / "run.json").write_text(json.dumps({"command": "train", "config": {"env": ["spiral/TicTacToe-v0"]},
+                                                  "status": "complete"}))
+    elif marker == "metrics.csv":
+        (run / "metrics.csv").write_text("step,loss\n1,0.5\n")
+    else:
+        (run / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(ArenaError, match=rf"^{run} is a training run \(arena train\): choose another --out$"):
+        open_run(run, mode=mode, info=INFO)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_a_torn_line_mid_file_names_line_and_whole_json_error(tmp_path):
+    path = tmp_path / "episodes.jsonl"
+    good = json.dumps(_episode(0).to_dict())
+    path.write_text(good + "\n" + good[:39] + "\x01" + good[39:] + "\n" + good + "\n")
+    with pytest.raises(ArenaError) as info:
+        list(read_episodes(tmp_path))
+    assert str(info.value) == (f"{path}:2: not a JSON episode record (Invalid control character at: line 2 column 40 "
+                               "(char 39)): repair or delete that line")
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    (["seed"], "no 'seed' field:"),
+    (["env_id", "seed"], "no 'env_id', 'seed' fields:"),
+])
+def test_a_record_without_seed_is_a_one_line_error(tmp_path, fields, message):
+    record = _episode(0).to_dict()
+    for name in fields:
+        del record[name]
+    path = tmp_path / "episodes.jsonl"
+    path.write_text(json.dumps(_episode(0).to_dict()) + "\n" + json.dumps(record) + "\n")
+    with pytest.raises(ArenaError) as info:
+        list(read_episodes(tmp_path))
+    assert str(info.value).startswith(f"{path}:2: episode record has {message}")
