@@ -12,12 +12,17 @@ session runs (`_load_optimizer_and_scheduler`).
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from arena.errors import ArenaError
+from arena.run_info import STATE_FILE, last_checkpoint, resume_checkpoint
 
 REF_MODEL_FILE = "ref_model.safetensors"  # the moved KL reference, in a checkpoint of a --sync-ref-model run
 
@@ -84,3 +89,77 @@ class CheckpointState:
         self.session_start = time.monotonic()
         if state.get("policy_rng") and hasattr(self.policy, "set_rng_state"):
             self.policy.set_rng_state(state["policy_rng"])
+
+
+# -- the checkpoint `--resume` continues from ------------------------------------------------
+def resume_point(run_dir: str | Path, steps: int) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint `arena train --resume RUN --steps N` continues from and arena's state
+    in it, each file checked readable first: one line naming the fix otherwise (a damaged
+    file is named, never skipped over to an older checkpoint)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ArenaError(f"--resume {run_dir}: {run_dir} is a file, not a run folder")
+    if run_dir.is_dir() and last_checkpoint(run_dir) is None and (run_dir / "config.yaml").is_file():
+        raise ArenaError(f"--resume {run_dir}: the run stopped before its first checkpoint, so there is nothing to "
+                         f"resume; remove {run_dir} and train again, or train with another --out")
+    ckpt = resume_checkpoint(run_dir, steps)
+    return ckpt, check_checkpoint(ckpt)
+
+
+def check_checkpoint(ckpt: Path) -> dict[str, Any]:
+    """arena's state of `ckpt`, once every file of it that can be checked without loading
+    it reads (JSON parses, safetensors headers cover their files, torch's zip files end);
+    else one line naming the file and the older checkpoint to resume from, if any."""
+    for path in sorted(ckpt.iterdir()):
+        problem = _damage(path)
+        if problem:
+            raise damaged(path, problem)
+    state = json.loads((ckpt / STATE_FILE).read_text())
+    if not isinstance(state, dict) or not isinstance(state.get("episodes_written"), int):
+        raise damaged(ckpt / STATE_FILE, "no episodes_written count")
+    return state
+
+
+def damaged(path: Path, problem: str) -> ArenaError:
+    """The one line for a damaged file of a checkpoint: which, why, and the fix (the older
+    checkpoint to resume from, if any: never taken without the user's word)."""
+    return ArenaError(f"{path} is damaged ({problem}): {_without(path.parent)}")
+
+
+def _damage(path: Path) -> str | None:
+    """What is wrong with one file of a checkpoint, or None when it reads (or is not checked)."""
+    if not path.is_file():
+        return None
+    if path.stat().st_size == 0:
+        return "empty"
+    if path.suffix == ".json":
+        try:
+            json.loads(path.read_text())
+        except (ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError
+            return str(exc).splitlines()[0]
+    elif path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except Exception as exc:  # noqa: BLE001  (SafetensorError and OSError alike: the file does not read)
+            return str(exc).splitlines()[0]
+    elif path.suffix in (".pt", ".pth", ".bin"):
+        with open(path, "rb") as f:
+            zipped = f.read(2) == b"PK"  # torch's files are zip archives; an older pickle format is not checked
+        if zipped and not zipfile.is_zipfile(path):
+            return "cut short: the zip archive has no end"
+    return None
+
+
+def _without(ckpt: Path) -> str:
+    """The fix for a damaged `ckpt`: the newest complete checkpoint before it, if any."""
+    step = int(ckpt.name.rsplit("-", 1)[-1])
+    older = [p for p in ckpt.parent.glob("checkpoint-*")
+             if p.name.rsplit("-", 1)[-1].isdigit() and int(p.name.rsplit("-", 1)[-1]) < step and (p / STATE_FILE).exists()]
+    if older:
+        best = max(older, key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+        return f"remove that checkpoint ({ckpt}) to resume from {best.name}"
+    return (f"there is no older checkpoint in {ckpt.parent} to resume from; restore the file, or start a new run "
+            "with another --out")

@@ -13,10 +13,8 @@ envs, episodes and models is printed literally (Rich `Text`, never markup).
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -411,41 +409,8 @@ def _root(
                          "only `arena train` runs data-parallel; run it without torchrun or accelerate launch")
 
 
-def _device_checked(command: Callable[..., Any]) -> Callable[..., Any]:
-    """`command` (one taking `device`) that first checks `--device`, or `ARENA_DEVICE` when
-    it is not given, with `arena.devices.check_device`: `--device cuda` without a GPU ended in
-    torch's traceback once the model loaded, `--device tpu` in torch's list of device types."""
-
-    @functools.wraps(command)  # typer reads the options from the wrapped signature
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        import os
-
-        from arena.devices import check_device
-
-        device = kwargs.get("device")
-        if device is not None:
-            check_device(device)
-        elif os.environ.get("ARENA_DEVICE"):
-            check_device(os.environ["ARENA_DEVICE"], flag="ARENA_DEVICE")
-        return command(*args, **kwargs)
-
-    checked.checks_device = True  # type: ignore[attr-defined]
-    return checked
-
-
-def _mount_train() -> None:
-    """train, eval, report (arena/train_cli.py). `arena eval`'s `--device` is checked here
-    before the command runs (`_device_checked`), as `arena play`'s ARENA_DEVICE is."""
-    from arena import train_cli
-
-    for info in train_cli.app.registered_commands:
-        if info.name == "eval" and info.callback is not None and not getattr(info.callback, "checks_device", False):
-            info.callback = _device_checked(info.callback)
-    app.add_typer(train_cli.app)
-
-
 _mount_sandbox()
-_mount_train()
+app.add_typer(__import__("arena.train_cli").train_cli.app)  # train, eval, report (arena/train_cli.py)
 
 
 def _is_usage_exception(exc: BaseException) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import types
 import typing
@@ -130,6 +131,10 @@ class TrainConfig:
     resume: str | None = _f(None, "Resume the run in this folder from its last checkpoint.")
 
     def __post_init__(self) -> None:
+        # the Python API takes what a flag or YAML key would: `env="spiral/TicTacToe-v0"` is
+        # one env, not one per character, and `steps="3"` is 3 (or one line naming the field)
+        for name, tp in _field_types().items():
+            setattr(self, name, _coerce(name, tp, getattr(self, name)))
         if not self.env:
             raise ArenaError("train needs at least one --env")
         if self.router_aux_loss_coef is not None and not self.router_aux_loss_coef >= 0:
@@ -289,14 +294,21 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 def check_env_ids(config: TrainConfig) -> None:
     """Every `--env` and `--env-kwargs` id is registered (one line naming the close match),
-    and `--env-kwargs` names only envs of the run. Light: the registry, no torch."""
-    from arena.registry import spec
+    `--env-kwargs` names only envs of the run, and each env can be made with its arguments
+    (`rounds: 2.5` is refused here, not at the first step, after the run folder exists).
+    Light: the registry and the envs, no torch."""
+    from arena.registry import make, spec
 
     for env_id in [*config.env, *config.env_kwargs]:
         spec(env_id)
     stray = sorted(set(config.env_kwargs) - set(config.env))
     if stray:
         raise ArenaError(f"--env-kwargs names {', '.join(stray)}, which is not one of the --env ids {', '.join(config.env)}")
+    for env_id in config.env:
+        env = make(env_id, **config.env_kwargs.get(env_id, {}))
+        close = getattr(env, "close", None)
+        if callable(close):
+            close()
 
 
 #: pip's name of the package behind a `--report-to` integration, where it differs.
@@ -384,7 +396,7 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             return str(value)
         if origin is list:
             (item,) = typing.get_args(base)
-            items = value if isinstance(value, list) else [value]
+            items = list(value) if isinstance(value, (list, tuple)) else [value]  # a str is one item
             return [_coerce(name, item, v) for v in items]
         if origin is dict:
             return json_object(flag, value)
@@ -393,6 +405,7 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     return value
 
 
+@functools.cache  # every TrainConfig coerces its fields through it
 def _field_types() -> dict[str, Any]:
     hints = typing.get_type_hints(TrainConfig)
     return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
@@ -510,6 +523,10 @@ def parse_args(args: list[str]) -> TrainConfig:
         else:
             values[key] = _coerce(key, types_[key], raw)
     values.update(lists)
+    given = dict(flags)
+    if resume and "out" in given and Path(given["out"]).resolve() != Path(resume).resolve():
+        raise ArenaError(f"--out {given['out']} with --resume {resume}: a resumed run stays in its own folder; "
+                         "drop --out (to continue it elsewhere, copy the folder and resume the copy)")
     config = TrainConfig(**values)
     if before_entropy_schedule and config.entropy_coef_final is None:
         config.entropy_coef_final = config.resolved_entropy_coef() / 10  # the default then
@@ -522,7 +539,37 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
+def check_run_folder(run_dir: Path) -> None:
+    """`run_dir` is a folder, or can be made one: no file stands at it or above it."""
+    for path in (run_dir, *run_dir.parents):
+        if path.exists() and not path.is_dir():
+            what = "a run folder" if path == run_dir else "a folder"
+            raise ArenaError(f"{path} is a file, not {what}: choose another --out")
+        if path.exists():
+            return
+
+
 def refuse_existing_run(run_dir: Path) -> None:
-    """A new run never writes into a folder that holds one (`--resume` continues it)."""
-    if (run_dir / "episodes.jsonl").exists() or (run_dir / "config.yaml").exists():
-        raise ArenaError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")
+    """A new run never writes into a folder that holds one (`--resume` continues it); one
+    line naming a fix that works for what the folder holds."""
+    from arena.run_info import last_checkpoint
+
+    check_run_folder(run_dir)
+    if not ((run_dir / "episodes.jsonl").exists() or (run_dir / "config.yaml").exists()):
+        return
+    if not (run_dir / "config.yaml").exists():
+        raise ArenaError(f"{run_dir} already holds episodes of another command (no config.yaml: not a training run); "
+                         "choose another --out")
+    if last_checkpoint(run_dir) is None:  # --resume has nothing to continue from: never suggest it
+        raise ArenaError(f"{run_dir} holds a run that stopped before its first checkpoint: remove it or choose "
+                         "another --out")
+    raise ArenaError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")
+
+
+def check_device(config: TrainConfig) -> None:
+    """`--device` names a device this machine has (`arena.devices.check_device`); one line
+    otherwise, before any file is written (torch would fail only once the model moves)."""
+    if config.device is not None:
+        from arena.devices import check_device as check
+
+        check(config.device)

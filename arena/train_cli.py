@@ -88,11 +88,13 @@ def train_cmd(ctx: typer.Context) -> None:
         _train_help()
         return
     from arena.config import (
+        check_device,
         check_env_ids,
         check_transformers_names,
         parse_args,
         refuse_existing_run,
     )
+    from arena.resume import config_backup, describe_changes, resume_changes
 
     config = parse_args(_with_run_config(words))
     run_dir = Path(config.resume or config.out)
@@ -100,16 +102,21 @@ def train_cmd(ctx: typer.Context) -> None:
         refuse_existing_run(run_dir)  # before saying "training": the command will not train
     check_env_ids(config)
     check_transformers_names(config)
+    check_device(config)
     from arena.data_parallel import check_launch, is_main_process, process_count
 
     check_launch(config)  # launched as several processes: what cannot run so, before "training"
     if config.resume:
-        from arena.run_info import resume_checkpoint
+        from arena.checkpoint import resume_point
 
-        resume_checkpoint(run_dir, config.steps)  # before saying "resuming": nothing to resume is one line
+        resume_point(run_dir, config.steps)  # before saying "resuming": nothing to resume is one line
     # launched as several processes (`arena.data_parallel`), process 0 speaks for the run; the
     # checks above ran in every process, before any of them can have written the run folder
     main = is_main_process()
+    changes = resume_changes(config) if config.resume else {}
+    if main and changes:  # written to the run's config.yaml once training starts (`save_resumed_config`)
+        _say(f"resuming with {describe_changes(changes)}; config.yaml will say so, the previous one kept as "
+             f"{config_backup(run_dir).name}", err=True)
     if main:
         procs = f" on {process_count()} processes" if process_count() > 1 else ""
         _say(f"{'resuming' if config.resume else 'training'} {config.model} on {', '.join(config.env)} "
@@ -250,6 +257,9 @@ def eval_cmd(
         import torch
 
         device = os.environ.get("ARENA_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    from arena.devices import check_device
+
+    check_device(device)  # before the model loads: torch would end in a traceback there
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar around the results

@@ -7,6 +7,9 @@ the others train beside it (`arena.data_parallel`).
 Run folder: `config.yaml` and `run.json` (written once the trainer started, so a failed
 start leaves nothing that refuses the corrected command), `episodes.jsonl`, `metrics.csv`,
 `checkpoints/checkpoint-N` (with `arena_state.json`), `model/` (the final model).
+`--resume` moves what was written after its checkpoint (episodes, metrics.csv rows,
+eval.jsonl records) to `*.after-checkpoint.*` files, and writes flags given with it to
+config.yaml, the previous one kept as `config.before-resume-N.yaml`: nothing is deleted.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from pathlib import Path
 
 import torch
 
+from arena.checkpoint import damaged, resume_point
 from arena.config import (
     TrainConfig,
+    check_device,
     check_env_ids,
     check_transformers_names,
     refuse_existing_run,
@@ -29,46 +34,32 @@ from arena.config import (
 )
 from arena.data_parallel import DataParallel
 from arena.errors import ArenaError
-from arena.run_info import STATE_FILE, resume_checkpoint, write_run_info
+from arena.resume import cut_episodes_after, cut_evals_after, cut_metrics_after, save_resumed_config
+from arena.run_info import STATE_FILE, write_run_info
 from arena.store import EPISODES_FILE
 from arena.trainer import MODEL_DIR, Rollout, SelfPlayTrainer
-
-
-def cut_episodes_after(run_dir: Path, keep: int) -> int:
-    """Keep the first `keep` episode lines of the run; move the later ones (played after the
-    checkpoint, to be played again) to `episodes.after-checkpoint.jsonl`, never delete them.
-    Returns how many lines were moved."""
-    path = Path(run_dir) / EPISODES_FILE
-    if not path.exists():
-        return 0
-    data = path.read_bytes()
-    lines = data.splitlines(keepends=True)
-    complete = [ln for ln in lines if ln.endswith(b"\n")]
-    if len(complete) < keep:
-        raise ArenaError(f"{path} holds {len(complete)} episodes but the checkpoint expects {keep}: the run folder was changed")
-    tail = b"".join(lines[keep:])
-    if tail:
-        with open(Path(run_dir) / "episodes.after-checkpoint.jsonl", "ab") as f:
-            f.write(tail)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(b"".join(lines[:keep]))
-        os.replace(tmp, path)
-    return len(lines) - keep
 
 
 def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
     """Create (or reopen, with `resume`) the run folder; returns it and the checkpoint to
     resume from. A new run refuses a folder that already holds a run."""
-    check_env_ids(config)  # a typo fails here, before the run folder exists
+    check_env_ids(config)  # a typo or a bad env argument fails here, before the run folder exists
     check_transformers_names(config)
+    check_device(config)
     run_dir = Path(config.resume or config.out)
     if config.resume:
-        ckpt = resume_checkpoint(run_dir, config.steps)
-        state = json.loads((ckpt / STATE_FILE).read_text())
+        ckpt, state = resume_point(run_dir, config.steps)
+        # what the run wrote after its checkpoint is played and logged again: moved aside
         cut_episodes_after(run_dir, int(state["episodes_written"]))
+        step = int(ckpt.name.rsplit("-", 1)[-1])
+        cut_metrics_after(run_dir, step)
+        cut_evals_after(run_dir, step)
         return run_dir, ckpt
     refuse_existing_run(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArenaError(f"cannot create the run folder {run_dir}: {exc.strerror or exc}; choose another --out") from None
     return run_dir, None
 
 
@@ -102,14 +93,36 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
             save_config(config, run_dir / "config.yaml")
             write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running"})
     else:
-        trainer.load_arena_state(json.loads((ckpt / STATE_FILE).read_text()))
+        _load_state(trainer, ckpt)
         trainer.load_reference(ckpt)
-    with _no_transformers_bars():
-        _train_and_save(trainer, rollout, config, run_dir, ckpt, dp)
+        if main:  # the flags given with --resume are what the next plain --resume goes on with
+            save_resumed_config(config)
+            write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running",
+                                     "step": int(ckpt.name.rsplit("-", 1)[-1])})
+    try:
+        with _no_transformers_bars():
+            _train_and_save(trainer, rollout, config, run_dir, ckpt, dp)
+    except KeyboardInterrupt:
+        if main:
+            _mark(run_dir, config, trainer, "interrupted")
+        raise
+    except BaseException as exc:  # a run that failed says so: "running" would be a run still going
+        if main:
+            _mark(run_dir, config, trainer, "failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise
     if main:
         write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "complete",
                                  "step": trainer.state.global_step, "minutes": trainer.minutes()})
     return trainer
+
+
+def _load_state(trainer: SelfPlayTrainer, ckpt: Path) -> None:
+    """arena's state of the checkpoint into the trainer; a state that reads as JSON but
+    lacks a field (`check_checkpoint` checks the episode count only) is one line too."""
+    try:
+        trainer.load_arena_state(json.loads((ckpt / STATE_FILE).read_text()))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise damaged(ckpt / STATE_FILE, f"{type(exc).__name__}: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -130,15 +143,10 @@ def _no_transformers_bars() -> Iterator[None]:
 def _train_and_save(trainer: SelfPlayTrainer, rollout: Rollout | None, config: TrainConfig, run_dir: Path,
                     ckpt: Path | None, dp: DataParallel | None = None) -> None:
     """The training loop, then the final evaluation and model (by process 0 of a
-    data-parallel run: the others hold the same weights); an interrupt marks the run."""
+    data-parallel run: the others hold the same weights)."""
     main = dp is None or dp.main
     try:
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    except KeyboardInterrupt:
-        if main:
-            write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "interrupted",
-                                     "step": trainer.state.global_step})
-        raise
     finally:
         trainer.close_progress()
         if trainer.writer is not None:
@@ -152,6 +160,15 @@ def _train_and_save(trainer: SelfPlayTrainer, rollout: Rollout | None, config: T
     if config.eval_every and not trainer.final_evaluated:  # the last step evaluates it (`ArenaCallback`)
         trainer.run_evaluation(final=True)
     save_final_model(trainer, run_dir)
+
+
+def _mark(run_dir: Path, config: TrainConfig, trainer: SelfPlayTrainer, status: str, **fields: object) -> None:
+    """run.json says how the run stopped (interrupted, failed) and at which step; a failure
+    to write it never hides the error that stopped the run."""
+    info = {"command": "train", "config": config.to_dict(), "status": status, "step": trainer.state.global_step,
+            **fields}
+    with contextlib.suppress(ArenaError):
+        write_run_info(run_dir, info)
 
 
 def _remove_unstarted(run_dir: Path, remove_dir: bool) -> None:

@@ -1,0 +1,185 @@
+"""What a resumed run does to its folder: what was written after the checkpoint (episodes,
+metrics.csv rows, eval.jsonl records, all played and logged again) is moved to
+`*.after-checkpoint.*` files, and flags given with `--resume` are written to config.yaml,
+the previous one kept as `config.before-resume-N.yaml`. Nothing is deleted."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from arena.config import TrainConfig, _flag, parse_args
+from arena.errors import ArenaError
+from arena.store import EPISODES_FILE
+
+
+def cut_episodes_after(run_dir: Path, keep: int) -> int:
+    """Keep the first `keep` episode lines of the run; move the later ones (played after the
+    checkpoint, to be played again) to `episodes.after-checkpoint.jsonl`, never delete them.
+    Returns how many lines were moved."""
+    path = Path(run_dir) / EPISODES_FILE
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    complete = [ln for ln in lines if ln.endswith(b"\n")]
+    if len(complete) < keep:
+        raise ArenaError(f"{path} holds {len(complete)} episodes but the checkpoint expects {keep}: the run folder was changed")
+    tail = b"".join(lines[keep:])
+    if tail:
+        with open(Path(run_dir) / "episodes.after-checkpoint.jsonl", "ab") as f:
+            f.write(tail)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(b"".join(lines[:keep]))
+        os.replace(tmp, path)
+    return len(lines) - keep
+
+
+METRICS_FILE = "metrics.csv"
+EVAL_FILE = "eval.jsonl"
+
+
+def _after_name(path: Path) -> Path:
+    """`metrics.csv` -> `metrics.after-checkpoint.csv`: where rows after the checkpoint go."""
+    return path.with_name(f"{path.stem}.after-checkpoint{path.suffix}")
+
+
+def _step_of(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def cut_metrics_after(run_dir: Path, step: int) -> int:
+    """Keep the metrics.csv rows of steps up to the checkpoint's `step`; move the later ones
+    (to be logged again by the resumed run) to `metrics.after-checkpoint.csv`, never delete
+    them, so that metrics.csv reads each step once. A row whose step does not read (cut by
+    a kill mid-write) goes with them. Returns how many rows were moved."""
+    import csv
+
+    from arena.callbacks import append_csv
+
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return 0
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    keep: list[dict[str, str]] = []
+    moved: list[dict[str, str]] = []
+    for row in rows:
+        s = _step_of(row.get("step"))
+        whole = None not in row  # more cells than the header: a malformed row, kept aside as it is
+        (keep if whole and s is not None and s <= step else moved).append(row)
+    if not moved:
+        return 0
+    for row in moved:  # appended: the rows moved aside by an earlier resume stay
+        extra = row.pop(None, None)  # type: ignore[call-overload]
+        cells = {k: ("" if v is None else v) for k, v in row.items()}
+        append_csv(_after_name(path), {**cells, **({"extra": ",".join(extra)} if extra else {})})
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(keep)
+    os.replace(tmp, path)
+    return len(moved)
+
+
+def cut_evals_after(run_dir: Path, step: int) -> int:
+    """Keep the eval.jsonl records of steps up to the checkpoint's `step` (the resumed run
+    reuses the checkpoint's own); move the later ones to `eval.after-checkpoint.jsonl`, as
+    `cut_metrics_after` moves their rows. Returns how many lines were moved."""
+    path = Path(run_dir) / EVAL_FILE
+    if not path.exists():
+        return 0
+    lines = path.read_bytes().splitlines(keepends=True)
+    keep: list[bytes] = []
+    moved: list[bytes] = []
+    for line in lines:
+        (keep if not line.strip() or _eval_up_to(line, step) else moved).append(line)
+    if not moved:
+        return 0
+    with open(_after_name(path), "ab") as f:
+        f.write(b"".join(ln if ln.endswith(b"\n") else ln + b"\n" for ln in moved))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(b"".join(keep))
+    os.replace(tmp, path)
+    return len(moved)
+
+
+def _eval_up_to(line: bytes, step: int) -> bool:
+    """A whole eval.jsonl record of a step up to `step` (a line cut by a kill is not)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    s = _step_of(record.get("step")) if isinstance(record, dict) else None
+    return line.endswith(b"\n") and s is not None and s <= step
+
+
+# -- flags given with --resume: written to the run's config.yaml --------------------------------
+#: Fields that say where the run is, not how it trains: never an override of a resumed run.
+PLACE_FIELDS = ("out", "resume")
+
+
+def resume_changes(config: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """{field: (saved, now)} where `config` (a resumed run's) differs from its config.yaml."""
+    path = Path(config.resume or "") / "config.yaml"
+    if not config.resume or not path.is_file():
+        return {}
+    saved = parse_args(["--config", str(path), "--resume", str(config.resume)]).to_dict()
+    now = config.to_dict()
+    return {k: (saved[k], now[k]) for k in now if k not in PLACE_FIELDS and saved[k] != now[k]}
+
+
+def config_backup(run_dir: Path) -> Path:
+    """Where the run's config.yaml is kept before a resume changes it: the first free
+    `config.before-resume-N.yaml`."""
+    n = 1
+    while (run_dir / f"config.before-resume-{n}.yaml").exists():
+        n += 1
+    return run_dir / f"config.before-resume-{n}.yaml"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "[]"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if value is None:
+        return "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
+    """`--env B --steps 7 (was --env A --steps 4)`."""
+    now = " ".join(f"--{_flag(k)} {_shown(new)}" for k, (_, new) in changes.items())
+    was = " ".join(f"--{_flag(k)} {_shown(old)}" for k, (old, _) in changes.items())
+    return f"{now} (was {was})"
+
+
+def save_resumed_config(config: TrainConfig) -> Path | None:
+    """Write what a resumed run trains with to its config.yaml, so that the next plain
+    `--resume` goes on the same way; the previous file is kept (`config_backup`), never
+    overwritten. Returns the backup, or None when nothing changed."""
+    changes = resume_changes(config)
+    if not changes:
+        return None
+    import yaml
+
+    run_dir = Path(config.resume or "")
+    path = run_dir / "config.yaml"
+    backup = config_backup(run_dir)
+    shutil.copy2(path, backup)
+    saved = yaml.safe_load(path.read_text()) or {}
+    data = {**config.to_dict(), "resume": None, "out": saved.get("out", config.out)}  # the run's place is unchanged
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, path)  # never a half-written config.yaml
+    return backup

@@ -1,0 +1,190 @@
+"""What a user stored survives a failed, killed or resumed run, and a wrong setting is one
+line before anything is written: metrics and evaluations after the checkpoint moved aside,
+flags given with --resume written to the run's config.yaml, damaged checkpoints named, runs
+that stopped early marked so."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from arena.config import TrainConfig
+from arena.errors import ArenaError
+
+
+def arena_cmd(*args: object) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "160", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([sys.executable, "-m", "arena.cli", *map(str, args)], check=False, capture_output=True,
+                          text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def config(out: Path, **kw: object) -> TrainConfig:
+    return TrainConfig(**{"env": ["spiral/KuhnPoker-v0"], "episodes_per_step": 4, "eval_every": 0, "out": str(out),
+                          **kw})
+
+
+def steps_of(path: Path) -> list[int]:
+    with open(path, newline="") as f:
+        return [int(row["step"]) for row in csv.DictReader(f)]
+
+
+def fake_run(run: Path, steps: int, checkpoints: tuple[int, ...]) -> None:
+    """A run folder with complete checkpoints (arena's state only), enough for `--resume`'s checks."""
+    from arena.config import save_config
+
+    for step in checkpoints:
+        ckpt = run / "checkpoints" / f"checkpoint-{step}"
+        ckpt.mkdir(parents=True)
+        (ckpt / "arena_state.json").write_text(json.dumps({"episodes_written": 0, "rollouts": 0, "baselines": {}}))
+    save_config(TrainConfig(out=str(run), steps=steps), run / "config.yaml")
+
+
+def test_resume_moves_metrics_and_evaluations_after_the_checkpoint_aside(tmp_path):
+    """Killed after step 3 with its last checkpoint at 2: the resumed run logs step 3 again,
+    so metrics.csv reads 1..4 once; the rows and records it replaces are kept aside."""
+    from arena.training import train
+
+    run = tmp_path / "run"
+    train(config(run, steps=3, save_every=2))
+    shutil.rmtree(run / "checkpoints" / "checkpoint-3")  # as the kill left it: step 3 logged, not saved
+    (run / "eval.jsonl").write_text('{"step": 0}\n{"step": 2}\n{"step": 3}\n')
+    train(config(run, steps=4, save_every=2, resume=str(run)))
+    assert steps_of(run / "metrics.csv") == [1, 2, 3, 4]
+    assert steps_of(run / "metrics.after-checkpoint.csv") == [3]
+    assert (run / "eval.jsonl").read_text() == '{"step": 0}\n{"step": 2}\n'  # the checkpoint's own is reused
+    assert (run / "eval.after-checkpoint.jsonl").read_text() == '{"step": 3}\n'
+
+
+def test_flags_given_with_resume_are_written_to_the_runs_config(tmp_path):
+    from arena.config import load_yaml, parse_args
+    from arena.train_cli import _with_run_config
+    from arena.training import train
+
+    run = tmp_path / "run"
+    train(config(run, steps=2, save_every=2))
+    before = (run / "config.yaml").read_text()
+    result = arena_cmd("train", "--resume", run, "--env", "spiral/TicTacToe-v0", "--steps", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("resuming with --env spiral/TicTacToe-v0 --steps 3 (was --env spiral/KuhnPoker-v0 --steps 2)"
+            in result.stderr)
+    saved = load_yaml(run / "config.yaml")
+    assert saved["env"] == ["spiral/TicTacToe-v0"] and saved["steps"] == 3 and saved["resume"] is None
+    assert (run / "config.before-resume-1.yaml").read_text() == before  # the previous config is kept
+    again = parse_args(_with_run_config(["--resume", str(run)]))  # the next plain --resume goes on the same way
+    assert again.env == ["spiral/TicTacToe-v0"] and again.steps == 3
+
+
+def test_out_with_resume_is_refused(tmp_path):
+    from arena.config import parse_args
+
+    with pytest.raises(ArenaError, match="a resumed run stays in its own folder; drop --out"):
+        parse_args(["--resume", str(tmp_path / "run"), "--out", str(tmp_path / "other")])
+    assert parse_args(["--resume", str(tmp_path), "--out", str(tmp_path)]).out == str(tmp_path)  # its own folder
+
+
+def test_out_that_is_a_file_is_one_line(tmp_path):
+    afile = tmp_path / "afile"
+    afile.touch()
+    line = one_line_error(arena_cmd("train", "--out", afile, "--steps", "1"))
+    assert f"{afile} is a file, not a run folder" in line
+    assert afile.is_file() and afile.read_text() == ""
+
+
+def test_a_bad_env_argument_fails_before_the_run_folder_exists(tmp_path):
+    from arena.training import prepare_run
+
+    run = tmp_path / "run"
+    bad = config(run, env=["spiral/KuhnPoker-v1"], env_kwargs={"spiral/KuhnPoker-v1": {"rounds": 2.5}})
+    with pytest.raises(ArenaError, match="argument rounds must be an integer, got 2.5"):
+        prepare_run(bad)
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(("raised", "status"), [(RuntimeError("env broke"), "failed"),
+                                                (KeyboardInterrupt(), "interrupted")])
+def test_a_run_stopped_before_its_first_checkpoint_says_so(tmp_path, monkeypatch, raised, status):
+    """run.json says how it stopped, and the same --out, or --resume, names a fix that works."""
+    from arena.checkpoint import resume_point
+    from arena.config import refuse_existing_run
+    from arena.trainer import SelfPlayTrainer
+    from arena.training import train
+
+    def stop(self, *args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(SelfPlayTrainer, "train", stop)
+    run = tmp_path / "run"
+    with pytest.raises(type(raised)):
+        train(config(run, steps=2))
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == status and info["step"] == 0
+    with pytest.raises(ArenaError, match="holds a run that stopped before its first checkpoint: remove it or choose "
+                                         "another --out"):
+        refuse_existing_run(run)
+    with pytest.raises(ArenaError, match="stopped before its first checkpoint, so there is nothing to resume"):
+        resume_point(run, 2)
+
+
+def test_a_damaged_checkpoint_is_one_line_naming_the_file_and_the_older_one(tmp_path):
+    run = tmp_path / "run"
+    fake_run(run, steps=6, checkpoints=(2, 4))
+    state = run / "checkpoints" / "checkpoint-4" / "arena_state.json"
+    state.write_text("{\n")
+    line = one_line_error(arena_cmd("train", "--resume", run))
+    assert line.startswith(f"error: {state} is damaged (")
+    assert line.endswith("remove that checkpoint (" + str(state.parent) + ") to resume from checkpoint-2")
+    assert state.read_text() == "{\n"  # nothing skipped over nor removed
+
+
+def test_a_truncated_safetensors_file_is_named(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from arena.checkpoint import resume_point
+
+    run = tmp_path / "run"
+    fake_run(run, steps=6, checkpoints=(4,))
+    weights = run / "checkpoints" / "checkpoint-4" / "model.safetensors"
+    save_file({"w": torch.zeros(256)}, str(weights))
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size // 2)
+    with pytest.raises(ArenaError, match=r"model\.safetensors is damaged \(.*\): there is no older checkpoint"):
+        resume_point(run, 6)
+
+
+def test_the_python_api_takes_what_a_flag_takes():
+    cfg = TrainConfig(env="spiral/TicTacToe-v0", steps="3", learning_rate="1e-3", env_weights="1",
+                      constrain="none", eval_every="0")
+    assert cfg.env == ["spiral/TicTacToe-v0"] and cfg.steps == 3 and cfg.learning_rate == pytest.approx(1e-3)
+    assert cfg.env_weights == [1.0] and cfg.constrain is None and cfg.eval_every == 0
+    with pytest.raises(ArenaError, match="--steps: 'many' is not a valid int"):
+        TrainConfig(steps="many")
+
+
+def test_a_device_this_machine_lacks_is_one_line_before_the_run_folder(tmp_path, monkeypatch):
+    import torch
+
+    from arena.training import prepare_run
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = tmp_path / "run"
+    with pytest.raises(ArenaError, match=r"^--device cuda: no CUDA device here \(.*\); use --device cpu$"):
+        prepare_run(config(run, device="cuda"))
+    with pytest.raises(ArenaError, match="--device 'gpu' is not a torch device: use --device cpu"):
+        prepare_run(config(run, device="gpu"))
+    assert not run.exists()
