@@ -136,7 +136,10 @@ def trr_pp(rewards: Sequence[float | None], keys: Sequence[Hashable], eps: float
     """Task-relative REINFORCE++ (AZR): A = (R - mean_k) / std_k, per key k of the batch.
 
     AZR's keys are (task type, role): six baselines. Like veRL's `masked_whiten`, the std
-    is the unbiased one; a key whose rewards are all equal gives 0.
+    is the unbiased one; a key whose rewards are all equal gives 0. Unlike it, each sample
+    counts once, as the paper's formula reads: veRL whitens over response tokens, so AZR's
+    code weighs a sample's reward by its length in mean_k and std_k (a long answer pulls
+    the baseline towards its reward).
     """
     members: dict[Hashable, list[float]] = defaultdict(list)
     for reward, key in zip(rewards, keys, strict=True):
