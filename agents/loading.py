@@ -149,8 +149,9 @@ def _named(flag: str, value: str) -> str:
 
 
 def _offline_fix(flag: str) -> str:
+    scripted = " (or a scripted agent: --opponent random, --opponent heuristic)" if flag == "--opponent" else ""
     return (f"without network use {_named(flag, 'tiny')} or {_named(flag, 'PATH')} to a local folder written by "
-            "save_pretrained or `arena train`")
+            f"save_pretrained or `arena train`{scripted}")
 
 
 def _check_hub_reachable(spec: str, timeout: float = 3.0, flag: str = "--model") -> None:

@@ -479,6 +479,11 @@ def parse_args(args: list[str]) -> TrainConfig:
     while i < len(args):
         word = args[i]
         if not word.startswith("--"):
+            switch = flags[-1][0] if flags and i > 0 and args[i - 1].startswith("--") and "=" not in args[i - 1] else None
+            if switch is not None and _base_type(types_[switch])[0] is bool:
+                flag = _flag(switch)
+                raise ArenaError(f"--{flag} is a switch and takes no value: --{flag} or --no-{flag} "
+                                 f"(or --{flag}=true / --{flag}=false), not {word!r}")
             raise ArenaError(f"unexpected argument {word!r}; every train setting is a --flag (see `arena train --help`)")
         name, eq, inline = word[2:].partition("=")
         if name == "config":

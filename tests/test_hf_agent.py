@@ -625,7 +625,9 @@ def test_unreachable_hub_fails_fast_with_one_line(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
     with pytest.raises(ArenaError, match=r"some-org/other-model.*unreachable.*--model tiny") as info:
         load_model("some-org/other-model")
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and "random" not in str(info.value)
+    with pytest.raises(ArenaError, match=r"--opponent tiny .*--opponent random, --opponent heuristic"):
+        load_model("foo", flag="--opponent")  # a misspelt scripted agent is read as a Hub id
 
 
 def test_model_agents_by_spec_in_arena_play(tmp_path):

@@ -610,3 +610,15 @@ def test_a_failed_start_removes_only_the_empty_files_it_made(tmp_path):
     (kept / EPISODES_FILE).write_text('{"index": 0}\n')
     _remove_unstarted(kept, remove_dir=True)
     assert (kept / EPISODES_FILE).read_text() == '{"index": 0}\n'
+
+
+def test_a_value_after_a_switch_names_the_switch():
+    from arena.config import parse_args
+
+    for words in (["--constrain", "maybe"], ["--no-constrain", "maybe"]):
+        with pytest.raises(ArenaError, match=r"^--constrain is a switch and takes no value: --constrain or "
+                                             r"--no-constrain \(or --constrain=true / --constrain=false\), not 'maybe'$"):
+            parse_args(words)
+    with pytest.raises(ArenaError, match=r"^unexpected argument 'maybe'; every train setting is a --flag"):
+        parse_args(["--steps", "3", "maybe"])
+    assert parse_args(["--constrain=false"]).constrain is False
