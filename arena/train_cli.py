@@ -181,8 +181,7 @@ def resolve_target(target: str) -> tuple[str, Path | None]:
     if path.is_dir() and has_model(path):
         return str(path), run_of(path)
     if not path.exists() and path.parent != Path(".") and path.parent.is_dir():
-        raise ArenaError(f"no such run or model folder: {target} (a Hub id is tried only when {path.parent} "
-                         "is not a local folder)")
+        raise ArenaError(f"no such run or model folder: {target}")
     if path.exists():
         raise ArenaError(f"{target} is neither a run folder (config.yaml) nor a model folder (config.json): "
                          "give a run written by `arena train`, a save_pretrained folder, a Hub id, or tiny")
@@ -235,6 +234,13 @@ def eval_cmd(
         template_kwargs = check_chat_template_kwargs(json_object("--chat-template-kwargs", template_kwargs))
 
     spec, run = resolve_target(target)
+    if run is None and spec == target:  # before asking for --env: the target may be a typo
+        from arena.agents.loading import _looks_like_path
+
+        if _looks_like_path(target) and not Path(target).expanduser().exists():
+            raise ArenaError(f"no such run or model folder: {target} (arena eval takes a run folder written by "
+                             "`arena train --out`, a save_pretrained folder, a Hub id ORG/NAME, or tiny)")
+        _check_hub_target(target)
     cfg: dict[str, Any] = load_yaml(run / "config.yaml") if run is not None else {}
     env_ids = list(env) or list(cfg.get("env") or [])
     if not env_ids:
@@ -263,8 +269,6 @@ def eval_cmd(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar around the results
-    if run is None and spec == target:
-        _check_hub_target(target)
     model, tokenizer = load_model(spec, device=device, flag="arena eval", chat_template=chat_template,
                                   generation_only=True)
     model.eval()

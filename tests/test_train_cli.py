@@ -239,7 +239,7 @@ def test_eval_of_a_missing_name_says_it_is_no_run_here(tmp_path, monkeypatch):
     (tmp_path / "kuhn").mkdir()
     _check_hub_target("kuhn")  # here: resolve_target says what the folder lacks
     line = one_line_error(arena_cmd("eval", "a/b/c", "--env", "spiral/KuhnPoker-v0"))  # run in tmp_path
-    assert "no such model folder: a/b/c (arena eval takes tiny" in line  # not a --model flag eval does not have
+    assert "no such run or model folder: a/b/c (arena eval takes a run folder" in line  # not a --model flag
 
 def test_a_lora_run_trains_and_evaluates(tmp_path):
     run = tmp_path / "lora"
@@ -622,3 +622,13 @@ def test_a_value_after_a_switch_names_the_switch():
     with pytest.raises(ArenaError, match=r"^unexpected argument 'maybe'; every train setting is a --flag"):
         parse_args(["--steps", "3", "maybe"])
     assert parse_args(["--constrain=false"]).constrain is False
+
+
+def test_eval_of_a_missing_folder_says_so_before_asking_for_the_env(tmp_path):
+    missing = tmp_path / "nowhere" / "model"
+    result = subprocess.run([sys.executable, "-m", "arena.cli", "eval", str(missing)], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: no such run or model folder: {missing} (arena eval takes a run folder written by `arena train --out`, "
+        "a save_pretrained folder, a Hub id ORG/NAME, or tiny)")
