@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +133,9 @@ def train_cmd(ctx: typer.Context) -> None:
     if not main:
         return
     step = trainer.state.global_step
-    minutes = trainer.minutes()
-    _say(f"done: {_count(step, 'step')} in " + (f"{minutes:.1f} min" if minutes >= 1 else f"{60 * minutes:.0f} s"))
+    session = (time.monotonic() - trainer.session_start) / 60.0
+    _say(f"done: {_count(step, 'step')} in {_duration(trainer.minutes())}"
+         + (f" over the run, {_duration(session)} this session" if config.resume else ""))
     _say(f"model: {run_dir / 'model'}\nmetrics: {run_dir / 'metrics.csv'}\n"
          f"episodes: {run_dir / 'episodes.jsonl'} (replay with `arena replay {run_dir}`)\n"
          f"plots: `arena report {run_dir}`; evaluate: `arena eval {run_dir}` (on the run's envs)")
@@ -142,7 +144,14 @@ def train_cmd(ctx: typer.Context) -> None:
         from arena.evaluate import record_results
 
         results = record_results(final)
-        _print_results(results, f"evaluation at step {final.get('step')} ({final.get('minutes', 0):.1f} min)")
+        title = f"evaluation at step {final.get('step')} ({final.get('minutes', 0):.1f} min)"
+        if final.get("step") != step:  # --eval-every 0 on a resumed run: the run's latest, not this step's
+            title = f"latest evaluation of the run, at step {final.get('step')} (none since: `arena eval {run_dir}`)"
+        _print_results(results, title)
+
+
+def _duration(minutes: float) -> str:
+    return f"{minutes:.1f} min" if minutes >= 1 else f"{60 * minutes:.0f} s"
 
 
 def _interrupted(run_dir: Path, terminated: bool = False) -> None:

@@ -188,3 +188,17 @@ def test_a_device_this_machine_lacks_is_one_line_before_the_run_folder(tmp_path,
     with pytest.raises(ArenaError, match="--device 'gpu' is not a torch device: use --device cpu"):
         prepare_run(config(run, device="gpu"))
     assert not run.exists()
+
+
+def test_a_resumed_run_without_evaluation_labels_the_runs_last_one_and_its_session(tmp_path):
+    """Resumed with --eval-every 0, the run's last evaluation is an older step's: shown as
+    such, not as this step's; the time is the run's and this session's."""
+    from arena.training import train
+
+    run = tmp_path / "run"
+    train(config(run, steps=1, save_every=1, eval_every=1, eval_episodes=4))
+    result = arena_cmd("train", "--resume", run, "--steps", "2", "--eval-every", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "latest evaluation of the run, at step 1 (none since" in result.stdout
+    assert "evaluation at step 1 (" not in result.stdout
+    assert "over the run, " in result.stdout and " this session" in result.stdout
