@@ -194,7 +194,8 @@ def select(episodes: list[Episode], index: int | None = None, episode_id: str | 
         found = [ep for ep in episodes if ep.metadata.get("step") == wanted]
         if not found:
             raise ArenaError(f"--step {step}: the run played steps {steps[0]}..{steps[-1]} "
-                             f"({len(steps)} of them); -1 is the last")
+                             f"({len(steps)} of them; step S is played after S updates, and metrics.csv's row "
+                             "S + 1 trains on it); -1 is the last")
         return found
     if episode_id is not None:
         found = [ep for ep in episodes if ep.id == episode_id]

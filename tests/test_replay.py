@@ -126,7 +126,8 @@ def test_step_selects_a_training_steps_episodes(tmp_path, capsys):
     assert code == 0 and "verified 2 episodes" in out
     code, _, err = arena(capsys, "replay", run, "--step", "5")
     assert code == 2
-    _one_line_error(err, "--step 5: the run played steps 0..20 (3 of them); -1 is the last")
+    _one_line_error(err, "--step 5: the run played steps 0..20 (3 of them; step S is played after S updates, "
+                         "and metrics.csv's row S + 1 trains on it); -1 is the last")
     code, _, err = arena(capsys, "replay", run, "--step", "-4")
     assert code == 2
     code, _, err = arena(capsys, "replay", run, "--step", "0", "--episode", "1")
