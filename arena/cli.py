@@ -100,8 +100,8 @@ def _print_table(table: Table) -> None:
     needed = len(table.columns) + 1  # the vertical borders
     for column in table.columns:
         texts = [column.header, *column.cells]
-        if column.no_wrap:
-            width = max(cell_len(str(t)) for t in texts)
+        if column.no_wrap:  # its widest line (a cell may hold several: one default each)
+            width = max((cell_len(line) for t in texts for line in str(t).splitlines()), default=1)
         else:  # a wrapping column needs its longest word
             width = min(max((cell_len(word) for t in texts for word in str(t).split()), default=1), 12)
         needed += width + 2  # the padding
@@ -129,9 +129,10 @@ def envs_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = _table(f"arena envs ({len(rows)})", ["id", "roles~", "protocol graph~", "defaults~", "description~"])
+    table = _table(f"arena envs ({len(rows)})", ["id", "roles~", "protocol graph~", "defaults", "description~"])
     for row in rows:
-        defaults = ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in row["kwargs"].items())
+        # one per line, never split: `max_turns=1` / `0` read as max_turns=1
+        defaults = "\n".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in row["kwargs"].items())
         _add_row(table, row["id"], ", ".join(row["roles"]), row["protocol"], defaults, row["description"])
     _print_table(table)
 

@@ -175,3 +175,18 @@ def test_replay_of_a_record_without_seed_is_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.startswith(f"error: {path}:2: episode record has no 'seed' field")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_envs_table_never_splits_a_default_in_a_pipe():
+    """`max_turns=1` / `0` on two lines read as max_turns=1: each default sits whole on its
+    own line of the cell, in the 80 columns of a pipe too."""
+    import arena as arena_pkg
+
+    result = subprocess.run([sys.executable, "-m", "arena.cli", "envs"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "COLUMNS": "80"}, check=False)
+    assert result.returncode == 0, result.stderr
+    cells = [cell.strip() for line in result.stdout.splitlines() for cell in line.split("│")]
+    for env_id, spec in arena_pkg.registry().items():
+        for key, value in spec.kwargs.items():
+            shown = f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+            assert shown in cells, (env_id, shown)
