@@ -35,6 +35,22 @@ from rich.text import Text
 import arena
 from arena.errors import ArenaError, Terminated, interrupt_exit_code
 
+#: Width of `--help` when it goes to a pipe or file and no width is set: at rich's 80
+#: columns typer cut option names and defaults with an ellipsis (`--chat-template-…`).
+PIPED_HELP_WIDTH = 120
+
+
+def _piped_help_width() -> None:
+    import os
+
+    import typer.rich_utils
+
+    if not sys.stdout.isatty() and not (os.environ.get("COLUMNS") or os.environ.get("TERMINAL_WIDTH")):
+        typer.rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
+
+
+_piped_help_width()
+
 app = typer.Typer(
     name="arena",
     help="Multi-role self-play RL of one language model: train, eval, report; envs, play, replay, check, sandbox.",

@@ -190,3 +190,14 @@ def test_envs_table_never_splits_a_default_in_a_pipe():
         for key, value in spec.kwargs.items():
             shown = f"{key}={value if isinstance(value, str) else json.dumps(value)}"
             assert shown in cells, (env_id, shown)
+
+
+@pytest.mark.parametrize("command", [["eval", "--help"], ["play", "--help"], ["sandbox", "run", "--help"]])
+def test_help_in_a_pipe_cuts_nothing(command):
+    """At rich's 80 columns typer cut option names and defaults with an ellipsis
+    (`--chat-template-…`); a pipe gets help wide enough to hold them."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH", "LINES")}
+    result = subprocess.run([sys.executable, "-m", "arena.cli", *command], capture_output=True, text=True,
+                            timeout=120, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout, result.stdout
