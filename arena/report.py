@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -22,20 +23,32 @@ from typing import Any
 from arena.errors import ArenaError
 from arena.metrics import OPPONENTS, RATES
 
+logger = logging.getLogger("arena.report")
+
 UNIFORM_EXPLOITABILITY = 11 / 24  # Kuhn Poker, both seats uniformly random
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file (none when it is missing), skipping a torn last line."""
+    """The JSON objects of a JSONL file (none when it is missing), skipping a torn last line
+    (a killed run's) quietly and any other unreadable line with a warning naming it."""
     out = []
     if path.is_file():
-        for line in path.read_text().splitlines():
+        lines = path.read_text(errors="replace").splitlines()
+        bad = []
+        for n, line in enumerate(lines, 1):
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:  # a torn last line of a killed run
+            except json.JSONDecodeError:
+                if n < len(lines) or not out:  # not just a torn last line
+                    bad.append(n)
                 continue
             if isinstance(record, dict):
                 out.append(record)
+            else:
+                bad.append(n)
+        if bad:
+            logger.warning("%s: %d unreadable line(s) skipped (%s)", path, len(bad),
+                           "line " + ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else ""))
     return out
 
 
@@ -209,6 +222,10 @@ def write_plots(run: Path, out: Path) -> list[Path]:
     metrics = read_metrics(run / "metrics.csv")
     evals = read_evals(run, metrics)
     if not metrics and not evals:
+        present = [name for name in ("metrics.csv", "eval.jsonl") if (run / name).is_file()]
+        if present:
+            raise ArenaError(f"{run}: {' and '.join(present)} hold{'s' * (len(present) == 1)} no readable row to plot "
+                             "(damaged?): restore from a copy, or train again with another --out")
         raise ArenaError(f"{run} has no metrics.csv or eval.jsonl to plot: train a run with `arena train --out {run}`")
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -632,3 +632,18 @@ def test_eval_of_a_missing_folder_says_so_before_asking_for_the_env(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: no such run or model folder: {missing} (arena eval takes a run folder written by `arena train --out`, "
         "a save_pretrained folder, a Hub id ORG/NAME, or tiny)")
+
+
+def test_report_names_damaged_files_instead_of_saying_there_are_none(tmp_path, caplog):
+    from arena.report import read_jsonl, write_plots
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("ste")  # a header cut by a kill
+    (run / "eval.jsonl").write_text('garbage\n{"step": 1, "minutes": 0.1}\n{torn')
+    with caplog.at_level("WARNING", logger="arena.report"):
+        assert read_jsonl(run / "eval.jsonl") == [{"step": 1, "minutes": 0.1}]  # the torn last line: quiet
+    assert "1 unreadable line(s) skipped (line 1)" in caplog.text
+    (run / "eval.jsonl").write_text("garbage\n")
+    with pytest.raises(ArenaError, match=r"metrics.csv and eval.jsonl hold no readable row to plot \(damaged\?\)"):
+        write_plots(run, run / "plots")
