@@ -33,6 +33,16 @@ def _eval_kwargs(env_id: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def check_episodes(env_ids: list[str], episodes: int) -> None:
+    """An even number of episodes per opponent where an env has two seats: each deal is
+    played from both (an odd count played its last deal from one seat only)."""
+    from arena.registry import spec
+
+    if episodes % 2 and any(len(spec(env_id).load().roles) == 2 for env_id in env_ids):
+        raise ArenaError(f"{episodes} episodes: each deal is played from both seats; give an even number "
+                         f"(e.g. -n {episodes + 1})")
+
+
 def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed: int = 0,
                  env_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
     """The policy against a scripted opponent, both seats equally often: its win/draw/loss
@@ -45,6 +55,7 @@ def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed
     -0.20 (the expectation is +0.17, 4096 episodes) on one seed."""
     from arena.agents import make_agent
 
+    check_episodes([env_id], episodes)
     opp = make_agent(opponent, seed=seed + 1)
     if opp.name == policy.name:
         raise ArenaError(f"the evaluated policy and the opponent are both named {policy.name!r}")

@@ -258,6 +258,9 @@ def eval_cmd(
 
     for env_id in env_ids:
         arena.spec(env_id)  # an unknown id: one line before any model loads
+    from arena.evaluate import check_episodes
+
+    check_episodes(env_ids, episodes)
     decoding = run_decoding(run) if run is not None else {}
     if constrain is None:
         constrain = decoding.get("constrain", target == "tiny")

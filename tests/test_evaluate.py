@@ -3,6 +3,7 @@ game, alone in every role elsewhere (no model needed)."""
 
 from __future__ import annotations
 
+import pytest
 from arena.agents import make_agent
 
 from arena.evaluate import evaluate
@@ -25,3 +26,16 @@ def test_an_env_without_two_seats_is_played_alone_role_by_role():
         for rate in ("win_rate", "draw_rate", "loss_rate", "invalid_move_rate"):
             assert 0.0 <= results[f"Corpus-v0/self/{role}/{rate}"] <= 1.0
         assert f"Corpus-v0/self/{role}/mean_return" in results
+
+
+def test_an_odd_episode_count_is_refused_where_deals_are_played_from_both_seats():
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+    from arena.evaluate import check_episodes
+
+    with pytest.raises(ArenaError, match=r"^3 episodes: each deal is played from both seats; give an even number \(e.g. -n 4\)$"):
+        check_episodes(["spice/Corpus-v0", "spiral/KuhnPoker-v0"], 3)
+    check_episodes(["spice/Corpus-v0"], 3)  # the model plays every role: no deal to share
+    check_episodes(["spiral/KuhnPoker-v0"], 4)
+    with pytest.raises(ArenaError, match=r"^--eval-episodes 5: each deal is played from both seats"):
+        TrainConfig(env=["spiral/KuhnPoker-v0"], eval_episodes=5)
