@@ -456,7 +456,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     out = {}
     for raw, value in data.items():
         key = _key(str(raw), f"key in {path}:")
-        out[key] = _coerce(key, types_[key], value)
+        try:
+            out[key] = _coerce(key, types_[key], value)
+        except ArenaError as exc:  # said with the file and key, not the flag it did not come from
+            message = str(exc).removeprefix(f"--{_flag(key)}: ").removeprefix(f"--{_flag(key)} ")
+            raise ArenaError(f"{path}: {raw}: {message}") from None
     return out
 
 

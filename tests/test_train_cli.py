@@ -647,3 +647,14 @@ def test_report_names_damaged_files_instead_of_saying_there_are_none(tmp_path, c
     (run / "eval.jsonl").write_text("garbage\n")
     with pytest.raises(ArenaError, match=r"metrics.csv and eval.jsonl hold no readable row to plot \(damaged\?\)"):
         write_plots(run, run / "plots")
+
+
+def test_a_wrong_type_in_a_config_file_names_the_file_and_key(tmp_path):
+    from arena.config import parse_args
+
+    config = tmp_path / "c.yaml"
+    config.write_text("steps: three\n")
+    with pytest.raises(ArenaError, match=rf"^{config}: steps: 'three' is not a valid int$"):
+        parse_args(["--config", str(config)])
+    with pytest.raises(ArenaError, match=r"^--steps: 'three' is not a valid int$"):
+        parse_args(["--steps", "three"])
