@@ -42,7 +42,12 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """The public API and the submodules imported so far (not `Any`, `importlib`, ...)."""
+    import types
+
+    modules = {name for name, value in globals().items() if isinstance(value, types.ModuleType)
+               and getattr(value, "__name__", "").startswith("arena.")}
+    return sorted(set(__all__) | modules)
 
 
 __all__ = [

@@ -214,6 +214,7 @@ def test_top_level_names_are_the_engine_and_trainer():
 
     assert arena.play is play and arena.TrainConfig is TrainConfig
     assert {"play", "train", "TrainConfig"} <= set(dir(arena)) and {"play", "train", "TrainConfig"} <= set(arena.__all__)
+    assert not {"Any", "TYPE_CHECKING", "annotations", "importlib", "_LAZY"} & set(dir(arena))  # its own names only
     if importlib.util.find_spec("trl") is not None:  # the trainer needs trl
         from arena.training import train
 
