@@ -229,16 +229,7 @@ class HFPolicy:
                  chat_template_kwargs: dict[str, Any] | None = None):
         import torch
 
-        if temperature < 0:
-            raise ArenaError(f"temperature must be >= 0, got {temperature}")
-        if max_new_tokens < 1:
-            raise ArenaError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if not 0 < top_p <= 1:
-            raise ArenaError(f"top_p must be in (0, 1], got {top_p}")
-        if not (isinstance(top_k, int) and top_k >= 0):
-            raise ArenaError(f"top_k must be an integer >= 0 (0: off), got {top_k!r}")
-        if not 0 <= min_p <= 1:
-            raise ArenaError(f"min_p must be in [0, 1] (0: off), got {min_p}")
+        check_decoding(temperature=temperature, max_new_tokens=max_new_tokens, top_p=top_p, top_k=top_k, min_p=min_p)
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
@@ -504,6 +495,22 @@ class HFPolicy:
         return completions
 
 
+def check_decoding(*, temperature: float = 1.0, max_new_tokens: int = 1, top_p: float = 1.0, top_k: int = 0,
+                   min_p: float = 0.0, **_: Any) -> None:
+    """One line for a sampling setting out of range (`HFPolicy` and an agent spec's options,
+    the latter before its model loads)."""
+    if temperature < 0:
+        raise ArenaError(f"temperature must be >= 0, got {temperature}")
+    if max_new_tokens < 1:
+        raise ArenaError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if not 0 < top_p <= 1:
+        raise ArenaError(f"top_p must be in (0, 1], got {top_p}")
+    if not (isinstance(top_k, int) and top_k >= 0):
+        raise ArenaError(f"top_k must be an integer >= 0 (0: off), got {top_k!r}")
+    if not 0 <= min_p <= 1:
+        raise ArenaError(f"min_p must be in [0, 1] (0: off), got {min_p}")
+
+
 def make_hf_agent(spec: str, *, seed: int | None = None, device: str | None = None, **kwargs: Any) -> HFPolicy:
     """`tiny` or `hf:PATH_OR_ID` as an agent, named by its spec (so two models in one
     `arena play` stay apart). `hf:RUN` (a training run) plays the run's final model, else
@@ -514,6 +521,7 @@ def make_hf_agent(spec: str, *, seed: int | None = None, device: str | None = No
     if device is None:
         device = os.environ.get("ARENA_DEVICE") or _default_device()
     target, options = decoding_options(spec, "tiny" if spec.startswith("tiny") else "hf")
+    check_decoding(**options)  # before the model loads
     model, tokenizer = load_model(target, device=device, flag="hf:",
                                   generation_only=kwargs.get("static_cache") is not False)
     for key, value in agent_kwargs(target.removeprefix("hf:"), options).items():

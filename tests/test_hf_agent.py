@@ -830,3 +830,13 @@ def test_a_model_that_needs_its_own_code_is_refused_and_its_code_never_runs(tmp_
     with pytest.raises(ArenaError, match="needs code from its own repository") as err:
         load_model(str(folder))
     assert "\n" not in str(err.value) and not ran.exists()
+
+
+def test_a_bad_sampling_option_of_an_agent_spec_is_refused_before_the_model_loads(monkeypatch):
+    from arena.agents import hf
+
+    monkeypatch.setattr(hf, "load_model", lambda *a, **k: pytest.fail("loaded the model first"))
+    for spec, message in (("tiny:temperature=-1", "temperature must be >= 0"), ("tiny:top_p=0", "top_p must be in"),
+                          ("tiny:max_tokens=0", "max_new_tokens must be >= 1")):
+        with pytest.raises(ArenaError, match=message):
+            hf.make_hf_agent(spec, device="cpu")
