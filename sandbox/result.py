@@ -165,18 +165,24 @@ class _Bad(Exception):
     pass
 
 
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+#: A JSON string, and a whole line of strings and other bytes; possessive, so that neither
+#: can backtrack: a line that opens a string and never closes it (``"\\"\\"...``) fails in
+#: one pass, where a plain pattern retried from every quote (quadratic: 64 KB took 12 s).
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
+_STRINGS_CLOSE = re.compile(rb'(?:[^"]++|"(?:[^"\\]++|\\.)*+")*+')
 
 
-def _containers(line: bytes) -> int:
-    """Objects and arrays a JSON line opens, outside its strings. An honest result line
-    opens a handful (its object, the calls list, one object per call: values travel as
-    strings), so this bounds what `json.loads` builds: a program could otherwise fill its
-    64 MiB result with ``[],[],...`` and have the host build tens of millions of objects
-    (1.8 GB measured) before the line is refused. Linear: the two alternatives of a
-    string's body never start alike."""
+def _structure(line: bytes) -> tuple[int, int] | None:
+    """(objects and arrays opened, separators ``,`` and ``:``) of a JSON line outside its
+    strings, or None when a string never closes (not JSON). An honest result line has a
+    handful of each (its object, the calls list, an object of a few keys per call: values
+    travel as strings), so this bounds what `json.loads` would build: a program could
+    otherwise fill its result with ``[],[],...`` or ``1,1,...`` and have the host build
+    tens of millions of objects (1.8 GB measured) before the line is refused. Linear."""
+    if _STRINGS_CLOSE.fullmatch(line) is None:
+        return None
     outside = _JSON_STRING.sub(b"", line)
-    return outside.count(b"{") + outside.count(b"[")
+    return outside.count(b"{") + outside.count(b"["), outside.count(b",") + outside.count(b":")
 
 
 def _text(v: Any, limit: int, what: str, optional: bool = True) -> str | None:
@@ -235,8 +241,11 @@ def parse_output(raw: bytes, ncalls: int, timed_out: bool, overflow: bool,
             body = line[1:] if is_final else line
             if len(body) > line_limit:
                 raise _Bad("a line beyond the size limits")
-            if _containers(body) > ncalls + 4:
-                raise _Bad("more objects and arrays than a result has")
+            shape = _structure(body)
+            if shape is None:
+                raise _Bad("a line that is not JSON")
+            if shape[0] > ncalls + 4 or shape[1] > 32 * (ncalls + 2):
+                raise _Bad("more objects, arrays or items than a result has")
             text = body.decode("utf-8", "surrogatepass")
             try:
                 obj = json.loads(text)

@@ -348,18 +348,22 @@ def test_forks_on_one_worker_do_not_count_against_another(kind):
         sb.close()
 
 
-@pytest.mark.parametrize("line", [b"F{\"calls\": [" + b"[]," * 200000 + b"[]]}", b"[" + b"{}," * 200000 + b"{}]"],
-                         ids=["arrays", "objects"])
-def test_a_result_line_of_many_containers_is_refused_before_it_is_parsed(monkeypatch, line):
-    """The host parses a job's bytes in its own process: a line of millions of empty arrays
-    or objects (within the size cap) made `json.loads` build them all (1.8 GB measured for
-    five calls). Counted first (outside strings), it is refused unparsed; brackets inside an
-    honest result's strings do not count."""
+@pytest.mark.parametrize("line, why", [
+    (b"F{\"calls\": [" + b"[]," * 200000 + b"[]]}", "more objects"),
+    (b"[" + b"{}," * 200000 + b"{}]", "more objects"),
+    (b"F{\"calls\": [" + b"1.5," * 2000000 + b"1]}", "more objects, arrays or items"),  # one array, 2M numbers
+    (b'F{"x": "' + b'\\"' * 2000000, "not JSON"),  # a string that never closes: one pass, not one per quote
+], ids=["arrays", "objects", "numbers", "unclosed-string"])
+def test_a_result_line_of_many_items_is_refused_before_it_is_parsed(monkeypatch, line, why):
+    """The host parses a job's bytes in its own process: a line of millions of empty arrays,
+    objects or numbers (within the size cap) made `json.loads` build them all (1.8 GB
+    measured for five calls). Counted first (outside strings, in one pass), it is refused
+    unparsed; brackets inside an honest result's strings do not count."""
     from arena.sandbox import result
 
     monkeypatch.setattr(result.json, "loads", lambda *a, **k: pytest.fail("parsed"))
     out = result.parse_output(line + b"\n", 2, False, False, 0, 65536, 1 << 20)
-    assert out["error_type"] == "MalformedResult" and "more objects and arrays" in out["error"]
+    assert out["error_type"] == "MalformedResult" and why in out["error"], out["error"]
     monkeypatch.undo()
     honest = {"status": "ok", "calls": [{"status": "ok", "value": "[[1], {2: [3]}]" * 1000, "json": None,
                                          "plain": True}] * 2, "stdout": "[{\"", "stderr": ""}
