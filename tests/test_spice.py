@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
 from arena.agents import HeuristicAgent
@@ -107,10 +108,10 @@ EXPRESSIONS = [("x^2 + 2x + 1", "(x+1)^2"), ("2*x", "x + x"), ("\\frac{x}{2}", "
 
 @pytest.mark.parametrize("answer, gold", EXPRESSIONS[:2])
 def test_expressions_without_math_verify_fall_back_to_sympy(monkeypatch, answer, gold):
-    from arena.envs.spice import answers
+    from arena.envs.spice import checker, expression
 
-    monkeypatch.setattr(answers, "_math_verify", lambda a, b: None)  # as when it is not installed
-    assert answers._sympy_equal(answer, gold) is True
+    monkeypatch.setattr(checker, "_math_verify", lambda a, b: None)  # as when it is not installed
+    assert expression.equal(answer, gold) is True and checker.expressions_equal(answer, gold) is True
     assert equivalent(answer, gold) and not equivalent(answer, "x^3")
 
 
@@ -128,9 +129,38 @@ def test_model_written_expressions_are_never_executed(tmp_path, template):
     text = template.format(path=path)
     with pytest.raises(expression.Unparsable):
         expression.parse(text)
-    assert answers._sympy_equal(text, "x+1") is None
+    assert expression.equal(text, "x+1") is None and answers._expression_equal(text, "x+1") is not True
     assert not equivalent(text, "x+1") and not equivalent("x+1", text)
     assert not path.exists()
+
+
+def test_a_check_past_its_limit_is_killed_and_the_next_one_runs():
+    """SymPy builds `exp(999999999*log(3))` as the integer 3**999999999, in C, where no
+    signal interrupts it: the check runs in a child process, killed past its limit."""
+    from arena.envs.spice.checker import Checker
+
+    checker = Checker()
+    try:
+        assert checker.equal("x+x", "2x") is True
+        assert checker.equal("exp(999999999*log(3))x", "x", timeout=1.0) is None and checker.killed == 1
+        assert checker.equal("x^2-1", "(x-1)(x+1)") is True  # a fresh child
+    finally:
+        checker.close()
+
+
+@pytest.mark.parametrize("answer, gold", [("x+1", "x-1"), ("-x", "x"), ("x/2", "x^2"), ("(x+1)/2", "x+1/2"),
+                                          ("2x-3", "2x+3"), ("1,5", "15"), ("1e100000000", "1")])
+def test_answers_that_differ_only_in_operators_or_punctuation_are_not_equal(answer, gold):
+    """The normalised-string comparison dropped punctuation, operators included: `x+1` was
+    judged equal to `x-1`, and `1,5` read as 15 (a reward for a wrong answer)."""
+    assert not equivalent(answer, gold) and not equivalent(gold, answer)
+
+
+def test_a_number_with_a_huge_exponent_is_no_number():
+    from arena.envs.spice.answers import number
+
+    assert number("1e100000000") is None and number("1e300") == 10**300  # Fraction would build 10**100000000
+    assert number("1,000") == 1000 and number("1,5") is None and number("12,345.5") == Fraction("12345.5")
 
 
 @pytest.mark.parametrize("text", ["9^9^9^9", "((2^64)^64)^64", "x^1000", "2^65", "(x+1)^13", "1234567890123456789 x"])
@@ -171,10 +201,10 @@ def test_expression_check_gives_up_past_its_time_limit_and_off_the_main_thread(m
 
 def test_math_verify_is_installed_and_used(monkeypatch):
     pytest.importorskip("math_verify")
-    from arena.envs.spice import answers
+    from arena.envs.spice import checker, expression
 
-    assert answers._math_verify("\\frac{x}{2}", "x/2") is True and answers._math_verify("x^2", "x^3") is False
-    monkeypatch.setattr(answers, "_sympy_equal", lambda a, b: None)  # math-verify alone decides
+    assert checker._math_verify("\\frac{x}{2}", "x/2") is True and checker._math_verify("x^2", "x^3") is False
+    monkeypatch.setattr(expression, "equal", lambda a, b: None)  # math-verify alone decides
     for answer, gold in EXPRESSIONS:
-        assert equivalent(answer, gold)
-    assert not equivalent("x^2", "x^3")
+        assert checker.expressions_equal(answer, gold)
+    assert checker.expressions_equal("x^2", "x^3") is False

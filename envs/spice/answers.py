@@ -7,8 +7,6 @@ import re
 import string
 from fractions import Fraction
 
-from arena.envs.spice import expression
-
 LETTERS = "ABCD"
 _LETTER_FORMS = [
     re.compile(r"^\(?([A-Da-d])\)?[.):]?$"),
@@ -44,8 +42,16 @@ def letter(text: str, options: list[str] | None = None) -> str | None:
 
 
 def number(text: str) -> Fraction | None:
-    """`text` as an exact number: `1/2`, `0.5`, `5e-1`, `1,000`, `50%`, `-3`; None otherwise."""
-    t = _strip_markup(text).replace(",", "").replace(" ", "")
+    """`text` as an exact number: `1/2`, `0.5`, `5e-1`, `1,000`, `50%`, `-3`; None otherwise.
+    Commas only as thousands separators (`1,5` is no number: 15 or 1.5?); an exponent of at
+    most three digits (`Fraction("1e100000000")` computes 10**100000000)."""
+    t = _strip_markup(text).replace(" ", "")
+    if "," in t:
+        if not re.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?%?", t):
+            return None
+        t = t.replace(",", "")
+    if re.search(r"[eE][-+]?\d{4,}", t):
+        return None
     percent = t.endswith("%")
     t = t.rstrip("%")
     frac = re.fullmatch(r"\\d?frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}", t)
@@ -66,30 +72,22 @@ def normalise(text: str) -> str:
 
 
 def _expression_equal(a: str, b: str) -> bool | None:
-    """math-verify (LaTeX and plain), then SymPy (plain text, `expression`); None when neither decides."""
-    verdicts = [_math_verify(a, b), _sympy_equal(a, b)]
-    if True in verdicts:
-        return True
-    return False if False in verdicts else None
+    """math-verify (LaTeX and plain), then SymPy on plain text (`expression`, no `eval`),
+    in a child process with a hard time and memory limit (`checker`: both strings are
+    model-written); None when neither decides or the check ran past its limit."""
+    from arena.envs.spice.checker import checker
+
+    return checker().equal(a, b)
 
 
-def _math_verify(a: str, b: str) -> bool | None:
-    try:
-        from math_verify import parse, verify
-
-        pa, pb = parse(f"${a}$"), parse(f"${b}$")
-        return bool(verify(pb, pa)) if pa and pb else None
-    except Exception:  # noqa: BLE001 - not installed, or unparsable
-        return None
+#: Operators and digits: a text holding one is compared as written (spaces aside), never
+#: with its punctuation stripped (`normalise` drops it: `x+1` would equal `x-1`, `1,5` 15).
+_OPERATORS = re.compile(r"[\d+\-*/^=()\\<>]")
 
 
-def _sympy_equal(a: str, b: str) -> bool | None:
-    """SymPy's verdict on plain-text expressions, parsed without `eval` and within bounds
-    (`arena.envs.spice.expression`: both strings are model-written); None when either has
-    no letter (numbers are `number`'s) or is outside that grammar."""
-    if not re.search(r"[a-zA-Z]", a + b):
-        return None
-    return expression.equal(a, b)
+def _compact(text: str) -> str:
+    """Lower case, no spaces, no final full stop: `X + 1.` -> `x+1`."""
+    return re.sub(r"\s+", "", _strip_markup(text).lower()).rstrip(".")
 
 
 def equivalent(answer: str, gold: str, options: list[str] | None = None) -> bool:
@@ -101,7 +99,10 @@ def equivalent(answer: str, gold: str, options: list[str] | None = None) -> bool
     na, ng = number(answer), number(gold)
     if na is not None and ng is not None:
         return na == ng
-    if normalise(answer) == normalise(gold) and normalise(gold):
+    if _OPERATORS.search(gold) or _OPERATORS.search(answer):
+        if _compact(gold) and _compact(answer) == _compact(gold):
+            return True
+    elif normalise(gold) and normalise(answer) == normalise(gold):
         return True
     if re.search(r"[\d^*/+=()\\]", gold):
         same = _expression_equal(_strip_markup(answer), _strip_markup(gold))

@@ -11,7 +11,10 @@ directly, so no model text is ever executed. It also bounds the work: a number h
 `MAX_DIGITS` digits, a power's exponent is a number of at most `MAX_EXPONENT`, an integer
 power at most `MAX_BITS` bits and a polynomial degree at most `MAX_DEGREE` (`9^9^9^9`
 would otherwise keep the host busy for hours); `equal` simplifies under a wall-clock limit
-where a signal can deliver it (the main thread) and declines to decide elsewhere.
+where a signal can deliver it (the main thread) and declines to decide elsewhere. SymPy
+still does some big-integer arithmetic in C that no signal interrupts (`exp(n*log(3))`
+becomes 3**n as it is built), so SPICE runs `equal` in a child process with a hard limit
+(`arena.envs.spice.checker`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
@@ -192,14 +196,15 @@ def _time_limit(seconds: float):
         raise TimeoutError(f"more than {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, expired)
+    start = time.monotonic()
     old_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        if old_delay:
-            signal.setitimer(signal.ITIMER_REAL, old_delay)
+        if old_delay:  # the caller's own timer, less the time spent here (at once if it is due)
+            signal.setitimer(signal.ITIMER_REAL, max(old_delay - (time.monotonic() - start), 1e-6))
 
 
 def equal(a: str, b: str) -> bool | None:
