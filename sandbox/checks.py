@@ -58,7 +58,7 @@ BANNED_MODULES: tuple[str, ...] = (
     # (`posixpath.os`, `logging.time`, `codecs.open`)
     "codecs", "logging", "posixpath", "ntpath", "genericpath", "timeit", "sched", "zoneinfo", "locale",
     "getpass", "site", "pdb", "bdb", "cProfile", "profile", "trace", "zipimport", "configparser", "netrc",
-    "mailbox", "unittest",
+    "mailbox", "unittest", "pydoc",
     # third-party heavyweights a task program has no business importing
     "numpy.random", "torch", "tensorflow", "requests",
 )
@@ -81,14 +81,21 @@ BANNED_ATTRIBUTES: tuple[str, ...] = (
     "__import__", "__loader__", "__dict__", "__getattribute__", "__reduce__",
     "__reduce_ex__", "gi_frame", "f_globals", "f_locals", "f_back", "tb_frame", "cr_frame",
     "__self__", "__objclass__",
-    # a banned module reached through one that imported it (`posixpath.os`, `logging.time`)
-    "os", "_os", "sys", "_sys", "time", "_time", "random", "_random", "datetime", "subprocess", "builtins",
-    "io", "_io", "socket", "pathlib", "shutil", "ctypes", "importlib",
+    # operator's getattr by a computed name: attrgetter("__sel" + "f__")
+    "attrgetter", "methodcaller",
 )
 """Attributes used by sandbox escapes in pure Python (``().__class__.__bases__[0]...``,
-``print.__self__``: the builtins module) and by routes from an allowed module to a banned
-one. A program's own attribute of one of these names (``self.time``) is refused too: a
-task can name it otherwise."""
+``print.__self__``: the builtins module); refused as attributes and as string constants."""
+
+MODULE_ATTRIBUTES: tuple[str, ...] = (
+    "os", "_os", "sys", "_sys", "time", "_time", "random", "_random", "datetime", "subprocess", "builtins",
+    "io", "_io", "socket", "pathlib", "shutil", "ctypes", "importlib", "locate",
+)
+"""Names through which an allowed module hands out a banned one (``posixpath.os``,
+``from queue import time``, ``from statistics import random``, ``pydoc.locate``): refused as
+attributes and as names imported from a module. A program's own attribute of one of these
+names (``self.time``) is refused too: a task can name it otherwise. As strings they are
+allowed (``d["time"]``)."""
 
 
 @dataclass
@@ -139,15 +146,34 @@ def _private(name: str) -> str | None:
     return "private module" if top.startswith("_") and top != "__future__" else None
 
 
+def _bound_names(tree: ast.AST) -> set[str]:
+    """Every name the program binds itself (assignments, parameters, functions, classes,
+    imports, loop and comprehension targets): a use of one is not the builtin's."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
 def find_banned_imports(program: str, banned: Sequence[str] = BANNED_MODULES,
                         banned_calls: Sequence[str] = BANNED_CALLS,
                         banned_names: Sequence[str] = BANNED_NAMES,
-                        banned_attributes: Sequence[str] = BANNED_ATTRIBUTES) -> list[str]:
+                        banned_attributes: Sequence[str] = BANNED_ATTRIBUTES,
+                        module_attributes: Sequence[str] = MODULE_ATTRIBUTES) -> list[str]:
     """Every banned import or dynamic-import construct in ``program`` (empty when clean).
 
     Raises SyntaxError when the program does not parse (call `check_syntax` first)."""
     tree = ast.parse(program)
     problems: list[str] = []
+    own = _bound_names(tree)
+    banned_tops = {b.split(".")[0] for b in banned}
 
     def flag(node: ast.AST, msg: str) -> None:
         problems.append(f"line {getattr(node, 'lineno', '?')}: {msg}")
@@ -172,6 +198,10 @@ def find_banned_imports(program: str, banned: Sequence[str] = BANNED_MODULES,
                 hit = _is_banned(full, banned)
                 if hit:
                     flag(node, f"import of banned module {full!r} ({hit})")
+                elif (alias.name in module_attributes or alias.name in banned_tops or alias.name in banned_attributes
+                      or (alias.name.startswith("_") and not alias.name.startswith("__"))):
+                    # `from queue import time`: a banned module handed out by an allowed one
+                    flag(node, f"import of {alias.name!r} from {mod!r}")
         elif isinstance(node, ast.Call):
             f = node.func
             name = f.id if isinstance(f, ast.Name) else None
@@ -180,8 +210,11 @@ def find_banned_imports(program: str, banned: Sequence[str] = BANNED_MODULES,
         elif isinstance(node, ast.Name):
             if node.id in banned_names:
                 flag(node, f"use of {node.id}")
+            elif node.id in banned_calls and isinstance(node.ctx, ast.Load) and node.id not in own:
+                # the builtin passed around uncalled: `[getattr][0](x, name)`
+                flag(node, f"use of {node.id}")
         elif isinstance(node, ast.Attribute):
-            if node.attr in banned_attributes:
+            if node.attr in banned_attributes or node.attr in module_attributes:
                 flag(node, f"access to attribute {node.attr}")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             v = node.value
@@ -246,7 +279,7 @@ def check_determinism(sandbox: Sandbox, program: str, calls: str | Sequence[str]
 
 
 __all__ = [
-    "BANNED_ATTRIBUTES", "BANNED_CALLS", "BANNED_MODULES", "BANNED_NAMES", "CheckResult",
+    "BANNED_ATTRIBUTES", "BANNED_CALLS", "BANNED_MODULES", "BANNED_NAMES", "MODULE_ATTRIBUTES", "CheckResult",
     "DeterminismResult", "check_determinism", "check_program", "check_size", "check_syntax",
     "find_banned_imports",
 ]

@@ -72,6 +72,15 @@ def test_clean_program_passes():
     ("import logging", "'logging'"),
     ("import posixpath", "'posixpath'"),
     ("import calendar\ndef f(x):\n    return calendar.datetime.date.today()", "attribute datetime"),
+    # a second review's routes: a banned module imported by name from an allowed one, the
+    # builtin getattr passed around uncalled, operator's getattr by a computed name
+    ("from queue import time as clock", "import of 'time' from 'queue'"),
+    ("from statistics import random as rnd", "import of 'random' from 'statistics'"),
+    ("from shlex import os as o", "import of 'os' from 'shlex'"),
+    ("from argparse import _os as o", "import of '_os' from 'argparse'"),
+    ("from pydoc import locate", "'pydoc'"),
+    ("g = [getattr][0]", "use of getattr"),
+    ("import operator\nf = operator.attrgetter('__sel' + 'f__')", "attribute attrgetter"),
 ])
 def test_banned_constructs_are_found(program, needle):
     problems = find_banned_imports(program)
@@ -119,3 +128,10 @@ def test_determinism(bwrap_sandbox):
     assert check_determinism(sb, prog, "f()", runs=4).deterministic
     with pytest.raises(ValueError):
         check_determinism(sb, prog, "f()", runs=1)
+
+
+def test_names_a_task_may_use_are_not_refused():
+    """Module names as strings, and a program's own names shadowing a refused builtin."""
+    program = ("def f(d, input):\n    vars = {'time': 1, 'os': 2, 'io': 3}\n"
+               "    return d.get('time'), d['random'], input, vars\n")
+    assert find_banned_imports(program) == []
