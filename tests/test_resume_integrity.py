@@ -7,30 +7,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _cli_support import arena_cmd, one_line_error
 
 from arena.config import TrainConfig
 from arena.errors import ArenaError
-
-
-def arena_cmd(*args: object) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "160", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, "-m", "arena.cli", *map(str, args)], check=False, capture_output=True,
-                          text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def config(out: Path, **kw: object) -> TrainConfig:

@@ -16,24 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
+from _cli_support import arena_cmd, one_line_error
 
 from arena.errors import ArenaError
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def arena_cmd(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "160", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, "-m", "arena.cli", *map(str, args)], check=False, capture_output=True,
-                          text=True, env=env, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 # -- arena train: flags, help, errors ---------------------------------------------------------
