@@ -145,9 +145,6 @@ class TrainConfig:
                      "gradient_accumulation_steps", "save_every", "eval_episodes", "ref_model_sync_steps"):
             if getattr(self, name) < 1:
                 raise ArenaError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
-        if self.eval_episodes % 2:  # each deal is played from both seats (arena.evaluate.check_episodes)
-            raise ArenaError(f"--eval-episodes {self.eval_episodes}: each deal is played from both seats; give an even "
-                             f"number (e.g. {self.eval_episodes + 1})")
         for name in ("eval_every", "lora_r", "learning_rate", "weight_decay", "max_grad_norm", "epsilon", "beta",
                      "entropy_coef", "entropy_coef_final"):
             value = getattr(self, name)
@@ -307,6 +304,9 @@ def check_env_ids(config: TrainConfig) -> None:
     stray = sorted(set(config.env_kwargs) - set(config.env))
     if stray:
         raise ArenaError(f"--env-kwargs names {', '.join(stray)}, which is not one of the --env ids {', '.join(config.env)}")
+    from arena.evaluate import check_episodes
+
+    check_episodes(config.env, config.eval_episodes, "--eval-episodes")
     for env_id in config.env:
         env = make(env_id, **config.env_kwargs.get(env_id, {}))
         close = getattr(env, "close", None)

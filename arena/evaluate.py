@@ -33,14 +33,14 @@ def _eval_kwargs(env_id: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def check_episodes(env_ids: list[str], episodes: int) -> None:
+def check_episodes(env_ids: list[str], episodes: int, flag: str = "-n") -> None:
     """An even number of episodes per opponent where an env has two seats: each deal is
     played from both (an odd count played its last deal from one seat only)."""
     from arena.registry import spec
 
     if episodes % 2 and any(len(spec(env_id).load().roles) == 2 for env_id in env_ids):
-        raise ArenaError(f"{episodes} episodes: each deal is played from both seats; give an even number "
-                         f"(e.g. -n {episodes + 1})")
+        raise ArenaError(f"{flag} {episodes}: each deal is played from both seats; give an even number "
+                         f"(e.g. {flag} {episodes + 1})")
 
 
 def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed: int = 0,

@@ -29,13 +29,14 @@ def test_an_env_without_two_seats_is_played_alone_role_by_role():
 
 
 def test_an_odd_episode_count_is_refused_where_deals_are_played_from_both_seats():
-    from arena.config import TrainConfig
+    from arena.config import TrainConfig, check_env_ids
     from arena.errors import ArenaError
     from arena.evaluate import check_episodes
 
-    with pytest.raises(ArenaError, match=r"^3 episodes: each deal is played from both seats; give an even number \(e.g. -n 4\)$"):
+    with pytest.raises(ArenaError, match=r"^-n 3: each deal is played from both seats; give an even number \(e.g. -n 4\)$"):
         check_episodes(["spice/Corpus-v0", "spiral/KuhnPoker-v0"], 3)
     check_episodes(["spice/Corpus-v0"], 3)  # the model plays every role: no deal to share
     check_episodes(["spiral/KuhnPoker-v0"], 4)
     with pytest.raises(ArenaError, match=r"^--eval-episodes 5: each deal is played from both seats"):
-        TrainConfig(env=["spiral/KuhnPoker-v0"], eval_episodes=5)
+        check_env_ids(TrainConfig(env=["spiral/KuhnPoker-v0"], eval_episodes=5))  # before the run folder exists
+    check_env_ids(TrainConfig(env=["spice/Corpus-v0"], eval_episodes=5))
