@@ -22,7 +22,13 @@ from typing import Any
 import torch
 
 from arena.errors import ArenaError
-from arena.run_info import STATE_FILE, last_checkpoint, resume_checkpoint
+from arena.run_info import (
+    STATE_FILE,
+    checkpoint_step,
+    complete_checkpoints,
+    last_checkpoint,
+    resume_checkpoint,
+)
 
 REF_MODEL_FILE = "ref_model.safetensors"  # the moved KL reference, in a checkpoint of a --sync-ref-model run
 
@@ -155,11 +161,9 @@ def _damage(path: Path) -> str | None:
 
 def _without(ckpt: Path) -> str:
     """The fix for a damaged `ckpt`: the newest complete checkpoint before it, if any."""
-    step = int(ckpt.name.rsplit("-", 1)[-1])
-    older = [p for p in ckpt.parent.glob("checkpoint-*")
-             if p.name.rsplit("-", 1)[-1].isdigit() and int(p.name.rsplit("-", 1)[-1]) < step and (p / STATE_FILE).exists()]
+    step = checkpoint_step(ckpt)
+    older = [p for p in complete_checkpoints(ckpt.parent.parent) if checkpoint_step(p) < step]
     if older:
-        best = max(older, key=lambda p: int(p.name.rsplit("-", 1)[-1]))
-        return f"remove that checkpoint ({ckpt}) to resume from {best.name}"
+        return f"remove that checkpoint ({ckpt}) to resume from {older[-1].name}"
     return (f"there is no older checkpoint in {ckpt.parent} to resume from; restore the file, or start a new run "
             "with another --out")

@@ -70,14 +70,24 @@ def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return info
 
 
-def last_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint of a training run that holds arena's state (a kill during a
-    save leaves a checkpoint without it, which is skipped)."""
+def checkpoint_step(ckpt: str | Path) -> int | None:
+    """The step of a `checkpoint-N` folder, or None for another name."""
+    tail = Path(ckpt).name.rsplit("-", 1)[-1]
+    return int(tail) if Path(ckpt).name.startswith("checkpoint-") and tail.isdigit() else None
+
+
+def complete_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The checkpoints of a training run that hold arena's state (a kill during a save
+    leaves one without it, which is skipped), oldest first."""
     root = Path(run_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return None
-    done = [p for p in root.glob("checkpoint-*") if (p / STATE_FILE).exists() and p.name.split("-")[-1].isdigit()]
-    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    done = [p for p in root.glob("checkpoint-*") if checkpoint_step(p) is not None and (p / STATE_FILE).exists()]
+    return sorted(done, key=checkpoint_step)
+
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a training run (`complete_checkpoints`)."""
+    done = complete_checkpoints(run_dir)
+    return done[-1] if done else None
 
 
 def resume_checkpoint(run_dir: str | Path, steps: int) -> Path:
@@ -89,7 +99,7 @@ def resume_checkpoint(run_dir: str | Path, steps: int) -> Path:
     ckpt = last_checkpoint(run_dir)
     if ckpt is None:
         raise ArenaError(f"--resume {run_dir}: no complete checkpoint in {run_dir / CHECKPOINTS_DIR}; start a new run instead")
-    done = int(ckpt.name.rsplit("-", 1)[-1])
+    done = checkpoint_step(ckpt)
     if done >= steps:  # TRL would train one step past the end
         raise ArenaError(f"--resume {run_dir}: its last checkpoint is step {done} and --steps is {steps}, "
                          f"so there is nothing to train; give --steps N with N > {done} to train further")
@@ -123,12 +133,11 @@ def newest_model(run: str | Path) -> Path:
     final = run / "model"
     if has_model(final):
         return final
-    ckpts = [p for p in (run / CHECKPOINTS_DIR).glob("checkpoint-*")
-             if p.name.split("-")[-1].isdigit() and has_model(p)]
+    ckpts = [p for p in (run / CHECKPOINTS_DIR).glob("checkpoint-*") if checkpoint_step(p) is not None and has_model(p)]
     if not ckpts:
         raise ArenaError(f"{run} holds no model yet (no {final}, no checkpoint with a model): "
                          f"train it with `arena train --out {run}`, or wait for its first checkpoint (--save-every)")
-    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]))
+    return max(ckpts, key=checkpoint_step)
 
 
 def run_decoding(run: str | Path) -> dict[str, Any]:

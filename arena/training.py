@@ -35,7 +35,7 @@ from arena.config import (
 from arena.data_parallel import DataParallel
 from arena.errors import ArenaError
 from arena.resume import cut_episodes_after, cut_evals_after, cut_metrics_after, save_resumed_config
-from arena.run_info import STATE_FILE, write_run_info
+from arena.run_info import STATE_FILE, checkpoint_step, write_run_info
 from arena.store import EPISODES_FILE
 from arena.trainer import MODEL_DIR, Rollout, SelfPlayTrainer
 
@@ -51,7 +51,7 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
         ckpt, state = resume_point(run_dir, config.steps)
         # what the run wrote after its checkpoint is played and logged again: moved aside
         cut_episodes_after(run_dir, int(state["episodes_written"]))
-        step = int(ckpt.name.rsplit("-", 1)[-1])
+        step = checkpoint_step(ckpt)
         cut_metrics_after(run_dir, step)
         cut_evals_after(run_dir, step)
         return run_dir, ckpt
@@ -98,7 +98,7 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
         if main:  # the flags given with --resume are what the next plain --resume goes on with
             save_resumed_config(config)
             write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running",
-                                     "step": int(ckpt.name.rsplit("-", 1)[-1])})
+                                     "step": checkpoint_step(ckpt)})
     try:
         with _no_transformers_bars():
             _train_and_save(trainer, rollout, config, run_dir, ckpt, dp)
