@@ -518,8 +518,13 @@ def make_hf_agent(spec: str, *, seed: int | None = None, device: str | None = No
     temperature, top-p, max tokens); a model folder inside a run (RUN/model) does the same.
     Otherwise the constraint is on for the tiny model only. Options after the spec set the
     decoding (`hf:PATH:temperature=0:max_tokens=16`, `tiny:constrain=no`; `decoding_options`)."""
-    if device is None:
-        device = os.environ.get("ARENA_DEVICE") or _default_device()
+    from arena.devices import check_device
+
+    if device is None and os.environ.get("ARENA_DEVICE"):
+        device = check_device(os.environ["ARENA_DEVICE"], flag="ARENA_DEVICE")
+    elif device is not None:
+        check_device(device)
+    device = device or _default_device()
     target, options = decoding_options(spec, "tiny" if spec.startswith("tiny") else "hf")
     check_decoding(**options)  # before the model loads
     model, tokenizer = load_model(target, device=device, flag="hf:",

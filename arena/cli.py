@@ -182,7 +182,6 @@ def play_cmd(
     if len(names) not in (1, len(env.possible_agents)):
         raise ArenaError(f"--agents gives {len(names)} agents for {len(env.possible_agents)} roles "
                          f"({', '.join(env.possible_agents)}); give one per role, or one for all")
-    _check_agent_device(names)
     policies = [make_agent(name, seed=seed + 7919 * i) for i, name in enumerate(names)]
     for i, policy in enumerate(policies):  # two agents of one kind stay two agents in the tables
         if names.count(names[i]) > 1:
@@ -259,17 +258,6 @@ def play_cmd(
                       markup=False, highlight=False, soft_wrap=True)
     if status == "interrupted":
         raise typer.Exit(exit_code)
-
-
-def _check_agent_device(names: list[str]) -> None:
-    """`ARENA_DEVICE`, which model agents (tiny, hf:) load on, checked before any loads."""
-    import os
-
-    device = os.environ.get("ARENA_DEVICE")
-    if device and any(name.split(":")[0] in ("tiny", "hf") for name in names):
-        from arena.devices import check_device
-
-        check_device(device, flag="ARENA_DEVICE")
 
 
 def _cell(value: Any) -> str:
