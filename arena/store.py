@@ -40,6 +40,7 @@ from arena.run_info import (
     RUN_FILE,
     STATE_FILE,
     _now,
+    is_training_run,
     last_checkpoint,
     read_run_info,
     resume_checkpoint,
@@ -483,12 +484,14 @@ def _check_append(run_dir: Path, contents: RunContents, info: dict[str, Any], st
 
 
 def _is_training_run(run: Path) -> bool:
-    """Whether `run` is a folder `arena train` wrote: its run.json says `command: train`, or
-    it has a training run's metrics.csv or checkpoints (before run.json is written, or after
-    it was lost). Appending play episodes there mixed them into the training record and
-    replaced run.json's config; overwriting deleted the training episodes."""
+    """Whether `run` is a folder `arena train` wrote: `run_info.is_training_run` (its
+    config.yaml), or run.json says `command: train`, or it has a training run's metrics.csv
+    or checkpoints (a config.yaml lost). Appending play episodes there mixed them into the
+    training record and replaced run.json's config; overwriting deleted the training episodes."""
     if not run.is_dir():
         return False
+    if is_training_run(run):
+        return True
     try:
         command = read_run_info(run).get("command")
     except ArenaError:  # an unreadable run.json: the files below still tell
