@@ -2,10 +2,9 @@
 
 The dataclass is the single source of the command line and of YAML config files: each
 field `foo_bar` is the flag `--foo-bar` and the YAML key `foo_bar` (or `foo-bar`), with
-the same meaning and default. `arena train --help` prints the `help` of every field.
-
-    arena train --env spiral/KuhnPoker-v0 --steps 100 --out runs/kuhn
-    arena train --config kuhn.yaml --learning-rate 3e-4     # flags override the file
+the same meaning and default. `arena train --help` prints the `help` of every field. The
+flags and files are read by `arena.flags`; a value of the wrong type is refused here, by
+whatever built the config (`TrainConfig(steps="x")` as `--steps x`).
 """
 
 # ruff: noqa: RUF009  (`_f` is `dataclasses.field` with its help text; it builds a fresh default per instance)
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from arena.errors import ArenaError
-from arena.trl_names import TRL_NAMES, TRL_WITHOUT
 
 BACKENDS = ("hf", "vllm")
 DTYPES = ("float32", "bfloat16", "float16", "auto")
@@ -337,15 +335,6 @@ def check_transformers_names(config: TrainConfig) -> None:
                              f"(`pip install {package}`, or --report-to none)")
 
 
-def fields_help() -> list[tuple[str, str, str]]:
-    """(flag, default, help) of every field, for `arena train --help`."""
-    return [(f"--{_flag(f.name)}", repr(_default(f)), f.metadata["help"]) for f in dataclasses.fields(TrainConfig)]
-
-
-def _default(f: dataclasses.Field) -> Any:
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-
-
 def _base_type(tp: Any) -> tuple[Any, bool]:
     """(type without Optional, optional?) of a field annotation."""
     origin = typing.get_origin(tp)
@@ -414,168 +403,10 @@ def _field_types() -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
 
 
-def _key(raw: str, where: str) -> str:
-    names = list(_field_types())
-    key = raw.lstrip("-").replace("-", "_")
-    if key in TRL_NAMES:
-        ours = TRL_NAMES[key]
-        shown = f"--{raw.lstrip('-')}" if where == "flag" else repr(raw)
-        value = {"backend": "vllm", "lora_r": "R (a LoRA rank, e.g. 16)"}.get(ours)
-        if where == "flag":
-            name = f"--{_flag(ours)}" + (f" {value}" if value else "")
-        else:
-            name = f"'{ours}: {value}'" if value else repr(ours)
-        raise ArenaError(f"unknown {where} {shown}: that is TRL's name; arena's is {name} (see `arena train --help`)")
-    shown = f"--{raw.lstrip('-')}" if where == "flag" else repr(raw)
-    if key in TRL_WITHOUT:
-        raise ArenaError(f"unknown {where} {shown}: TRL's setting has no counterpart here: {TRL_WITHOUT[key]} "
-                         "(see `arena train --help`)")
-    if key not in names:
-        close = difflib.get_close_matches(key, names, n=1)
-        hint = ""
-        if close:
-            hint = f"; did you mean {f'--{_flag(close[0])}' if where == 'flag' else repr(close[0])}?"
-        raise ArenaError(f"unknown {where} {shown}{hint} (see `arena train --help`)")
-    return key
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """The fields of a YAML config file; unknown keys are a one-line error."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ArenaError(f"config file {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ArenaError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ArenaError(f"{path}: a config file is a mapping of field: value, got {type(data).__name__}")
-    types_ = _field_types()
-    out = {}
-    for raw, value in data.items():
-        key = _key(str(raw), f"key in {path}:")
-        try:
-            out[key] = _coerce(key, types_[key], value)
-        except ArenaError as exc:  # said with the file and key, not the flag it did not come from
-            message = str(exc).removeprefix(f"--{_flag(key)}: ").removeprefix(f"--{_flag(key)} ")
-            raise ArenaError(f"{path}: {raw}: {message}") from None
-    return out
-
-
-# Fields added after runs were saved, with the value that reproduces what those runs did: a
-# run resumed from a config.yaml without them keeps its own schedule (its entropy bonus then
-# decayed from half-way to a tenth) and its own loss forward (TRL's, under gradient
-# checkpointing: the shared prefix rounds differently), never the new defaults.
-RUN_FIELDS_ADDED: dict[str, Any] = {"entropy_hold": 0.5, "grpo_scale": "group", "gradient_checkpointing": True,
-                                    "share_prefix": False, "entropy_decay": "linear"}
-
-
-def parse_args(args: list[str]) -> TrainConfig:
-    """Build a `TrainConfig` from command-line words: `--config FILE` first, then flags.
-
-    `--flag VALUE` or `--flag=VALUE`; booleans also as `--flag` / `--no-flag`; list fields
-    repeat (`--env A --env B`) or take a comma-separated value.
-    """
-    types_ = _field_types()
-    values: dict[str, Any] = {}
-    config_file = None
-    flags: list[tuple[str, str | None]] = []
-    i = 0
-    while i < len(args):
-        word = args[i]
-        if not word.startswith("--"):
-            switch = flags[-1][0] if flags and i > 0 and args[i - 1].startswith("--") and "=" not in args[i - 1] else None
-            if switch is not None and _base_type(types_[switch])[0] is bool:
-                flag = _flag(switch)
-                raise ArenaError(f"--{flag} is a switch and takes no value: --{flag} or --no-{flag} "
-                                 f"(or --{flag}=true / --{flag}=false), not {word!r}")
-            raise ArenaError(f"unexpected argument {word!r}; every train setting is a --flag (see `arena train --help`)")
-        name, eq, inline = word[2:].partition("=")
-        if name == "config":
-            if not eq:
-                i += 1
-                if i >= len(args):
-                    raise ArenaError("--config needs a file")
-                inline = args[i]
-            config_file = inline
-            i += 1
-            continue
-        negated = name.startswith("no-") and name[3:].replace("-", "_") in types_
-        key = _key(name[3:] if negated else name, "flag")
-        base, _ = _base_type(types_[key])
-        # --no-grpo-scale is "none"; a bare --grpo-scale "group", as when the field was a bool
-        bare = key == "grpo_scale" and (negated or i + 1 >= len(args) or args[i + 1].startswith("--"))
-        if (base is bool or bare) and not eq:
-            flags.append((key, "false" if negated else "true"))
-            i += 1
-            continue
-        if not eq:
-            i += 1
-            if i >= len(args) or (args[i].startswith("--") and len(args[i]) > 2):
-                raise ArenaError(f"--{name} needs a value")
-            inline = args[i]
-        flags.append((key, inline))
-        i += 1
-    if config_file is not None:
-        values.update(load_yaml(config_file))
-    before_entropy_schedule = False
-    resume = dict(flags).get("resume")
-    if config_file is not None and resume and Path(config_file).resolve() == (Path(resume) / "config.yaml").resolve():
-        before_entropy_schedule = "entropy_hold" not in values
-        for key, old in RUN_FIELDS_ADDED.items():
-            values.setdefault(key, old)
-    lists: dict[str, list[Any]] = {}
-    for key, raw in flags:
-        base, _ = _base_type(types_[key])
-        if typing.get_origin(base) is list:
-            parts = [p for p in str(raw).split(",") if p.strip()]
-            lists.setdefault(key, []).extend(_coerce(key, types_[key], [p.strip() for p in parts]))
-        else:
-            values[key] = _coerce(key, types_[key], raw)
-    values.update(lists)
-    given = dict(flags)
-    if resume and "out" in given and Path(given["out"]).resolve() != Path(resume).resolve():
-        raise ArenaError(f"--out {given['out']} with --resume {resume}: a resumed run stays in its own folder; "
-                         "drop --out (to continue it elsewhere, copy the folder and resume the copy)")
-    config = TrainConfig(**values)
-    if before_entropy_schedule and config.entropy_coef_final is None:
-        config.entropy_coef_final = config.resolved_entropy_coef() / 10  # the default then
-    return config
-
-
 def save_config(config: TrainConfig, path: str | Path) -> None:
     import yaml
 
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-
-def check_run_folder(run_dir: Path) -> None:
-    """`run_dir` is a folder, or can be made one: no file stands at it or above it."""
-    for path in (run_dir, *run_dir.parents):
-        if path.exists() and not path.is_dir():
-            what = "a run folder" if path == run_dir else "a folder"
-            raise ArenaError(f"{path} is a file, not {what}: choose another --out")
-        if path.exists():
-            return
-
-
-def refuse_existing_run(run_dir: Path) -> None:
-    """A new run never writes into a folder that holds one (`--resume` continues it); one
-    line naming a fix that works for what the folder holds."""
-    from arena.run_info import last_checkpoint
-
-    check_run_folder(run_dir)
-    if not ((run_dir / "episodes.jsonl").exists() or (run_dir / "config.yaml").exists()):
-        return
-    if not (run_dir / "config.yaml").exists():
-        raise ArenaError(f"{run_dir} already holds episodes of another command (no config.yaml: not a training run); "
-                         "choose another --out")
-    if last_checkpoint(run_dir) is None:  # --resume has nothing to continue from: never suggest it
-        raise ArenaError(f"{run_dir} holds a run that stopped before its first checkpoint: remove it or choose "
-                         "another --out")
-    raise ArenaError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")
 
 
 def check_device(config: TrainConfig) -> None:

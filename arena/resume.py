@@ -11,8 +11,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from arena.config import TrainConfig, _flag, parse_args
+from arena.config import TrainConfig, _flag
 from arena.errors import ArenaError
+from arena.flags import parse_args
 from arena.store import EPISODES_FILE
 
 

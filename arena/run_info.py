@@ -5,7 +5,8 @@
 and completed episodes, status), `status` (`running`, `complete`, `interrupted`, `failed`)
 and `episodes_completed` (records in the episodes file). It is replaced atomically on every
 change. A training run's checkpoints hold arena's own state (`STATE_FILE`) beside TRL's;
-`last_checkpoint` finds the newest complete one. The episodes, and `open_run` that prepares
+`last_checkpoint` finds the newest complete one; `refuse_existing_run` keeps a new
+run out of a folder that holds one. The episodes, and `open_run` that prepares
 a folder for writing them, are `arena.store`, which re-exports these names.
 """
 
@@ -146,7 +147,8 @@ def run_decoding(run: str | Path) -> dict[str, Any]:
     else as `TrainConfig.resolved_constrain` decided it: on for the tiny model or a model
     from a run that had it on), `temperature`, `top_p`, `top_k`, `min_p`, `max_new_tokens` and
     `chat_template_kwargs`."""
-    from arena.config import TrainConfig, load_yaml
+    from arena.config import TrainConfig
+    from arena.flags import load_yaml
 
     cfg = load_yaml(Path(run) / "config.yaml")
     fields = {k: cfg[k] for k in ("model", "constrain") if k in cfg}
@@ -159,3 +161,28 @@ def run_decoding(run: str | Path) -> dict[str, Any]:
         "max_new_tokens": int(cfg.get("max_new_tokens", 64)),
         "chat_template_kwargs": dict(cfg.get("chat_template_kwargs") or {}),
     }
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """`run_dir` is a folder, or can be made one: no file stands at it or above it."""
+    for path in (run_dir, *run_dir.parents):
+        if path.exists() and not path.is_dir():
+            what = "a run folder" if path == run_dir else "a folder"
+            raise ArenaError(f"{path} is a file, not {what}: choose another --out")
+        if path.exists():
+            return
+
+
+def refuse_existing_run(run_dir: Path) -> None:
+    """A new run never writes into a folder that holds one (`--resume` continues it); one
+    line naming a fix that works for what the folder holds."""
+    check_run_folder(run_dir)
+    if not ((run_dir / "episodes.jsonl").exists() or (run_dir / "config.yaml").exists()):
+        return
+    if not (run_dir / "config.yaml").exists():
+        raise ArenaError(f"{run_dir} already holds episodes of another command (no config.yaml: not a training run); "
+                         "choose another --out")
+    if last_checkpoint(run_dir) is None:  # --resume has nothing to continue from: never suggest it
+        raise ArenaError(f"{run_dir} holds a run that stopped before its first checkpoint: remove it or choose "
+                         "another --out")
+    raise ArenaError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")

@@ -6,7 +6,7 @@
     arena eval runs/kuhn --env spiral/KuhnPoker-v0           # vs random and heuristic; Kuhn exploitability
     arena report runs/kuhn                                   # PNG plots in runs/kuhn/plots
 
-Every `TrainConfig` field is a flag of `arena train` (`arena.config.parse_args`), so the
+Every `TrainConfig` field is a flag of `arena train` (`arena.flags.parse_args`), so the
 flags, the YAML keys and `arena train --help` come from one dataclass. torch, trl,
 transformers and matplotlib are imported inside the command bodies, never at start-up.
 Text from envs and models is printed literally (Rich `Text`, never markup).
@@ -49,7 +49,7 @@ def _ui() -> Any:
 
 # -- arena train ------------------------------------------------------------------------------
 def _train_help() -> None:
-    from arena.config import fields_help
+    from arena.flags import fields_help
 
     ui = _ui()
     _say("Usage: arena train [--config FILE.yaml] [--FIELD VALUE ...] [--resume RUN]\n\n"
@@ -88,14 +88,10 @@ def train_cmd(ctx: typer.Context) -> None:
     if "--help" in words or "-h" in words:
         _train_help()
         return
-    from arena.config import (
-        check_device,
-        check_env_ids,
-        check_transformers_names,
-        parse_args,
-        refuse_existing_run,
-    )
+    from arena.config import check_device, check_env_ids, check_transformers_names
+    from arena.flags import parse_args
     from arena.resume import config_backup, describe_changes, resume_changes
+    from arena.run_info import refuse_existing_run
 
     config = parse_args(_with_run_config(words))
     run_dir = Path(config.resume or config.out)
@@ -235,7 +231,8 @@ def eval_cmd(
     """Evaluate a model: win/draw/loss and invalid moves vs random and heuristic; Kuhn exploitability."""
     from arena.agents.hf import check_chat_template_kwargs
     from arena.agents.loading import read_chat_template
-    from arena.config import json_object, load_yaml
+    from arena.config import json_object
+    from arena.flags import load_yaml
 
     if chat_template is not None:
         read_chat_template(chat_template)  # a missing file: one line before anything loads

@@ -29,13 +29,12 @@ from arena.config import (
     check_device,
     check_env_ids,
     check_transformers_names,
-    refuse_existing_run,
     save_config,
 )
 from arena.data_parallel import DataParallel
 from arena.errors import ArenaError
 from arena.resume import cut_episodes_after, cut_evals_after, cut_metrics_after, save_resumed_config
-from arena.run_info import STATE_FILE, checkpoint_step, write_run_info
+from arena.run_info import STATE_FILE, checkpoint_step, refuse_existing_run, write_run_info
 from arena.store import EPISODES_FILE
 from arena.trainer import MODEL_DIR, Rollout, SelfPlayTrainer
 

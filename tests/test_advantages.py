@@ -192,7 +192,8 @@ def test_grpo_batch_scale_divides_the_group_advantage_by_the_batchs_std():
 
 
 def test_grpo_scale_takes_trls_levels_and_the_bools_runs_stored(tmp_path):
-    from arena.config import TrainConfig, parse_args
+    from arena.config import TrainConfig
+    from arena.flags import parse_args
 
     stored = tmp_path / "config.yaml"  # a run saved when the field was a bool
     stored.write_text("grpo_scale: false\n")

@@ -17,8 +17,8 @@ from arena.agents.hf import HFPolicy, check_chat_template_kwargs, load_model, ma
 from arena.envs.spiral.kuhn_poker import info_state_request
 from thinking_template import THINK_TEMPLATE
 
-from arena.config import parse_args
 from arena.errors import ArenaError
+from arena.flags import parse_args
 from arena.policy import Request
 
 NO_THINKING = {"enable_thinking": False}

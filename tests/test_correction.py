@@ -167,8 +167,9 @@ def test_the_off_policy_mask_measures_against_the_recorded_log_probs(tmp_path, m
 
 
 def test_bad_settings_are_one_line_naming_the_fix(tmp_path, monkeypatch):
-    from arena.config import TrainConfig, parse_args
+    from arena.config import TrainConfig
     from arena.errors import ArenaError
+    from arena.flags import parse_args
 
     for bad, message in (({"sampling_correction_mode": "token_trunc"}, "did you mean 'token_truncate'"),
                          ({"sampling_correction_min": 2.0, "sampling_correction_max": 1.0}, "must not exceed"),

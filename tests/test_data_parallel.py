@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from arena.config import parse_args
 from arena.data_parallel import DataParallel, check_launch, merge_metrics, share_of
 from arena.errors import ArenaError
+from arena.flags import parse_args
 from arena.ray_rollout import split
 
 # two envs: each process plays its slice of the step's mixed schedule, and TicTacToe's rows

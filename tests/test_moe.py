@@ -175,8 +175,9 @@ def test_the_router_loss_weight_is_trls_router_aux_loss_coef(tiny_moe, tmp_path,
     """`--router-aux-loss-coef` (TRL's name): 0 turns the router's loss off (and the loss
     shares its prompt prefix again), a value replaces the config's; for a model without a
     router, or below 0, one line."""
-    from arena.config import TrainConfig, parse_args
+    from arena.config import TrainConfig
     from arena.errors import ArenaError
+    from arena.flags import parse_args
     from arena.training import train
 
     off, seen = _train(tiny_moe, tmp_path / "off", monkeypatch, constrain=True, router_aux_loss_coef=0.0)

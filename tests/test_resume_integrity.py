@@ -55,7 +55,7 @@ def test_resume_moves_metrics_and_evaluations_after_the_checkpoint_aside(tmp_pat
 
 
 def test_flags_given_with_resume_are_written_to_the_runs_config(tmp_path):
-    from arena.config import load_yaml, parse_args
+    from arena.flags import load_yaml, parse_args
     from arena.train_cli import _with_run_config
     from arena.training import train
 
@@ -74,7 +74,7 @@ def test_flags_given_with_resume_are_written_to_the_runs_config(tmp_path):
 
 
 def test_out_with_resume_is_refused(tmp_path):
-    from arena.config import parse_args
+    from arena.flags import parse_args
 
     with pytest.raises(ArenaError, match="a resumed run stays in its own folder; drop --out"):
         parse_args(["--resume", str(tmp_path / "run"), "--out", str(tmp_path / "other")])
@@ -104,7 +104,7 @@ def test_a_bad_env_argument_fails_before_the_run_folder_exists(tmp_path):
 def test_a_run_stopped_before_its_first_checkpoint_says_so(tmp_path, monkeypatch, raised, status):
     """run.json says how it stopped, and the same --out, or --resume, names a fix that works."""
     from arena.checkpoint import resume_point
-    from arena.config import refuse_existing_run
+    from arena.run_info import refuse_existing_run
     from arena.trainer import SelfPlayTrainer
     from arena.training import train
 

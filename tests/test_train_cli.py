@@ -25,7 +25,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 # -- arena train: flags, help, errors ---------------------------------------------------------
 def test_train_help_lists_every_field_with_its_default():
-    from arena.config import fields_help
+    from arena.flags import fields_help
 
     result = arena_cmd("train", "--help")
     assert result.returncode == 0, result.stderr
@@ -45,7 +45,7 @@ def test_train_misspelled_flag_is_one_line_naming_the_close_match():
 
 def test_an_unknown_flag_or_key_without_a_close_match_is_one_line(tmp_path):
     """It was an IndexError traceback (the hint read the first close match of none)."""
-    from arena.config import parse_args
+    from arena.flags import parse_args
 
     line = one_line_error(arena_cmd("train", "--frobnicate", "3"))
     assert line.startswith("error: unknown flag --frobnicate (see `arena train --help`)"), line
@@ -104,7 +104,8 @@ def test_train_bad_value_is_one_line():
 
 
 def test_resume_starts_from_the_runs_own_config(tmp_path):
-    from arena.config import TrainConfig, parse_args, save_config
+    from arena.config import TrainConfig, save_config
+    from arena.flags import parse_args
     from arena.train_cli import _with_run_config
 
     save_config(TrainConfig(env=["spiral/TicTacToe-v0"], steps=7, out=str(tmp_path)), tmp_path / "config.yaml")
@@ -144,7 +145,8 @@ def test_a_model_from_a_training_run_keeps_the_runs_constraint(tmp_path):
 
 def test_a_model_from_a_training_run_keeps_the_runs_chat_template_arguments(tmp_path):
     """Qwen3 trained with thinking off and trained on with `--model RUN` stays so, unless told."""
-    from arena.config import TrainConfig, parse_args, save_config
+    from arena.config import TrainConfig, save_config
+    from arena.flags import parse_args
 
     run = tmp_path / "run"
     (run / "model").mkdir(parents=True)
@@ -516,7 +518,8 @@ def test_a_failed_start_leaves_no_run_to_refuse(tmp_path):
 def test_resuming_a_run_saved_before_the_entropy_schedule_fields_keeps_its_schedule(tmp_path):
     import yaml
 
-    from arena.config import TrainConfig, parse_args, save_config
+    from arena.config import TrainConfig, save_config
+    from arena.flags import parse_args
 
     run = tmp_path / "old"
     run.mkdir()
@@ -536,7 +539,8 @@ def test_resuming_a_run_saved_before_the_entropy_schedule_fields_keeps_its_sched
 def test_resuming_a_run_saved_before_the_shared_prefix_keeps_its_forward_and_schedule(tmp_path):
     import yaml
 
-    from arena.config import TrainConfig, parse_args, save_config
+    from arena.config import TrainConfig, save_config
+    from arena.flags import parse_args
 
     run = tmp_path / "old"
     run.mkdir()
@@ -600,7 +604,7 @@ def test_a_failed_start_removes_only_the_empty_files_it_made(tmp_path):
 
 
 def test_a_value_after_a_switch_names_the_switch():
-    from arena.config import parse_args
+    from arena.flags import parse_args
 
     for words in (["--constrain", "maybe"], ["--no-constrain", "maybe"]):
         with pytest.raises(ArenaError, match=r"^--constrain is a switch and takes no value: --constrain or "
@@ -637,7 +641,7 @@ def test_report_names_damaged_files_instead_of_saying_there_are_none(tmp_path, c
 
 
 def test_a_wrong_type_in_a_config_file_names_the_file_and_key(tmp_path):
-    from arena.config import parse_args
+    from arena.flags import parse_args
 
     config = tmp_path / "c.yaml"
     config.write_text("steps: three\n")

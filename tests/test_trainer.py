@@ -588,8 +588,9 @@ def test_dtype_loads_the_weights_in_it_and_the_run_saves_them_so(tmp_path):
 
     import torch
 
-    from arena.config import TrainConfig, parse_args
+    from arena.config import TrainConfig
     from arena.errors import ArenaError
+    from arena.flags import parse_args
     from arena.training import train
 
     trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0,
