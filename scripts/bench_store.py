@@ -42,7 +42,7 @@ from arena.agents import make_agent
 from rich.console import Console
 from rich.table import Table
 
-import arena.store
+import arena.records
 from arena.episode import (
     Episode,
     _finite,  # the NaN/inf walk the old writer did on every record
@@ -87,14 +87,14 @@ def _one(variant: str, episodes: int, workdir: Path) -> tuple[float, float, int]
         writer = EpisodeWriter(run)
     elif variant == "legacy store":
         writer = LegacyWriter(run)
-    fast = arena.store._orjson
+    fast = arena.records._orjson
     if variant == "store, json encoder":
-        arena.store._orjson = None
+        arena.records._orjson = None
     start, cpu = time.perf_counter(), time.process_time()
     try:
         play(ENV_ID, _agents(), episodes, seed=0, writer=writer)
     finally:
-        arena.store._orjson = fast
+        arena.records._orjson = fast
     size = 0
     if writer is not None:
         writer.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import arena.store
+import arena.records
 from arena import ArenaError
 from arena.episode import SCHEMA_VERSION, Episode, Turn
 from arena.store import (
@@ -40,7 +40,7 @@ def _episode(i: int, size: int = 10) -> Episode:
 def encoder(request, monkeypatch):
     """Run a test with orjson (the default) and with the standard-library fallback."""
     if request.param == "json":
-        monkeypatch.setattr(arena.store, "_orjson", None)
+        monkeypatch.setattr(arena.records, "_orjson", None)
     else:
         pytest.importorskip("orjson")
     return request.param
@@ -209,7 +209,7 @@ def test_both_encoders_write_files_that_read_back_the_same(tmp_path, monkeypatch
     eps[2].rewards["player_0"] = float("nan")
     with EpisodeWriter(tmp_path / "fast") as w:
         w.write(eps)
-    monkeypatch.setattr(arena.store, "_orjson", None)
+    monkeypatch.setattr(arena.records, "_orjson", None)
     with EpisodeWriter(tmp_path / "plain") as w:
         w.write(eps)
     fast, plain = list(read_records(tmp_path / "fast")), list(read_records(tmp_path / "plain"))
