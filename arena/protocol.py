@@ -222,6 +222,13 @@ class ArenaEnv(AECEnv):
 
     # -- description -------------------------------------------------------------------
     @classmethod
+    def replay_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The arguments `arena replay --verify` rebuilds an episode's env with: the recorded
+        ones, less any through which the env would write outside the replay (AZR's
+        `buffer_path`). Override where an env writes somewhere."""
+        return dict(kwargs)
+
+    @classmethod
     def protocol(cls) -> nx.DiGraph:
         """The env's protocol graph (see `protocol_graph`)."""
         return protocol_graph(cls.roles, cls.edges)

@@ -19,7 +19,8 @@ from rich.text import Text
 
 from arena.episode import Episode
 from arena.errors import ArenaError
-from arena.registry import make
+from arena.registry import make, spec
+from arena.rollout import turn_rewards
 
 ROLE_STYLES = ["cyan", "magenta", "green", "yellow", "blue", "red"]
 
@@ -85,7 +86,7 @@ def verify(episode: Episode) -> list[Mismatch]:
 def _verify(episode: Episode) -> list[Mismatch]:
     out: list[Mismatch] = []
     eid = episode.id
-    env = make(episode.env_id, **episode.env_kwargs)
+    env = make(episode.env_id, **spec(episode.env_id).load().replay_kwargs(episode.env_kwargs))
     env.reset(seed=episode.seed, options=episode.options or None)
     returns = {r: 0.0 for r in env.possible_agents}
     for turn in episode.turns:
@@ -116,6 +117,12 @@ def _verify(episode: Episode) -> list[Mismatch]:
         replayed_outcome = dict(env.outcome or {})
         if _normalise(replayed_outcome) != _normalise(episode.outcome):
             out.append(Mismatch(eid, None, "outcome", episode.outcome, replayed_outcome))
+        # what training reads of each turn: its own reward (AZR's attempts) and infra flag
+        for turn, (reward, infra) in zip(episode.turns, turn_rewards(env, [t.role for t in episode.turns], returns)):
+            if not _close(turn.reward, reward):
+                out.append(Mismatch(eid, turn.index, "turn reward", turn.reward, reward))
+            if bool(turn.info.get("infra")) != infra:
+                out.append(Mismatch(eid, turn.index, "infra", bool(turn.info.get("infra")), infra))
     env.close()
     return out
 

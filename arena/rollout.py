@@ -246,10 +246,20 @@ def _finalize(slot: _Slot) -> Episode:
     ep = slot.episode
     ep.rewards = {r: float(v) for r, v in slot.returns.items()}
     ep.outcome = dict(slot.env.outcome or {})
-    credit = getattr(slot.env, "turn_credit", None)  # per-turn rewards and infra flags (AZR's n solver attempts)
-    for i, turn in enumerate(ep.turns):
-        own = credit[i] if credit is not None and i < len(credit) else {}
-        turn.reward = float(own["reward"]) if "reward" in own else ep.rewards.get(turn.role, 0.0)
-        if own.get("infra"):
+    for turn, (reward, infra) in zip(ep.turns, turn_rewards(slot.env, [t.role for t in ep.turns], ep.rewards)):
+        turn.reward = reward
+        if infra:
             turn.info["infra"] = True
     return ep
+
+
+def turn_rewards(env: Any, roles: Sequence[str], returns: Mapping[str, float]) -> list[tuple[float, bool]]:
+    """(reward, infra) of each turn of a finished episode, whose turns were played by `roles`:
+    the env's own credit for the turn where it keeps one (`turn_credit`: AZR's n solver
+    attempts, SPICE's roles), else the acting role's return; infra where the credit says so."""
+    credit = getattr(env, "turn_credit", None) or []
+    out = []
+    for i, role in enumerate(roles):
+        own = credit[i] if i < len(credit) else {}
+        out.append((float(own["reward"]) if "reward" in own else float(returns.get(role, 0.0)), bool(own.get("infra"))))
+    return out

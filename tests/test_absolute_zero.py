@@ -243,7 +243,10 @@ def test_buffers_grow_save_restore_and_lineage(tmp_path):
     episodes = play("azr/Mixed-v0", [HeuristicAgent(seed=0)], 8, seed=0, concurrency=1,
                     env_kwargs={"n": 2, "sandbox": "process", "buffer_path": str(store_dir), "store": "test-lineage"})
     new_ids = {ep.outcome["task_id"] for ep in episodes}
-    lines = (store_dir / "azr_tasks.jsonl").read_text().splitlines()
+    saved = (store_dir / "azr_tasks.jsonl").read_bytes()
+    assert all(verify(ep) == [] for ep in episodes[:3])
+    assert (store_dir / "azr_tasks.jsonl").read_bytes() == saved  # a replay adds nothing to the user's buffer
+    lines = saved.decode().splitlines()
     assert {json.loads(line)["id"] for line in lines} == new_ids
     restored = TaskStore.load(store_dir)
     assert {"seed-deduction", "seed-abduction", "seed-induction"} | new_ids == {t.id for b in restored.buffers.values() for t in b}

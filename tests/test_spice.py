@@ -99,6 +99,12 @@ def test_scripted_agents_play_and_replay():
     assert all(ep.outcome["verifier_agrees"] for ep in episodes)
     assert len({ep.outcome["document"] for ep in episodes}) > 1
     assert all(verify(ep) == [] for ep in episodes)
+    # what training reads of each turn is checked too, not only the roles' totals
+    tampered = episodes[0]
+    attempt = next(t for t in tampered.turns if t.role == "reasoner")
+    attempt.reward = 1.0 - attempt.reward
+    attempt.info["infra"] = True
+    assert {(m.turn, m.field) for m in verify(tampered)} == {(attempt.index, "turn reward"), (attempt.index, "infra")}
 
 
 # -- math-verify and the SymPy fallback ----------------------------------------------------------------

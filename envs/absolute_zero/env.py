@@ -78,7 +78,8 @@ After the verifier's turn; or right after the proposer's turn when the proposal 
   `buffer_path`: a folder; saved tasks there are loaded, and each new task is appended
   to `azr_tasks.jsonl` (`env.store.save()` also writes `azr_lineage.json`).
 - Replay: the references an episode showed are its `options` (`episode_options`), so
-  `arena replay --verify` rebuilds the episode in a fresh env, re-running the sandbox.
+  `arena replay --verify` rebuilds the episode in a fresh env, re-running the sandbox,
+  without `buffer_path` and `store` (`replay_kwargs`): a replay adds nothing to them.
 - `max_turns` (at least n + 2), `render_mode`.
 
 Fixed relative to AZR's code: the deduction and abduction prompts each carry their own
@@ -191,6 +192,12 @@ class AbsoluteZero(ArenaEnv):
         self.chosen: int | None = None
         self.turn_credit = []
         self._texts: dict[str, str] = {}
+
+    @classmethod
+    def replay_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Without `buffer_path` and `store`: an episode's references are in its options, and
+        its replay appends nothing to the user's buffer file or to a store in use."""
+        return {k: v for k, v in kwargs.items() if k not in ("buffer_path", "store")}
 
     @staticmethod
     def summarize(episodes: Any) -> dict[str, Any]:
