@@ -29,7 +29,9 @@ def cut_episodes_after(run_dir: Path, keep: int) -> int:
     complete = [ln for ln in lines if ln.endswith(b"\n")]
     if len(complete) < keep:
         raise ArenaError(f"{path} holds {len(complete)} episodes but the checkpoint expects {keep}: the run folder was changed")
-    tail = b"".join(lines[keep:])
+    # each moved line ends with its newline: a torn last line (a killed writer's) stays
+    # apart from what a later resume moves after it
+    tail = b"".join(ln if ln.endswith(b"\n") else ln + b"\n" for ln in lines[keep:])
     if tail:
         with open(Path(run_dir) / "episodes.after-checkpoint.jsonl", "ab") as f:
             f.write(tail)

@@ -186,3 +186,19 @@ def test_a_resumed_run_without_evaluation_labels_the_runs_last_one_and_its_sessi
     assert "latest evaluation of the run, at step 1 (none since" in result.stdout
     assert "evaluation at step 1 (" not in result.stdout
     assert "over the run, " in result.stdout and " this session" in result.stdout
+
+
+def test_episodes_moved_aside_by_two_resumes_stay_one_record_a_line(tmp_path):
+    """A torn last line moved aside by one resume does not swallow the first line the next
+    resume moves: every record moved aside reads back."""
+    from arena.resume import cut_episodes_after
+
+    path = tmp_path / "episodes.jsonl"
+    path.write_bytes(b"".join(b'{"seed": %d}\n' % i for i in range(5)) + b'{"seed": 5, "tor')
+    assert cut_episodes_after(tmp_path, 3) == 3
+    with open(path, "ab") as f:
+        f.write(b'{"seed": 3}\n{"seed": 4}\n')
+    assert cut_episodes_after(tmp_path, 4) == 1
+    aside = (tmp_path / "episodes.after-checkpoint.jsonl").read_bytes().splitlines()
+    assert aside == [b'{"seed": 3}', b'{"seed": 4}', b'{"seed": 5, "tor', b'{"seed": 4}']
+    assert path.read_bytes().splitlines() == [b'{"seed": %d}' % i for i in range(4)]
