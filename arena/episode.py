@@ -222,11 +222,15 @@ def _turn(record: Any, position: int) -> Turn:
 
 
 def _finite(value: Any) -> Any:
-    """Replace NaN and infinities with None so the record stays strict JSON."""
+    """Replace NaN and infinities with None so the record stays strict JSON; numpy scalars
+    and arrays (keys too: `np.int64(3)`) become the Python values they hold first."""
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and not isinstance(value, (str, bytes, int, float)):
+        value = tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k if isinstance(k, str) else _finite(k): _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value

@@ -414,7 +414,7 @@ def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[s
         what = f"{contents.count} episodes of {', '.join(sorted(contents.env_ids)) or 'no env'}"
         raise ArenaError(f"{run} already holds a run ({what}): pass --append to add episodes to it, "
                          "--overwrite to replace it, or give another --out")
-    previous = read_run_info(run) if existing else {}
+    previous = read_run_info(run) if existing and mode != "overwrite" else {}  # a damaged one is replaced
     calls: list[dict[str, Any]] = []
     if existing and mode == "overwrite":
         for stale in (path, run_file):

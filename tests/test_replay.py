@@ -67,6 +67,12 @@ def test_out_existing_run_is_refused_unless_append_or_overwrite(tmp_path, capsys
     assert {e.env_id for e in read_episodes(run)} == {"spiral/TicTacToe-v0"}
     assert [c["mode"] for c in read_run_info(run)["calls"]] == ["overwrite"]
 
+    (run / "run.json").write_text('{"status": "runn')  # damaged: --overwrite, which the error names, replaces it
+    code, _, err = arena(capsys, "play", "spiral/TicTacToe-v0", "-n", "2", "--out", run, "--append")
+    assert code == 2 and "--overwrite" in err
+    assert arena(capsys, "play", "spiral/TicTacToe-v0", "-n", "2", "--out", run, "--overwrite")[0] == 0
+    assert read_run_info(run)["status"] == "complete"
+
 
 def test_out_refuses_foreign_files_and_bad_places(tmp_path, capsys):
     data = tmp_path / "data"

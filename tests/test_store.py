@@ -194,6 +194,16 @@ def test_what_orjson_refuses_goes_through_the_standard_encoder(value, encoder):
                                                         else value)
 
 
+def test_numpy_non_finite_values_and_keys_beside_what_orjson_refuses_are_stored(encoder):
+    """The standard encoder's retry cleans numpy scalars too: a float32 NaN (not a float) once
+    raised a traceback there, and an np.int64 key was refused."""
+    np = pytest.importorskip("numpy")
+    record = _episode(0).record()
+    record["turns"][0]["info"]["x"] = {"text": "\ud800", "nan": np.float32("nan"), np.int64(3): np.array([1.0, np.inf])}
+    back = json.loads(encode_record(record))["turns"][0]["info"]["x"]
+    assert back == {"text": "\ud800", "nan": None, "3": [1.0, None]}
+
+
 @pytest.mark.parametrize("value", [object(), _episode(0), __import__("datetime").datetime(2024, 1, 1)])
 def test_unstorable_values_are_one_line_errors_with_both_encoders(tmp_path, encoder, value):
     ep = _episode(0)
