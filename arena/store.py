@@ -15,6 +15,7 @@ deliberate overwrite; `EpisodeWriter` alone appends to a folder the caller has p
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -125,6 +126,24 @@ def _repair_tail(path: Path) -> None:
             f.truncate(start_of_line)
 
 
+def lock_run(run_dir: Path) -> int:
+    """An exclusive lock on the run folder (`flock` on the folder itself: no file is added),
+    held by one writer for its life; returns its descriptor (`os.close` releases it). A
+    second writer of the folder, in this process or another, is one line: two `--append`
+    at once took the same indices and seeds, and run.json kept one call of the two. Where
+    the filesystem has no `flock` (some network mounts) writers go unguarded, as before."""
+    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ArenaError(f"{run_dir} is being written by another arena command: wait for it to end, or give "
+                         "another --out") from None
+    except OSError:
+        pass
+    return fd
+
+
 class EpisodeWriter:
     """Appends episodes to `RUN_DIR/episodes.jsonl`, a batch per write.
 
@@ -132,18 +151,24 @@ class EpisodeWriter:
 
     Args:
         run_dir: the run folder (created if missing).
+        lock: the folder's lock (`lock_run`) when the caller took it already; else taken
+            here. Released at `close`.
         fsync: also `os.fsync` (durable against power loss, not only against the process
             being killed): after a batch when `fsync_every` seconds have passed since the
             last one, and at `close`. `fsync_every=0` syncs every batch.
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str], fsync: bool = True, fsync_every: float = 1.0):
+    def __init__(self, run_dir: str | os.PathLike[str], fsync: bool = True, fsync_every: float = 1.0,
+                 lock: int | None = None):
         self.run_dir = Path(run_dir)
         self.path = _check_run_dir(self.run_dir)
-        _repair_tail(self.path)
+        self._lock = lock_run(self.run_dir) if lock is None else lock
         try:
+            _repair_tail(self.path)  # another writer's line in progress is not torn: the lock first
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
+            if lock is None:  # the caller's own lock is the caller's to release
+                os.close(self._lock)
             raise ArenaError(f"cannot open {self.path} for writing: {exc.strerror or exc}") from None
         self._start_size = os.fstat(self._fd).st_size  # where this writer's records begin
         self.fsync = fsync
@@ -263,7 +288,7 @@ class EpisodeWriter:
         self._dirty = False
 
     def close(self) -> None:
-        """Sync what is not yet synced (with `fsync`) and close the file."""
+        """Sync what is not yet synced (with `fsync`), close the file, release the folder."""
         if self._fd >= 0:
             try:
                 if self.fsync and self._dirty:
@@ -271,6 +296,7 @@ class EpisodeWriter:
             finally:
                 os.close(self._fd)
                 self._fd = -1
+                os.close(self._lock)
 
     def __enter__(self) -> Self:
         return self
@@ -406,6 +432,15 @@ def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[s
     if _is_training_run(run):  # its episodes and run.json belong to the training run, whatever the mode
         raise ArenaError(f"{run} is a training run (arena train): choose another --out")
     path = _check_run_dir(run)
+    lock = lock_run(run)  # before the folder is read: another writer's records are not yet all there
+    try:
+        return _open_locked(run, path, lock, mode, info, fsync)
+    except BaseException:
+        os.close(lock)
+        raise
+
+
+def _open_locked(run: Path, path: Path, lock: int, mode: str, info: dict[str, Any], fsync: bool) -> EpisodeWriter:
     run_file = run / RUN_FILE
     has_episodes = path.exists() and path.stat().st_size > 0
     existing = has_episodes or run_file.exists()
@@ -425,7 +460,7 @@ def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[s
     start = max(contents.count, contents.max_index + 1)
     if mode == "append":
         _check_append(run, contents, info, start)
-    writer = EpisodeWriter(run, fsync=fsync)
+    writer = EpisodeWriter(run, fsync=fsync, lock=lock)
     writer._next_index, writer._base_count = start, contents.count
     stamp = _now()
     call = {**info, "mode": mode, "started": stamp, "first_index": start, "status": "running", "episodes_completed": 0}

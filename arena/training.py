@@ -35,7 +35,7 @@ from arena.data_parallel import DataParallel
 from arena.errors import ArenaError
 from arena.resume import cut_episodes_after, cut_evals_after, cut_metrics_after, save_resumed_config
 from arena.run_info import STATE_FILE, checkpoint_step, refuse_existing_run, write_run_info
-from arena.store import EPISODES_FILE
+from arena.store import EPISODES_FILE, lock_run
 from arena.trainer import MODEL_DIR, Rollout, SelfPlayTrainer
 
 
@@ -48,11 +48,15 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
     run_dir = Path(config.resume or config.out)
     if config.resume:
         ckpt, state = resume_point(run_dir, config.steps)
-        # what the run wrote after its checkpoint is played and logged again: moved aside
-        cut_episodes_after(run_dir, int(state["episodes_written"]))
-        step = checkpoint_step(ckpt)
-        cut_metrics_after(run_dir, step)
-        cut_evals_after(run_dir, step)
+        lock = lock_run(run_dir)  # a run still training holds it: nothing is cut under it
+        try:
+            # what the run wrote after its checkpoint is played and logged again: moved aside
+            cut_episodes_after(run_dir, int(state["episodes_written"]))
+            step = checkpoint_step(ckpt)
+            cut_metrics_after(run_dir, step)
+            cut_evals_after(run_dir, step)
+        finally:
+            os.close(lock)
         return run_dir, ckpt
     refuse_existing_run(run_dir)
     try:

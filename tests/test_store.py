@@ -542,3 +542,23 @@ def test_a_record_without_seed_is_a_one_line_error(tmp_path, fields, message):
     with pytest.raises(ArenaError) as info:
         list(read_episodes(tmp_path))
     assert str(info.value).startswith(f"{path}:2: episode record has {message}")
+
+
+def test_a_run_folder_has_one_writer_at_a_time(tmp_path):
+    """Two appends at once took the same indices and seeds, and run.json kept one of the two
+    calls: the second writer of a folder is refused in one line, and the folder is free again
+    once the first closes."""
+    from arena.store import lock_run, open_run
+
+    info = {"env_id": "spiral/TicTacToe-v0", "env_kwargs": {}, "seed": 0, "episodes": 1}
+    first = open_run(tmp_path / "run", mode="append", info=info)
+    for attempt in (lambda: open_run(tmp_path / "run", mode="append", info={**info, "seed": 5}),
+                    lambda: EpisodeWriter(tmp_path / "run"), lambda: lock_run(tmp_path / "run")):
+        with pytest.raises(ArenaError, match="being written by another arena command"):
+            attempt()
+    first.write([_episode(0)])
+    first.finish("complete")
+    first.close()
+    second = open_run(tmp_path / "run", mode="append", info={**info, "seed": 5})
+    second.close()
+    assert [c["status"] for c in read_run_info(tmp_path / "run")["calls"]] == ["complete", "running"]
