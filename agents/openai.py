@@ -38,6 +38,15 @@ raw_logprobs`: after the choice grammar's mask, before temperature and top-p; st
 `return_token_ids` (the completion's ids, EOS included, and the prompt's in `prompt_ids`);
 a server that refuses that field (HTTP 400 naming it) is asked again without it, and from
 then on `token_ids` and `prompt_ids` stay None.
+
+**Sampling as asked**: a vLLM server fills every sampling field a request leaves out from
+the model's `generation_config.json` (`--generation-config auto`, its default): a served
+Qwen2.5-Instruct samples with `top_k` 20 and `repetition_penalty` 1.05 on top of the
+temperature and top-p asked for. Each request therefore also sends the neutral values
+(`presence_penalty` and `frequency_penalty` 0, vLLM's `top_k` 0, `min_p` 0 and
+`repetition_penalty` 1), as the hf agent puts a model's own extras back to neutral
+(`arena.agents.hf.sampling_overrides`) and the vllm agent passes `SamplingParams` whole;
+a server that refuses vLLM's fields (HTTP 400 naming one) is asked again without them.
 """
 
 from __future__ import annotations
@@ -57,6 +66,8 @@ from .hf import check_chat_template_kwargs
 from .options import convert_options, peel_options
 
 DUMMY_KEY = "EMPTY"
+#: vLLM's sampling fields a request sends at their neutral values (the module docstring)
+NEUTRAL_SAMPLING: dict[str, Any] = {"top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
 OPTIONS: dict[str, type] = {"constrain": bool, "temperature": float, "top_p": float, "max_tokens": int,
                              "concurrency": int, "timeout": float, "retries": int, "name": str,
                              "enable_thinking": bool}
@@ -147,6 +158,7 @@ class OpenAIPolicy:
         if enable_thinking is not None:
             self.chat_template_kwargs["enable_thinking"] = enable_thinking
         self.token_ids = True  # vLLM's return_token_ids; switched off if the server refuses it
+        self.neutral = True  # NEUTRAL_SAMPLING sent; switched off if the server refuses those fields
         self._seeds = random.Random(seed) if seed is not None else None
         self._openai = openai
         self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or DUMMY_KEY
@@ -213,9 +225,10 @@ class OpenAIPolicy:
         if served and self.model not in served:
             raise self._unknown_model(served)
 
-    def body(self, request: Request, seed: int | None = None, token_ids: bool = True) -> dict[str, Any]:
+    def body(self, request: Request, seed: int | None = None, token_ids: bool = True,
+             neutral: bool = True) -> dict[str, Any]:
         """The keyword arguments of `chat.completions.create` for one request."""
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(NEUTRAL_SAMPLING) if neutral else {}
         if self.constrain and request.legal_actions:
             extra["structured_outputs"] = {"choice": list(request.legal_actions)}
         if token_ids:
@@ -225,6 +238,7 @@ class OpenAIPolicy:
         kwargs: dict[str, Any] = {
             "model": self.model, "messages": request.messages, "temperature": self.temperature,
             "top_p": self.top_p, "max_tokens": self.max_tokens, "logprobs": True, "n": 1,
+            "presence_penalty": 0.0, "frequency_penalty": 0.0,
         }
         if seed is not None:
             kwargs["seed"] = seed
@@ -233,15 +247,18 @@ class OpenAIPolicy:
         return kwargs
 
     async def _complete(self, client: Any, request: Request, seed: int | None) -> Completion:
-        ids = self.token_ids  # read once: another request may switch it off meanwhile
-        try:
-            response = await client.chat.completions.create(**self.body(request, seed, ids))
-        except self._openai.BadRequestError as exc:
-            if not (ids and "return_token_ids" in str(exc)):
-                raise
-            self.token_ids = ids = False  # not vLLM: ask again without the ids
-            response = await client.chat.completions.create(**self.body(request, seed, ids))
-        return self._completion(response, ids)
+        ids, neutral = self.token_ids, self.neutral  # read once: another request may switch them off meanwhile
+        while True:  # each refusal switches one of vLLM's fields off for good: at most three tries
+            try:
+                response = await client.chat.completions.create(**self.body(request, seed, ids, neutral))
+                return self._completion(response, ids)
+            except self._openai.BadRequestError as exc:
+                if ids and "return_token_ids" in str(exc):
+                    self.token_ids = ids = False  # not vLLM: ask again without the ids
+                elif neutral and any(name in str(exc) for name in NEUTRAL_SAMPLING):
+                    self.neutral = neutral = False  # nor its sampling fields
+                else:
+                    raise
 
     def _completion(self, response: Any, ids: bool) -> Completion:
         choice = response.choices[0]

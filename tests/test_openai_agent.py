@@ -3,7 +3,7 @@ chat-completions wire format and generates with the real tiny model (`make_hf_ag
 
 The server can be told to answer some statuses first (429, 503), to hold each request (so
 that concurrent requests overlap and a slow server times out), and to refuse vLLM's
-`return_token_ids` field (as a non-vLLM server does); it records every request body and the
+fields such as `return_token_ids` (as a non-vLLM server does); it records every request body and the
 most requests it had in flight at once. Sampling settings are honoured where the hf agent
 can (temperature, top_p, max_tokens, choice) and recorded in any case.
 """
@@ -38,7 +38,8 @@ class TinyServer:
 
     Knobs, reset by `reset()`: `fail` (statuses to answer first, one per request),
     `retry_after_ms` (sent with those), `hold` (seconds each other request waits before it
-    is answered), `gate` (the hold ends early once that many requests are in flight), `refuse_token_ids` (400 on vLLM's `return_token_ids`, as OpenAI does).
+    is answered), `gate` (the hold ends early once that many requests are in flight), `refuse` (request fields answered
+    with a 400 naming them, as OpenAI answers vLLM's `return_token_ids` or `top_k`).
     """
 
     def __init__(self, policy: HFPolicy):
@@ -57,7 +58,7 @@ class TinyServer:
         self.retry_after_ms: int | None = None
         self.hold = 0.0
         self.gate = 0
-        self.refuse_token_ids = False
+        self.refuse: set[str] = set()
         self.bodies: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -156,8 +157,9 @@ def _handler(server: TinyServer) -> type[BaseHTTPRequestHandler]:
                 server.wait()
                 if body.get("model") != MODEL:
                     return self.error(404, f"The model `{body.get('model')}` does not exist.")
-                if server.refuse_token_ids and "return_token_ids" in body:
-                    return self.error(400, "Unrecognized request argument supplied: return_token_ids")
+                refused = sorted(server.refuse & set(body))
+                if refused:
+                    return self.error(400, f"Unrecognized request argument supplied: {refused[0]}")
                 self.send(200, server.complete(body))
             finally:
                 server.leave()
@@ -310,13 +312,31 @@ def test_a_served_opponent_in_training_gets_the_runs_chat_template_kwargs(tiny_s
 
 
 def test_a_server_without_token_ids_still_gives_logprobs(tiny_server):
-    tiny_server.refuse_token_ids = True
+    tiny_server.refuse = {"return_token_ids"}
     policy = OpenAIPolicy(MODEL, tiny_server.url, constrain=True)
     first, second = policy.act(game_requests("spiral/KuhnPoker-v0", 1))
-    assert policy.token_ids is False
+    assert policy.token_ids is False and policy.neutral is True
     for c in (first, second):
         assert c.token_ids is None and c.prompt_ids is None and c.logprobs
     assert "return_token_ids" not in tiny_server.bodies[-1]
+
+
+def test_requests_ask_for_neutral_sampling_unless_the_server_refuses_vllms_fields(tiny_server):
+    """vLLM fills a field left out from the model's generation config (a served Qwen2.5-Instruct
+    adds top_k 20 and repetition_penalty 1.05): every field is sent at its neutral value, and a
+    server without vLLM's fields gets the standard ones alone (every refusal at most once)."""
+    policy = OpenAIPolicy(MODEL, tiny_server.url, constrain=True)
+    policy.act(game_requests("spiral/KuhnPoker-v0", 1)[:1])
+    body = tiny_server.bodies[-1]
+    assert {k: body[k] for k in ("top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")} == {
+        "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+    tiny_server.refuse = {"return_token_ids", "top_k", "min_p", "repetition_penalty"}
+    first, second = policy.act(game_requests("spiral/KuhnPoker-v0", 1))
+    assert first.logprobs and second.logprobs and policy.token_ids is False and policy.neutral is False
+    assert not tiny_server.refuse & set(tiny_server.bodies[-1]) and tiny_server.bodies[-1]["presence_penalty"] == 0.0
+    sent = len(tiny_server.bodies)
+    policy.act(game_requests("spiral/KuhnPoker-v0", 1))
+    assert len(tiny_server.bodies) == sent + 2  # no request refused any more
 
 
 # --- concurrency ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -70,7 +71,12 @@ def vllm_server(tmp_path_factory, arena_cache):
     """A running `vllm serve` of the tiny model: yields (base URL, model folder)."""
     from arena.agents.tiny import tiny_model_path
 
-    model_path = str(tiny_model_path())
+    # served with a generation config that would make sampling greedy (vLLM fills the fields a
+    # request leaves out from it): the agent's neutral fields must win, or nothing below varies
+    model_path = str(tmp_path_factory.mktemp("served") / "tiny")
+    shutil.copytree(tiny_model_path(), model_path)
+    config = json.loads((Path(model_path) / "generation_config.json").read_text())
+    (Path(model_path) / "generation_config.json").write_text(json.dumps({**config, "top_k": 1, "repetition_penalty": 1.3}))
     port = _free_port()
     log_path = tmp_path_factory.mktemp("vllm-serve") / "server.log"
     template = log_path.with_name("think.jinja")
