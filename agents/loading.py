@@ -184,7 +184,9 @@ def _load_adapter(folder: Path, dtype: Any):
         from peft import AutoPeftModelForCausalLM
     except ImportError:
         raise ArenaError(f"{folder} holds a LoRA adapter: loading it needs peft (pip install peft)") from None
-    return AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype, trust_remote_code=False).merge_and_unload()
+    model = AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype, trust_remote_code=False).merge_and_unload()
+    model.arena_adapter = str(folder)  # its `name_or_path` is the base's folder: the vllm agent must not load that
+    return model
 
 
 #: `:KEY=VALUE` options of the `tiny`, `hf:` and `vllm:` specs (`arena.agents.options`).

@@ -205,11 +205,19 @@ class VLLMPolicy(HFPolicy):
             self._asleep = False
 
     # --- RNG -----------------------------------------------------------------------
+    def reseed(self, seed: int) -> None:
+        """Start the stream of per-request seeds afresh from `seed`."""
+        self._rng = random.Random(seed)
+
     def get_rng_state(self) -> dict[str, Any]:
         version, internal, gauss = self._rng.getstate()
         return {"python": [version, list(internal), gauss]}
 
     def set_rng_state(self, state: dict[str, Any]) -> None:
+        """The stream `get_rng_state` saved; the hf policy's state (a run resumed with
+        another `--backend`) cannot continue here, and the stream stays as seeded."""
+        if "python" not in state:
+            return
         version, internal, gauss = state["python"]
         self._rng.setstate((version, tuple(internal), gauss))
 
@@ -283,4 +291,9 @@ def make_vllm_agent(spec: str, *, seed: int | None = None, **kwargs: Any) -> VLL
     for key, value in agent_kwargs(target, options).items():
         kwargs.setdefault(key, value)
     kwargs.setdefault("name", spec)
-    return VLLMPolicy(model, tokenizer, seed=seed or 0, **kwargs)
+    policy = VLLMPolicy(model, tokenizer, seed=seed or 0, **kwargs)
+    if getattr(model, "arena_adapter", None):
+        # a LoRA run's model: the engine loaded the base model's folder (the merged model's
+        # `name_or_path`); the merged weights reach it as after a training step
+        policy.sync_weights()
+    return policy

@@ -184,9 +184,40 @@ def test_rng_state_replays_the_same_samples(engine):
         first = [c.token_ids for c in engine.act([request] * 32)]
         engine.set_rng_state(json.loads(json.dumps(state)))  # through JSON, as a checkpoint stores it
         again = [c.token_ids for c in engine.act([request] * 32)]
+        # the hf agent's state (a run resumed with another --backend) leaves the stream as it is
+        engine.set_rng_state(json.loads(json.dumps(state)))
+        engine.set_rng_state({"cpu": [0] * 16})
+        other = [c.token_ids for c in engine.act([request] * 32)]
+        engine.reseed(99)  # a data-parallel process's or Ray worker's own stream
+        reseeded = [c.token_ids for c in engine.act([request] * 32)]
+        engine.reseed(99)
+        reseeded_again = [c.token_ids for c in engine.act([request] * 32)]
     finally:
         engine.temperature = 0.0
-    assert first == again
+    assert first == again == other
+    assert reseeded == reseeded_again and reseeded != first
+
+
+def test_a_lora_adapter_plays_with_its_merged_weights(tmp_path):
+    """`vllm:FOLDER` of a LoRA adapter (a LoRA run's model): the merged model's folder is the
+    base's, so the engine once played the untrained base model; the merged weights are pushed."""
+    from arena.agents.hf import load_model
+    from arena.agents.vllm import make_vllm_agent
+    from peft import LoraConfig, get_peft_model
+
+    base, tokenizer = load_model("tiny", device="cpu")
+    adapter = tmp_path / "adapter"
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(str(adapter))
+    tokenizer.save_pretrained(str(adapter))
+    merged, _ = load_model(str(adapter), device="cpu")
+    plain, _ = load_model("tiny", device="cpu")
+    agent = make_vllm_agent(f"vllm:{adapter}:temperature=0", memory=0.02, max_model_len=1024)
+    prompts = [agent.encode(_kuhn_request(seed=s)) for s in range(6)]
+    played = _greedy_engine(agent, prompts, 6)
+    assert _same(played, _greedy_hf(merged, prompts, 6))
+    assert not _same(played, _greedy_hf(plain, prompts, 6))  # the adapter changes what is played
+    del agent.llm
 
 
 @pytest.mark.parametrize("lora_r", [0, 4])
