@@ -227,7 +227,6 @@ class HFPolicy:
                  batch_size: int = 256, seed: int = 0, static_cache: bool | None = None,
                  share_prefix: bool = True, top_k: int = 0, min_p: float = 0.0,
                  chat_template_kwargs: dict[str, Any] | None = None):
-        import torch
 
         check_decoding(temperature=temperature, max_new_tokens=max_new_tokens, top_p=top_p, top_k=top_k, min_p=min_p)
         self.model = model
@@ -255,10 +254,7 @@ class HFPolicy:
             logger.warning("the model's generation config sets %s: not applied, arena samples with its own settings "
                            "(temperature, top-p, top-k, min-p) so the recorded log-probs are the policy's",
                            ", ".join(sorted(self._overrides)))
-        gen = torch.Generator()
-        gen.manual_seed(seed)
-        self._cpu_rng = gen.get_state()
-        self._cuda_rng = None
+        self.reseed(seed)
         self._gen_model = None
         self._views: dict[str, int] = {}  # state-dict keys of the lent weights, and their data pointers
         self.generated_tokens = 0
@@ -293,6 +289,16 @@ class HFPolicy:
         fill(self._gen_model, weights, self._views)
 
     # --- RNG -----------------------------------------------------------------------
+    def reseed(self, seed: int) -> None:
+        """Start the sampling streams afresh from `seed`: the CPU one, and on a GPU the CUDA
+        one that `generate` samples with there (transformers' `set_seed` gives every process
+        of a data-parallel run the same global CUDA stream: each policy keeps its own)."""
+        import torch
+
+        self._cpu_rng = torch.Generator().manual_seed(int(seed)).get_state()
+        self._cuda_rng = (torch.Generator(device=self.device).manual_seed(int(seed)).get_state()
+                          if self.device.type == "cuda" else None)
+
     def get_rng_state(self) -> dict[str, Any]:
         state = {"cpu": self._cpu_rng.tolist()}
         if self._cuda_rng is not None:
@@ -300,8 +306,12 @@ class HFPolicy:
         return state
 
     def set_rng_state(self, state: dict[str, Any]) -> None:
+        """The streams `get_rng_state` saved; another backend's state (a run resumed with
+        another `--backend`) cannot continue here, and the streams stay as seeded."""
         import torch
 
+        if "cpu" not in state:
+            return
         self._cpu_rng = torch.tensor(state["cpu"], dtype=torch.uint8)
         if state.get("cuda") is not None:
             self._cuda_rng = torch.tensor(state["cuda"], dtype=torch.uint8)

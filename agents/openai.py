@@ -165,6 +165,11 @@ class OpenAIPolicy:
         if check:
             self.check()
 
+    def reseed(self, seed: int) -> None:
+        """Start the stream of per-request seeds afresh from `seed` (each data-parallel
+        process and Ray worker its own: the same seeds would draw the same answers)."""
+        self._seeds = random.Random(seed)
+
     def _new_client(self, asynchronous: bool = False) -> Any:
         kind = self._openai.AsyncOpenAI if asynchronous else self._openai.OpenAI
         return kind(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=self.retries)

@@ -310,10 +310,16 @@ class RayRollout:
             raise ArenaError(f"a Ray rollout worker failed to start: {_last_line(exc)}") from None
 
     def _replace(self, w: int) -> None:
-        """Kill worker `w` (if anything is left of it) and start a new one in its place."""
+        """Kill worker `w` (if anything is left of it) and start a new one in its place, ready:
+        a replacement Ray cannot place (its node lost, no CPU free elsewhere) is one line
+        after `READY_TIMEOUT_S`, not a step that waits forever."""
         self._kill(self.workers[w])
         self.workers[w] = self._spawn()
         self.restarts += 1
+        try:
+            self._wait_ready([self.workers[w]])
+        except ArenaError as exc:
+            raise ArenaError(f"Ray rollout worker {w} died and could not be replaced: {exc}") from None
 
     def _kill(self, actor: Any) -> None:
         with contextlib.suppress(self.ray.exceptions.RayError):  # already gone
@@ -408,14 +414,13 @@ def _checked(episodes: list[Episode], share: Share) -> list[Episode]:
 
 
 def reseed(agent: Any, seed: int) -> None:
-    """Restart an agent's sampling stream from `seed`: a model policy through its
-    `set_rng_state`, a scripted agent (random, heuristic, scripted) through its numpy `rng`.
-    Other agents keep their stream (a served model is not reproducible anyway)."""
+    """Restart an agent's sampling stream from `seed`: an agent with a `reseed` method (the
+    hf, vllm and openai agents: their CPU and CUDA streams, or their per-request seeds)
+    through it, a scripted agent (random, heuristic, scripted) through its numpy `rng`."""
     import numpy as np
-    import torch
 
-    if hasattr(agent, "set_rng_state"):
-        agent.set_rng_state({"cpu": torch.Generator().manual_seed(seed).get_state().tolist()})
+    if callable(getattr(agent, "reseed", None)):
+        agent.reseed(seed)
     elif isinstance(getattr(agent, "rng", None), np.random.Generator):
         agent.rng = np.random.default_rng(seed)
 

@@ -589,6 +589,14 @@ def test_seeded_policy_rng_reproducible_and_state_round_trips(tiny):
     policy.act(requests)
     policy.set_rng_state(state)
     assert [c.token_ids for c in policy.act(requests)] == before
+    # reseed starts the stream afresh (each data-parallel process and Ray worker its own share);
+    # the vllm agent's state (a run resumed with another --backend) leaves the stream as it is
+    policy.reseed(7)
+    fresh = [c.token_ids for c in policy.act(requests)]
+    assert fresh == [c.token_ids for c in HFPolicy(model, tokenizer, constrain=True, temperature=1.0, seed=7).act(requests)]
+    policy.reseed(7)
+    policy.set_rng_state({"python": [3, [0] * 625, None]})
+    assert [c.token_ids for c in policy.act(requests)] == fresh
 
 
 def test_hub_id_without_network_is_one_line_error_naming_model_tiny(monkeypatch):

@@ -321,6 +321,22 @@ def test_a_server_without_token_ids_still_gives_logprobs(tiny_server):
     assert "return_token_ids" not in tiny_server.bodies[-1]
 
 
+def test_reseed_restarts_the_per_request_seeds(tiny_server):
+    """Each data-parallel process and Ray worker reseeds its served opponent: the same seeds
+    everywhere drew the same answers to the same prompts."""
+    requests = game_requests("spiral/KuhnPoker-v0", 2)
+    policy = OpenAIPolicy(MODEL, tiny_server.url, seed=1)
+    policy.reseed(5)
+    policy.act(requests)
+    first = sorted(b["seed"] for b in tiny_server.bodies[-len(requests):])  # in the order they arrived
+    policy.reseed(5)
+    policy.act(requests)
+    assert sorted(b["seed"] for b in tiny_server.bodies[-len(requests):]) == first
+    policy.reseed(6)
+    policy.act(requests)
+    assert sorted(b["seed"] for b in tiny_server.bodies[-len(requests):]) != first
+
+
 def test_requests_ask_for_neutral_sampling_unless_the_server_refuses_vllms_fields(tiny_server):
     """vLLM fills a field left out from the model's generation config (a served Qwen2.5-Instruct
     adds top_k 20 and repetition_penalty 1.05): every field is sent at its neutral value, and a

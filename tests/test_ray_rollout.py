@@ -150,10 +150,11 @@ def test_mixed_env_shares_play_the_whole_steps_schedule(mixed, tmp_path):
     assert [ep.seed for ep in episodes] == [rollout_seed(MIXED) + i for i in range(24, 36)]
 
 
-def test_a_worker_killed_mid_step_is_replaced_and_its_share_played_again(mixed, tmp_path):
+def test_a_worker_killed_mid_step_is_replaced_and_its_share_played_again(mixed, tmp_path, monkeypatch):
     from arena.errors import ArenaError
 
     rollout, model = mixed
+    options = rollout._options
     start = 5 * MIXED.episodes_per_step
     reference = rollout(_trainer(model, tmp_path / "reference"), start, {"step": 5})
 
@@ -186,9 +187,16 @@ def test_a_worker_killed_mid_step_is_replaced_and_its_share_played_again(mixed, 
         with pytest.raises(ArenaError, match=r"worker 0 died playing episodes 60-65 .*--resume"):
             rollout(_trainer(model, run), start, {"step": 5})
         assert list(read_episodes(run)) == []
+
+        # a replacement Ray cannot place (here: it asks for more CPUs than there are) is one
+        # line once READY_TIMEOUT_S has passed, not a step waiting for it forever
+        rollout.retries, rollout._options = 1, {**options, "num_cpus": 10_000}
+        monkeypatch.setattr("arena.ray_rollout.READY_TIMEOUT_S", 2.0)
+        with pytest.raises(ArenaError, match=r"worker 0 died and could not be replaced: Ray did not start 1"):
+            rollout(_trainer(model, tmp_path / "unplaced"), start, {"step": 5})
     finally:  # worker 0 stays dead: this is the last test of the `mixed` actors
         rollout._submit = submit
-        rollout.retries = 2
+        rollout.retries, rollout._options = 2, options
 
 
 def test_bad_addresses_a_missing_ray_and_the_vllm_backend_fail_in_one_line(monkeypatch):
