@@ -91,17 +91,11 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
         if ckpt is None and main:  # a failed start leaves no run to refuse the corrected command
             _remove_unstarted(run_dir, remove_dir=not existed)
         raise
-    if ckpt is None:  # written once everything started: a failed start leaves no run to refuse
-        if main:
-            save_config(config, run_dir / "config.yaml")
-            write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running"})
-    else:
-        _load_state(trainer, ckpt)
-        trainer.load_reference(ckpt)
-        if main:  # the flags given with --resume are what the next plain --resume goes on with
-            save_resumed_config(config)
-            write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running",
-                                     "step": checkpoint_step(ckpt)})
+    try:
+        _start(trainer, config, run_dir, ckpt, main)
+    except BaseException:  # a damaged checkpoint state: the actors, Ray and the run folder's lock let go
+        _close(trainer, rollout)
+        raise
     try:
         with _no_transformers_bars():
             _train_and_save(trainer, rollout, config, run_dir, ckpt, dp)
@@ -117,6 +111,32 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
         write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "complete",
                                  "step": trainer.state.global_step, "minutes": trainer.minutes()})
     return trainer
+
+
+def _start(trainer: SelfPlayTrainer, config: TrainConfig, run_dir: Path, ckpt: Path | None, main: bool) -> None:
+    """A new run's config.yaml and run.json, written once everything started (a failed start
+    leaves no run to refuse); or the checkpoint's state loaded into a resumed run."""
+    if ckpt is None:
+        if main:
+            save_config(config, run_dir / "config.yaml")
+            write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running"})
+        return
+    _load_state(trainer, ckpt)
+    trainer.load_reference(ckpt)
+    if main:  # the flags given with --resume are what the next plain --resume goes on with
+        save_resumed_config(config)
+        write_run_info(run_dir, {"command": "train", "config": config.to_dict(), "status": "running",
+                                 "step": checkpoint_step(ckpt)})
+
+
+def _close(trainer: SelfPlayTrainer, rollout: Rollout | None) -> None:
+    """The progress bar, the episode writer (and the run folder's lock) and the rollout's
+    workers (Ray actors, a local Ray), however training ended."""
+    trainer.close_progress()
+    if trainer.writer is not None:
+        trainer.writer.close()
+    if rollout is not None:
+        rollout.close()
 
 
 def _load_state(trainer: SelfPlayTrainer, ckpt: Path) -> None:
@@ -151,11 +171,7 @@ def _train_and_save(trainer: SelfPlayTrainer, rollout: Rollout | None, config: T
     try:
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     finally:
-        trainer.close_progress()
-        if trainer.writer is not None:
-            trainer.writer.close()
-        if rollout is not None:
-            rollout.close()
+        _close(trainer, rollout)
     if dp is not None:
         dp.finish()
     if not main:

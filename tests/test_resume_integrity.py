@@ -135,6 +135,22 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file_and_the_older_one(tmp_
     assert state.read_text() == "{\n"  # nothing skipped over nor removed
 
 
+def test_a_checkpoint_state_that_does_not_load_lets_go_of_the_run(tmp_path):
+    """A state that reads as JSON but lacks a field fails once the trainer is built: its
+    writer (the run folder's lock) and workers are closed, so the same process can go on."""
+    import os
+
+    from arena.store import lock_run
+    from arena.training import train
+
+    run = tmp_path / "run"
+    fake_run(run, steps=2, checkpoints=(1,))
+    (run / "checkpoints" / "checkpoint-1" / "arena_state.json").write_text(json.dumps({"episodes_written": 0}))
+    with pytest.raises(ArenaError, match=r"arena_state\.json is damaged \(KeyError"):
+        train(config(run, steps=2, resume=str(run)))
+    os.close(lock_run(run))
+
+
 def test_a_truncated_safetensors_file_is_named(tmp_path):
     import torch
     from safetensors.torch import save_file
