@@ -227,7 +227,12 @@ def write_plots(run: Path, out: Path) -> list[Path]:
             raise ArenaError(f"{run}: {' and '.join(present)} hold{'s' * (len(present) == 1)} no readable row to plot "
                              "(damaged?): restore from a copy, or train again with another --out")
         raise ArenaError(f"{run} has no metrics.csv or eval.jsonl to plot: train a run with `arena train --out {run}`")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ArenaError(f"{out} is a file: --out takes a folder for the plots") from None
+    except OSError as exc:
+        raise ArenaError(f"cannot create {out} for the plots: {exc.strerror or exc}; give --out a writable folder") from None
     written: list[Path] = []
     returns = _by_env_role(metrics, "mean_return")
     if returns:

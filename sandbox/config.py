@@ -14,6 +14,7 @@ from typing import Any
 from arena.sandbox._version import DEFAULT_IMAGE
 
 BACKENDS = ("auto", "docker", "process")
+MAX_TIMEOUT_S = 86_400.0  # a day: a job's wall-clock limit beyond it is a typo, and 1e12 overflowed the runner
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ class Limits:
     """``sys.setrecursionlimit`` in the program's process (Python's default)."""
 
     def __post_init__(self) -> None:
-        if not self.timeout > 0:
-            raise ValueError(f"Limits.timeout must be > 0 seconds, got {self.timeout}")
+        if not 0 < self.timeout <= MAX_TIMEOUT_S:  # NaN and infinity too: the runner's deadline is a time_t
+            raise ValueError(f"Limits.timeout must be > 0 and at most {MAX_TIMEOUT_S:.0f} seconds, got {self.timeout}")
         for name in ("memory_mb", "max_output", "max_value", "max_file_bytes", "max_open_files"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be > 0, got {getattr(self, name)}")

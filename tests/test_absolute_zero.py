@@ -29,6 +29,7 @@ from arena.envs.absolute_zero.tasks import answer_text, fenced_blocks, parse_ver
 from arena.sandbox import Limits, Sandbox
 
 import arena
+from arena.errors import ArenaError
 from arena.policy import Completion
 from arena.replay import verify
 from arena.rollout import play
@@ -234,6 +235,15 @@ def test_infra_failure_is_masked_never_scored(tmp_path):
         env.step(env.heuristic_action())
     assert [c.get("infra", False) for c in env.turn_credit] == [True, True, True, True]
     assert env.rewards == {"proposer": 0.0, "solver": 0.0, "verifier": 0.0}
+
+
+@pytest.mark.parametrize("timeout", [1e12, float("inf"), float("nan"), 0])
+def test_a_timeout_out_of_range_is_one_line(timeout):
+    """1e12 passed the check and overflowed the runner's deadline (a traceback from the sandbox)."""
+    with pytest.raises(ArenaError, match=r"0 < timeout <= 3600 seconds; .*timeout="):
+        arena.make("azr/Deduction-v0", timeout=timeout, sandbox="process")
+    with pytest.raises(ValueError, match="at most 86400 seconds"):
+        Limits(timeout=timeout)
 
 
 # -- buffers and lineage -----------------------------------------------------------------------------

@@ -382,6 +382,12 @@ def test_report_on_a_folder_without_metrics_is_one_line(tmp_path):
     assert "metrics.csv" in line
     line = one_line_error(arena_cmd("report", tmp_path / "missing"))
     assert "no such run folder" in line
+    run = tmp_path / "run"
+    synthetic_run(run)
+    (tmp_path / "taken.png").write_bytes(b"mine")
+    line = one_line_error(arena_cmd("report", run, "--out", tmp_path / "taken.png"))
+    assert "taken.png is a file: --out takes a folder" in line
+    assert (tmp_path / "taken.png").read_bytes() == b"mine"
 
 
 # -- end to end -------------------------------------------------------------------------------

@@ -159,8 +159,10 @@ class AbsoluteZero(ArenaEnv):
                  max_turns: int | None = None, render_mode: str | None = None):
         if task_type not in (*TASK_TYPES, "mixed"):
             raise ArenaError(f"task_type must be one of {', '.join((*TASK_TYPES, 'mixed'))}, got {task_type!r}")
-        if n < 1 or k < 1 or num_inputs < 2 or sandbox_workers < 1 or not timeout > 0:
-            raise ArenaError("need n >= 1, k >= 1, num_inputs >= 2, sandbox_workers >= 1 and timeout > 0")
+        if n < 1 or k < 1 or num_inputs < 2 or sandbox_workers < 1 or not 0 < timeout <= 3600:
+            raise ArenaError("need n >= 1, k >= 1, num_inputs >= 2, sandbox_workers >= 1 and 0 < timeout <= 3600 "
+                             f"seconds; got n={n}, k={k}, num_inputs={num_inputs}, sandbox_workers={sandbox_workers}, "
+                             f"timeout={timeout}")
         if sandbox not in ("auto", "docker", "process"):
             raise ArenaError(f"sandbox must be 'auto', 'docker' or 'process', got {sandbox!r}")
         if max_turns is not None and max_turns < n + 2:

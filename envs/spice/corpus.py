@@ -84,12 +84,25 @@ def load_corpus(spec: str | None = None) -> tuple[str, ...]:
     docs: list[str] = []
     for file in files:
         if file.suffix == ".jsonl":
-            for line in file.read_text(encoding="utf-8").splitlines():
+            for lineno, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
                 if line.strip():
-                    text = str(json.loads(line).get("text", ""))
+                    text = str(_jsonl_record(file, lineno, line).get("text", ""))
                     docs.extend(chunk(text) if len(text) > 1500 else [text] if text.strip() else [])
         else:
             docs.extend(chunk(file.read_text(encoding="utf-8", errors="replace")))
     if not docs:
         raise ArenaError(f"corpus {str(path)!r} holds no document (paragraphs of 200+ characters)")
     return tuple(docs)
+
+
+def _jsonl_record(file: Path, lineno: int, line: str) -> dict:
+    """One line of a JSONL corpus: an object (its document in `text`), or one line naming it."""
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise ArenaError(f"{file}:{lineno}: not JSON ({exc}); a JSONL corpus holds one object a line, "
+                         '{"text": "..."}') from None
+    if not isinstance(record, dict):
+        raise ArenaError(f"{file}:{lineno}: a JSONL corpus holds one object a line, {{\"text\": \"...\"}}; "
+                         f"got {type(record).__name__}")
+    return record
