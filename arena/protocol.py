@@ -222,6 +222,14 @@ class ArenaEnv(AECEnv):
 
     # -- description -------------------------------------------------------------------
     @classmethod
+    def resolve_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The arguments as `make` builds the env with them and episodes record them: where
+        an argument means something relative to the place it was given in (a file path),
+        its meaning anywhere (the absolute path), so that the episodes replay from any
+        folder. Override for such arguments; the default changes nothing."""
+        return kwargs
+
+    @classmethod
     def replay_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The arguments `arena replay --verify` rebuilds an episode's env with: the recorded
         ones, less any through which the env would write outside the replay (AZR's

@@ -297,6 +297,7 @@ def make(id: str, **kwargs: Any) -> ArenaEnv:
     cls = spec_.load()
     merged = {**spec_.kwargs, **kwargs}
     check_kwargs(id, cls, merged)
+    merged = cls.resolve_kwargs(merged)
     try:
         env = cls(**merged)
     except ArenaError as exc:

@@ -107,6 +107,22 @@ def test_scripted_agents_play_and_replay():
     assert {(m.turn, m.field) for m in verify(tampered)} == {(attempt.index, "turn reward"), (attempt.index, "infra")}
 
 
+def test_a_relative_corpus_path_replays_from_any_folder(tmp_path, monkeypatch):
+    """Episodes record a local corpus by its absolute path: played with `corpus=docs.jsonl`
+    in one folder, they once failed to replay from another ("corpus does not exist")."""
+    import json
+
+    here = tmp_path / "corp"
+    here.mkdir()
+    (here / "docs.jsonl").write_text("".join(json.dumps({"text": f"Document {i}: " + "word " * 60}) + "\n"
+                                             for i in range(3)))
+    monkeypatch.chdir(here)
+    episodes = play("spice/Corpus-v0", [HeuristicAgent(seed=0)], 2, seed=0, env_kwargs={"n": 2, "corpus": "docs.jsonl"})
+    assert {ep.env_kwargs["corpus"] for ep in episodes} == {str(here / "docs.jsonl")}
+    monkeypatch.chdir(tmp_path)
+    assert all(verify(ep) == [] for ep in episodes)
+
+
 # -- math-verify and the SymPy fallback ----------------------------------------------------------------
 
 EXPRESSIONS = [("x^2 + 2x + 1", "(x+1)^2"), ("2*x", "x + x"), ("\\frac{x}{2}", "x/2")]

@@ -45,7 +45,8 @@ the reason).
 
 ## Arguments
 - `corpus` (None: the bundled paragraphs of the Python standard library's documentation;
-  a JSONL/text file or folder; `hf:NAME` for a Hugging Face dataset when online).
+  a JSONL/text file or folder, recorded as its absolute path so that episodes replay from
+  any folder; `hf:NAME` for a Hugging Face dataset when online).
 - `n` (8): reasoner attempts. `max_turns` (at least n + 2), `render_mode`.
 """
 
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -113,6 +115,15 @@ class SpiceCorpus(ArenaEnv):
     )
     edges = (("corpus", "challenger"), ("challenger", "reasoner"), ("reasoner", "verifier"), ("challenger", "verifier"))
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "name": "spice_corpus", "is_parallelizable": False}
+
+    @classmethod
+    def resolve_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """A local corpus as its absolute path (`docs.jsonl` given in one folder and replayed
+        from another named no file)."""
+        corpus = kwargs.get("corpus")
+        if isinstance(corpus, str) and corpus not in ("", "default") and not corpus.startswith("hf:"):
+            return {**kwargs, "corpus": str(Path(corpus).expanduser().absolute())}
+        return kwargs
 
     def __init__(self, corpus: str | None = None, n: int = 8, max_turns: int | None = None, render_mode: str | None = None):
         if n < 1:
