@@ -63,6 +63,7 @@ __all__ = [
     "encode_record_json",
     "episodes_path",
     "last_checkpoint",
+    "lock_run",
     "open_run",
     "read_episodes",
     "read_lines",
