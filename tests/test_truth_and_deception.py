@@ -66,11 +66,25 @@ def test_messages_are_free_the_guess_is_not() -> None:
     env = arena.make("spiral/TruthAndDeception-v0", max_turns=2)
     env.reset(seed=0, options={"pair": 0, "swap": False})
     assert env.legal_actions() is None
-    env.step("Trust me, it is the first one.")  # no box: the whole completion is the message
-    assert env.turn_info == {"action": "Trust me, it is the first one.", "legal": True}
+    env.step("Trust me: the first one.")  # no box: a bare answer of at most five words is the message
+    assert env.turn_info == {"action": "Trust me: the first one.", "legal": True}
     assert env.legal_actions() == ["[Fact 1]", "[Fact 2]"]
     env.step("Honestly I cannot tell, so \\boxed{FACT 1}")
     assert env.done and env.outcome["winner"] == "player_1" and env.rewards == {"player_0": -1.0, "player_1": 1.0}
+
+
+def test_the_deceivers_reasoning_never_reaches_the_guesser() -> None:
+    """A longer completion without a box is reasoning, not a message: it once went to the
+    Guesser whole, the Deceiver's note of which fact is true included. Boxed, only the box."""
+    env = arena.make("spiral/TruthAndDeception-v0", max_turns=4)
+    env.reset(seed=0, options={"pair": 0, "swap": False})
+    env.step("Fact 1 is the correct one, so I push Fact 2. \\boxed{Fact 2 is well documented.}")
+    guesser = str(env.observe("player_1"))
+    assert "[Player 0] Fact 2 is well documented." in guesser and "so I push" not in guesser
+    env.step("\\boxed{Why?}")
+    env.step("<think>Fact 1 is the correct one, so I must push the Guesser toward Fact 2.</think> Trust Fact 2.")
+    assert env.done and env.outcome["reason"] == "invalid_move" and env.outcome["invalid_move_by"] == "player_0"
+    assert "push the Guesser" not in str(env.observe("player_1"))
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\\boxed{Fact 3}", "I pick the first fact, it sounds right to me"])

@@ -23,8 +23,11 @@ or on the Guesser's last turn "Now guess which of the two facts are correct by r
 
 ## Actions
 On a message turn any text is a move: the content of the completion's last `\\boxed{...}`
-if it has one, else the whole completion (at most `MAX_MESSAGE_CHARS` characters; empty
-text is an invalid move). On the guessing turn, `[Fact 1]` or `[Fact 2]`: the completion's
+(at most `MAX_MESSAGE_CHARS` characters; empty text is an invalid move), or without a box a
+bare answer of at most five words, as SPIRAL's `extract_action` reads any move. A longer
+completion without a box is an invalid move: the prompt asks the model to reason step by
+step and box its answer, and the whole completion, its reasoning about which fact is true
+included, went to the Guesser before. On the guessing turn, `[Fact 1]` or `[Fact 2]`: the completion's
 last `\\boxed{X}` (or a short bare answer) normalised to `[X]` and matched
 case-insensitively (`\\boxed{fact 2}` is `[Fact 2]`). Anything else there is an invalid move.
 
@@ -62,6 +65,7 @@ from arena.game import SPIRAL_PROMPT, ZeroSumGame, extract_action
 from arena.protocol import Role, last_boxed
 
 FACTS_FILE = Path(__file__).parent / "data" / "truth_and_deception_facts.json"
+BARE_WORDS = 5  # an unboxed message of at most this many words is a move (SPIRAL's `extract_action`)
 MAX_MESSAGE_CHARS = 2000
 GUESSES: tuple[str, str] = ("[Fact 1]", "[Fact 2]")
 _GUESS = re.compile(r"\[\s*fact\s*([12])\s*\]", re.IGNORECASE)
@@ -152,6 +156,8 @@ class TruthAndDeception(ZeroSumGame):
             return normalise_guess(extract_action(text))
         boxed = last_boxed(text)
         message = (boxed if boxed is not None else text).strip()
+        if boxed is None and len(message.split()) > BARE_WORDS:  # reasoning, not a message to send
+            return None
         return message or None
 
     def _observe(self, agent: str) -> str:
