@@ -118,9 +118,8 @@ class ZeroSumGame(ArenaEnv):
         self.last_actions.append((agent, action))
         self.turn_info = {"action": action, "legal": legal}
         if not legal:
-            bad, good = INVALID_MOVE_REWARDS[self.mode]
             self._finish(
-                {agent: bad, self.opponent(agent): good},
+                self.invalid_move_returns(agent),
                 reason="invalid_move",
                 winner=self.opponent(agent),
                 invalid_move_by=agent,
@@ -128,6 +127,13 @@ class ZeroSumGame(ArenaEnv):
             )
             return
         self._play(agent, action)
+
+    def invalid_move_returns(self, agent: str) -> dict[str, float]:
+        """The returns when `agent` makes an invalid move: SPIRAL's (`INVALID_MOVE_REWARDS`).
+        A game scored by what its seats gathered over several rounds adds that (Kuhn Poker's
+        chips), or a seat behind could cut its loss by an invalid move."""
+        bad, good = INVALID_MOVE_REWARDS[self.mode]
+        return {agent: bad, self.opponent(agent): good}
 
     def _end(self, returns: dict[str, float], winner: str | None, reason: str | None = None, **details: Any) -> None:
         """End a game played to its end: `returns` per seat, `winner` or None for a draw;

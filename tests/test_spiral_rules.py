@@ -108,6 +108,23 @@ def test_kuhn_fixed_cards_and_invalid_moves() -> None:
         env.reset(options={"cards": ("K", "K")})
 
 
+def test_an_invalid_move_never_pays_a_seat_behind_on_chips() -> None:
+    """Over several hands scored by chips, an invalid move adds SPIRAL's -1.5/+0.5 to the
+    chips of the finished hands: a seat 2 chips down once cut its loss to -1.5 with one."""
+    env = arena.make("spiral/KuhnPoker-v0", rounds=3)
+    env.reset(seed=0, options={"cards": ("K", "J")})
+    first = env.agent_selection
+    env.step("\\boxed{bet}")
+    env.step("\\boxed{call}")  # hand 1: K bets, J calls, K wins 2 chips
+    behind = "player_1" if first == "player_0" else "player_0"
+    assert env.chips[behind] == -2 - 1  # and the next hand's ante is paid
+    while env.agent_selection != behind:
+        env.step("\\boxed{check}")
+    env.step("\\boxed{I give up}")
+    assert env.outcome["reason"] == "invalid_move"
+    assert env.outcome["rewards"] == {behind: -2 - 1.5, env.opponent(behind): 2 + 0.5}
+
+
 def test_kuhn_deals_what_gymnasium_seeding_deals() -> None:
     """The deal of seed s is `seeding.np_random(s)[0].permutation(3)` (what every stored Kuhn
     run was dealt, so `arena replay --verify` depends on it), however the env draws it."""

@@ -35,7 +35,9 @@ pays +-1 (check-check showdown, or a fold facing a bet) or +-2 (a called bet): t
 standard game's utilities for `rounds=1`. With `scoring="outcome"` (v1, SPIRAL's
 TextArena scoring): +1 to the seat with more chips after all hands, -1 to the other, 0
 to both on a tie. An invalid move ends the game: -1.5 to its author and +0.5 to the
-opponent with `mode="train"`, -1/+1 with `mode="eval"`.
+opponent with `mode="train"`, -1/+1 with `mode="eval"`, added under chips scoring to the
+chips of the hands already finished (none in one hand), so that no seat behind gains by
+an invalid move.
 
 ## Episode end
 After `rounds` hands, an invalid move, or `max_turns` moves (a draw, never reached by
@@ -384,6 +386,7 @@ class KuhnPoker(ZeroSumGame):
 
     def _start_hand(self, fixed: tuple[str, str] | None = None) -> str:
         self.round += 1
+        self.banked = dict(self.chips)  # the chips of the hands already finished
         if fixed is not None:
             self.cards = {"player_0": fixed[0], "player_1": fixed[1]}
         else:
@@ -400,6 +403,15 @@ class KuhnPoker(ZeroSumGame):
             self.chips[a] -= self.ante
             self.log[a].append(head + self.cards[a] + tail)
         return self.first
+
+    def invalid_move_returns(self, agent: str) -> dict[str, float]:
+        """Under chips scoring, the chips of the hands already finished plus SPIRAL's
+        invalid-move rewards: over several hands a seat 6 chips down once cut its loss to
+        -1.5 by an invalid move. In one hand (v0) none is finished: SPIRAL's rewards alone."""
+        returns = super().invalid_move_returns(agent)
+        if self.scoring == "chips":
+            returns = {a: float(self.banked[a]) + r for a, r in returns.items()}
+        return returns
 
     @property
     def pot(self) -> int:
