@@ -21,7 +21,10 @@ seat's card, the moves, showdowns and folds with the chip counts), the seat's ca
 seats' net chips, the pot, and `Available Moves: '[check]', '[bet]'` on the acting
 seat's turn. Chips are net (antes and bets paid, pots won), so they always sum to 0.
 Unlike TextArena 0.7.4, whose pot stays at the two antes whatever is bet, bets and calls
-go into the pot, as in the standard game.
+go into the pot, as in the standard game. The first mover alternates from hand to hand,
+player_0 first in hand 1 (TextArena's `_init_round` flips its starting player before the
+first hand, so its Player 1 acts first there): one hand (v0) is the standard game with
+player_0 as its first mover, the seat `exploitability` and `nash_policy` read as such.
 
 ## Actions
 `[check]` or `[bet]` when no bet is on the table (first move, or after a check);

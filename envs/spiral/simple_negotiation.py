@@ -42,7 +42,9 @@ invalid move ends the game: -1.5 to its author and +0.5 to the opponent with
 
 ## Episode end
 After `max_turns` turns (the game's length, scored as above, not a draw), or an invalid
-move.
+move. TextArena checks its turn limit before it counts the turn, so its `max_turns=10`
+plays 11 moves, Player 0 both first and last; here the game is `max_turns` moves, each
+seat making as many (player_1 last when the number is even).
 
 ## Arguments
 - `max_turns`: game length in turns, both seats together (SPIRAL: 10).
