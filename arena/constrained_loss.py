@@ -62,6 +62,13 @@ class ConstrainedLoss:
                 # these losses average over a micro-batch's rows, filler rows included
                 # (`SelfPlayTrainer._batch`): scaled as if only the kept rows had been split
                 loss = loss * inputs["row_scale"]
+            elif self.loss_type == "bnpo" and "row_scale" in inputs:
+                # bnpo: each micro-batch's token mean, summed over micro-batches / their count;
+                # a micro-batch of filler rows alone (TRL shuffles before it splits) added 0 and
+                # still counted. Weighted by its share of the kept rows instead: without
+                # fillers each micro-batch's weight stays 1 / count, as in TRL
+                real = (inputs["completion_mask"].sum(dim=1) > 0).to(loss.dtype).mean()
+                loss = loss * inputs["row_scale"] * real
             self.legal_entropy_coef = self.config.entropy_coef_at(self.state.global_step)
             if self.legal_entropy_coef and self._entropy_sum is not None:
                 # entropy bonus over the legal actions, normalised like the dapo loss (per

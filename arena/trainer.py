@@ -313,7 +313,7 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
         if dp is not None:  # this process's share of the batch, normalised by the whole batch's tokens
             # (each the same number of rows: TRL gathers per-row metrics, and a gather takes equal shapes)
             return self._batch(dp.share(kept), num_items=sum(len(s.completion_ids) for s in kept),
-                               min_rows=-(-len(kept) // dp.size))
+                               min_rows=-(-len(kept) // dp.size), kept_total=len(kept), processes=dp.size)
         return self._batch(kept)
 
     def sync_policy(self) -> None:
@@ -351,15 +351,19 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
         logger.warning("step %d has nothing to train on (%d samples; left out: %s): no update this step",
                        self.state.global_step, len(samples), why)
 
-    def _batch(self, kept: list[Sample], num_items: int | None = None, min_rows: int = 1) -> dict[str, Any]:
+    def _batch(self, kept: list[Sample], num_items: int | None = None, min_rows: int = 1,
+               kept_total: int | None = None, processes: int = 1) -> dict[str, Any]:
         """TRL's batch from the kept samples, padded to a multiple of the micro-batch count
         with empty rows (completion mask 0: they add nothing to the loss, nor to the
         normaliser of the token-normalised losses; `row_scale` undoes their count in the
-        row-averaged ones);
+        row-averaged ones and in bnpo's micro-batch means);
         only empty rows when nothing was kept (`_check_not_empty`). `num_items`: the loss's
         normaliser, the completion tokens of the whole batch over every process (TRL's
         `num_items_in_batch`); default: those of `kept`. `min_rows`: at least that many rows,
-        empty ones added as above."""
+        empty ones added as above. `kept_total` and `processes`: the kept rows of every
+        process and their number, in a data-parallel step (`kept` is this process's share):
+        `row_scale = rows * processes / kept_total`, so that every kept row weighs the same
+        once the processes' gradients are averaged, whatever share it is in."""
         device = self.accelerator.device
         chunks = self.args.steps_per_generation
         pad_id = self.processing_class.pad_token_id
@@ -379,7 +383,8 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
             .clamp(min=1).to(device),  # 0 only in an empty step
             # rows over real rows: the loss types that average over rows count the fillers
             # (`ConstrainedLoss._compute_loss` scales them back)
-            "row_scale": torch.tensor(len(rows) / max(1, len(kept)), device=device),
+            "row_scale": torch.tensor(len(rows) * processes / max(1, len(kept) if kept_total is None else kept_total),
+                                      device=device),
         }
         if any(s.allowed for s in rows):
             out["allowed"] = [s.allowed if s.allowed else None for s in rows]

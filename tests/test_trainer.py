@@ -727,13 +727,18 @@ def test_legal_entropy_bonus_leaves_out_free_text_rows_of_a_mixed_batch(tmp_path
         trainer.writer.close()
 
 
-@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo"])
-def test_filler_rows_do_not_shrink_the_loss(tmp_path, arena_cache, loss_type):
+@pytest.mark.parametrize("shuffle", [None, 1, 2])
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo", "bnpo"])
+def test_filler_rows_do_not_shrink_the_loss(tmp_path, arena_cache, loss_type, shuffle):
     """Five kept rows over four micro-batches: the batch is padded with three empty rows.
-    The row-averaged losses (grpo, dr_grpo) would count them (5/8 of the loss); scaled back,
-    every loss type sums over its micro-batches to what the kept rows alone give."""
+    The row-averaged losses (grpo, dr_grpo) would count them (5/8 of the loss), and bnpo a
+    micro-batch of fillers alone as one of its four means; scaled back, every loss type sums
+    over its micro-batches to what the kept rows alone give, in order and shuffled as TRL
+    shuffles before it splits. Then as two processes, each with its share of seven rows:
+    their average is the one process's loss (each row weighs the same in either share)."""
+    import torch
     from arena.agents.hf import HFPolicy, load_model
-    from trl.trainer.utils import split_tensor_dict
+    from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
 
     from arena.config import TrainConfig
     from arena.samples import Sample
@@ -750,9 +755,23 @@ def test_filler_rows_do_not_shrink_the_loss(tmp_path, arena_cache, loss_type):
         assert batch["completion_ids"].size(0) == 8
         trainer.current_gradient_accumulation_steps = 4
         model.train()
-        total = sum(trainer._compute_loss(model, part).item() for part in split_tensor_dict(batch, 4))
+
+        def summed(batch: dict) -> float:
+            if shuffle is not None:
+                torch.manual_seed(shuffle)
+                batch = shuffle_sequence_dict(batch)
+            return sum(trainer._compute_loss(model, part).item() for part in split_tensor_dict(batch, 4))
+
         # ratio 1, advantage 1: each kept token's loss is -1
         expected = -2 / trainer.max_completion_length if loss_type == "dr_grpo" else -1.0
-        assert total == pytest.approx(expected, rel=1e-5)
+        assert summed(batch) == pytest.approx(expected, rel=1e-5)
+        if loss_type == "dapo":  # normalised by the whole batch's tokens (num_items), not by rows
+            return
+        rows = [*kept, *kept[:2]]  # seven rows: shares of four and three, each padded to four
+        for sample, advantage in zip(rows, [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0], strict=True):
+            sample.advantage = advantage
+        one = summed(trainer._batch(rows))
+        shares = [trainer._batch(share, min_rows=4, kept_total=7, processes=2) for share in (rows[:4], rows[4:])]
+        assert sum(summed(b) for b in shares) / 2 == pytest.approx(one, rel=1e-5)
     finally:
         trainer.writer.close()
