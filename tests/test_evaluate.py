@@ -40,3 +40,34 @@ def test_an_odd_episode_count_is_refused_where_deals_are_played_from_both_seats(
     with pytest.raises(ArenaError, match=r"^--eval-episodes 5: each deal is played from both seats"):
         check_env_ids(TrainConfig(env=["spiral/KuhnPoker-v0"], eval_episodes=5))  # before the run folder exists
     check_env_ids(TrainConfig(env=["spice/Corpus-v0"], eval_episodes=5))
+
+
+def test_kuhn_exploitability_is_that_of_the_policy_as_it_decodes(arena_cache):
+    """Exact (the constrained distribution) only for a policy sampling it whole: a greedy
+    policy is scored by its answers (the temperature-1 distribution once gave 0.41 for a
+    policy whose greedy play is exploitable by 0.33), top-p by its samples."""
+    import math
+
+    from arena.agents.hf import HFPolicy, load_model
+    from arena.envs.spiral.kuhn_poker import exploitability, kuhn_policy_table
+
+    from arena.evaluate import kuhn_exploitability
+
+    model, tokenizer = load_model("tiny", device="cpu")
+    sampled = HFPolicy(model, tokenizer, constrain=True, temperature=1.0)
+    exact, table = kuhn_exploitability(sampled)
+    assert all(0 < p < 1 for p in table.values())  # probabilities of the constrained distribution
+    greedy = HFPolicy(model, tokenizer, constrain=True, temperature=0.0)
+    value, table = kuhn_exploitability(greedy)
+    assert set(table.values()) <= {0.0, 1.0} and table == kuhn_policy_table(greedy, samples=2)
+    assert math.isclose(value, exploitability(table)) and not math.isclose(value, exact)
+    truncated = HFPolicy(model, tokenizer, constrain=True, temperature=1.0, top_p=0.5)
+    assert set(kuhn_exploitability(truncated, samples=8)[1].values()) <= {k / 8 for k in range(9)}
+
+
+@pytest.mark.parametrize("kwargs, standard", [({}, True), ({"rounds": 2}, False), ({"ante": 2}, False),
+                                              ({"scoring": "outcome"}, False)])
+def test_exploitability_is_reported_for_the_standard_game_only(kwargs, standard):
+    from arena.evaluate import _is_one_hand_kuhn
+
+    assert _is_one_hand_kuhn("spiral/KuhnPoker-v0", kwargs) is standard
