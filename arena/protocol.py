@@ -198,6 +198,10 @@ class ArenaEnv(AECEnv):
     #: episodes, such as a task buffer that grows as episodes finish): the rollout may then
     #: reset several upcoming episodes back to back (`arena.rollout.RESET_AHEAD`).
     independent_reset: ClassVar[bool] = False
+    #: True when the env credits each turn its own reward (`turn_credit`: AZR's and SPICE's
+    #: n attempts) rather than each role its episode's return: RAE then updates its baseline
+    #: once per turn, not once per role and episode (`arena.samples`).
+    credits_each_turn: ClassVar[bool] = False
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "name": "arena_env", "is_parallelizable": False}
 
     def __init__(self, render_mode: str | None = None, max_turns: int = 50):

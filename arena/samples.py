@@ -104,18 +104,25 @@ def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselin
 
 def _rae_units(samples: list[Sample]) -> list[list[Sample]]:
     """The samples that share one RAE baseline update, in episode order: a role's turns in
-    one episode when they share its return (a game's seat: SPIRAL updates once per
-    trajectory); each turn alone when turns carry rewards of their own (`turn_credit`: AZR's
-    and SPICE's n solver attempts, one of them masked as infra without the others)."""
+    one episode, which share its return (a game's seat: SPIRAL updates once per
+    trajectory); each turn alone in an env that credits each turn its own reward
+    (`ArenaEnv.credits_each_turn`: AZR's and SPICE's n solver attempts, one of them masked as
+    infra without the others), whether or not the attempts' rewards happen to be equal."""
+    from arena.registry import spec
+
     per_episode: dict[tuple[int, tuple], list[Sample]] = {}
     for s in samples:
         per_episode.setdefault((s.episode, s.key), []).append(s)
     units: list[list[Sample]] = []
+    each: dict[str, bool] = {}
     for turns in per_episode.values():
-        if len({s.reward for s in turns}) == 1:
-            units.append(turns)
-        else:
+        env_id = turns[0].env_id
+        if env_id not in each:
+            each[env_id] = bool(spec(env_id).load().credits_each_turn)
+        if each[env_id]:
             units.extend([s] for s in turns)
+        else:
+            units.append(turns)
     return units
 
 

@@ -55,22 +55,27 @@ def test_grpo_lone_samples_are_compared_with_the_other_lone_samples_of_their_bat
 def test_rae_updates_once_per_seat_but_once_per_turn_for_turns_with_their_own_reward():
     from arena.samples import Sample, assign_advantages
 
-    def sample(episode, role, reward):
-        return Sample(env_id="spice/Corpus-v0", role=role, episode=episode, prompt_ids=[1], completion_ids=[5],
+    def sample(env_id, episode, role, reward):
+        return Sample(env_id=env_id, role=role, episode=episode, prompt_ids=[1], completion_ids=[5],
                       logprobs=[-0.1], reward=reward)
 
-    # episode 0: a seat's two turns share its return; episode 1: four attempts, each its own
-    # reward (turn credit), the second masked as infra
-    samples = [sample(0, "seat", 1.0), sample(0, "seat", 1.0),
-               sample(1, "reasoner", 1.0), sample(1, "reasoner", None), sample(1, "reasoner", 0.0),
-               sample(1, "reasoner", 0.0)]
+    # a game's seat: its two turns share its return; SPICE: four attempts, each its own reward
+    # (turn credit), the second masked as infra; then four attempts that happen to be equal
+    kuhn, spice = "spiral/KuhnPoker-v0", "spice/Corpus-v0"
+    samples = [sample(kuhn, 0, "player_0", 1.0), sample(kuhn, 0, "player_0", 1.0),
+               sample(spice, 1, "reasoner", 1.0), sample(spice, 1, "reasoner", None), sample(spice, 1, "reasoner", 0.0),
+               sample(spice, 1, "reasoner", 0.0)]
     baselines: dict = {}
-    assign_advantages(samples, {"spice/Corpus-v0": "rae"}, baselines, rae_alpha=0.5)
+    assign_advantages(samples, {kuhn: "rae", spice: "rae"}, baselines, rae_alpha=0.5)
     assert [s.advantage for s in samples[:2]] == [1.0, 1.0]
-    assert baselines["spice/Corpus-v0|seat"] == pytest.approx(0.5)  # one update, not two
+    assert baselines[f"{kuhn}|player_0"] == pytest.approx(0.5)  # one update, not two
     # reasoner: b=0 -> A=1, b=0.5; masked; A=0-0.5, b=0.25; A=0-0.25, b=0.125
     assert [s.advantage for s in samples[2:]] == pytest.approx([1.0, None, -0.5, -0.25])
-    assert baselines["spice/Corpus-v0|reasoner"] == pytest.approx(0.125)
+    assert baselines[f"{spice}|reasoner"] == pytest.approx(0.125)
+    # equal rewards are still four attempts: four updates (once merged into one by their value)
+    equal = [sample(spice, 2, "reasoner", 1.0) for _ in range(4)]
+    assign_advantages(equal, {spice: "rae"}, baselines, rae_alpha=0.5)
+    assert baselines[f"{spice}|reasoner"] == pytest.approx(1 - 0.875 / 16)
 
 
 def test_trr_pp_normalises_per_key():

@@ -151,6 +151,7 @@ class AbsoluteZero(ArenaEnv):
     )
     edges = (("proposer", "sandbox"), ("sandbox", "solver"), ("solver", "verifier"), ("sandbox", "verifier"))
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "name": "absolute_zero", "is_parallelizable": False}
+    credits_each_turn: ClassVar[bool] = True  # `turn_credit`: each attempt its own reward
 
     def __init__(self, task_type: Literal["deduction", "abduction", "induction", "mixed"] = "mixed", n: int = 8,
                  k: int = 6, num_inputs: int = 10, single_function: bool = False, timeout: float = 5.0,

@@ -115,6 +115,7 @@ class SpiceCorpus(ArenaEnv):
     )
     edges = (("corpus", "challenger"), ("challenger", "reasoner"), ("reasoner", "verifier"), ("challenger", "verifier"))
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "name": "spice_corpus", "is_parallelizable": False}
+    credits_each_turn: ClassVar[bool] = True  # `turn_credit`: each attempt its own reward
 
     @classmethod
     def resolve_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
