@@ -87,6 +87,21 @@ def test_rejections_name_their_reason(sb, program, kind, words):
     assert not v.valid and v.kind == kind and words in v.reason, v
 
 
+@pytest.mark.parametrize("body", ["return id(len) % 1000003", "return (id(a) >> 12) % 1000003 + id(len) % 7"])
+def test_an_output_read_from_the_runners_address_layout_is_nondeterministic(sb, body):
+    """Every job of one runner sees its layout (`id(len)`): the second run of the check goes to
+    another runner (another exec, another layout), or the proposer of such a task was paid
+    for a gold that no solver pool reproduces."""
+    with Sandbox(backend="process", workers=1) as other:
+        v = validate_proposal(f"def f(a):\n    {body}\n", "[1, 2, 3]", sandbox=sb, recheck=other, limits=FAST)
+    assert not v.valid and v.kind == "nondeterministic", v
+    env = arena.make("azr/Deduction-v0", sandbox="process")  # the env's own pools: gold and gold-recheck
+    assert env.pool("gold") is not env.pool("gold-recheck")
+    v = validate_proposal(f"def f(a):\n    {body}\n", "[1, 2, 3]", sandbox=env.pool("gold"),
+                          recheck=env.pool("gold-recheck"), limits=FAST)
+    assert not v.valid and v.kind == "nondeterministic", v
+
+
 @pytest.mark.parametrize("line", [
     "import os", "import os.path", "from os import path", "from os.path import join", "import numpy.random as r",
     "from random import randint", "import time as clock", "from datetime import datetime", "import importlib",
@@ -125,6 +140,11 @@ def test_answer_parsing_is_tolerant_but_never_guesses():
     assert fenced_blocks(answer_text(text))["python"] == ["    def f(a):\n        return a"]
     assert fenced_blocks(answer_text(text))["input"] == [" 1"]
     assert answer_text("no tags here") is None
+    # the answer follows the reasoning (AZR's format): one drafted inside it is not the answer
+    assert answer_text("<think>maybe <answer>5</answer> no wait, it is 6</think> <answer>6</answer>") == "6"
+    assert answer_text("<think>maybe <answer>5</answer> no wait, it is 6</think>") is None
+    assert answer_text("<think>maybe <answer>5</answer>") is None  # the reasoning never ended
+    assert answer_text("<answer>7</answer>") == "7"  # no reasoning written: the answer as it stands
     assert fenced_blocks("```\n1\n```")["output"] == []  # an unlabelled fence is not guessed to be the output
     assert parse_verdict("<answer> Correct. </answer>") is True and parse_verdict("<answer>`incorrect`</answer>") is False
     assert parse_verdict("<answer>maybe</answer>") is None and parse_verdict("correct") is None

@@ -70,8 +70,9 @@ After the verifier's turn; or right after the proposer's turn when the proposal 
   `reject_multiple_functions`). `timeout` (5.0): seconds per sandbox job.
 - `sandbox` (`auto`: docker when the engine and image are there, else bubblewrap;
   `docker`; `process`), `sandbox_workers` (1 per pool), `sandbox_config`
-  (`arena.sandbox.SandboxConfig` fields). Solver answers and gold programs run in two
-  separate pools (trust domains), shared by every env of the process with the same
+  (`arena.sandbox.SandboxConfig` fields). Solver answers and gold programs run in
+  separate pools (trust domains; the second run of the determinism check in a pool of its
+  own, at another address layout), shared by every env of the process with the same
   settings.
 - `store` (None): name of a process-wide task store shared by every env built with it
   (one buffer for all concurrent episodes, as AZR); None: this env object's own buffers.
@@ -209,7 +210,7 @@ class AbsoluteZero(ArenaEnv):
 
     # -- sandboxes ---------------------------------------------------------------------
     def pool(self, domain: str) -> Any:
-        """The sandbox pool of `domain` (`gold` or `solver`)."""
+        """The sandbox pool of `domain` (`gold`, `gold-recheck` or `solver`)."""
         return sandbox_pool(domain, self.sandbox_backend, self.sandbox_workers, self.sandbox_config)
 
     # -- episode -------------------------------------------------------------------------
@@ -292,7 +293,8 @@ class AbsoluteZero(ArenaEnv):
             self._reject(info, inputs, message, infra=False)
             return
         single = self.single_function and self.ttype != "induction"
-        v = validate_proposal(program, inputs, sandbox=self.pool("gold"), single_function=single, limits=self.limits)
+        v = validate_proposal(program, inputs, sandbox=self.pool("gold"), recheck=self.pool("gold-recheck"),
+                              single_function=single, limits=self.limits)
         info["sandbox"] = v.statuses
         if not v.valid:
             self._reject(info, v.kind, v.reason, infra=v.infra)

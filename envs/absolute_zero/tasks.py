@@ -31,9 +31,21 @@ _ALIASES = {"python": "python", "py": "python", "python3": "python", "input": "i
             "output": "output", "message": "message"}
 
 
+_THINK_OPEN = re.compile(r"<\s*think\s*>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"<\s*/\s*think\s*>", re.IGNORECASE)
+
+
 def answer_text(completion: str) -> str | None:
-    """The content of the last `<answer>...</answer>` block (tags in any case, spaces
-    inside the brackets allowed), stripped; None when there is none."""
+    """The content of the last `<answer>...</answer>` block after the reasoning (tags in any
+    case, spaces inside the brackets allowed), stripped; None when there is none. With a
+    `</think>`, only what follows the last one counts, and a `<think>` never closed has no
+    answer (AZR's format, `<think>...</think> <answer>...</answer>`): an answer drafted
+    inside the reasoning and taken back there ("no wait, it is 6") was scored before."""
+    closes = list(_THINK_CLOSE.finditer(completion))
+    if closes:
+        completion = completion[closes[-1].end():]
+    elif _THINK_OPEN.search(completion):
+        return None
     found = _ANSWER.findall(completion)
     return found[-1].strip() if found else None
 
@@ -136,8 +148,9 @@ def close_pools() -> None:
 
 def sandbox_pool(domain: str, backend: str = "auto", workers: int = 1, config: dict[str, Any] | None = None) -> Any:
     """The process-wide sandbox pool of one trust domain (`gold`: proposers' programs and
-    their gold outputs; `solver`: anything that carries a solver's answer), started on
-    first use and shared by every env with the same settings."""
+    their gold outputs, and `gold-recheck`, the second run of their determinism check in
+    another runner; `solver`: anything that carries a solver's answer), started on first
+    use and shared by every env with the same settings."""
     from arena.sandbox import Sandbox, SandboxUnavailable
 
     key = (domain, backend, workers, json.dumps(config or {}, sort_keys=True))
@@ -249,7 +262,7 @@ _FAILURES = {"error": "error", "timeout": "timeout", "memory": "memory", "output
 
 
 def validate_proposal(program: str, inputs: str | Sequence[str], *, sandbox: Any = None, single_function: bool = False,
-                      banned: Sequence[str] | None = None, limits: Any = None) -> Validation:
+                      banned: Sequence[str] | None = None, limits: Any = None, recheck: Any = None) -> Validation:
     """Validate a proposed task: `program` (defining `f`) and its inputs (argument lists of
     Python literals). Returns valid / reason / gold outputs (`Validation`).
 
@@ -257,10 +270,22 @@ def validate_proposal(program: str, inputs: str | Sequence[str], *, sandbox: Any
     (helpers and classes allowed unless `single_function`); it imports nothing banned in
     any spelling (`arena.sandbox.checks`); every input is an argument list of literals; it
     runs within `limits` (default 5 s) in the sandbox; it is deterministic: run twice in
-    separate processes, the second time with its objects at other addresses, with equal
-    statuses, outputs and stdout; every output is built of builtin types and reads back as
-    a Python literal. `sandbox` is a `arena.sandbox.Sandbox` (default: the shared `gold`
-    pool). A sandbox failure gives `infra=True` (masked, never scored).
+    separate processes, the second time in another sandbox runner (`recheck`) with its
+    objects at other addresses, with equal statuses, outputs and stdout; every output is
+    built of builtin types and reads back as a Python literal. `sandbox` is a
+    `arena.sandbox.Sandbox` (default: the shared `gold` pool); `recheck` the one of the
+    second run (default: the shared `gold-recheck` pool; `sandbox` itself when only that is
+    given). A sandbox failure gives `infra=True` (masked, never scored).
+
+    Why another runner: a runner forks each job from itself, so every job of one runner
+    sees its address layout, and the padding moves only the program's own objects. A
+    program returning `id(len) % 1000` gave the same output twice there and another in
+    every other runner (the solver pool, a replay): a gold that no solver could reproduce,
+    its proposer paid about 0.5 a task. Another runner is another exec, at another layout
+    (ASLR: it moves whole pages, so what reads only the low 12 bits of addresses, such as
+    the order of a small set of builtins, mostly stays put). A dependence on one address
+    bit is caught half the time, which already costs such a proposer more (-1 a
+    rejection) than it gains (AZR runs `f` twice in one process, and catches none of these).
     """
     from arena.sandbox import Limits
 
@@ -276,9 +301,15 @@ def validate_proposal(program: str, inputs: str | Sequence[str], *, sandbox: Any
         if call is None:
             return _reject("bad_input", f"input {i} is not an argument list of Python literals: {text.strip()[:80]!r}")
         calls.append(call)
+    if recheck is None:
+        recheck = sandbox if sandbox is not None else sandbox_pool("gold-recheck")
     sandbox = sandbox if sandbox is not None else sandbox_pool("gold")
     limits = limits if limits is not None else Limits(timeout=5.0)
-    first, second = sandbox.run_many([(program, calls, limits), (_padded(program), calls, limits)])
+    if recheck is sandbox:
+        first, second = sandbox.run_many([(program, calls, limits), (_padded(program), calls, limits)])
+    else:
+        (first,) = sandbox.run_many([(program, calls, limits)])
+        (second,) = recheck.run_many([(_padded(program), calls, limits)])
     statuses = [first.status, second.status]
     if first.infra or second.infra:
         return Validation(False, "the sandbox failed (infrastructure): nothing is known", "infra", calls, infra=True,
