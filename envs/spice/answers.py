@@ -4,7 +4,6 @@ expressions (math-verify, and SymPy on plain text parsed without `eval`), normal
 from __future__ import annotations
 
 import re
-import string
 from fractions import Fraction
 
 LETTERS = "ABCD"
@@ -64,10 +63,14 @@ def number(text: str) -> Fraction | None:
     return value / 100 if percent else value
 
 
+#: Punctuation that says nothing about an answer (sentence marks, quotes, brackets); the
+#: rest of `string.punctuation` (`#`, `%`, `&`, `@`, `$`, ...) names things: `C#` is not `C`.
+_SENTENCE_PUNCTUATION = str.maketrans("", "", "!\"'(),-.:;?[]_`{}")
+
+
 def normalise(text: str) -> str:
-    """Lower case, no punctuation, no articles, single spaces."""
-    t = _strip_markup(text).lower()
-    t = t.translate(str.maketrans("", "", string.punctuation))
+    """Lower case, no sentence punctuation, no articles, single spaces."""
+    t = _strip_markup(text).lower().translate(_SENTENCE_PUNCTUATION)
     return " ".join(w for w in t.split() if w not in ("a", "an", "the"))
 
 
@@ -96,13 +99,17 @@ def equivalent(answer: str, gold: str, options: list[str] | None = None) -> bool
     if options:
         got = letter(answer, options)
         return got is not None and got == letter(gold, options)
+    if answer.count("\\boxed{") > 1:  # hedged over several boxed answers: none is the answer
+        return False
     na, ng = number(answer), number(gold)
     if na is not None and ng is not None:
         return na == ng
-    if _OPERATORS.search(gold) or _OPERATORS.search(answer):
+    if _OPERATORS.search(gold) or _OPERATORS.search(answer) or not normalise(gold):
+        # as written: operators and digits, and a gold that is all articles or punctuation
+        # ("The", "!": normalised to nothing, it once matched no answer at all)
         if _compact(gold) and _compact(answer) == _compact(gold):
             return True
-    elif normalise(gold) and normalise(answer) == normalise(gold):
+    elif normalise(answer) == normalise(gold):
         return True
     if re.search(r"[\d^*/+=()\\]", gold):
         same = _expression_equal(_strip_markup(answer), _strip_markup(gold))
