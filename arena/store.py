@@ -15,6 +15,7 @@ deliberate overwrite; `EpisodeWriter` alone appends to a folder the caller has p
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -298,6 +299,10 @@ class EpisodeWriter:
                 os.close(self._fd)
                 self._fd = -1
                 os.close(self._lock)
+
+    def __del__(self) -> None:  # a writer dropped unclosed lets go of the file and the folder
+        with contextlib.suppress(Exception):
+            self.close()
 
     def __enter__(self) -> Self:
         return self
