@@ -121,7 +121,8 @@ class TrainConfig:
     save_total_limit: int | None = _f(3, "Keep only the last N checkpoints.")
     eval_every: int = _f(10, "Evaluate the starting model, every N-th step's and the last step's (0: never): "
                             "exploitability for Kuhn Poker, win rates vs random and heuristic; logged at the step evaluated.")
-    eval_episodes: int = _f(64, "Episodes per opponent and seat in each evaluation.")
+    eval_episodes: int = _f(64, "Episodes per opponent in each evaluation, both seats together (each deal "
+                                "played from both seats, so even where the env has two).")
     report_to: str = _f("none", "TRL/transformers reporting: none, tensorboard, wandb, ...")
     device: str | None = _f(None, "cpu or cuda; default: cuda when available.")
     ray_address: str | None = _f(None, "Play rollouts on Ray actors: `local` (start Ray here), `auto` (the running cluster) or a cluster ADDRESS. Default: in this process.")
