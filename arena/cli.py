@@ -462,6 +462,25 @@ def _terminate_like_ctrl_c() -> None:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+#: How long a process launched as one of several waits, when another prints their common
+#: error, before it exits (`_wait_for_the_one_who_says_it`).
+QUIET_EXIT_WAIT_S = 10.0
+
+
+def _wait_for_the_one_who_says_it() -> None:
+    """A process that leaves an error for another to print waits for it (killed silently by
+    torchrun once that one exits, or after `QUIET_EXIT_WAIT_S`): torchrun stops every process
+    as soon as one fails, so a quiet one exiting first once stopped the other before it had
+    printed, and the user saw no error at all."""
+    import signal
+    import threading
+    import time
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # torchrun's stop: no "terminated", no traceback
+    time.sleep(QUIET_EXIT_WAIT_S)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `arena` command.
 
@@ -478,7 +497,9 @@ def main(argv: list[str] | None = None) -> None:
     except ArenaError as exc:
         from arena.data_parallel import said_by_process_zero
 
-        if not said_by_process_zero(exc):  # under torchrun: once, not once per process
+        if said_by_process_zero(exc):  # under torchrun: once, not once per process
+            _wait_for_the_one_who_says_it()
+        else:
             err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
@@ -493,7 +514,11 @@ def main(argv: list[str] | None = None) -> None:
         if _is_usage_exception(exc):
             from arena.data_parallel import said_by_process_zero
 
-            sys.exit(_show_usage_exception(exc, quiet=said_by_process_zero(exc)))  # under torchrun: once
+            quiet = said_by_process_zero(exc)  # under torchrun: once
+            code = _show_usage_exception(exc, quiet=quiet)
+            if quiet:
+                _wait_for_the_one_who_says_it()
+            sys.exit(code)
         if type(exc).__name__ in ("Exit", "Abort"):  # click's own, where it differs from typer's
             sys.exit(getattr(exc, "exit_code", 130))
         raise

@@ -181,6 +181,31 @@ def test_who_prints_an_error_every_process_meets(monkeypatch):
         assert said_by_process_zero(handed) is after_handed
 
 
+@pytest.mark.parametrize("args", [["train", "--stepz", "1"], ["train", "--steps"], ["play", "nope/Env-v0"], ["replay"]])
+def test_a_process_that_leaves_the_error_to_another_waits_for_it(monkeypatch, capsys, args):
+    """torchrun stops every process once one fails: a quiet one that exited at once stopped the
+    one that prints the error before it had (a launch with no error shown, 1 run in 9 here).
+    It waits instead (torchrun stops it once the other has printed and exited)."""
+    import signal
+    import time
+
+    from arena.cli import QUIET_EXIT_WAIT_S, main
+
+    waited = []
+    monkeypatch.setattr(time, "sleep", waited.append)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert exit_.value.code == 2 and waited == [QUIET_EXIT_WAIT_S]
+    assert "error" not in capsys.readouterr().err.lower()
+
+
 @pytest.mark.parametrize("args, said", [(["--stepz", "1"], "unknown flag --stepz; did you mean --steps?"),
                                         ([], "already holds a run")])
 def test_an_error_every_process_meets_is_printed_once(two_process_run, args, said):
