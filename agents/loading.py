@@ -135,7 +135,9 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag:
         raise ArenaError(f"the tokenizer of {spec!r} has no chat template (arena prompts are chat messages): use a "
                          f"chat model, or {fix}")
     if device and generation_only and str(device).startswith("cuda"):
-        model.to(device=device, dtype=torch.bfloat16)
+        from arena.weights import bf16_parameters
+
+        bf16_parameters(model.to(device))  # the rotary frequencies stay fp32, as a bf16 load keeps them
     elif device:
         model.to(device)
     return model, tokenizer

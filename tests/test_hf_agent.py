@@ -368,8 +368,10 @@ def test_a_model_cast_to_bf16_generates_what_its_bf16_copy_generates(tiny, tempe
     the same tokens and log-probs, bit for bit, as the bf16 copy of the fp32 model."""
     import copy
 
+    from arena.weights import bf16_parameters
+
     model, tokenizer = tiny
-    cast = copy.deepcopy(model).to(torch.bfloat16)
+    cast = bf16_parameters(copy.deepcopy(model))
     lent = HFPolicy(cast, tokenizer, constrain=True, temperature=temperature, seed=7, static_cache=True)
     copied = HFPolicy(model, tokenizer, constrain=True, temperature=temperature, seed=7, static_cache=True)
     assert set(lent._views) == set(cast.state_dict()) and not copied._views
@@ -377,6 +379,25 @@ def test_a_model_cast_to_bf16_generates_what_its_bf16_copy_generates(tiny, tempe
         a, b = (play(env_id, [p], 8, seed=11, concurrency=8) for p in (lent, copied))
         assert [[(t.token_ids, t.logprobs) for t in e.turns] for e in a] == \
             [[(t.token_ids, t.logprobs) for t in e.turns] for e in b]
+
+
+def test_bf16_generation_models_keep_the_rotary_frequencies_in_fp32(tiny):
+    """The bf16 copy and a model cast for generation alone (`load_model(generation_only=True)`
+    on CUDA) cast their parameters, not their buffers: `Module.to(bfloat16)` rounded the
+    rotary `inv_freq` to bf16, where transformers keeps it in fp32 for a bf16 model, so the
+    generating copy encoded positions otherwise than the trained model."""
+    import copy
+
+    from arena.weights import bf16_copy, bf16_parameters
+
+    model, _ = tiny
+    source = dict(model.named_buffers())
+    freqs = [name for name in source if name.endswith("inv_freq")]
+    assert freqs
+    for module in (bf16_copy(model)[0], bf16_parameters(copy.deepcopy(model))):
+        buffers = dict(module.named_buffers())
+        assert all(buffers[n].dtype == torch.float32 and torch.equal(buffers[n], source[n]) for n in freqs)
+        assert {p.dtype for p in module.parameters()} == {torch.bfloat16}
 
 
 def test_bf16_views_become_a_copy_when_the_model_is_wrapped_in_peft(tiny):
