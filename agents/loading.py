@@ -82,6 +82,7 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag:
     (a third of the memory; the same tokens and log-probs, the cast being the copy's own).
     """
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(spec)
@@ -113,7 +114,8 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag:
         else:
             model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path,
                                                          dtype=dtype or torch.float32, trust_remote_code=False)
-    except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's HFValidationError of a bad repo id
+    except (OSError, ValueError, SafetensorError) as exc:  # ValueError: huggingface_hub's HFValidationError
+        # of a bad repo id; SafetensorError: a weights file cut short
         if "trust_remote_code" in str(exc):
             raise ArenaError(f"{spec!r} needs code from its own repository to load (`auto_map` in its config), and "
                              "arena runs no model's code: use a model of an architecture transformers has (Qwen, "

@@ -129,16 +129,18 @@ def run_of(path: str | Path) -> Path | None:
 
 
 def newest_model(run: str | Path) -> Path:
-    """A training run's final model (RUN/model), else the model of its newest checkpoint."""
+    """A training run's final model (RUN/model), else the model of its newest complete
+    checkpoint (`complete_checkpoints`: one being saved, or whose save a kill cut, has its
+    config.json before its weights are whole, and once loaded half a safetensors file)."""
     run = Path(run)
     final = run / "model"
     if has_model(final):
         return final
-    ckpts = [p for p in (run / CHECKPOINTS_DIR).glob("checkpoint-*") if checkpoint_step(p) is not None and has_model(p)]
+    ckpts = [p for p in complete_checkpoints(run) if has_model(p)]
     if not ckpts:
-        raise ArenaError(f"{run} holds no model yet (no {final}, no checkpoint with a model): "
+        raise ArenaError(f"{run} holds no model yet (no {final}, no complete checkpoint with a model): "
                          f"train it with `arena train --out {run}`, or wait for its first checkpoint (--save-every)")
-    return max(ckpts, key=checkpoint_step)
+    return ckpts[-1]
 
 
 def run_decoding(run: str | Path) -> dict[str, Any]:

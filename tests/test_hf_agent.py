@@ -725,6 +725,7 @@ def test_hf_agent_of_a_training_run_plays_its_model_as_the_run_decoded(tmp_path,
     with pytest.raises(ArenaError, match=r"holds no model yet"):
         make_agent(f"hf:{run}")
     shutil.copytree(tiny_model_path(), run / "checkpoints" / "checkpoint-5")
+    (run / "checkpoints" / "checkpoint-5" / "arena_state.json").write_text("{}")  # complete
     for spec in (f"hf:{run}", f"hf:{run}/checkpoints/checkpoint-5"):
         agent = make_agent(spec)
         assert (agent.name, agent.constrain, agent.temperature, agent.top_p, agent.max_new_tokens) == (
@@ -869,3 +870,17 @@ def test_a_bad_sampling_option_of_an_agent_spec_is_refused_before_the_model_load
                           ("tiny:max_tokens=0", "max_new_tokens must be >= 1")):
         with pytest.raises(ArenaError, match=message):
             hf.make_hf_agent(spec, device="cpu")
+
+
+def test_a_model_whose_weights_are_cut_short_is_one_line(tmp_path):
+    import shutil
+
+    from arena.agents.tiny import tiny_model_path
+
+    folder = tmp_path / "cut"
+    shutil.copytree(tiny_model_path(), folder)
+    weights = folder / "model.safetensors"
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size // 3)
+    with pytest.raises(ArenaError, match=r"cannot load model .*cut"):
+        load_model(str(folder))

@@ -188,10 +188,12 @@ def test_eval_target_resolution(tmp_path):
     (run / "config.yaml").write_text("steps: 2\n")
     with pytest.raises(ArenaError, match="holds no model yet"):
         resolve_target(str(run))
-    for step in (2, 10):
+    for step in (2, 10, 12):
         (run / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
         (run / "checkpoints" / f"checkpoint-{step}" / "config.json").write_text("{}")
-    assert resolve_target(str(run)) == (str(run / "checkpoints" / "checkpoint-10"), run)  # newest, not last by name
+        if step != 12:  # 12 is being saved (or its save was cut): its weights may be half there
+            (run / "checkpoints" / f"checkpoint-{step}" / "arena_state.json").write_text("{}")
+    assert resolve_target(str(run)) == (str(run / "checkpoints" / "checkpoint-10"), run)  # newest complete, not last by name
     (run / "model").mkdir()
     (run / "model" / "config.json").write_text("{}")
     assert resolve_target(str(run)) == (str(run / "model"), run)
