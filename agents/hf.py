@@ -69,6 +69,7 @@ torch's global generator.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -509,8 +510,8 @@ def check_decoding(*, temperature: float = 1.0, max_new_tokens: int = 1, top_p: 
                    min_p: float = 0.0, **_: Any) -> None:
     """One line for a sampling setting out of range (`HFPolicy` and an agent spec's options,
     the latter before its model loads)."""
-    if temperature < 0:
-        raise ArenaError(f"temperature must be >= 0, got {temperature}")
+    if not 0 <= temperature < math.inf:  # nan sampled greedily, inf failed inside generate
+        raise ArenaError(f"temperature must be a finite number >= 0, got {temperature}")
     if max_new_tokens < 1:
         raise ArenaError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if not 0 < top_p <= 1:

@@ -137,8 +137,8 @@ class OpenAIPolicy:
                  constrain: bool = False, concurrency: int = 32, timeout: float = 120.0, retries: int = 4,
                  check: bool = True, enable_thinking: bool | None = None,
                  chat_template_kwargs: dict[str, Any] | None = None):
-        if temperature < 0:
-            raise ArenaError(f"temperature must be >= 0, got {temperature}")
+        if not 0 <= temperature < float("inf"):
+            raise ArenaError(f"temperature must be a finite number >= 0, got {temperature}")
         if not 0 < top_p <= 1:
             raise ArenaError(f"top_p must be in (0, 1], got {top_p}")
         if max_tokens < 1 or concurrency < 1 or timeout <= 0 or retries < 0:

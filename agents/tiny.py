@@ -195,6 +195,9 @@ def tiny_model_path(config_overrides: dict[str, Any] | None = None) -> Path:
         if not (tmp / "config.json").exists():  # transformers saves on rank 0 only once torch.distributed is up
             raise ArenaError("the tiny model cannot be built outside process 0 of a torch.distributed group "
                              "(transformers writes its weights on rank 0 only): build it there first")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 kept the cache from every other user of it
         try:
             os.rename(tmp, final)
         except OSError:  # another process finished first: use its copy

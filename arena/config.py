@@ -214,8 +214,8 @@ class TrainConfig:
             raise ArenaError(f"--top-k must be >= 0 (0: off), got {self.top_k}")
         if not 0.0 <= self.min_p <= 1.0:
             raise ArenaError(f"--min-p must lie in [0, 1] (0: off), got {self.min_p}")
-        if self.temperature < 0:
-            raise ArenaError(f"--temperature must be >= 0, got {self.temperature}")
+        if not 0 <= self.temperature < float("inf"):  # nan sampled greedily
+            raise ArenaError(f"--temperature must be a finite number >= 0, got {self.temperature}")
         if self.warmup_steps < 0:
             raise ArenaError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         if self.sync_ref_model and not self.beta > 0:

@@ -44,6 +44,11 @@ fi
 
 OUT=${OUT:-gpu-bench}
 mkdir -p "$OUT"
+if ! compgen -G "$WHEELS/*.whl" > /dev/null && ! python3 -c "import trl, datasets, arena" 2> /dev/null; then
+    echo "no wheels in $WHEELS and no trl/datasets/arena here: run 'bash scripts/gpu_bench.sh prepare' first, and" \
+         "carry .whl to the GPU machine (run(..., carry=[\".whl\"]))" >&2
+    exit 1
+fi
 if compgen -G "$WHEELS/*.whl" > /dev/null; then
     # the wheels this interpreter can install (prepare targets the GPU machine's Python 3.12;
     # a SMOKE run elsewhere skips what is built for another Python, with a word)

@@ -866,7 +866,9 @@ def test_a_bad_sampling_option_of_an_agent_spec_is_refused_before_the_model_load
     from arena.agents import hf
 
     monkeypatch.setattr(hf, "load_model", lambda *a, **k: pytest.fail("loaded the model first"))
-    for spec, message in (("tiny:temperature=-1", "temperature must be >= 0"), ("tiny:top_p=0", "top_p must be in"),
+    for spec, message in (("tiny:temperature=-1", "temperature must be a finite number >= 0"),
+                          ("tiny:temperature=nan", "finite"), ("tiny:temperature=inf", "finite"),
+                          ("tiny:top_p=0", "top_p must be in"), ("tiny:top_p=nan", "top_p must be in"),
                           ("tiny:max_tokens=0", "max_new_tokens must be >= 1")):
         with pytest.raises(ArenaError, match=message):
             hf.make_hf_agent(spec, device="cpu")
@@ -884,3 +886,19 @@ def test_a_model_whose_weights_are_cut_short_is_one_line(tmp_path):
         f.truncate(weights.stat().st_size // 3)
     with pytest.raises(ArenaError, match=r"cannot load model .*cut"):
         load_model(str(folder))
+
+
+def test_a_built_tiny_model_is_readable_by_every_user_of_the_cache(arena_cache):
+    """Built in a `mkdtemp` folder (mode 0700) and renamed into place, the cache's tiny model
+    was readable by its builder alone: a shared `ARENA_CACHE` failed for everyone else."""
+    import os
+    import stat
+
+    from arena.agents.tiny import tiny_model_path
+
+    umask = os.umask(0o022)
+    try:
+        folder = tiny_model_path({"num_hidden_layers": 1})
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
