@@ -373,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                         results.append(row(env_id, c))
                         r = results[-1]
                         print(f"{name} {env_id} x{c}: {r['episodes_per_s']:.2f} episodes/s", file=sys.stderr)
+                        with open(args.out, "w") as f:  # each row as it comes: a run cut by a time limit keeps them
+                            json.dump({"partial": True, "results": results}, f, indent=2)
             finally:
                 if hasattr(row, "close"):
                     row.close()
