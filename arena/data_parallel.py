@@ -230,13 +230,13 @@ class DataParallel:
         cfg = trainer.config
         seed = rollout_seed(cfg)
         part = share_of(cfg.episodes_per_step, self.rank, self.size)
-        schedule = (env_schedule(cfg.env, cfg.env_weights or None, cfg.episodes_per_step, seed)[part]
-                    if len(cfg.env) > 1 else None)
+        schedule = env_schedule(cfg.env, cfg.env_weights or None, cfg.episodes_per_step, seed) if len(cfg.env) > 1 else None
         start = start_index + part.start
         reseed(trainer.policy, share_seed(cfg.seed, start))
         if trainer.opponent is not None:
             reseed(trainer.opponent, share_seed(cfg.seed + 1, start))
-        mine = local_rollout(trainer, start, metadata, count=part.stop - part.start, schedule=schedule, store=False)
+        mine = local_rollout(trainer, start, metadata, count=part.stop - part.start, schedule=schedule,
+                             schedule_offset=part.start if schedule else 0, store=False)
         episodes = self.gather(mine)
         if trainer.writer is not None:
             trainer.writer.write(episodes)

@@ -216,9 +216,11 @@ class RolloutWorker:
         return weights_digest(self.model.state_dict())
 
     def play(self, weights: dict[str, Any], config: dict[str, Any], start: int, count: int, seed: int,
-             metadata: dict[str, Any], run_name: str, schedule: list[int] | None) -> tuple[list[Episode], float]:
-        """Load `weights`, reseed, play episodes `start .. start + count - 1`; returns them
-        in index order and the seconds it took. What to play (envs, their arguments and
+             metadata: dict[str, Any], run_name: str, schedule: list[int] | None,
+             schedule_offset: int = 0) -> tuple[list[Episode], float]:
+        """Load `weights`, reseed, play episodes `start .. start + count - 1` (entries
+        `schedule_offset` on of the step's env `schedule`); returns them in index order and
+        the seconds it took. What to play (envs, their arguments and
         weights, concurrency, seed) comes from the caller's `config` with every call; the
         model, its sampling settings and the opponent are those the actor was built with."""
         from arena.rollout import play
@@ -235,7 +237,7 @@ class RolloutWorker:
             cfg.env, agents, count, seed=seed, env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env],
             env_weights=cfg.env_weights or None, concurrency=min(-(-cfg.concurrency // cfg.ray_workers), count),
             writer=None, run_name=run_name, swap_seats=opponent is not None, start_index=start,
-            metadata=metadata, schedule=schedule,
+            metadata=metadata, schedule=schedule, schedule_offset=schedule_offset,
         )
         return episodes, time.perf_counter() - t0
 
@@ -327,9 +329,10 @@ class RayRollout:
 
     def _submit(self, share: Share, weights: Any, seed: int, metadata: dict[str, Any], run_name: str,
                 schedule: list[int] | None) -> Any:
-        part = None if schedule is None else schedule[share.offset:share.offset + share.count]
+        # the whole step's schedule and the share's place in it: each env's seats rotate over the step
         return self.workers[share.worker].play.remote(weights, self._actor_config(), share.start, share.count, seed,
-                                                      metadata, run_name, part)
+                                                      metadata, run_name, schedule,
+                                                      share.offset if schedule is not None else 0)
 
     def pids(self) -> list[int]:
         """Each actor's process id (tests kill one)."""

@@ -89,6 +89,22 @@ def env_schedule(env_ids: Sequence[str], weights: Sequence[float] | None, episod
     return [int(i) for i in np.random.default_rng(seed).permutation(order)]
 
 
+def _seat_turns(schedule: Sequence[int], batch_start: int) -> list[int]:
+    """Each episode's count among the episodes of its env over the run, for mixed-env seat
+    rotation: its rank among its env's episodes in the batch, plus the env's episodes in the
+    `batch_start // len(schedule)` batches before (whole ones of this schedule)."""
+    batches = batch_start // max(1, len(schedule))
+    total: dict[int, int] = defaultdict(int)
+    for k in schedule:
+        total[k] += 1
+    seen: dict[int, int] = defaultdict(int)
+    out = []
+    for k in schedule:
+        out.append(batches * total[k] + seen[k])
+        seen[k] += 1
+    return out
+
+
 def play(
     env_id: str | Sequence[str],
     agents: Sequence[Policy] | Mapping[str, Policy],
@@ -106,6 +122,7 @@ def play(
     metadata: dict[str, Any] | None = None,
     schedule: Sequence[int] | None = None,
     duplicate: bool = False,
+    schedule_offset: int = 0,
 ) -> list[Episode]:
     """Play `episodes` episodes, `concurrency` at a time; return them in index order.
 
@@ -116,7 +133,11 @@ def play(
 
     Episode i (counting from `start_index`) is reset with seed `seed + i`. With
     `swap_seats`, the seating rotates by one role each episode (episode i seats agent k in
-    role (k + i) mod n), so every agent plays every seat equally often. Finished episodes
+    role (k + i) mod n), so every agent plays every seat equally often; in mixed-env play by
+    each env's own count of episodes instead (earlier batches counted as whole ones of the
+    same schedule), so that every agent plays every seat of every env equally often (by
+    the episode index, the random order of the envs gave one env's seats 17/15 in a batch,
+    and the same every step, since the order repeats). Finished episodes
     are written to `writer` in index order, each batch as soon as it is contiguous with
     what was written before, and passed to `on_episode` as they finish. `metadata` is
     copied into every episode's metadata (e.g. the training step).
@@ -127,10 +148,12 @@ def play(
     cancels out of each agent's results, as in duplicate bridge and poker. Evaluation
     against fixed opponents plays this way (`arena.evaluate.play_against`).
 
-    `schedule` (mixed-env play) says which env each episode plays, as indices into
-    `env_id`, in place of `env_schedule(env_ids, env_weights, episodes, seed)`: a worker that
-    plays a contiguous share of a larger batch (`arena.ray_rollout`) passes its slice of the
-    whole batch's schedule, so episode i plays the same env however the batch is split.
+    `schedule` (mixed-env play) says which env each episode of the batch plays, as indices
+    into `env_id`, in place of `env_schedule(env_ids, env_weights, episodes, seed)`; this
+    call plays its entries from `schedule_offset` on. A worker that plays a contiguous
+    share of a larger batch (`arena.ray_rollout`, `arena.data_parallel`) passes the whole
+    batch's schedule and its share's offset, so episode i plays the same env, from the same
+    seat, however the batch is split.
     """
     if episodes < 0:
         raise ArenaError(f"episodes must be >= 0, got {episodes}")
@@ -146,13 +169,16 @@ def play(
         if len(kwargs_of) != len(env_ids):
             raise ArenaError(f"{len(kwargs_of)} env_kwargs given for {len(env_ids)} envs; give one dict per env")
     if schedule is not None:
-        schedule = [int(k) for k in schedule]
-        if len(schedule) != episodes or any(not 0 <= k < len(env_ids) for k in schedule):
-            raise ArenaError(f"schedule must give one env index in [0, {len(env_ids)}) per episode ({episodes}), got {len(schedule)} entries")
+        whole = [int(k) for k in schedule]
+        if len(whole) < schedule_offset + episodes or any(not 0 <= k < len(env_ids) for k in whole):
+            raise ArenaError(f"schedule must give one env index in [0, {len(env_ids)}) per episode ({episodes} from "
+                             f"entry {schedule_offset}), got {len(whole)} entries")
     elif len(env_ids) > 1:
-        schedule = env_schedule(env_ids, env_weights, episodes, seed)
+        whole = env_schedule(env_ids, env_weights, schedule_offset + episodes, seed)
     else:
-        schedule = [0] * episodes
+        whole = [0] * (schedule_offset + episodes)
+    schedule = whole[schedule_offset:schedule_offset + episodes]
+    turns = _seat_turns(whole, start_index - schedule_offset)[schedule_offset:] if len(env_ids) > 1 else None
     results: dict[int, Episode] = {}
     free: dict[int, list[ArenaEnv]] = defaultdict(list)
     active: list[_Slot] = []
@@ -170,7 +196,7 @@ def play(
         seats = seat_agents(env, agents)
         if swap_seats:
             roles = list(seats)
-            shift = index % len(roles)
+            shift = (index if turns is None else turns[local]) % len(roles)
             seats = {roles[(j + shift) % len(roles)]: seats[roles[j]] for j in range(len(roles))}
         ep = Episode(
             env_id=env_ids[k], seed=env_seed, env_kwargs=dict(getattr(env, "env_kwargs", kwargs_of[k])),

@@ -119,11 +119,12 @@ def rollout_seed(config: TrainConfig) -> int:
 
 
 def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str, Any], *,
-                  count: int | None = None, schedule: list[int] | None = None, store: bool = True) -> list[Episode]:
+                  count: int | None = None, schedule: list[int] | None = None, schedule_offset: int = 0,
+                  store: bool = True) -> list[Episode]:
     """The step's episodes, played in this process by `trainer.policy` (and the opponent).
 
     A data-parallel process (`arena.data_parallel`) plays `count` of them from `start_index`
-    on, `schedule` being its slice of the step's env schedule, and stores none (`store`)."""
+    on, entries `schedule_offset` on of the step's env `schedule`, and stores none (`store`)."""
     cfg = trainer.config
     agents = [trainer.policy] if trainer.opponent is None else [trainer.policy, trainer.opponent]
     return play(
@@ -131,6 +132,7 @@ def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str
         env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env], env_weights=cfg.env_weights or None,
         concurrency=cfg.concurrency, writer=trainer.writer if store else None, run_name=trainer.run_dir.name,
         swap_seats=trainer.opponent is not None, start_index=start_index, metadata=metadata, schedule=schedule,
+        schedule_offset=schedule_offset,
     )
 
 

@@ -177,6 +177,29 @@ def test_mixed_envs_share_each_tick_and_follow_the_weights():
         env_schedule(ids, [1, -1], 4, 0)
 
 
+def test_mixed_envs_with_an_opponent_balance_the_seats_of_each_env():
+    """By the episode index, the random order of the envs gave one env's seats 17/15 in a
+    batch, the same every step (the order repeats); by each env's own count, every env's
+    seats split evenly over the run, and a batch split in shares seats each episode alike."""
+    from collections import Counter
+
+    from arena.rollout import env_schedule
+
+    ids = ["spiral/KuhnPoker-v0", "spiral/TicTacToe-v0"]
+    seats: Counter = Counter()
+    for step in range(2):
+        episodes = play(ids, [RandomAgent(1), HeuristicAgent(2)], 64, seed=0, swap_seats=True, start_index=64 * step,
+                        env_weights=[1.0, 2.0])  # 21 and 43 episodes: odd counts, evened out over two steps
+        seats.update((e.env_id, e.agents["player_0"]) for e in episodes)
+    assert seats == {(e, a): n for e, n in zip(ids, (21, 43)) for a in ("random", "heuristic")}
+    whole = play(ids, [RandomAgent(1), HeuristicAgent(2)], 30, seed=3, swap_seats=True, start_index=30)
+    schedule = env_schedule(ids, None, 30, 3)
+    shares = [e for offset, count in ((0, 13), (13, 17)) for e in
+              play(ids, [RandomAgent(1), HeuristicAgent(2)], count, seed=3, swap_seats=True, start_index=30 + offset,
+                   schedule=schedule, schedule_offset=offset)]
+    assert [(e.env_id, e.agents) for e in shares] == [(e.env_id, e.agents) for e in whole]
+
+
 def test_writer_gets_episodes_in_index_order(tmp_path):
     from arena.store import EpisodeWriter, read_episodes
 
