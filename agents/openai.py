@@ -62,7 +62,7 @@ from urllib.parse import urlsplit
 from arena.errors import ArenaError
 from arena.policy import Completion, Request
 
-from .hf import check_chat_template_kwargs
+from .hf import check_chat_template_kwargs, check_decoding
 from .options import convert_options, peel_options
 
 DUMMY_KEY = "EMPTY"
@@ -137,10 +137,7 @@ class OpenAIPolicy:
                  constrain: bool = False, concurrency: int = 32, timeout: float = 120.0, retries: int = 4,
                  check: bool = True, enable_thinking: bool | None = None,
                  chat_template_kwargs: dict[str, Any] | None = None):
-        if not 0 <= temperature < float("inf"):
-            raise ArenaError(f"temperature must be a finite number >= 0, got {temperature}")
-        if not 0 < top_p <= 1:
-            raise ArenaError(f"top_p must be in (0, 1], got {top_p}")
+        check_decoding(temperature=temperature, top_p=top_p)  # the hf agent's checks, the same lines
         if max_tokens < 1 or concurrency < 1 or timeout <= 0 or retries < 0:
             raise ArenaError("openai agent: max_tokens and concurrency must be >= 1, timeout > 0, retries >= 0")
         openai = _import_openai()
