@@ -196,7 +196,8 @@ def play_cmd(
     if out is not None:
         mode = "append" if append else "overwrite" if overwrite else "new"
         writer = open_run(out, mode=mode, info={
-            "command": "play", "env_id": env_id, "env_kwargs": {**spec.kwargs, **env_kwargs},
+            "command": "play", "env_id": env_id,
+            "env_kwargs": spec.load().resolve_kwargs({**spec.kwargs, **env_kwargs}),  # as the episodes record them
             "agents": [p.name for p in policies], "episodes": episodes, "seed": seed, "swap_seats": swap_seats,
             "duplicate": len(env.possible_agents) if duplicate else 0,  # seats each deal is played from
             "concurrency": concurrency, "arena_version": arena.__version__})

@@ -378,10 +378,13 @@ def _check_append(run_dir: Path, contents: RunContents, info: dict[str, Any], st
         from arena.registry import spec
 
         for env_id, kwargs in planned:
-            if env_id in before and before[env_id] != kwargs:
+            # compared as the episodes record them: a corpus given as `d/c.jsonl` before and as
+            # `/abs/d/c.jsonl` (or from another folder) now is the same file
+            resolve = spec(env_id).load().resolve_kwargs
+            kwargs = resolve(dict(kwargs))
+            if env_id in before and resolve(dict(before[env_id])) != kwargs:
                 raise ArenaError(f"{run_dir} was played with {env_id} arguments {before[env_id]}, not {kwargs}: "
                                  "append only with the same --kw, or give another --out")
-            kwargs = spec(env_id).load().resolve_kwargs(dict(kwargs))  # as the episodes record them
             for stored in contents.env_kwargs.get(env_id, []):
                 differ = sorted(k for k, v in kwargs.items() if k in stored and stored[k] != v)
                 if differ:

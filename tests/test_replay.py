@@ -74,6 +74,29 @@ def test_out_existing_run_is_refused_unless_append_or_overwrite(tmp_path, capsys
     assert read_run_info(run)["status"] == "complete"
 
 
+def test_append_takes_a_corpus_by_the_file_it_names_not_its_spelling(tmp_path, capsys, monkeypatch):
+    """run.json records a SPICE corpus as the episodes do (absolute): appended with the same
+    file spelled absolute, or relative from another folder, the run was refused; another
+    file still is."""
+    import shutil
+
+    data = tmp_path / "d"
+    data.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "envs/spice/data/stdlib_docs.jsonl", data / "docs.jsonl")
+    shutil.copy(data / "docs.jsonl", data / "other.jsonl")
+    monkeypatch.chdir(tmp_path)
+    spice = ("play", "spice/Corpus-v0", "-n", "1", "--kw", "n=2", "--out", "run")
+    assert arena(capsys, *spice, "--kw", "corpus=d/docs.jsonl")[0] == 0
+    assert read_run_info(tmp_path / "run")["env_kwargs"] == {"n": 2, "corpus": str(data / "docs.jsonl")}
+    assert arena(capsys, *spice, "--kw", f"corpus={data / 'docs.jsonl'}", "--append")[0] == 0
+    monkeypatch.chdir(data)
+    assert arena(capsys, *spice[:-1], "../run", "--kw", "corpus=docs.jsonl", "--append")[0] == 0
+    code, _, err = arena(capsys, *spice[:-1], "../run", "--kw", "corpus=other.jsonl", "--append")
+    assert code == 2
+    _one_line_error(err, "append only with the same --kw")
+    assert len(list(read_episodes(tmp_path / "run"))) == 3
+
+
 def test_out_refuses_foreign_files_and_bad_places(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
