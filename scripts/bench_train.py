@@ -217,6 +217,21 @@ def summary(name: str, runs: list[dict[str, list]]) -> dict[str, Any]:
     }
 
 
+def write_json(path: str, meta: dict[str, Any], runs: dict[str, list[dict[str, list]]], *,
+               complete: bool) -> tuple[dict[str, Any], float | None, float | None]:
+    """Write the summaries so far to `path` (after every run, `complete` false until the
+    last); returns them with the arena/TRL ratios (None until both have run)."""
+    results = {name: summary(name, r) for name, r in runs.items() if r}
+    ratio = cpu_ratio = None
+    if "arena" in results and "trl" in results:
+        ratio = results["arena"]["tokens_per_s_median"] / results["trl"]["tokens_per_s_median"]
+        cpu_ratio = results["arena"]["tokens_per_cpu_s_median"] / results["trl"]["tokens_per_cpu_s_median"]
+    with open(path, "w") as f:
+        json.dump({"meta": meta, "complete": complete, "ratio_arena_over_trl": ratio,
+                   "cpu_ratio_arena_over_trl": cpu_ratio, "results": results}, f, indent=2)
+    return results, ratio, cpu_ratio
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="tiny, or a local folder written by save_pretrained")
@@ -252,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     spec = model_spec(args.model, args.model_config)
     runs: dict[str, list[dict[str, list]]] = {"trl": [], "arena": []}
     order = args.order.split(",")
+    meta = {
+        "model": args.model, "model_config": args.model_config, "device": device, "prompts": args.prompts,
+        "generations": args.generations, "length": args.length, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+        "order": args.order, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "python": platform.python_version(), "cpus": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+    }
     for round_ in range(args.rounds):
         for name in order if round_ % 2 == 0 else order[::-1]:  # alternate who goes first
             with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
@@ -259,11 +281,10 @@ def main(argv: list[str] | None = None) -> int:
                 trainer = {"trl": run_trl, "arena": run_arena}[name](spec, args, device, Path(tmp))
                 runs[name].append(timed(trainer, args.warmup))
                 del trainer
+            write_json(args.out, meta, runs, complete=False)  # a run cut by a time limit keeps what it measured
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
-    results = {name: summary(name, r) for name, r in runs.items()}
-    ratio = results["arena"]["tokens_per_s_median"] / results["trl"]["tokens_per_s_median"]
-    cpu_ratio = results["arena"]["tokens_per_cpu_s_median"] / results["trl"]["tokens_per_cpu_s_median"]
+    results, ratio, cpu_ratio = write_json(args.out, meta, runs, complete=True)
 
     label = args.model if args.model_config == "tiny" else args.model_config
     table = Table(title=f"one training step: {label} on {device} ({torch.get_num_threads()} threads), "
@@ -287,15 +308,6 @@ def main(argv: list[str] | None = None) -> int:
         highs = [x for r in runs["arena"] for x in r["sampling"]["sampling/importance_sampling_ratio/max"]]
         print(f"arena corrected for its sampler: mean |log-prob gap| {statistics.median(gaps):.2e} per token "
               f"(median over steps), weights {min(lows):.4f}..{max(highs):.4f}", file=sys.stderr)
-    meta = {
-        "model": args.model, "model_config": args.model_config, "device": device, "prompts": args.prompts,
-        "generations": args.generations, "length": args.length, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
-        "order": args.order, "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "python": platform.python_version(), "cpus": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
-    }
-    with open(args.out, "w") as f:
-        json.dump({"meta": meta, "ratio_arena_over_trl": ratio, "cpu_ratio_arena_over_trl": cpu_ratio, "results": results}, f, indent=2)
     print(f"arena / TRL completion tokens/s: {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU; wrote {args.out}", file=sys.stderr)
     return 0
 
