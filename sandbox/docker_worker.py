@@ -170,8 +170,15 @@ class DockerWorker(Worker):
             raise
         self._raw = bytearray()
 
-    def _send(self, data: bytes) -> None:
-        self._sock.sendall(data)
+    def _send_some(self, data: memoryview) -> int:
+        try:
+            return self._sock.send(data, socket.MSG_DONTWAIT)
+        except ValueError:  # a TLS socket takes no flags: written whole, blocking (`docker_url` over TLS)
+            self._sock.sendall(data)
+            return len(data)
+
+    def _send_fileno(self) -> int:
+        return self._sock.fileno()
 
     def _fileno(self) -> int:
         return self._sock.fileno()

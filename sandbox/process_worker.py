@@ -134,9 +134,13 @@ class ProcessWorker(Worker):
             if seccomp_fd is not None:
                 os.close(seccomp_fd)
         os.set_blocking(self.proc.stderr.fileno(), False)
+        os.set_blocking(self.proc.stdin.fileno(), False)  # the request is written as the runner takes it
 
-    def _send(self, data: bytes) -> None:
-        self.proc.stdin.write(data)
+    def _send_some(self, data: memoryview) -> int:
+        return os.write(self.proc.stdin.fileno(), data)
+
+    def _send_fileno(self) -> int:
+        return self.proc.stdin.fileno()
 
     def _recv(self) -> bytes:
         return os.read(self.proc.stdout.fileno(), 1 << 16)

@@ -77,7 +77,8 @@ class WorkerError(Exception):
 
 
 class Worker(BufferedReader):
-    """A runner behind a byte channel; subclasses provide `_send`, `_recv` and `_fileno`."""
+    """A runner behind a byte channel; subclasses provide `_send_some`, `_recv`, `_fileno`
+    and `_send_fileno`."""
 
     kind = "worker"
 
@@ -89,11 +90,37 @@ class Worker(BufferedReader):
         self.jobs_done = 0
         self.info: dict[str, Any] = {}
         self.cpu: int | None = None  # the core this worker is pinned to (None: not pinned)
+        self._outbox = memoryview(b"")  # the part of the request not yet written (`_send`)
 
     # channel primitives
-    def _send(self, data: bytes) -> None: ...
+    def _send_some(self, data: memoryview) -> int: ...  # without blocking: bytes taken (BlockingIOError: none)
     def _recv(self) -> bytes | None: ...  # b"" at EOF, None for "nothing yet"; when readable
     def _fileno(self) -> int: ...
+    def _send_fileno(self) -> int: ...
+
+    def _send(self, data: bytes) -> None:
+        """Queue a request and write what the channel takes now; `_fill` writes the rest while
+        it waits for answers. A blocking write of the whole request deadlocked: the runner
+        sends earlier jobs' answers while later jobs' frames still fill the pipe to it, and
+        once both pipes were full (a job printing 64 KB, then 64 KB of programs still to go)
+        neither side moved again, and the worker was never found hung."""
+        if self._outbox:
+            raise WorkerError(f"{self.kind}: a request was sent before the last one was written")
+        self._outbox = memoryview(data)
+        self._push()
+
+    def _push(self) -> None:
+        """Write as much of the queued request as the channel takes without blocking."""
+        while self._outbox:
+            try:
+                n = self._send_some(self._outbox)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                raise WorkerError(f"{self.kind} stdin closed: {e}") from None
+            if not n:
+                return
+            self._outbox = self._outbox[n:]
     def start(self) -> None:
         """Wait for the runner's ready line."""
         line = self.readline(time.monotonic() + self.config.start_timeout_s)
@@ -117,8 +144,13 @@ class Worker(BufferedReader):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WorkerError(f"{self.kind} did not answer in time", hung=True)
-            r, _, _ = select.select([self._fileno()], [], [], remaining)
+            writing = [self._send_fileno()] if self._outbox else []
+            r, w, _ = select.select([self._fileno()], writing, [], remaining)
+            if w:
+                self._push()
             if not r:
+                if w:
+                    continue
                 raise WorkerError(f"{self.kind} did not answer in time", hung=True)
             chunk = self._recv()
             if chunk is None:  # data arrived, but none of it for us yet
@@ -159,11 +191,7 @@ class Worker(BufferedReader):
             frame = encode_job(job["program"], job.get("calls") or [], job.get("limits") or {}, codes)
             parts.append(b"%010d\n" % len(frame))
             parts.append(frame)
-        data = b"".join(parts)
-        try:
-            self._send(data)
-        except OSError as e:
-            raise WorkerError(f"{self.kind} stdin closed: {e}") from None
+        self._send(b"".join(parts))
 
     def stderr_tail(self) -> str:
         return b"".join(self._log).decode("utf-8", "replace")[-2000:]

@@ -302,3 +302,32 @@ def test_pinning_to_a_missing_core_falls_back_to_unpinned():
         assert [w.cpu for w in sb._workers] == [None]
     finally:
         sb.close()
+
+
+@pytest.mark.parametrize("kind", [pytest.param("docker", marks=pytest.mark.docker),
+                                  pytest.param("bwrap", marks=pytest.mark.bwrap)])
+def test_a_batch_larger_than_the_pipes_does_not_deadlock(kind):
+    """The host once wrote a whole batch before reading any answer: a job printing 64 KB,
+    then jobs that each run > 20 ms (the runner sends earlier answers meanwhile) and more
+    than 64 KB of programs still to send, filled both pipes and `run_many` never returned
+    (the worker was not found hung). The request is now written as the runner takes it."""
+    noisy = "def f(x):\n    print('x' * 70000)\n    return x\n"
+    table = ", ".join(str(k) for k in range(1500))  # ~7 KB of source each
+
+    def slow(i: int) -> str:
+        return f"T = [{table}]\ndef f(x):\n    s = 0\n    for _ in range(400_000): s += 1\n    return s + len(T) + x\n"
+
+    jobs = [(noisy, ["f(0)"])] + [(slow(i), [f"f({i})"]) for i in range(30)]
+    sandbox = make_sandbox(kind, workers=1)
+    out: list = []
+    thread = threading.Thread(target=lambda: out.extend(sandbox.run_many(jobs, Limits(timeout=10, max_output=1 << 20))), daemon=True)
+    thread.start()
+    thread.join(60)
+    hung = thread.is_alive()
+    if hung:  # unblock the host's write (the runner goes) so that the pool can close
+        for w in list(sandbox._workers):
+            w.close()
+    sandbox.close()
+    assert not hung, "run_many deadlocked"
+    assert [r.status for r in out] == ["ok"] * len(jobs)
+    assert [r.value for r in out[1:]] == [str(400_000 + 1500 + i) for i in range(30)]
