@@ -81,11 +81,13 @@ BANNED_ATTRIBUTES: tuple[str, ...] = (
     "__import__", "__loader__", "__dict__", "__getattribute__", "__reduce__",
     "__reduce_ex__", "gi_frame", "f_globals", "f_locals", "f_back", "tb_frame", "cr_frame",
     "__self__", "__objclass__",
-    # operator's getattr by a computed name: attrgetter("__sel" + "f__")
-    "attrgetter", "methodcaller",
+    # operator's getattr by a computed name: attrgetter("__sel" + "f__"); string.Formatter's,
+    # by a format field: Formatter().get_field("0.__globals__[__builtins__]", (f,), {})
+    "attrgetter", "methodcaller", "get_field",
 )
 """Attributes used by sandbox escapes in pure Python (``().__class__.__bases__[0]...``,
-``print.__self__``: the builtins module); refused as attributes and as string constants."""
+``print.__self__``: the builtins module); refused as attributes and as string constants,
+and the dunders among them also inside a string (a format field, ``"{0.__globals__}"``)."""
 
 MODULE_ATTRIBUTES: tuple[str, ...] = (
     "os", "_os", "sys", "_sys", "time", "_time", "random", "_random", "datetime", "subprocess", "builtins",
@@ -220,6 +222,10 @@ def find_banned_imports(program: str, banned: Sequence[str] = BANNED_MODULES,
             v = node.value
             if v in banned_attributes or v in banned_names or v == "__import__":
                 flag(node, f"string naming {v}")
+            elif "__" in v:  # a format field reaching one: "0.__globals__[__builtins__]"
+                inside = next((d for d in (*banned_attributes, *banned_names) if d.startswith("__") and d in v), None)
+                if inside:
+                    flag(node, f"string containing {inside}")
     return problems
 
 

@@ -257,6 +257,24 @@ def _padded(program: str) -> str:
     return "\n".join(lines[:line] + [pad] + lines[line:]) + "\n"
 
 
+#: A job the recheck pool runs before the second run, 0 or 1 of them at random (`_spacers`).
+SPACER = "def f():\n    open('spacer', 'w').close()\n"
+
+
+def _spacers(limits: Any) -> list[tuple[str, list[str], Any]]:
+    """0 or 1 `SPACER` jobs, drawn from the OS (not the env's seeded stream: it changes no
+    output of a deterministic program). The gold and recheck runners each served one job
+    a validation, so they stayed in lockstep: their jobs' PIDs (their own PID namespaces)
+    and scratch inode numbers were equal, and a program returning `x + getpid() % 2`
+    (`os` reached past the static checks) passed every time while the solver pool gave
+    another output. A spacer forks a process and makes a file, so the two runners' counters
+    drift apart at random: a one-bit dependence is caught half the time, which costs such
+    a proposer more (-1 a rejection) than it gains."""
+    import secrets
+
+    return [(SPACER, ["f()"], limits)] * secrets.randbelow(2)
+
+
 _FAILURES = {"error": "error", "timeout": "timeout", "memory": "memory", "output_limit": "output_limit",
              "killed": "killed"}
 
@@ -286,6 +304,8 @@ def validate_proposal(program: str, inputs: str | Sequence[str], *, sandbox: Any
     the order of a small set of builtins, mostly stays put). A dependence on one address
     bit is caught half the time, which already costs such a proposer more (-1 a
     rejection) than it gains (AZR runs `f` twice in one process, and catches none of these).
+    For the same reason the recheck runner's per-job counters (PIDs, inode numbers) are put
+    out of step with the first one's at random (`_spacers`).
     """
     from arena.sandbox import Limits
 
@@ -309,7 +329,7 @@ def validate_proposal(program: str, inputs: str | Sequence[str], *, sandbox: Any
         first, second = sandbox.run_many([(program, calls, limits), (_padded(program), calls, limits)])
     else:
         (first,) = sandbox.run_many([(program, calls, limits)])
-        (second,) = recheck.run_many([(_padded(program), calls, limits)])
+        *_, second = recheck.run_many([*_spacers(limits), (_padded(program), calls, limits)])
     statuses = [first.status, second.status]
     if first.infra or second.infra:
         return Validation(False, "the sandbox failed (infrastructure): nothing is known", "infra", calls, infra=True,

@@ -81,6 +81,12 @@ def test_clean_program_passes():
     ("from pydoc import locate", "'pydoc'"),
     ("g = [getattr][0]", "use of getattr"),
     ("import operator\nf = operator.attrgetter('__sel' + 'f__')", "attribute attrgetter"),
+    # a third review's: string.Formatter's get_field hands back the object a format field names
+    ("import string\ndef f(x):\n    return string.Formatter().get_field('0.__globals__[__builtins__]', (f,), {})",
+     "string containing __globals__"),
+    ("import string\ndef f(x):\n    return string.Formatter().get_field('0.' + '_' * 2 + 'globals' + '_' * 2, (f,), {})",
+     "attribute get_field"),
+    ("def f(x):\n    return '{0.__init__.__globals__}'.format(f)", "string containing __globals__"),
 ])
 def test_banned_constructs_are_found(program, needle):
     problems = find_banned_imports(program)
