@@ -215,11 +215,14 @@ def parse_output(raw: bytes, ncalls: int, timed_out: bool, overflow: bool,
     """The result of a job from the bytes its process wrote (see `ExecResult.from_output`).
 
     An honest child writes: optional streamed lines (``{"program": FAILURE}`` or one call
-    result each), then ``F`` + the complete result. When the process was cut short
+    result each), then ``F`` + the complete result: at most ``ncalls + 2`` lines, and more is
+    refused before anything is parsed. When the process was cut short
     (deadline, size, signal, exit before reporting), the streamed lines give the calls that
     finished and the cut gives the rest."""
     import signal
 
+    if raw.count(b"\n") > ncalls + 2:  # before any parsing: 26 MB of tiny lines cost the host seconds
+        return _malformed("more lines than a result has", ncalls)
     lines = raw.split(b"\n")
     torn = lines.pop()
     sig = code = None
@@ -269,6 +272,8 @@ def parse_output(raw: bytes, ncalls: int, timed_out: bool, overflow: bool,
                          "error_type": _text(obj.get("error_type"), 256, "error type"),
                          "error": _text(obj.get("error"), ERROR_CHARS, "error message")}
             elif set(obj) == {"program"}:
+                if program_failure is not None or calls:
+                    raise _Bad("a program failure after another line")
                 program_failure = _call(obj["program"], max_value)
                 if program_failure["status"] == "ok":
                     raise _Bad("a program failure with status ok")

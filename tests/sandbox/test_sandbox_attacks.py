@@ -369,3 +369,36 @@ def test_a_result_line_of_many_items_is_refused_before_it_is_parsed(monkeypatch,
                                          "plain": True}] * 2, "stdout": "[{\"", "stderr": ""}
     out = result.parse_output(b"F" + json.dumps(honest).encode() + b"\n", 2, False, False, 0, 65536, 1 << 20)
     assert out["status"] == "ok" and out["calls"][0]["value"].startswith("[[1], {2: [3]}]")
+
+
+def test_a_result_of_many_lines_is_refused_before_any_is_parsed(monkeypatch):
+    """26 MB of tiny `{"program": ...}` lines (within the size cap) cost the host 3.6 s of
+    CPU to parse, one line at a time. An honest result has at most `ncalls + 2` lines: more
+    is refused first; a second program failure line too."""
+    from arena.sandbox import result
+
+    monkeypatch.setattr(result.json, "loads", lambda *a, **k: pytest.fail("parsed"))
+    out = result.parse_output(b'{"program": {"status": "error"}}\n' * 5, 2, False, False, 0, 65536, 1 << 20)
+    assert out["error_type"] == "MalformedResult" and "more lines than a result has" in out["error"], out
+    monkeypatch.undo()
+    out = result.parse_output(b'{"program": {"status": "error"}}\n' * 2, 2, False, False, 0, 65536, 1 << 20)
+    assert out["error_type"] == "MalformedResult" and "after another line" in out["error"], out
+
+
+FLOOD = """
+import os
+def f(x):
+    try:
+        while True:
+            os.write(3, b'{"program": {"status": "error"}}\\n' * 4096)
+    except OSError:
+        pass
+    os._exit(0)
+"""
+
+
+def test_a_flood_of_result_lines_is_one_malformed_result(sb1):
+    attacked, honest = run_then_honest(sb1, (FLOOD, ["f(0)"], FAST))
+    assert attacked.error_type == "MalformedResult" and "more lines" in attacked.error, attacked
+    assert not attacked.infra
+    assert_honest(honest)
