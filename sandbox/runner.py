@@ -30,7 +30,10 @@ protocol, and only then runs the program. The runner reads the child's result by
 buffer mapped ``MADV_DONTFORK`` (absent from every later child) and writes them out from
 there, so no job's source, inputs or results ever sit in the runner's heap for a later
 fork to inherit. What a child inherits from the runner is the runner's code, its warm-up
-and the limits of earlier jobs (numbers).
+and the limits of earlier jobs (numbers); the meta lines of earlier jobs' answers not yet
+sent are dropped from its copy (freed copies may linger in its heap: sizes and durations,
+no data). Its fds 0-2 are a /dev/null of its own, not the runner's (whose open file's
+flags a job could set for the next to read).
 
 Why a job cannot touch the runner. The runner is PID 1 of its own PID namespace (docker
 and bubblewrap), non-dumpable (no ptrace, no /proc/1/mem or /proc/1/fd for its own uid),
@@ -316,6 +319,10 @@ _DENY = {"pidfd_send_signal": 424, "process_madvise": 440, "process_mrelease": 4
          "userfaultfd": 323, "perf_event_open": 298, "bpf": 321, "add_key": 248, "request_key": 249,
          "keyctl": 250}
 _SETPRIORITY = 141
+# calls whose second argument (a command) may make the kernel signal another process: fcntl
+# F_SETOWN / F_SETOWN_EX, ioctl FIOSETOWN / SIOCSPGRP name a process that SIGIO (or
+# F_SETSIG's signal, SIGKILL included) goes to when the file becomes ready
+_OWNER_COMMANDS = {72: (8, 15), 16: (0x8901, 0x8902)}
 
 
 def job_filter(runner_pid: int, is_init: bool, machine: str | None = None) -> bytes | None:
@@ -328,8 +335,10 @@ def job_filter(runner_pid: int, is_init: bool, machine: str | None = None) -> by
     calling process (``PRIO_USER`` would reach every process of the uid); signals to
     ``runner_pid`` or its process group, to ``-1`` unless the runner is PID 1 of its own
     namespace (there ``-1`` reaches only the job's own processes, and the runner uses it to
-    kill them), and through pidfds; ``process_madvise``. x32 and 32-bit system calls are
-    refused outright. The runner itself never needs any of these."""
+    kill them), and through pidfds; ``process_madvise``; making a file signal its owner
+    (``fcntl`` F_SETOWN / F_SETOWN_EX, ``ioctl`` FIOSETOWN / SIOCSPGRP: a write to a pipe
+    then sent F_SETSIG's SIGKILL to the process named, which the ``kill`` rules never saw).
+    x32 and 32-bit system calls are refused outright. The runner itself never needs any of these."""
     if (machine or os.uname().machine) not in ("x86_64", "AMD64"):
         return None
     prog: list[list] = []
@@ -353,8 +362,16 @@ def job_filter(runner_pid: int, is_init: bool, machine: str | None = None) -> by
     for nr in _DENY.values():
         ins(_JEQ_K, ("L", "deny"), 0, nr)
     ins(_JEQ_K, ("L", "setprio"), 0, _SETPRIORITY)
+    for nr in _OWNER_COMMANDS:
+        ins(_JEQ_K, ("L", f"owner{nr}"), 0, nr)
     ins(_RET_K, 0, 0, _ALLOW)  # everything else
     labels: dict[str, int] = {}
+    # fcntl / ioctl: no command that makes a file signal its owner
+    for nr, commands in _OWNER_COMMANDS.items():
+        labels[f"owner{nr}"] = ins(_LD_W_ABS, 0, 0, 24)
+        for command in commands:
+            ins(_JEQ_K, ("L", "deny"), 0, command)
+        ins(_RET_K, 0, 0, _ALLOW)
     # arg0 (low 32 bits: the kernel reads an int) must be 0: "the calling process"
     labels["arg0_zero"] = ins(_LD_W_ABS, 0, 0, 16)
     ins(_JEQ_K, ("L", "allow"), ("L", "deny"), 0)
@@ -717,6 +734,17 @@ class Runner:
         """In the forked child: read this job's own frame from the protocol, close the
         protocol, tell the runner the limits, lock down, run. Never returns."""
         os.close(r)
+        # what the runner keeps of earlier jobs of this request (their meta lines: sizes,
+        # durations, exit statuses) is not this job's to read (walking its frames to `self`)
+        self.pending.clear()
+        self.off = 0
+        # fds 0-2 on a /dev/null of the job's own: shared with the runner, its open file's flags
+        # (O_NONBLOCK, O_APPEND, F_SETSIG's signal) passed 8 bits from one job to the next
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        if null > 2:
+            os.close(null)
         try:
             size = _read_exact(PROTO_IN_FD, 11)
             data = _read_exact(PROTO_IN_FD, int(size[:10]))

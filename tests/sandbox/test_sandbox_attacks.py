@@ -402,3 +402,48 @@ def test_a_flood_of_result_lines_is_one_malformed_result(sb1):
     assert attacked.error_type == "MalformedResult" and "more lines" in attacked.error, attacked
     assert not attacked.infra
     assert_honest(honest)
+
+
+FD_SENDER = """
+import os, fcntl
+def f(secret):
+    fcntl.fcntl(0, fcntl.F_SETFL, (os.O_NONBLOCK if secret & 1 else 0) | (os.O_APPEND if secret & 2 else 0))
+    fcntl.fcntl(0, 10, secret >> 2)  # F_SETSIG
+    return secret
+"""
+FD_RECEIVER = """
+import os, fcntl
+def f():
+    flags = fcntl.fcntl(1, fcntl.F_GETFL)
+    return (1 if flags & os.O_NONBLOCK else 0) | (2 if flags & os.O_APPEND else 0) | (fcntl.fcntl(2, 11) << 2)
+"""
+
+
+def test_a_job_cannot_signal_a_later_one_through_its_dev_null(sb1):
+    """Fds 0-2 of every job were the runner's one open /dev/null: its flags and F_SETSIG
+    number, set by one job, were read by the next (201 sent, 201 read). Each job now opens
+    its own."""
+    for secret in (201, 77):
+        assert sb1.run(FD_SENDER, f"f({secret})").value == str(secret)
+        assert sb1.run(FD_RECEIVER, "f()").value == "0"
+
+
+FRAME_SPY = """
+import sys
+def f():
+    frame, seen = sys._getframe(), []
+    while frame is not None:
+        runner = frame.f_locals.get("self")
+        if runner is not None and hasattr(runner, "pending"):
+            seen.append((len(runner.pending), runner.off))
+        frame = frame.f_back
+    return seen
+"""
+
+
+def test_a_job_does_not_inherit_the_meta_lines_of_earlier_jobs(sb1):
+    """The runner's answers not yet sent (a meta line per earlier job of the request: size,
+    duration, exit status) were in the child's copy of the runner, a frame walk away."""
+    rs = sb1.run_many([(SECRET_PROGRAM, "g('x' * 100)"), (FRAME_SPY, "f()")] * 2)  # two requests of two
+    for spy in (rs[1], rs[3]):
+        assert spy.status == "ok" and spy.value.startswith("[(0, 0)"), spy

@@ -115,7 +115,22 @@ def test_plain_fallback_runner_cannot_be_killed_by_program(plain_sandbox):
     assert (r.status, r.error_type) == ("error", "PermissionError") and not r.infra
     r = plain_sandbox.run("import os\nos.kill(-1, 9)\n")
     assert (r.status, r.error_type) == ("error", "PermissionError") and not r.infra
-    assert plain_sandbox.healthy()
+    # nor through a file that signals its owner when ready (SIGIO, or F_SETSIG's SIGKILL):
+    # the runner died of a write to a pipe whose owner it was made
+    for setup in SIGNAL_OWNERS:
+        r = plain_sandbox.run(f"import fcntl, os, signal, socket, struct\n{setup}\n")
+        assert (r.status, r.error_type) == ("error", "PermissionError") and not r.infra, (setup, r)
+    assert plain_sandbox.healthy() and plain_sandbox.stats["workers_replaced"] == 0
+
+
+SIGNAL_OWNERS = [
+    ("r, w = os.pipe()\nfcntl.fcntl(r, 10, signal.SIGKILL)\n"
+     "fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC)\n"
+     "fcntl.fcntl(r, fcntl.F_SETOWN, os.getppid())\nos.write(w, b'x')"),
+    "r, w = os.pipe()\nfcntl.fcntl(r, 15, struct.pack('ii', 1, os.getppid()))",  # F_SETOWN_EX, F_OWNER_PID
+    "a, b = socket.socketpair()\nfcntl.ioctl(a, 0x8901, struct.pack('i', os.getppid()))",  # FIOSETOWN
+    "a, b = socket.socketpair()\nfcntl.ioctl(a, 0x8902, struct.pack('i', os.getppid()))",  # SIOCSPGRP
+]
 
 
 def test_auto_backend_prefers_docker():
