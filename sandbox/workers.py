@@ -176,7 +176,7 @@ class Worker(BufferedReader):
                     break
         except (OSError, ValueError):
             self.alive = False
-        if self._buf:
+        if self._buf or self._outbox:  # an answer nobody read, or a request not all written
             self.alive = False
         return self.alive
 
