@@ -306,6 +306,14 @@ def test_buffers_grow_save_restore_and_lineage(tmp_path):
     assert set(graph.edges) == set(restored.graph.edges) and len(graph) >= len(new_ids) + 3
 
 
+def test_a_buffer_path_under_a_file_is_one_line_when_the_env_is_made(tmp_path):
+    """It raised FileExistsError at the first valid proposal, mid-run."""
+    (tmp_path / "afile").touch()
+    for path in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(ArenaError, match="afile is a file, not a folder; give a folder for the task buffer"):
+            arena.make("azr/Deduction-v0", buffer_path=str(path))
+
+
 def test_references_come_from_the_buffer_and_replay_without_it():
     episodes = play("azr/Deduction-v0", [HeuristicAgent(seed=3)], 6, seed=5, concurrency=1,
                     env_kwargs={"n": 2, "sandbox": "process", "k": 3})
