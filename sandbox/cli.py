@@ -188,8 +188,8 @@ def run_cmd(
             raise _fail(f"{program}: cannot read it as UTF-8 text ({e})") from None
     try:
         limits = Limits(timeout=timeout, memory_mb=memory_mb)
-    except ValueError as e:
-        raise _fail(str(e)) from None
+    except ValueError as e:  # said with the flags' names
+        raise _fail(str(e).replace("Limits.timeout", "--timeout").replace("Limits.memory_mb", "--memory-mb")) from None
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -17,6 +17,10 @@ BACKENDS = ("auto", "docker", "process")
 MAX_TIMEOUT_S = 86_400.0  # a day: a job's wall-clock limit beyond it is a typo, and 1e12 overflowed the runner
 
 
+MAX_MEMORY_MB = 1 << 20
+"""The largest `Limits.memory_mb`: 1 TiB."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits applied to one job (a program plus its calls), in its own process.
@@ -55,6 +59,8 @@ class Limits:
         for name in ("memory_mb", "max_output", "max_value", "max_file_bytes", "max_open_files"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be > 0, got {getattr(self, name)}")
+        if self.memory_mb > MAX_MEMORY_MB:  # RLIMIT_AS in bytes: beyond what any machine has, a typo
+            raise ValueError(f"Limits.memory_mb must be at most {MAX_MEMORY_MB} (1 TiB), got {self.memory_mb}")
         if self.max_processes < 0 or self.recursion_limit < 50:
             raise ValueError("Limits.max_processes must be >= 0 and recursion_limit >= 50")
 

@@ -56,7 +56,8 @@ def test_run_exits_zero_whatever_the_program_did(program):
 @pytest.mark.parametrize("args, message", [
     (["run", "/no/such/file.py"], "no such file"),
     (["run", "PROGRAM", "--backend", "vm"], "choose auto, docker or process"),
-    (["run", "PROGRAM", "--timeout", "0"], "timeout must be > 0"),
+    (["run", "PROGRAM", "--timeout", "0"], "--timeout must be > 0"),  # the flag's name, not Limits.timeout
+    (["run", "PROGRAM", "--memory-mb", "99999999999"], "--memory-mb must be at most 1048576 (1 TiB)"),
 ])
 def test_run_bad_input_is_one_clear_line(program, args, message):
     args = [str(program) if a == "PROGRAM" else a for a in args]
