@@ -121,7 +121,8 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag:
                              "arena runs no model's code: use a model of an architecture transformers has (Qwen, "
                              "Llama, ...)") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArenaError(f"cannot load model {spec!r} ({first[:160]}): {_offline_fix(flag)}") from None
+        fix = _damaged_fix(local) if local.exists() else _offline_fix(flag)  # a folder here needs no network
+        raise ArenaError(f"cannot load model {spec!r} ({first[:160]}): {fix}") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -150,6 +151,11 @@ def _named(flag: str, value: str) -> str:
     if flag in ("hf:", "vllm:"):  # agent specs
         return ("tiny" if flag == "hf:" else "vllm:tiny") if value == "tiny" else f"{flag}{value}"
     return f"{flag} {value}"
+
+
+def _damaged_fix(local: Path) -> str:
+    return (f"a file in {local} is damaged or unreadable (an empty or cut-short model.safetensors?): save or train "
+            "the model again, or restore the folder from a copy")
 
 
 def _offline_fix(flag: str) -> str:

@@ -13,8 +13,10 @@ envs, episodes and models is printed literally (Rich `Text`, never markup).
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -176,9 +178,7 @@ def play_cmd(
     env_kwargs = _parse_kwargs(kw)
     spec = arena.spec(env_id)
     env = _make_env(env_id, env_kwargs)
-    names = [a.strip() for a in agents.split(",") if a.strip()]
-    if not names:
-        raise ArenaError("--agents is empty: give e.g. --agents random,heuristic")
+    names = _agent_names(agents)
     if len(names) not in (1, len(env.possible_agents)):
         raise ArenaError(f"--agents gives {len(names)} agents for {len(env.possible_agents)} roles "
                          f"({', '.join(env.possible_agents)}); give one per role, or one for all")
@@ -188,6 +188,8 @@ def play_cmd(
             policy.name = f"{names[i]}#{i + 1}"
     if duplicate and not swap_seats:
         raise ArenaError("--duplicate plays each deal from every seat: add --swap-seats")
+    if duplicate:
+        _check_duplicate_count(episodes, len(env.possible_agents))
     if append and overwrite:
         raise ArenaError("--append and --overwrite exclude each other: give one")
     if (append or overwrite) and out is None:
@@ -208,8 +210,7 @@ def play_cmd(
         progress.advance(task)
 
     interactive = "human" in names
-    progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=interactive)
+    progress = _progress(disable=interactive)
     status = "failed"
     try:
         with progress:
@@ -259,6 +260,33 @@ def play_cmd(
                       markup=False, highlight=False, soft_wrap=True)
     if status == "interrupted":
         raise typer.Exit(exit_code)
+
+
+def _agent_names(agents: str) -> list[str]:
+    """--agents as names; an empty entry (`,heuristic`, `random,,heuristic`) is refused, not dropped."""
+    names = [a.strip() for a in agents.split(",")]
+    if not any(names):
+        raise ArenaError("--agents is empty: give e.g. --agents random,heuristic")
+    if not all(names):
+        raise ArenaError(f"--agents {agents!r}: entry {names.index('') + 1} is empty; give one agent per role, "
+                         "comma-separated, e.g. --agents random,heuristic")
+    return names
+
+
+def _check_duplicate_count(episodes: int, seats: int) -> None:
+    """--duplicate plays each deal from every seat: a count not a multiple of the seats
+    played its last deal from some seats only (as `arena eval` refuses)."""
+    if episodes % seats:
+        lower, upper = episodes - episodes % seats, episodes - episodes % seats + seats
+        nearest = f"-n {lower} or -n {upper}" if lower else f"-n {upper}"
+        raise ArenaError(f"-n {episodes}: --duplicate plays each deal from all {seats} seats; give a multiple of "
+                         f"{seats} (e.g. {nearest})")
+
+
+def _progress(*, disable: bool) -> Progress:
+    """arena's progress bar, on stderr (stdout stays the command's output)."""
+    return Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=disable)
 
 
 def _cell(value: Any) -> str:
@@ -321,39 +349,66 @@ def replay_cmd(
     full: bool = typer.Option(False, "--full", help="Do not clip long observations and completions."),
 ) -> None:
     """Render stored episodes turn by turn, or verify that they replay exactly."""
-    from arena.replay import render, select, verify
-    from arena.store import episodes_path, read_episodes, read_run_info
+    from arena.replay import render, select_lazily
+    from arena.store import count_lines, episodes_path, read_episodes, read_run_info
 
     skipped: list[int] = []
     path = episodes_path(run)
-    every = list(read_episodes(path, skipped=skipped))
-    if skipped:
-        err_console.print(f"note: skipped the torn last line {skipped[0]} of {path} (a writer was killed, or is still "
-                          "writing it); the next `arena play --append` cuts it off", markup=False, highlight=False, soft_wrap=True)
-    if not every:
+    every = read_episodes(path, skipped=skipped)  # read as shown: `arena replay RUN | head` starts at once
+    first = next(every, None)
+    if first is None:
+        _note_torn(path, skipped)
         status = read_run_info(path.parent).get("status") if path.parent.is_dir() else None
         raise ArenaError(f"{path} holds no episodes{f' (run status: {status})' if status else ''}: "
                          "play some with `arena play ENV --out RUN`")
-    episodes = select(every, episode, episode_id, step)
+    episodes = select_lazily(itertools.chain([first], every), episode, episode_id, step)
     if not verify_:
         for ep in episodes:
             render(ep, console, full=full)
+        _note_torn(path, skipped)
         return
-    bad = 0
-    problems = []
-    for ep in episodes:
-        mismatches = verify(ep)
-        if mismatches:
-            bad += 1
-            problems.extend(mismatches)
+    total = len(episodes) if isinstance(episodes, list) else count_lines(path)
+    checked, bad, problems = _verify_all(episodes, total)
+    _note_torn(path, skipped)
     for m in problems[:50]:
         console.print(Text.assemble(("mismatch", "red"), " ", str(m)), soft_wrap=True)  # recorded text is never markup
     if len(problems) > 50:
         console.print(f"... and {len(problems) - 50} more")
     verdict = "[green]all replay exactly[/]" if not bad else f"[red]{bad} differ[/]"
-    console.print(f"verified {len(episodes)} episodes: {verdict}")
+    console.print(f"verified {checked} episodes: {verdict}")
     if bad:
         raise typer.Exit(1)
+
+
+def _note_torn(path: Path, skipped: list[int]) -> None:
+    if skipped:
+        err_console.print(f"note: skipped the torn last line {skipped[0]} of {path} (a writer was killed, or is still "
+                          "writing it); the next `arena play --append` (of a training run: `arena train --resume`) cuts it off", markup=False, highlight=False, soft_wrap=True)
+
+
+def _verify_all(episodes: Iterable[Any], total: int) -> tuple[int, int, list[Any]]:
+    """Verify every episode under a progress bar (on a terminal); (episodes, how many
+    differ, their mismatches). An env that cannot be loaded (its module not importable from
+    here) is one line naming it, exit 2: not a `cannot replay` mismatch in every episode."""
+    from arena.registry import spec
+    from arena.replay import verify
+
+    loaded: set[str] = set()
+    checked = bad = 0
+    problems: list[Any] = []
+    with _progress(disable=not err_console.is_terminal) as progress:
+        task = progress.add_task("verify", total=total)
+        for ep in episodes:
+            if ep.env_id not in loaded:
+                spec(ep.env_id).load()
+                loaded.add(ep.env_id)
+            mismatches = verify(ep)
+            checked += 1
+            bad += bool(mismatches)
+            problems.extend(mismatches)
+            progress.advance(task)
+        progress.update(task, total=checked)  # the count was of lines: a torn or blank one is no episode
+    return checked, bad, problems
 
 
 @app.command("check")

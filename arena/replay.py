@@ -9,6 +9,7 @@ is reported as a `Mismatch`; an empty list means the episode replays exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,3 +220,20 @@ def select(episodes: list[Episode], index: int | None = None, episode_id: str | 
         raise ArenaError(f"--episode {index}: no episode with that index; the run has {len(episodes)} episodes, "
                          f"indices {span}")
     return found[:1]
+
+
+def select_lazily(episodes: Iterable[Episode], index: int | None = None, episode_id: str | None = None,
+                  step: int | None = None) -> Iterable[Episode]:
+    """`select` reading no further than it needs: every episode is `episodes` itself (read as
+    it is shown), an index or id a list of the first match; `--step` (negative steps count
+    from the end), several flags and a miss (for its message) read them all."""
+    if step is not None or (index is not None and episode_id is not None):
+        return select(list(episodes), index, episode_id, step)
+    if index is None and episode_id is None:
+        return episodes
+    seen = []
+    for i, ep in enumerate(episodes):
+        if (ep.id == episode_id) if episode_id is not None else episode_index(ep, i) == index:
+            return [ep]
+        seen.append(ep)
+    return select(seen, index, episode_id)  # none matched: raises, naming what the run has

@@ -28,9 +28,10 @@ logger = logging.getLogger("arena.report")
 UNIFORM_EXPLOITABILITY = 11 / 24  # Kuhn Poker, both seats uniformly random
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path, *, warn_torn: bool = False) -> list[dict[str, Any]]:
     """The JSON objects of a JSONL file (none when it is missing), skipping a torn last line
-    (a killed run's) quietly and any other unreadable line with a warning naming it."""
+    (a killed run's: quietly, unless `warn_torn`) and any other unreadable line with a
+    warning naming it."""
     out = []
     if path.is_file():
         lines = path.read_text(errors="replace").splitlines()
@@ -41,15 +42,21 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 if n < len(lines) or not out:  # not just a torn last line
                     bad.append(n)
+                elif warn_torn:
+                    logger.warning("%s: skipped the torn last line %d (a killed run's)", path, n)
                 continue
             if isinstance(record, dict):
                 out.append(record)
             else:
                 bad.append(n)
-        if bad:
-            logger.warning("%s: %d unreadable line(s) skipped (%s)", path, len(bad),
-                           "line " + ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else ""))
+        _warn_lines(path, bad, "unreadable line")
     return out
+
+
+def _warn_lines(path: Path, bad: list[int], what: str) -> None:
+    if bad:
+        logger.warning("%s: %d %s(s) skipped (%s)", path, len(bad), what,
+                       "line " + ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else ""))
 
 
 def _float(value: Any) -> float:
@@ -60,16 +67,34 @@ def _float(value: Any) -> float:
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:
-    """The rows of metrics.csv as floats (empty cells NaN)."""
+    """The rows of metrics.csv as floats (empty cells NaN). What is damaged is skipped with a
+    warning naming it, and the plots show the rest: a file without a `step` column, a row
+    cut short (or too long, or whose step is no number), and the rest of a file from an
+    unparseable line on."""
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        return [{k: _float(v) for k, v in row.items() if k} for row in csv.DictReader(f)]
+    rows: list[dict[str, float]] = []
+    bad: list[int] = []
+    with open(path, newline="", errors="replace") as f:
+        reader = csv.DictReader(f)
+        try:
+            if reader.fieldnames is not None and "step" not in reader.fieldnames:
+                logger.warning("%s: no `step` column in its header (damaged, or not arena's): skipped", path)
+                return []
+            for row in reader:
+                if None in row or None in row.values() or math.isnan(_float(row.get("step"))):
+                    bad.append(reader.line_num)
+                    continue
+                rows.append({k: _float(v) for k, v in row.items() if k})
+        except csv.Error as exc:
+            logger.warning("%s: line %d on skipped, unreadable (%s)", path, reader.line_num, exc)
+    _warn_lines(path, bad, "damaged row")
+    return rows
 
 
 def read_evals(run: Path, metrics: list[dict[str, float]]) -> list[dict[str, Any]]:
     """eval.jsonl, or the `eval/...` columns of metrics.csv when there is no eval.jsonl."""
-    records = read_jsonl(run / "eval.jsonl")
+    records = read_jsonl(run / "eval.jsonl", warn_torn=True)
     if records:
         return records
     out = []

@@ -30,6 +30,7 @@ from arena.errors import ArenaError
 from arena.records import (
     EPISODES_FILE,
     _parses,
+    count_lines,
     encode_record,
     encode_record_json,
     episodes_path,
@@ -60,6 +61,7 @@ __all__ = [
     "STATE_FILE",
     "EpisodeWriter",
     "RunContents",
+    "count_lines",
     "encode_record",
     "encode_record_json",
     "episodes_path",
@@ -452,6 +454,19 @@ def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[s
         raise
 
 
+def _refuse_foreign_run_file(run_file: Path) -> None:
+    """Keep --append and --overwrite off a run.json arena did not write: arena's always has
+    `calls` (`arena play`) or `command` (older versions, training). One that does not parse
+    is arena's, damaged (the fix `read_run_info` names is --overwrite)."""
+    try:
+        info = json.loads(run_file.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(info, dict) or not {"calls", "command"} & info.keys():
+        raise ArenaError(f"{run_file} was not written by arena (it has no `calls` or `command`): move it away, "
+                         "or give another --out")
+
+
 def _open_locked(run: Path, path: Path, lock: int, mode: str, info: dict[str, Any], fsync: bool) -> EpisodeWriter:
     run_file = run / RUN_FILE
     has_episodes = path.exists() and path.stat().st_size > 0
@@ -461,6 +476,8 @@ def _open_locked(run: Path, path: Path, lock: int, mode: str, info: dict[str, An
         what = f"{contents.count} episodes of {', '.join(sorted(contents.env_ids)) or 'no env'}"
         raise ArenaError(f"{run} already holds a run ({what}): pass --append to add episodes to it, "
                          "--overwrite to replace it, or give another --out")
+    if mode != "new":
+        _refuse_foreign_run_file(run_file)
     previous = read_run_info(run) if existing and mode != "overwrite" else {}  # a damaged one is replaced
     calls: list[dict[str, Any]] = []
     if existing and mode == "overwrite":
