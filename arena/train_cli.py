@@ -30,7 +30,8 @@ from arena.metrics import OPPONENTS, RATES
 from arena.report import UNIFORM_EXPLOITABILITY, read_jsonl
 from arena.run_info import has_model, is_training_run, newest_model, run_decoding, run_of
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 console = Console()
 err_console = Console(stderr=True)
 
@@ -65,21 +66,6 @@ def _train_help() -> None:
     ui._print_table(table)
 
 
-def _with_run_config(words: list[str]) -> list[str]:
-    """`--resume RUN` without `--config`: the run's own config.yaml is the base."""
-    if any(w == "--config" or w.startswith("--config=") for w in words):
-        return words
-    resume = None  # read from the words alone: the other flags may only make sense over the run's config
-    for i, word in enumerate(words):
-        if word == "--resume" and i + 1 < len(words):
-            resume = words[i + 1]
-        elif word.startswith("--resume="):
-            resume = word.partition("=")[2]
-    if resume and (Path(resume) / "config.yaml").is_file():
-        return ["--config", str(Path(resume) / "config.yaml"), *words]
-    return words
-
-
 @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
                                         "help_option_names": []})
 def train_cmd(ctx: typer.Context) -> None:
@@ -93,13 +79,16 @@ def train_cmd(ctx: typer.Context) -> None:
     from arena.resume import config_backup, describe_changes, resume_changes
     from arena.run_info import refuse_existing_run
 
-    config = parse_args(_with_run_config(words))
+    config = parse_args(words)
     run_dir = Path(config.resume or config.out)
     if not config.resume:
         refuse_existing_run(run_dir)  # before saying "training": the command will not train
     check_env_ids(config)
     check_transformers_names(config)
     check_device(config)
+    from arena.training import check_opponent
+
+    check_opponent(config)
     from arena.data_parallel import check_launch, is_main_process, process_count
 
     check_launch(config)  # launched as several processes: what cannot run so, before "training"
@@ -220,7 +209,7 @@ def eval_cmd(
     target: str = typer.Argument(..., metavar="RUN|MODEL", help="A training run (its final model, else its newest checkpoint), a model folder, a Hub id, or tiny."),
     env: list[str] = typer.Option([], "--env", help="Env id to evaluate on, repeatable (default: the run's envs)."),
     episodes: int = typer.Option(64, "--episodes", "-n", min=1, help="Episodes per opponent (both seats equally)."),
-    seed: int = typer.Option(10_000, "--seed", min=0, help="Seed of the evaluation episodes."),
+    seed: int = typer.Option(10_000, "--seed", min=0, max=2**32 - 1, help="Seed of the evaluation episodes."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here (default for a run: RUN/eval-final.json; eval-final-2.json, -3, ... when it exists)."),
     constrain: bool | None = typer.Option(None, "--constrain/--no-constrain", help="Decode only legal actions (default: the run's setting; on for tiny)."),
     temperature: float | None = typer.Option(None, "--temperature", min=0.0, help="Sampling temperature (default: the run's; 1.0)."),
@@ -239,6 +228,8 @@ def eval_cmd(
     if template_kwargs is not None:
         template_kwargs = check_chat_template_kwargs(json_object("--chat-template-kwargs", template_kwargs))
 
+    if json_out is not None:
+        _check_json_out(json_out)
     spec, run = resolve_target(target)
     if run is None and spec == target:  # before asking for --env: the target may be a typo
         from arena.agents.loading import _looks_like_path
@@ -290,7 +281,13 @@ def eval_cmd(
     _say(f"evaluating {spec} ({'constrained' if constrain else 'free'} decoding, temperature {temp:g}) "
          f"on {', '.join(env_ids)}: {episodes} episodes per opponent, each deal played from both seats (or, for an "
          "env played alone, per env)", err=True)
-    results = evaluate(policy, env_ids, episodes=episodes, seed=seed, env_kwargs=cfg.get("env_kwargs") or {})
+    with _ui()._progress(disable=not err_console.is_terminal) as bar:
+        def progress(label: str, total: int) -> Any:
+            task = bar.add_task(label, total=total)
+            return lambda _episode: bar.advance(task)
+
+        results = evaluate(policy, env_ids, episodes=episodes, seed=seed, env_kwargs=cfg.get("env_kwargs") or {},
+                           progress=progress)
     alone = any("/self/" in key for key in results)
     _print_results(results, f"{target}: {episodes} episodes per {'opponent or env' if alone else 'opponent'}")
     out = json_out if json_out is not None else (_free_name(run / "eval-final.json") if run is not None else None)
@@ -302,6 +299,24 @@ def eval_cmd(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1, default=_nan_as_null) + "\n")
         _say(f"results written to {out}")
+
+
+def _check_json_out(path: Path) -> None:
+    """`arena eval --json PATH`, checked before the evaluation runs: a folder, a path under a
+    file, or a file that is not an earlier result of `arena eval` (a run's metrics.csv was
+    replaced whole) is one line."""
+    if path.is_dir():
+        raise ArenaError(f"--json {path} is a folder: give a file name, e.g. {path / 'eval.json'}")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ArenaError(f"--json {path}: {parent} is a file, not a folder")
+    if path.exists():
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            record = None
+        if not (isinstance(record, dict) and "results" in record and "target" in record):
+            raise ArenaError(f"--json {path} exists and is not a result of arena eval: choose another file")
 
 
 def _count(n: int, noun: str) -> str:

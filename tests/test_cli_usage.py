@@ -66,6 +66,13 @@ def test_help_lists_commands():
         assert command in result.stdout
 
 
+@pytest.mark.parametrize("args", [[], ["play"], ["replay"], ["eval"], ["report"], ["sandbox"], ["sandbox", "run"], ["train"]])
+def test_dash_h_is_help_everywhere(args):
+    """`-h` worked for `arena train` alone ("No such option: -h" elsewhere)."""
+    result = arena_cmd(*args, "-h")
+    assert result.returncode == 0 and "Usage: arena" in result.stdout, result.stderr
+
+
 @pytest.mark.parametrize("kw, message", [
     ("rounds=2.5", "spiral/KuhnPoker-v0: argument rounds must be an integer, got 2.5"),
     ("rounds=true", "spiral/KuhnPoker-v0: argument rounds must be an integer, got True"),
