@@ -27,6 +27,7 @@ from arena.run_info import (
     checkpoint_step,
     complete_checkpoints,
     last_checkpoint,
+    no_checkpoint,
     resume_checkpoint,
 )
 
@@ -60,7 +61,7 @@ class CheckpointState:
         return {
             "step": self.state.global_step,
             "rollouts": self.rollouts,
-            "episodes_written": self.rollouts * self.config.episodes_per_step,
+            "episodes_written": self.episodes_written,
             "baselines": dict(self.baselines),
             "elapsed_seconds": self.elapsed_before + time.monotonic() - self.session_start,
             "policy_rng": get_rng() if get_rng is not None else None,
@@ -89,6 +90,7 @@ class CheckpointState:
 
     def load_arena_state(self, state: dict[str, Any]) -> None:
         self.rollouts = int(state["rollouts"])
+        self.episodes_written = int(state["episodes_written"])
         self.baselines = {k: float(v) for k, v in state["baselines"].items()}
         self.elapsed_before = float(state.get("elapsed_seconds", 0.0))
         self.empty_steps, self.empty_total = state.get("empty_steps", [0, 0])
@@ -106,8 +108,7 @@ def resume_point(run_dir: str | Path, steps: int) -> tuple[Path, dict[str, Any]]
     if run_dir.exists() and not run_dir.is_dir():
         raise ArenaError(f"--resume {run_dir}: {run_dir} is a file, not a run folder")
     if run_dir.is_dir() and last_checkpoint(run_dir) is None and (run_dir / "config.yaml").is_file():
-        raise ArenaError(f"--resume {run_dir}: the run stopped before its first checkpoint, so there is nothing to "
-                         f"resume; remove {run_dir} and train again, or train with another --out")
+        raise ArenaError(f"--resume {run_dir}: a run {no_checkpoint(run_dir)}")
     ckpt = resume_checkpoint(run_dir, steps)
     return ckpt, check_checkpoint(ckpt)
 

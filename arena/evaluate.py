@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from arena.episode import Episode
 from arena.errors import ArenaError
 from arena.metrics import OPPONENTS, OUTCOMES, mean_return_se, summarize_agents
 from arena.policy import Policy, Request
@@ -47,7 +49,8 @@ def check_episodes(env_ids: list[str], episodes: int, flag: str = "-n") -> None:
 
 
 def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed: int = 0,
-                 env_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
+                 env_kwargs: dict[str, Any] | None = None,
+                 on_episode: Callable[[Episode], None] | None = None) -> dict[str, float]:
     """The policy against a scripted opponent, both seats equally often: its win/draw/loss
     and invalid-move rates and mean return over all its seats, and the mean return's
     standard error over the deals (`mean_return_se`; None below two deals).
@@ -63,7 +66,7 @@ def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed
     if opp.name == policy.name:
         raise ArenaError(f"the evaluated policy and the opponent are both named {policy.name!r}")
     eps = play(env_id, [policy, opp], episodes, seed=seed, env_kwargs=_eval_kwargs(env_id, env_kwargs),
-               swap_seats=True, duplicate=True, concurrency=max(1, episodes))
+               swap_seats=True, duplicate=True, concurrency=max(1, episodes), on_episode=on_episode)
     se = mean_return_se(eps, policy.name)
     return {**summarize_agents(eps)[policy.name], "mean_return_se": se if math.isfinite(se) else None}  # None: strict JSON
 
@@ -142,25 +145,29 @@ def kuhn_exploitability(policy: Any, env_id: str = "spiral/KuhnPoker-v0", sample
 
 
 def play_alone(policy: Policy, env_id: str, episodes: int, seed: int = 0,
-               env_kwargs: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+               env_kwargs: dict[str, Any] | None = None,
+               on_episode: Callable[[Episode], None] | None = None) -> dict[str, dict[str, float]]:
     """The policy in every role of `episodes` episodes (an env of one role, or of three as
     AZR's and SPICE's): per role its win/draw/loss (by the sign of its return where the env
     names no winner) and invalid-move rates and mean return."""
     from arena.metrics import summarize
 
     eps = play(env_id, [policy], episodes, seed=seed, env_kwargs=_eval_kwargs(env_id, env_kwargs),
-               concurrency=max(1, episodes))
+               concurrency=max(1, episodes), on_episode=on_episode)
     return summarize(eps)
 
 
 def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int = 10_000,
-             env_kwargs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+             env_kwargs: dict[str, dict[str, Any]] | None = None,
+             progress: Callable[[str, int], Callable[[Episode], None]] | None = None) -> dict[str, Any]:
     """Everything `arena eval` reports, as a flat dict: for a two-seat game
     `<Env>/vs_<opponent>/<rate>` (the policy against `random` and `heuristic`, both seats;
     with `mean_return_se`, the mean return's standard error over the deals),
     for any other env `<Env>/self/<role>/<rate>` (the policy in every role, `play_alone`),
     and for one-hand Kuhn Poker `<Env>/exploitability`, the strategy table
-    (`<Env>/policy_table`) and each info state's self-play action gap (`<Env>/action_gaps`)."""
+    (`<Env>/policy_table`) and each info state's self-play action gap (`<Env>/action_gaps`).
+    `progress(label, episodes)`, called before each batch of episodes, returns the callback
+    each of them is passed to as it ends (`arena eval`'s progress bar)."""
     from arena.registry import spec
 
     out: dict[str, Any] = {}
@@ -168,13 +175,15 @@ def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int =
         short = env_id.split("/")[-1]
         kwargs = (env_kwargs or {}).get(env_id, {})
         if len(spec(env_id).load().roles) != 2:  # no opponent's seat: the model plays every role
-            for role, result in play_alone(policy, env_id, episodes, seed=seed, env_kwargs=kwargs).items():
+            tick = progress(short, episodes) if progress is not None else None
+            for role, result in play_alone(policy, env_id, episodes, seed=seed, env_kwargs=kwargs, on_episode=tick).items():
                 for name in OUTCOMES:
                     out[f"{short}/self/{role}/{name}"] = result[name]
             continue
         for opponent in OPPONENTS:
             try:
-                result = play_against(policy, env_id, opponent, episodes, seed=seed, env_kwargs=kwargs)
+                tick = progress(f"{short} vs {opponent}", episodes) if progress is not None else None
+                result = play_against(policy, env_id, opponent, episodes, seed=seed, env_kwargs=kwargs, on_episode=tick)
             except ArenaError as exc:
                 if "no heuristic" in str(exc):
                     continue

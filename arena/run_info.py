@@ -24,6 +24,10 @@ from arena.errors import ArenaError
 RUN_FILE = "run.json"
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "arena_state.json"
+#: What a training run writes in its folder (`arena.training`), besides config.yaml and
+#: episodes.jsonl: a new run refuses a folder holding any of them, which it would replace
+#: (model/ was deleted whole), overwrite (run.json) or append to (metrics.csv, eval.jsonl).
+TRAINING_FILES = ("model", "model.tmp", RUN_FILE, "metrics.csv", "eval.jsonl", CHECKPOINTS_DIR, "tensorboard", "plots")
 """arena's part of a training checkpoint (`SelfPlayTrainer.arena_state`): RAE baselines,
 rollouts played, RNG state, elapsed time. A checkpoint without it is incomplete."""
 
@@ -175,16 +179,38 @@ def check_run_folder(run_dir: Path) -> None:
             return
 
 
+def no_checkpoint(run_dir: Path) -> str:
+    """The end of the line for a run with no checkpoint to resume from: how it came to have
+    none, and a fix that loses nothing without saying so (its episodes, if it wrote any)."""
+    try:
+        info = read_run_info(run_dir)
+    except ArenaError:
+        info = {}
+    step, every = info.get("step"), (info.get("config") or {}).get("save_every")
+    saved = isinstance(step, int) and isinstance(every, int) and 0 < every <= step  # it had saved one
+    why = "whose checkpoints are gone" if saved else "that stopped before its first checkpoint"
+    try:
+        with open(run_dir / "episodes.jsonl", "rb") as fh:
+            episodes = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except OSError:
+        episodes = 0
+    keep = f" (removing it deletes its {episodes} episodes)" if episodes else ""
+    return f"{why}, so there is nothing to resume: train with another --out, or remove {run_dir} first{keep}"
+
+
 def refuse_existing_run(run_dir: Path) -> None:
     """A new run never writes into a folder that holds one (`--resume` continues it); one
     line naming a fix that works for what the folder holds."""
     check_run_folder(run_dir)
     if not ((run_dir / "episodes.jsonl").exists() or (run_dir / "config.yaml").exists()):
+        taken = [name for name in TRAINING_FILES if (run_dir / name).exists()]
+        if taken:
+            raise ArenaError(f"{run_dir} holds {', '.join(taken)}, which a training run writes: choose another --out "
+                             "(a new or empty folder)")
         return
     if not (run_dir / "config.yaml").exists():
         raise ArenaError(f"{run_dir} already holds episodes of another command (no config.yaml: not a training run); "
                          "choose another --out")
     if last_checkpoint(run_dir) is None:  # --resume has nothing to continue from: never suggest it
-        raise ArenaError(f"{run_dir} holds a run that stopped before its first checkpoint: remove it or choose "
-                         "another --out")
+        raise ArenaError(f"{run_dir} holds a run {no_checkpoint(run_dir)}")
     raise ArenaError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")

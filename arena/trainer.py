@@ -169,7 +169,11 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
         self.baselines: dict[str, float] = {}
         self.empty_steps = 0  # steps in a row with nothing to train on
         self.empty_total = 0
-        self.rollouts = 0  # rollout batches played so far (episode indices continue from here)
+        self.rollouts = 0  # rollout batches played so far
+        # episodes played so far: the next step's first episode index (and seed). Counted, not
+        # `rollouts * episodes_per_step`: a run resumed with another --episodes-per-step then
+        # started its indices inside or past the ones written, and could not be resumed again
+        self.episodes_written = 0
         self.elapsed_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
         self.session_start = time.monotonic()
         # process 0 alone writes the run's episodes (`arena.data_parallel`)
@@ -296,11 +300,12 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
         t0 = time.perf_counter()
         dp = self.data_parallel
         rollout = self.rollout or (dp.rollout if dp is not None else local_rollout)
-        episodes = rollout(self, self.rollouts * cfg.episodes_per_step, {"step": self.state.global_step})
+        episodes = rollout(self, self.episodes_written, {"step": self.state.global_step})
         rollout_seconds = time.perf_counter() - t0
         if hasattr(self.policy, "sleep"):  # a vLLM engine frees its memory for the update (CUDA)
             self.policy.sleep()
         self.rollouts += 1
+        self.episodes_written += cfg.episodes_per_step
         samples = collect(episodes, self.policy.name)
         estimators = {e: (cfg.estimators.get(e) or cfg.estimator) for e in cfg.env}
         assign_advantages(samples, {e: v for e, v in estimators.items() if v}, self.baselines, cfg.rae_alpha,

@@ -18,6 +18,22 @@ def test_two_seat_game_is_played_against_random_and_heuristic():
     assert not any("/self/" in key for key in results)
 
 
+def test_progress_hears_of_every_episode_of_each_batch():
+    """`arena eval`'s bar: one task per opponent (or env played alone), every episode counted."""
+    seen: dict[str, list[int]] = {}
+
+    def progress(label: str, total: int):
+        seen[label] = [total, 0]
+        return lambda episode: seen[label].__setitem__(1, seen[label][1] + 1)
+
+    candidate = make_agent("heuristic", seed=3)
+    candidate.name = "minimax"
+    evaluate(candidate, ["spiral/TicTacToe-v0"], episodes=4, seed=5, progress=progress)
+    evaluate(make_agent("scripted", seed=3), ["spice/Corpus-v0"], episodes=2, seed=5,
+             env_kwargs={"spice/Corpus-v0": {"n": 2}}, progress=progress)
+    assert seen == {"TicTacToe-v0 vs random": [4, 4], "TicTacToe-v0 vs heuristic": [4, 4], "Corpus-v0": [2, 2]}
+
+
 def test_an_env_without_two_seats_is_played_alone_role_by_role():
     results = evaluate(make_agent("scripted", seed=3), ["spice/Corpus-v0"], episodes=6, seed=5,
                        env_kwargs={"spice/Corpus-v0": {"n": 2}})

@@ -56,7 +56,6 @@ def test_resume_moves_metrics_and_evaluations_after_the_checkpoint_aside(tmp_pat
 
 def test_flags_given_with_resume_are_written_to_the_runs_config(tmp_path):
     from arena.flags import load_yaml, parse_args
-    from arena.train_cli import _with_run_config
     from arena.training import train
 
     run = tmp_path / "run"
@@ -69,7 +68,7 @@ def test_flags_given_with_resume_are_written_to_the_runs_config(tmp_path):
     saved = load_yaml(run / "config.yaml")
     assert saved["env"] == ["spiral/TicTacToe-v0"] and saved["steps"] == 3 and saved["resume"] is None
     assert (run / "config.before-resume-1.yaml").read_text() == before  # the previous config is kept
-    again = parse_args(_with_run_config(["--resume", str(run)]))  # the next plain --resume goes on the same way
+    again = parse_args(["--resume", str(run)])  # the next plain --resume goes on the same way
     assert again.env == ["spiral/TicTacToe-v0"] and again.steps == 3
 
 
@@ -117,11 +116,25 @@ def test_a_run_stopped_before_its_first_checkpoint_says_so(tmp_path, monkeypatch
         train(config(run, steps=2))
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == status and info["step"] == 0
-    with pytest.raises(ArenaError, match="holds a run that stopped before its first checkpoint: remove it or choose "
-                                         "another --out"):
+    with pytest.raises(ArenaError, match="holds a run that stopped before its first checkpoint, so there is nothing "
+                                         "to resume: train with another --out, or remove .* first$"):
         refuse_existing_run(run)
     with pytest.raises(ArenaError, match="stopped before its first checkpoint, so there is nothing to resume"):
         resume_point(run, 2)
+
+
+def test_a_run_whose_checkpoints_are_gone_is_not_said_to_have_none_and_its_episodes_are_counted(tmp_path):
+    """With its checkpoints deleted, a run of 2 steps was said to have stopped before its first
+    one, and "remove it" was advised without a word of its episodes."""
+    from arena.checkpoint import resume_point
+    from arena.training import train
+
+    run = tmp_path / "run"
+    train(config(run, steps=2, save_every=1))
+    shutil.rmtree(run / "checkpoints")
+    with pytest.raises(ArenaError, match=r"whose checkpoints are gone, so there is nothing to resume: train with "
+                                         r"another --out, or remove .* first \(removing it deletes its 8 episodes\)"):
+        resume_point(run, 3)
 
 
 def test_a_damaged_checkpoint_is_one_line_naming_the_file_and_the_older_one(tmp_path):
@@ -218,3 +231,20 @@ def test_episodes_moved_aside_by_two_resumes_stay_one_record_a_line(tmp_path):
     aside = (tmp_path / "episodes.after-checkpoint.jsonl").read_bytes().splitlines()
     assert aside == [b'{"seed": 3}', b'{"seed": 4}', b'{"seed": 5, "tor', b'{"seed": 4}']
     assert path.read_bytes().splitlines() == [b'{"seed": %d}' % i for i in range(4)]
+
+
+def test_a_run_resumed_with_another_batch_size_resumes_again_with_every_index_once(tmp_path):
+    """The checkpoint counted its episodes as rollouts x --episodes-per-step of the session
+    that saved it: resumed with 8 after 2 steps of 4, it said 24 where 16 were written, and
+    the next --resume refused the run ("the run folder was changed"); the next step's first
+    index was 16 = 2 x 8 only by luck (with 2 instead, it restarted inside the written ones)."""
+    from arena.store import read_episodes
+    from arena.training import train
+
+    run = tmp_path / "run"
+    train(config(run, steps=2, save_every=1))
+    train(config(run, steps=3, save_every=1, episodes_per_step=8, resume=str(run)))
+    train(config(run, steps=4, save_every=1, episodes_per_step=2, resume=str(run)))
+    indices = [ep.metadata["index"] for ep in read_episodes(run)]
+    assert indices == list(range(4 + 4 + 8 + 2))
+    assert len({ep.seed for ep in read_episodes(run)}) == len(indices)  # no deal played twice

@@ -106,16 +106,39 @@ def test_train_bad_value_is_one_line():
 def test_resume_starts_from_the_runs_own_config(tmp_path):
     from arena.config import TrainConfig, save_config
     from arena.flags import parse_args
-    from arena.train_cli import _with_run_config
 
     save_config(TrainConfig(env=["spiral/TicTacToe-v0"], steps=7, out=str(tmp_path)), tmp_path / "config.yaml")
-    config = parse_args(_with_run_config(["--resume", str(tmp_path)]))
+    config = parse_args(["--resume", str(tmp_path)])
     assert config.env == ["spiral/TicTacToe-v0"] and config.steps == 7 and config.resume == str(tmp_path)
-    config = parse_args(_with_run_config([f"--resume={tmp_path}", "--steps", "9"]))
+    config = parse_args([f"--resume={tmp_path}", "--steps", "9"])
     assert config.steps == 9 and config.env == ["spiral/TicTacToe-v0"]
     save_config(TrainConfig(env=["spiral/TicTacToe-v0", "spiral/KuhnPoker-v0"], out=str(tmp_path)), tmp_path / "config.yaml")
-    config = parse_args(_with_run_config(["--env-weights", "3,1", "--resume", str(tmp_path)]))  # valid over the run's 2 envs
+    config = parse_args(["--env-weights", "3,1", "--resume", str(tmp_path)])  # valid over the run's 2 envs
     assert config.env_weights == [3.0, 1.0] and len(config.env) == 2
+
+
+def test_a_config_file_or_a_lost_config_yaml_does_not_reset_a_resumed_run(tmp_path):
+    """`--config FILE --resume RUN`, or a file's `resume:` key, started over from every default
+    (128 episodes a step, 1000 steps); so did a run whose config.yaml was lost, though its
+    run.json records the config. The run's settings are the base; the file's keys change them."""
+    from arena.config import TrainConfig, save_config
+    from arena.flags import parse_args
+    from arena.run_info import write_run_info
+
+    run = tmp_path / "run"
+    run.mkdir()
+    mine = TrainConfig(env=["spiral/TicTacToe-v0"], steps=3, episodes_per_step=4, out=str(run))
+    save_config(mine, run / "config.yaml")
+    (tmp_path / "steps.yaml").write_text("steps: 5\n")
+    config = parse_args(["--config", str(tmp_path / "steps.yaml"), "--resume", str(run)])
+    assert (config.steps, config.episodes_per_step, config.env) == (5, 4, ["spiral/TicTacToe-v0"])
+    (tmp_path / "resume.yaml").write_text(f"resume: {run}\nsteps: 6\n")
+    config = parse_args(["--config", str(tmp_path / "resume.yaml")])
+    assert (config.steps, config.episodes_per_step, config.resume) == (6, 4, str(run))
+    (run / "config.yaml").unlink()
+    write_run_info(run, {"command": "train", "config": mine.to_dict(), "status": "interrupted"})
+    config = parse_args(["--resume", str(run), "--steps", "7"])
+    assert (config.steps, config.episodes_per_step, config.env) == (7, 4, ["spiral/TicTacToe-v0"])
 
 
 def test_a_model_from_a_training_run_keeps_the_runs_constraint(tmp_path):
@@ -657,3 +680,16 @@ def test_a_wrong_type_in_a_config_file_names_the_file_and_key(tmp_path):
         parse_args(["--config", str(config)])
     with pytest.raises(ArenaError, match=r"^--steps: 'three' is not a valid int$"):
         parse_args(["--steps", "three"])
+
+
+def test_eval_json_never_replaces_a_file_it_did_not_write_and_is_checked_first(tmp_path):
+    """`--json RUN/metrics.csv` replaced the run's metrics; a folder or a path under a file
+    failed with a traceback after the whole evaluation. One line each, before anything loads."""
+    (tmp_path / "metrics.csv").write_text("step,reward\n1,0.5\n")
+    line = one_line_error(arena_cmd("eval", "tiny", "--env", "spiral/KuhnPoker-v0", "--json", tmp_path / "metrics.csv"))
+    assert "exists and is not a result of arena eval" in line
+    assert (tmp_path / "metrics.csv").read_text() == "step,reward\n1,0.5\n"
+    line = one_line_error(arena_cmd("eval", "tiny", "--env", "spiral/KuhnPoker-v0", "--json", tmp_path / "metrics.csv" / "x.json"))
+    assert "is a file, not a folder" in line
+    line = one_line_error(arena_cmd("eval", "tiny", "--env", "spiral/KuhnPoker-v0", "--json", tmp_path))
+    assert "is a folder: give a file name" in line
