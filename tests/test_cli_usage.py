@@ -144,3 +144,12 @@ def test_verify_prints_recorded_actions_literally(tmp_path):
     result = arena_cmd("replay", str(run), "--verify")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "action differs" in result.stdout and "recorded '[/oops]', replayed '[" in result.stdout
+
+
+def test_tables_on_a_pipe_without_columns_are_not_squeezed_to_80():
+    """`arena train --help | less` wrapped its help column at 20 characters (681 lines)."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    result = subprocess.run([sys.executable, "-m", "arena.cli", "train", "--help"], capture_output=True, text=True,
+                            env=env, check=False)
+    assert result.returncode == 0 and len(result.stdout.splitlines()) < 300, len(result.stdout.splitlines())
+    assert max(len(line) for line in result.stdout.splitlines()) <= 140
