@@ -513,7 +513,20 @@ def _show_usage_exception(exc: Any, quiet: bool = False) -> int:
         return 0
     if not quiet:
         exc.show()
+        hint = _positional_env_hint(exc)
+        if hint:
+            err_console.print(hint, markup=False, highlight=False, soft_wrap=True)
     return int(getattr(exc, "exit_code", 2))
+
+
+def _positional_env_hint(exc: Any) -> str | None:
+    """`arena play --env ID` (as `arena train` and `arena eval` take it): click suggested
+    --agents or --append. The commands whose env id is their argument say so."""
+    ctx = getattr(exc, "ctx", None)
+    name = getattr(getattr(ctx, "command", None), "name", None)
+    if name in ("play", "check") and getattr(exc, "option_name", None) == "--env":
+        return f"hint: the env id is arena {name}'s argument, not a flag: arena {name} spiral/TicTacToe-v0 ..."
+    return None
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:

@@ -153,3 +153,12 @@ def test_tables_on_a_pipe_without_columns_are_not_squeezed_to_80():
                             env=env, check=False)
     assert result.returncode == 0 and len(result.stdout.splitlines()) < 300, len(result.stdout.splitlines())
     assert max(len(line) for line in result.stdout.splitlines()) <= 140
+
+
+@pytest.mark.parametrize("command", ["play", "check"])
+def test_env_as_a_flag_where_it_is_the_argument_says_so(command):
+    """`arena play --env ID`, as train and eval take it, was answered with "Possible options:
+    --agents, --append" alone."""
+    result = arena_cmd(command, "--env", "spiral/KuhnPoker-v0")
+    assert result.returncode == 2
+    assert f"hint: the env id is arena {command}'s argument, not a flag: arena {command} spiral/TicTacToe-v0" in result.stderr
