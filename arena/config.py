@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import functools
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -136,6 +137,9 @@ class TrainConfig:
             setattr(self, name, _coerce(name, tp, getattr(self, name)))
         if not self.env:
             raise ArenaError("train needs at least one --env")
+        _check_finite(self)
+        if not 0 <= self.seed < 2**32:  # numpy's range: transformers' set_seed would raise a traceback
+            raise ArenaError(f"--seed must lie in [0, 2**32 - 1], got {self.seed}")
         if self.router_aux_loss_coef is not None and not self.router_aux_loss_coef >= 0:
             raise ArenaError(f"--router-aux-loss-coef must be >= 0 (0: off), got {self.router_aux_loss_coef}")
         if self.env_weights and len(self.env_weights) != len(self.env):
@@ -154,7 +158,7 @@ class TrainConfig:
             raise ArenaError(f"--save-total-limit must be >= 1 (or none: keep every checkpoint), got {self.save_total_limit}")
         if not 0 < self.top_p <= 1:
             raise ArenaError(f"--top-p must lie in (0, 1], got {self.top_p}")
-        if self.vllm_max_model_length <= self.max_new_tokens:
+        if self.backend == "vllm" and self.vllm_max_model_length <= self.max_new_tokens:
             raise ArenaError(f"--vllm-max-model-length ({self.vllm_max_model_length}) must exceed --max-new-tokens "
                              f"({self.max_new_tokens}): it holds the prompt and the completion")
         if self.vllm_memory is not None and not 0 < self.vllm_memory <= 1:
@@ -177,6 +181,7 @@ class TrainConfig:
         for est in [self.estimator, *self.estimators.values()]:
             if est is not None and est not in ESTIMATORS:
                 raise ArenaError(f"unknown estimator {est!r}; choose from {', '.join(ESTIMATORS)}")
+        _check_estimator_envs(self)
         from arena.advantages import GRPO_SCALES
 
         # runs saved before the levels stored a bool (true: group, false: none: Dr. GRPO)
@@ -281,6 +286,27 @@ class TrainConfig:
 
 def _flag(name: str) -> str:
     return name.replace("_", "-")
+
+
+def _check_finite(config: TrainConfig) -> None:
+    """Every float field (and --env-weights) finite: inf passes `>= 0` and breaks torch later."""
+    for name, tp in _field_types().items():
+        base = _base_type(tp)[0]
+        if base is float or base == list[float]:
+            value = getattr(config, name)
+            for x in value if isinstance(value, list) else [value]:
+                if x is not None and not math.isfinite(x):
+                    raise ArenaError(f"--{_flag(name)} must be a finite number, got {x}")
+
+
+def _check_estimator_envs(config: TrainConfig) -> None:
+    """`--estimators` keys are env ids of the run (the trainer looks them up by id: another key is unused)."""
+    for env_id in config.estimators:
+        if env_id not in config.env:
+            close = difflib.get_close_matches(env_id, config.env, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ArenaError(f"--estimators names {env_id!r}, which is not one of the --env ids "
+                             f"({', '.join(config.env)}){hint}")
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

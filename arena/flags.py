@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import json
 import typing
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,37 @@ def _key(raw: str, where: str) -> str:
     return key
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+@functools.cache
+def _unique_keys_loader() -> type:
+    """PyYAML's SafeLoader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                _refuse_duplicates(self, node)
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
+
+
+def _refuse_duplicates(loader: Any, node: Any) -> None:
+    import yaml
+
+    first: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *base` merges are meant to be overridden
+        key, line = loader.construct_object(key_node), key_node.start_mark.line + 1
+        if key in first:
+            raise _DuplicateKey(f"line {line}: key {key!r} is already set on line {first[key]}; keep one")
+        first[key] = line
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """The fields of a YAML config file; unknown keys are a one-line error."""
     import yaml
@@ -62,15 +95,20 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArenaError(f"config file {path} not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_unique_keys_loader()) or {}
+    except _DuplicateKey as exc:
+        raise ArenaError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ArenaError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ArenaError(f"{path}: a config file is a mapping of field: value, got {type(data).__name__}")
     types_ = _field_types()
-    out = {}
+    out, raws = {}, {}
     for raw, value in data.items():
         key = _key(str(raw), f"key in {path}:")
+        if key in raws:  # foo-bar and foo_bar: one field, and one would silently win
+            raise ArenaError(f"{path}: keys {raws[key]!r} and {raw!r} set the same field; keep one")
+        raws[key] = raw
         try:
             out[key] = _coerce(key, types_[key], value)
         except ArenaError as exc:  # said with the file and key, not the flag it did not come from
@@ -87,8 +125,26 @@ RUN_FIELDS_ADDED: dict[str, Any] = {"entropy_hold": 0.5, "grpo_scale": "group", 
                                     "share_prefix": False, "entropy_decay": "linear"}
 
 
+def run_config(run: str | Path) -> dict[str, Any] | None:
+    """The settings a run to resume trained with: its config.yaml, else (that file lost) the
+    config its run.json recorded; None for a folder with neither. Resumed with `--config
+    FILE`, or from a file's `resume:` key, a run once started over from every default."""
+    path = Path(run) / "config.yaml"
+    if path.is_file():
+        return load_yaml(path)
+    try:
+        recorded = json.loads((Path(run) / "run.json").read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    types_ = _field_types()
+    return {key: _coerce(key, types_[key], value) for key, value in recorded.items() if key in types_}
+
+
 def parse_args(args: list[str]) -> TrainConfig:
-    """Build a `TrainConfig` from command-line words: `--config FILE` first, then flags.
+    """Build a `TrainConfig` from command-line words: with `--resume RUN` (a flag, or a key
+    of the file) the run's own settings first (`run_config`), then `--config FILE`, then flags.
 
     `--flag VALUE` or `--flag=VALUE`; booleans also as `--flag` / `--no-flag`; list fields
     repeat (`--env A --env B`) or take a comma-separated value.
@@ -133,14 +189,14 @@ def parse_args(args: list[str]) -> TrainConfig:
             inline = args[i]
         flags.append((key, inline))
         i += 1
-    if config_file is not None:
-        values.update(load_yaml(config_file))
+    given_file = load_yaml(config_file) if config_file is not None else {}
+    resume = dict(flags).get("resume") or given_file.get("resume")
+    base = run_config(resume) if resume else None
     before_entropy_schedule = False
-    resume = dict(flags).get("resume")
-    if config_file is not None and resume and Path(config_file).resolve() == (Path(resume) / "config.yaml").resolve():
-        before_entropy_schedule = "entropy_hold" not in values
-        for key, old in RUN_FIELDS_ADDED.items():
-            values.setdefault(key, old)
+    if base is not None:  # a resumed run goes on with its own settings, changed by the file and flags given
+        before_entropy_schedule = "entropy_hold" not in base
+        values.update({**RUN_FIELDS_ADDED, **base})
+    values.update(given_file)
     lists: dict[str, list[Any]] = {}
     for key, raw in flags:
         base, _ = _base_type(types_[key])

@@ -244,6 +244,9 @@ def _sampler_plot(metrics: list[dict[str, float]], out: Path, written: list[Path
 
 def write_plots(run: Path, out: Path) -> list[Path]:
     """Write the PNG plots of a run into `out`; returns the files written."""
+    taken = next((p for p in (out, *out.parents) if p.exists()), None)
+    if taken is not None and not taken.is_dir():  # before the files are read (and warned of)
+        raise ArenaError(f"{taken} is a file: --out takes a folder for the plots")
     metrics = read_metrics(run / "metrics.csv")
     evals = read_evals(run, metrics)
     if not metrics and not evals:

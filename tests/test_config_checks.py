@@ -1,0 +1,104 @@
+"""`TrainConfig`'s checks and the YAML loader: bad values are one line before the run starts,
+not a traceback from torch, numpy or vLLM later (or a setting silently dropped)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from _cli_support import arena_cmd, one_line_error
+
+from arena.config import TrainConfig, _base_type, _field_types, _flag
+from arena.errors import ArenaError
+from arena.flags import load_yaml, parse_args
+
+FLOAT_FIELDS = [name for name, tp in _field_types().items() if _base_type(tp)[0] in (float, list[float])]
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+@pytest.mark.parametrize("name", FLOAT_FIELDS)
+def test_every_float_flag_refuses_inf_and_nan(name, value):
+    """`--learning-rate inf` and `--beta inf` passed `not value >= 0` and crashed in torch."""
+    flag = f"--{_flag(name)}"
+    with pytest.raises(ArenaError, match=rf"^{flag} must be a finite number, got {value}$"):
+        parse_args([flag, value])
+
+
+def test_float_fields_are_found():
+    assert {"learning_rate", "beta", "env_weights", "sampling_correction_max", "delta"} <= set(FLOAT_FIELDS)
+
+
+def test_learning_rate_inf_is_one_line_from_the_command():
+    line = one_line_error(arena_cmd("train", "--learning-rate", "inf", "--steps", "1"))
+    assert line == "error: --learning-rate must be a finite number, got inf", line
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32), "99999999999999999999"])
+def test_seed_outside_numpys_range_is_refused(seed):
+    """numpy's ValueError traceback (or an overflow one) at the run's start, before."""
+    with pytest.raises(ArenaError, match=rf"^--seed must lie in \[0, 2\*\*32 - 1\], got {seed}$"):
+        parse_args(["--seed", seed])
+
+
+@pytest.mark.parametrize("seed", [0, 2**32 - 1])
+def test_seed_range_ends_are_accepted(seed):
+    assert TrainConfig(seed=seed).seed == seed
+
+
+def test_estimators_key_not_an_env_of_the_run_names_the_close_match():
+    """A misspelt env id was ignored: the env trained with its default estimator."""
+    with pytest.raises(ArenaError, match=r"^--estimators names 'spiral/KuhnPokr-v0', which is not one of the --env "
+                                         r"ids \(spiral/KuhnPoker-v0\); did you mean 'spiral/KuhnPoker-v0'\?$"):
+        parse_args(["--estimators", '{"spiral/KuhnPokr-v0": "grpo"}'])
+    config = parse_args(["--estimators", '{"spiral/KuhnPoker-v0": "grpo"}'])
+    assert config.estimators == {"spiral/KuhnPoker-v0": "grpo"}
+
+
+def test_estimators_key_without_a_close_match():
+    with pytest.raises(ArenaError, match=r"^--estimators names 'x', which is not one of the --env ids "
+                                         r"\(spiral/KuhnPoker-v0, spiral/TicTacToe-v0\)$"):
+        TrainConfig(env=["spiral/KuhnPoker-v0", "spiral/TicTacToe-v0"], estimators={"x": "rae"})
+
+
+def test_vllm_model_length_is_checked_only_with_the_vllm_backend():
+    """The hf backend blamed --vllm-max-model-length, a flag it does not use."""
+    assert TrainConfig(max_new_tokens=100_000_000).max_new_tokens == 100_000_000
+    with pytest.raises(ArenaError, match=r"^--vllm-max-model-length \(4096\) must exceed --max-new-tokens"):
+        TrainConfig(backend="vllm", max_new_tokens=100_000_000)
+
+
+def test_duplicate_yaml_key_names_the_key_and_its_lines(tmp_path):
+    """PyYAML kept the last `steps`, silently."""
+    config = tmp_path / "c.yaml"
+    config.write_text("steps: 3\nlearning_rate: 0.01\nsteps: 4\n")
+    with pytest.raises(ArenaError, match=r"c\.yaml: line 3: key 'steps' is already set on line 1; keep one$"):
+        load_yaml(config)
+    with pytest.raises(ArenaError, match="line 3: key 'steps'"):
+        parse_args(["--config", str(config)])
+
+
+def test_duplicate_key_in_a_nested_yaml_mapping(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("env_kwargs:\n  spiral/KuhnPoker-v0:\n    rounds: 1\n    rounds: 3\n")
+    with pytest.raises(ArenaError, match=r"line 4: key 'rounds' is already set on line 3; keep one$"):
+        load_yaml(config)
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("env_kwargs:\n  spiral/KuhnPoker-v0:\n    <<: {rounds: 1}\n    rounds: 3\n")
+    assert load_yaml(config)["env_kwargs"] == {"spiral/KuhnPoker-v0": {"rounds": 3}}
+
+
+def test_dashed_and_underscored_spellings_of_one_key(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("max_new_tokens: 8\nmax-new-tokens: 16\n")
+    with pytest.raises(ArenaError, match=r"keys 'max_new_tokens' and 'max-new-tokens' set the same field; keep one$"):
+        load_yaml(config)
+
+
+def test_a_config_without_duplicates_still_loads(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("steps: 3\nenv: [spiral/KuhnPoker-v0]\n")
+    assert load_yaml(config) == {"steps": 3, "env": ["spiral/KuhnPoker-v0"]}
+    assert dataclasses.asdict(parse_args(["--config", str(config)]))["steps"] == 3
