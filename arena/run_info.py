@@ -24,12 +24,13 @@ from arena.errors import ArenaError
 RUN_FILE = "run.json"
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "arena_state.json"
-#: What a training run writes in its folder (`arena.training`), besides config.yaml and
-#: episodes.jsonl: a new run refuses a folder holding any of them, which it would replace
-#: (model/ was deleted whole), overwrite (run.json) or append to (metrics.csv, eval.jsonl).
-TRAINING_FILES = ("model", "model.tmp", RUN_FILE, "metrics.csv", "eval.jsonl", CHECKPOINTS_DIR, "tensorboard", "plots")
 """arena's part of a training checkpoint (`SelfPlayTrainer.arena_state`): RAE baselines,
-rollouts played, RNG state, elapsed time. A checkpoint without it is incomplete."""
+rollouts and episodes played, RNG state, elapsed time. A checkpoint without it is incomplete."""
+TRAINING_FILES = ("model", "model.tmp", RUN_FILE, "metrics.csv", "eval.jsonl", CHECKPOINTS_DIR, "tensorboard", "plots")
+"""What a training run writes in its folder (`arena.training`), besides config.yaml and
+episodes.jsonl: a new run refuses a folder holding any of them (but an empty folder), which
+it would replace (model/ was deleted whole), overwrite (run.json) or append to (metrics.csv,
+eval.jsonl)."""
 
 
 def _now() -> str:
@@ -198,12 +199,18 @@ def no_checkpoint(run_dir: Path) -> str:
     return f"{why}, so there is nothing to resume: train with another --out, or remove {run_dir} first{keep}"
 
 
+def _holds_something(path: Path) -> bool:
+    """A file, or a folder with anything in it (transformers' `Trainer` makes an empty
+    checkpoints/ when it is built: a start that failed after it left one)."""
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
+
+
 def refuse_existing_run(run_dir: Path) -> None:
     """A new run never writes into a folder that holds one (`--resume` continues it); one
     line naming a fix that works for what the folder holds."""
     check_run_folder(run_dir)
     if not ((run_dir / "episodes.jsonl").exists() or (run_dir / "config.yaml").exists()):
-        taken = [name for name in TRAINING_FILES if (run_dir / name).exists()]
+        taken = [name for name in TRAINING_FILES if _holds_something(run_dir / name)]
         if taken:
             raise ArenaError(f"{run_dir} holds {', '.join(taken)}, which a training run writes: choose another --out "
                              "(a new or empty folder)")

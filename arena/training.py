@@ -34,7 +34,7 @@ from arena.config import (
 from arena.data_parallel import DataParallel
 from arena.errors import ArenaError
 from arena.resume import cut_episodes_after, cut_evals_after, cut_metrics_after, save_resumed_config
-from arena.run_info import STATE_FILE, checkpoint_step, refuse_existing_run, write_run_info
+from arena.run_info import CHECKPOINTS_DIR, STATE_FILE, checkpoint_step, refuse_existing_run, write_run_info
 from arena.store import EPISODES_FILE, lock_run
 from arena.trainer import MODEL_DIR, Rollout, SelfPlayTrainer
 
@@ -211,6 +211,8 @@ def _remove_unstarted(run_dir: Path, remove_dir: bool) -> None:
     episodes = run_dir / EPISODES_FILE
     if episodes.is_file() and episodes.stat().st_size == 0:
         episodes.unlink()
+    with contextlib.suppress(OSError):  # transformers' Trainer made it, empty, when it was built
+        (run_dir / CHECKPOINTS_DIR).rmdir()
     if remove_dir and run_dir.is_dir() and not any(run_dir.iterdir()):
         run_dir.rmdir()
 

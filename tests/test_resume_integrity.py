@@ -248,3 +248,18 @@ def test_a_run_resumed_with_another_batch_size_resumes_again_with_every_index_on
     indices = [ep.metadata["index"] for ep in read_episodes(run)]
     assert indices == list(range(4 + 4 + 8 + 2))
     assert len({ep.seed for ep in read_episodes(run)}) == len(indices)  # no deal played twice
+
+
+def test_a_new_run_refuses_a_folder_holding_what_training_writes_but_not_an_empty_one(tmp_path):
+    """model/ of the user's was deleted whole, run.json replaced, metrics.csv merged into; an
+    empty checkpoints/ (a failed start's) holds nothing and does not block the retry."""
+    from arena.run_info import refuse_existing_run
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    refuse_existing_run(run)
+    (run / "model").mkdir()
+    (run / "model" / "notes.txt").write_text("mine")
+    (run / "metrics.csv").write_text("my,notes\n")
+    with pytest.raises(ArenaError, match=r"holds model, metrics.csv, which a training run writes: choose another --out"):
+        refuse_existing_run(run)

@@ -619,6 +619,7 @@ def test_a_failed_start_removes_only_the_empty_files_it_made(tmp_path):
     made = tmp_path / "made"
     made.mkdir()
     (made / EPISODES_FILE).touch()
+    (made / "checkpoints").mkdir()  # transformers' Trainer makes it, empty, when it is built
     _remove_unstarted(made, remove_dir=True)
     assert not made.exists()
     mine = tmp_path / "mine"  # the user's folder, with something in it: only the empty episode file goes
