@@ -34,7 +34,13 @@ from arena.config import (
 from arena.data_parallel import DataParallel
 from arena.errors import ArenaError
 from arena.resume import cut_episodes_after, cut_evals_after, cut_metrics_after, save_resumed_config
-from arena.run_info import CHECKPOINTS_DIR, STATE_FILE, checkpoint_step, refuse_existing_run, write_run_info
+from arena.run_info import (
+    CHECKPOINTS_DIR,
+    STATE_FILE,
+    checkpoint_step,
+    refuse_existing_run,
+    write_run_info,
+)
 from arena.store import EPISODES_FILE, lock_run
 from arena.trainer import MODEL_DIR, Rollout, SelfPlayTrainer
 
