@@ -91,6 +91,7 @@ class Worker(BufferedReader):
         self.info: dict[str, Any] = {}
         self.cpu: int | None = None  # the core this worker is pinned to (None: not pinned)
         self._outbox = memoryview(b"")  # the part of the request not yet written (`_send`)
+        self._send_closed = False  # the runner's input was found closed (it retired or died)
 
     # channel primitives
     def _send_some(self, data: memoryview) -> int: ...  # without blocking: bytes taken (BlockingIOError: none)
@@ -116,11 +117,17 @@ class Worker(BufferedReader):
                 n = self._send_some(self._outbox)
             except BlockingIOError:
                 return
+            except (BrokenPipeError, ConnectionResetError):
+                # the runner stopped reading: it retired or died. What it answered before is still
+                # to be read (a retire line, then EOF), so this is no error of its own.
+                self._outbox, self._send_closed = memoryview(b""), True
+                return
             except OSError as e:
                 raise WorkerError(f"{self.kind} stdin closed: {e}") from None
             if not n:
                 return
             self._outbox = self._outbox[n:]
+
     def start(self) -> None:
         """Wait for the runner's ready line."""
         line = self.readline(time.monotonic() + self.config.start_timeout_s)
@@ -176,7 +183,7 @@ class Worker(BufferedReader):
                     break
         except (OSError, ValueError):
             self.alive = False
-        if self._buf or self._outbox:  # an answer nobody read, or a request not all written
+        if self._buf or self._outbox or self._send_closed:  # an answer nobody read, a request not all written
             self.alive = False
         return self.alive
 

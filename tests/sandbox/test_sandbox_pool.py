@@ -346,3 +346,49 @@ def test_a_batch_larger_than_the_pipes_does_not_deadlock(kind):
     assert not hung, "run_many deadlocked"
     assert [r.status for r in out] == ["ok"] * len(jobs)
     assert [r.value for r in out[1:]] == [str(400_000 + 1500 + i) for i in range(30)]
+
+
+def test_answers_sent_before_a_runner_stopped_reading_are_still_read():
+    """A runner that retires (or dies) while the host still writes its request: the write
+    fails with EPIPE, and the answers and the retire line already in the pipe were dropped
+    for a "stdin closed" error (the pool then blamed the next job). A real process stands in
+    for the runner: it answers, says retire, exits without reading."""
+    import os
+    import subprocess
+    import sys
+
+    from arena.sandbox.workers import Worker, WorkerError
+
+    class Exiting(Worker):
+        kind = "test worker"
+
+        def __init__(self) -> None:
+            super().__init__(SandboxConfig())
+            self.proc = subprocess.Popen([sys.executable, "-c", "import os; os.write(1, b'answer\\n{\"retire\": 1}\\n')"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+            os.set_blocking(self.proc.stdin.fileno(), False)
+
+        def _send_some(self, data):
+            return os.write(self.proc.stdin.fileno(), data)
+
+        def _send_fileno(self):
+            return self.proc.stdin.fileno()
+
+        def _recv(self):
+            return os.read(self.proc.stdout.fileno(), 1 << 16)
+
+        def _fileno(self):
+            return self.proc.stdout.fileno()
+
+    w = Exiting()
+    try:
+        w._send(b"x" * (1 << 20))  # more than the pipe holds
+        w.proc.wait(10)
+        assert w.readline(time.monotonic() + 5) == b"answer"
+        assert w.readline(time.monotonic() + 5) == b'{"retire": 1}'
+        with pytest.raises(WorkerError, match="runner exited"):
+            w.readline(time.monotonic() + 5)
+        assert not w.check_alive()
+    finally:
+        w.proc.stdin.close()
+        w.proc.stdout.close()
