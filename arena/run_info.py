@@ -188,7 +188,9 @@ def no_checkpoint(run_dir: Path) -> str:
     except ArenaError:
         info = {}
     step, every = info.get("step"), (info.get("config") or {}).get("save_every")
-    saved = isinstance(step, int) and isinstance(every, int) and 0 < every <= step  # it had saved one
+    # it had saved one: every save_every steps, and at the end of a run that finished
+    saved = isinstance(step, int) and step > 0 and (
+        info.get("status") == "complete" or (isinstance(every, int) and 0 < every <= step))
     why = "whose checkpoints are gone" if saved else "that stopped before its first checkpoint"
     try:
         with open(run_dir / "episodes.jsonl", "rb") as fh:

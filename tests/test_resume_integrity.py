@@ -130,7 +130,7 @@ def test_a_run_whose_checkpoints_are_gone_is_not_said_to_have_none_and_its_episo
     from arena.training import train
 
     run = tmp_path / "run"
-    train(config(run, steps=2, save_every=1))
+    train(config(run, steps=2, save_every=50))  # saved once, at the end of the run
     shutil.rmtree(run / "checkpoints")
     with pytest.raises(ArenaError, match=r"whose checkpoints are gone, so there is nothing to resume: train with "
                                          r"another --out, or remove .* first \(removing it deletes its 8 episodes\)"):
