@@ -324,8 +324,13 @@ class Sandbox:
         """
         return self.run_many([(program, calls, limits)])[0]
 
-    def run_many(self, jobs: Iterable[JobSpec], limits: Limits | None = None) -> list[ExecResult]:
-        """Run many jobs over the pool; results come back in the order of ``jobs``."""
+    def run_many(self, jobs: Iterable[JobSpec], limits: Limits | None = None, *,
+                 together: bool = False) -> list[ExecResult]:
+        """Run many jobs over the pool; results come back in the order of ``jobs``.
+
+        ``together``: every job in one request to one worker, in order (AZR's determinism
+        check puts a spacer job before the job it checks, on the same runner), unless that
+        worker fails and the rest go to a fresh one."""
         if self._closed:
             raise RuntimeError("this Sandbox is closed")
         items = []
@@ -348,7 +353,7 @@ class Sandbox:
             self._compile(items)
         n = self.config.n_workers
         size = max(1, min(self.config.batch_size, -(-len(items) // (2 * n))))
-        batches = [items[k:k + size] for k in range(0, len(items), size)]
+        batches = [items] if together else [items[k:k + size] for k in range(0, len(items), size)]
         results: dict[int, ExecResult] = {}
         if len(batches) == 1:
             results.update(self._execute(batches[0]))

@@ -102,18 +102,27 @@ def test_an_output_read_from_the_runners_address_layout_is_nondeterministic(sb, 
     assert not v.valid and v.kind == "nondeterministic", v
 
 
-def test_an_output_read_from_the_runners_job_counters_is_nondeterministic(sb):
+def test_an_output_read_from_the_runners_job_counters_is_nondeterministic():
     """The gold and recheck runners each served one job a validation, so their jobs' PIDs
     (each runner's own PID namespace) stayed equal: `getpid() % 2` (with `os` reached past
     the static checks; here allowed outright, `banned=()`) passed 20 of 20. A spacer job
     on the recheck runner, 0 or 1 at random, now puts them out of step: each validation
     catches it with probability 1/2 (fewer than 2 of 20: p = 2e-5)."""
+    from arena.envs.absolute_zero import tasks
+
     program = "import os\ndef f(x):\n    return x + os.getpid() % 2\n"
-    with Sandbox(backend="process", workers=1) as recheck:
-        kinds = [validate_proposal(program, "10", sandbox=sb, recheck=recheck, limits=FAST, banned=()).kind
-                 for _ in range(20)]
-    assert kinds.count("nondeterministic") >= 2, kinds
-    assert set(kinds) <= {"nondeterministic", ""}, kinds
+
+    def kinds(recheck_workers: int) -> list[str]:
+        with Sandbox(backend="process", workers=1) as gold, Sandbox(backend="process", workers=recheck_workers) as recheck:
+            return [validate_proposal(program, "10", sandbox=gold, recheck=recheck, limits=FAST, banned=()).kind
+                    for _ in range(20)]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tasks, "_spacers", lambda limits: [])
+        assert kinds(1) == [""] * 20  # without spacers: in lockstep, passed every time
+    for workers in (1, 2):  # with two, the spacer goes with the checked job, to its runner
+        got = kinds(workers)
+        assert got.count("nondeterministic") >= 2 and set(got) <= {"nondeterministic", ""}, (workers, got)
 
 
 @pytest.mark.parametrize("line", [

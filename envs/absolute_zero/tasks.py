@@ -329,7 +329,7 @@ def validate_proposal(program: str, inputs: str | Sequence[str], *, sandbox: Any
         first, second = sandbox.run_many([(program, calls, limits), (_padded(program), calls, limits)])
     else:
         (first,) = sandbox.run_many([(program, calls, limits)])
-        *_, second = recheck.run_many([*_spacers(limits), (_padded(program), calls, limits)])
+        *_, second = recheck.run_many([*_spacers(limits), (_padded(program), calls, limits)], together=True)
     statuses = [first.status, second.status]
     if first.infra or second.infra:
         return Validation(False, "the sandbox failed (infrastructure): nothing is known", "infra", calls, infra=True,

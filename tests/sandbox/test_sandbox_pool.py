@@ -392,3 +392,10 @@ def test_answers_sent_before_a_runner_stopped_reading_are_still_read():
     finally:
         w.proc.stdin.close()
         w.proc.stdout.close()
+
+
+def test_jobs_run_together_go_to_one_runner_in_order(plain_sandbox):
+    """`together=True`: one request to one worker (AZR's spacer then the job it checks)."""
+    program = "import os\ndef f():\n    return os.getppid()\n"
+    together = plain_sandbox.run_many([(program, "f()")] * 6, together=True)
+    assert len({r.value for r in together}) == 1 and all(r.status == "ok" for r in together), together
