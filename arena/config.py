@@ -320,7 +320,8 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 def check_env_ids(config: TrainConfig) -> None:
     """Every `--env` and `--env-kwargs` id is registered (one line naming the close match),
     `--env-kwargs` names only envs of the run, and each env can be made with its arguments
-    (`rounds: 2.5` is refused here, not at the first step, after the run folder exists).
+    (`rounds: 2.5` is refused here, not at the first step, after the run folder exists) and
+    has two seats where `--opponent` takes one.
     Light: the registry and the envs, no torch."""
     from arena.registry import make, spec
 
@@ -334,9 +335,13 @@ def check_env_ids(config: TrainConfig) -> None:
     check_episodes(config.env, config.eval_episodes, "--eval-episodes")
     for env_id in config.env:
         env = make(env_id, **config.env_kwargs.get(env_id, {}))
+        roles = list(env.possible_agents)
         close = getattr(env, "close", None)
         if callable(close):
             close()
+        if config.opponent and len(roles) != 2:  # else "2 agents given for 3 roles" at the first step
+            raise ArenaError(f"--opponent takes the other seat of a two-seat game, and {env_id} has {len(roles)} roles "
+                             f"({', '.join(roles)}): leave --opponent out to train every role by self-play")
 
 
 #: pip's name of the package behind a `--report-to` integration, where it differs.

@@ -86,9 +86,6 @@ def train_cmd(ctx: typer.Context) -> None:
     check_env_ids(config)
     check_transformers_names(config)
     check_device(config)
-    from arena.training import check_opponent
-
-    check_opponent(config)
     from arena.data_parallel import check_launch, is_main_process, process_count
 
     check_launch(config)  # launched as several processes: what cannot run so, before "training"

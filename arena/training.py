@@ -45,25 +45,10 @@ from arena.store import EPISODES_FILE, lock_run
 from arena.trainer import MODEL_DIR, Rollout, SelfPlayTrainer
 
 
-def check_opponent(config: TrainConfig) -> None:
-    """`--opponent` takes the other seat of a two-seat game: with an env of more roles it
-    failed at the first step ("2 agents given for 3 roles"), after the run folder was made."""
-    if not config.opponent:
-        return
-    from arena.registry import make
-
-    for env_id in config.env:
-        roles = make(env_id, **config.env_kwargs.get(env_id, {})).possible_agents
-        if len(roles) != 2:
-            raise ArenaError(f"--opponent takes the other seat of a two-seat game, and {env_id} has {len(roles)} roles "
-                             f"({', '.join(roles)}): leave --opponent out to train every role by self-play")
-
-
 def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
     """Create (or reopen, with `resume`) the run folder; returns it and the checkpoint to
     resume from. A new run refuses a folder that already holds a run."""
     check_env_ids(config)  # a typo or a bad env argument fails here, before the run folder exists
-    check_opponent(config)
     check_transformers_names(config)
     check_device(config)
     run_dir = Path(config.resume or config.out)

@@ -102,3 +102,14 @@ def test_a_config_without_duplicates_still_loads(tmp_path):
     config.write_text("steps: 3\nenv: [spiral/KuhnPoker-v0]\n")
     assert load_yaml(config) == {"steps": 3, "env": ["spiral/KuhnPoker-v0"]}
     assert dataclasses.asdict(parse_args(["--config", str(config)]))["steps"] == 3
+
+
+def test_an_opponent_with_an_env_of_more_than_two_seats_is_one_line_before_the_run_folder(tmp_path):
+    """It failed at the first step ("2 agents given for 3 roles"), after the run folder was made."""
+    from arena.config import check_env_ids
+
+    with pytest.raises(ArenaError, match=r"--opponent takes the other seat of a two-seat game, and azr/Deduction-v0 "
+                                         r"has 3 roles \(proposer, solver, verifier\)"):
+        check_env_ids(TrainConfig(env=["azr/Deduction-v0"], opponent="heuristic", out=str(tmp_path / "run")))
+    check_env_ids(TrainConfig(env=["spiral/KuhnPoker-v0"], opponent="heuristic", out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
