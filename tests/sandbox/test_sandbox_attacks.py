@@ -373,7 +373,7 @@ def test_a_result_line_of_many_items_is_refused_before_it_is_parsed(monkeypatch,
 
 def test_a_result_of_many_lines_is_refused_before_any_is_parsed(monkeypatch):
     """26 MB of tiny `{"program": ...}` lines (within the size cap) cost the host 3.6 s of
-    CPU to parse, one line at a time. An honest result has at most `ncalls + 2` lines: more
+    CPU to parse, one line at a time. An honest result has at most `ncalls + 1` lines (2): more
     is refused first; a second program failure line too."""
     from arena.sandbox import result
 
