@@ -202,7 +202,9 @@ def play_cmd(
     if duplicate and not swap_seats:
         raise ArenaError("--duplicate plays each deal from every seat: add --swap-seats")
     if duplicate:
-        _check_duplicate_count(episodes, len(env.possible_agents))
+        from arena.evaluate import check_deals
+
+        check_deals(episodes, len(env.possible_agents))
     if append and overwrite:
         raise ArenaError("--append and --overwrite exclude each other: give one")
     if (append or overwrite) and out is None:
@@ -284,16 +286,6 @@ def _agent_names(agents: str) -> list[str]:
         raise ArenaError(f"--agents {agents!r}: entry {names.index('') + 1} is empty; give one agent per role, "
                          "comma-separated, e.g. --agents random,heuristic")
     return names
-
-
-def _check_duplicate_count(episodes: int, seats: int) -> None:
-    """--duplicate plays each deal from every seat: a count not a multiple of the seats
-    played its last deal from some seats only (as `arena eval` refuses)."""
-    if episodes % seats:
-        lower, upper = episodes - episodes % seats, episodes - episodes % seats + seats
-        nearest = f"-n {lower} or -n {upper}" if lower else f"-n {upper}"
-        raise ArenaError(f"-n {episodes}: --duplicate plays each deal from all {seats} seats; give a multiple of "
-                         f"{seats} (e.g. {nearest})")
 
 
 def _progress(*, disable: bool) -> Progress:

@@ -43,9 +43,18 @@ def check_episodes(env_ids: list[str], episodes: int, flag: str = "-n") -> None:
     played from both (an odd count played its last deal from one seat only)."""
     from arena.registry import spec
 
-    if episodes % 2 and any(len(spec(env_id).load().roles) == 2 for env_id in env_ids):
-        raise ArenaError(f"{flag} {episodes}: each deal is played from both seats; give an even number "
-                         f"(e.g. {flag} {episodes + 1})")
+    if any(len(spec(env_id).load().roles) == 2 for env_id in env_ids):
+        check_deals(episodes, 2, flag)
+
+
+def check_deals(episodes: int, seats: int, flag: str = "-n") -> None:
+    """A whole number of deals, each played from all `seats` seats (`arena eval`, `arena play
+    --duplicate`): otherwise the last deal is played from some seats only."""
+    if episodes % seats:
+        lower = episodes - episodes % seats
+        nearest = f"{flag} {lower} or {flag} {lower + seats}" if lower else f"{flag} {lower + seats}"
+        raise ArenaError(f"{flag} {episodes}: each deal is played from all {seats} seats; give a multiple of {seats} "
+                         f"(e.g. {nearest})")
 
 
 def play_against(policy: Policy, env_id: str, opponent: str, episodes: int, seed: int = 0,

@@ -22,6 +22,7 @@ from typing import Any
 
 from arena.errors import ArenaError
 from arena.metrics import OPPONENTS, RATES
+from arena.run_info import file_in_the_way
 
 logger = logging.getLogger("arena.report")
 
@@ -244,8 +245,8 @@ def _sampler_plot(metrics: list[dict[str, float]], out: Path, written: list[Path
 
 def write_plots(run: Path, out: Path) -> list[Path]:
     """Write the PNG plots of a run into `out`; returns the files written."""
-    taken = next((p for p in (out, *out.parents) if p.exists()), None)
-    if taken is not None and not taken.is_dir():  # before the files are read (and warned of)
+    taken = file_in_the_way(out)
+    if taken is not None:  # before the files are read (and warned of)
         raise ArenaError(f"{taken} is a file: --out takes a folder for the plots")
     metrics = read_metrics(run / "metrics.csv")
     evals = read_evals(run, metrics)

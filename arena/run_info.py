@@ -20,6 +20,7 @@ from typing import Any
 
 from arena.episode import _finite
 from arena.errors import ArenaError
+from arena.records import count_lines
 
 RUN_FILE = "run.json"
 CHECKPOINTS_DIR = "checkpoints"
@@ -170,14 +171,19 @@ def run_decoding(run: str | Path) -> dict[str, Any]:
     }
 
 
+def file_in_the_way(folder: Path) -> Path | None:
+    """The file standing at `folder` or at the nearest existing folder above it (None when
+    `folder` is one, or can be made one)."""
+    nearest = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    return nearest if nearest is not None and not nearest.is_dir() else None
+
+
 def check_run_folder(run_dir: Path) -> None:
     """`run_dir` is a folder, or can be made one: no file stands at it or above it."""
-    for path in (run_dir, *run_dir.parents):
-        if path.exists() and not path.is_dir():
-            what = "a run folder" if path == run_dir else "a folder"
-            raise ArenaError(f"{path} is a file, not {what}: choose another --out")
-        if path.exists():
-            return
+    path = file_in_the_way(run_dir)
+    if path is not None:
+        what = "a run folder" if path == run_dir else "a folder"
+        raise ArenaError(f"{path} is a file, not {what}: choose another --out")
 
 
 def no_checkpoint(run_dir: Path) -> str:
@@ -193,8 +199,7 @@ def no_checkpoint(run_dir: Path) -> str:
         info.get("status") == "complete" or (isinstance(every, int) and 0 < every <= step))
     why = "whose checkpoints are gone" if saved else "that stopped before its first checkpoint"
     try:
-        with open(run_dir / "episodes.jsonl", "rb") as fh:
-            episodes = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+        episodes = count_lines(run_dir / "episodes.jsonl")
     except OSError:
         episodes = 0
     keep = f" (removing it deletes its {episodes} episodes)" if episodes else ""

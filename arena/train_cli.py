@@ -28,7 +28,14 @@ from rich.text import Text
 from arena.errors import ArenaError, Terminated, interrupt_exit_code
 from arena.metrics import OPPONENTS, RATES
 from arena.report import UNIFORM_EXPLOITABILITY, read_jsonl
-from arena.run_info import has_model, is_training_run, newest_model, run_decoding, run_of
+from arena.run_info import (
+    file_in_the_way,
+    has_model,
+    is_training_run,
+    newest_model,
+    run_decoding,
+    run_of,
+)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -304,8 +311,8 @@ def _check_json_out(path: Path) -> None:
     replaced whole) is one line."""
     if path.is_dir():
         raise ArenaError(f"--json {path} is a folder: give a file name, e.g. {path / 'eval.json'}")
-    parent = next((p for p in path.parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
+    parent = file_in_the_way(path.parent)
+    if parent is not None:
         raise ArenaError(f"--json {path}: {parent} is a file, not a folder")
     if path.exists():
         try:

@@ -49,11 +49,11 @@ def test_an_odd_episode_count_is_refused_where_deals_are_played_from_both_seats(
     from arena.errors import ArenaError
     from arena.evaluate import check_episodes
 
-    with pytest.raises(ArenaError, match=r"^-n 3: each deal is played from both seats; give an even number \(e.g. -n 4\)$"):
+    with pytest.raises(ArenaError, match=r"^-n 3: each deal is played from all 2 seats; give a multiple of 2 \(e.g. -n 2 or -n 4\)$"):
         check_episodes(["spice/Corpus-v0", "spiral/KuhnPoker-v0"], 3)
     check_episodes(["spice/Corpus-v0"], 3)  # the model plays every role: no deal to share
     check_episodes(["spiral/KuhnPoker-v0"], 4)
-    with pytest.raises(ArenaError, match=r"^--eval-episodes 5: each deal is played from both seats"):
+    with pytest.raises(ArenaError, match=r"^--eval-episodes 5: each deal is played from all 2 seats"):
         check_env_ids(TrainConfig(env=["spiral/KuhnPoker-v0"], eval_episodes=5))  # before the run folder exists
     check_env_ids(TrainConfig(env=["spice/Corpus-v0"], eval_episodes=5))
 

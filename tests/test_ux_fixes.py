@@ -135,7 +135,7 @@ def test_an_empty_agent_entry_is_refused(capsys, agents, entry):
 def test_duplicate_needs_a_multiple_of_the_seats(capsys):
     code, _, err = arena(capsys, "play", KUHN, "--swap-seats", "--duplicate", "-n", "5")
     assert code == 2
-    _one_line(err, "-n 5: --duplicate plays each deal from all 2 seats; give a multiple of 2 (e.g. -n 4 or -n 6)")
+    _one_line(err, "-n 5: each deal is played from all 2 seats; give a multiple of 2 (e.g. -n 4 or -n 6)")
     code, _, err = arena(capsys, "play", KUHN, "--swap-seats", "--duplicate", "-n", "1")
     assert code == 2 and "(e.g. -n 2)" in err
     assert arena(capsys, "play", KUHN, "--swap-seats", "--duplicate", "-n", "4")[0] == 0

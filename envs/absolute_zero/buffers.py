@@ -102,8 +102,10 @@ class TaskStore:
         self._lock = threading.Lock()
         self.path = Path(path) if path is not None else None
         if self.path is not None:  # checked when the env is made, not at the first valid proposal
-            blocker = next((p for p in (self.path, *self.path.parents) if p.exists()), None)
-            if blocker is not None and not blocker.is_dir():
+            from arena.run_info import file_in_the_way
+
+            blocker = file_in_the_way(self.path)
+            if blocker is not None:
                 raise ArenaError(f"buffer_path {self.path}: {blocker} is a file, not a folder; give a folder for the "
                                  f"task buffer ({TASKS_FILE} is written in it)")
         for task in seed_tasks():
