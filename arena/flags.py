@@ -102,19 +102,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ArenaError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ArenaError(f"{path}: a config file is a mapping of field: value, got {type(data).__name__}")
-    types_ = _field_types()
     out, raws = {}, {}
     for raw, value in data.items():
         key = _key(str(raw), f"key in {path}:")
         if key in raws:  # foo-bar and foo_bar: one field, and one would silently win
             raise ArenaError(f"{path}: keys {raws[key]!r} and {raw!r} set the same field; keep one")
         raws[key] = raw
-        try:
-            out[key] = _coerce(key, types_[key], value)
-        except ArenaError as exc:  # said with the file and key, not the flag it did not come from
-            message = str(exc).removeprefix(f"--{_flag(key)}: ").removeprefix(f"--{_flag(key)} ")
-            raise ArenaError(f"{path}: {raw}: {message}") from None
+        out[key] = _coerce_in(path, raw, key, value)
     return out
+
+
+def _coerce_in(path: Path, raw: Any, key: str, value: Any) -> Any:
+    """`value` as field `key`'s type; an error said with the file and key it came from, not
+    the flag it did not come from."""
+    try:
+        return _coerce(key, _field_types()[key], value)
+    except ArenaError as exc:
+        message = str(exc).removeprefix(f"--{_flag(key)}: ").removeprefix(f"--{_flag(key)} ")
+        raise ArenaError(f"{path}: {raw}: {message}") from None
 
 
 # Fields added after runs were saved, with the value that reproduces what those runs did: a
@@ -138,8 +143,8 @@ def run_config(run: str | Path) -> dict[str, Any] | None:
         return None
     if not isinstance(recorded, dict):
         return None
-    types_ = _field_types()
-    return {key: _coerce(key, types_[key], value) for key, value in recorded.items() if key in types_}
+    return {key: _coerce_in(Path(run) / "run.json", f"config.{key}", key, value)
+            for key, value in recorded.items() if key in _field_types()}
 
 
 def parse_args(args: list[str]) -> TrainConfig:

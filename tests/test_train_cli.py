@@ -139,6 +139,9 @@ def test_a_config_file_or_a_lost_config_yaml_does_not_reset_a_resumed_run(tmp_pa
     write_run_info(run, {"command": "train", "config": mine.to_dict(), "status": "interrupted"})
     config = parse_args(["--resume", str(run), "--steps", "7"])
     assert (config.steps, config.episodes_per_step, config.env) == (7, 4, ["spiral/TicTacToe-v0"])
+    write_run_info(run, {"command": "train", "config": {**mine.to_dict(), "steps": "abc"}})
+    with pytest.raises(ArenaError, match=r"run.json: config.steps: 'abc' is not a valid int$"):  # not "--steps"
+        parse_args(["--resume", str(run)])
 
 
 def test_a_model_from_a_training_run_keeps_the_runs_constraint(tmp_path):
