@@ -23,6 +23,7 @@ from arena.episode import Episode
 from arena.errors import ArenaError
 from arena.metrics import OPPONENTS, OUTCOMES, mean_return_se, summarize_agents
 from arena.policy import Policy, Request
+from arena.protocol import ArenaEnv
 from arena.report import read_jsonl
 from arena.rollout import play
 
@@ -190,6 +191,8 @@ def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int =
                     out[f"{short}/self/{role}/{name}"] = result[name]
             continue
         for opponent in OPPONENTS:
+            if opponent == "heuristic" and spec(env_id).load().heuristic_action is ArenaEnv.heuristic_action:
+                continue  # the env has no heuristic policy (a bar for it stayed empty on screen)
             try:
                 tick = progress(f"{short} vs {opponent}", episodes) if progress is not None else None
                 result = play_against(policy, env_id, opponent, episodes, seed=seed, env_kwargs=kwargs, on_episode=tick)

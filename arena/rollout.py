@@ -92,7 +92,9 @@ def env_schedule(env_ids: Sequence[str], weights: Sequence[float] | None, episod
 def _seat_turns(schedule: Sequence[int], batch_start: int) -> list[int]:
     """Each episode's count among the episodes of its env over the run, for mixed-env seat
     rotation: its rank among its env's episodes in the batch, plus the env's episodes in the
-    `batch_start // len(schedule)` batches before (whole ones of this schedule)."""
+    `batch_start // len(schedule)` batches before (whole ones of this schedule). After a resume
+    with another --episodes-per-step the earlier batches were of another size, and the count
+    is approximate: seats still alternate within each batch."""
     batches = batch_start // max(1, len(schedule))
     total: dict[int, int] = defaultdict(int)
     for k in schedule:

@@ -34,6 +34,30 @@ def test_progress_hears_of_every_episode_of_each_batch():
     assert seen == {"TicTacToe-v0 vs random": [4, 4], "TicTacToe-v0 vs heuristic": [4, 4], "Corpus-v0": [2, 2]}
 
 
+def test_a_two_seat_env_without_a_heuristic_is_played_against_random_alone():
+    """Its heuristic evaluation is skipped before it starts (an empty bar stayed on screen)."""
+    import arena
+    from arena.envs.spiral.tictactoe import TicTacToe
+    from arena.protocol import ArenaEnv
+
+    class NoHeuristic(TicTacToe):
+        heuristic_action = ArenaEnv.heuristic_action
+
+    from arena.registry import _REGISTRY
+
+    arena.register("test/NoHeuristicTicTacToe-v0", NoHeuristic, override=True)
+    labels: list[str] = []
+    candidate = make_agent("random", seed=3)
+    candidate.name = "candidate"
+    try:
+        results = evaluate(candidate, ["test/NoHeuristicTicTacToe-v0"], episodes=2, seed=5,
+                           progress=lambda label, total: labels.append(label) or (lambda episode: None))
+    finally:
+        _REGISTRY.pop("test/NoHeuristicTicTacToe-v0", None)
+    assert labels == ["NoHeuristicTicTacToe-v0 vs random"]
+    assert not any("vs_heuristic" in key for key in results) and "NoHeuristicTicTacToe-v0/vs_random/win_rate" in results
+
+
 def test_an_env_without_two_seats_is_played_alone_role_by_role():
     results = evaluate(make_agent("scripted", seed=3), ["spice/Corpus-v0"], episodes=6, seed=5,
                        env_kwargs={"spice/Corpus-v0": {"n": 2}})
