@@ -36,8 +36,9 @@ def test_progress_hears_of_every_episode_of_each_batch():
 
 def test_a_two_seat_env_without_a_heuristic_is_played_against_random_alone():
     """Its heuristic evaluation is skipped before it starts (an empty bar stayed on screen)."""
-    import arena
     from arena.envs.spiral.tictactoe import TicTacToe
+
+    import arena
     from arena.protocol import ArenaEnv
 
     class NoHeuristic(TicTacToe):
