@@ -111,6 +111,24 @@ def test_scripted_agents_play_and_replay():
     assert {(m.turn, m.field) for m in verify(tampered)} == {(attempt.index, "turn reward"), (attempt.index, "infra")}
 
 
+@pytest.mark.parametrize("name, data, why", [
+    ("bin.py", b"\xff\xfe" + bytes(range(256)) * 4, "is not UTF-8 text (byte 0)"),
+    ("docs.jsonl", b'{"text": "caf\xe9"}\n', "is not UTF-8 text (byte 13)"),
+    ("notes.txt", b"words " * 60 + b"\0" + b"words " * 60, "holds NUL bytes"),
+])
+def test_a_corpus_that_is_not_text_is_one_line(tmp_path, name, data, why):
+    """Random bytes were read as documents of replacement characters; a JSONL file not in
+    UTF-8 was a UnicodeDecodeError traceback."""
+    import re
+
+    import arena
+    from arena.errors import ArenaError
+
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(ArenaError, match=f"corpus file .*{name} {re.escape(why)}"):
+        arena.make("spice/Corpus-v0", corpus=str(tmp_path / name))
+
+
 def test_a_relative_corpus_path_replays_from_any_folder(tmp_path, monkeypatch):
     """Episodes record a local corpus by its absolute path: played with `corpus=docs.jsonl`
     in one folder, they once failed to replay from another ("corpus does not exist")."""

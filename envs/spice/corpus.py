@@ -84,15 +84,29 @@ def load_corpus(spec: str | None = None) -> tuple[str, ...]:
     docs: list[str] = []
     for file in files:
         if file.suffix == ".jsonl":
-            for lineno, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+            for lineno, line in enumerate(_text(file).splitlines(), start=1):
                 if line.strip():
                     text = str(_jsonl_record(file, lineno, line).get("text", ""))
                     docs.extend(chunk(text) if len(text) > 1500 else [text] if text.strip() else [])
         else:
-            docs.extend(chunk(file.read_text(encoding="utf-8", errors="replace")))
+            docs.extend(chunk(_text(file)))
     if not docs:
         raise ArenaError(f"corpus {str(path)!r} holds no document (paragraphs of 200+ characters)")
     return tuple(docs)
+
+
+def _text(file: Path) -> str:
+    """A corpus file as UTF-8 text; one line for anything else (random bytes were read as
+    documents of replacement characters, and a JSONL file not in UTF-8 was a traceback)."""
+    data = file.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArenaError(f"corpus file {file} is not UTF-8 text (byte {exc.start}); give .txt, .md or .jsonl files "
+                         "of text") from None
+    if "\0" in text:
+        raise ArenaError(f"corpus file {file} holds NUL bytes (binary, not text); give .txt, .md or .jsonl files of text")
+    return text
 
 
 def _jsonl_record(file: Path, lineno: int, line: str) -> dict:
