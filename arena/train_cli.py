@@ -214,6 +214,7 @@ def eval_cmd(
     env: list[str] = typer.Option([], "--env", help="Env id to evaluate on, repeatable (default: the run's envs)."),
     episodes: int = typer.Option(64, "--episodes", "-n", min=1, help="Episodes per opponent (both seats equally)."),
     seed: int = typer.Option(10_000, "--seed", min=0, max=2**32 - 1, help="Seed of the evaluation episodes."),
+    kw: list[str] = typer.Option([], "--kw", help="Env argument KEY=VALUE (JSON values), repeatable, for every --env (over a run's own arguments), as `arena play --kw`."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here (default for a run: RUN/eval-final.json; eval-final-2.json, -3, ... when it exists)."),
     constrain: bool | None = typer.Option(None, "--constrain/--no-constrain", help="Decode only legal actions (default: the run's setting; on for tiny)."),
     temperature: float | None = typer.Option(None, "--temperature", min=0.0, help="Sampling temperature (default: the run's; 1.0)."),
@@ -246,10 +247,13 @@ def eval_cmd(
     env_ids = list(env) or list(cfg.get("env") or [])
     if not env_ids:
         raise ArenaError("give the env to evaluate on: --env ID (repeatable), e.g. --env spiral/KuhnPoker-v0")
-    import arena
 
-    for env_id in env_ids:
-        arena.spec(env_id)  # an unknown id: one line before any model loads
+    given = _ui()._parse_kwargs(kw)
+    env_kwargs = {e: {**(cfg.get("env_kwargs") or {}).get(e, {}), **given} for e in env_ids}
+    for env_id in env_ids:  # an unknown id or argument: one line before any model loads
+        close = getattr(_ui()._make_env(env_id, env_kwargs[env_id]), "close", None)
+        if callable(close):
+            close()
     from arena.evaluate import check_episodes
 
     check_episodes(env_ids, episodes)
@@ -290,13 +294,13 @@ def eval_cmd(
             task = bar.add_task(label, total=total)
             return lambda _episode: bar.advance(task)
 
-        results = evaluate(policy, env_ids, episodes=episodes, seed=seed, env_kwargs=cfg.get("env_kwargs") or {},
+        results = evaluate(policy, env_ids, episodes=episodes, seed=seed, env_kwargs=env_kwargs,
                            progress=progress)
     alone = any("/self/" in key for key in results)
     _print_results(results, f"{target}: {episodes} episodes per {'opponent or env' if alone else 'opponent'}")
     out = json_out if json_out is not None else (_free_name(run / "eval-final.json") if run is not None else None)
     if out is not None:
-        record = {"target": target, "model": spec, "run": str(run) if run else None, "envs": env_ids,
+        record = {"target": target, "model": spec, "run": str(run) if run else None, "envs": env_ids, "env_kwargs": env_kwargs,
                   "episodes": episodes, "deals": DEALS, "seed": seed, "constrain": bool(constrain), "temperature": temp,
                   **({"chat_template": chat_template} if chat_template is not None else {}),
                   **({"chat_template_kwargs": template_kwargs} if template_kwargs else {}), "results": results}

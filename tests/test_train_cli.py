@@ -697,3 +697,15 @@ def test_eval_json_never_replaces_a_file_it_did_not_write_and_is_checked_first(t
     assert "is a file, not a folder" in line
     line = one_line_error(arena_cmd("eval", "tiny", "--env", "spiral/KuhnPoker-v0", "--json", tmp_path))
     assert "is a folder: give a file name" in line
+
+
+def test_eval_takes_env_arguments_as_play_does(tmp_path):
+    """`arena eval` had no way to give an env's arguments but a run's config."""
+    line = one_line_error(arena_cmd("eval", "tiny", "--env", "spiral/KuhnPoker-v0", "--kw", "rounds=2.5"))
+    assert "spiral/KuhnPoker-v0: argument rounds must be an integer, got 2.5 (env arguments are set with --kw" in line
+    out = tmp_path / "e.json"
+    result = arena_cmd("eval", "tiny", "--env", "spiral/KuhnPoker-v0", "-n", "2", "--kw", "rounds=2", "--json", out)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(out.read_text())
+    assert record["env_kwargs"] == {"spiral/KuhnPoker-v0": {"rounds": 2}}
+    assert not any("exploitability" in key for key in record["results"])  # the standard game's only
