@@ -9,7 +9,9 @@ from fractions import Fraction
 LETTERS = "ABCD"
 _LETTER_FORMS = [
     re.compile(r"^\(?([A-Da-d])\)?[.):]?$"),
-    re.compile(r"^(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*\(?([A-Da-d])\)?[.)]?$", re.IGNORECASE),
+    # possessive: "answer" + 30,000 spaces + "!" took 8.9 s an attempt
+    re.compile(r"^(?:the\s++)?(?:correct\s++)?(?:answer|option|choice)(?:\s++is)?+\s*+[:\-]?\s*+\(?([A-Da-d])\)?[.)]?$",
+               re.IGNORECASE),
     re.compile(r"^\(?([A-D])\)?[.):]\s+\S.*$"),  # "B) the option's text"
 ]
 
@@ -49,7 +51,7 @@ def number(text: str) -> Fraction | None:
         if not re.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?%?", t):
             return None
         t = t.replace(",", "")
-    if re.search(r"[eE][-+]?\d{4,}", t):
+    if re.search(r"[eE][-+]?[\d_]{4,}", t):  # `1e99_999_999`: Fraction reads digit separators
         return None
     percent = t.endswith("%")
     t = t.rstrip("%")

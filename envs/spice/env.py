@@ -67,7 +67,7 @@ from arena.errors import ArenaError
 from arena.protocol import ArenaEnv, Role
 
 INVALID_TASK_REWARD = -0.1
-_BLOCK = re.compile(r"```[ \t]*(question|options|answer)[ \t]*\n?(.*?)```", re.DOTALL | re.IGNORECASE)
+_BLOCK = re.compile(r"```[ \t]*+(question|options|answer)[ \t]*+\n?(.*?)```", re.DOTALL | re.IGNORECASE)  # possessive: linear
 _OPTION = re.compile(r"^\(?([A-D])\s*[).:]\s*(\S.*)$")
 
 
