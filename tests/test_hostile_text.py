@@ -42,5 +42,5 @@ def test_hostile_text_parses_at_once_and_as_before():
 
     result = subprocess.run([sys.executable, "-c", CASES], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    got = eval(result.stdout, {"Fraction": Fraction})  # noqa: S307 - our own child's repr
+    got = eval(result.stdout, {"Fraction": Fraction})
     assert got == EXPECTED
