@@ -18,6 +18,8 @@ log-probs are then those of the constrained distribution, and `Completion.info
 the same constrained log-probs in its forward pass (`arena.trainer`). A completion cut at
 `max_new_tokens` before its EOS says so: `Completion.info["finish_reason"] == "length"` (the
 OpenAI API's word; nothing is added to a finished one, so stored episodes stay small).
+Special-token text inside a message (another role's `<|im_end|>`) reads as plain text, not
+as the token (`arena.agents.special_tokens`).
 
 **Fast generation on GPU**: with a CUDA device, generation runs from a copy of the policy
 in its compute dtype (bf16) with `cache_implementation="static"` (transformers compiles
@@ -83,6 +85,7 @@ from .loading import (  # `arena.agents.hf.load_model` stays importable
     decoding_options,
     load_model,
 )
+from .special_tokens import neutralise, token_pattern
 
 
 def _messages_key(messages: Sequence[Any]) -> tuple[tuple[str, str], ...] | None:
@@ -261,6 +264,7 @@ class HFPolicy:
         self.generated_tokens = 0
         self._action_ids: dict[str, list[int]] = {}
         self._prompt_ids: dict[tuple[tuple[str, str], ...], tuple[int, ...]] = {}
+        self._special = token_pattern(tokenizer)
         if self.static_cache:
             self._make_generation_copy()
 
@@ -326,7 +330,9 @@ class HFPolicy:
         key = _messages_key(request.messages)
         ids = self._prompt_ids.get(key) if key is not None else None
         if ids is None:
-            ids = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=True,
+            # a role marker written by another role reads as text, not as a token (`special_tokens`)
+            messages = neutralise(request.messages, self._special)
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                      **self.chat_template_kwargs)
             if hasattr(ids, "keys"):
                 ids = ids["input_ids"]

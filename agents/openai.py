@@ -64,6 +64,7 @@ from arena.policy import Completion, Request
 
 from .hf import check_chat_template_kwargs, check_decoding
 from .options import convert_options, peel_options
+from .special_tokens import GENERIC, neutralise
 
 DUMMY_KEY = "EMPTY"
 #: vLLM's sampling fields a request sends at their neutral values (the module docstring)
@@ -238,7 +239,8 @@ class OpenAIPolicy:
         if self.chat_template_kwargs:
             extra["chat_template_kwargs"] = dict(self.chat_template_kwargs)
         kwargs: dict[str, Any] = {
-            "model": self.model, "messages": request.messages, "temperature": self.temperature,
+            # the server's tokenizer would read a role marker another role wrote as the token
+            "model": self.model, "messages": neutralise(request.messages, GENERIC), "temperature": self.temperature,
             "top_p": self.top_p, "max_tokens": self.max_tokens, "logprobs": True, "n": 1,
             "presence_penalty": 0.0, "frequency_penalty": 0.0,
         }
