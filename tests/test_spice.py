@@ -188,6 +188,11 @@ def test_a_check_past_its_limit_is_killed_and_the_next_one_runs():
         assert checker.equal("x+x", "2x") is True
         assert checker.equal("exp(999999999*log(3))x", "x", timeout=1.0) is None and checker.killed == 1
         assert checker.equal("x^2-1", "(x-1)(x+1)") is True  # a fresh child
+        # the next hostile check gets its own 1 s, not that plus the fresh child's imports (20 s
+        # more once); the same answer again is answered from the process's verdicts
+        assert checker.equal("exp(999999998*log(3))x", "x", timeout=1.0) is None and checker.killed == 2
+        assert checker.equal("exp(999999998*log(3))x", "x", timeout=1.0) is None and checker.killed == 2
+        assert checker.equal("x" * 3000, "x") is None and checker.killed == 2  # too long to be an expression
     finally:
         checker.close()
 

@@ -7,8 +7,8 @@ expression is still being built (22 characters; it ran for minutes), and math-ve
 limits are SIGALRM timers that hold only in a main thread. So the checks run in one
 long-lived child (`python -m arena.envs.spice.checker`, JSON lines on its stdin and
 stdout, `RLIMIT_AS` of `MEMORY_MB`); a check that takes longer than `CHECK_S` gets the
-child killed and answers None (undecided: the answer then counts as not equal), and the
-next check starts a fresh child. A check costs a pipe round trip (~0.1 ms) beside its own
+child killed and answers None (undecided: the answer then counts as not equal), and a
+fresh child starts at once (`Checker`). A check costs a pipe round trip (~0.1 ms) beside its own
 work, from any thread.
 """
 
@@ -25,7 +25,10 @@ import time
 from typing import Any
 
 CHECK_S = 5.0  # most seconds one check may take (math-verify's own limit is 5 s a step)
+START_S = 30.0  # most seconds a child may take to import what it checks with
 MEMORY_MB = 2048  # the child's address space
+MAX_CHARS = 2000  # a longer answer or gold is undecided unparsed (no expression is this long)
+VERDICTS_KEPT = 10_000  # (answer, gold) verdicts a process keeps
 
 
 def expressions_equal(a: str, b: str) -> bool | None:
@@ -51,64 +54,98 @@ def _math_verify(a: str, b: str) -> bool | None:
 
 
 class Checker:
-    """The parent's end: one child, restarted after a kill; thread-safe."""
+    """The parent's end: one child, replaced at once after a kill; thread-safe.
+
+    A child says it is ready once its imports are done, and only then is a check timed: a
+    fresh child's check got `CHECK_S` plus 20 s for them, so each hostile answer after a kill
+    held every check of the process (one lock) for 25 s. A replacement starts as soon as a
+    child is killed, its imports overlapping whatever the caller does next. Verdicts are kept
+    per (answer, gold): the same answer again (a gold checked against every attempt) costs
+    nothing, and reads the same within a process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._child: subprocess.Popen | None = None
-        self._fresh = False  # the child has not answered yet (its imports take a second or two)
+        self._ready = False  # the child has said it finished its imports
+        self._verdicts: dict[tuple[str, str, float], bool | None] = {}
         self.killed = 0  # checks that ran past CHECK_S (their child was killed)
 
     def equal(self, a: str, b: str, timeout: float | None = None) -> bool | None:
         """`expressions_equal(a, b)` in the child; None when it ran past `timeout`
         (default `CHECK_S`) or the child failed."""
+        key = (a, b, CHECK_S if timeout is None else timeout)
         with self._lock:
-            child = self._start()
-            try:
-                child.stdin.write(json.dumps([a, b]) + "\n")
-                child.stdin.flush()
-                line = self._read_line(child, CHECK_S if timeout is None else timeout)
-            except (OSError, ValueError):
-                line = None
-            if line is None:
-                self._stop()
-                return None
-            try:
-                verdict = json.loads(line)
-            except ValueError:
-                self._stop()
-                return None
-            return verdict if verdict in (True, False) else None
+            if key not in self._verdicts:
+                if len(self._verdicts) >= VERDICTS_KEPT:
+                    self._verdicts.clear()
+                self._verdicts[key] = self._ask(a, b, key[2])
+            return self._verdicts[key]
 
-    def _start(self) -> subprocess.Popen:
+    def _ask(self, a: str, b: str, timeout: float) -> bool | None:
+        if len(a) > MAX_CHARS or len(b) > MAX_CHARS:
+            return None  # no expression an answer means is this long: undecided, unparsed
+        child = self._ready_child()
+        if child is None:
+            return None
+        try:
+            child.stdin.write(json.dumps([a, b]) + "\n")
+            child.stdin.flush()
+            line = self._read_line(child, timeout)
+        except (OSError, ValueError):
+            line = None
+        if line is None:
+            self.killed += 1
+            self._replace()
+            return None
+        try:
+            verdict = json.loads(line)
+        except ValueError:
+            self._replace()
+            return None
+        return verdict if verdict in (True, False) else None
+
+    def _ready_child(self) -> subprocess.Popen | None:
+        """The child, started if there is none, once it has said it is ready (None when it
+        does not within `START_S`)."""
         if self._child is None or self._child.poll() is not None:
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            self._child = subprocess.Popen([sys.executable, "-m", "arena.envs.spice.checker", str(MEMORY_MB)],
-                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                           text=True, env=env)
-            self._fresh = True
+            self._spawn()
+        if not self._ready:
+            if self._read_line(self._child, START_S) != '"ready"':
+                self._stop()
+                return None
+            self._ready = True
         return self._child
 
-    def _read_line(self, child: subprocess.Popen, timeout: float) -> str | None:
-        """The child's next answer line, or None past `timeout` (the first check waits for
-        the child's imports as well)."""
-        deadline = time.monotonic() + timeout + (20.0 if self._fresh else 0.0)
+    def _spawn(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._child = subprocess.Popen([sys.executable, "-m", "arena.envs.spice.checker", str(MEMORY_MB)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       text=True, env=env)
+        self._ready = False
+
+    def _replace(self) -> None:
+        self._stop()
+        self._spawn()
+
+    @staticmethod
+    def _read_line(child: subprocess.Popen, timeout: float) -> str | None:
+        """The child's next line, or None past `timeout` or at its end."""
+        deadline = time.monotonic() + timeout
         fd = child.stdout.fileno()
         buf = b""
         while b"\n" not in buf:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                self.killed += 1
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:
                 return None
             buf += chunk
-        self._fresh = False
         return buf.split(b"\n", 1)[0].decode()
 
     def _stop(self) -> None:
         child, self._child = self._child, None
+        self._ready = False
         if child is not None and child.poll() is None:
             child.kill()
             child.wait()
@@ -138,6 +175,9 @@ def _serve(memory_mb: int) -> None:
 
     limit = memory_mb << 20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    expressions_equal("1", "1")  # the imports (math-verify, SymPy) before the first check is timed
+    sys.stdout.write('"ready"\n')
+    sys.stdout.flush()
     for line in sys.stdin:
         try:
             a, b = json.loads(line)
