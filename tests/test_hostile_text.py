@@ -10,7 +10,7 @@ import sys
 
 CASES = r'''
 from arena import make
-from arena.envs.absolute_zero.tasks import answer_text, fenced_blocks
+from arena.envs.absolute_zero.tasks import answer_text, fenced_blocks, parse_verdict
 from arena.envs.spice import env as spice_env
 from arena.envs.spice.answers import letter, number
 from arena.protocol import last_boxed
@@ -29,12 +29,16 @@ print(repr([
     last_boxed("\\boxed{" * 7000 + " " * 32000),
     last_boxed("\\boxed{a} \\boxed{b{c}} \\boxed{d"),
     spice_env._BLOCK.findall("```answer" + " " * 50000),
+    answer_text("<answer>" * 20000 + "x"),  # the lazy block scanned to the end from each open tag
+    answer_text("<think>a</think><answer>1</answer> <answer> 2 </answer><answer>"),
+    parse_verdict("<answer>" + "\\boxed{" * 20000 + "</answer>"),
+    parse_verdict("<answer>\\boxed{Incorrect}</answer>"),
 ]))
 '''
 
 EXPECTED = [[], {"python": [], "input": [], "output": [], "message": []},
             {"python": ["def f(a):\n    return a"], "input": ["1, 2"], "output": [], "message": []},
-            None, 1000, None, "C", "[bid ", "[Bid: 3, 4]", None, "b{c}", []]
+            None, 1000, None, "C", "[bid ", "[Bid: 3, 4]", None, "b{c}", [], None, "2", None, False]
 
 
 def test_hostile_text_parses_at_once_and_as_before():

@@ -9,6 +9,7 @@ sent into a job.
 from __future__ import annotations
 
 import ast
+import bisect
 import contextlib
 import json
 import re
@@ -25,7 +26,8 @@ MAX_INPUT_CHARS = 5000
 
 # -- answer parsing ------------------------------------------------------------------------
 
-_ANSWER = re.compile(r"<\s*answer\s*>(.*?)<\s*/\s*answer\s*>", re.DOTALL | re.IGNORECASE)
+_OPEN = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
+_CLOSE = re.compile(r"<\s*/\s*answer\s*>", re.IGNORECASE)
 # possessive (`*+`): a fence then 2,000 spaces and no closing one took 12.5 s (cubic backtracking)
 _FENCE = re.compile(r"```[ \t]*+(?:([A-Za-z][\w+-]*+)[ \t]*+)?\n?(.*?)```", re.DOTALL)
 _ALIASES = {"python": "python", "py": "python", "python3": "python", "input": "input",
@@ -47,8 +49,26 @@ def answer_text(completion: str) -> str | None:
         completion = completion[closes[-1].end():]
     elif _THINK_OPEN.search(completion):
         return None
-    found = _ANSWER.findall(completion)
+    found = _answer_blocks(completion)
     return found[-1].strip() if found else None
+
+
+def _answer_blocks(text: str) -> list[str]:
+    """What `<answer>(.*?)</answer>` finds, left to right, each tag found once: the regex
+    scanned to the end from every unclosed `<answer>` (50 KB of them: 1.5 s)."""
+    closes = list(_CLOSE.finditer(text))
+    starts = [m.start() for m in closes]
+    out: list[str] = []
+    pos = 0
+    for opened in _OPEN.finditer(text):
+        if opened.start() < pos:
+            continue
+        k = bisect.bisect_left(starts, opened.end())
+        if k == len(closes):
+            break
+        out.append(text[opened.end():closes[k].start()])
+        pos = closes[k].end()
+    return out
 
 
 def fenced_blocks(text: str) -> dict[str, list[str]]:
@@ -105,6 +125,8 @@ def parse_verdict(completion: str) -> bool | None:
     spaces, punctuation, backticks or `\\boxed{}` allowed); None otherwise."""
     answer = answer_text(completion)
     if answer is None:
+        return None
+    if len(answer) > 1000:  # a verdict is a word; the box pattern below backtracks on every open box
         return None
     word = re.sub(r"\\boxed\{(.*)\}", r"\1", answer.strip())
     word = word.strip(" \t\n.!`*\"'").lower()
