@@ -21,17 +21,21 @@ from typing import Any
 BREAK = "\u200b"
 
 #: Role markers of the common chat templates, for a server whose tokenizer arena does not
-#: hold (the `openai` agent): ChatML and Llama 3 `<|...|>` tokens, Gemma's turns, `<s>`.
-GENERIC = re.compile(r"<\|[^|\s<>]{1,64}\|>|<(?:start|end)_of_turn>|</?s>")
+#: hold (the `openai` agent): ChatML and Llama 3 `<|...|>`, DeepSeek's full-width `<｜...｜>`,
+#: Gemma's turns and `<bos>`/`<eos>`, Llama 2 and Mistral's `[INST]` and `<<SYS>>`, `<s>`.
+GENERIC = re.compile(r"<\|[^|\s<>]{1,64}\|>|<｜[^｜\s<>]{1,64}｜>|<(?:start|end)_of_turn>|<(?:bos|eos)>|</?s>"
+                     r"|\[/?INST\]|<</?SYS>>")
 
 
 def token_pattern(tokenizer: Any) -> re.Pattern[str] | None:
-    """The texts `tokenizer` reads as one special or added token, longest first, as one
-    pattern (None when it has none)."""
+    """The texts `tokenizer` reads as one special token, longest first, as one pattern (None
+    when it has none). Added tokens not marked special stay: Qwen3's and R1-Distill's
+    `<think>` is one, named in the envs' own instructions, and some tokenizers add `"\n\n"`."""
     texts = set(getattr(tokenizer, "all_special_tokens", None) or [])
     for token in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
-        texts.add(str(getattr(token, "content", token)))
-    texts = {t for t in texts if len(t) > 1}
+        if getattr(token, "special", False):
+            texts.add(str(token.content))
+    texts = {t for t in texts if len(t) > 1 and not t.isspace()}
     if not texts:
         return None
     return re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True)))

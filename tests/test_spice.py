@@ -197,6 +197,30 @@ def test_a_check_past_its_limit_is_killed_and_the_next_one_runs():
         checker.close()
 
 
+def test_a_checker_child_that_prints_before_it_is_ready_still_checks(monkeypatch):
+    """A line an import prints on stdout before "ready" (a library's version warning) made
+    every check None, each in a child started and killed for it."""
+    import subprocess
+    import sys
+
+    from arena.envs.spice.checker import Checker
+
+    def noisy(self) -> None:
+        self._child = subprocess.Popen(
+            [sys.executable, "-c", "print('a warning'); from arena.envs.spice.checker import _serve; _serve(2048)"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self._ready, self._pending = False, b""
+
+    monkeypatch.setattr(Checker, "_spawn", noisy)
+    checker = Checker()
+    try:
+        assert [checker.equal("x+x", "2x"), checker.equal("x", "x+1"), checker.equal("x^2-1", "(x-1)(x+1)")] == [
+            True, False, True]
+        assert checker.killed == 0
+    finally:
+        checker.close()
+
+
 @pytest.mark.parametrize("answer, gold", [("x+1", "x-1"), ("-x", "x"), ("x/2", "x^2"), ("(x+1)/2", "x+1/2"),
                                           ("2x-3", "2x+3"), ("1,5", "15"), ("1e100000000", "1")])
 def test_answers_that_differ_only_in_operators_or_punctuation_are_not_equal(answer, gold):

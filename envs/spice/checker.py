@@ -67,26 +67,29 @@ class Checker:
         self._lock = threading.Lock()
         self._child: subprocess.Popen | None = None
         self._ready = False  # the child has said it finished its imports
+        self._pending = b""  # what the child wrote after the last line read
         self._verdicts: dict[tuple[str, str, float], bool | None] = {}
         self.killed = 0  # checks that ran past CHECK_S (their child was killed)
 
     def equal(self, a: str, b: str, timeout: float | None = None) -> bool | None:
         """`expressions_equal(a, b)` in the child; None when it ran past `timeout`
         (default `CHECK_S`) or the child failed."""
+        if len(a) > MAX_CHARS or len(b) > MAX_CHARS:
+            return None  # no expression an answer means is this long: undecided, unparsed (and not kept)
         key = (a, b, CHECK_S if timeout is None else timeout)
         with self._lock:
-            if key not in self._verdicts:
-                if len(self._verdicts) >= VERDICTS_KEPT:
-                    self._verdicts.clear()
-                self._verdicts[key] = self._ask(a, b, key[2])
-            return self._verdicts[key]
+            if key in self._verdicts:
+                return self._verdicts[key]
+            child = self._ready_child()
+            if child is None:  # no child could start: nothing is known of this answer, nothing kept
+                return None
+            verdict = self._ask(child, a, b, key[2])
+            if len(self._verdicts) >= VERDICTS_KEPT:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+            return verdict
 
-    def _ask(self, a: str, b: str, timeout: float) -> bool | None:
-        if len(a) > MAX_CHARS or len(b) > MAX_CHARS:
-            return None  # no expression an answer means is this long: undecided, unparsed
-        child = self._ready_child()
-        if child is None:
-            return None
+    def _ask(self, child: subprocess.Popen, a: str, b: str, timeout: float) -> bool | None:
         try:
             child.stdin.write(json.dumps([a, b]) + "\n")
             child.stdin.flush()
@@ -110,9 +113,11 @@ class Checker:
         if self._child is None or self._child.poll() is not None:
             self._spawn()
         if not self._ready:
-            if self._read_line(self._child, START_S) != '"ready"':
-                self._stop()
-                return None
+            deadline = time.monotonic() + START_S
+            while (line := self._read_line(self._child, deadline - time.monotonic())) != '"ready"':
+                if line is None:  # (a line before it is something an import printed)
+                    self._stop()
+                    return None
             self._ready = True
         return self._child
 
@@ -121,27 +126,27 @@ class Checker:
         self._child = subprocess.Popen([sys.executable, "-m", "arena.envs.spice.checker", str(MEMORY_MB)],
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                        text=True, env=env)
-        self._ready = False
+        self._ready, self._pending = False, b""
 
     def _replace(self) -> None:
         self._stop()
         self._spawn()
 
-    @staticmethod
-    def _read_line(child: subprocess.Popen, timeout: float) -> str | None:
-        """The child's next line, or None past `timeout` or at its end."""
+    def _read_line(self, child: subprocess.Popen, timeout: float) -> str | None:
+        """The child's next line, or None past `timeout` or at its end; what it wrote after
+        that line waits for the next read."""
         deadline = time.monotonic() + timeout
         fd = child.stdout.fileno()
-        buf = b""
-        while b"\n" not in buf:
+        while b"\n" not in self._pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:
                 return None
-            buf += chunk
-        return buf.split(b"\n", 1)[0].decode()
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode(errors="replace")
 
     def _stop(self) -> None:
         child, self._child = self._child, None
