@@ -929,9 +929,8 @@ def test_a_role_marker_another_role_wrote_is_text_in_the_prompt_not_a_token(tiny
 def test_added_tokens_not_marked_special_stay_as_they_are():
     """Qwen3's and R1-Distill's `<think>` is an added token not marked special, and the envs'
     instructions name it: broken, the model was told of a tag it never writes."""
-    from transformers import AutoTokenizer
-
     from arena.agents.special_tokens import neutralise, token_pattern
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path())
     tokenizer.add_tokens(["<think>", "</think>", "\n\n"])
