@@ -21,3 +21,22 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+def arena(capsys, *args: object) -> tuple[int, str, str]:
+    """Run the `arena` command in this process; (exit code, stdout, stderr)."""
+    from arena.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line(err: str, text: str) -> None:
+    """`err` is one line holding `text`, with no traceback."""
+    assert "Traceback" not in err and text in err, err
+    assert len(err.strip().splitlines()) == 1, err

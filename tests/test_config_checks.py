@@ -77,10 +77,16 @@ def test_duplicate_yaml_key_names_the_key_and_its_lines(tmp_path):
         parse_args(["--config", str(config)])
 
 
-def test_duplicate_key_in_a_nested_yaml_mapping(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ("env_kwargs:\n  spiral/KuhnPoker-v0:\n    rounds: 1\n    rounds: 3\n",
+     r"line 4: key 'rounds' is already set on line 3; keep one$"),  # in a nested mapping
+    ("max_new_tokens: 8\nmax-new-tokens: 16\n",
+     r"keys 'max_new_tokens' and 'max-new-tokens' set the same field; keep one$"),  # two spellings of one key
+])
+def test_one_key_given_twice_in_other_forms_is_refused(tmp_path, text, message):
     config = tmp_path / "c.yaml"
-    config.write_text("env_kwargs:\n  spiral/KuhnPoker-v0:\n    rounds: 1\n    rounds: 3\n")
-    with pytest.raises(ArenaError, match=r"line 4: key 'rounds' is already set on line 3; keep one$"):
+    config.write_text(text)
+    with pytest.raises(ArenaError, match=message):
         load_yaml(config)
 
 
@@ -88,13 +94,6 @@ def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("env_kwargs:\n  spiral/KuhnPoker-v0:\n    <<: {rounds: 1}\n    rounds: 3\n")
     assert load_yaml(config)["env_kwargs"] == {"spiral/KuhnPoker-v0": {"rounds": 3}}
-
-
-def test_dashed_and_underscored_spellings_of_one_key(tmp_path):
-    config = tmp_path / "c.yaml"
-    config.write_text("max_new_tokens: 8\nmax-new-tokens: 16\n")
-    with pytest.raises(ArenaError, match=r"keys 'max_new_tokens' and 'max-new-tokens' set the same field; keep one$"):
-        load_yaml(config)
 
 
 def test_a_config_without_duplicates_still_loads(tmp_path):

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from _cli_support import arena, assert_one_line
 
-from arena.cli import main
 from arena.episode import Episode
 from arena.replay import Mismatch, verify
 from arena.store import read_episodes, read_run_info
@@ -27,28 +27,12 @@ def _wide(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
 
 
-def arena(capsys, *args: str) -> tuple[int, str, str]:
-    """Run the `arena` command in this process; (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line_error(err: str, text: str) -> None:
-    assert "Traceback" not in err and text in err, err
-    assert len(err.strip().splitlines()) == 1, err
-
-
 def test_out_existing_run_is_refused_unless_append_or_overwrite(tmp_path, capsys):
     run = tmp_path / "k"
     assert arena(capsys, "play", KUHN, "-n", "4", "--out", run)[0] == 0
     code, _, err = arena(capsys, "play", KUHN, "-n", "4", "--out", run)
     assert code == 2
-    _one_line_error(err, "already holds a run (4 episodes of spiral/KuhnPoker-v0): pass --append")
+    assert_one_line(err, "already holds a run (4 episodes of spiral/KuhnPoker-v0): pass --append")
 
     assert arena(capsys, "play", KUHN, "-n", "3", "--out", run, "--append")[0] == 0
     records = [json.loads(line) for line in (run / "episodes.jsonl").read_text().splitlines()]
@@ -61,7 +45,7 @@ def test_out_existing_run_is_refused_unless_append_or_overwrite(tmp_path, capsys
 
     code, _, err = arena(capsys, "play", "spiral/TicTacToe-v0", "-n", "2", "--out", run, "--append")
     assert code == 2
-    _one_line_error(err, "holds episodes of spiral/KuhnPoker-v0, not spiral/TicTacToe-v0")
+    assert_one_line(err, "holds episodes of spiral/KuhnPoker-v0, not spiral/TicTacToe-v0")
 
     assert arena(capsys, "play", "spiral/TicTacToe-v0", "-n", "2", "--out", run, "--overwrite")[0] == 0
     assert {e.env_id for e in read_episodes(run)} == {"spiral/TicTacToe-v0"}
@@ -93,7 +77,7 @@ def test_append_takes_a_corpus_by_the_file_it_names_not_its_spelling(tmp_path, c
     assert arena(capsys, *spice[:-1], "../run", "--kw", "corpus=docs.jsonl", "--append")[0] == 0
     code, _, err = arena(capsys, *spice[:-1], "../run", "--kw", "corpus=other.jsonl", "--append")
     assert code == 2
-    _one_line_error(err, "append only with the same --kw")
+    assert_one_line(err, "append only with the same --kw")
     assert len(list(read_episodes(tmp_path / "run"))) == 3
 
 
@@ -104,7 +88,7 @@ def test_out_refuses_foreign_files_and_bad_places(tmp_path, capsys):
     for flag in ("--append", "--overwrite"):
         code, _, err = arena(capsys, "play", KUHN, "-n", "2", "--out", data, flag)
         assert code == 2
-        _one_line_error(err, "not an arena episode record")
+        assert_one_line(err, "not an arena episode record")
     assert (data / "episodes.jsonl").read_text().startswith('{"prompt"')
 
     (tmp_path / "file").write_text("x")
@@ -112,11 +96,11 @@ def test_out_refuses_foreign_files_and_bad_places(tmp_path, capsys):
                          ("/sys/kernel/arena", "kernel filesystem")]:
         code, _, err = arena(capsys, "play", KUHN, "-n", "2", "--out", out)
         assert code == 2
-        _one_line_error(err, message)
+        assert_one_line(err, message)
     (tmp_path / "d" / "episodes.jsonl").mkdir(parents=True)
     code, _, err = arena(capsys, "play", KUHN, "-n", "2", "--out", tmp_path / "d")
     assert code == 2
-    _one_line_error(err, "not a regular file")
+    assert_one_line(err, "not a regular file")
     code, _, err = arena(capsys, "play", KUHN, "--seed", "-1")
     assert code == 2 and "Traceback" not in err and "--seed" in err
 
@@ -134,8 +118,7 @@ def test_episode_selects_the_index_not_the_line(tmp_path, capsys):
     assert code == 0 and "id  k5-5" in out
     code, _, err = arena(capsys, "replay", run, "--episode", "9")
     assert code == 2
-    _one_line_error(err, "no episode with that index; the run has 6 episodes, indices 0..5")
-
+    assert_one_line(err, "no episode with that index; the run has 6 episodes, indices 0..5")
 
 
 def test_step_selects_a_training_steps_episodes(tmp_path, capsys):
@@ -143,7 +126,7 @@ def test_step_selects_a_training_steps_episodes(tmp_path, capsys):
     assert arena(capsys, "play", KUHN, "-n", "6", "--out", run)[0] == 0
     code, _, err = arena(capsys, "replay", run, "--step", "0")
     assert code == 2
-    _one_line_error(err, "carry no training step")
+    assert_one_line(err, "carry no training step")
     path = run / "episodes.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines()]
     for r in records:  # as `arena train` stores them: metadata.step, the step that played it
@@ -155,13 +138,13 @@ def test_step_selects_a_training_steps_episodes(tmp_path, capsys):
     assert code == 0 and "verified 2 episodes" in out
     code, _, err = arena(capsys, "replay", run, "--step", "5")
     assert code == 2
-    _one_line_error(err, "--step 5: the run played steps 0..20 (3 of them; step S is played after S updates, "
+    assert_one_line(err, "--step 5: the run played steps 0..20 (3 of them; step S is played after S updates, "
                          "and metrics.csv's row S + 1 trains on it); -1 is the last")
     code, _, err = arena(capsys, "replay", run, "--step", "-4")
     assert code == 2
     code, _, err = arena(capsys, "replay", run, "--step", "0", "--episode", "1")
     assert code == 2
-    _one_line_error(err, "give one of --episode, --step")
+    assert_one_line(err, "give one of --episode, --step")
 
 def _kuhn_record(tmp_path: Path, capsys) -> dict:
     run = tmp_path / "one"
@@ -189,7 +172,7 @@ def test_bad_episode_files_are_one_line_errors(tmp_path, capsys, change):
     for extra in ([], ["--verify"]):
         code, _, err = arena(capsys, "replay", path, *extra)
         assert code == 2
-        _one_line_error(err, f"{path}:1: ")
+        assert_one_line(err, f"{path}:1: ")
 
 
 def test_null_rewards_replay_as_nan_and_verify_reports_them(tmp_path, capsys):
@@ -213,7 +196,7 @@ def test_replay_mentions_torn_lines_and_empty_runs(tmp_path, capsys):
     (tmp_path / "empty" / "episodes.jsonl").write_text("")
     code, _, err = arena(capsys, "replay", tmp_path / "empty")
     assert code == 2
-    _one_line_error(err, "holds no episodes")
+    assert_one_line(err, "holds no episodes")
     code, _, err = arena(capsys, "replay", tmp_path / "nothing")
     assert code == 2 and "no episodes at" in err
 

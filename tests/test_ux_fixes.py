@@ -10,12 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
+from _cli_support import arena, arena_cmd, assert_one_line, one_line_error
 from rich.console import Console
 
 from arena import cli, store
-from arena.cli import main
 from arena.errors import ArenaError
-from tests._cli_support import arena_cmd, one_line_error
 
 KUHN = "spiral/KuhnPoker-v0"
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,22 +25,6 @@ def _wide(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
 
 
-def arena(capsys, *args: object) -> tuple[int, str, str]:
-    """Run the `arena` command in this process; (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line(err: str, text: str) -> None:
-    assert "Traceback" not in err and text in err, err
-    assert len(err.strip().splitlines()) == 1, err
-
-
 def _played(tmp_path: Path, capsys, n: int = 3) -> Path:
     run = tmp_path / "k"
     assert arena(capsys, "play", KUHN, "-n", n, "--out", run)[0] == 0
@@ -49,7 +32,7 @@ def _played(tmp_path: Path, capsys, n: int = 3) -> Path:
 
 
 # -- 1. replay --verify of an env whose module cannot be imported -----------------------------
-def test_verify_of_an_env_whose_module_cannot_be_imported_is_one_line(tmp_path, monkeypatch):
+def test_verify_of_an_env_whose_module_cannot_be_imported_isassert_one_line(tmp_path, monkeypatch):
     code = re.search(r"```python\n(# my_games/coin.py\n.*?)```", (ROOT / "README.md").read_text(), re.DOTALL).group(1)
     (tmp_path / "g" / "my_games").mkdir(parents=True)
     (tmp_path / "g" / "my_games" / "__init__.py").write_text("")
@@ -116,7 +99,7 @@ def test_overwrite_refuses_a_run_json_arena_did_not_write(tmp_path, capsys):
     for flag in ("--overwrite", "--append"):
         code, _, err = arena(capsys, "play", KUHN, "-n", "2", "--out", run, flag)
         assert code == 2
-        _one_line(err, "run.json was not written by arena")
+        assert_one_line(err, "run.json was not written by arena")
     assert (run / "run.json").read_text() == '{"my":"precious data"}'
     assert not (run / "episodes.jsonl").exists()
     played = _played(tmp_path, capsys)
@@ -128,14 +111,14 @@ def test_overwrite_refuses_a_run_json_arena_did_not_write(tmp_path, capsys):
 def test_an_empty_agent_entry_is_refused(capsys, agents, entry):
     code, _, err = arena(capsys, "play", KUHN, "-a", agents, "-n", "2")
     assert code == 2
-    _one_line(err, f"entry {entry} is empty")
+    assert_one_line(err, f"entry {entry} is empty")
 
 
 # -- 5. --duplicate with a count that is not a multiple of the seats -----------------------------
 def test_duplicate_needs_a_multiple_of_the_seats(capsys):
     code, _, err = arena(capsys, "play", KUHN, "--swap-seats", "--duplicate", "-n", "5")
     assert code == 2
-    _one_line(err, "-n 5: each deal is played from all 2 seats; give a multiple of 2 (e.g. -n 4 or -n 6)")
+    assert_one_line(err, "-n 5: each deal is played from all 2 seats; give a multiple of 2 (e.g. -n 4 or -n 6)")
     code, _, err = arena(capsys, "play", KUHN, "--swap-seats", "--duplicate", "-n", "1")
     assert code == 2 and "(e.g. -n 2)" in err
     assert arena(capsys, "play", KUHN, "--swap-seats", "--duplicate", "-n", "4")[0] == 0
