@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,18 +38,22 @@ from rich.text import Text
 import arena
 from arena.errors import ArenaError, Terminated, interrupt_exit_code
 
-#: Width of `--help` when it goes to a pipe or file and no width is set: at rich's 80
-#: columns typer cut option names and defaults with an ellipsis (`--chat-template-…`).
-PIPED_HELP_WIDTH = 120
+#: Width of `--help` and of tables when they go to a pipe or file and no width is set: at
+#: rich's 80 columns typer cut option names and defaults with an ellipsis
+#: (`--chat-template-…`), and `arena train --help`'s text column was 20 characters wide.
+PIPED_WIDTH = 120
+
+
+def _piped() -> bool:
+    """Output to a pipe or file, with no width set for it."""
+    return not sys.stdout.isatty() and not (os.environ.get("COLUMNS") or os.environ.get("TERMINAL_WIDTH"))
 
 
 def _piped_help_width() -> None:
-    import os
-
     import typer.rich_utils
 
-    if not sys.stdout.isatty() and not (os.environ.get("COLUMNS") or os.environ.get("TERMINAL_WIDTH")):
-        typer.rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
+    if _piped():
+        typer.rich_utils.MAX_WIDTH = PIPED_WIDTH
 
 
 _piped_help_width()
@@ -113,18 +118,10 @@ def _add_row(table: Table, *cells: str) -> None:
     table.add_row(*(Text(str(cell)) for cell in cells))
 
 
-#: Columns of a table printed to a pipe with no COLUMNS set (rich's 80 squeezed `arena train
-#: --help`'s text column to 20 characters: 681 lines).
-PIPE_WIDTH = 140
-
-
 def _print_table(table: Table) -> None:
-    """Print `table`, wider than the terminal (or than `PIPE_WIDTH` on a pipe) when its ids
+    """Print `table`, wider than the terminal (or than `PIPED_WIDTH` on a pipe) when its ids
     and numbers need it: the terminal may wrap the line, but nothing is cut."""
-    import os
-
-    piped = not console.is_terminal and "COLUMNS" not in os.environ
-    _print_wide(table, Console(file=console.file, width=PIPE_WIDTH, no_color=True) if piped else console)
+    _print_wide(table, Console(file=console.file, width=PIPED_WIDTH, no_color=True) if _piped() else console)
 
 
 def _print_wide(table: Table, out: Console) -> None:

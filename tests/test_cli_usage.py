@@ -152,7 +152,7 @@ def test_tables_on_a_pipe_without_columns_are_not_squeezed_to_80():
     result = subprocess.run([sys.executable, "-m", "arena.cli", "train", "--help"], capture_output=True, text=True,
                             env=env, check=False)
     assert result.returncode == 0 and len(result.stdout.splitlines()) < 300, len(result.stdout.splitlines())
-    assert max(len(line) for line in result.stdout.splitlines()) <= 140
+    assert max(len(line) for line in result.stdout.splitlines()) <= 120
 
 
 @pytest.mark.parametrize("command", ["play", "check"])
