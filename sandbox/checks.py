@@ -61,9 +61,13 @@ BANNED_MODULES: tuple[str, ...] = (
     "mailbox", "unittest", "pydoc",
     # third-party heavyweights a task program has no business importing
     "numpy.random", "torch", "tensorflow", "requests",
+    # the rest of AZR's list: one-way hashes (a task no one can invert is no task) and clocks'
+    # calendars, and pebble's worker processes
+    "hashlib", "hmac", "bcrypt", "calendar", "pebble",
 )
-"""Default banned modules. AZR's list (random, time, datetime, os, sys, subprocess,
-threading, multiprocessing, ...) extended with every other standard-library way to reach
+"""Default banned modules. AZR's list (`configs/azr_ppo_trainer.yaml`: logging, random,
+multiprocessing, pebble, subprocess, threading, datetime, time, hashlib, hmac, bcrypt, os,
+sys, calendar) extended with every other standard-library way to reach
 the OS, files, the network, clocks or the interpreter's internals."""
 
 BANNED_CALLS: tuple[str, ...] = (

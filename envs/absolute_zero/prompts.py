@@ -16,8 +16,8 @@ SYSTEM_PROMPT = (
 )
 
 BANNED_HINT = ("random, secrets, time, datetime, uuid, os, sys, subprocess, threading, multiprocessing, asyncio, io, "
-               "pathlib, shutil, socket, urllib, ctypes, importlib, inspect, gc, pickle, numpy.random and other ways "
-               "to reach randomness, clocks, files, the network or the interpreter")
+               "pathlib, shutil, socket, urllib, ctypes, importlib, inspect, gc, pickle, hashlib, hmac, calendar, "
+               "numpy.random and other ways to reach randomness, clocks, files, the network or the interpreter")
 
 
 def _fence(kind: str, body: str) -> str:
