@@ -122,3 +122,23 @@ def test_heuristic_guesser_sees_through_the_naive_deceiver() -> None:
     against_random = arena.play("spiral/TruthAndDeception-v0", [make_agent("random", seed=1), make_agent("heuristic")],
                                 20, seed=0)
     assert all(not e.turns or e.turns[-1].legal for e in against_random)
+
+
+def test_a_relative_facts_path_replays_from_any_folder(tmp_path, monkeypatch) -> None:
+    """Episodes record a facts file by its absolute path: played with `facts=facts.json` in one
+    folder, they once failed to replay from another (no such file, or that folder's own)."""
+    from arena.replay import verify
+
+    def facts(folder, words):
+        folder.mkdir()
+        pairs = [{"facts": {"fact1": f"{w} one", "fact2": f"{w} two"}, "correct_fact": "fact1"} for w in words]
+        (folder / "facts.json").write_text(json.dumps(pairs))
+        return folder
+
+    here, other = facts(tmp_path / "a", ["Ants", "Bees"]), facts(tmp_path / "b", ["Cats", "Dogs"])
+    monkeypatch.chdir(here)
+    episodes = arena.play("spiral/TruthAndDeception-v0", [make_agent("random", seed=0)], 3, seed=0,
+                          env_kwargs={"facts": "facts.json"})
+    assert {ep.env_kwargs["facts"] for ep in episodes} == {str(here / "facts.json")}
+    monkeypatch.chdir(other)
+    assert all(verify(ep) == [] for ep in episodes)

@@ -19,7 +19,7 @@ Protocol graph: player_0 -> player_1 -> player_0.
 TextArena's KuhnPoker text: the rules, then the log of the game (each hand's start and the
 seat's card, the moves, showdowns and folds with the chip counts), the seat's card, both
 seats' net chips, the pot, and `Available Moves: '[check]', '[bet]'` on the acting
-seat's turn. Chips are net (antes and bets paid, pots won), so they always sum to 0.
+seat's turn. Chips are net (antes and bets paid, pots won): with the pot they sum to 0.
 Unlike TextArena 0.7.4, whose pot stays at the two antes whatever is bet, bets and calls
 go into the pot, as in the standard game. The first mover alternates from hand to hand,
 player_0 first in hand 1 (TextArena's `_init_round` flips its starting player before the

@@ -43,7 +43,8 @@ The guess (move `max_turns`), or an invalid move.
   2 (TextArena's TruthAndDeception-v0: 6, so five messages and the guess).
 - `mode`: "train" (default) or "eval" (invalid-move rewards).
 - `facts`: path of a JSON file in TextArena's format (`[{"facts": {"fact1": ..., "fact2":
-  ...}, "correct_fact": "fact1"}, ...]`); default: the bundled 260 pairs.
+  ...}, "correct_fact": "fact1"}, ...]`), recorded as its absolute path; default: the
+  bundled 260 pairs.
 - `render_mode`: None or "ansi".
 
 `reset(options={"pair": 7, "swap": True})` plays fact pair 7 with its two facts in swapped
@@ -108,6 +109,15 @@ class TruthAndDeception(ZeroSumGame):
              "+1 when it picks the true fact, -1 otherwise; an invalid move ends the game (-1.5 / +0.5 in training, -1 / +1 in evaluation)",
              prompt_template=SPIRAL_PROMPT),
     )
+
+    @classmethod
+    def resolve_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """A facts file as its absolute path: `facts.json` given in one folder named another
+        folder's file (or none) when the episodes were replayed from there."""
+        facts = kwargs.get("facts")
+        if isinstance(facts, str | Path):
+            return {**kwargs, "facts": str(Path(facts).expanduser().absolute())}
+        return kwargs
 
     def __init__(self, max_turns: int = 6, mode: Literal["train", "eval"] = "train", facts: str | None = None,
                  render_mode: str | None = None):
