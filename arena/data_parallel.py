@@ -232,9 +232,7 @@ class DataParallel:
         part = share_of(cfg.episodes_per_step, self.rank, self.size)
         schedule = env_schedule(cfg.env, cfg.env_weights or None, cfg.episodes_per_step, seed) if len(cfg.env) > 1 else None
         start = start_index + part.start
-        reseed(trainer.policy, share_seed(cfg.seed, start))
-        if trainer.opponent is not None:
-            reseed(trainer.opponent, share_seed(cfg.seed + 1, start))
+        reseed(trainer.policy, share_seed(cfg.seed, start))  # the opponent: in `local_rollout`
         mine = local_rollout(trainer, start, metadata, count=part.stop - part.start, schedule=schedule,
                              schedule_offset=part.start if schedule else 0, store=False)
         episodes = self.gather(mine)

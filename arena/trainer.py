@@ -124,8 +124,16 @@ def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str
     """The step's episodes, played in this process by `trainer.policy` (and the opponent).
 
     A data-parallel process (`arena.data_parallel`) plays `count` of them from `start_index`
-    on, entries `schedule_offset` on of the step's env `schedule`, and stores none (`store`)."""
+    on, entries `schedule_offset` on of the step's env `schedule`, and stores none (`store`).
+
+    A fixed opponent's sampling stream restarts from `share_seed(seed + 1, start_index)`: its
+    state is in no checkpoint, so a resumed run's opponent once played other moves than the
+    uninterrupted run's (the trained policy's stream is checkpointed)."""
+    from arena.ray_rollout import reseed, share_seed
+
     cfg = trainer.config
+    if trainer.opponent is not None:
+        reseed(trainer.opponent, share_seed(cfg.seed + 1, start_index))
     agents = [trainer.policy] if trainer.opponent is None else [trainer.policy, trainer.opponent]
     return play(
         cfg.env, agents, cfg.episodes_per_step if count is None else count, seed=rollout_seed(cfg),

@@ -775,3 +775,33 @@ def test_filler_rows_do_not_shrink_the_loss(tmp_path, arena_cache, loss_type, sh
         assert sum(summed(b) for b in shares) / 2 == pytest.approx(one, rel=1e-5)
     finally:
         trainer.writer.close()
+
+
+def test_a_resumed_run_plays_the_fixed_opponents_moves_of_the_uncut_run(tmp_path):
+    """The opponent's sampling stream restarts from the step's first episode index: it is in
+    no checkpoint, so a resumed run's `random` opponent once played other moves (20 of 32
+    episodes the same over 4 steps) and trained to other weights than the run never cut."""
+    import shutil
+
+    import torch
+
+    from arena.config import TrainConfig
+    from arena.store import read_episodes
+    from arena.training import train
+
+    def config(out, resume=False):
+        return TrainConfig(env=["spiral/KuhnPoker-v0"], steps=2, episodes_per_step=8, save_every=1, eval_every=0,
+                           seed=5, opponent="random", out=str(out),
+                           resume=str(out) if resume else None)
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    uncut = train(config(whole)).model.state_dict()
+    shutil.copytree(whole, cut)
+    shutil.rmtree(cut / "checkpoints" / "checkpoint-2")
+    resumed = train(config(cut, resume=True)).model.state_dict()
+
+    def played(run):
+        return [(ep.seed, [(t.agent, t.completion) for t in ep.turns]) for ep in read_episodes(run)]
+
+    assert played(cut) == played(whole)
+    assert all(torch.equal(value, resumed[name]) for name, value in uncut.items())
