@@ -118,7 +118,7 @@ class TrainConfig:
     # -- run ----------------------------------------------------------------------------
     out: str = _f("runs/selfplay", "Run folder: episodes, metrics, checkpoints, config.")
     seed: int = _f(0, "Seed of everything (model init of `tiny` aside: that is fixed).")
-    save_every: int = _f(50, "Save a checkpoint every N steps (and at the end).")
+    save_every: int = _f(50, "Save a checkpoint every N steps (and at the end); a multiple of num_iterations.")
     save_total_limit: int | None = _f(3, "Keep only the last N checkpoints.")
     eval_every: int = _f(10, "Evaluate the starting model, every N-th step's and the last step's (0: never): "
                             "exploitability for Kuhn Poker, win rates vs random and heuristic; logged at the step evaluated.")
@@ -148,6 +148,12 @@ class TrainConfig:
                      "gradient_accumulation_steps", "save_every", "eval_episodes", "ref_model_sync_steps"):
             if getattr(self, name) < 1:
                 raise ArenaError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        if self.save_every % self.num_iterations:
+            lower = self.save_every - self.save_every % self.num_iterations
+            fix = " or ".join(f"--save-every {n}" for n in (lower, lower + self.num_iterations) if n > 0)
+            raise ArenaError(f"--save-every ({self.save_every}) must be a multiple of --num-iterations "
+                             f"({self.num_iterations}): a checkpoint between two passes over one rollout batch "
+                             f"cannot resume exactly (TRL keeps the batch in memory only); give {fix}")
         for name in ("eval_every", "lora_r", "learning_rate", "weight_decay", "max_grad_norm", "epsilon", "beta",
                      "entropy_coef", "entropy_coef_final"):
             value = getattr(self, name)

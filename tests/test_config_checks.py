@@ -112,3 +112,14 @@ def test_an_opponent_with_an_env_of_more_than_two_seats_is_one_line_before_the_r
         check_env_ids(TrainConfig(env=["azr/Deduction-v0"], opponent="heuristic", out=str(tmp_path / "run")))
     check_env_ids(TrainConfig(env=["spiral/KuhnPoker-v0"], opponent="heuristic", out=str(tmp_path / "run")))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("save_every, num_iterations, fix", [
+    ("50", "3", "give --save-every 48 or --save-every 51"), ("1", "2", "give --save-every 2")])
+def test_a_checkpoint_between_two_passes_over_one_batch_is_refused(save_every, num_iterations, fix):
+    """TRL keeps a rollout batch's later passes in memory only: a checkpoint between them
+    resumed with a new rollout where the uncut run took its second pass."""
+    with pytest.raises(ArenaError, match=rf"^--save-every \({save_every}\) must be a multiple of --num-iterations "
+                                         rf"\({num_iterations}\).*; {fix}$"):
+        parse_args(["--save-every", save_every, "--num-iterations", num_iterations])
+    parse_args(["--save-every", "4", "--num-iterations", "2"])
