@@ -33,25 +33,42 @@ def result(episode: Episode, role: str) -> str:
     return "win" if reward > 0 else "loss"
 
 
+def unscored_roles(episode: Episode) -> set[str]:
+    """The roles every turn of which was masked as infra (the sandbox failed, not the model):
+    their return in `episode` is no score, and the summaries leave them out, as the loss
+    and the advantage estimators do."""
+    infra: set[str] = set()
+    scored: set[str] = set()
+    for turn in episode.turns:
+        (infra if turn.info.get("infra") else scored).add(turn.role)
+    return infra - scored
+
+
 def summarize(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:
     """Per role: episodes, agent(s), win/draw/loss rates, invalid-move rate, mean return,
     mean completion length (characters).
 
     A role's result is `result(episode, role)`: by the outcome's `winner` when the env
     names one (None: a draw), else by the sign of the role's return. Its invalid-move rate
-    is the fraction of its turns the env refused.
+    is the fraction of its turns the env refused. A role's episode whose turns were all
+    masked as infra is left out (`unscored_roles`), as are infra turns.
     """
     acc: dict[str, dict[str, Any]] = defaultdict(lambda: {
         "episodes": 0, "wins": 0, "draws": 0, "losses": 0, "turns": 0, "invalid": 0,
         "return": 0.0, "chars": 0, "agents": set()})
     for ep in episodes:
+        unscored = unscored_roles(ep)
         for role in ep.rewards:
             a = acc[role]
-            a["episodes"] += 1
             a["agents"].add(ep.agents.get(role, "?"))
+            if role in unscored:  # the role is there, with no episode counted
+                continue
+            a["episodes"] += 1
             a["return"] += ep.rewards[role]
             a[_PLURAL[result(ep, role)]] += 1
         for turn in ep.turns:
+            if turn.info.get("infra"):
+                continue
             a = acc[turn.role]
             a["turns"] += 1
             a["chars"] += len(turn.completion)
@@ -76,16 +93,21 @@ def summarize(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:
 def summarize_agents(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:
     """Per agent name, over every seat it played: episodes, win/draw/loss rates, invalid-move
     rate (over its turns) and mean return. Self-play episodes (one agent in every seat)
-    count once per seat."""
+    count once per seat; infra as in `summarize`."""
     acc: dict[str, dict[str, float]] = defaultdict(lambda: {"episodes": 0, "wins": 0, "draws": 0, "losses": 0,
                                                              "turns": 0, "invalid": 0, "return": 0.0})
     for ep in episodes:
+        unscored = unscored_roles(ep)
         for role, reward in ep.rewards.items():
             a = acc[ep.agents.get(role, "?")]
+            if role in unscored:
+                continue
             a["episodes"] += 1
             a["return"] += reward
             a[_PLURAL[result(ep, role)]] += 1
         for turn in ep.turns:
+            if turn.info.get("infra"):
+                continue
             a = acc[turn.agent]
             a["turns"] += 1
             a["invalid"] += turn.legal is False
@@ -106,11 +128,13 @@ def mean_return_se(episodes: Iterable[Episode], agent: str) -> float:
     """The standard error of `agent`'s mean return, with the episodes that share a seed (one
     deal played from each seat, `play(..., duplicate=True)`) as one sample: `g_k` is the
     agent's mean return over the episodes of seed k, and the error `sd(g) / sqrt(K)` over
-    the K seeds (nan below two). With a seed per episode it is the usual `sd / sqrt(n)`."""
+    the K seeds (nan below two). With a seed per episode it is the usual `sd / sqrt(n)`.
+    Infra as in `summarize`."""
     by_seed: dict[Any, list[float]] = defaultdict(list)
     for ep in episodes:
+        unscored = unscored_roles(ep)
         for role, reward in ep.rewards.items():
-            if ep.agents.get(role) == agent:
+            if ep.agents.get(role) == agent and role not in unscored:
                 by_seed[ep.seed].append(reward)
     groups = [sum(v) / len(v) for v in by_seed.values()]
     return statistics.stdev(groups) / math.sqrt(len(groups)) if len(groups) > 1 else math.nan
@@ -141,6 +165,8 @@ def role_metrics(episodes: Sequence[Episode], samples: Sequence[Any], *, model: 
                 if not mine:
                     continue
                 summary = summarize(mine)[role]
+            if not summary["episodes"]:  # every one masked as infra: no outcome to log
+                continue
             for name in OUTCOMES:
                 out[f"{short}/{role}/{name}"] = summary[name]
         for role in {s.role for s in samples if s.env_id == env_id}:

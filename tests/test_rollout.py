@@ -109,6 +109,35 @@ def test_role_metrics_of_a_training_batch():
     assert mine["KuhnPoker-v0/player_1/loss_rate"] != everyone["KuhnPoker-v0/player_1/loss_rate"]
 
 
+def test_summaries_leave_out_a_role_whose_turns_were_all_masked_as_infra():
+    """The loss and the estimators leave an infra-masked sample out; the logged mean return
+    and win/draw/loss rates once counted it as a return of 0 and a draw (0.333 for 0.5)."""
+    from arena.episode import Episode, Turn
+    from arena.metrics import mean_return_se, role_metrics
+    from arena.samples import assign_advantages, collect
+
+    def episode(seed, reward, infra):
+        turn = Turn(index=0, role="proposer", agent="model", observation="", completion="x", reward=reward,
+                    prompt_ids=[1, 2], token_ids=[3], logprobs=[-0.1],
+                    info={"task_type": "deduction", **({"infra": True} if infra else {})})
+        return Episode(env_id="azr/Deduction-v0", seed=seed, agents={"proposer": "model"}, turns=[turn],
+                       rewards={"proposer": reward}, outcome={"reason": "infra" if infra else "verified"})
+
+    episodes = [episode(0, 0.5, False), episode(1, 0.25, False), episode(2, 0.0, True)]
+    samples = collect(episodes, "model")
+    assign_advantages(samples, {}, {})
+    assert [s.reward for s in samples] == [0.5, 0.25, None]
+    logged = role_metrics(episodes, samples)
+    assert logged["Deduction-v0/proposer/mean_return"] == 0.375
+    assert logged["Deduction-v0/proposer/draw_rate"] == 0.0
+    assert summarize(episodes)["proposer"]["episodes"] == 2
+    assert summarize_agents(episodes)["model"]["mean_return"] == 0.375
+    assert mean_return_se(episodes, "model") == mean_return_se(episodes[:2], "model")
+    # every one masked: the role is listed with no episode, and no outcome is logged
+    assert summarize(episodes[2:])["proposer"]["episodes"] == 0
+    assert "Deduction-v0/proposer/mean_return" not in role_metrics(episodes[2:], samples[2:])
+
+
 def test_duplicate_deals_play_each_deal_from_both_seats():
     episodes = play("spiral/KuhnPoker-v0", [HeuristicAgent(1), RandomAgent(2)], 40, seed=7, swap_seats=True,
                     duplicate=True)
