@@ -4,10 +4,11 @@ transformers' `Trainer` saves the model, optimizer, scheduler and RNG states; ar
 what self-play needs to go on exactly where it stopped (`arena_state`, written as
 `arena_state.json` by `arena.callbacks.ArenaCallback` and read back by
 `arena.training.train` on `--resume`): the step, the rollouts played (the episode store's
-offset), the RAE baselines, the wall-clock time so far, the policy's sampling RNG and the
-empty-step counters; with `--sync-ref-model` the moved KL reference (`save_reference`),
-which TRL's own checkpoint leaves out; and the learning rate of the schedule a resumed
-session runs (`_load_optimizer_and_scheduler`).
+offset), the RAE baselines, the wall-clock time so far, the policy's sampling RNG, the
+empty-step counters and the sizes of the files envs keep in the run's `env-state/`; with
+`--sync-ref-model` the moved KL reference (`save_reference`), which TRL's own checkpoint
+leaves out; and the learning rate of the schedule a resumed session runs
+(`_load_optimizer_and_scheduler`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 
 from arena.errors import ArenaError
+from arena.resume import env_state_sizes
 from arena.run_info import (
     STATE_FILE,
     checkpoint_step,
@@ -66,6 +68,7 @@ class CheckpointState:
             "elapsed_seconds": self.elapsed_before + time.monotonic() - self.session_start,
             "policy_rng": get_rng() if get_rng is not None else None,
             "empty_steps": [self.empty_steps, self.empty_total],
+            "env_state": env_state_sizes(self.run_dir),  # what a resume cuts env-state/ back to
         }
 
     def save_reference(self, ckpt: Path) -> None:

@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import sys
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,8 @@ def play_cmd(
     """Play episodes between agents; store them and print per-seat (and per-agent) results."""
     from arena.agents import make_agent
     from arena.metrics import summarize, summarize_agents
-    from arena.rollout import play
+    from arena.rollout import play, run_env_kwargs
+    from arena.run_info import ENV_STATE_DIR
     from arena.store import open_run
 
     env_kwargs = _parse_kwargs(kw)
@@ -227,7 +229,10 @@ def play_cmd(
     try:
         with progress:
             task = progress.add_task(env_id, total=episodes)
-            played = play(env_id, policies, episodes, seed=seed, env_kwargs=env_kwargs,
+            # state that lasts the run (AZR's task buffer): in the run's env-state/, or in memory
+            run_kwargs = run_env_kwargs([env_id], [env_kwargs], out.name if out else f"play-{uuid.uuid4().hex}",
+                                        out / ENV_STATE_DIR if out else None)[0]
+            played = play(env_id, policies, episodes, seed=seed, env_kwargs=run_kwargs,
                           concurrency=1 if interactive else concurrency, writer=writer,
                           on_episode=on_episode, run_name=out.name if out else "",
                           swap_seats=swap_seats, duplicate=duplicate, start_index=writer.next_index if writer else 0)

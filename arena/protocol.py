@@ -22,6 +22,8 @@ from arena import seeding as fast_seeding
 from arena.errors import ArenaError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import networkx as nx
 
 #: Longest observation or action text, in characters.
@@ -254,6 +256,17 @@ class ArenaEnv(AECEnv):
         ones, less any through which the env would write outside the replay (AZR's
         `buffer_path`). Override where an env writes somewhere."""
         return dict(kwargs)
+
+    @classmethod
+    def run_kwargs(cls, kwargs: dict[str, Any], run: str, folder: Path | None) -> dict[str, Any]:
+        """The arguments the env is built with to play in the run called `run` (training's
+        rollouts, `arena play`): where the env keeps state that lasts the whole run rather
+        than one env object (AZR's task buffer), it says so here. `folder` (None when the run
+        keeps nothing on disk, or in a worker process) is the run's `env-state/` folder:
+        what the env writes there must be append-only files, which a resumed run cuts back
+        to their size at its checkpoint (the rest moved to `*.after-checkpoint.*`). The
+        default changes nothing; an env's own `replay_kwargs` takes such arguments out."""
+        return kwargs
 
     @classmethod
     def protocol(cls) -> nx.DiGraph:

@@ -223,7 +223,7 @@ class RolloutWorker:
         the seconds it took. What to play (envs, their arguments and
         weights, concurrency, seed) comes from the caller's `config` with every call; the
         model, its sampling settings and the opponent are those the actor was built with."""
-        from arena.rollout import play
+        from arena.rollout import play, run_env_kwargs
 
         t0 = time.perf_counter()
         cfg = TrainConfig(**config)
@@ -234,7 +234,10 @@ class RolloutWorker:
             reseed(opponent, share_seed(cfg.seed + 1, start))
         agents = [self.policy] if opponent is None else [self.policy, opponent]
         episodes = play(
-            cfg.env, agents, count, seed=seed, env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env],
+            cfg.env, agents, count, seed=seed,
+            # state that lasts the run (AZR's task buffer) in the actor's memory: it may run on
+            # another machine than the run folder
+            env_kwargs=run_env_kwargs(cfg.env, [cfg.env_kwargs.get(e, {}) for e in cfg.env], run_name, None),
             env_weights=cfg.env_weights or None, concurrency=min(-(-cfg.concurrency // cfg.ray_workers), count),
             writer=None, run_name=run_name, swap_seats=opponent is not None, start_index=start,
             metadata=metadata, schedule=schedule, schedule_offset=schedule_offset,

@@ -1,5 +1,6 @@
 """What a resumed run does to its folder: what was written after the checkpoint (episodes,
-metrics.csv rows, eval.jsonl records, all played and logged again) is moved to
+metrics.csv rows, eval.jsonl records, all played and logged again, and the bytes envs
+appended to their files in `env-state/`) is moved to
 `*.after-checkpoint.*` files, and flags given with `--resume` are written to config.yaml,
 the previous one kept as `config.before-resume-N.yaml`. Nothing is deleted."""
 
@@ -14,6 +15,7 @@ from typing import Any
 from arena.config import TrainConfig, _flag
 from arena.errors import ArenaError
 from arena.flags import parse_args
+from arena.run_info import ENV_STATE_DIR
 from arena.store import EPISODES_FILE
 
 
@@ -39,6 +41,38 @@ def cut_episodes_after(run_dir: Path, keep: int) -> int:
         tmp.write_bytes(b"".join(lines[:keep]))
         os.replace(tmp, path)
     return len(lines) - keep
+
+
+def env_state_sizes(run_dir: Path) -> dict[str, int]:
+    """{path under the run's env-state folder: bytes} of every file envs keep there
+    (`ArenaEnv.run_kwargs`), those moved aside by a resume left out: what a checkpoint
+    records, so that a resumed run cuts them back (`cut_env_state_after`)."""
+    root = Path(run_dir) / ENV_STATE_DIR
+    if not root.is_dir():
+        return {}
+    return {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*"))
+            if p.is_file() and ".after-checkpoint" not in p.name}
+
+
+def cut_env_state_after(run_dir: Path, sizes: dict[str, int]) -> int:
+    """Cut every file of the run's env-state folder back to its size in `sizes` (a
+    checkpoint's `env_state_sizes`; a file it does not name was written after it: size 0);
+    the bytes after go to `<name>.after-checkpoint<suffix>` beside it, never deleted (AZR's
+    tasks proposed in episodes that are played again). Returns how many files were cut."""
+    cut = 0
+    for name, size in env_state_sizes(run_dir).items():
+        keep = int(sizes.get(name, 0))
+        if size <= keep:
+            continue
+        path = Path(run_dir) / ENV_STATE_DIR / name
+        with open(path, "rb") as f:
+            f.seek(keep)
+            tail = f.read()
+        with open(_after_name(path), "ab") as f:
+            f.write(tail if tail.endswith(b"\n") else tail + b"\n")
+        os.truncate(path, keep)
+        cut += 1
+    return cut
 
 
 METRICS_FILE = "metrics.csv"

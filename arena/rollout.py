@@ -13,6 +13,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,14 @@ def env_schedule(env_ids: Sequence[str], weights: Sequence[float] | None, episod
         counts[i] += 1
     order = np.repeat(np.arange(n), counts)
     return [int(i) for i in np.random.default_rng(seed).permutation(order)]
+
+
+def run_env_kwargs(env_ids: Sequence[str], kwargs_of: Sequence[Mapping[str, Any]], run: str,
+                   folder: Path | None) -> list[dict[str, Any]]:
+    """Each env's arguments for playing in the run `run` (training's rollouts, `arena play
+    --out`): `ArenaEnv.run_kwargs` of its class, with `folder` the run's env-state folder
+    (None in a process that keeps nothing on disk)."""
+    return [spec(e).load().run_kwargs(dict(k), run, folder) for e, k in zip(env_ids, kwargs_of, strict=True)]
 
 
 def _seat_turns(schedule: Sequence[int], batch_start: int) -> list[int]:

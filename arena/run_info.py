@@ -27,7 +27,11 @@ CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "arena_state.json"
 """arena's part of a training checkpoint (`SelfPlayTrainer.arena_state`): RAE baselines,
 rollouts and episodes played, RNG state, elapsed time. A checkpoint without it is incomplete."""
-TRAINING_FILES = ("model", "model.tmp", RUN_FILE, "metrics.csv", "eval.jsonl", CHECKPOINTS_DIR, "tensorboard", "plots")
+ENV_STATE_DIR = "env-state"
+"""Where envs keep state that lasts a run (`ArenaEnv.run_kwargs`: AZR's task buffer), as
+append-only files; a checkpoint records their sizes, a resumed run cuts them back."""
+TRAINING_FILES = ("model", "model.tmp", RUN_FILE, "metrics.csv", "eval.jsonl", CHECKPOINTS_DIR, "tensorboard", "plots",
+                  ENV_STATE_DIR)
 """What a training run writes in its folder (`arena.training`), besides config.yaml and
 episodes.jsonl: a new run refuses a folder holding any of them (but an empty folder), which
 it would replace (model/ was deleted whole), overwrite (run.json) or append to (metrics.csv,

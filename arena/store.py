@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from arena.records import (
 )
 from arena.run_info import (
     CHECKPOINTS_DIR,
+    ENV_STATE_DIR,
     RUN_FILE,
     STATE_FILE,
     _now,
@@ -431,8 +433,9 @@ def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[s
             indices, and with `info["seed"]` and `info["episodes"]` no seed repeats
             (episode i's seed is `seed + i`, or `seed + i // info["duplicate"]` for duplicate
             deals played from that many seats).
-        overwrite: delete the run's episodes.jsonl and run.json (only if they are arena's),
-            then start afresh. Other files in the folder are left alone.
+        overwrite: delete the run's episodes.jsonl and run.json (only if they are arena's)
+            and the env state of their episodes (`env-state/`, AZR's task buffer), then start
+            afresh. Other files in the folder are left alone.
 
     A training run's folder (`arena train`'s) is refused in every mode.
 
@@ -483,6 +486,7 @@ def _open_locked(run: Path, path: Path, lock: int, mode: str, info: dict[str, An
     if existing and mode == "overwrite":
         for stale in (path, run_file):
             stale.unlink(missing_ok=True)
+        shutil.rmtree(run / ENV_STATE_DIR, ignore_errors=True)  # state of the episodes replaced (AZR's buffer)
         contents = RunContents()
     elif existing:
         calls = list(previous.get("calls") or ([] if not previous else [dict(previous)]))

@@ -59,7 +59,8 @@ from arena.data_parallel import DataParallel, merge_metrics
 from arena.episode import Episode
 from arena.errors import ArenaError
 from arena.metrics import role_metrics
-from arena.rollout import play
+from arena.rollout import play, run_env_kwargs
+from arena.run_info import ENV_STATE_DIR
 from arena.samples import DROP_REASONS, Sample, assign_advantages, collect, keep_for_loss
 from arena.store import CHECKPOINTS_DIR, EpisodeWriter
 from arena.weights import has_router
@@ -135,9 +136,14 @@ def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str
     if trainer.opponent is not None:
         reseed(trainer.opponent, share_seed(cfg.seed + 1, start_index))
     agents = [trainer.policy] if trainer.opponent is None else [trainer.policy, trainer.opponent]
+    # state that lasts the run (AZR's task buffer) is kept on disk by the process that writes
+    # the episodes, and cut back with them on resume; other data-parallel processes keep theirs
+    # in memory
+    folder = trainer.run_dir / ENV_STATE_DIR if trainer.writer is not None else None
+    env_kwargs = run_env_kwargs(cfg.env, [cfg.env_kwargs.get(e, {}) for e in cfg.env], trainer.run_dir.name, folder)
     return play(
         cfg.env, agents, cfg.episodes_per_step if count is None else count, seed=rollout_seed(cfg),
-        env_kwargs=[cfg.env_kwargs.get(e, {}) for e in cfg.env], env_weights=cfg.env_weights or None,
+        env_kwargs=env_kwargs, env_weights=cfg.env_weights or None,
         concurrency=cfg.concurrency, writer=trainer.writer if store else None, run_name=trainer.run_dir.name,
         swap_seats=trainer.opponent is not None, start_index=start_index, metadata=metadata, schedule=schedule,
         schedule_offset=schedule_offset,

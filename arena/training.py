@@ -33,7 +33,13 @@ from arena.config import (
 )
 from arena.data_parallel import DataParallel
 from arena.errors import ArenaError
-from arena.resume import cut_episodes_after, cut_evals_after, cut_metrics_after, save_resumed_config
+from arena.resume import (
+    cut_env_state_after,
+    cut_episodes_after,
+    cut_evals_after,
+    cut_metrics_after,
+    save_resumed_config,
+)
 from arena.run_info import (
     CHECKPOINTS_DIR,
     STATE_FILE,
@@ -61,6 +67,8 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
             step = checkpoint_step(ckpt)
             cut_metrics_after(run_dir, step)
             cut_evals_after(run_dir, step)
+            if "env_state" in state:  # (checkpoints from before env-state/ recorded nothing)
+                cut_env_state_after(run_dir, state["env_state"])
         finally:
             os.close(lock)
         return run_dir, ckpt

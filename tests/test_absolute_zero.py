@@ -331,6 +331,41 @@ def test_references_come_from_the_buffer_and_replay_without_it():
     assert all(verify(ep) == [] for ep in episodes)  # a fresh env: the references come from options
 
 
+def test_a_runs_buffer_lasts_the_run_and_a_resume_goes_on_from_its_checkpoint(tmp_path):
+    """A run's envs share one buffer kept in its env-state folder (`run_kwargs`): every
+    training step made new env objects, each of which started from the seed task, so no
+    proposer ever saw an earlier proposal. A resumed run cuts the buffer file back to its
+    checkpoint's size and plays the step again as the uncut run did."""
+    from arena.resume import cut_env_state_after, env_state_sizes
+    from arena.rollout import run_env_kwargs
+
+    run = tmp_path / "run"
+    kwargs = run_env_kwargs(["azr/Deduction-v0"], [{"n": 2, "sandbox": "process"}], run.name, run / "env-state")
+
+    def step(index):  # one training step's rollout: 6 episodes, all reset before any proposal is checked
+        return play("azr/Deduction-v0", [HeuristicAgent(seed=index)], 6, seed=0, start_index=6 * index,
+                    env_kwargs=kwargs)
+
+    first = step(0)
+    assert all([r["id"] for r in ep.options["references"]] == ["seed-deduction"] for ep in first)
+    checkpoint = env_state_sizes(run)  # as a checkpoint after step 0 records it
+    assert list(checkpoint) == ["azr/azr_tasks.jsonl"]
+    second = step(1)
+    proposed = {ep.outcome["task_id"] for ep in first}
+    assert all({r["id"] for r in ep.options["references"]} <= proposed | {"seed-deduction"} for ep in second)
+    assert {r["id"] for ep in second for r in ep.options["references"]} & proposed
+    assert cut_env_state_after(run, checkpoint) == 1
+    buffer = run / "env-state" / "azr"
+    assert (buffer / "azr_tasks.jsonl").stat().st_size == checkpoint["azr/azr_tasks.jsonl"]
+    assert len((buffer / "azr_tasks.after-checkpoint.jsonl").read_text().splitlines()) == 6  # moved, not deleted
+    again = step(1)  # the process's store reads the cut file again
+    assert [(ep.options, [t.completion for t in ep.turns]) for ep in again] == \
+        [(ep.options, [t.completion for t in ep.turns]) for ep in second]
+    assert all(verify(ep) == [] for ep in again[:2])
+    assert run_env_kwargs(["azr/Deduction-v0"], [{"store": "mine", "buffer_path": "b"}], "r", run)[0] == \
+        {"store": "mine", "buffer_path": "b"}  # the user's own store and path are kept
+
+
 # -- whole episodes -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("env_id", ["azr/Deduction-v0", "azr/Abduction-v0", "azr/Induction-v0", "azr/Mixed-v0"])
@@ -375,6 +410,13 @@ def test_cli_play_and_replay_verify(tmp_path):
     assert played.returncode == 0, played.stderr
     verified = subprocess.run([*cmd, "replay", str(run), "--verify"], capture_output=True, text=True, env=env, timeout=300, check=False)
     assert verified.returncode == 0 and "all replay exactly" in verified.stdout, verified.stdout + verified.stderr
+    tasks = run / "env-state" / "azr" / "azr_tasks.jsonl"  # the run's buffer
+    assert len(tasks.read_text().splitlines()) == 4
+    again = subprocess.run([*cmd, "play", "azr/Deduction-v0", "--agents", "heuristic", "-n", "1", "--out", str(run),
+                            "--overwrite", "--kw", "n=2", "--kw", "sandbox=\"process\""], capture_output=True, text=True,
+                           env=env, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr
+    assert len(tasks.read_text().splitlines()) == 1  # the replaced episodes' tasks went with them
 
 
 def test_same_episodes_in_two_processes():

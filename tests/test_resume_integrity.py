@@ -263,3 +263,25 @@ def test_a_new_run_refuses_a_folder_holding_what_training_writes_but_not_an_empt
     (run / "metrics.csv").write_text("my,notes\n")
     with pytest.raises(ArenaError, match=r"holds model, metrics.csv, which a training run writes: choose another --out"):
         refuse_existing_run(run)
+
+
+def test_env_state_files_are_cut_back_to_the_checkpoint_and_the_rest_kept_aside(tmp_path):
+    """What envs append to the run's env-state/ after a checkpoint (AZR's tasks of episodes
+    played again) is moved beside each file; a file made after it goes whole; the files
+    moved aside are no state of the run (a later resume leaves them alone)."""
+    from arena.resume import cut_env_state_after, env_state_sizes
+
+    state = tmp_path / "env-state"
+    (state / "azr").mkdir(parents=True)
+    (state / "azr" / "tasks.jsonl").write_bytes(b'{"a": 1}\n')
+    checkpoint = env_state_sizes(tmp_path)
+    assert checkpoint == {"azr/tasks.jsonl": 9}
+    with open(state / "azr" / "tasks.jsonl", "ab") as f:
+        f.write(b'{"b": 2}\n{"c"')  # a line after the checkpoint, and one torn by a kill
+    (state / "new.jsonl").write_bytes(b'{"d": 4}\n')
+    assert cut_env_state_after(tmp_path, checkpoint) == 2
+    assert (state / "azr" / "tasks.jsonl").read_bytes() == b'{"a": 1}\n'
+    assert (state / "azr" / "tasks.after-checkpoint.jsonl").read_bytes() == b'{"b": 2}\n{"c"\n'
+    assert (state / "new.jsonl").read_bytes() == b"" and (state / "new.after-checkpoint.jsonl").read_bytes() == b'{"d": 4}\n'
+    assert env_state_sizes(tmp_path) == {"azr/tasks.jsonl": 9, "new.jsonl": 0}
+    assert cut_env_state_after(tmp_path, checkpoint) == 0  # nothing after it any more

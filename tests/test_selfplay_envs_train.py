@@ -68,6 +68,11 @@ def test_train_runs_end_to_end_with_the_tiny_model(tmp_path, env_id, estimator):
     assert all(r["loss"] not in ("", "nan") for r in rows)
     lines = (out / "episodes.jsonl").read_text().splitlines()
     assert len(lines) == 8 and all(json.loads(line)["env_id"] == env_id for line in lines)
+    if env_id.startswith("azr/"):  # one task buffer for the run, in its folder (not one per env object)
+        assert {(k["store"], k["buffer_path"]) for k in (json.loads(line)["env_kwargs"] for line in lines)} == \
+            {("run:run", str(out.absolute() / "env-state" / "azr"))}
+        state = json.loads((out / "checkpoints" / "checkpoint-2" / "arena_state.json").read_text())
+        assert state["env_state"] == {f"azr/{f.name}": f.stat().st_size for f in (out / "env-state" / "azr").glob("*")}
 
 
 # -- the sample path on scripted episodes ------------------------------------------------------------

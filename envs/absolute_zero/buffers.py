@@ -110,9 +110,11 @@ class TaskStore:
                                  f"task buffer ({TASKS_FILE} is written in it)")
         for task in seed_tasks():
             self._add(task)
+        self.size = 0  # bytes of the tasks file read and written: `shared_store` reloads a changed file
         if self.path is not None and (self.path / TASKS_FILE).exists():
             for task in load_tasks(self.path / TASKS_FILE):
                 self._add(task)
+            self.size = (self.path / TASKS_FILE).stat().st_size
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.buffers.values())
@@ -134,8 +136,10 @@ class TaskStore:
             new = self._add(task)
             if self.path is not None:
                 self.path.mkdir(parents=True, exist_ok=True)
-                with open(self.path / TASKS_FILE, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(task.to_dict(), ensure_ascii=False) + "\n")
+                line = (json.dumps(task.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
+                with open(self.path / TASKS_FILE, "ab") as fh:
+                    fh.write(line)
+                self.size += len(line)
             return new
 
     def sample(self, task_type: str, k: int, rng: np.random.Generator) -> list[Task]:
@@ -203,11 +207,21 @@ _SHARED: dict[tuple[str, str | None], TaskStore] = {}
 
 def shared_store(name: str, path: str | None = None) -> TaskStore:
     """The process-wide store called `name` (one buffer for every env built with it, as
-    AZR's one dataset manager for all concurrent rollouts)."""
+    AZR's one dataset manager for all concurrent rollouts). With a `path` whose tasks file
+    is no longer what the store read and wrote (a resumed run cut it back to its checkpoint),
+    the store is read again from the file."""
     key = (name, path)
-    if key not in _SHARED:
-        _SHARED[key] = TaskStore(path)
-    return _SHARED[key]
+    store = _SHARED.get(key)
+    if store is None or (path is not None and _file_size(Path(path) / TASKS_FILE) != store.size):
+        store = _SHARED[key] = TaskStore(path)
+    return store
+
+
+def _file_size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def references_from(records: Sequence[Any]) -> list[Task]:

@@ -76,6 +76,8 @@ After the verifier's turn; or right after the proposer's turn when the proposal 
   settings.
 - `store` (None): name of a process-wide task store shared by every env built with it
   (one buffer for all concurrent episodes, as AZR); None: this env object's own buffers.
+  A training run and `arena play` share one store over the run, kept in the run's
+  `env-state/azr/` (`run_kwargs`); `arena eval` and `arena.play` do not.
   `buffer_path`: a folder; saved tasks there are loaded, and each new task is appended
   to `azr_tasks.jsonl` (`env.store.save()` also writes `azr_lineage.json`).
 - Replay: the references an episode showed are its `options` (`episode_options`), so
@@ -96,6 +98,7 @@ job that runs model-written code.
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -202,6 +205,19 @@ class AbsoluteZero(ArenaEnv):
         """Without `buffer_path` and `store`: an episode's references are in its options, and
         its replay appends nothing to the user's buffer file or to a store in use."""
         return {k: v for k, v in kwargs.items() if k not in ("buffer_path", "store")}
+
+    @classmethod
+    def run_kwargs(cls, kwargs: dict[str, Any], run: str, folder: Path | None) -> dict[str, Any]:
+        """One task buffer for the whole run, as AZR's one dataset manager: every env of the
+        run in this process shares the store `run:<run>`, kept in `<folder>/azr/` when the
+        run has a folder (a resumed run goes on with the buffer of its checkpoint). Without
+        it each env object kept its own buffer, and a training step's new env objects started
+        from the seed task: the proposers never saw an earlier proposal. A `store` or
+        `buffer_path` given is kept."""
+        out = {"store": f"run:{run}", **kwargs}
+        if folder is not None and "buffer_path" not in kwargs:
+            out["buffer_path"] = str(Path(folder).absolute() / "azr")
+        return out
 
     @staticmethod
     def summarize(episodes: Any) -> dict[str, Any]:
