@@ -151,7 +151,8 @@ def role_metrics(episodes: Sequence[Episode], samples: Sequence[Any], *, model: 
     - over the role's samples (`arena.samples.Sample`): `advantage_mean` (samples without
       an advantage, such as infra failures, left out), `completion_tokens` (mean per
       turn), `truncated_rate` (the share cut at the token limit: TRL's `clipped_ratio`),
-      and `rae_baseline` when `baselines` has the role's key.
+      and `rae_baseline` when `baselines` has the role's key (`rae_baseline/<task type>`
+      for each of a role's keys when it has several, AZR's task types).
     """
     out: dict[str, float] = {}
     by_env: dict[str, list[Episode]] = defaultdict(list)
@@ -175,7 +176,9 @@ def role_metrics(episodes: Sequence[Episode], samples: Sequence[Any], *, model: 
             out[f"{short}/{role}/advantage_mean"] = sum(adv) / max(len(adv), 1)
             out[f"{short}/{role}/completion_tokens"] = sum(len(s.completion_ids) for s in mine) / len(mine)
             out[f"{short}/{role}/truncated_rate"] = sum(s.truncated for s in mine) / len(mine)
-            key = "|".join(mine[0].key)
-            if baselines is not None and key in baselines:
-                out[f"{short}/{role}/rae_baseline"] = baselines[key]
+            keys = sorted({s.key for s in mine})  # several for one role: AZR's task types
+            for key in keys if baselines is not None else ():
+                name = "rae_baseline" if len(keys) == 1 else f"rae_baseline/{key[-1]}"
+                if "|".join(key) in baselines:
+                    out[f"{short}/{role}/{name}"] = baselines["|".join(key)]
     return out

@@ -133,6 +133,13 @@ def test_summaries_leave_out_a_role_whose_turns_were_all_masked_as_infra():
     assert summarize(episodes)["proposer"]["episodes"] == 2
     assert summarize_agents(episodes)["model"]["mean_return"] == 0.375
     assert mean_return_se(episodes, "model") == mean_return_se(episodes[:2], "model")
+    # one baseline per task type (the first sample's alone was logged)
+    for s, ttype in zip(samples, ("deduction", "abduction", "deduction"), strict=True):
+        s.task_type = ttype
+    baselines = {"azr/Deduction-v0|proposer|deduction": 0.5, "azr/Deduction-v0|proposer|abduction": -0.25}
+    logged = role_metrics(episodes, samples, baselines=baselines)
+    assert logged["Deduction-v0/proposer/rae_baseline/deduction"] == 0.5
+    assert logged["Deduction-v0/proposer/rae_baseline/abduction"] == -0.25
     # every one masked: the role is listed with no episode, and no outcome is logged
     assert summarize(episodes[2:])["proposer"]["episodes"] == 0
     assert "Deduction-v0/proposer/mean_return" not in role_metrics(episodes[2:], samples[2:])
