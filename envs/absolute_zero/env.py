@@ -93,6 +93,12 @@ objects at other addresses, compared with `or` over every difference (AZR ran f 
 one process, and joined its `code_e` comparisons with `and`); a learnability of 0 scores
 0 (AZR's code gives -0.5); answers are compared as values on the host, never inside a
 job that runs model-written code.
+
+Different from AZR's code by design: every solver attempt is a trained turn (its own
+reward, TRR++ over the batch), where AZR's trainer uses its n solver samples only to
+measure learnability and trains solvers on one answer per buffer task (`rollout.n == 1`);
+and a `<think>` block is not required (AZR's format reward asks for one; its R1 template
+opens it for the model).
 """
 
 from __future__ import annotations
