@@ -213,7 +213,7 @@ def play_cmd(
         mode = "append" if append else "overwrite" if overwrite else "new"
         writer = open_run(out, mode=mode, info={
             "command": "play", "env_id": env_id,
-            "env_kwargs": spec.load().resolve_kwargs({**spec.kwargs, **env_kwargs}),  # as the episodes record them
+            "env_kwargs": spec.load().resolve_kwargs({**spec.kwargs, **env_kwargs}),  # resolved as the episodes record them
             "agents": [p.name for p in policies], "episodes": episodes, "seed": seed, "swap_seats": swap_seats,
             "duplicate": len(env.possible_agents) if duplicate else 0,  # seats each deal is played from
             "concurrency": concurrency, "arena_version": arena.__version__})
@@ -331,7 +331,8 @@ def _show_final(episode: Any) -> None:
     and the returns, rebuilt by replaying the recorded completions."""
     from rich.panel import Panel
 
-    env = arena.make(episode.env_id, **episode.env_kwargs)
+    # as replay builds it: without the arguments through which the env writes (AZR's run buffer)
+    env = arena.make(episode.env_id, **arena.spec(episode.env_id).load().replay_kwargs(episode.env_kwargs))
     env.reset(seed=episode.seed, options=episode.options or None)
     for turn in episode.turns:
         if not env.agents or env.done:

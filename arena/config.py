@@ -105,7 +105,7 @@ class TrainConfig:
     sync_ref_model: bool = _f(False, "Move the reference model toward the policy every --ref-model-sync-steps (TRL's TR-DPO sync; a moving KL anchor, as R-NaD and magnetic mirror descent regularise self-play). Needs --beta > 0 and full fine-tuning.")
     ref_model_mixup_alpha: float = _f(0.6, "With --sync-ref-model: ref = alpha * policy + (1 - alpha) * ref at each sync (1: copy the policy).")
     ref_model_sync_steps: int = _f(512, "With --sync-ref-model: steps between syncs of the reference model.")
-    num_iterations: int = _f(1, "Optimizer passes over each rollout batch (GRPO's mu).")
+    num_iterations: int = _f(1, "Optimizer passes over each rollout batch (GRPO's mu); steps and save_every are multiples of it.")
     gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step (a rollout batch is split into this many).")
     estimator: str | None = _f(None, "Advantage estimator for every env: rae, grpo, trr++. Default per env family (spiral: rae, azr: trr++, spice: grpo).")
     estimators: dict[str, str] = _f({}, "Estimator per env id, overriding --estimator.")
@@ -148,12 +148,14 @@ class TrainConfig:
                      "gradient_accumulation_steps", "save_every", "eval_episodes", "ref_model_sync_steps"):
             if getattr(self, name) < 1:
                 raise ArenaError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
-        if self.save_every % self.num_iterations:
-            lower = self.save_every - self.save_every % self.num_iterations
-            fix = " or ".join(f"--save-every {n}" for n in (lower, lower + self.num_iterations) if n > 0)
-            raise ArenaError(f"--save-every ({self.save_every}) must be a multiple of --num-iterations "
-                             f"({self.num_iterations}): a checkpoint between two passes over one rollout batch "
-                             f"cannot resume exactly (TRL keeps the batch in memory only); give {fix}")
+        for name in ("save_every", "steps"):  # TRL saves every save_every steps and at the last
+            value = getattr(self, name)
+            if value % self.num_iterations:
+                lower = value - value % self.num_iterations
+                fix = " or ".join(f"--{_flag(name)} {n}" for n in (lower, lower + self.num_iterations) if n > 0)
+                raise ArenaError(f"--{_flag(name)} ({value}) must be a multiple of --num-iterations "
+                                 f"({self.num_iterations}): a checkpoint between two passes over one rollout batch "
+                                 f"cannot resume exactly (TRL keeps the batch in memory only); give {fix}")
         for name in ("eval_every", "lora_r", "learning_rate", "weight_decay", "max_grad_norm", "epsilon", "beta",
                      "entropy_coef", "entropy_coef_final"):
             value = getattr(self, name)

@@ -152,7 +152,7 @@ def role_metrics(episodes: Sequence[Episode], samples: Sequence[Any], *, model: 
       an advantage, such as infra failures, left out), `completion_tokens` (mean per
       turn), `truncated_rate` (the share cut at the token limit: TRL's `clipped_ratio`),
       and `rae_baseline` when `baselines` has the role's key (`rae_baseline/<task type>`
-      for each of a role's keys when it has several, AZR's task types).
+      for each task type of a role whose samples have one, AZR's).
     """
     out: dict[str, float] = {}
     by_env: dict[str, list[Episode]] = defaultdict(list)
@@ -176,9 +176,8 @@ def role_metrics(episodes: Sequence[Episode], samples: Sequence[Any], *, model: 
             out[f"{short}/{role}/advantage_mean"] = sum(adv) / max(len(adv), 1)
             out[f"{short}/{role}/completion_tokens"] = sum(len(s.completion_ids) for s in mine) / len(mine)
             out[f"{short}/{role}/truncated_rate"] = sum(s.truncated for s in mine) / len(mine)
-            keys = sorted({s.key for s in mine})  # several for one role: AZR's task types
-            for key in keys if baselines is not None else ():
-                name = "rae_baseline" if len(keys) == 1 else f"rae_baseline/{key[-1]}"
+            for key in sorted({s.key for s in mine}) if baselines is not None else ():
+                name = "rae_baseline" if len(key) == 2 else f"rae_baseline/{key[2]}"  # (env, role[, task type])
                 if "|".join(key) in baselines:
                     out[f"{short}/{role}/{name}"] = baselines["|".join(key)]
     return out

@@ -103,7 +103,7 @@ def _check_run_dir(run_dir: Path) -> Path:
     return path
 
 
-def _repair_tail(path: Path) -> None:
+def repair_tail(path: Path) -> None:
     """Make the file end with a newline: a last line that parses gets its newline, a torn
     one (left by a killed writer) is cut off."""
     if not path.exists():
@@ -170,7 +170,7 @@ class EpisodeWriter:
         self.path = _check_run_dir(self.run_dir)
         self._lock = lock_run(self.run_dir) if lock is None else lock
         try:
-            _repair_tail(self.path)  # another writer's line in progress is not torn: the lock first
+            repair_tail(self.path)  # another writer's line in progress is not torn: the lock first
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
             if lock is None:  # the caller's own lock is the caller's to release
@@ -274,11 +274,11 @@ class EpisodeWriter:
 
     def _recount(self) -> None:
         """Set `count` to the records this writer's file holds past where it began: a torn
-        last line is cut off first (`_repair_tail`, as the next open would), then newlines
+        last line is cut off first (`repair_tail`, as the next open would), then newlines
         are counted, reading only what this writer appended."""
         if self._fd >= 0 and self._dirty and self.fsync:
             self._sync()
-        _repair_tail(self.path)
+        repair_tail(self.path)
         counted = 0
         with open(self.path, "rb") as f:
             f.seek(self._start_size)
@@ -390,6 +390,7 @@ def _check_append(run_dir: Path, contents: RunContents, info: dict[str, Any], st
                 raise ArenaError(f"{run_dir} was played with {env_id} arguments {before[env_id]}, not {kwargs}: "
                                  "append only with the same --kw, or give another --out")
             for stored in contents.env_kwargs.get(env_id, []):
+                stored = resolve(dict(stored))  # episodes recorded before a path argument was resolved
                 differ = sorted(k for k, v in kwargs.items() if k in stored and stored[k] != v)
                 if differ:
                     raise ArenaError(f"{where} holds {env_id} episodes with {', '.join(f'{k}={stored[k]!r}' for k in differ)}, "
@@ -479,14 +480,19 @@ def _open_locked(run: Path, path: Path, lock: int, mode: str, info: dict[str, An
         what = f"{contents.count} episodes of {', '.join(sorted(contents.env_ids)) or 'no env'}"
         raise ArenaError(f"{run} already holds a run ({what}): pass --append to add episodes to it, "
                          "--overwrite to replace it, or give another --out")
+    state = run / ENV_STATE_DIR
+    if mode == "new" and state.is_dir() and any(p.is_file() for p in state.rglob("*")):
+        raise ArenaError(f"{run} holds the env state of an earlier run ({state}: AZR's task buffer) that a new run "
+                         "would go on from: pass --overwrite to replace it, or give another --out")
     if mode != "new":
         _refuse_foreign_run_file(run_file)
     previous = read_run_info(run) if existing and mode != "overwrite" else {}  # a damaged one is replaced
     calls: list[dict[str, Any]] = []
+    if mode == "overwrite":
+        shutil.rmtree(state, ignore_errors=True)  # the state of the episodes replaced (AZR's buffer)
     if existing and mode == "overwrite":
         for stale in (path, run_file):
             stale.unlink(missing_ok=True)
-        shutil.rmtree(run / ENV_STATE_DIR, ignore_errors=True)  # state of the episodes replaced (AZR's buffer)
         contents = RunContents()
     elif existing:
         calls = list(previous.get("calls") or ([] if not previous else [dict(previous)]))

@@ -67,8 +67,7 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
             step = checkpoint_step(ckpt)
             cut_metrics_after(run_dir, step)
             cut_evals_after(run_dir, step)
-            if "env_state" in state:  # (checkpoints from before env-state/ recorded nothing)
-                cut_env_state_after(run_dir, state["env_state"])
+            cut_env_state_after(run_dir, state.get("env_state", {}))  # (none before env-state/ was kept)
         finally:
             os.close(lock)
         return run_dir, ckpt

@@ -14,6 +14,7 @@ import pytest
 from arena.agents import HeuristicAgent
 from arena.envs.absolute_zero import (
     Check,
+    Task,
     TaskStore,
     check_abduction,
     check_deduction,
@@ -315,6 +316,19 @@ def test_buffers_grow_save_restore_and_lineage(tmp_path):
     assert set(graph.edges) == set(restored.graph.edges) and len(graph) >= len(new_ids) + 3
 
 
+def test_a_task_torn_by_a_kill_is_cut_and_the_next_one_starts_its_own_line(tmp_path):
+    """A torn last line was skipped on load, then the next task was appended to it: that
+    task was lost and every later load failed."""
+    store = TaskStore(tmp_path)
+    program = "def f(a):\n    return a + 1\n"
+    store.add(Task("deduction", program, ["1"], ["2"]))
+    with open(tmp_path / "azr_tasks.jsonl", "ab") as f:
+        f.write(b'{"type": "deduction", "prog')
+    again = TaskStore(tmp_path)
+    again.add(Task("deduction", program, ["2"], ["3"]))
+    assert len(TaskStore(tmp_path).buffers["deduction"]) == 3  # the seed and both tasks
+
+
 def test_a_buffer_path_under_a_file_is_one_line_when_the_env_is_made(tmp_path):
     """It raised FileExistsError at the first valid proposal, mid-run."""
     (tmp_path / "afile").touch()
@@ -417,6 +431,11 @@ def test_cli_play_and_replay_verify(tmp_path):
                            env=env, timeout=300, check=False)
     assert again.returncode == 0, again.stderr
     assert len(tasks.read_text().splitlines()) == 1  # the replaced episodes' tasks went with them
+    (run / "episodes.jsonl").unlink()
+    (run / "run.json").unlink()
+    fresh = subprocess.run([*cmd, "play", "azr/Deduction-v0", "--agents", "heuristic", "-n", "1", "--out", str(run),
+                            "--kw", "n=2"], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert fresh.returncode == 2 and "holds the env state of an earlier run" in fresh.stderr, fresh.stderr
 
 
 def test_same_episodes_in_two_processes():

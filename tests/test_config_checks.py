@@ -114,12 +114,16 @@ def test_an_opponent_with_an_env_of_more_than_two_seats_is_one_line_before_the_r
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("save_every, num_iterations, fix", [
-    ("50", "3", "give --save-every 48 or --save-every 51"), ("1", "2", "give --save-every 2")])
-def test_a_checkpoint_between_two_passes_over_one_batch_is_refused(save_every, num_iterations, fix):
+@pytest.mark.parametrize("flag, value, num_iterations, fix", [
+    ("--save-every", "50", "3", "give --save-every 48 or --save-every 51"),
+    ("--save-every", "1", "2", "give --save-every 2"),
+    ("--steps", "3", "2", "give --steps 2 or --steps 4")])  # the last checkpoint, at --steps
+def test_a_checkpoint_between_two_passes_over_one_batch_is_refused(flag, value, num_iterations, fix):
     """TRL keeps a rollout batch's later passes in memory only: a checkpoint between them
     resumed with a new rollout where the uncut run took its second pass."""
-    with pytest.raises(ArenaError, match=rf"^--save-every \({save_every}\) must be a multiple of --num-iterations "
+    other = {"--save-every": "6", "--steps": "12"}
+    args = [flag, value, "--num-iterations", num_iterations, *[x for f, v in other.items() if f != flag for x in (f, v)]]
+    with pytest.raises(ArenaError, match=rf"^{flag} \({value}\) must be a multiple of --num-iterations "
                                          rf"\({num_iterations}\).*; {fix}$"):
-        parse_args(["--save-every", save_every, "--num-iterations", num_iterations])
-    parse_args(["--save-every", "4", "--num-iterations", "2"])
+        parse_args(args)
+    parse_args(["--save-every", "4", "--steps", "12", "--num-iterations", "2"])

@@ -140,6 +140,9 @@ def test_summaries_leave_out_a_role_whose_turns_were_all_masked_as_infra():
     logged = role_metrics(episodes, samples, baselines=baselines)
     assert logged["Deduction-v0/proposer/rae_baseline/deduction"] == 0.5
     assert logged["Deduction-v0/proposer/rae_baseline/abduction"] == -0.25
+    one_type = role_metrics(episodes[1:2], samples[1:2], baselines=baselines)  # a column keeps its meaning
+    assert one_type["Deduction-v0/proposer/rae_baseline/abduction"] == -0.25
+    assert "Deduction-v0/proposer/rae_baseline" not in one_type
     # every one masked: the role is listed with no episode, and no outcome is logged
     assert summarize(episodes[2:])["proposer"]["episodes"] == 0
     assert "Deduction-v0/proposer/mean_return" not in role_metrics(episodes[2:], samples[2:])

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from arena.agents import make_agent
@@ -71,8 +72,49 @@ def test_train_runs_end_to_end_with_the_tiny_model(tmp_path, env_id, estimator):
     if env_id.startswith("azr/"):  # one task buffer for the run, in its folder (not one per env object)
         assert {(k["store"], k["buffer_path"]) for k in (json.loads(line)["env_kwargs"] for line in lines)} == \
             {("run:run", str(out.absolute() / "env-state" / "azr"))}
-        state = json.loads((out / "checkpoints" / "checkpoint-2" / "arena_state.json").read_text())
-        assert state["env_state"] == {f"azr/{f.name}": f.stat().st_size for f in (out / "env-state" / "azr").glob("*")}
+
+
+@pytest.mark.slow
+def test_an_azr_runs_buffer_grows_over_its_steps_and_a_resume_goes_on_from_its_checkpoint(tmp_path, monkeypatch):
+    """A real training run's proposers see the tasks proposed in earlier steps, and a run
+    resumed from a checkpoint has the uncut run's buffer and plays its episodes. The tiny
+    model's proposals are all refused, so the env reads each as a valid scripted proposal
+    drawn from its text (the model's own completion is still what is trained)."""
+    import shutil
+    import zlib
+
+    import numpy as np
+    from arena.envs.absolute_zero.env import AbsoluteZero
+
+    from arena.config import TrainConfig
+    from arena.store import read_episodes
+    from arena.training import train
+
+    parse = AbsoluteZero._parse_proposal
+    monkeypatch.setattr(AbsoluteZero, "_parse_proposal", lambda self, text: parse(
+        self, self.scripted_proposal(np.random.default_rng(zlib.crc32(text.encode())))))
+
+    def config(out, resume=False):
+        return TrainConfig(env=["azr/Deduction-v0"], steps=2, episodes_per_step=4, save_every=1, eval_every=0, seed=3,
+                           max_new_tokens=16, out=str(out), resume=str(out) if resume else None,
+                           env_kwargs={"azr/Deduction-v0": {"n": 2, "sandbox": "process"}})
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    train(config(whole))
+    episodes = list(read_episodes(whole))
+    proposed = {ep.outcome.get("task_id") for ep in episodes[:4]} - {None}
+    assert proposed and {r["id"] for ep in episodes[4:] for r in ep.options["references"]} & proposed
+    shutil.copytree(whole, cut)
+    shutil.rmtree(cut / "checkpoints" / "checkpoint-2")
+    train(config(cut, resume=True))
+    tasks = Path("env-state") / "azr" / "azr_tasks.jsonl"
+    assert (cut / tasks).read_text() == (whole / tasks).read_text()
+    assert (cut / tasks.with_name("azr_tasks.after-checkpoint.jsonl")).read_text().count("\n") == 4
+
+    def played(run):
+        return [(ep.options, [t.completion for t in ep.turns]) for ep in read_episodes(run)]
+
+    assert played(cut) == played(whole)
 
 
 # -- the sample path on scripted episodes ------------------------------------------------------------

@@ -142,3 +142,22 @@ def test_a_relative_facts_path_replays_from_any_folder(tmp_path, monkeypatch) ->
     assert {ep.env_kwargs["facts"] for ep in episodes} == {str(here / "facts.json")}
     monkeypatch.chdir(other)
     assert all(verify(ep) == [] for ep in episodes)
+
+
+def test_a_run_recorded_with_a_relative_facts_path_is_appended_to_with_the_same_command(tmp_path, monkeypatch) -> None:
+    """Episodes recorded before the path was resolved hold `facts.json`: `--append` compared
+    them, unresolved, with the resolved new arguments and refused the identical command."""
+    from arena.store import open_run
+
+    (tmp_path / "facts.json").write_text(FACTS_FILE.read_text())
+    monkeypatch.chdir(tmp_path)
+    episodes = arena.play("spiral/TruthAndDeception-v0", [make_agent("random", seed=0)], 2, seed=0,
+                          env_kwargs={"facts": "facts.json"})
+    info = {"command": "play", "env_id": "spiral/TruthAndDeception-v0", "env_kwargs": {"facts": "facts.json"},
+            "episodes": 2, "seed": 0}
+    writer = open_run(tmp_path / "run", mode="new", info=info)
+    for ep in episodes:
+        ep.env_kwargs["facts"] = "facts.json"  # as an older arena recorded it
+    writer.write(episodes)
+    writer.close()
+    open_run(tmp_path / "run", mode="append", info={**info, "seed": 2}).close()

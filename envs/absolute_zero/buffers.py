@@ -112,6 +112,9 @@ class TaskStore:
             self._add(task)
         self.size = 0  # bytes of the tasks file read and written: `shared_store` reloads a changed file
         if self.path is not None and (self.path / TASKS_FILE).exists():
+            from arena.store import repair_tail
+
+            repair_tail(self.path / TASKS_FILE)  # a line torn by a kill is cut: the next task starts a line
             for task in load_tasks(self.path / TASKS_FILE):
                 self._add(task)
             self.size = (self.path / TASKS_FILE).stat().st_size

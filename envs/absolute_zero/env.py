@@ -103,6 +103,7 @@ opens it for the model).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -218,11 +219,14 @@ class AbsoluteZero(ArenaEnv):
         run in this process shares the store `run:<run>`, kept in `<folder>/azr/` when the
         run has a folder (a resumed run goes on with the buffer of its checkpoint). Without
         it each env object kept its own buffer, and a training step's new env objects started
-        from the seed task: the proposers never saw an earlier proposal. A `store` or
-        `buffer_path` given is kept."""
+        from the seed task: the proposers never saw an earlier proposal. A `store` given is
+        kept, in `<folder>/azr-<store>/`; a `buffer_path` given is the user's (not cut back
+        on resume)."""
         out = {"store": f"run:{run}", **kwargs}
-        if folder is not None and "buffer_path" not in kwargs:
-            out["buffer_path"] = str(Path(folder).absolute() / "azr")
+        if folder is not None and "buffer_path" not in kwargs:  # a store the user named: a folder of its own
+            name = kwargs.get("store")
+            sub = "azr" if name is None else f"azr-{re.sub(r'[^A-Za-z0-9_.-]', '_', str(name))}"
+            out["buffer_path"] = str(Path(folder).absolute() / sub)
         return out
 
     @staticmethod
