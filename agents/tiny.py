@@ -4,7 +4,10 @@ through the normal `from_pretrained` path like any other checkpoint.
 
 - Tokenizer: byte-level BPE (the `tokenizers` library, as GPT-2 and Qwen2) trained on the
   prompts of arena's first nine built-in envs (`TOKENIZER_ENVS`: 16 seeded random games
-  each) and their manuals,
+  each) and their manuals, as they read when recipe 3 was made: that text is kept in
+  `data/tiny_corpus.json.gz` (`corpus()`), so editing a prompt does not change the model
+  (an edit to AZR's propose prompt once did, silently: a fresh machine built another model
+  under the same cache name than a machine that had it cached),
   with Qwen2's normaliser and pre-tokenizer (any text still encodes, byte by byte),
   with Qwen2's chat special tokens and chat template. EOS is `<|im_end|>` (the end of an
   assistant turn), padding is `<|endoftext|>` on the left (decoder-only generation).
@@ -79,9 +82,29 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ARENA_CACHE") or Path.home() / ".cache" / "arena")
 
 
-def corpus(games_per_env: int = 16) -> list[str]:
-    """Text to train the tokenizer on: every registered env's manual and the chat prompts of
-    a few seeded random games (all roles), plus every legal action seen."""
+CORPUS_FILE = Path(__file__).parent / "data" / "tiny_corpus.json.gz"
+CORPUS_SHA256 = "131734c1e7691b08e3de3c63785f5fc76185ca2f78d0a42246a5eef5dc9b4c65"
+"""The SHA-256 of the corpus file's JSON (unzipped): `env_corpus()` as recipe 3 made it."""
+
+
+def corpus() -> list[str]:
+    """The text the tokenizer is trained on: `env_corpus()` as it was when `RECIPE_VERSION`
+    was made, read from `CORPUS_FILE` (a file whose text is not that is an error: a new
+    corpus is a new model, with a new `RECIPE_VERSION`)."""
+    import gzip
+
+    raw = gzip.decompress(CORPUS_FILE.read_bytes())
+    if hashlib.sha256(raw).hexdigest() != CORPUS_SHA256:
+        raise ArenaError(f"{CORPUS_FILE} is not the tiny model's corpus of recipe {RECIPE_VERSION}: restore it "
+                         "(a new corpus is a new model: bump RECIPE_VERSION and CORPUS_SHA256 with it)")
+    return json.loads(raw)
+
+
+def env_corpus(games_per_env: int = 16) -> list[str]:
+    """Text to train a tokenizer on, from the envs as they are now: every env of
+    `builtin_envs()`'s class manual and the chat prompts of a few seeded random games (all
+    roles), plus every legal action seen. `CORPUS_FILE` holds it as recipe 3 made it; a new
+    recipe writes it again."""
     import random
 
     from arena.registry import make

@@ -82,6 +82,22 @@ def constrained_logprobs(model, prompt: list[int], tokens: list[int], seqs: list
     return out
 
 
+def test_the_tiny_tokenizer_is_recipe_3s_whatever_the_prompts_say_now(tiny, monkeypatch):
+    """The tokenizer learns from a frozen corpus: an edit of AZR's propose prompt once changed
+    the default model on a fresh machine (another model under the same cache name, and the
+    documented results with it) while a machine with it cached kept the old one."""
+    from arena.agents import tiny as recipe
+    from arena.envs.absolute_zero import prompts
+
+    _, tokenizer = tiny
+    sample = "Available Moves: '[check]', '[bet]'. You are Player 0 in a 1 round game of Kuhn Poker. def f(a): return a"
+    assert tokenizer(sample).input_ids == [520, 531, 28, 282, 371, 386, 282, 369, 281, 16, 526, 342, 288, 223, 18, 298,
+                                           260, 223, 19, 300, 416, 317, 470, 469, 16, 1368, 292, 907, 11, 28, 804, 260]
+    assert len(tokenizer) == 3024
+    monkeypatch.setattr(prompts, "BANNED_HINT", "anything else")
+    assert recipe.corpus() != recipe.env_corpus() and len(recipe.corpus()) == 1633
+
+
 def test_tiny_model_loads_through_from_pretrained(tiny):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
