@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections import defaultdict
@@ -34,14 +35,29 @@ def result(episode: Episode, role: str) -> str:
 
 
 def unscored_roles(episode: Episode) -> set[str]:
-    """The roles every turn of which was masked as infra (the sandbox failed, not the model):
-    their return in `episode` is no score, and the summaries leave them out, as the loss
-    and the advantage estimators do."""
+    """The roles whose return in `episode` is no score, which the summaries leave out (as
+    the loss and the advantage estimators do): those every turn of which was masked as infra
+    (the sandbox failed, not the model), and in an env that credits each turn (AZR, SPICE)
+    those that took no turn (the solver after an invalid proposal: a 0 and a draw before).
+    A game's seat that never moved keeps its result (it won by the other's invalid move)."""
     infra: set[str] = set()
     scored: set[str] = set()
     for turn in episode.turns:
         (infra if turn.info.get("infra") else scored).add(turn.role)
-    return infra - scored
+    out = infra - scored
+    if _credits_each_turn(episode.env_id):
+        out |= set(episode.rewards) - infra - scored
+    return out
+
+
+@functools.cache
+def _credits_each_turn(env_id: str) -> bool:
+    from arena.registry import spec
+
+    try:
+        return bool(getattr(spec(env_id).load(), "credits_each_turn", False))
+    except Exception:  # noqa: BLE001  (an env id not registered in this process: its roles as recorded)
+        return False
 
 
 def summarize(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:

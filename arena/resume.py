@@ -59,8 +59,13 @@ def cut_env_state_after(run_dir: Path, sizes: dict[str, int]) -> int:
     checkpoint's `env_state_sizes`; a file it does not name was written after it: size 0);
     the bytes after go to `<name>.after-checkpoint<suffix>` beside it, never deleted (AZR's
     tasks proposed in episodes that are played again). Returns how many files were cut."""
+    now = env_state_sizes(run_dir)
+    for name, keep in sizes.items():
+        if now.get(name, 0) < int(keep):
+            raise ArenaError(f"{Path(run_dir) / ENV_STATE_DIR / name} holds {now.get(name, 0)} bytes but the checkpoint "
+                             f"recorded {keep}: the run folder was changed; restore the file to resume the run")
     cut = 0
-    for name, size in env_state_sizes(run_dir).items():
+    for name, size in now.items():
         keep = int(sizes.get(name, 0))
         if size <= keep:
             continue

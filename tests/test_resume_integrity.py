@@ -285,3 +285,7 @@ def test_env_state_files_are_cut_back_to_the_checkpoint_and_the_rest_kept_aside(
     assert (state / "new.jsonl").read_bytes() == b"" and (state / "new.after-checkpoint.jsonl").read_bytes() == b'{"d": 4}\n'
     assert env_state_sizes(tmp_path) == {"azr/tasks.jsonl": 9, "new.jsonl": 0}
     assert cut_env_state_after(tmp_path, checkpoint) == 0  # nothing after it any more
+    (state / "azr" / "tasks.jsonl").write_bytes(b"")  # a buffer lost: the run would resume without it, silently
+    with pytest.raises(ArenaError, match=r"tasks.jsonl holds 0 bytes but the checkpoint recorded 9: the run folder "
+                                         r"was changed; restore the file to resume the run$"):
+        cut_env_state_after(tmp_path, checkpoint)

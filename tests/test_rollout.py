@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from arena.agents import Completion, HeuristicAgent, RandomAgent
+from arena.agents import Completion, HeuristicAgent, RandomAgent, make_agent
 
 from arena import ArenaError
 from arena.metrics import summarize, summarize_agents
@@ -143,6 +143,19 @@ def test_summaries_leave_out_a_role_whose_turns_were_all_masked_as_infra():
     one_type = role_metrics(episodes[1:2], samples[1:2], baselines=baselines)  # a column keeps its meaning
     assert one_type["Deduction-v0/proposer/rae_baseline/abduction"] == -0.25
     assert "Deduction-v0/proposer/rae_baseline" not in one_type
+    # a role that never acted in an env crediting each turn (the solver after an invalid
+    # proposal) has no score either; a game's seat that never moved keeps its win
+    invalid = play("azr/Deduction-v0", [make_agent("scripted:invalid=1.0", seed=0)], 2, seed=0,
+                   env_kwargs={"n": 2, "sandbox": "process"})
+    assert summarize(invalid)["proposer"]["episodes"] == 2 and summarize(invalid)["solver"]["episodes"] == 0
+    class Invalid(RandomAgent):
+        name = "invalid"
+
+        def act(self, requests):
+            return [Completion(text="no move at all") for _ in requests]
+
+    kuhn = play("spiral/KuhnPoker-v0", [Invalid(0), RandomAgent(1)], 4, seed=0)
+    assert [len(e.turns) for e in kuhn] == [1] * 4 and summarize(kuhn)["player_1"]["win_rate"] == 1.0
     # every one masked: the role is listed with no episode, and no outcome is logged
     assert summarize(episodes[2:])["proposer"]["episodes"] == 0
     assert "Deduction-v0/proposer/mean_return" not in role_metrics(episodes[2:], samples[2:])

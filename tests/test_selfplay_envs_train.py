@@ -62,13 +62,17 @@ def test_train_runs_end_to_end_with_the_tiny_model(tmp_path, env_id, estimator):
         assert any(rows[0][k] for k in rows[0] if k.startswith(f"eval/{name}/self/"))
         rows = rows[1:]
     assert len(rows) == 2
-    for role in ROLES[env_id]:
-        assert f"{name}/{role}/mean_return" in rows[0] and f"{name}/{role}/invalid_move_rate" in rows[0]
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    assert len(lines) == 8 and all(json.loads(line)["env_id"] == env_id for line in lines)
+    acted = {t["role"] for line in lines for t in json.loads(line)["turns"]}
+    assert ROLES[env_id][0] in acted
+    for role in ROLES[env_id]:  # a role that never acted (the tiny model's tasks are refused) logs no 0 and draw
+        logged = {f"{name}/{role}/mean_return", f"{name}/{role}/win_rate"} & {k for r in rows for k in r if r[k]}
+        assert logged == (set() if role not in acted else {f"{name}/{role}/mean_return", f"{name}/{role}/win_rate"})
+    assert f"{name}/{ROLES[env_id][0]}/invalid_move_rate" in rows[0]
     assert "samples/dropped_infra" in rows[0] and "samples/trained" in rows[0]
     assert all(float(r["samples/trained"]) > 0 for r in rows)
     assert all(r["loss"] not in ("", "nan") for r in rows)
-    lines = (out / "episodes.jsonl").read_text().splitlines()
-    assert len(lines) == 8 and all(json.loads(line)["env_id"] == env_id for line in lines)
     if env_id.startswith("azr/"):  # one task buffer for the run, in its folder (not one per env object)
         assert {(k["store"], k["buffer_path"]) for k in (json.loads(line)["env_kwargs"] for line in lines)} == \
             {("run:run", str(out.absolute() / "env-state" / "azr"))}
