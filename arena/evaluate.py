@@ -173,7 +173,8 @@ def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int =
     """Everything `arena eval` reports, as a flat dict: for a two-seat game
     `<Env>/vs_<opponent>/<rate>` (the policy against `random` and `heuristic`, both seats;
     with `mean_return_se`, the mean return's standard error over the deals),
-    for any other env `<Env>/self/<role>/<rate>` (the policy in every role, `play_alone`),
+    for any other env `<Env>/self/<role>/<rate>` (the policy in every role, `play_alone`;
+    with `episodes`, those where the role was scored, and no rate when there were none),
     and for one-hand Kuhn Poker `<Env>/exploitability`, the strategy table
     (`<Env>/policy_table`) and each info state's self-play action gap (`<Env>/action_gaps`).
     `progress(label, episodes)`, called before each batch of episodes, returns the callback
@@ -187,7 +188,8 @@ def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int =
         if len(spec(env_id).load().roles) != 2:  # no opponent's seat: the model plays every role
             tick = progress(short, episodes) if progress is not None else None
             for role, result in play_alone(policy, env_id, episodes, seed=seed, env_kwargs=kwargs, on_episode=tick).items():
-                for name in OUTCOMES:
+                out[f"{short}/self/{role}/episodes"] = result["episodes"]  # scored ones (`metrics.unscored_roles`)
+                for name in OUTCOMES if result["episodes"] else ():  # none: no 0 and no draw reported
                     out[f"{short}/self/{role}/{name}"] = result[name]
             continue
         for opponent in OPPONENTS:

@@ -51,9 +51,11 @@ def test_train_runs_end_to_end_with_the_tiny_model(tmp_path, env_id, estimator):
     if not estimator:
         evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
         assert len(evals) >= 2
-        for role in ROLES[env_id]:
-            assert all(f"{name}/self/{role}/mean_return" in e and f"{name}/self/{role}/invalid_move_rate" in e
-                       for e in evals), evals[-1]
+        for role in ROLES[env_id]:  # outcomes only for a role scored in some episode (the tiny model's tasks are refused)
+            for e in evals:
+                scored = e[f"{name}/self/{role}/episodes"] > 0
+                assert (f"{name}/self/{role}/mean_return" in e) == scored, e
+            assert evals[-1][f"{name}/self/{ROLES[env_id][0]}/episodes"] == 4
         assert f"self ({ROLES[env_id][0]})" in res.stdout + res.stderr  # the final evaluation's table
     with open(out / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
