@@ -63,11 +63,13 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
         lock = lock_run(run_dir)  # a run still training holds it: nothing is cut under it
         try:
             # what the run wrote after its checkpoint is played and logged again: moved aside
+            # (the env state first: a file shorter than the checkpoint's stops the resume before
+            # anything is moved; none was recorded before env-state/ was kept)
+            cut_env_state_after(run_dir, state.get("env_state", {}))
             cut_episodes_after(run_dir, int(state["episodes_written"]))
             step = checkpoint_step(ckpt)
             cut_metrics_after(run_dir, step)
             cut_evals_after(run_dir, step)
-            cut_env_state_after(run_dir, state.get("env_state", {}))  # (none before env-state/ was kept)
         finally:
             os.close(lock)
         return run_dir, ckpt
