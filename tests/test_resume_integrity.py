@@ -289,3 +289,18 @@ def test_env_state_files_are_cut_back_to_the_checkpoint_and_the_rest_kept_aside(
     with pytest.raises(ArenaError, match=r"tasks.jsonl holds 0 bytes but the checkpoint recorded 9: the run folder "
                                          r"was changed; restore the file to resume the run$"):
         cut_env_state_after(tmp_path, checkpoint)
+
+
+def test_a_lost_env_state_file_stops_the_resume_before_any_episode_is_moved(tmp_path):
+    from arena.training import prepare_run
+
+    run = tmp_path / "run"
+    fake_run(run, steps=4, checkpoints=(2,))
+    state_file = run / "checkpoints" / "checkpoint-2" / "arena_state.json"
+    state_file.write_text(json.dumps({"episodes_written": 1, "rollouts": 1, "baselines": {},
+                                      "env_state": {"azr/azr_tasks.jsonl": 9}}))
+    (run / "episodes.jsonl").write_text('{"index": 0}\n{"index": 1}\n')
+    with pytest.raises(ArenaError, match="azr_tasks.jsonl holds 0 bytes but the checkpoint recorded 9"):
+        prepare_run(TrainConfig(resume=str(run), steps=4))
+    assert (run / "episodes.jsonl").read_text() == '{"index": 0}\n{"index": 1}\n'  # nothing moved aside
+    assert not (run / "episodes.after-checkpoint.jsonl").exists()
