@@ -331,9 +331,9 @@ def _show_final(episode: Any) -> None:
     and the returns, rebuilt by replaying the recorded completions."""
     from rich.panel import Panel
 
-    # as replay builds it: without the arguments through which the env writes (AZR's run buffer)
-    env = arena.make(episode.env_id, **arena.spec(episode.env_id).load().replay_kwargs(episode.env_kwargs))
-    env.reset(seed=episode.seed, options=episode.options or None)
+    from arena.replay import replay_env
+
+    env = replay_env(episode)
     for turn in episode.turns:
         if not env.agents or env.done:
             break

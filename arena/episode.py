@@ -5,7 +5,9 @@ pandas without arena. Field by field:
 
 - `schema`: record schema version (`SCHEMA_VERSION`; schemas 1 and 2 both load).
 - `id`: `<run>-<index>` or any unique string; `env_id`, `env_kwargs`, `seed`, `options`:
-  everything `arena.make(env_id, **env_kwargs).reset(seed=seed, options=options)` needs.
+  everything `arena.make(env_id, **env_kwargs).reset(seed=seed, options=options)` needs
+  (`arena.replay.replay_env(episode)` builds it so, less the arguments through which the
+  env writes, such as AZR's run buffer).
 - `agents`: role -> agent name that played it.
 - `turns`: list of `Turn` records, in order (`prompt_ids`, `token_ids`, `logprobs` only
   on turns that have them).

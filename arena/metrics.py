@@ -66,8 +66,8 @@ def summarize(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:
 
     A role's result is `result(episode, role)`: by the outcome's `winner` when the env
     names one (None: a draw), else by the sign of the role's return. Its invalid-move rate
-    is the fraction of its turns the env refused. A role's episode whose turns were all
-    masked as infra is left out (`unscored_roles`), as are infra turns.
+    is the fraction of its turns the env refused. A role's episode where it was not
+    scored is left out (`unscored_roles`), as are infra turns.
     """
     acc: dict[str, dict[str, Any]] = defaultdict(lambda: {
         "episodes": 0, "wins": 0, "draws": 0, "losses": 0, "turns": 0, "invalid": 0,
@@ -182,7 +182,7 @@ def role_metrics(episodes: Sequence[Episode], samples: Sequence[Any], *, model: 
                 if not mine:
                     continue
                 summary = summarize(mine)[role]
-            if not summary["episodes"]:  # every one masked as infra: no outcome to log
+            if not summary["episodes"]:  # scored in none (`unscored_roles`): no outcome to log
                 continue
             for name in OUTCOMES:
                 out[f"{short}/{role}/{name}"] = summary[name]

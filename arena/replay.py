@@ -84,11 +84,19 @@ def verify(episode: Episode) -> list[Mismatch]:
         return [Mismatch(eid, None, "replay", None, f"the env raised {type(exc).__name__}: {exc}")]
 
 
+def replay_env(episode: Episode) -> Any:
+    """A fresh env of `episode`, reset as it was: built with its recorded arguments less those
+    through which the env writes (`replay_kwargs`: AZR's run buffer, which a rebuilt episode
+    would add its task to again)."""
+    env = make(episode.env_id, **spec(episode.env_id).load().replay_kwargs(episode.env_kwargs))
+    env.reset(seed=episode.seed, options=episode.options or None)
+    return env
+
+
 def _verify(episode: Episode) -> list[Mismatch]:
     out: list[Mismatch] = []
     eid = episode.id
-    env = make(episode.env_id, **spec(episode.env_id).load().replay_kwargs(episode.env_kwargs))
-    env.reset(seed=episode.seed, options=episode.options or None)
+    env = replay_env(episode)
     returns = {r: 0.0 for r in env.possible_agents}
     for turn in episode.turns:
         if not env.agents or env.done:
