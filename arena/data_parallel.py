@@ -28,6 +28,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from arena.env_state import StateMirror, apply_tail
 from arena.errors import ArenaError
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class DataParallel:
         self.rank = rank
         self.size = size
         self.device = device  # this process's own: `cuda:LOCAL_RANK` on GPUs, whatever `--device` says
+        self.mirror = StateMirror()  # what the other processes hold of process 0's env state
 
     @property
     def main(self) -> bool:
@@ -232,6 +234,10 @@ class DataParallel:
         part = share_of(cfg.episodes_per_step, self.rank, self.size)
         schedule = env_schedule(cfg.env, cfg.env_weights or None, cfg.episodes_per_step, seed) if len(cfg.env) > 1 else None
         start = start_index + part.start
+        # the run's env state as process 0 holds it after the last step (`arena.env_state`)
+        tail = self.on_main(self.mirror.tail, trainer.env_state_dir)
+        if not self.main:
+            apply_tail(trainer.env_state_dir, tail)
         reseed(trainer.policy, share_seed(cfg.seed, start))  # the opponent: in `local_rollout`
         mine = local_rollout(trainer, start, metadata, count=part.stop - part.start, schedule=schedule,
                              schedule_offset=part.start if schedule else 0, store=False)

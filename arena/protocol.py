@@ -261,12 +261,22 @@ class ArenaEnv(AECEnv):
     def run_kwargs(cls, kwargs: dict[str, Any], run: str, folder: Path | None) -> dict[str, Any]:
         """The arguments the env is built with to play in the run called `run` (training's
         rollouts, `arena play`): where the env keeps state that lasts the whole run rather
-        than one env object (AZR's task buffer), it says so here. `folder` (None when the run
-        keeps nothing on disk, or in a worker process) is the run's `env-state/` folder:
-        what the env writes there must be append-only files, which a resumed run cuts back
-        to their size at its checkpoint (the rest moved to `*.after-checkpoint.*`). The
-        default changes nothing; an env's own `replay_kwargs` takes such arguments out."""
+        than one env object (AZR's task buffer), it says so here, and grows it in
+        `after_episode`. `folder` (None when the run keeps nothing on disk) is the run's
+        `env-state/` folder, or a worker's mirror of it (`arena.env_state`): what the env
+        writes there must be append-only files, which a resumed run cuts back to their size
+        at its checkpoint (the rest moved to `*.after-checkpoint.*`). The default changes
+        nothing; an env's own `replay_kwargs` takes such arguments out."""
         return kwargs
+
+    @classmethod
+    def after_episode(cls, kwargs: dict[str, Any], episode: Any) -> None:
+        """Fold one finished episode of a run into the state that lasts the run (AZR: its
+        valid task into the run's buffer), from what the episode recorded. Called once per
+        episode in index order, with the env's `run_kwargs`: by `arena.rollout.play` as each
+        episode is stored, and by training after each step for the whole step (so the
+        step's episodes all see the state of its start, however the step is shared out:
+        `arena.env_state`). The default does nothing."""
 
     @classmethod
     def protocol(cls) -> nx.DiGraph:

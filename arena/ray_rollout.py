@@ -54,9 +54,11 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from arena.config import TrainConfig
+from arena.env_state import StateMirror, Tail, apply_tail, mirror_folder
 from arena.episode import Episode
 from arena.errors import ArenaError
 
@@ -195,6 +197,7 @@ class RolloutWorker:
                                temperature=cfg.temperature, top_p=cfg.top_p, constrain=cfg.resolved_constrain(),
                                seed=cfg.seed, share_prefix=cfg.share_prefix, top_k=cfg.top_k, min_p=cfg.min_p,
                                chat_template_kwargs=cfg.chat_template_kwargs)
+        self.state_dir = mirror_folder()  # the run's env state as the driver holds it (`arena.env_state`)
         self.opponent = None
         if cfg.opponent:  # as train() builds it
             if is_agent_spec(cfg.opponent):  # random, heuristic, openai:MODEL@URL, ...
@@ -217,10 +220,10 @@ class RolloutWorker:
 
     def play(self, weights: dict[str, Any], config: dict[str, Any], start: int, count: int, seed: int,
              metadata: dict[str, Any], run_name: str, schedule: list[int] | None,
-             schedule_offset: int = 0) -> tuple[list[Episode], float]:
-        """Load `weights`, reseed, play episodes `start .. start + count - 1` (entries
-        `schedule_offset` on of the step's env `schedule`); returns them in index order and
-        the seconds it took. What to play (envs, their arguments and
+             schedule_offset: int = 0, state: Tail | None = None) -> tuple[list[Episode], float]:
+        """Load `weights` and what the run's env state gained (`state`, `arena.env_state`),
+        reseed, play episodes `start .. start + count - 1` (entries `schedule_offset` on of
+        the step's env `schedule`); returns them in index order and the seconds it took. What to play (envs, their arguments and
         weights, concurrency, seed) comes from the caller's `config` with every call; the
         model, its sampling settings and the opponent are those the actor was built with."""
         from arena.rollout import play, run_env_kwargs
@@ -228,6 +231,7 @@ class RolloutWorker:
         t0 = time.perf_counter()
         cfg = TrainConfig(**config)
         self.model.load_state_dict(weights)
+        apply_tail(self.state_dir, state or {})
         reseed(self.policy, share_seed(cfg.seed, start))
         opponent = self.opponent
         if opponent is not None:
@@ -235,12 +239,10 @@ class RolloutWorker:
         agents = [self.policy] if opponent is None else [self.policy, opponent]
         episodes = play(
             cfg.env, agents, count, seed=seed,
-            # state that lasts the run (AZR's task buffer) in the actor's memory: it may run on
-            # another machine than the run folder
-            env_kwargs=run_env_kwargs(cfg.env, [cfg.env_kwargs.get(e, {}) for e in cfg.env], run_name, None),
+            env_kwargs=run_env_kwargs(cfg.env, [cfg.env_kwargs.get(e, {}) for e in cfg.env], run_name, self.state_dir),
             env_weights=cfg.env_weights or None, concurrency=min(-(-cfg.concurrency // cfg.ray_workers), count),
             writer=None, run_name=run_name, swap_seats=opponent is not None, start_index=start,
-            metadata=metadata, schedule=schedule, schedule_offset=schedule_offset,
+            metadata=metadata, schedule=schedule, schedule_offset=schedule_offset, run_state=False,  # the driver folds
         )
         return episodes, time.perf_counter() - t0
 
@@ -273,6 +275,7 @@ class RayRollout:
         try:
             self._options = self._actor_options()
             self.workers = [self._spawn() for _ in range(config.ray_workers)]
+            self.mirrors = [StateMirror() for _ in self.workers]  # what each actor holds of the env state
             self._wait_ready(self.workers)
         except BaseException:
             self.close()
@@ -320,6 +323,7 @@ class RayRollout:
         after `READY_TIMEOUT_S`, not a step that waits forever."""
         self._kill(self.workers[w])
         self.workers[w] = self._spawn()
+        self.mirrors[w].reset()
         self.restarts += 1
         try:
             self._wait_ready([self.workers[w]])
@@ -331,11 +335,12 @@ class RayRollout:
             self.ray.kill(actor, no_restart=True)
 
     def _submit(self, share: Share, weights: Any, seed: int, metadata: dict[str, Any], run_name: str,
-                schedule: list[int] | None) -> Any:
+                schedule: list[int] | None, state_dir: Path) -> Any:
         # the whole step's schedule and the share's place in it: each env's seats rotate over the step
         return self.workers[share.worker].play.remote(weights, self._actor_config(), share.start, share.count, seed,
                                                       metadata, run_name, schedule,
-                                                      share.offset if schedule is not None else 0)
+                                                      share.offset if schedule is not None else 0,
+                                                      self.mirrors[share.worker].tail(state_dir))
 
     def pids(self) -> list[int]:
         """Each actor's process id (tests kill one)."""
@@ -359,7 +364,7 @@ class RayRollout:
                     if len(cfg.env) > 1 else None)
         run_name = trainer.run_dir.name
         shares = split(start_index, cfg.episodes_per_step, len(self.workers))
-        pending = {self._submit(s, weights, seed, metadata, run_name, schedule): (s, 0) for s in shares}
+        pending = {self._submit(s, weights, seed, metadata, run_name, schedule, trainer.env_state_dir): (s, 0) for s in shares}
         done: dict[int, list[Episode]] = {}
         seconds: dict[int, float] = {}
         written = 0
@@ -375,7 +380,7 @@ class RayRollout:
                                      f"{share.start + share.count - 1} (tried {attempt + 1}x; "
                                      f"{_last_line(exc)}): check memory and the Ray logs, then --resume the run") from None
                 self._replace(share.worker)
-                pending[self._submit(share, weights, seed, metadata, run_name, schedule)] = (share, attempt + 1)
+                pending[self._submit(share, weights, seed, metadata, run_name, schedule, trainer.env_state_dir)] = (share, attempt + 1)
                 continue
             except ray.exceptions.RayTaskError as exc:
                 if isinstance(exc.cause, ArenaError):

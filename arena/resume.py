@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from arena.config import TrainConfig, _flag
+from arena.env_state import file_sizes
 from arena.errors import ArenaError
 from arena.flags import parse_args
 from arena.run_info import ENV_STATE_DIR
@@ -47,11 +48,7 @@ def env_state_sizes(run_dir: Path) -> dict[str, int]:
     """{path under the run's env-state folder: bytes} of every file envs keep there
     (`ArenaEnv.run_kwargs`), those moved aside by a resume left out: what a checkpoint
     records, so that a resumed run cuts them back (`cut_env_state_after`)."""
-    root = Path(run_dir) / ENV_STATE_DIR
-    if not root.is_dir():
-        return {}
-    return {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*"))
-            if p.is_file() and ".after-checkpoint" not in p.name}
+    return file_sizes(Path(run_dir) / ENV_STATE_DIR)
 
 
 def cut_env_state_after(run_dir: Path, sizes: dict[str, int]) -> int:

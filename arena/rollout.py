@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from arena.env_state import episode_fold
 from arena.episode import Episode, Turn
 from arena.errors import ArenaError
 from arena.policy import Completion, Policy, Request
@@ -134,6 +135,7 @@ def play(
     schedule: Sequence[int] | None = None,
     duplicate: bool = False,
     schedule_offset: int = 0,
+    run_state: bool = True,
 ) -> list[Episode]:
     """Play `episodes` episodes, `concurrency` at a time; return them in index order.
 
@@ -165,6 +167,10 @@ def play(
     share of a larger batch (`arena.ray_rollout`, `arena.data_parallel`) passes the whole
     batch's schedule and its share's offset, so episode i plays the same env, from the same
     seat, however the batch is split.
+
+    Each finished episode is folded into the state its env keeps over a run (AZR's task
+    buffer: `ArenaEnv.after_episode`) in index order, after it is written; with `run_state`
+    False the caller does it (training, for a whole step at once: `arena.env_state`).
     """
     if episodes < 0:
         raise ArenaError(f"episodes must be >= 0, got {episodes}")
@@ -196,7 +202,8 @@ def play(
     ahead: deque[_Slot] = deque()  # episodes already reset, in index order
     independent = [spec(e).load().independent_reset for e in env_ids]
     next_local = 0
-    written = 0  # episodes (local count) already handed to the writer
+    written = 0  # episodes (local count) already handed to the writer and folded
+    fold = episode_fold(env_ids, kwargs_of) if run_state else None
 
     def start(local: int) -> _Slot:
         k = schedule[local]
@@ -250,12 +257,16 @@ def play(
             for s in finished:  # before the write: an interrupted caller's list then holds all that was stored
                 if on_episode is not None:
                     on_episode(results[s.local])
-            if writer is not None:
+            if writer is not None or fold is not None:
                 ready = written
                 while ready in results and ready < episodes:
                     ready += 1
                 if ready > written:
-                    writer.write([results[i] for i in range(written, ready)])
+                    batch = [results[i] for i in range(written, ready)]
+                    if writer is not None:
+                        writer.write(batch)
+                    if fold is not None:  # after the write: no state from an episode that was not stored
+                        fold(batch)
                     written = ready
     return [results[i] for i in range(episodes)]
 

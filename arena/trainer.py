@@ -56,6 +56,7 @@ from arena.config import LOSS_SHAPES, TrainConfig
 from arena.constrained_loss import ConstrainedLoss
 from arena.correction import importance_ratio, mismatch_metrics
 from arena.data_parallel import DataParallel, merge_metrics
+from arena.env_state import fold_episodes, mirror_folder
 from arena.episode import Episode
 from arena.errors import ArenaError
 from arena.metrics import role_metrics
@@ -105,7 +106,9 @@ class Rollout(Protocol):
     `config.seed * 1_000_003 + i`); `metadata` goes into every episode. The trained
     weights are `trainer.model`'s; `trainer.policy` is already synced with them (its
     `sync_weights()` ran), and a rollout that generates with other copies of them (Ray
-    actors) brings those up to date first.
+    actors) brings those up to date first, and with the run's env state (`arena.env_state`):
+    `trainer.env_state_dir` as it is before the step (the trainer folds the step's episodes
+    into it after the rollout returns).
     """
 
     def __call__(self, trainer: SelfPlayTrainer, start_index: int, metadata: dict[str, Any]) -> list[Episode]: ...
@@ -136,17 +139,12 @@ def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str
     if trainer.opponent is not None:
         reseed(trainer.opponent, share_seed(cfg.seed + 1, start_index))
     agents = [trainer.policy] if trainer.opponent is None else [trainer.policy, trainer.opponent]
-    # state that lasts the run (AZR's task buffer) is kept on disk by the process that writes
-    # the episodes, and cut back with them on resume; other data-parallel processes keep theirs
-    # in memory
-    folder = trainer.run_dir / ENV_STATE_DIR if trainer.writer is not None else None
-    env_kwargs = run_env_kwargs(cfg.env, [cfg.env_kwargs.get(e, {}) for e in cfg.env], trainer.run_dir.name, folder)
     return play(
         cfg.env, agents, cfg.episodes_per_step if count is None else count, seed=rollout_seed(cfg),
-        env_kwargs=env_kwargs, env_weights=cfg.env_weights or None,
+        env_kwargs=trainer.run_env_kwargs(), env_weights=cfg.env_weights or None,
         concurrency=cfg.concurrency, writer=trainer.writer if store else None, run_name=trainer.run_dir.name,
         swap_seats=trainer.opponent is not None, start_index=start_index, metadata=metadata, schedule=schedule,
-        schedule_offset=schedule_offset,
+        schedule_offset=schedule_offset, run_state=False,  # folded after the step (`SelfPlayTrainer.fold_step`)
     )
 
 
@@ -192,6 +190,10 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
         self.session_start = time.monotonic()
         # process 0 alone writes the run's episodes (`arena.data_parallel`)
         self.writer = EpisodeWriter(self.run_dir) if data_parallel is None or data_parallel.main else None
+        # state that lasts the run (AZR's task buffer, `arena.env_state`): kept in the run's
+        # env-state/ by the process that writes the episodes, and cut back with them on resume;
+        # other data-parallel processes play with a mirror of it
+        self.env_state_dir = self.run_dir / ENV_STATE_DIR if self.writer is not None else mirror_folder()
         # transformers 5 reads the TensorBoard folder from the environment, not from the args
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.run_dir / "tensorboard")
         use_cuda = (config.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
@@ -298,6 +300,19 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
         fp32 = next(self.model.parameters()).dtype == torch.float32
         return bool(getattr(sampler, "generates_with_model", False)) and fp32 and not self.args.bf16
 
+    def run_env_kwargs(self) -> list[dict[str, Any]]:
+        """Each env's arguments in this run and process (`arena.rollout.run_env_kwargs`)."""
+        cfg = self.config
+        return run_env_kwargs(cfg.env, [cfg.env_kwargs.get(e, {}) for e in cfg.env], self.run_dir.name,
+                              self.env_state_dir)
+
+    def fold_step(self, episodes: list[Episode]) -> None:
+        """Fold the step's episodes, in index order, into the state the envs keep over the run
+        (`arena.env_state`), in the process that writes them; before the checkpoint of the
+        step, so that a resume from it continues the state exactly."""
+        if self.writer is not None:
+            fold_episodes(self.config.env, self.run_env_kwargs(), episodes)
+
     def close_progress(self) -> None:
         """Close the progress bar of a training that stopped early (an error, Ctrl-C);
         left open, tqdm redraws it at exit, after the error message."""
@@ -316,6 +331,7 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
         rollout = self.rollout or (dp.rollout if dp is not None else local_rollout)
         episodes = rollout(self, self.episodes_written, {"step": self.state.global_step})
         rollout_seconds = time.perf_counter() - t0
+        self.fold_step(episodes)
         if hasattr(self.policy, "sleep"):  # a vLLM engine frees its memory for the update (CUDA)
             self.policy.sleep()
         self.rollouts += 1

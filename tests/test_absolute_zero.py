@@ -380,6 +380,44 @@ def test_a_runs_buffer_lasts_the_run_and_a_resume_goes_on_from_its_checkpoint(tm
         {"store": "mine", "buffer_path": "b"}  # the user's own store and path are kept
 
 
+def test_a_steps_episodes_see_the_buffer_of_its_start_and_a_mirror_plays_as_the_writer(tmp_path):
+    """Training folds a step's valid tasks into the run's buffer after the step
+    (`arena.env_state`): its episodes see the buffer of the step's start, one at a time as
+    well as all at once, and a process that plays a share of the next step with a mirror of
+    the writer's buffer (a data-parallel process, a Ray actor) plays what the writer would.
+    Before, each process kept the tasks of its own share only, and from the seed again on
+    --resume; `arena play` (run_state on) adds each stored episode's task at once."""
+    from arena.env_state import StateMirror, apply_tail, fold_episodes
+    from arena.rollout import run_env_kwargs
+
+    env, base = "azr/Deduction-v0", {"n": 2, "sandbox": "process"}
+    run, mirror = tmp_path / "run", tmp_path / "mirror"
+    writer = run_env_kwargs([env], [base], run.name, run / "env-state")
+    copy = run_env_kwargs([env], [base], run.name, mirror)
+
+    def played(kwargs, start, count, run_state=False):  # a share of step 1 (episodes 6-11) or step 0
+        episodes = play(env, [HeuristicAgent(seed=start)], count, seed=0, start_index=start, env_kwargs=kwargs,
+                        concurrency=1, run_state=run_state)
+        return episodes, [(ep.options, [t.completion for t in ep.turns]) for ep in episodes]
+
+    first, _ = played(writer, 0, 6)
+    assert all([r["id"] for r in ep.options["references"]] == ["seed-deduction"] for ep in first)
+    tasks = run / "env-state" / "azr" / "azr_tasks.jsonl"
+    assert not tasks.exists()  # nothing added during the step
+    fold_episodes([env], writer, first)
+    proposed = [t.info["task"]["id"] for ep in first for t in ep.turns if t.role == "proposer"]
+    assert [json.loads(line)["id"] for line in tasks.read_text().splitlines()] == proposed  # in index order
+    sent = StateMirror()
+    apply_tail(mirror, sent.tail(run / "env-state"))
+    assert (mirror / "azr" / "azr_tasks.jsonl").read_bytes() == tasks.read_bytes()
+    assert sent.tail(run / "env-state") == {}  # nothing new to send
+    mine, theirs = played(writer, 9, 3)[1], played(copy, 9, 3)[1]
+    assert mine == theirs
+    assert {r["id"] for options, _ in mine for r in options["references"]} & set(proposed)
+    _, at_once = played(run_env_kwargs([env], [base], "play", None), 0, 3, run_state=True)
+    assert [len(options["references"]) for options, _ in at_once] == [1, 2, 3]  # seed, then each stored episode's task
+
+
 # -- whole episodes -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("env_id", ["azr/Deduction-v0", "azr/Abduction-v0", "azr/Induction-v0", "azr/Mixed-v0"])

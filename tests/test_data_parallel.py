@@ -28,13 +28,13 @@ TRAIN = ["--env", "spiral/KuhnPoker-v0", "--env", "spiral/TicTacToe-v0", "--epis
          "--eval-every", "0", "--save-every", "1"]
 
 
-def launch(*args: str) -> subprocess.CompletedProcess:
+def launch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """`arena` on two processes, as `torchrun --standalone --nproc-per-node 2 -m arena.cli` runs it."""
     env = {**os.environ, "COLUMNS": "160", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("WORLD_SIZE", None)
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "arena.cli", *map(str, args)], check=False, capture_output=True, text=True,
-                          env=env, timeout=300, stdin=subprocess.DEVNULL)
+                          env=env, timeout=300, stdin=subprocess.DEVNULL, cwd=cwd)
 
 
 def episodes_of(run: Path) -> list[dict]:
@@ -226,3 +226,45 @@ def test_a_two_process_run_resumes_where_it_stopped(two_process_run, tmp_path):
     verify = subprocess.run([sys.executable, "-m", "arena.cli", "replay", str(run), "--verify"], capture_output=True,
                             text=True, timeout=300, check=False)
     assert verify.returncode == 0 and "all replay exactly" in verify.stdout, verify.stdout + verify.stderr
+
+
+SCRIPTED_AZR = """
+import zlib
+
+import numpy as np
+from arena.envs.absolute_zero.env import AbsoluteZero
+
+from arena import register
+
+
+class ScriptedProposals(AbsoluteZero):
+    \"\"\"AZR whose proposer's text is read as a valid scripted proposal drawn from it (the tiny
+    model's own are all refused; its completion is still what is trained).\"\"\"
+
+    def _parse_proposal(self, text):
+        return super()._parse_proposal(self.scripted_proposal(np.random.default_rng(zlib.crc32(text.encode()))))
+
+
+register("test/ScriptedDeduction-v0", ScriptedProposals, kwargs={"task_type": "deduction", "n": 2, "sandbox": "process"})
+"""
+
+
+@pytest.mark.slow
+def test_every_process_proposes_from_the_whole_runs_azr_buffer(tmp_path):
+    """AZR's task buffer is one for the run in every process: process 1 plays step 2 with the
+    tasks of all of step 1's episodes (its mirror of process 0's buffer, `arena.env_state`),
+    not only those of its own share as before. With at most k tasks in the buffer, every
+    episode's references are the whole buffer: the seed, then step 1's tasks in index order."""
+    (tmp_path / "scripted_azr.py").write_text(SCRIPTED_AZR)
+    result = launch("train", "--env", "scripted_azr:test/ScriptedDeduction-v0", "--steps", "2", "--episodes-per-step",
+                    "4", "--max-new-tokens", "16", "--eval-every", "0", "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    episodes = episodes_of(tmp_path / "run")
+    assert [e["metadata"]["index"] for e in episodes] == list(range(8))
+    proposed = list(dict.fromkeys(t["info"]["task"]["id"] for e in episodes[:4] for t in e["turns"]
+                                  if t["role"] == "proposer"))
+    assert len(proposed) >= 2
+    for e in episodes[:4]:
+        assert [r["id"] for r in e["options"]["references"]] == ["seed-deduction"]
+    for e in episodes[4:]:  # episodes 6 and 7 played by process 1
+        assert [r["id"] for r in e["options"]["references"]] == ["seed-deduction", *proposed], e["metadata"]

@@ -68,9 +68,10 @@ def local_ray(arena_cache):
 
 
 def _trainer(model, run: Path) -> types.SimpleNamespace:
-    """What a `Rollout` reads from the trainer: the trained model, the writer, the run folder."""
+    """What a `Rollout` reads from the trainer: the trained model, the writer, the run folder
+    and its env state."""
     run.mkdir(parents=True, exist_ok=True)
-    return types.SimpleNamespace(model=model, writer=EpisodeWriter(run), run_dir=run,
+    return types.SimpleNamespace(model=model, writer=EpisodeWriter(run), run_dir=run, env_state_dir=run / "env-state",
                                  _metrics={"train": defaultdict(list)})
 
 
@@ -107,6 +108,37 @@ def test_train_on_two_ray_workers_stores_every_episode_once_in_order(local_ray, 
     verified = subprocess.run([sys.executable, "-m", "arena.cli", "replay", str(run), "--verify"],
                               check=False, capture_output=True, text=True, env=env, timeout=300)
     assert verified.returncode == 0 and "verified 32 episodes: all replay exactly" in verified.stdout, verified.stdout + verified.stderr
+
+
+
+def test_actors_play_azr_with_the_drivers_task_buffer(local_ray, tmp_path):
+    """Ray actors play AZR with a mirror of the driver's task buffer (`arena.env_state`), sent
+    before each step (before: each actor kept its own, of its share's proposals only, and a
+    replaced actor or a resumed run's started again from the seed). With at most k tasks,
+    every episode's references are the whole buffer. (Before the `mixed` actors take the CPUs.)"""
+    from arena.agents import HeuristicAgent
+    from arena.agents.hf import load_model
+
+    from arena.env_state import fold_episodes
+    from arena.ray_rollout import RayRollout
+    from arena.rollout import play, run_env_kwargs
+
+    env, kw = "azr/Deduction-v0", {"n": 2, "sandbox": "process"}
+    run = tmp_path / "run"
+    trainer = _trainer(load_model("tiny", device="cpu")[0], run)
+    writer = run_env_kwargs([env], [kw], run.name, trainer.env_state_dir)
+    scripted = play(env, [HeuristicAgent(seed=0)], 3, seed=0, env_kwargs=writer, run_state=False)
+    fold_episodes([env], writer, scripted)  # the driver's buffer after a step
+    tasks = ["seed-deduction", *dict.fromkeys(t.info["task"]["id"] for ep in scripted for t in ep.turns
+                                              if t.role == "proposer")]
+    rollout = RayRollout(TrainConfig(env=[env], env_kwargs={env: kw}, episodes_per_step=4, max_new_tokens=16,
+                                     ray_address="local", ray_workers=2, seed=1))
+    try:
+        episodes = rollout(trainer, 3, {"step": 1})
+    finally:
+        rollout.close()
+    assert len(tasks) > 1
+    assert [[r["id"] for r in ep.options["references"]] for ep in episodes] == [tasks] * 4
 
 
 def test_the_actors_hold_the_trained_weights_after_an_optimizer_step(mixed, tmp_path):

@@ -145,6 +145,17 @@ class TaskStore:
                 self.size += len(line)
             return new
 
+    def read_new(self) -> None:
+        """Add the tasks another process appended to the tasks file since this store last
+        read or wrote it (whole lines only)."""
+        with self._lock, open(self.path / TASKS_FILE, "rb") as fh:
+            fh.seek(self.size)
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    break
+                self._add(Task.from_dict(json.loads(line)))
+                self.size += len(line)
+
     def sample(self, task_type: str, k: int, rng: np.random.Generator) -> list[Task]:
         """`k` reference tasks of `task_type`, uniformly without replacement (all of them when
         the buffer holds fewer)."""
@@ -211,12 +222,16 @@ _SHARED: dict[tuple[str, str | None], TaskStore] = {}
 def shared_store(name: str, path: str | None = None) -> TaskStore:
     """The process-wide store called `name` (one buffer for every env built with it, as
     AZR's one dataset manager for all concurrent rollouts). With a `path` whose tasks file
-    is no longer what the store read and wrote (a resumed run cut it back to its checkpoint),
-    the store is read again from the file."""
+    is shorter than what the store read and wrote (a resumed run cut it back to its
+    checkpoint), the store is read again from the file; where it is longer, its new tasks
+    are added."""
     key = (name, path)
     store = _SHARED.get(key)
-    if store is None or (path is not None and _file_size(Path(path) / TASKS_FILE) != store.size):
+    size = _file_size(Path(path) / TASKS_FILE) if path is not None else 0
+    if store is None or size < store.size:
         store = _SHARED[key] = TaskStore(path)
+    elif size > store.size:  # a mirror of a run's buffer got the writer's new tasks (`arena.env_state`)
+        store.read_new()
     return store
 
 

@@ -75,9 +75,14 @@ After the verifier's turn; or right after the proposer's turn when the proposal 
   own, at another address layout), shared by every env of the process with the same
   settings.
 - `store` (None): name of a process-wide task store shared by every env built with it
-  (one buffer for all concurrent episodes, as AZR); None: this env object's own buffers.
-  A training run and `arena play` share one store over the run, kept in the run's
-  `env-state/azr/` (`run_kwargs`); `arena eval` and `arena.play` do not.
+  (one buffer for all concurrent episodes, as AZR's one dataset manager); it grows by
+  `after_episode`, from each finished episode's valid task (`info["task"]` of its proposer
+  turn), in episode-index order: `arena.play` adds each episode's task once the episode is
+  stored, training adds a step's tasks after the step (the step's proposers all see the
+  buffer of its start, as AZR samples a batch's references before generating it). None:
+  this env object's own buffers, which grow as its proposals pass the checks. A training
+  run and `arena play` share one store over the run, kept in the run's `env-state/azr/`
+  (`run_kwargs`); `arena eval` does not.
   `buffer_path`: a folder; saved tasks there are loaded, and each new task is appended
   to `azr_tasks.jsonl` (`env.store.save()` also writes `azr_lineage.json`).
 - Replay: the references an episode showed are its `options` (`episode_options`), so
@@ -187,6 +192,7 @@ class AbsoluteZero(ArenaEnv):
         self.sandbox_backend, self.sandbox_workers, self.sandbox_config = sandbox, int(sandbox_workers), dict(sandbox_config or {})
         self.limits = Limits(timeout=self.timeout)
         self.store: TaskStore = shared_store(store, buffer_path) if store else TaskStore(buffer_path)
+        self.shared = bool(store)  # a named store grows by `after_episode`, not as proposals pass
         #: Rejection kinds of invalid proposals seen by this env object.
         self.rejections: Counter = Counter()
         #: Per turn of the current episode: {"reward": ..., "infra": ...} (read by the rollout).
@@ -228,6 +234,17 @@ class AbsoluteZero(ArenaEnv):
             sub = "azr" if name is None else f"azr-{re.sub(r'[^A-Za-z0-9_.-]', '_', str(name))}"
             out["buffer_path"] = str(Path(folder).absolute() / sub)
         return out
+
+    @classmethod
+    def after_episode(cls, kwargs: dict[str, Any], episode: Any) -> None:
+        """Add the episode's valid task (its proposer turn's `info["task"]`) to the named
+        store of `kwargs`, with its lineage; nothing without a store."""
+        if not kwargs.get("store"):
+            return
+        store = shared_store(kwargs["store"], kwargs.get("buffer_path"))
+        for turn in episode.turns:
+            if turn.role == "proposer" and isinstance(turn.info.get("task"), dict):
+                store.add(Task.from_dict(turn.info["task"]))
 
     @staticmethod
     def summarize(episodes: Any) -> dict[str, Any]:
@@ -327,7 +344,9 @@ class AbsoluteZero(ArenaEnv):
             return
         task = Task(self.ttype, program, [c[2:-1] for c in v.calls], list(v.outputs), message,
                     parents=[r.id for r in self.references])
-        self.store.add(task)
+        info["task"] = task.to_dict()  # what `after_episode` adds to a named store
+        if not self.shared:
+            self.store.add(task)
         self.task = task
         if self.ttype == "induction":
             order = [int(i) for i in self.np_random.permutation(len(task.inputs))]
