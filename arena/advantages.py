@@ -100,9 +100,10 @@ def grpo(
 
     A sample alone in its group (no other unmasked sample answered its prompt) has no group
     to be compared with, and would get 0: it is compared instead with the other lone samples
-    of its batch, so g is "the lone samples of b". That is Dr. GRPO's per-role baseline for
-    a role whose prompts never repeat, as SPICE's challenger (a document each) and verifier
-    (an answer each), where per-prompt groups would leave every sample at 0.
+    of its batch, so g is "the lone samples of b": a per-role baseline for a role whose
+    prompts rarely repeat, where per-prompt groups would leave every sample at 0. (Roles
+    whose prompts repeat only by chance, SPICE's challenger and verifier, are given one
+    group per role by the caller: `ArenaEnv.grpo_pooled_roles`.)
     """
     if isinstance(scale, bool):
         scale = "group" if scale else "none"

@@ -219,6 +219,11 @@ class ArenaEnv(AECEnv):
     #: n attempts) rather than each role its episode's return: RAE then updates its baseline
     #: once per turn, not once per role and episode (`arena.samples`).
     credits_each_turn: ClassVar[bool] = False
+    #: Roles whose GRPO group is every sample of the role in the step rather than the samples
+    #: of one prompt (`arena.samples.assign_advantages`): roles whose prompts repeat only by
+    #: chance (SPICE's challenger, a document drawn at random; its verifier), where per-prompt
+    #: groups would give a repeat its own baseline and the rest the role's.
+    grpo_pooled_roles: ClassVar[tuple[str, ...]] = ()
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "name": "arena_env", "is_parallelizable": False}
 
     def __init__(self, render_mode: str | None = None, max_turns: int = 50):

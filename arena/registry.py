@@ -73,6 +73,10 @@ class EnvSpec:
             if not (inspect.isclass(cls) and issubclass(cls, ArenaEnv)):
                 raise ArenaError(f"{self.id}: entry point {self.entry_point!r} is not an arena.ArenaEnv subclass")
             validate_protocol(self.id, [r.name for r in cls.roles], cls.protocol())
+            unknown = sorted(set(cls.grpo_pooled_roles) - {r.name for r in cls.roles})
+            if unknown:
+                raise ArenaError(f"{self.id}: grpo_pooled_roles names {unknown}, not roles of the env "
+                                 f"({', '.join(r.name for r in cls.roles)})")
             _checked.add(cls)
         return cls
 

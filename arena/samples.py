@@ -71,7 +71,9 @@ def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselin
       Turns with rewards of their own (per-turn credit) are updated one by one (`_rae_units`).
       `baselines` (keyed by `"env_id|role"`, JSON-friendly) is updated in place.
     - `grpo`: groups are samples of the same env, role and prompt tokens (a sample alone
-      with its prompt joins the batch's other lone samples of its role); `grpo_scale`
+      with its prompt joins the batch's other lone samples of its role), or of the same env
+      and role for the env's `grpo_pooled_roles` (prompts that repeat only by chance);
+      `grpo_scale`
       divides by the group's std ("group"), by the std of the step's samples of the same
       env and role ("batch"), or not ("none": Dr. GRPO); "auto": the env family's
       (`default_grpo_scale`: none for SPICE, as its paper, group elsewhere).
@@ -90,7 +92,11 @@ def assign_advantages(samples: list[Sample], estimators: dict[str, str], baselin
                     s.advantage = a if s.reward is not None else None
         elif name == "grpo":
             scale = default_grpo_scale(env_id) if grpo_scale == "auto" else grpo_scale
-            adv = grpo([s.reward for s in group], [(s.key, tuple(s.prompt_ids)) for s in group], scale=scale,
+            from arena.registry import spec
+
+            pooled = spec(env_id).load().grpo_pooled_roles
+            adv = grpo([s.reward for s in group],
+                       [s.key if s.role in pooled else (s.key, tuple(s.prompt_ids)) for s in group], scale=scale,
                        batches=[s.key for s in group])
             for s, a in zip(group, adv):
                 s.advantage = a

@@ -106,6 +106,24 @@ def test_assign_advantages_grpo_scale_off_is_dr_grpo():
     assert [s.advantage for s in samples] == pytest.approx([1 / (std + 1e-4), -1 / (std + 1e-4), 0.0])
 
 
+def test_spice_challengers_are_one_group_however_their_documents_repeat():
+    """SPICE's challenger reads a document drawn with replacement: per-prompt groups gave two
+    invalid tasks on one document advantage 0 (no penalty) and the other samples the lone
+    samples' mean. One group per role (`grpo_pooled_roles`): R - mean over the step's
+    challengers, whichever documents repeat; the reasoner's n answers stay per question."""
+    from arena.samples import Sample, assign_advantages
+
+    def sample(role, reward, prompt):
+        return Sample(env_id="spice/Corpus-v0", role=role, episode=0, prompt_ids=prompt, completion_ids=[5],
+                      logprobs=[-0.1], reward=reward)
+
+    challengers = [sample("challenger", r, p) for r, p in [(-0.1, [9, 7]), (-0.1, [9, 7]), (1.0, [9, 1]), (0.2, [9, 2])]]
+    reasoners = [sample("reasoner", r, p) for r, p in [(1.0, [3]), (0.0, [3]), (1.0, [4]), (1.0, [4])]]
+    assign_advantages(challengers + reasoners, {}, {})
+    assert [s.advantage for s in challengers] == pytest.approx([-0.35, -0.35, 0.75, -0.05])  # mean 0.25, no std
+    assert [s.advantage for s in reasoners] == pytest.approx([0.5, -0.5, 0.0, 0.0])
+
+
 def test_truncated_samples_keep_their_advantage_and_leave_the_loss_only_when_asked():
     from arena.samples import Sample, assign_advantages, keep_for_loss
 

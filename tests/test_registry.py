@@ -85,6 +85,15 @@ def _role(name: str) -> Role:
 )
 def test_protocol_graph_is_validated(roles, edges, message):
     cls = type("Broken", (ArenaEnv,), {"roles": tuple(_role(r) for r in roles), "edges": edges})
+    _refused_when_made(cls, message)
+
+
+def test_pooled_grpo_roles_must_be_roles_of_the_env():
+    cls = type("Broken", (ArenaEnv,), {"roles": (_role("a"),), "edges": (("x", "a"),), "grpo_pooled_roles": ("b",)})
+    _refused_when_made(cls, r"grpo_pooled_roles names \['b'\], not roles of the env \(a\)")
+
+
+def _refused_when_made(cls, message):
     arena.register("test/Broken-v0", cls, override=True)
     try:
         with pytest.raises(ArenaError, match=message):

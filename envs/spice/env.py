@@ -116,6 +116,11 @@ class SpiceCorpus(ArenaEnv):
     edges = (("corpus", "challenger"), ("challenger", "reasoner"), ("reasoner", "verifier"), ("challenger", "verifier"))
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "name": "spice_corpus", "is_parallelizable": False}
     credits_each_turn: ClassVar[bool] = True  # `turn_credit`: each attempt its own reward
+    # Dr. GRPO's per-role baseline for the roles whose prompts repeat only by chance: the
+    # challenger's document is drawn with replacement (74 documents and 128 episodes a step:
+    # most are drawn 2-5 times), and per-document groups gave two invalid tasks on one
+    # document advantage 0 (no penalty) and the same two on two documents a negative one
+    grpo_pooled_roles: ClassVar[tuple[str, ...]] = ("challenger", "verifier")
 
     @classmethod
     def resolve_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
