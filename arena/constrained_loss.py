@@ -49,15 +49,58 @@ def illegal_mask(allowed: list, shape: torch.Size, device: torch.device) -> torc
 ROW_AVERAGED = ("grpo", "sapo", "dr_grpo", "luspo")
 
 
+def reduce_like_loss(per_token: torch.Tensor, mask: torch.Tensor, loss_type: str, *, num_items: torch.Tensor,
+                     processes: int, accumulation: int, steps_per_generation: int, max_length: int) -> torch.Tensor:
+    """A per-token quantity x (rows x tokens, 0 where `mask` is) reduced as TRL 1.16's
+    `GRPOTrainer._compute_loss` reduces its per-token loss for `loss_type`, in training, with
+    n_i the tokens of row i, B the rows, G the accumulation steps:
+
+    - grpo, sapo: mean_i (sum_t x_it / n_i) / G
+    - bnpo: sum x / sum n / G
+    - dr_grpo: sum x / (B * max_length) / G
+    - luspo: mean_i sum_t x_it / G
+    - dapo, cispo, vespo: sum x / (num_items / processes * G / steps_per_generation)
+
+    so that a term added to the loss this way weighs against the policy term of the same
+    tokens alike whatever else is in the batch (the entropy bonus over the legal actions,
+    in a batch mixing constrained and free-text rows)."""
+    x = per_token * mask
+    if loss_type in ("grpo", "sapo"):
+        total = (x.sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    elif loss_type == "bnpo":
+        total = x.sum() / mask.sum().clamp(min=1)
+    elif loss_type == "dr_grpo":
+        total = x.sum() / (x.size(0) * max_length)
+    elif loss_type == "luspo":
+        total = x.sum(-1).mean()
+    elif loss_type in ("dapo", "cispo", "vespo"):
+        return x.sum() / (num_items.clamp(min=1) / processes * accumulation / steps_per_generation)
+    else:
+        raise ValueError(f"unknown loss type {loss_type!r}")
+    return total / accumulation
+
+
 class ConstrainedLoss:
     """`GRPOTrainer`'s log-probs and loss with arena's constraint and entropy bonus; the
     trainer sets `_allowed` (the batch's per-token legal ids) around each loss."""
 
     def _compute_loss(self, model, inputs):
         self._allowed = inputs.get("allowed")
-        self._entropy_sum = None
+        self._entropy_tokens = None
         try:
             loss = super()._compute_loss(model, inputs)
+            self.legal_entropy_coef = self.config.entropy_coef_at(self.state.global_step)
+            if self.legal_entropy_coef and self._entropy_tokens is not None:
+                # entropy bonus over the legal actions, reduced as this loss type reduces its
+                # per-token loss, so that it weighs against the policy term of the same tokens
+                # alike in any mix of constrained and free-text rows (divided by the whole
+                # batch's tokens under every loss type, grpo's weight fell with the share of
+                # free text and dr_grpo's was max_new_tokens / the action's length too large)
+                loss = loss - self.legal_entropy_coef * reduce_like_loss(
+                    self._entropy_tokens, inputs["completion_mask"], self.loss_type,
+                    num_items=inputs["num_items_in_batch"], processes=self.accelerator.num_processes,
+                    accumulation=self.current_gradient_accumulation_steps,
+                    steps_per_generation=self.args.steps_per_generation, max_length=self.max_completion_length)
             if self.loss_type in ROW_AVERAGED and "row_scale" in inputs:
                 # these losses average over a micro-batch's rows, filler rows included
                 # (`SelfPlayTrainer._batch`): scaled as if only the kept rows had been split
@@ -69,16 +112,10 @@ class ConstrainedLoss:
                 # fillers each micro-batch's weight stays 1 / count, as in TRL
                 real = (inputs["completion_mask"].sum(dim=1) > 0).to(loss.dtype).mean()
                 loss = loss * inputs["row_scale"] * real
-            self.legal_entropy_coef = self.config.entropy_coef_at(self.state.global_step)
-            if self.legal_entropy_coef and self._entropy_sum is not None:
-                # entropy bonus over the legal actions, normalised like the dapo loss (per
-                # completion token of the whole rollout batch), so micro-batches add up
-                bonus = self._entropy_sum / inputs["num_items_in_batch"].clamp(min=1)
-                loss = loss - self.legal_entropy_coef * bonus * self.accelerator.num_processes
             return loss
         finally:
             self._allowed = None
-            self._entropy_sum = None
+            self._entropy_tokens = None
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                            batch_size=None, compute_entropy=False, **kwargs):
@@ -122,7 +159,7 @@ class ConstrainedLoss:
                 # without legal actions) would add its whole vocabulary's entropy
                 width = entropies.size(1)
                 mask = attention_mask[:, -width:].bool() & constrained_positions(allowed, entropies.shape, entropies.device)
-                self._entropy_sum = (entropies * mask.to(entropies.dtype)).sum()
+                self._entropy_tokens = entropies * mask.to(entropies.dtype)
             entropies = entropies.detach()
         return logps, entropies, aux
 

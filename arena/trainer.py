@@ -265,7 +265,7 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
         if peft_config is not None:  # the policy generates from (and a vLLM engine is fed by) the PEFT model
             self.policy.model = self.model
         self._allowed: list | None = None
-        self._entropy_sum: torch.Tensor | None = None
+        self._entropy_tokens: torch.Tensor | None = None
         self.sampler_exact = self._sampler_exact()
         self.sampling_correction = (not self.sampler_exact if config.sampling_correction is None
                                     else config.sampling_correction)

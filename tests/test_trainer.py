@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import inspect
 import json
 import os
@@ -721,9 +722,54 @@ def test_legal_entropy_bonus_leaves_out_free_text_rows_of_a_mixed_batch(tmp_path
         _, entropies, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, 2, compute_entropy=True)
         assert entropies[0].max() <= torch.log(torch.tensor(3.0)) + 1e-5  # over 2 and 3 legal tokens
         assert entropies[1].min() > 3.0  # the whole vocabulary's
-        torch.testing.assert_close(trainer._entropy_sum.detach(), entropies[0].sum())
+        torch.testing.assert_close(trainer._entropy_tokens.detach().sum(-1), torch.stack([entropies[0].sum(), torch.tensor(0.0)]))
     finally:
         trainer._allowed = None
+        trainer.writer.close()
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo", "bnpo"])
+def test_the_entropy_bonus_weighs_against_the_policy_term_alike_in_any_mix(tmp_path, arena_cache, loss_type):
+    """The bonus over the legal actions is reduced as the loss type reduces its per-token loss
+    (`reduce_like_loss`): against the policy term of the same constrained row, it weighs the
+    same whether the batch holds that row alone or a free-text row too. Divided by the
+    batch's tokens under every loss type, grpo's bonus fell to 2/3 of its weight in this mix,
+    and dr_grpo's was max_completion_length / 2 times too large in either."""
+    import torch
+    from arena.agents.hf import HFPolicy, load_model
+
+    from arena.config import TrainConfig
+    from arena.samples import Sample
+    from arena.trainer import SelfPlayTrainer
+
+    model, tokenizer = load_model("tiny", device="cpu")
+    cfg = TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0, out=str(tmp_path),
+                      loss_type=loss_type, entropy_coef=1.0, entropy_coef_final=1.0)
+    trainer = SelfPlayTrainer(cfg, model, tokenizer, HFPolicy(model, tokenizer, constrain=True), tmp_path)
+    try:
+        trainer.share_prefix = False
+        trainer.current_gradient_accumulation_steps = 1
+        model.train()
+
+        def row(completion, allowed):
+            return Sample(env_id="spiral/KuhnPoker-v0", role="player_0", episode=0, prompt_ids=[5, 6, 7],
+                          completion_ids=completion, logprobs=[-1.0] * len(completion), reward=1.0, allowed=allowed)
+
+        def terms(rows):  # (bonus, policy term of the constrained row) of the batch's loss
+            losses = []
+            for advantage in (0.0, 1.0):
+                rows[0].advantage, rows[1:] = advantage, [dataclasses.replace(r, advantage=0.0) for r in rows[1:]]
+                losses.append(trainer._compute_loss(model, trainer._batch(rows)).item())  # the bonus: with grad
+            return -losses[0], losses[1] - losses[0]
+
+        game = row([8, 9], [[8, 12], [9, 13, 14]])
+        bonus, policy = terms([game])
+        mixed_bonus, mixed_policy = terms([game, row([10, 11, 12, 13], None)])
+        assert bonus > 0 and policy < 0 and mixed_bonus > 0
+        assert bonus / -policy == pytest.approx(mixed_bonus / -mixed_policy, rel=1e-4)
+        if loss_type == "dr_grpo":  # against the policy term, as under dapo: the row's entropy per token
+            assert bonus / -policy < 1.2
+    finally:
         trainer.writer.close()
 
 
