@@ -735,7 +735,6 @@ def test_the_entropy_bonus_weighs_against_the_policy_term_alike_in_any_mix(tmp_p
     same whether the batch holds that row alone or a free-text row too. Divided by the
     batch's tokens under every loss type, grpo's bonus fell to 2/3 of its weight in this mix,
     and dr_grpo's was max_completion_length / 2 times too large in either."""
-    import torch
     from arena.agents.hf import HFPolicy, load_model
 
     from arena.config import TrainConfig
