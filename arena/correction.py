@@ -75,3 +75,37 @@ def mismatch_metrics(old: torch.Tensor, sampling: torch.Tensor, mask: torch.Tens
             out["sampling/importance_sampling_ratio/mean"] = flat.mean().item()
             out["sampling/importance_sampling_ratio/max"] = flat.max().item()
     return out
+
+
+def kept_log_mass(logits: torch.Tensor, *, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
+                  order: str = "hf") -> torch.Tensor:
+    """log Z_t, the log of the probability mass a truncating sampler keeps at each position:
+
+        Z_t = sum over the kept tokens v of softmax(l_t)_v
+
+    from `logits` l (..., vocab) already divided by the temperature (and constrained). The
+    sampler draws from the softmax over the kept tokens, so a kept token's recorded
+    log-prob is log mu(y) - log Z_t: adding log Z_t back gives the whole distribution's,
+    which the trained model's log-probs are compared with. The tokens kept are those
+    transformers' warpers keep (`order="hf"`: top-k, then top-p, then min-p, as
+    `generate` applies them) or vLLM's sampler (`"vllm"`: min-p, then top-k, then top-p).
+    0 where nothing is truncated or the position has no finite logit (padding)."""
+    from transformers.generation.logits_process import (
+        MinPLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    if order not in ("hf", "vllm"):
+        raise ValueError(f"unknown sampler order {order!r}; hf or vllm")
+    warpers = {"top_k": TopKLogitsWarper(top_k) if top_k > 0 else None,
+               "top_p": TopPLogitsWarper(top_p) if top_p < 1.0 else None,
+               "min_p": MinPLogitsWarper(min_p) if min_p > 0.0 else None}
+    flat = logits.reshape(-1, logits.size(-1)).float()
+    scores = flat
+    for name in ("top_k", "top_p", "min_p") if order == "hf" else ("min_p", "top_k", "top_p"):
+        if warpers[name] is not None:
+            scores = warpers[name](None, scores)
+    out = torch.logsumexp(scores, dim=-1) - torch.logsumexp(flat, dim=-1)
+    return torch.where(torch.isfinite(out), out, torch.zeros_like(out)).reshape(logits.shape[:-1])
+

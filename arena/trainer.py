@@ -53,8 +53,8 @@ from trl import GRPOConfig, GRPOTrainer
 from arena.callbacks import ArenaCallback, ProgressBar
 from arena.checkpoint import CheckpointState
 from arena.config import LOSS_SHAPES, TrainConfig
-from arena.constrained_loss import ConstrainedLoss
-from arena.correction import importance_ratio, mismatch_metrics
+from arena.constrained_loss import ConstrainedLoss, illegal_mask
+from arena.correction import importance_ratio, kept_log_mass, mismatch_metrics
 from arena.data_parallel import DataParallel, merge_metrics
 from arena.env_state import fold_episodes, mirror_folder
 from arena.episode import Episode
@@ -434,6 +434,12 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
                 if s.logprobs:
                     recorded[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
             recorded = recorded.to(device)
+            if self.config.truncates_sampling() and self.config.temperature > 0:
+                # recorded under the sampler's truncated distribution (--top-p, --top-k, --min-p):
+                # the kept mass added back, so that the ratio and the mask measure the sampler's
+                # mismatch alone (TRL compares the two as they are: every token's weight carried
+                # the kept mass, 0.5 at --top-p 0.5, and the mask took truncation for drift)
+                recorded = recorded + self._kept_log_mass(out)
         if stale or self.sampling_correction:
             if forward_old:
                 # the sampler's log-probs are not the loss's: another engine or dtype (the
@@ -478,6 +484,30 @@ class SelfPlayTrainer(CheckpointState, ConstrainedLoss, GRPOTrainer):
                     parts.append(self._get_per_token_logps_and_entropies(model, ids[part], mask[part], keep)[0])
         finally:
             self._allowed = None
+        return torch.cat(parts)
+
+    def _kept_log_mass(self, batch: dict[str, Any]) -> torch.Tensor:
+        """`kept_log_mass` of the sampler's truncation at each completion token of the batch,
+        from a forward of the trained model without gradients (temperature, the constraint),
+        in the chunks of `_no_grad_logps`; the sampler's order of the filters: vLLM's for
+        --backend vllm, transformers' otherwise."""
+        cfg = self.config
+        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+        mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+        allowed, keep = batch.get("allowed"), batch["completion_ids"].size(1)
+        size = -(-ids.size(0) // max(1, self.args.steps_per_generation))
+        parts = []
+        with torch.no_grad():
+            for rows in range(0, ids.size(0), size):
+                part = slice(rows, rows + size)
+                with self.accelerator.autocast():
+                    logits = self.model(input_ids=ids[part], attention_mask=mask[part],
+                                        logits_to_keep=keep + 1).logits[:, :-1, :]
+                logits = logits.float() / self.temperature
+                if allowed and any(allowed[part]):
+                    logits = logits.masked_fill(illegal_mask(allowed[part], logits.shape, logits.device), float("-inf"))
+                parts.append(kept_log_mass(logits, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p,
+                                           order="vllm" if cfg.backend == "vllm" else "hf"))
         return torch.cat(parts)
 
     def _reference_logps(self, batch: dict[str, Any]) -> torch.Tensor:

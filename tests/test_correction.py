@@ -166,6 +166,44 @@ def test_the_off_policy_mask_measures_against_the_recorded_log_probs(tmp_path, m
         assert torch.allclose(saved["sampling_per_token_logps"][on], torch.tensor([lp for s in kept for lp in s.logprobs]))
 
 
+def test_the_kept_mass_of_a_truncating_sampler_is_its_filters():
+    from arena.correction import kept_log_mass
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.2, 0.3, 0.5]])) / 1.0
+    assert kept_log_mass(logits, top_p=0.6).exp().tolist() == pytest.approx([0.8, 0.8])  # 0.2 falls out
+    assert kept_log_mass(logits, top_k=1).exp().tolist() == pytest.approx([0.5, 0.5])
+    assert kept_log_mass(logits, min_p=0.5).exp().tolist() == pytest.approx([0.8, 0.8])  # below 0.25
+    assert kept_log_mass(logits).tolist() == [0.0, 0.0]
+    # the order matters: min-p 0.5 first (vLLM) keeps 0.5 and 0.3, renormalised 0.625 and 0.375, of which
+    # top-p 0.6 keeps 0.625 alone; top-p first (transformers) keeps 0.5 and 0.3, and min-p then keeps both
+    assert kept_log_mass(logits[:1], min_p=0.5, top_p=0.6, order="vllm").exp().item() == pytest.approx(0.5)
+    assert kept_log_mass(logits[:1], min_p=0.5, top_p=0.6, order="hf").exp().item() == pytest.approx(0.8)
+    assert kept_log_mass(torch.full((1, 3), float("-inf")), top_p=0.5).tolist() == [0.0]  # padding
+
+
+@pytest.mark.parametrize("truncation", [{"top_p": 0.5}, {"min_p": 0.6}], ids=["top_p", "min_p"])
+def test_a_truncating_samplers_kept_mass_is_not_taken_for_mismatch(tmp_path, monkeypatch, truncation):
+    """The trained model samples (exact, on CPU), truncated, with the correction on: its
+    recorded log-probs are the truncated distribution's, the loss's the whole one's. With
+    the kept mass added back the weights are 1 and the logged gap is 0; compared as they
+    are (as TRL does), every weight was the kept mass and the gap was logged as drift."""
+    trainer, batches = _train(tmp_path, monkeypatch, static_cache=False, sampling_correction=True, temperature=0.7,
+                              **truncation)
+    assert trainer.sampler_exact and trainer.sampling_correction
+    truncated = 0.0
+    for _, saved, kept in batches:
+        on = saved["completion_mask"].bool()
+        recorded = torch.tensor([lp for s in kept for lp in s.logprobs])
+        adjusted = saved["sampling_per_token_logps"][on]
+        truncated += float((recorded - adjusted).sum())  # -log Z >= 0 at each token
+        assert torch.allclose(adjusted, saved["old_per_token_logps"][on], atol=1e-4)
+        weights = saved["importance_sampling_ratio"]
+        assert torch.allclose(weights, torch.ones_like(weights), atol=1e-3)
+    assert truncated > 0.5  # the filters did cut: the test compares something
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
+    assert all(float(r["sampling/sampling_logp_difference/mean"]) < 1e-4 for r in rows)
+
+
 def test_bad_settings_are_one_line_naming_the_fix(tmp_path, monkeypatch):
     from arena.config import TrainConfig
     from arena.errors import ArenaError

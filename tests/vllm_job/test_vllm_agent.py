@@ -267,6 +267,24 @@ def test_train_with_the_vllm_backend_stores_replayable_episodes(tmp_path, lora_r
         assert float(row["sampling/importance_sampling_ratio/min"]) > 0
 
 
+def test_a_truncating_engines_kept_mass_is_not_taken_for_mismatch(tmp_path):
+    """vLLM's processed log-probs are its truncated distribution's (after min-p, top-k and
+    top-p), the loss's the whole one's: with the kept mass added back (in vLLM's order of
+    the filters, `arena.correction.kept_log_mass`), the logged gap is an fp32 engine's,
+    not the truncation's (the mean of -log Z over the tokens, compared as they are)."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "arena.cli", "train", "--env", KUHN, "--backend", "vllm", "--no-constrain",
+           "--top-p", "0.5", "--min-p", "0.05", "--temperature", "0.7", "--max-new-tokens", "8", "--steps", "1",
+           "--episodes-per-step", "8", "--eval-every", "0", "--out", str(run)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    row, = csv.DictReader((run / "metrics.csv").read_text().splitlines())
+    assert float(row["sampling/sampling_logp_difference/mean"]) < 1e-3, row
+    assert float(row["sampling/importance_sampling_ratio/min"]) > 0.99, row
+    turns = [t for line in (run / "episodes.jsonl").read_text().splitlines() for t in json.loads(line)["turns"]]
+    assert sum(len(t["token_ids"]) for t in turns) > 20  # free text: the filters cut at most tokens
+
+
 def test_a_prompt_longer_than_the_engine_takes_is_one_line_naming_the_flag(tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "arena.cli", "train", "--env", KUHN, "--backend", "vllm", "--steps", "1",
