@@ -26,7 +26,7 @@ def test_rows_are_grouped_by_the_prefix_they_share():
 def _batch(tokenizer, envs):
     """Prompts of both seats and several envs (left-padded), and completions of 1-4 tokens
     (right-padded), as `SelfPlayTrainer._batch` builds them."""
-    from arena.trainer import pad_left, pad_right
+    from arena.batch import pad_left, pad_right
 
     prompts, completions = [], []
     gen = torch.Generator().manual_seed(0)
@@ -208,8 +208,8 @@ def test_repeated_prompts_run_their_middle_once_and_give_the_plain_forward(arena
     `generate` one prompt token per row (or a whole prompt that shares nothing)."""
     from arena.agents.hf import HFPolicy, load_model
 
+    from arena.batch import pad_left, pad_right
     from arena.prefix import prompt_cache
-    from arena.trainer import pad_left, pad_right
 
     model, tokenizer = load_model("tiny", device="cpu")
     model.train()

@@ -86,7 +86,7 @@ def test_trl_own_entropy_bonus_stays_off_and_arena_bonus_is_applied_once(tmp_pat
 
 # -- batch construction -------------------------------------------------------------------
 def test_pad_left_and_right():
-    from arena.trainer import pad_left, pad_right
+    from arena.batch import pad_left, pad_right
 
     ids, mask = pad_left([[1, 2, 3], [4]], pad=0)
     assert ids.tolist() == [[1, 2, 3], [0, 0, 4]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
