@@ -8,7 +8,8 @@ checks and reward formulas (`check_deduction`, `check_abduction`, `check_inducti
 """
 
 from arena.envs.absolute_zero.buffers import Task, TaskStore, seed_tasks, shared_store
-from arena.envs.absolute_zero.env import AbsoluteZero, summarize_azr
+from arena.envs.absolute_zero.env import AbsoluteZero
+from arena.envs.absolute_zero.summary import summarize_azr
 from arena.envs.absolute_zero.tasks import (
     TASK_TYPES,
     Check,
