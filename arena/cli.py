@@ -183,6 +183,7 @@ def play_cmd(
     """Play episodes between agents; store them and print per-seat (and per-agent) results."""
     from arena.agents import make_agent
     from arena.metrics import summarize, summarize_agents
+    from arena.env_state import fold_episodes
     from arena.rollout import play, run_env_kwargs
     from arena.run_info import ENV_STATE_DIR
     from arena.store import open_run
@@ -226,6 +227,7 @@ def play_cmd(
     interactive = "human" in names
     progress = _progress(disable=interactive)
     status = "failed"
+    run_kwargs = dict(env_kwargs)  # until the run's are known (nothing is played before)
     try:
         with progress:
             task = progress.add_task(env_id, total=episodes)
@@ -242,7 +244,8 @@ def play_cmd(
         exit_code = interrupt_exit_code(exc)
         played = sorted(finished, key=lambda ep: ep.metadata.get("index", 0))
         if writer is not None:  # `play` stores in index order: episodes past one still playing wait in memory
-            writer.write_missing(played)
+            # and their tasks (AZR) go to the run's buffer once they are stored, as `play` adds them
+            fold_episodes([env_id], [run_kwargs], writer.write_missing(played))
     finally:
         if writer is not None:
             writer.close()

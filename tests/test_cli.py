@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -131,6 +132,45 @@ def test_interrupted_play_stores_every_finished_episode(tmp_path, monkeypatch, c
     assert len(indices) == finished and f"; {finished} stored in {run}" in err
     assert indices != list(range(finished))  # some had finished ahead of an earlier one, which never did
     assert json.loads((run / "run.json").read_text())["episodes_completed"] == finished
+
+
+def test_an_interrupted_play_folds_exactly_the_stored_episodes_into_the_runs_state(tmp_path, monkeypatch, capsys):
+    """`after_episode` (the state an env keeps over a run, AZR's task buffer) sees every
+    episode stored once, those an interrupt stored out of order included, and no other."""
+    import arena.agents
+    from arena.envs.spiral.tictactoe import TicTacToe
+
+    from arena.cli import main
+    from arena.registry import _REGISTRY
+
+    class Folded(TicTacToe):
+        def __init__(self, log: str | None = None, **kwargs):
+            super().__init__(**kwargs)
+
+        @classmethod
+        def run_kwargs(cls, kwargs, run, folder):
+            return {**kwargs, "log": str(folder / "folded.txt")}
+
+        @classmethod
+        def after_episode(cls, kwargs, episode):
+            Path(kwargs["log"]).parent.mkdir(parents=True, exist_ok=True)
+            with open(kwargs["log"], "a") as f:
+                f.write(f"{episode.metadata['index']}\n")
+
+    arena.register("test/FoldedTicTacToe-v0", Folded, override=True)
+    make_agent = arena.agents.make_agent
+    monkeypatch.setattr(arena.agents, "make_agent", lambda name, seed=None: _InterruptedAt(make_agent(name, seed=seed), 12))
+    run = tmp_path / "pi"
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main(["play", "test/FoldedTicTacToe-v0", "-a", "random,random", "-n", "200", "--concurrency", "64",
+                  "--out", str(run)])
+    finally:
+        _REGISTRY.pop("test/FoldedTicTacToe-v0", None)
+    assert exited.value.code == 130 and "interrupted after" in capsys.readouterr().err
+    indices = [json.loads(line)["metadata"]["index"] for line in (run / "episodes.jsonl").read_text().splitlines()]
+    assert sorted(indices) != list(range(len(indices)))  # some finished ahead of one that never did
+    assert sorted(int(i) for i in (run / "env-state" / "folded.txt").read_text().split()) == sorted(indices)
 
 
 def test_device_without_hardware_is_one_line(tmp_path, monkeypatch):
