@@ -182,8 +182,8 @@ def play_cmd(
 ) -> None:
     """Play episodes between agents; store them and print per-seat (and per-agent) results."""
     from arena.agents import make_agent
-    from arena.metrics import summarize, summarize_agents
     from arena.env_state import fold_episodes
+    from arena.metrics import summarize, summarize_agents
     from arena.rollout import play, run_env_kwargs
     from arena.run_info import ENV_STATE_DIR
     from arena.store import open_run
