@@ -182,7 +182,7 @@ def play_cmd(
 ) -> None:
     """Play episodes between agents; store them and print per-seat (and per-agent) results."""
     from arena.agents import make_agent
-    from arena.env_state import fold_episodes
+    from arena.env_state import FoldAsStored, episode_fold
     from arena.metrics import summarize, summarize_agents
     from arena.rollout import play, run_env_kwargs
     from arena.run_info import ENV_STATE_DIR
@@ -227,25 +227,27 @@ def play_cmd(
     interactive = "human" in names
     progress = _progress(disable=interactive)
     status = "failed"
-    run_kwargs = dict(env_kwargs)  # until the run's are known (nothing is played before)
+    stored: FoldAsStored | None = None
     try:
         with progress:
             task = progress.add_task(env_id, total=episodes)
             # state that lasts the run (AZR's task buffer): in the run's env-state/, or in memory
             run_kwargs = run_env_kwargs([env_id], [env_kwargs], out.name if out else f"play-{uuid.uuid4().hex}",
                                         out / ENV_STATE_DIR if out else None)[0]
+            if writer is not None:  # each stored episode folded once, an interrupted run's too
+                stored = FoldAsStored(writer, episode_fold([env_id], [run_kwargs]))
             played = play(env_id, policies, episodes, seed=seed, env_kwargs=run_kwargs,
-                          concurrency=1 if interactive else concurrency, writer=writer,
+                          concurrency=1 if interactive else concurrency, writer=stored,
                           on_episode=on_episode, run_name=out.name if out else "",
-                          swap_seats=swap_seats, duplicate=duplicate, start_index=writer.next_index if writer else 0)
+                          swap_seats=swap_seats, duplicate=duplicate, start_index=writer.next_index if writer else 0,
+                          run_state=writer is None)
         status = "complete"
     except KeyboardInterrupt as exc:
         status = "interrupted"
         exit_code = interrupt_exit_code(exc)
         played = sorted(finished, key=lambda ep: ep.metadata.get("index", 0))
-        if writer is not None:  # `play` stores in index order: episodes past one still playing wait in memory
-            # and their tasks (AZR) go to the run's buffer once they are stored, as `play` adds them
-            fold_episodes([env_id], [run_kwargs], writer.write_missing(played))
+        if stored is not None:  # `play` stores in index order: episodes past one still playing wait in memory
+            stored.store_rest(played)
     finally:
         if writer is not None:
             writer.close()

@@ -80,6 +80,42 @@ def episode_fold(env_ids: Sequence[str], kwargs_of: Sequence[Mapping[str, Any]]
     return fold
 
 
+class FoldAsStored:
+    """Stands in for a run's `EpisodeWriter` in `arena.rollout.play` (which then folds
+    nothing itself: `run_state=False`): stores each batch, then folds its episodes into the
+    run's env state, and remembers which it folded. After an interrupt, `store_rest` stores
+    the finished episodes the file lacks and folds every stored one not folded yet, so each
+    stored episode is folded exactly once, whichever line the interrupt fell on (`arena
+    play`: an episode that finished ahead of an earlier one waits in memory).
+
+    Args:
+        writer: the run's writer.
+        fold: `episode_fold` of the run's envs (None: nothing to fold).
+    """
+
+    def __init__(self, writer: Any, fold: Callable[[Sequence[Episode]], None] | None):
+        self.writer, self.fold = writer, fold
+        self.folded: set[Any] = set()
+
+    def write(self, episodes: Sequence[Episode]) -> int:
+        count = self.writer.write(episodes)
+        self._fold(episodes)
+        return count
+
+    def store_rest(self, finished: Sequence[Episode]) -> None:
+        self.writer.write_missing(finished)
+        stored = self.writer.stored_indices()
+        self._fold(sorted((ep for ep in finished if ep.metadata.get("index") in stored),
+                          key=lambda ep: ep.metadata.get("index")))
+
+    def _fold(self, episodes: Sequence[Episode]) -> None:
+        for ep in episodes:
+            index = ep.metadata.get("index")
+            if self.fold is not None and index not in self.folded:
+                self.fold([ep])
+                self.folded.add(index)
+
+
 class StateMirror:
     """What one mirror of a writer's state folder already holds: `tail(root)` gives the
     bytes it lacks and counts them as sent. A new mirror (or `reset()`, for a replaced

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -213,6 +214,10 @@ class RolloutWorker:
     def pid(self) -> int:
         """The actor's process id (also: a call that returns once the actor is built)."""
         return os.getpid()
+
+    def remove_state(self) -> None:
+        """Remove the actor's mirror of the env state (`ray.kill` runs no exit handlers)."""
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def digest(self) -> str:
         """`weights_digest` of the actor's model (tests: the broadcast arrived)."""
@@ -406,7 +411,10 @@ class RayRollout:
             metrics["train"][f"ray/worker{w}_seconds"].append(s)
 
     def close(self) -> None:
-        """Kill the actors; stop Ray (or disconnect) if this object connected."""
+        """Kill the actors (their env-state mirrors removed first); stop Ray (or disconnect)
+        if this object connected."""
+        if self.workers:  # a dead actor's call fails at once; a few seconds at most for the others
+            self.ray.wait([w.remove_state.remote() for w in self.workers], num_returns=len(self.workers), timeout=10)
         for worker in self.workers:
             self._kill(worker)
         self.workers = []

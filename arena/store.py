@@ -236,20 +236,18 @@ class EpisodeWriter:
             update_run_info(self.run_dir, call={"episodes_completed": self.count}, episodes_completed=self.total)
         return n
 
-    def write_missing(self, episodes: Iterable[Episode]) -> list[Episode]:
+    def write_missing(self, episodes: Iterable[Episode]) -> int:
         """Append those of `episodes` whose `metadata.index` is not yet among the records this
-        writer appended; returns them. For an interrupted `arena.rollout.play`: it writes
+        writer appended; returns how many. For an interrupted `arena.rollout.play`: it writes
         in index order, so episodes that finished while an earlier one still played wait in
         memory (an interrupted `arena play` once stored 1 of 31 finished episodes). The file
         is read back rather than trusted to `count`: an interrupt inside `write` can leave a
         batch stored but uncounted, or a torn line (cut off here, as `finish` would)."""
         self._recount()
-        stored = self._stored_indices()
-        missing = [ep for ep in episodes if ep.metadata.get("index") not in stored]
-        self.write(missing)
-        return missing
+        stored = self.stored_indices()
+        return self.write([ep for ep in episodes if ep.metadata.get("index") not in stored])
 
-    def _stored_indices(self) -> set[Any]:
+    def stored_indices(self) -> set[Any]:
         """The `metadata.index` of every record this writer appended (None for one without)."""
         indices: set[Any] = set()
         with open(self.path, "rb") as f:

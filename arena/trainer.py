@@ -85,7 +85,8 @@ class Rollout(Protocol):
     `sync_weights()` ran), and a rollout that generates with other copies of them (Ray
     actors) brings those up to date first, and with the run's env state (`arena.env_state`):
     `trainer.env_state_dir` as it is before the step (the trainer folds the step's episodes
-    into it after the rollout returns).
+    into it after the rollout returns: a rollout that calls `arena.rollout.play` passes
+    `run_state=False`).
     """
 
     def __call__(self, trainer: SelfPlayTrainer, start_index: int, metadata: dict[str, Any]) -> list[Episode]: ...

@@ -329,6 +329,22 @@ def test_a_task_torn_by_a_kill_is_cut_and_the_next_one_starts_its_own_line(tmp_p
     assert len(TaskStore(tmp_path).buffers["deduction"]) == 3  # the seed and both tasks
 
 
+def test_two_stores_appending_to_one_file_keep_its_order(tmp_path):
+    """A store that appends after another one did (two `arena play` runs on one
+    `buffer_path`, a mirror beside its writer) first reads the other's tasks: its count of
+    the file's bytes once fell mid-line, and the next read of the file failed."""
+    from arena.envs.absolute_zero.buffers import TASKS_FILE, Task, TaskStore, shared_store
+
+    mine, other = shared_store("two-writers", str(tmp_path)), TaskStore(tmp_path)
+    tasks = [Task("deduction", f"def f(a):\n    return a + {k}\n", ["1"], [str(1 + k)]) for k in (1, 2222222, 3)]
+    mine.add(tasks[0])
+    other.add(tasks[1])
+    mine.add(tasks[2])
+    assert mine.size == (tmp_path / TASKS_FILE).stat().st_size
+    assert [t.id for t in mine.buffers["deduction"][1:]] == [t.id for t in tasks]
+    assert [t.id for t in shared_store("two-writers", str(tmp_path)).buffers["deduction"][1:]] == [t.id for t in tasks]
+
+
 def test_a_buffer_path_under_a_file_is_one_line_when_the_env_is_made(tmp_path):
     """It raised FileExistsError at the first valid proposal, mid-run."""
     (tmp_path / "afile").touch()

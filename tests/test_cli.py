@@ -134,14 +134,18 @@ def test_interrupted_play_stores_every_finished_episode(tmp_path, monkeypatch, c
     assert json.loads((run / "run.json").read_text())["episodes_completed"] == finished
 
 
-def test_an_interrupted_play_folds_exactly_the_stored_episodes_into_the_runs_state(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("where", ["agent", "write"])
+def test_an_interrupted_play_folds_exactly_the_stored_episodes_into_the_runs_state(tmp_path, monkeypatch, capsys,
+                                                                                   where):
     """`after_episode` (the state an env keeps over a run, AZR's task buffer) sees every
-    episode stored once, those an interrupt stored out of order included, and no other."""
+    episode stored once and no other: those an interrupt while the agents played stored out
+    of order, and a batch on disk when the interrupt fell inside the write, before its fold."""
     import arena.agents
     from arena.envs.spiral.tictactoe import TicTacToe
 
     from arena.cli import main
     from arena.registry import _REGISTRY
+    from arena.store import EpisodeWriter
 
     class Folded(TicTacToe):
         def __init__(self, log: str | None = None, **kwargs):
@@ -158,8 +162,21 @@ def test_an_interrupted_play_folds_exactly_the_stored_episodes_into_the_runs_sta
                 f.write(f"{episode.metadata['index']}\n")
 
     arena.register("test/FoldedTicTacToe-v0", Folded, override=True)
-    make_agent = arena.agents.make_agent
-    monkeypatch.setattr(arena.agents, "make_agent", lambda name, seed=None: _InterruptedAt(make_agent(name, seed=seed), 12))
+    if where == "agent":
+        make_agent = arena.agents.make_agent
+        monkeypatch.setattr(arena.agents, "make_agent",
+                            lambda name, seed=None: _InterruptedAt(make_agent(name, seed=seed), 12))
+    else:
+        write, writes = EpisodeWriter.write, []
+
+        def interrupted_write(self, episodes):
+            count = write(self, episodes)
+            writes.append(count)
+            if len(writes) == 3:
+                raise KeyboardInterrupt  # the batch is on disk
+            return count
+
+        monkeypatch.setattr(EpisodeWriter, "write", interrupted_write)
     run = tmp_path / "pi"
     try:
         with pytest.raises(SystemExit) as exited:
@@ -169,7 +186,8 @@ def test_an_interrupted_play_folds_exactly_the_stored_episodes_into_the_runs_sta
         _REGISTRY.pop("test/FoldedTicTacToe-v0", None)
     assert exited.value.code == 130 and "interrupted after" in capsys.readouterr().err
     indices = [json.loads(line)["metadata"]["index"] for line in (run / "episodes.jsonl").read_text().splitlines()]
-    assert sorted(indices) != list(range(len(indices)))  # some finished ahead of one that never did
+    if where == "agent":
+        assert sorted(indices) != list(range(len(indices)))  # some finished ahead of one that never did
     assert sorted(int(i) for i in (run / "env-state" / "folded.txt").read_text().split()) == sorted(indices)
 
 

@@ -131,12 +131,15 @@ def test_actors_play_azr_with_the_drivers_task_buffer(local_ray, tmp_path):
     fold_episodes([env], writer, scripted)  # the driver's buffer after a step
     tasks = ["seed-deduction", *dict.fromkeys(t.info["task"]["id"] for ep in scripted for t in ep.turns
                                               if t.role == "proposer")]
+    mirrors = set(Path(tempfile.gettempdir()).glob("arena-env-state-*"))
     rollout = RayRollout(TrainConfig(env=[env], env_kwargs={env: kw}, episodes_per_step=4, max_new_tokens=16,
                                      ray_address="local", ray_workers=2, seed=1))
     try:
         episodes = rollout(trainer, 3, {"step": 1})
+        assert len(set(Path(tempfile.gettempdir()).glob("arena-env-state-*")) - mirrors) == 2  # one per actor
     finally:
         rollout.close()
+    assert set(Path(tempfile.gettempdir()).glob("arena-env-state-*")) <= mirrors  # removed: ray.kill runs no atexit
     assert len(tasks) > 1
     assert [[r["id"] for r in ep.options["references"]] for ep in episodes] == [tasks] * 4
 

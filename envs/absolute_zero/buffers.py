@@ -1,6 +1,7 @@
 """Absolute Zero's task buffers: one per task type, seeded with the identity triplet, grown
-with every valid proposal, saved as JSONL and restorable; each task's lineage (the tasks
-its propose prompt showed) is a `networkx` graph.
+with the valid proposals (an env's own store as its proposals pass; a named, shared one
+from finished episodes: `AbsoluteZero.after_episode`), saved as JSONL and restorable; each
+task's lineage (the tasks its propose prompt showed) is a `networkx` graph.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class TaskStore:
                                  f"task buffer ({TASKS_FILE} is written in it)")
         for task in seed_tasks():
             self._add(task)
-        self.size = 0  # bytes of the tasks file read and written: `shared_store` reloads a changed file
+        self.size = 0  # bytes of the tasks file read and written: `shared_store` reads what was added since
         if self.path is not None and (self.path / TASKS_FILE).exists():
             from arena.store import repair_tail
 
@@ -136,19 +137,24 @@ class TaskStore:
         """Add a valid task and its lineage edges; False when the task was already there (a
         repeat proposal: only its new lineage edges are added, and recorded)."""
         with self._lock:
-            new = self._add(task)
             if self.path is not None:
                 self.path.mkdir(parents=True, exist_ok=True)
                 line = (json.dumps(task.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
                 with open(self.path / TASKS_FILE, "ab") as fh:
+                    if fh.seek(0, os.SEEK_END) > self.size:  # another writer's tasks first, in file order
+                        self._read_new()
                     fh.write(line)
                 self.size += len(line)
-            return new
+            return self._add(task)
 
     def read_new(self) -> None:
         """Add the tasks another process appended to the tasks file since this store last
         read or wrote it (whole lines only)."""
-        with self._lock, open(self.path / TASKS_FILE, "rb") as fh:
+        with self._lock:
+            self._read_new()
+
+    def _read_new(self) -> None:
+        with open(self.path / TASKS_FILE, "rb") as fh:
             fh.seek(self.size)
             for line in fh:
                 if not line.endswith(b"\n"):

@@ -228,7 +228,8 @@ class AbsoluteZero(ArenaEnv):
         it each env object kept its own buffer, and a training step's new env objects started
         from the seed task: the proposers never saw an earlier proposal. A `store` given is
         kept, in `<folder>/azr-<store>/`; a `buffer_path` given is the user's (not cut back
-        on resume)."""
+        on resume, and read by every process of a data-parallel or Ray run as it is: a
+        folder they all see, i.e. one machine)."""
         out = {"store": f"run:{run}", **kwargs}
         if folder is not None and "buffer_path" not in kwargs:  # a store the user named: a folder of its own
             name = kwargs.get("store")
