@@ -4,7 +4,8 @@ An env that keeps such state says where in `ArenaEnv.run_kwargs` (files under th
 `env-state/` folder) and grows it in `ArenaEnv.after_episode`, which is called once per
 episode, in index order:
 
-- `arena.rollout.play` calls it as each episode is finished and stored (`arena play`);
+- `arena.rollout.play` calls it as each episode is finished and stored (`arena play`
+  through `FoldAsStored`, which also folds what an interrupt leaves to `write_missing`);
 - training calls it after each step for the step's whole batch (`fold_episodes`), in the
   process that writes the episodes. Every episode of a step therefore sees the state as it
   was at the step's start, however the step is split over data-parallel processes or Ray
