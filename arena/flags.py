@@ -52,6 +52,9 @@ def _key(raw: str, where: str) -> str:
         hint = ""
         if close:
             hint = f"; did you mean {f'--{_flag(close[0])}' if where == 'flag' else repr(close[0])}?"
+        elif key == "kw" and "env_kwargs" in names:  # `arena play` and `arena eval`'s flag
+            hint = ("; training takes env arguments per env as --env-kwargs JSON, e.g. "
+                    "--env-kwargs '{\"spiral/KuhnPoker-v1\": {\"rounds\": 3}}'")
         raise ArenaError(f"unknown {where} {shown}{hint} (see `arena train --help`)")
     return key
 

@@ -43,6 +43,11 @@ def test_train_misspelled_flag_is_one_line_naming_the_close_match():
     assert "did you mean --steps" in line
 
 
+def test_play_and_evals_kw_flag_in_train_names_env_kwargs():
+    line = one_line_error(arena_cmd("train", "--env", "spiral/KuhnPoker-v1", "--kw", "rounds=3"))
+    assert "unknown flag --kw; training takes env arguments per env as --env-kwargs JSON" in line, line
+
+
 def test_an_unknown_flag_or_key_without_a_close_match_is_one_line(tmp_path):
     """It was an IndexError traceback (the hint read the first close match of none)."""
     from arena.flags import parse_args
