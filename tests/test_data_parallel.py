@@ -254,10 +254,12 @@ def test_every_process_proposes_from_the_whole_runs_azr_buffer(tmp_path):
     """AZR's task buffer is one for the run in every process: process 1 plays step 2 with the
     tasks of all of step 1's episodes (its mirror of process 0's buffer, `arena.env_state`),
     not only those of its own share as before. With at most k tasks in the buffer, every
-    episode's references are the whole buffer: the seed, then step 1's tasks in index order."""
+    episode's references are the whole buffer: the seed, then step 1's tasks in index order.
+    A resume from step 1's checkpoint plays step 2 as the run did (process 1 started from
+    the seed again before)."""
     (tmp_path / "scripted_azr.py").write_text(SCRIPTED_AZR)
     result = launch("train", "--env", "scripted_azr:test/ScriptedDeduction-v0", "--steps", "2", "--episodes-per-step",
-                    "4", "--max-new-tokens", "16", "--eval-every", "0", "--out", "run", cwd=tmp_path)
+                    "4", "--max-new-tokens", "16", "--eval-every", "0", "--save-every", "1", "--out", "run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     episodes = episodes_of(tmp_path / "run")
     assert [e["metadata"]["index"] for e in episodes] == list(range(8))
@@ -268,3 +270,13 @@ def test_every_process_proposes_from_the_whole_runs_azr_buffer(tmp_path):
         assert [r["id"] for r in e["options"]["references"]] == ["seed-deduction"]
     for e in episodes[4:]:  # episodes 6 and 7 played by process 1
         assert [r["id"] for r in e["options"]["references"]] == ["seed-deduction", *proposed], e["metadata"]
+    # resumed from step 1's checkpoint, both processes play step 2 again as the run did
+    shutil.copytree(tmp_path / "run", tmp_path / "cut")
+    shutil.rmtree(tmp_path / "cut" / "checkpoints" / "checkpoint-2")
+    result = launch("train", "--resume", "cut", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    def played(run):
+        return [(e["options"], [t["completion"] for t in e["turns"]]) for e in episodes_of(tmp_path / run)]
+
+    assert played("cut") == played("run")
