@@ -11,6 +11,7 @@ own numerics, the importance weights of `arena.correction` against the recorded 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -130,20 +131,27 @@ class LossBatch:
         scored as the loss scores them (temperature, the constraint, the shared prefix), in
         as many chunks as the loss takes micro-batches (`steps_per_generation`), so that the
         forward fits wherever the training step's does."""
-        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
-        mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-        allowed, keep = batch.get("allowed"), batch["completion_ids"].size(1)
-        size = -(-ids.size(0) // max(1, self.args.steps_per_generation))
+        keep = batch["completion_ids"].size(1)
         parts = []
         try:
             with torch.no_grad():
-                for rows in range(0, ids.size(0), size):
-                    part = slice(rows, rows + size)
-                    self._allowed = allowed[part] if allowed else None
-                    parts.append(self._get_per_token_logps_and_entropies(model, ids[part], mask[part], keep)[0])
+                for ids, mask, allowed in self._chunks(batch):
+                    self._allowed = allowed
+                    parts.append(self._get_per_token_logps_and_entropies(model, ids, mask, keep)[0])
         finally:
             self._allowed = None
         return torch.cat(parts)
+
+    def _chunks(self, batch: dict[str, Any]) -> Iterator[tuple[torch.Tensor, torch.Tensor, list | None]]:
+        """(ids, attention mask, legal ids or None) of the batch's whole rows, in as many
+        chunks as the loss takes micro-batches (`steps_per_generation`)."""
+        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+        mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+        allowed = batch.get("allowed")
+        size = -(-ids.size(0) // max(1, self.args.steps_per_generation))
+        for rows in range(0, ids.size(0), size):
+            part = slice(rows, rows + size)
+            yield ids[part], mask[part], (allowed[part] if allowed else None)
 
     def _kept_log_mass(self, batch: dict[str, Any]) -> torch.Tensor:
         """`kept_log_mass` of the sampler's truncation at each completion token of the batch,
@@ -151,20 +159,15 @@ class LossBatch:
         in the chunks of `_no_grad_logps`; the sampler's order of the filters: vLLM's for
         --backend vllm, transformers' otherwise."""
         cfg = self.config
-        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
-        mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-        allowed, keep = batch.get("allowed"), batch["completion_ids"].size(1)
-        size = -(-ids.size(0) // max(1, self.args.steps_per_generation))
+        keep = batch["completion_ids"].size(1)
         parts = []
         with torch.no_grad():
-            for rows in range(0, ids.size(0), size):
-                part = slice(rows, rows + size)
+            for ids, mask, allowed in self._chunks(batch):
                 with self.accelerator.autocast():
-                    logits = self.model(input_ids=ids[part], attention_mask=mask[part],
-                                        logits_to_keep=keep + 1).logits[:, :-1, :]
+                    logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=keep + 1).logits[:, :-1, :]
                 logits = logits.float() / self.temperature
-                if allowed and any(allowed[part]):
-                    logits = logits.masked_fill(illegal_mask(allowed[part], logits.shape, logits.device), float("-inf"))
+                if allowed and any(allowed):
+                    logits = logits.masked_fill(illegal_mask(allowed, logits.shape, logits.device), float("-inf"))
                 parts.append(kept_log_mass(logits, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p,
                                            order="vllm" if cfg.backend == "vllm" else "hf"))
         return torch.cat(parts)
