@@ -41,18 +41,37 @@ class CheckpointState:
     `rollouts`, `baselines`, the timers, `ref_model`, `accelerator` and `lr_scheduler`)."""
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        """transformers' loading, then the learning rate of the schedule this session runs.
+        """transformers' loading, then this session's hyperparameters and the learning rate
+        of the schedule it runs.
+
+        transformers' loading restores the optimizer's parameter groups and the scheduler's
+        base rates as the checkpoint saved them, so `--resume RUN --learning-rate X` (or
+        `--weight-decay`, `--adam-beta1`, ...) trained on at the old values while config.yaml
+        said X. The groups' hyperparameters (all but the rate) and the base rates are now
+        this session's, as its optimizer was built from its config; the optimizer's states
+        (moments, step counts) are the checkpoint's. Unchanged flags change nothing.
 
         The optimizer's saved rate is what the checkpoint's schedule set for its next step:
         0 at the end of a finished run with the default linear (or cosine) schedule, so a run
         trained further with a larger `--steps` took its first new step at rate 0. The
         schedule itself (a `LambdaLR`) is rebuilt for this session's steps; its rate at the
-        checkpoint's step replaces the saved one. A run resumed with its own steps gets the
-        rate it saved, unchanged."""
-        super()._load_optimizer_and_scheduler(checkpoint)
+        checkpoint's step replaces the saved one. A run resumed with its own steps and rate
+        gets the rate it saved, unchanged."""
+        optimizer = self.optimizer
         scheduler = self.lr_scheduler
-        if checkpoint is None or not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        built = [{k: v for k, v in group.items() if k not in ("params", "lr", "initial_lr")}
+                 for group in optimizer.param_groups]
+        base_lrs = list(getattr(scheduler, "base_lrs", []))
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
             return
+        for group, hyper in zip(optimizer.param_groups, built, strict=True):
+            group.update(hyper)
+        if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            return
+        scheduler.base_lrs = base_lrs
+        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["initial_lr"] = base
         rates = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
         for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
             group["lr"] = rate

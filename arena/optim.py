@@ -70,7 +70,7 @@ class OptimisticAdamW(torch.optim.Optimizer):
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 denom = (exp_avg_sq / (1 - beta2 ** t)).sqrt_().add_(eps)
                 update = (exp_avg / (1 - beta1 ** t)).div_(denom)
-                prev = state["prev_update"]
+                prev = state.get("prev_update")  # absent in the state of a run resumed from AdamW's
                 if wd:
                     p.mul_(1 - lr * wd)
                 p.add_(update, alpha=-2 * lr)

@@ -177,6 +177,32 @@ def resume_changes(config: TrainConfig) -> dict[str, tuple[Any, Any]]:
     return {k: (saved[k], now[k]) for k in now if k not in PLACE_FIELDS and saved[k] != now[k]}
 
 
+#: Fields whose outcome the checkpoint holds: a resumed run cannot change them (the
+#: weights it trained, an adapter of that rank or none), and says how to go on instead.
+FIXED_ON_RESUME = ("model", "lora_r")
+
+
+def refuse_fixed_changes(config: TrainConfig) -> None:
+    """One line when `--resume` comes with a flag the checkpoint cannot be loaded under
+    (`FIXED_ON_RESUME`), before anything is written: a LoRA rank changed on resume crashed
+    in transformers' optimizer loading after config.yaml had taken the new rank, so every
+    later plain `--resume` crashed too. The way on is a new run from the run's model."""
+    changes = {k: v for k, v in resume_changes(config).items() if k in FIXED_ON_RESUME}
+    if not changes:
+        return
+    run = config.resume
+    given = describe_changes(changes)
+    if "model" in changes:
+        raise ArenaError(f"--resume {run} with {given}: a resumed run goes on from the weights in its checkpoint; "
+                         f"to train another model, start a new run (`arena train --model {changes['model'][1]} "
+                         "--out NEW`)")
+    old, new = changes["lora_r"]
+    held = f"a rank-{old} LoRA adapter" if old else "fully trained weights"
+    raise ArenaError(f"--resume {run} with {given}: its checkpoint holds {held} and cannot go on as "
+                     f"{f'a rank-{new} adapter' if new else 'a full fine-tune'}; start a new run from its model "
+                     f"(`arena train --model {run} --lora-r {new} --out NEW`)")
+
+
 def config_backup(run_dir: Path) -> Path:
     """Where the run's config.yaml is kept before a resume changes it: the first free
     `config.before-resume-N.yaml`."""

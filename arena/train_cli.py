@@ -83,7 +83,7 @@ def train_cmd(ctx: typer.Context) -> None:
         return
     from arena.config import check_device, check_env_ids, check_transformers_names
     from arena.flags import parse_args
-    from arena.resume import config_backup, describe_changes, resume_changes
+    from arena.resume import config_backup, describe_changes, refuse_fixed_changes, resume_changes
     from arena.run_info import refuse_existing_run
 
     config = parse_args(words)
@@ -100,6 +100,7 @@ def train_cmd(ctx: typer.Context) -> None:
         from arena.checkpoint import resume_point
 
         resume_point(run_dir, config.steps)  # before saying "resuming": nothing to resume is one line
+        refuse_fixed_changes(config)  # and a flag the checkpoint cannot go on under
     # launched as several processes (`arena.data_parallel`), process 0 speaks for the run; the
     # checks above ran in every process, before any of them can have written the run folder
     main = is_main_process()

@@ -38,6 +38,7 @@ from arena.resume import (
     cut_episodes_after,
     cut_evals_after,
     cut_metrics_after,
+    refuse_fixed_changes,
     save_resumed_config,
 )
 from arena.run_info import (
@@ -60,6 +61,7 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
     run_dir = Path(config.resume or config.out)
     if config.resume:
         ckpt, state = resume_point(run_dir, config.steps)
+        refuse_fixed_changes(config)
         lock = lock_run(run_dir)  # a run still training holds it: nothing is cut under it
         try:
             # what the run wrote after its checkpoint is played and logged again: moved aside

@@ -544,6 +544,33 @@ def test_resuming_with_nothing_to_train_is_one_line(tmp_path):
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
 
 
+@pytest.mark.parametrize("flags, said", [
+    (["--lora-r", "4"], ("its checkpoint holds fully trained weights and cannot go on as a rank-4 adapter; start a new "
+                        "run from its model (`arena train --model {run} --lora-r 4 --out NEW`)")),
+    (["--model", "hf:other"], ("a resumed run goes on from the weights in its checkpoint; to train another model, "
+                              "start a new run (`arena train --model hf:other --out NEW`)")),
+])
+def test_a_resume_that_changes_what_the_checkpoint_holds_is_one_line_and_writes_nothing(tmp_path, flags, said):
+    """A LoRA rank changed on resume crashed in transformers' optimizer loading after
+    config.yaml had taken it (every later plain --resume crashed too)."""
+    from arena.config import TrainConfig, save_config
+    from arena.flags import parse_args
+    from arena.store import STATE_FILE
+    from arena.training import prepare_run
+
+    run = tmp_path / "run"
+    ckpt = run / "checkpoints" / "checkpoint-3"
+    ckpt.mkdir(parents=True)
+    (ckpt / STATE_FILE).write_text(json.dumps({"episodes_written": 0}))
+    save_config(TrainConfig(out=str(run), steps=3), run / "config.yaml")
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    line = one_line_error(arena_cmd("train", "--resume", run, "--steps", "5", *flags))
+    assert line.endswith(said.format(run=run)) and line.startswith(f"error: --resume {run} with --")
+    with pytest.raises(ArenaError, match="start a new run"):
+        prepare_run(parse_args(["--resume", str(run), "--steps", "5", *flags]))
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 def test_a_failed_start_leaves_no_run_to_refuse(tmp_path):
     """A wrong --ray-address fails before anything is written, so the corrected command is
     not refused with "already holds a run"."""

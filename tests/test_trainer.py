@@ -269,6 +269,31 @@ def test_a_finished_run_trained_further_learns_from_its_first_new_step(tmp_path)
     assert rates[3] == pytest.approx(1e-3)
 
 
+def test_optimizer_flags_given_with_resume_are_the_ones_the_resumed_steps_train_with(tmp_path):
+    """transformers' loading restores the checkpoint's parameter groups and base rates: a
+    run resumed with --learning-rate, --weight-decay or --adam-beta2 trained on at the old
+    values (config.yaml said the new ones). Now they are this session's, the moments go on,
+    and --optimizer can switch from AdamW to optimistic AdamW (its first step then a plain
+    AdamW step, as its own first step is)."""
+    import torch
+
+    from arena.config import TrainConfig
+    from arena.training import train
+
+    common = {"env": ["spiral/KuhnPoker-v0"], "episodes_per_step": 4, "save_every": 1, "eval_every": 0,
+                  "lr_scheduler_type": "constant", "out": str(tmp_path)}
+    train(TrainConfig(steps=2, learning_rate=3e-3, weight_decay=0.1, **common))
+    train(TrainConfig(steps=3, learning_rate=1e-3, weight_decay=0.0, adam_beta2=0.99, optimizer="optimistic-adamw",
+                      resume=str(tmp_path), **common))
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rates = {int(r["step"]): float(r["learning_rate"]) for r in csv.DictReader(f) if r.get("learning_rate")}
+    assert rates[2] == pytest.approx(3e-3) and rates[3] == pytest.approx(1e-3)
+    saved = torch.load(tmp_path / "checkpoints" / "checkpoint-3" / "optimizer.pt", weights_only=False)
+    assert {g["weight_decay"] for g in saved["param_groups"]} == {0.0}
+    assert {tuple(g["betas"]) for g in saved["param_groups"]} == {(0.9, 0.99)}
+    assert all(int(s["step"]) == 3 and s["prev_update"] is not None for s in saved["state"].values())
+
+
 def test_evaluating_during_training_changes_nothing_it_trains(tmp_path):
     """Evaluation draws from the policy's RNG and puts it back: a run evaluated at every
     step plays the same episodes and ends with the same weights as one never evaluated."""
