@@ -1,9 +1,8 @@
-"""The trainer's callbacks: its progress bar, and what it writes beside TRL's checkpoints
-(arena's state) and logs (`metrics.csv`)."""
+"""The trainer's callbacks: its progress bar, its evaluations during training, and what it
+writes beside TRL's logs (`metrics.csv`)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -11,8 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
-
-from arena.run_info import STATE_FILE
 
 if TYPE_CHECKING:
     from arena.trainer import SelfPlayTrainer
@@ -45,8 +42,9 @@ class ProgressBar(ProgressCallback):
 
 
 class ArenaCallback(TrainerCallback):
-    """Writes arena's state into each checkpoint, and every log line into `metrics.csv`
-    (process 0 of a data-parallel run; the others are given no `evaluate_fn`)."""
+    """Evaluates the model during training, and writes every log line into `metrics.csv`
+    (process 0 of a data-parallel run; the others are given no `evaluate_fn`). arena's state
+    goes into each checkpoint with it (`CheckpointState._save_checkpoint`)."""
 
     def __init__(self, trainer: SelfPlayTrainer):
         self.trainer = trainer
@@ -72,15 +70,6 @@ class ArenaCallback(TrainerCallback):
         if trainer.evaluate_fn is not None and every and (final or state.global_step % every == 0):
             for name, value in trainer.run_evaluation(final=final).items():
                 trainer._metrics["train"][name].append(value)  # TRL's log averages and clears them
-        return control
-
-    def on_save(self, args, state, control, **kwargs):
-        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if state.is_world_process_zero and ckpt.is_dir():  # every process holds the same state (`arena.data_parallel`)
-            self.trainer.save_reference(ckpt)  # before the state file, which marks the checkpoint complete
-            tmp = ckpt / (STATE_FILE + ".tmp")
-            tmp.write_text(json.dumps(self.trainer.arena_state(), indent=1))
-            os.replace(tmp, ckpt / STATE_FILE)
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):

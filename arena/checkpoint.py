@@ -2,8 +2,8 @@
 
 transformers' `Trainer` saves the model, optimizer, scheduler and RNG states; arena adds
 what self-play needs to go on exactly where it stopped (`arena_state`, written as
-`arena_state.json` by `arena.callbacks.ArenaCallback` and read back by
-`arena.training.train` on `--resume`): the step, the rollouts played (the episode store's
+`arena_state.json` with TRL's checkpoint, Ctrl-C held until both are written, and read
+back by `arena.training.train` on `--resume`): the step, the rollouts played (the episode store's
 offset), the RAE baselines, the wall-clock time so far, the policy's sampling RNG, the
 empty-step counters and the sizes of the files envs keep in the run's `env-state/`; with
 `--sync-ref-model` the moved KL reference (`save_reference`), which TRL's own checkpoint
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from arena.errors import ArenaError
+from arena.errors import ArenaError, interrupts_held
 from arena.resume import env_state_sizes
 from arena.run_info import (
     STATE_FILE,
@@ -76,6 +76,25 @@ class CheckpointState:
         for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
             group["lr"] = rate
         scheduler._last_lr = rates  # what `get_last_lr()` (and the step's logged rate) reads
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """TRL's checkpoint, then arena's state in it (`save_arena_state`), with Ctrl-C and
+        SIGTERM held until both are written (`interrupts_held`): a run interrupted while it
+        wrote a checkpoint lost it (a checkpoint without arena's state is not one), and one
+        interrupted during its last had none to resume or evaluate from."""
+        with interrupts_held(f"writing checkpoint-{self.state.global_step}"):
+            super()._save_checkpoint(model, trial)
+            self.save_arena_state(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}")
+
+    def save_arena_state(self, ckpt: Path) -> None:
+        """arena's state (`arena_state`) into checkpoint `ckpt`, and the moved KL reference
+        (`save_reference`) before it: the state file marks the checkpoint complete. By process
+        0 (every process holds the same state, `arena.data_parallel`)."""
+        if self.is_world_process_zero() and ckpt.is_dir():
+            self.save_reference(ckpt)
+            tmp = ckpt / (STATE_FILE + ".tmp")
+            tmp.write_text(json.dumps(self.arena_state(), indent=1))
+            os.replace(tmp, ckpt / STATE_FILE)
 
     def arena_state(self) -> dict[str, Any]:
         get_rng = getattr(self.policy, "get_rng_state", None)

@@ -118,7 +118,7 @@ def train_cmd(ctx: typer.Context) -> None:
         trainer = train(config)
     except KeyboardInterrupt as exc:
         if main:
-            _interrupted(run_dir, terminated=isinstance(exc, Terminated))
+            _interrupted(run_dir, terminated=isinstance(exc, Terminated), steps=config.steps)
         raise typer.Exit(interrupt_exit_code(exc)) from None
     if not main:
         return
@@ -144,9 +144,10 @@ def _duration(minutes: float) -> str:
     return f"{minutes:.1f} min" if minutes >= 1 else f"{60 * minutes:.0f} s"
 
 
-def _interrupted(run_dir: Path, terminated: bool = False) -> None:
-    """Ctrl-C or SIGTERM: say where the run stopped and how to continue it."""
-    from arena.run_info import last_checkpoint, read_run_info, update_run_info
+def _interrupted(run_dir: Path, terminated: bool = False, steps: int | None = None) -> None:
+    """Ctrl-C or SIGTERM: say where the run stopped and how to continue it (of a run of
+    `steps` steps: one stopped after its last checkpoint has nothing to resume)."""
+    from arena.run_info import checkpoint_step, last_checkpoint, read_run_info, update_run_info
 
     info = read_run_info(run_dir) if run_dir.is_dir() else {}
     if info.get("status") == "running":
@@ -156,7 +157,10 @@ def _interrupted(run_dir: Path, terminated: bool = False) -> None:
     err_console.print()  # end the progress bar's line
     how = "terminated (SIGTERM)" if terminated else "interrupted"
     where = f"{how} at step {step}" if step is not None else f"{how} before the first step"
-    if ckpt is not None:
+    if ckpt is not None and steps is not None and checkpoint_step(ckpt) >= steps:  # stopped after its last step's checkpoint
+        _say(f"{where}, after its last checkpoint: the trained model is in {ckpt} (`arena eval {run_dir}` evaluates "
+             f"it; `arena train --resume {run_dir} --steps N` trains further)", err=True)
+    elif ckpt is not None:
         _say(f"{where}; resume with `arena train --resume {run_dir}` (from {ckpt.name})", err=True)
     else:
         _say(f"{where}; no checkpoint yet (one is saved every --save-every steps), so `arena train --resume "

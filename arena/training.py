@@ -32,7 +32,7 @@ from arena.config import (
     save_config,
 )
 from arena.data_parallel import DataParallel
-from arena.errors import ArenaError
+from arena.errors import ArenaError, interrupts_held
 from arena.resume import (
     cut_env_state_after,
     cut_episodes_after,
@@ -84,13 +84,16 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
 
 
 def save_final_model(trainer: SelfPlayTrainer, run_dir: Path) -> Path:
+    """The trained model and its tokenizer into RUN/model, whole or not at all (Ctrl-C held
+    until it is written)."""
     target = Path(run_dir) / MODEL_DIR
     tmp = Path(run_dir) / (MODEL_DIR + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    trainer.processing_class.save_pretrained(str(tmp))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    with interrupts_held(f"writing {target}"):
+        shutil.rmtree(tmp, ignore_errors=True)
+        trainer.save_model(str(tmp))
+        trainer.processing_class.save_pretrained(str(tmp))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
     return target
 
 

@@ -203,10 +203,34 @@ def test_interrupt_message_names_the_step_and_how_to_resume(tmp_path, capsys):
     _interrupted(tmp_path)
     err = capsys.readouterr().err.replace("\n", " ")
     assert f"interrupted at step 12; resume with `arena train --resume {tmp_path}` (from checkpoint-10)" in err
+    write_run_info(tmp_path, {"command": "train", "status": "interrupted", "step": 10})
+    _interrupted(tmp_path, steps=10)  # after the last step's checkpoint: nothing to resume
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert f"interrupted at step 10, after its last checkpoint: the trained model is in {ckpt}" in err
+    assert "resume with" not in err
     write_run_info(tmp_path, {"command": "train", "status": "running"})
     _interrupted(tmp_path)
     assert "interrupted before the first step" in capsys.readouterr().err
     assert read_run_info(tmp_path)["status"] == "interrupted"
+
+
+def test_ctrl_c_is_held_until_the_work_it_would_cut_is_done_and_twice_stops_at_once(capsys):
+    from arena.errors import interrupts_held
+
+    done = []
+    with pytest.raises(KeyboardInterrupt), interrupts_held("writing checkpoint-3"):
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append(1)
+    assert done == [1] and "writing checkpoint-3 before stopping" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt), interrupts_held("writing"):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append(2)
+    assert done == [1] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupts_held("writing"):
+        done.append(3)
+    assert done == [1, 3]
 
 
 # -- arena eval: what it loads ----------------------------------------------------------------

@@ -294,6 +294,31 @@ def test_optimizer_flags_given_with_resume_are_the_ones_the_resumed_steps_train_
     assert all(int(s["step"]) == 3 and s["prev_update"] is not None for s in saved["state"].values())
 
 
+def test_ctrl_c_while_a_checkpoint_is_written_stops_once_it_is_complete(tmp_path, monkeypatch):
+    """A Ctrl-C that arrived while a checkpoint was written cut it off (no arena state: not a
+    checkpoint); a run stopped so during its last one had nothing to resume or evaluate."""
+    import os
+    import signal
+
+    from arena.checkpoint import CheckpointState
+    from arena.config import TrainConfig
+    from arena.run_info import checkpoint_step, last_checkpoint
+    from arena.training import train
+
+    real = CheckpointState.save_reference
+
+    def interrupted(self, ckpt):  # Ctrl-C in the middle of writing the checkpoint
+        os.kill(os.getpid(), signal.SIGINT)
+        real(self, ckpt)
+
+    monkeypatch.setattr(CheckpointState, "save_reference", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=3, episodes_per_step=4, save_every=1, eval_every=0,
+                          out=str(tmp_path)))
+    assert checkpoint_step(last_checkpoint(tmp_path)) == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_evaluating_during_training_changes_nothing_it_trains(tmp_path):
     """Evaluation draws from the policy's RNG and puts it back: a run evaluated at every
     step plays the same episodes and ends with the same weights as one never evaluated."""
