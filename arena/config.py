@@ -329,9 +329,14 @@ def check_env_ids(config: TrainConfig) -> None:
     """Every `--env` and `--env-kwargs` id is registered (one line naming the close match),
     `--env-kwargs` names only envs of the run, and each env can be made with its arguments
     (`rounds: 2.5` is refused here, not at the first step, after the run folder exists) and
-    has two seats where `--opponent` takes one.
+    has two seats where `--opponent` takes one, and an `--opponent` that is neither an agent
+    nor a folder but close to an agent's name is a typo (else it loaded as a Hub id and
+    failed with "the Hub is unreachable" after the model had loaded).
     Light: the registry and the envs, no torch."""
     from arena.registry import make, spec
+
+    if config.opponent:
+        check_opponent(config.opponent)
 
     for env_id in [*config.env, *config.env_kwargs]:
         spec(env_id)
@@ -350,6 +355,19 @@ def check_env_ids(config: TrainConfig) -> None:
         if config.opponent and len(roles) != 2:  # else "2 agents given for 3 roles" at the first step
             raise ArenaError(f"--opponent takes the other seat of a two-seat game, and {env_id} has {len(roles)} roles "
                              f"({', '.join(roles)}): leave --opponent out to train every role by self-play")
+
+
+def check_opponent(opponent: str) -> None:
+    """One line for `--opponent radnom`: not an agent, no such folder, and close to the name
+    of an agent (a model's Hub id or path is left to the loader)."""
+    from arena.agents import AGENTS, is_agent_spec
+
+    if is_agent_spec(opponent) or Path(opponent).expanduser().exists():
+        return
+    close = difflib.get_close_matches(opponent.strip(), list(AGENTS), n=1)
+    if close:
+        raise ArenaError(f"unknown --opponent {opponent!r}: did you mean {close[0]!r}? (an agent: {', '.join(AGENTS)}; "
+                         "or a model: a local path, a Hub id or a training run)")
 
 
 #: pip's name of the package behind a `--report-to` integration, where it differs.

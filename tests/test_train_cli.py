@@ -549,6 +549,13 @@ def test_a_wrong_env_id_is_one_line_before_training_starts(tmp_path, args):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_misspelt_opponent_is_one_line_naming_the_agent(tmp_path):
+    """It loaded the model, then failed as a Hub id ("the Hub is unreachable")."""
+    result = arena_cmd("train", "--opponent", "hueristic", "--out", tmp_path / "run")
+    assert one_line_error(result).startswith("error: unknown --opponent 'hueristic': did you mean 'heuristic'?")
+    assert result.returncode == 2 and not (tmp_path / "run").exists()
+
+
 def test_resuming_with_nothing_to_train_is_one_line(tmp_path):
     """Said before "resuming ...", so the error is the only line; the run is untouched."""
     from arena.config import TrainConfig, save_config
