@@ -255,7 +255,8 @@ def write_plots(run: Path, out: Path) -> list[Path]:
         if present:
             raise ArenaError(f"{run}: {' and '.join(present)} hold{'s' * (len(present) == 1)} no readable row to plot "
                              "(damaged?): restore from a copy, or train again with another --out")
-        raise ArenaError(f"{run} has no metrics.csv or eval.jsonl to plot: train a run with `arena train --out {run}`")
+        raise ArenaError(f"{run} has no metrics.csv or eval.jsonl to plot: `arena report` plots a training run "
+                         "(`arena train --out RUN`)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

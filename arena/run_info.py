@@ -148,8 +148,15 @@ def newest_model(run: str | Path) -> Path:
         return final
     ckpts = [p for p in complete_checkpoints(run) if has_model(p)]
     if not ckpts:
-        raise ArenaError(f"{run} holds no model yet (no {final}, no complete checkpoint with a model): "
-                         f"train it with `arena train --out {run}`, or wait for its first checkpoint (--save-every)")
+        try:
+            status = read_run_info(run).get("status")
+        except ArenaError:
+            status = None
+        if status in ("interrupted", "failed"):  # `arena train --out RUN` refuses it: never suggest that
+            raise ArenaError(f"{run} holds no model: the run was {status} before its first checkpoint; train a new "
+                             "run with another --out")
+        raise ArenaError(f"{run} holds no model yet (no {final}, no complete checkpoint with a model): wait for its "
+                         "first checkpoint (--save-every)")
     return ckpts[-1]
 
 

@@ -243,6 +243,12 @@ def test_eval_target_resolution(tmp_path):
     (run / "config.yaml").write_text("steps: 2\n")
     with pytest.raises(ArenaError, match="holds no model yet"):
         resolve_target(str(run))
+    from arena.run_info import write_run_info
+
+    write_run_info(run, {"command": "train", "status": "interrupted", "step": 1})
+    with pytest.raises(ArenaError, match="the run was interrupted before its first checkpoint; train a new run with "
+                                         "another --out$"):  # `arena train --out RUN` refuses it: not suggested
+        resolve_target(str(run))
     for step in (2, 10, 12):
         (run / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
         (run / "checkpoints" / f"checkpoint-{step}" / "config.json").write_text("{}")
@@ -436,7 +442,7 @@ def test_report_smooths_per_step_curves_as_tensorboard_does():
 
 def test_report_on_a_folder_without_metrics_is_one_line(tmp_path):
     line = one_line_error(arena_cmd("report", tmp_path))
-    assert "metrics.csv" in line
+    assert "metrics.csv" in line and "--out " + str(tmp_path) not in line  # `arena train` refuses a played folder
     line = one_line_error(arena_cmd("report", tmp_path / "missing"))
     assert "no such run folder" in line
     run = tmp_path / "run"
