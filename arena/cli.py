@@ -186,7 +186,7 @@ def play_cmd(
     from arena.metrics import summarize, summarize_agents
     from arena.rollout import play, run_env_kwargs
     from arena.run_info import ENV_STATE_DIR
-    from arena.store import open_run
+    from arena.store import open_run, remove_unstored_run
 
     env_kwargs = _parse_kwargs(kw)
     spec = arena.spec(env_id)
@@ -210,6 +210,7 @@ def play_cmd(
     if (append or overwrite) and out is None:
         raise ArenaError(f"--{'append' if append else 'overwrite'} needs --out RUN")
     writer = None
+    made = out is not None and not out.exists()
     if out is not None:
         mode = "append" if append else "overwrite" if overwrite else "new"
         writer = open_run(out, mode=mode, info={
@@ -251,7 +252,10 @@ def play_cmd(
     finally:
         if writer is not None:
             writer.close()
-            writer.finish(status)
+            if status == "failed" and mode == "new" and writer.count == 0:  # no run to refuse the corrected command
+                remove_unstored_run(out, remove_dir=made)
+            else:
+                writer.finish(status)
     if status == "interrupted":
         stored = f"; {writer.count} stored in {out}, status interrupted in run.json" if writer is not None else ""
         err_console.print(f"interrupted after {len(played)} of {episodes} episodes{stored}; summary so far:",

@@ -458,6 +458,29 @@ def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[s
         raise
 
 
+def remove_unstored_run(run_dir: str | os.PathLike[str], *, remove_dir: bool) -> None:
+    """Undo a new run (`open_run(mode="new")`) whose call failed before it stored an episode:
+    its run.json (that one call's record), its empty episodes file and empty `env-state/`
+    folders, and the folder itself when the call made it and it is left empty. Else the
+    corrected command was refused ("already holds a run (0 episodes of no env)"). Anything
+    holding data stays."""
+    run = Path(run_dir)
+    episodes = run / EPISODES_FILE
+    if episodes.is_file() and episodes.stat().st_size:
+        return
+    episodes.unlink(missing_ok=True)
+    (run / RUN_FILE).unlink(missing_ok=True)
+    state = run / ENV_STATE_DIR
+    for folder in sorted((p for p in state.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):  # not empty: kept
+            folder.rmdir()
+    with contextlib.suppress(OSError):
+        state.rmdir()
+    if remove_dir:
+        with contextlib.suppress(OSError):
+            run.rmdir()
+
+
 def _refuse_foreign_run_file(run_file: Path) -> None:
     """Keep --append and --overwrite off a run.json arena did not write: arena's always has
     `calls` (`arena play`) or `command` (older versions, training). One that does not parse

@@ -82,6 +82,22 @@ def test_human_agent_plays_from_stdin(tmp_path):
     assert record["rewards"]["player_1"] >= 0
 
 
+def test_a_play_that_failed_before_storing_an_episode_leaves_no_run_to_refuse_the_retry(tmp_path):
+    """stdin closed mid-game: the empty episodes file and run.json of the failed call made
+    the same command with a working stdin one line, "already holds a run (0 episodes)"."""
+    run = tmp_path / "h"
+    failed = arena("play", "spiral/TicTacToe-v0", "--agents", "human,heuristic", "-n", "1", "--out", str(run), input="4\n")
+    assert failed.returncode == 2 and "standard input closed" in failed.stderr
+    assert not run.exists()
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")  # a folder the user made: it and what it holds stay
+    arena("play", "spiral/TicTacToe-v0", "--agents", "human,heuristic", "-n", "1", "--out", str(run), input="4\n")
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    moves = "4\n0\n8\n6\n2\n1\n3\n5\n7\n"
+    result = arena("play", "spiral/TicTacToe-v0", "--agents", "human,heuristic", "-n", "1", "--out", str(run), input=moves)
+    assert result.returncode == 0, result.stderr
+
+
 def test_check_command():
     result = arena("check", "spiral/TicTacToe-v0", "--fuzz-steps", "300")
     assert result.returncode == 0, result.stdout + result.stderr
