@@ -59,8 +59,27 @@ def _piped_help_width() -> None:
 
 _piped_help_width()
 
+class _Interrupted(Exception):
+    """A Ctrl-C or SIGTERM (`Terminated`) that no command caught, carried past typer: typer
+    0.29 turns it into a silent exit 130 (an interrupted `arena eval` said nothing, and
+    SIGTERM's 143 was lost), older typer into "Aborted!"."""
+
+    def __init__(self, interrupt: KeyboardInterrupt):
+        super().__init__()
+        self.interrupt = interrupt
+
+
+class _Group(typer.core.TyperGroup):
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Interrupted(exc) from exc
+
+
 app = typer.Typer(
     name="arena",
+    cls=_Group,
     help="Multi-role self-play RL of one language model: train, eval, report; envs, play, replay, check, sandbox.",
     no_args_is_help=True,
     add_completion=False,
@@ -593,9 +612,10 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         err_console.print("aborted", markup=False)
         sys.exit(130)
-    except KeyboardInterrupt as exc:
-        err_console.print("terminated" if isinstance(exc, Terminated) else "interrupted", markup=False)
-        sys.exit(interrupt_exit_code(exc))
+    except (KeyboardInterrupt, _Interrupted) as exc:
+        interrupt = exc.interrupt if isinstance(exc, _Interrupted) else exc
+        err_console.print("terminated" if isinstance(interrupt, Terminated) else "interrupted", markup=False)
+        sys.exit(interrupt_exit_code(interrupt))
     except Exception as exc:
         if _is_usage_exception(exc):
             from arena.data_parallel import said_by_process_zero

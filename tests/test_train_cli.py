@@ -559,6 +559,29 @@ def test_ctrl_c_or_sigterm_stops_training_and_says_how_to_resume(tmp_path, sig, 
     assert f"{said} at step {info['step']}; resume with `arena train --resume {run}`" in err
 
 
+@pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_or_sigterm_during_eval_says_so_with_its_exit_code(sig, code, said):
+    """typer 0.29 turned an interruption no command caught into a silent exit 130 (SIGTERM's
+    143 lost): an interrupted `arena eval` said nothing."""
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    start = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from arena.cli import main; main(sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", start, "eval", "tiny", "--env", "spiral/TicTacToe-v0", "-n", "20000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
+    try:
+        first = proc.stderr.readline()  # "evaluating tiny ...": the model is loaded, the episodes start
+        assert first.startswith("evaluating tiny"), first
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code and err.strip().splitlines()[-1] == said, err[-2000:]
+
+
 @pytest.mark.parametrize("args", [
     ("--env", "spiral/KuhnPokr-v0"),
     ("--env", "spiral/KuhnPoker-v0", "--env-kwargs", '{"spiral/TicTacToe-v0": {}}'),
