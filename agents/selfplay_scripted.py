@@ -116,6 +116,17 @@ class SelfPlayScripted:
         agent.name = spec.strip()
         return agent
 
+    def note_for(self, env: Any) -> str | None:
+        """A warning where options were given for an env that has no use for them: outside
+        `azr/*` and `spice/*` the agent plays the env's heuristic moves, options aside."""
+        from arena.envs.absolute_zero import AbsoluteZero
+        from arena.envs.spice import SpiceCorpus
+
+        if self.name == "scripted" or isinstance(getattr(env, "unwrapped", env), (AbsoluteZero, SpiceCorpus)):
+            return None
+        return (f"{self.name}: the scripted agent's options apply to azr/* and spice/* only; here it plays the "
+                "heuristic agent's moves")
+
     # -- dispatch ----------------------------------------------------------------------------
     def act(self, requests: Sequence[Request]) -> list[Completion]:
         from arena.envs.absolute_zero import AbsoluteZero

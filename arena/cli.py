@@ -216,6 +216,10 @@ def play_cmd(
                          f"({', '.join(env.possible_agents)}); give one per role, or one for all")
     policies = [make_agent(name, seed=seed + 7919 * i) for i, name in enumerate(names)]
     for i, policy in enumerate(policies):  # two agents of one kind stay two agents in the tables
+        note_for = getattr(policy, "note_for", None)  # options the env has no use for (`scripted:noisy=0.5` on a game)
+        note = note_for(env) if callable(note_for) else None
+        if note:
+            err_console.print(f"warning: {note}", markup=False, highlight=False, soft_wrap=True)
         if names.count(names[i]) > 1:
             policy.name = f"{names[i]}#{i + 1}"
     if duplicate and not swap_seats:
@@ -291,7 +295,8 @@ def play_cmd(
                  f"{s['invalid_move_rate']:.1%}", f"{s['mean_return']:+.3f}")
     _print_table(table)
     if swap_seats and len(names) > 1:
-        table = _table("per agent, over both seats",
+        seats = len(env.possible_agents)
+        table = _table("per agent, over both seats" if seats == 2 else f"per agent, over all {seats} roles",
                        ["agent", "episodes>", "win>", "draw>", "loss>", "invalid moves>", "mean return>"])
         for name, s in summarize_agents(played).items():
             _add_row(table, name, str(s["episodes"]), f"{s['win_rate']:.1%}", f"{s['draw_rate']:.1%}", f"{s['loss_rate']:.1%}",

@@ -137,6 +137,10 @@ class TrainConfig:
             setattr(self, name, _coerce(name, tp, getattr(self, name)))
         if not self.env:
             raise ArenaError("train needs at least one --env")
+        twice = sorted({e for e in self.env if self.env.count(e) > 1})
+        if twice:  # each env's samples, metrics and kwargs are keyed by its id: one entry each
+            raise ArenaError(f"--env {twice[0]} is given twice; give each env once (--env-weights sets their shares "
+                             "of the episodes)")
         _check_finite(self)
         if not 0 <= self.seed < 2**32:  # numpy's range: transformers' set_seed would raise a traceback
             raise ArenaError(f"--seed must lie in [0, 2**32 - 1], got {self.seed}")

@@ -64,6 +64,15 @@ class _DuplicateKey(Exception):
 
 
 @functools.cache
+def _yaml_problem(exc: Exception) -> str:
+    """PyYAML's error as one line with its place: `line 2, column 4: expected ',' or ']', but
+    got ':' (while parsing a flow sequence)` (its first line alone named no line)."""
+    mark, problem, context = (getattr(exc, name, None) for name in ("problem_mark", "problem", "context"))
+    if mark is None or not problem:
+        return str(exc).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
+
+
 def _unique_keys_loader() -> type:
     """PyYAML's SafeLoader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
     import yaml
@@ -102,7 +111,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except _DuplicateKey as exc:
         raise ArenaError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ArenaError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ArenaError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ArenaError(f"{path}: a config file is a mapping of field: value, got {type(data).__name__}")
     out, raws = {}, {}

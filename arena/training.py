@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -168,17 +169,27 @@ def _load_state(trainer: SelfPlayTrainer, ckpt: Path) -> None:
         raise damaged(ckpt / STATE_FILE, f"{type(exc).__name__}: {exc}") from None
 
 
+def _mtime_note(record: logging.LogRecord) -> bool:
+    return "mtime may not be reliable" not in record.getMessage()
+
+
 @contextlib.contextmanager
 def _no_transformers_bars() -> Iterator[None]:
     """transformers' own bars (`Writing model shards` at every checkpoint) off while the
-    training bar runs, and back as they were after, however training ends."""
+    training bar runs, and back as they were after, however training ends; and its
+    "mtime may not be reliable on this filesystem" left out: it says that checkpoints came
+    less than a second apart (the tiny model's do), and orders them by step then, as arena
+    always reads them, so the note only alarmed."""
     from transformers.utils import logging as hf_logging
 
     enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    note = logging.getLogger("transformers.trainer_utils")
+    note.addFilter(_mtime_note)
     try:
         yield
     finally:
+        note.removeFilter(_mtime_note)
         if enabled:
             hf_logging.enable_progress_bar()
 

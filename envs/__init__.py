@@ -7,8 +7,10 @@ group `arena.envs` instead of editing this file.
 from arena.registry import register
 
 register("spiral/TicTacToe-v0", "arena.envs.spiral.tictactoe:TicTacToe")
-register("spiral/KuhnPoker-v0", "arena.envs.spiral.kuhn_poker:KuhnPoker", {"rounds": 1, "scoring": "chips"})
-register("spiral/KuhnPoker-v1", "arena.envs.spiral.kuhn_poker:KuhnPoker", {"rounds": 5, "scoring": "outcome"})
+register("spiral/KuhnPoker-v0", "arena.envs.spiral.kuhn_poker:KuhnPoker", {"rounds": 1, "scoring": "chips"},
+         description="Kuhn Poker, one hand scored in chips: the standard game, with exact exploitability")
+register("spiral/KuhnPoker-v1", "arena.envs.spiral.kuhn_poker:KuhnPoker", {"rounds": 5, "scoring": "outcome"},
+         description="Kuhn Poker as SPIRAL trains it: five hands, the seat with more chips wins (+1/-1)")
 register("spiral/SimpleNegotiation-v0", "arena.envs.spiral.simple_negotiation:SimpleNegotiation", {"max_turns": 10})
 register("spiral/PigDice-v0", "arena.envs.spiral.pig_dice:PigDice", {"winning_score": 50})
 register("spiral/TruthAndDeception-v0", "arena.envs.spiral.truth_and_deception:TruthAndDeception", {"max_turns": 6})

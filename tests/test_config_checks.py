@@ -127,3 +127,10 @@ def test_a_checkpoint_between_two_passes_over_one_batch_is_refused(flag, value, 
                                          rf"\({num_iterations}\).*; {fix}$"):
         parse_args(args)
     parse_args(["--save-every", "4", "--steps", "12", "--num-iterations", "2"])
+
+
+def test_an_env_given_twice_is_one_line():
+    """Each env's samples, metrics and arguments are keyed by its id: a second entry was
+    accepted silently."""
+    with pytest.raises(ArenaError, match=r"^--env spiral/KuhnPoker-v0 is given twice; give each env once"):
+        TrainConfig(env=["spiral/KuhnPoker-v0", "spiral/TicTacToe-v0", "spiral/KuhnPoker-v0"])

@@ -156,3 +156,16 @@ def test_play_prints_the_spice_summary_and_games_print_none():
     res = _arena("play", "spiral/TicTacToe-v0", "--agents", "scripted", "-n", "2")  # elsewhere: the env's heuristic
     assert res.returncode == 0, res.stderr
     assert "by kind" not in res.stdout and "by type" not in res.stdout
+
+
+def test_scripted_options_on_an_env_without_use_for_them_are_said():
+    """`scripted:noisy=0.5` on a game played the heuristic's moves without a word."""
+    import arena
+
+    game, corpus = arena.make("spiral/KuhnPoker-v0"), arena.make("spice/Corpus-v0")
+    assert "apply to azr/* and spice/* only" in make_agent("scripted:noisy=0.5").note_for(game)
+    assert make_agent("scripted").note_for(game) is None
+    assert make_agent("scripted:noisy=0.5").note_for(corpus) is None
+    result = subprocess.run([sys.executable, "-m", "arena.cli", "play", "spiral/KuhnPoker-v0", "-a",
+                             "scripted:noisy=0.5,random", "-n", "2"], check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr.startswith("warning: scripted:noisy=0.5: the scripted agent's")

@@ -101,6 +101,9 @@ def test_train_bad_yaml_key_is_one_line(tmp_path):
     line = one_line_error(arena_cmd("train", "--config", config, "--out", tmp_path / "run"))
     assert "learning_rat" in line and "learning_rate" in line
     assert not (tmp_path / "run").exists()
+    config.write_text("steps: [1, 2\nenv: x\n")  # a YAML syntax error is said with its place
+    line = one_line_error(arena_cmd("train", "--config", config, "--out", tmp_path / "run"))
+    assert line == f"error: {config}: not valid YAML: line 2, column 4: expected ',' or ']', but got ':' (while parsing a flow sequence)"
 
 
 def test_train_bad_value_is_one_line():
