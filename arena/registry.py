@@ -63,6 +63,7 @@ class EnvSpec:
     entry_point: str | type
     kwargs: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
+    origin: str = field(default="", compare=False)  # who registered it: arena's built-ins, a plugin, or ""
 
     def load(self) -> type[ArenaEnv]:
         """Import and check the env class."""
@@ -77,6 +78,10 @@ class EnvSpec:
             if unknown:
                 raise ArenaError(f"{self.id}: grpo_pooled_roles names {unknown}, not roles of the env "
                                  f"({', '.join(r.name for r in cls.roles)})")
+            missing = [hook for hook in ("_reset", "_observe", "_step") if getattr(cls, hook) is getattr(ArenaEnv, hook)]
+            if missing:  # else a NotImplementedError from arena's code at the first reset or move
+                raise ArenaError(f"{self.id}: {cls.__name__} does not implement {', '.join(missing)}: every env "
+                                 "implements _reset, _observe and _step (README: Writing a new environment)")
             _checked.add(cls)
         return cls
 
@@ -90,6 +95,7 @@ class EnvSpec:
 _REGISTRY: dict[str, EnvSpec] = {}
 _checked: set[type] = set()
 _plugins_loaded = False
+_loading: str | None = None  # the built-ins or the plugin whose register calls run now (`_load_plugins`)
 
 
 def _load_entry_point(env_id: str, entry_point: str | type) -> Any:
@@ -119,29 +125,45 @@ def register(id: str, entry_point: str | type, kwargs: dict[str, Any] | None = N
         raise ArenaError(f"env id {id!r} must look like 'namespace/Name-vN', e.g. 'mine/CoinGuess-v0'")
     if isinstance(entry_point, str) and ":" not in entry_point:
         raise ArenaError(f"{id}: entry point {entry_point!r} must look like 'package.module:ClassName'")
-    if id in _REGISTRY and not override:
-        raise ArenaError(f"env id {id!r} is already registered; pass override=True to replace it")
-    spec_ = EnvSpec(id=id, entry_point=entry_point, kwargs=dict(kwargs or {}), description=description)
+    builtin = sys._getframe(1).f_globals.get("__name__") == "arena.envs"  # arena's own, from any import order
+    if not builtin:
+        _load_plugins()  # first: a built-in or plugin id registered before they loaded broke every one of them
+    origin = "arena's built-in envs" if builtin else _loading or ""
+    taken = _REGISTRY.get(id)
+    if taken is not None and not override:
+        by = f" by {taken.origin}" if taken.origin else ""
+        if origin:  # a plugin's clash costs that id only, not the plugin's other envs
+            logger.warning("arena: %s registers env id %r, already registered%s; %r stays as it was",
+                           origin, id, by, id)
+            return taken
+        raise ArenaError(f"env id {id!r} is already registered{by}; choose another id, or pass override=True "
+                         "to replace it")
+    spec_ = EnvSpec(id=id, entry_point=entry_point, kwargs=dict(kwargs or {}), description=description,
+                    origin=origin)
     _REGISTRY[id] = spec_
     return spec_
 
 
 def _load_plugins() -> None:
     """Import arena's built-in envs and every `arena.envs` entry point, once."""
-    global _plugins_loaded
+    global _plugins_loaded, _loading
     if _plugins_loaded:
         return
     _plugins_loaded = True
     from importlib import metadata  # ~20 ms: only when envs are first listed or made
 
-    importlib.import_module("arena.envs")
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loaded = ep.load()
-            if callable(loaded) and not inspect.ismodule(loaded):
-                loaded()
-        except Exception as exc:  # noqa: BLE001  (a broken plugin must not break arena: warn and go on)
-            logger.warning("arena: could not load env plugin %r (%s): %s", ep.name, ep.value, exc)
+    try:
+        importlib.import_module("arena.envs")
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            _loading = f"env plugin {ep.name!r} ({ep.value})"
+            try:
+                loaded = ep.load()
+                if callable(loaded) and not inspect.ismodule(loaded):
+                    loaded()
+            except Exception as exc:  # noqa: BLE001  (a broken plugin must not break arena: warn and go on)
+                logger.warning("arena: could not load env plugin %r (%s): %s", ep.name, ep.value, exc)
+    finally:
+        _loading = None
 
 
 class Registry(Mapping[str, EnvSpec]):

@@ -66,8 +66,26 @@ def test_bad_entry_points():
 
 
 def test_duplicate_registration_needs_override():
-    with pytest.raises(ArenaError, match="already registered"):
+    with pytest.raises(ArenaError, match="already registered by arena's built-in envs"):
         arena.register("spiral/TicTacToe-v0", "arena.envs.spiral.tictactoe:TicTacToe")
+
+
+@pytest.mark.parametrize("first", ["", "import arena.envs.absolute_zero; "])
+def test_registering_a_built_in_id_first_thing_is_refused_and_leaves_the_built_ins(first):
+    """Before the built-ins had loaded, the register passed, and loading them then failed on
+    its id: every built-in env was gone ("unknown env id ... lists all 1")."""
+    code = (f"{first}import arena\n"
+            "try:\n    arena.register('spiral/TicTacToe-v0', 'mine:Game')\nexcept arena.ArenaError as e:\n    print(e)\n"
+            "print(len(arena.registry), arena.make('spiral/KuhnPoker-v0').env_id)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.splitlines()
+    assert out[0].startswith("env id 'spiral/TicTacToe-v0' is already registered by arena's built-in envs")
+    assert out[1] == f"{len(arena.registry)} spiral/KuhnPoker-v0"
+
+
+def test_an_env_class_without_its_hooks_is_refused_when_made():
+    cls = type("NoObserve", (ArenaEnv,), {"roles": (_role("a"),), "edges": (("a", "a"),),
+                                           "_reset": lambda self, options: "a", "_step": lambda self, agent, text: None})
+    _refused_when_made(cls, r"NoObserve does not implement _observe: every env implements _reset, _observe and _step")
 
 
 def _role(name: str) -> Role:
@@ -115,6 +133,7 @@ class TinyTicTacToe(TicTacToe):
         super().__init__(mode=mode, max_turns=4, render_mode=render_mode)
 
 
+register("spiral/TicTacToe-v0", "thirdparty_games.tiny:TinyTicTacToe")  # a clash: warned of, the rest still loads
 register("thirdparty/TinyTicTacToe-v0", "thirdparty_games.tiny:TinyTicTacToe")
 '''
 
@@ -158,6 +177,10 @@ def test_third_party_env_appears_in_arena_envs(plugin_site):
     assert result.returncode == 0, result.stderr
     assert "thirdparty/TinyTicTacToe-v0" in result.stdout
     assert "spiral/TicTacToe-v0" in result.stdout
+    # the plugin's clash cost that id only (it stopped the plugin's import, and its other envs with it)
+    assert ("env plugin 'tiny' (thirdparty_games.tiny) registers env id 'spiral/TicTacToe-v0', already registered "
+            "by arena's built-in envs") in result.stderr
+    assert "capped at 4" not in result.stdout.split("spiral/TicTacToe-v0")[1].split("\n")[0]
     result = _run(["envs", "--json"], plugin_site)
     ids = [row["id"] for row in __import__("json").loads(result.stdout)]
     assert "thirdparty/TinyTicTacToe-v0" in ids
