@@ -371,7 +371,11 @@ class ArenaEnv(AECEnv):
         self.num_moves = 0
         self.outcome = None
         self.turn_info = {}
-        self.agent_selection = self._reset(dict(options or {}))
+        first = self._reset(dict(options or {}))
+        if first not in self._roles:  # else a KeyError from arena's code at the first observe or step
+            raise ArenaError(f"{self._name()}: _reset returned {first!r}, not one of its roles "
+                             f"({', '.join(self._roles)}): return the role that acts first")
+        self.agent_selection = first
         self._infos = None  # built when read (`infos`)
 
     def observe(self, agent: str) -> TextObs:
@@ -429,6 +433,10 @@ class ArenaEnv(AECEnv):
 
     def _finish(self, rewards: dict[str, float], *, reason: str, truncated: bool = False, **details: Any) -> None:
         """End the episode: give each live role its reward and record `self.outcome`."""
+        stray = [a for a in rewards if a not in self._roles]
+        if stray:  # a misspelt role's reward was dropped: it scored 0
+            raise ArenaError(f"{self._name()}: _finish got rewards for {', '.join(map(repr, stray))}, not roles of the "
+                             f"env ({', '.join(self._roles)})")
         final = {a: float(rewards.get(a, 0.0)) for a in self.possible_agents}
         ended = self.truncations if truncated else self.terminations
         for a in self.agents:

@@ -228,6 +228,31 @@ def test_step_before_reset_and_after_the_end_are_clear_errors():
         env.step("[4]")
 
 
+def test_an_env_naming_a_role_it_does_not_have_is_told_so():
+    """A `_reset` returning a misspelt role was a KeyError from arena's code at the first
+    observe; rewards for one in `_finish` were dropped (the role scored 0) silently."""
+
+    class Typos(ArenaEnv):
+        roles = (_role("guesser"), _role("judge"))
+        edges = (("guesser", "judge"), ("judge", "guesser"))
+
+        def _reset(self, options):
+            return options.get("first", "guesser")
+
+        def _observe(self, agent):
+            return "say anything"
+
+        def _step(self, agent, text):
+            self._finish({"gueser": 1.0, "judge": -1.0}, reason="done")
+
+    env = Typos()
+    with pytest.raises(ArenaError, match=r"_reset returned 'jugde', not one of its roles \(guesser, judge\): return"):
+        env.reset(seed=0, options={"first": "jugde"})
+    env.reset(seed=0)
+    with pytest.raises(ArenaError, match=r"_finish got rewards for 'gueser', not roles of the env \(guesser, judge\)"):
+        env.step("x")
+
+
 def test_import_arena_is_light():
     """`import arena` and the CLI's start import no env, model or test machinery."""
     code = ("import sys, arena, arena.cli; heavy = ('torch', 'trl', 'transformers', 'networkx', 'pettingzoo', "
