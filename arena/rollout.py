@@ -178,6 +178,10 @@ def play(
         raise ArenaError(f"concurrency must be >= 1, got {concurrency}")
     if duplicate and not swap_seats:
         raise ArenaError("duplicate deals need swap_seats=True: each deal is played once from every seat")
+    for agent in (agents.values() if isinstance(agents, Mapping) else agents):
+        if not (isinstance(getattr(agent, "name", None), str) and callable(getattr(agent, "act", None))):
+            raise ArenaError(f"agent {agent!r} is not a Policy: give it a `name` (str) and `act(requests)` returning "
+                             "one arena.policy.Completion per request (arena.policy.Policy)")
     env_ids = [env_id] if isinstance(env_id, str) else list(env_id)
     if isinstance(env_kwargs, Mapping) or env_kwargs is None:
         kwargs_of = [dict(env_kwargs or {}) for _ in env_ids]
@@ -245,6 +249,10 @@ def play(
             completions = policy.act(requests)
             if len(completions) != len(requests):
                 raise ArenaError(f"agent {policy.name!r} returned {len(completions)} completions for {len(requests)} requests")
+            wrong = next((c for c in completions if not isinstance(c, Completion)), None)
+            if wrong is not None:
+                raise ArenaError(f"agent {policy.name!r} returned a {type(wrong).__name__} where act() returns "
+                                 "arena.policy.Completion objects (Completion(text=...)), one per request")
             elapsed = time.perf_counter() - t0
             for slot, request, completion in zip(group, requests, completions):
                 _advance(slot, request, completion, policy.name, elapsed / len(requests))

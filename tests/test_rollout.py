@@ -300,3 +300,23 @@ def test_an_env_with_shared_reset_state_is_reset_only_when_its_episode_starts(mo
     events = _events(monkeypatch, KuhnPoker)
     play("spiral/KuhnPoker-v0", [RandomAgent(seed=2)], 10, seed=4, concurrency=1)
     assert "reset reset" not in " ".join(events) and events.count("reset") == 10
+
+
+def test_a_policy_that_breaks_the_protocol_is_one_line():
+    """Plain strings from act() were an AttributeError deep in the rollout; a policy without
+    a name, another."""
+
+    class Strings:
+        name = "strings"
+
+        def act(self, requests):
+            return ["[check]" for _ in requests]
+
+    class Nameless:
+        def act(self, requests):
+            return []
+
+    with pytest.raises(ArenaError, match=r"agent 'strings' returned a str where act\(\) returns arena.policy.Completion"):
+        play("spiral/KuhnPoker-v0", [Strings()], 2)
+    with pytest.raises(ArenaError, match=r"is not a Policy: give it a `name` \(str\) and `act\(requests\)`"):
+        play("spiral/KuhnPoker-v0", [Nameless()], 2)
