@@ -117,13 +117,36 @@ def check_determinism_and_replay(env_id: str, episodes: int = 20, **kwargs: Any)
 
     a = play(env_id, [RandomAgent(seed=3)], episodes, seed=11, env_kwargs=kwargs)
     b = play(env_id, [RandomAgent(seed=3)], episodes, seed=11, env_kwargs=kwargs)
-    assert _records(a) == _records(b), f"{env_id}: the same seeds and actions gave different episodes"
-    for ep in a:
+    ra, rb = _records(a), _records(b)
+    assert ra == rb, (f"{env_id}: the same seeds and actions gave different episodes ({_first_difference(ra, rb)}): "
+                      "draw every random choice from `self.np_random` (never `random` or `np.random`), and keep no "
+                      "state from one episode to the next")
+    for ep in reversed(a):  # backwards: state kept from one episode to the next (a class attribute) shows
         mismatches = verify(ep)
-        assert not mismatches, f"{env_id}: episode does not replay exactly: {mismatches[0]}"
+        assert not mismatches, (f"{env_id}: episode does not replay exactly: {mismatches[0]} (replayed alone, in "
+                                "reverse order: does the env keep state from one episode to the next?)")
     changed = a[0]
     changed.turns[0].completion = "\\boxed{certainly not a legal move}"
     assert verify(changed), f"{env_id}: replay did not notice a changed completion"
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    """Where two lists of episode records first differ, as
+    `episode 0: turns[0].observation: ...'noise 0.84' != ...'noise 0.12'`."""
+    if isinstance(a, list) and isinstance(b, list) and a != b:
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return _first_difference(x, y, f"{path}[{i}]" if path else f"episode {i}: ")
+        return f"{path}: {len(a)} != {len(b)} items"
+    if isinstance(a, dict) and isinstance(b, dict) and a != b:
+        for key in list(a) + [k for k in b if k not in a]:
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path and not path.endswith(" ") else path + key)
+    if isinstance(a, str) and isinstance(b, str):  # from the first character that differs
+        start = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        cut = max(0, start - 20)
+        a, b = ("..." if cut else "") + a[cut:cut + 60], ("..." if cut else "") + b[cut:cut + 60]
+    return f"{path}: {a!r} != {b!r}"
 
 
 def check_moves_accepted(env_id: str, episodes: int = 10, seed: int = 0, max_episode_steps: int = 500,
@@ -148,6 +171,8 @@ def check_moves_accepted(env_id: str, episodes: int = 10, seed: int = 0, max_epi
                 if term or trunc:
                     env.step(None)
                     continue
+                legal = env.legal_actions(agent)
+                _check_legal_actions(env_id, agent, legal)
                 try:
                     move = env.sample_action(agent, rng=rng) if source == "sample_action" else env.heuristic_action(agent, rng=rng)
                 except ArenaError:  # no heuristic policy: nothing to check
@@ -158,15 +183,35 @@ def check_moves_accepted(env_id: str, episodes: int = 10, seed: int = 0, max_epi
                 env.step(completion)
                 sent += 1
                 if env.turn_info.get("legal") is False:
-                    refused.append((agent, completion, env.turn_info.get("action")))
+                    refused.append((agent, completion, env.turn_info.get("action"), legal))
             if not sent:  # the env offers no such move
                 break
         if refused:
-            agent, completion, action = refused[0]
+            agent, completion, action, legal = refused[0]
+            if legal is not None and action is not None and action in legal:
+                fix = (f"{action!r} is in its legal_actions, which {'_step' if source == 'sample_action' else source} "
+                       "must agree with: make `_step` accept every move legal_actions lists")
+            elif legal is not None and source == "heuristic_action":
+                fix = "heuristic_action must return one of legal_actions"
+            else:
+                fix = "read the action with `self.parse_action(text)` (SPIRAL games: the last \\boxed{X} -> [X]), not the raw text"
             raise AssertionError(
                 f"{env_id}: refused {len(refused)} of {sent} of its own moves from {source} (first: {agent} sent "
-                f"{completion!r}, read as action {action!r}); read the action with `self.parse_action(text)` "
-                f"(SPIRAL games: the last \\boxed{{X}} -> [X]), not the raw text")
+                f"{completion!r}, read as action {action!r}); {fix}")
+
+
+def _check_legal_actions(env_id: str, agent: str, legal: Any) -> None:
+    """`legal_actions` is None (free text) or a non-empty list of the move strings an agent
+    may send while the episode runs: ints, or an empty list, made the random agent send
+    junk (every move invalid), and the constraint decode nothing."""
+    if legal is None:
+        return
+    if not isinstance(legal, (list, tuple)) or not all(isinstance(m, str) for m in legal):
+        raise AssertionError(f"{env_id}: legal_actions({agent!r}) returned {str(legal)[:80]}: a list of the move strings "
+                             "an agent may send (e.g. ['[check]', '[bet]']), or None where moves are free text")
+    if not legal:
+        raise AssertionError(f"{env_id}: legal_actions({agent!r}) returned [] while the episode runs: list the moves "
+                             "the acting role may make, or return None where moves are free text")
 
 
 def check_env(env: str | Any, *, api_cycles: int = 300, fuzz_steps: int = 3000, episodes: int = 20, **kwargs: Any) -> None:
@@ -255,6 +300,10 @@ def _foreign(path: str) -> bool:
     return real.startswith(_STDLIB) and "-packages" + os.sep not in real
 
 
+#: Longest message of a failed check shown (`describe_exception`).
+MESSAGE_LIMIT = 500
+
+
 def describe_exception(exc: BaseException) -> str:
     """`Type: message (at file:line in function)`, the location being the deepest frame
     outside Python's own library and the libraries arena calls (the env's code, usually).
@@ -266,6 +315,8 @@ def describe_exception(exc: BaseException) -> str:
             return message
     else:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if len(message) > MESSAGE_LIMIT:  # an exception quoting the fuzzer's 40 KB move made one FAIL line of 47 KB
+        message = f"{message[:MESSAGE_LIMIT]}... ({len(message)} characters)"
     own = [f for f in frames if not _foreign(f.filename)]
     frame = (own or frames or [None])[-1]
     if frame is None:

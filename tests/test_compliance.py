@@ -203,6 +203,70 @@ def test_check_catches_an_env_that_refuses_its_own_moves(tmp_path, monkeypatch, 
         checker.check_moves_accepted("mine/CoinGuess-v0")
 
 
+_TicTacToe = __import__("arena.envs.spiral.tictactoe", fromlist=["TicTacToe"]).TicTacToe
+
+
+class IntMoves(_TicTacToe):
+    def legal_actions(self, agent=None):
+        return [int(m[1:-1]) for m in super().legal_actions(agent)]
+
+
+class NoMoves(_TicTacToe):
+    def legal_actions(self, agent=None):
+        return []
+
+
+class RefusesCorners(_TicTacToe):
+    def is_legal(self, agent, action):
+        return super().is_legal(agent, action) and action not in ("[0]", "[2]", "[6]", "[8]")
+
+
+class Counted(_TicTacToe):
+    resets = 0  # a class attribute: state kept from one episode (and env object) to the next
+
+    def _observe(self, agent):
+        return super()._observe(agent) + f"\ngame {Counted.resets}"
+
+    def _reset(self, options):
+        Counted.resets += 1
+        return super()._reset(options)
+
+
+@pytest.mark.parametrize("cls, check, message", [
+    (IntMoves, "moves", r"legal_actions\('player_0'\) returned \[0, 1, .*: a list of the move strings"),
+    (NoMoves, "moves", r"legal_actions\('player_0'\) returned \[\] while the episode runs"),
+    (RefusesCorners, "moves", r"'\[\d\]' is in its legal_actions, which _step must agree with"),
+    (Counted, "replay", (r"episode 0: turns\[0\]\.observation: .*game \d+. != .*game \d+.\): .*keep no state from one "
+                        r"episode to the next")),
+])
+def test_check_catches_env_bugs_that_passed_it(registered, cls, check, message):
+    """Each passed `arena check` before (a helper's review): moves the random agent could not
+    send, a `_step` stricter than its `legal_actions` (blamed on parse_action), state kept
+    across episodes in a class attribute."""
+    registered("test/Buggy-v0", cls)
+    run = checker.check_moves_accepted if check == "moves" else checker.check_determinism_and_replay
+    with pytest.raises(AssertionError, match=message):
+        run("test/Buggy-v0")
+
+
+def test_an_unseeded_env_is_told_where_its_episodes_differ(registered):
+    import random as global_random
+
+    class Unseeded(_TicTacToe):
+        def _observe(self, agent):
+            return super()._observe(agent) + f"\nnoise {global_random.random()}"
+
+    registered("test/Unseeded-v0", Unseeded)
+    with pytest.raises(AssertionError, match=r"different episodes \(episode 0: turns\[0\]\.observation: .*noise "
+                                             r"0\.\d+. != .*noise 0\.\d+.\): draw every random choice from `self.np_random`"):
+        checker.check_determinism_and_replay("test/Unseeded-v0", episodes=3)
+
+
+def test_a_check_failure_quoting_a_long_input_is_cut():
+    exc = ValueError("bad move " + "x" * 50_000)
+    assert len(checker.describe_exception(exc)) < 700 and f"({len('ValueError: ' + str(exc))} characters)" in checker.describe_exception(exc)
+
+
 def test_check_env_accepts_an_env_object():
     from arena.envs.spiral.tictactoe import TicTacToe
 
