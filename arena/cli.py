@@ -113,7 +113,7 @@ def _parse_kwargs(items: list[str]) -> dict[str, Any]:
 
 def _make_env(env_id: str, env_kwargs: dict[str, Any]) -> Any:
     """`arena.make`, whose argument errors say how arguments are given on the command line."""
-    arena.spec(env_id)  # an unknown id is its own error
+    arena.spec(env_id).load()  # an unknown id, or an entry point that does not load, is its own error
     try:
         return arena.make(env_id, **env_kwargs)
     except ArenaError as exc:

@@ -107,11 +107,24 @@ def _load_entry_point(env_id: str, entry_point: str | type) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ArenaError(f"{env_id}: cannot import module {module_name!r} of entry point {entry_point!r}: {exc}") from exc
+        raise ArenaError(f"{env_id}: cannot import module {module_name!r} of entry point {entry_point!r}: "
+                         f"{exc}{_found_where(module_name, exc)}") from exc
     try:
         return getattr(module, attr)
     except AttributeError:
         raise ArenaError(f"{env_id}: module {module_name!r} has no attribute {attr!r} (entry point {entry_point!r})") from None
+
+
+def _found_where(module: str, exc: ImportError) -> str:
+    """Where the package of a missing submodule was found, when it was: an installed
+    `my_games` hides a `./my_games/coin.py`, and "No module named 'my_games.coin'" alone
+    did not say which `my_games` was searched."""
+    top = module.split(".")[0]
+    if getattr(exc, "name", None) in (None, top) or top == module:
+        return ""
+    found = sys.modules.get(top)
+    where = next(iter(getattr(found, "__path__", None) or [getattr(found, "__file__", None)]), None)
+    return f" (the package {top!r} used is {where})" if where else ""
 
 
 def register(id: str, entry_point: str | type, kwargs: dict[str, Any] | None = None, *,
@@ -231,7 +244,7 @@ def _import_module_prefix(id: str) -> str:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name != module.split(".")[0] or os.getcwd() in sys.path:
-                raise ArenaError(f"{id}: cannot import module {module!r}: {exc}") from None
+                raise ArenaError(f"{id}: cannot import module {module!r}: {exc}{_found_where(module, exc)}") from None
             sys.path.append(os.getcwd())  # last: an installed package of the same name wins
             try:
                 importlib.import_module(module)

@@ -54,8 +54,14 @@ def test_bad_entry_points():
     arena.register("test/NoAttr-v0", "arena.protocol:NoSuchClass")
     arena.register("test/NotEnv-v0", "arena.protocol:Role")
     try:
-        with pytest.raises(ArenaError, match="cannot import module 'arena.no_such_module'"):
-            arena.make("test/Missing-v0")
+        with pytest.raises(ArenaError, match="cannot import module 'arena.no_such_module'.*: No module named "
+                                             "'arena.no_such_module' \\(the package 'arena' used is .*arena\\)$"):
+            arena.make("test/Missing-v0")  # which `arena` was searched: an installed package hides a folder's
+        from arena.cli import _make_env
+
+        with pytest.raises(ArenaError) as caught:
+            _make_env("test/Missing-v0", {})
+        assert "--kw" not in str(caught.value)  # the command line's env-argument hint is for argument errors only
         with pytest.raises(ArenaError, match="has no attribute 'NoSuchClass'"):
             arena.make("test/NoAttr-v0")
         with pytest.raises(ArenaError, match="not an arena.ArenaEnv subclass"):
