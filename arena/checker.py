@@ -182,6 +182,9 @@ def check_moves_accepted(env_id: str, episodes: int = 10, seed: int = 0, max_epi
                 completion = boxed(move)
                 env.step(completion)
                 sent += 1
+                if legal is not None and "legal" not in env.turn_info:
+                    raise AssertionError(f"{env_id}: _step set no `self.turn_info = {{'action': action, 'legal': legal}}`"
+                                         " for a move: the invalid-move rates read it (a junk move counted as valid)")
                 if env.turn_info.get("legal") is False:
                     refused.append((agent, completion, env.turn_info.get("action"), legal))
             if not sent:  # the env offers no such move

@@ -221,6 +221,12 @@ class RefusesCorners(_TicTacToe):
         return super().is_legal(agent, action) and action not in ("[0]", "[2]", "[6]", "[8]")
 
 
+class Untold(_TicTacToe):
+    def _step(self, agent, text):
+        super()._step(agent, text)
+        self.turn_info = {}
+
+
 class Counted(_TicTacToe):
     resets = 0  # a class attribute: state kept from one episode (and env object) to the next
 
@@ -235,14 +241,15 @@ class Counted(_TicTacToe):
 @pytest.mark.parametrize("cls, check, message", [
     (IntMoves, "moves", r"legal_actions\('player_0'\) returned \[0, 1, .*: a list of the move strings"),
     (NoMoves, "moves", r"legal_actions\('player_0'\) returned \[\] while the episode runs"),
+    (Untold, "moves", r"_step set no `self.turn_info = \{'action': action, 'legal': legal\}` for a move"),
     (RefusesCorners, "moves", r"'\[\d\]' is in its legal_actions, which _step must agree with"),
     (Counted, "replay", (r"episode 0: turns\[0\]\.observation: .*game \d+. != .*game \d+.\): .*keep no state from one "
                         r"episode to the next")),
 ])
 def test_check_catches_env_bugs_that_passed_it(registered, cls, check, message):
     """Each passed `arena check` before (a helper's review): moves the random agent could not
-    send, a `_step` stricter than its `legal_actions` (blamed on parse_action), state kept
-    across episodes in a class attribute."""
+    send, a `_step` that records no verdict on the move, one stricter than its
+    `legal_actions` (blamed on parse_action), state kept across episodes in a class attribute."""
     registered("test/Buggy-v0", cls)
     run = checker.check_moves_accepted if check == "moves" else checker.check_determinism_and_replay
     with pytest.raises(AssertionError, match=message):
