@@ -59,6 +59,7 @@ def _piped_help_width() -> None:
 
 _piped_help_width()
 
+
 class _Interrupted(Exception):
     """A Ctrl-C or SIGTERM (`Terminated`) that no command caught, carried past typer: typer
     0.29 turns it into a silent exit 130 (an interrupted `arena eval` said nothing, and
