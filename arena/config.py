@@ -295,6 +295,37 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def resume_run(cls, run: str | Path, **changes: Any) -> TrainConfig:
+        """What `arena train --resume RUN --FIELD V ...` trains with, for Python: the run's
+        own config.yaml (run.json's record of it if that file is lost) with `changes` over
+        it. `TrainConfig(resume=RUN, steps=N)` starts from every default instead: its
+        `episodes_per_step`, `save_every`, `report_to`, ... replace the run's, and its
+        `lora_r` 0 is refused for a LoRA run (`arena.resume.FIXED_ON_RESUME`)."""
+        from arena.flags import parse_args
+
+        return dataclasses.replace(parse_args(["--resume", str(run)]), **changes)
+
+
+def _with_known_names(init: Any) -> Any:
+    """`TrainConfig(max_steps=2)` (a TRL name) or a misspelt field, answered as the flags
+    and YAML keys are (`arena.flags`): one line naming arena's field, not a bare TypeError."""
+
+    @functools.wraps(init)
+    def checked(self: TrainConfig, *args: Any, **kwargs: Any) -> None:
+        names = _field_types()
+        for key in kwargs:
+            if key not in names:
+                from arena.flags import _key
+
+                _key(key, "TrainConfig argument")
+        init(self, *args, **kwargs)
+
+    return checked
+
+
+TrainConfig.__init__ = _with_known_names(TrainConfig.__init__)  # type: ignore[method-assign]
+
 
 def _flag(name: str) -> str:
     return name.replace("_", "-")

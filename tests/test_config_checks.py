@@ -134,3 +134,13 @@ def test_an_env_given_twice_is_one_line():
     accepted silently."""
     with pytest.raises(ArenaError, match=r"^--env spiral/KuhnPoker-v0 is given twice; give each env once"):
         TrainConfig(env=["spiral/KuhnPoker-v0", "spiral/TicTacToe-v0", "spiral/KuhnPoker-v0"])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_steps": 2}, r"unknown TrainConfig argument 'max_steps': that is TRL's name; arena's is 'steps'"),
+    ({"learnig_rate": 1e-3}, r"unknown TrainConfig argument 'learnig_rate'; did you mean 'learning_rate'\?"),
+])
+def test_a_trl_or_misspelt_name_in_python_is_answered_as_the_flag_is(kwargs, message):
+    """From Python, a bare TypeError ("unexpected keyword argument 'max_steps'")."""
+    with pytest.raises(ArenaError, match=message):
+        TrainConfig(**kwargs)

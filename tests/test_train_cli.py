@@ -125,6 +125,20 @@ def test_resume_starts_from_the_runs_own_config(tmp_path):
     assert config.env_weights == [3.0, 1.0] and len(config.env) == 2
 
 
+def test_python_resumes_a_run_from_its_own_config_as_the_flag_does(tmp_path):
+    """`TrainConfig(resume=RUN, steps=N)` took every default (128 episodes a step, no
+    TensorBoard, lora_r 0 refused for a LoRA run); `TrainConfig.resume_run` is `--resume`'s."""
+    from arena.config import TrainConfig, save_config
+
+    save_config(TrainConfig(out=str(tmp_path), steps=4, episodes_per_step=8, lora_r=4, report_to="tensorboard"),
+                tmp_path / "config.yaml")
+    config = TrainConfig.resume_run(tmp_path, steps=9)
+    assert (config.steps, config.episodes_per_step, config.lora_r, config.report_to) == (9, 8, 4, "tensorboard")
+    assert config.resume == str(tmp_path)
+    with pytest.raises(ArenaError, match="--episodes-per-step must be >= 1"):
+        TrainConfig.resume_run(tmp_path, episodes_per_step=0)  # the changes are checked as the flags are
+
+
 def test_a_config_file_or_a_lost_config_yaml_does_not_reset_a_resumed_run(tmp_path):
     """`--config FILE --resume RUN`, or a file's `resume:` key, started over from every default
     (128 episodes a step, 1000 steps); so did a run whose config.yaml was lost, though its
