@@ -128,7 +128,7 @@ class TrainConfig:
     device: str | None = _f(None, "cpu or cuda; default: cuda when available.")
     ray_address: str | None = _f(None, "Play rollouts on Ray actors: `local` (start Ray here), `auto` (the running cluster) or a cluster ADDRESS. Default: in this process.")
     ray_workers: int = _f(2, "Rollout actors with --ray-address, each with its own envs, sandbox pool and model copy.")
-    resume: str | None = _f(None, "Resume the run in this folder from its last checkpoint.")
+    resume: str | None = _f(None, "Resume the run in this folder from its last checkpoint (from Python: `TrainConfig.resume_run(RUN, **changes)`, the run's own config with changes over it).")
 
     def __post_init__(self) -> None:
         # the Python API takes what a flag or YAML key would: `env="spiral/TicTacToe-v0"` is
