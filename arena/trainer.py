@@ -342,6 +342,9 @@ class SelfPlayTrainer(CheckpointState, LossBatch, ConstrainedLoss, GRPOTrainer):
     def run_evaluation(self, *, final: bool = False, reuse: bool = False) -> dict[str, float]:
         """Evaluate the policy at the current step (`evaluate`, after the sync); its metrics
         (`eval_<name>`), empty when `reuse` found the step already evaluated."""
+        if self.evaluate_fn is None:  # else "'NoneType' object is not callable"
+            raise ArenaError("this trainer evaluates nothing (eval_every 0, or a data-parallel process other than 0): "
+                             "evaluate its model with arena.evaluate.evaluate(policy, env_ids) or `arena eval RUN`")
         self.sync_policy()
         metrics = self.evaluate_fn(self, final=final, reuse=reuse) or {}
         if final:

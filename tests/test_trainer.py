@@ -900,3 +900,15 @@ def test_a_resumed_run_plays_the_fixed_opponents_moves_of_the_uncut_run(tmp_path
 
     assert played(cut) == played(whole)
     assert all(torch.equal(value, resumed[name]) for name, value in uncut.items())
+
+
+def test_evaluating_a_trainer_that_evaluates_nothing_is_one_line(tmp_path):
+    """With eval_every 0 the returned trainer's run_evaluation was "'NoneType' object is not callable"."""
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+    from arena.training import train
+
+    trainer = train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0,
+                                out=str(tmp_path)))
+    with pytest.raises(ArenaError, match=r"evaluates nothing \(eval_every 0.*arena.evaluate.evaluate"):
+        trainer.run_evaluation(final=True)
