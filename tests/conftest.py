@@ -24,3 +24,15 @@ def arena_cache(tmp_path_factory):
         yield path
     finally:
         os.environ.pop("ARENA_CACHE", None)
+
+
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C raises KeyboardInterrupt in this test, as in a terminal, even where the suite
+    runs with SIGINT ignored (a background job, CI); restored after."""
+    import signal
+
+    saved = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, saved)

@@ -231,7 +231,7 @@ def test_interrupt_message_names_the_step_and_how_to_resume(tmp_path, capsys):
     assert read_run_info(tmp_path)["status"] == "interrupted"
 
 
-def test_ctrl_c_is_held_until_the_work_it_would_cut_is_done_and_twice_stops_at_once(capsys):
+def test_ctrl_c_is_held_until_the_work_it_would_cut_is_done_and_twice_stops_at_once(capsys, ctrl_c):
     from arena.errors import interrupts_held
 
     done = []

@@ -294,7 +294,7 @@ def test_optimizer_flags_given_with_resume_are_the_ones_the_resumed_steps_train_
     assert all(int(s["step"]) == 3 and s["prev_update"] is not None for s in saved["state"].values())
 
 
-def test_ctrl_c_while_a_checkpoint_is_written_stops_once_it_is_complete(tmp_path, monkeypatch):
+def test_ctrl_c_while_a_checkpoint_is_written_stops_once_it_is_complete(tmp_path, monkeypatch, ctrl_c):
     """A Ctrl-C that arrived while a checkpoint was written cut it off (no arena state: not a
     checkpoint); a run stopped so during its last one had nothing to resume or evaluate."""
     import os
