@@ -6,6 +6,7 @@ The tiny model is built once per session into the session's `ARENA_CACHE`
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -541,6 +542,22 @@ def test_train_then_eval_then_report(tmp_path):
         assert (run / "plots" / name).read_bytes()[:8] == PNG
 
 
+@contextlib.contextmanager
+def _arena_process(*args: object, env: dict[str, str]):
+    """`arena ARGS` running, with Ctrl-C raising KeyboardInterrupt as in a terminal even where
+    the suite runs with SIGINT ignored (a background job, CI); killed if the test ends first."""
+    start = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from arena.cli import main; main(sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", start, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGINT, 130, "interrupted"),
                                                   (signal.SIGTERM, 143, "terminated (SIGTERM)")])
@@ -549,13 +566,8 @@ def test_ctrl_c_or_sigterm_stops_training_and_says_how_to_resume(tmp_path, sig, 
     exit 130 / 143, run.json `interrupted`, the step and the resume command."""
     run = tmp_path / "run"
     env = {**os.environ, "COLUMNS": "160", "TOKENIZERS_PARALLELISM": "false"}
-    # Ctrl-C raises KeyboardInterrupt as in a terminal, even where this test runs with SIGINT ignored (a background job)
-    start = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-             "from arena.cli import main; main(sys.argv[1:])")
-    proc = subprocess.Popen([sys.executable, "-c", start, "train", "--steps", "50", "--episodes-per-step", "4",
-                             "--eval-every", "0", "--save-every", "1", "--out", str(run)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
-    try:
+    with _arena_process("train", "--steps", "50", "--episodes-per-step", "4", "--eval-every", "0", "--save-every", "1",
+                        "--out", run, env=env) as proc:
         for _ in range(300):
             if (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("checkpoint-*/arena_state.json")):
                 break
@@ -565,10 +577,6 @@ def test_ctrl_c_or_sigterm_stops_training_and_says_how_to_resume(tmp_path, sig, 
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == code, err[-3000:]
     assert "Traceback" not in err
     info = json.loads((run / "run.json").read_text())
@@ -582,20 +590,12 @@ def test_ctrl_c_or_sigterm_during_eval_says_so_with_its_exit_code(sig, code, sai
     """typer 0.29 turned an interruption no command caught into a silent exit 130 (SIGTERM's
     143 lost): an interrupted `arena eval` said nothing."""
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    start = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-             "from arena.cli import main; main(sys.argv[1:])")
-    proc = subprocess.Popen([sys.executable, "-c", start, "eval", "tiny", "--env", "spiral/TicTacToe-v0", "-n", "20000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
-    try:
+    with _arena_process("eval", "tiny", "--env", "spiral/TicTacToe-v0", "-n", "20000", env=env) as proc:
         first = proc.stderr.readline()  # "evaluating tiny ...": the model is loaded, the episodes start
         assert first.startswith("evaluating tiny"), first
         time.sleep(1.0)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == code and err.strip().splitlines()[-1] == said, err[-2000:]
 
 
