@@ -154,12 +154,14 @@ def check_moves_accepted(env_id: str, episodes: int = 10, seed: int = 0, max_epi
     """The env accepts its own moves: every move drawn from `sample_action` (by default a
     random member of `legal_actions`) and every `heuristic_action`, sent as arena's agents
     send it (`\\boxed{X}`), is legal. An env that compares the raw completion with `[X]`
-    fails here, since no agent (and no model prompted the SPIRAL way) ever writes that."""
+    fails here, since no agent (and no model prompted the SPIRAL way) ever writes that; so
+    does one whose episodes of such moves all run to the turn cap (its `_step` never ends one)."""
     import numpy as np
 
     from arena.agents.scripted import boxed
 
     env = make(env_id, **kwargs)
+    capped = played = 0  # episodes of legal moves, and those that only the turn cap ended
     for source in ("sample_action", "heuristic_action"):
         rng = np.random.default_rng(seed)
         sent = 0
@@ -189,6 +191,8 @@ def check_moves_accepted(env_id: str, episodes: int = 10, seed: int = 0, max_epi
                     refused.append((agent, completion, env.turn_info.get("action"), legal))
             if not sent:  # the env offers no such move
                 break
+            played += 1
+            capped += env.outcome is None or env.outcome.get("reason") == "turn_cap"
         if refused:
             agent, completion, action, legal = refused[0]
             if legal is not None and action is not None and action in legal:
@@ -201,6 +205,11 @@ def check_moves_accepted(env_id: str, episodes: int = 10, seed: int = 0, max_epi
             raise AssertionError(
                 f"{env_id}: refused {len(refused)} of {sent} of its own moves from {source} (first: {agent} sent "
                 f"{completion!r}, read as action {action!r}); {fix}")
+    if played and capped == played:  # a `_step` that never ends the episode: every game a draw at the cap
+        raise AssertionError(
+            f"{env_id}: none of its {played} episodes of legal moves (sample_action, heuristic_action) ended before "
+            f"the turn cap (max_turns={env.max_turns}): end the episode in `_step` with `self._finish(rewards, "
+            "reason=...)` (ZeroSumGame: `self._end(returns, winner)`) when it is decided")
 
 
 def _check_legal_actions(env_id: str, agent: str, legal: Any) -> None:

@@ -227,6 +227,11 @@ class Untold(_TicTacToe):
         self.turn_info = {}
 
 
+class Endless(_TicTacToe):
+    def _play(self, agent, action):  # passes the turn on, never decides the game
+        self.agent_selection = self.opponent(agent)
+
+
 class Counted(_TicTacToe):
     resets = 0  # a class attribute: state kept from one episode (and env object) to the next
 
@@ -243,13 +248,16 @@ class Counted(_TicTacToe):
     (NoMoves, "moves", r"legal_actions\('player_0'\) returned \[\] while the episode runs"),
     (Untold, "moves", r"_step set no `self.turn_info = \{'action': action, 'legal': legal\}` for a move"),
     (RefusesCorners, "moves", r"'\[\d\]' is in its legal_actions, which _step must agree with"),
+    (Endless, "moves", (r"none of its 20 episodes of legal moves .* ended before the turn cap \(max_turns=50\): end the "
+                        r"episode in `_step`")),
     (Counted, "replay", (r"episode 0: turns\[0\]\.observation: .*game \d+. != .*game \d+.\): .*keep no state from one "
                         r"episode to the next")),
 ])
 def test_check_catches_env_bugs_that_passed_it(registered, cls, check, message):
     """Each passed `arena check` before (a helper's review): moves the random agent could not
     send, a `_step` that records no verdict on the move, one stricter than its
-    `legal_actions` (blamed on parse_action), state kept across episodes in a class attribute."""
+    `legal_actions` (blamed on parse_action), one that never ends an episode (every game a
+    draw at the turn cap), state kept across episodes in a class attribute."""
     registered("test/Buggy-v0", cls)
     run = checker.check_moves_accepted if check == "moves" else checker.check_determinism_and_replay
     with pytest.raises(AssertionError, match=message):
