@@ -191,12 +191,41 @@ def _load_adapter(folder: Path, dtype: Any):
     """A PEFT adapter folder as a plain model: its base (`base_model_name_or_path`) with the
     adapter merged in (`merge_and_unload`), so generation runs at full speed."""
     try:
-        from peft import AutoPeftModelForCausalLM
+        from peft import PeftModel
     except ImportError:
         raise ArenaError(f"{folder} holds a LoRA adapter: loading it needs peft (pip install peft)") from None
-    model = AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype, trust_remote_code=False).merge_and_unload()
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(adapter_base(folder), dtype=dtype, trust_remote_code=False)
+    model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
     model.arena_adapter = str(folder)  # its `name_or_path` is the base's folder: the vllm agent must not load that
     return model
+
+
+def adapter_base(folder: Path) -> str:
+    """The base model of the adapter in `folder`: its `base_model_name_or_path`, a Hub id or
+    the absolute folder it was trained on. A run trained on `--model tiny` names the tiny
+    model's cache folder on the machine that trained it; on another machine (or with another
+    cache dir) the same tiny model, the same recipe's fingerprint in its folder name, is
+    built here instead. Another folder that is not here is one line naming it."""
+    import json
+
+    from .tiny import _fingerprint, tiny_model_path
+
+    try:
+        base = str(json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArenaError(f"{folder}/adapter_config.json does not name the adapter's base model "
+                         f"(base_model_name_or_path): {exc}; save the adapter again with peft") from None
+    where = Path(base).expanduser()
+    if not where.is_absolute() or where.exists():
+        return base
+    if where.name == f"tiny-{_fingerprint()}":
+        return str(tiny_model_path())
+    tiny = " (a tiny model of another arena version: train it again here)" if where.name.startswith("tiny-") else ""
+    raise ArenaError(f"{folder} is a LoRA adapter on the base model {base}, which is not on this machine{tiny}: "
+                     f"copy that model there, or set base_model_name_or_path in {folder / 'adapter_config.json'} "
+                     "to where it is")
 
 
 #: `:KEY=VALUE` options of the `tiny`, `hf:` and `vllm:` specs (`arena.agents.options`).

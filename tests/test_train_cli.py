@@ -320,6 +320,23 @@ def test_a_lora_run_trains_and_evaluates(tmp_path):
     result = arena_cmd("eval", run, "--env", "spiral/KuhnPoker-v0", "--episodes", "4")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "KuhnPoker-v0/exploitability" in json.loads((run / "eval-final.json").read_text())["results"]
+    # on another machine the adapter's base, the tiny model's cache folder here, is elsewhere: the same
+    # tiny model (its recipe's fingerprint in the folder name) is used; another missing base is one line
+    import torch
+    from arena.agents.loading import load_model
+
+    config_file = run / "model" / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    here = load_model(str(run / "model"))[0]
+    config["base_model_name_or_path"] = "/elsewhere/.cache/arena/models/" + Path(config["base_model_name_or_path"]).name
+    config_file.write_text(json.dumps(config))
+    moved = load_model(str(run / "model"))[0]
+    assert all(torch.equal(a, b) for a, b in zip(here.state_dict().values(), moved.state_dict().values(), strict=True))
+    config["base_model_name_or_path"] = "/elsewhere/models/qwen"
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ArenaError, match=r"LoRA adapter on the base model /elsewhere/models/qwen, which is not on this "
+                                         r"machine: copy that model there, or set base_model_name_or_path in"):
+        load_model(str(run / "model"))
 
 
 def test_eval_unknown_env_is_one_line():
