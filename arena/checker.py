@@ -191,8 +191,9 @@ def check_moves_accepted(env_id: str, episodes: int = 10, seed: int = 0, max_epi
                     refused.append((agent, completion, env.turn_info.get("action"), legal))
             if not sent:  # the env offers no such move
                 break
-            played += 1
-            capped += env.outcome is None or env.outcome.get("reason") == "turn_cap"
+            if env.outcome is not None:  # (None: the moves ran out, or max_episode_steps did)
+                played += 1
+                capped += env.outcome.get("reason") == "turn_cap"
         if refused:
             agent, completion, action, legal = refused[0]
             if legal is not None and action is not None and action in legal:

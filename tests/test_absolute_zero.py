@@ -26,6 +26,7 @@ from arena.envs.absolute_zero import (
     validate_proposal,
     verifier_reward,
 )
+from arena.envs.absolute_zero.buffers import shared_store
 from arena.envs.absolute_zero.tasks import answer_text, fenced_blocks, parse_verdict, sandbox_pool
 from arena.sandbox import Limits, Sandbox
 
@@ -197,6 +198,49 @@ def test_abduction_accepts_any_input_that_gives_the_output(sb):
     assert raised.formatted and raised.correct is False and "error" in raised.detail
     code = check_abduction(reply("input", "__import__('os').getpid()"), program, "1", sb, FAST)
     assert not code.formatted  # only literals reach the sandbox
+
+
+#: Deterministic on the proposer's input; on any other, a value that depends on the run (the plain run
+#: lacks the padding's `_arena_pad`, the recheck has it): a coin toss's stand-in that always shows.
+TWO_FACED = ("def f(x):\n    if x == 12345:\n        return 1\n    try:\n        _arena_pad\n        return 1\n"
+             "    except NameError:\n        return 0\n")
+COIN = "import os\n\ndef f(x):\n    if x == 12345:\n        return 1\n    return os.urandom(1)[0] % 2\n"
+
+
+def test_abduction_runs_f_twice_so_a_task_with_two_results_shows(sb):
+    """A proposer's f, deterministic on its own input and a coin toss on others (the random
+    source reached past the static checks: `enum.bltns`), passed validation, paid its proposer
+    about 0.5 learnability a task, and its solvers for guesses (a red-team review)."""
+    check = check_abduction(reply("input", "0"), TWO_FACED, "1", sb, FAST)
+    assert check.formatted and check.correct is False and check.nondeterministic
+    assert "the task's f is nondeterministic: two runs of f(0) gave '0' and '1'" in check.detail
+    honest = check_abduction(reply("input", "12345"), TWO_FACED, "1", sb, FAST)
+    assert honest.correct is True and not honest.nondeterministic and honest.statuses == ["ok", "ok"]
+    coins = [check_abduction(reply("input", "0"), COIN, "1", sb, FAST) for _ in range(30)]
+    assert any(c.nondeterministic for c in coins)  # each caught with probability 1/2: all 30 missed, 2^-30
+    assert all(c.correct is False for c in coins if c.nondeterministic)
+
+
+def test_a_task_with_two_results_is_voided_when_solved(tmp_path):
+    """Found at solve time, the proposal is invalid after all: -1, the episode ends there, the
+    attempts are masked (their results were the task's, not their answers'), no buffer gets it."""
+    texts = {"proposer": [proposal(TWO_FACED, "12345")], "solver": [reply("input", "12345"), reply("input", "0")]}
+    kwargs = {"n": 4, "sandbox": "process", "store": "test-void", "buffer_path": str(tmp_path / "buffer")}
+    [ep] = play("azr/Abduction-v0", [Scripted(texts)], 1, seed=0, env_kwargs=kwargs)
+    assert [t.role for t in ep.turns] == ["proposer", "solver", "solver"]
+    assert ep.outcome["reason"] == "invalid_proposal" and ep.outcome["rejection"] == "nondeterministic"
+    assert "found when solved: the task's f is nondeterministic" in ep.outcome["detail"]
+    assert ep.turns[0].reward == -1.0 and ep.rewards["proposer"] == -1.0
+    assert [t.info.get("infra", False) for t in ep.turns] == [False, True, True]
+    assert ep.turns[1].info["correct"] is True and ep.turns[2].info["correct"] is None
+    assert not (tmp_path / "buffer" / "azr_tasks.jsonl").exists()
+    assert ep.turns[0].info["task"]["id"] not in {t.id for b in shared_store("test-void").buffers.values() for t in b}
+    assert verify(ep) == []
+    env = arena.make("azr/Abduction-v0", n=2, sandbox="process")  # its own buffer: the same
+    env.reset(seed=0)
+    for text in (proposal(TWO_FACED, "12345"), reply("input", "0")):
+        env.step(text)
+    assert env.done and env.rejections == {"nondeterministic": 1} and len(env.store) == 3  # the seed tasks
 
 
 def test_induction_must_reproduce_every_hidden_pair(sb):

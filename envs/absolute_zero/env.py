@@ -46,7 +46,8 @@ reward and infra flag in `turn_credit` (the rollout credits turns from it).
   Deduction: the ```output block and the gold output are compared as Python values
   (`ast.literal_eval`), never as strings. Abduction: f(answer) runs in the solver's
   sandbox pool and its value is compared with the gold output on the host; any input
-  that gives it is right. Induction: the written f runs on the hidden inputs (solver
+  that gives it is right. f(answer) runs twice (the second run padded, in the
+  `gold-recheck` pool): two results make the proposal invalid after all (below). Induction: the written f runs on the hidden inputs (solver
   pool) and must reproduce every hidden output. The solver's episode return is the mean
   over its attempts.
 - Proposer: learnability `1 - r` when 0 < r < 1, else 0, with r the solver's accuracy
@@ -60,7 +61,9 @@ reward and infra flag in `turn_credit` (the rollout credits turns from it).
 ## Episode end
 After the verifier's turn; or right after the proposer's turn when the proposal is invalid
 (outcome `invalid_proposal` with the `rejection` kind and the reason, also counted in
-`env.rejections`).
+`env.rejections`); or at the abduction attempt whose f(answer) gave two results (the same
+outcome, rejection `nondeterministic`, detail `found when solved: ...`: the proposer -1,
+the attempts so far masked as infra, the task kept out of every buffer).
 
 ## Arguments
 - `task_type`: `deduction`, `abduction`, `induction` or `mixed`.
@@ -80,7 +83,7 @@ After the verifier's turn; or right after the proposer's turn when the proposal 
   turn), in episode-index order: `arena.play` adds each episode's task once the episode is
   stored, training adds a step's tasks after the step (the step's proposers all see the
   buffer of its start, as AZR samples a batch's references before generating it). None:
-  this env object's own buffers, which grow as its proposals pass the checks. A training
+  this env object's own buffers, which grow with each verified episode's task. A training
   run and `arena play` share one store over the run, kept in the run's `env-state/azr/`
   (`run_kwargs`); `arena eval` does not.
   `buffer_path`: a folder; saved tasks there are loaded, and each new task is appended
@@ -241,8 +244,8 @@ class AbsoluteZero(ArenaEnv):
     def after_episode(cls, kwargs: dict[str, Any], episode: Any) -> None:
         """Add the episode's valid task (its proposer turn's `info["task"]`) to the named
         store of `kwargs`, with its lineage; nothing without a store."""
-        if not kwargs.get("store"):
-            return
+        if not kwargs.get("store") or (episode.outcome or {}).get("reason") != "verified":
+            return  # a task voided when solved (`_void`) never enters the buffer
         store = shared_store(kwargs["store"], kwargs.get("buffer_path"))
         for turn in episode.turns:
             if turn.role == "proposer" and isinstance(turn.info.get("task"), dict):
@@ -346,9 +349,7 @@ class AbsoluteZero(ArenaEnv):
             return
         task = Task(self.ttype, program, [c[2:-1] for c in v.calls], list(v.outputs), message,
                     parents=[r.id for r in self.references])
-        info["task"] = task.to_dict()  # what `after_episode` adds to a named store
-        if not self.shared:
-            self.store.add(task)
+        info["task"] = task.to_dict()  # what `after_episode` adds to a named store, once the episode is verified
         self.task = task
         if self.ttype == "induction":
             order = [int(i) for i in self.np_random.permutation(len(task.inputs))]
@@ -380,7 +381,8 @@ class AbsoluteZero(ArenaEnv):
         if self.ttype == "deduction":
             return check_deduction(text, task.outputs[0])
         if self.ttype == "abduction":
-            return check_abduction(text, task.program, task.outputs[0], self.pool("solver"), self.limits)
+            return check_abduction(text, task.program, task.outputs[0], self.pool("solver"), self.limits,
+                                   recheck=self.pool("gold-recheck"))
         calls = [f"f({task.inputs[i]})" for i in self.hidden]
         return check_induction(text, calls, [task.outputs[i] for i in self.hidden], self.pool("solver"), self.limits)
 
@@ -393,6 +395,9 @@ class AbsoluteZero(ArenaEnv):
             info["detail"] = check.detail
         if check.statuses:
             info["sandbox"] = check.statuses
+        if check.nondeterministic:
+            self._void(info, check.detail)
+            return
         if check.infra:
             info["infra"] = True
             self.turn_credit.append({"reward": 0.0, "infra": True})
@@ -405,6 +410,19 @@ class AbsoluteZero(ArenaEnv):
             shown = shown if shown is not None else self.completions[self.chosen][-4000:]
             self._texts["verifier"] = prompts.verify_prompt(self._texts["solver"], shown)
             self.agent_selection = "verifier"
+
+    def _void(self, info: dict[str, Any], reason: str) -> None:
+        """The task showed two results for one answer (`check_abduction`): the proposal is
+        invalid after all, as if validation had caught it. The proposer gets -1, the
+        episode ends, the solver's attempts are masked (their results were the task's coin,
+        not their answers' worth: `infra`, as nothing is known), and the task enters no
+        buffer (`after_episode` adds only verified episodes' tasks)."""
+        info["correct"] = None
+        self.rejections["nondeterministic"] += 1
+        self.turn_credit[0] = {"reward": INVALID_PROPOSAL_REWARD}
+        self.turn_credit[1:] = [{"reward": 0.0, "infra": True}] * len(self.attempts)
+        self._finish({"proposer": INVALID_PROPOSAL_REWARD}, reason="invalid_proposal", rejection="nondeterministic",
+                     detail=f"found when solved: {reason}")
 
     # -- verifier ------------------------------------------------------------------------
     def _verify(self, text: str, info: dict[str, Any]) -> None:
@@ -427,6 +445,8 @@ class AbsoluteZero(ArenaEnv):
         self.turn_credit[0] = {"reward": proposer} if scored else {"reward": 0.0, "infra": True}
         solver = sum(solver_reward(c) for c in scored) / len(scored) if scored else 0.0
         solve_rate = sum(accuracy) / len(accuracy) if accuracy else None
+        if not self.shared and self.task is not None:  # this env's own buffer grows as its tasks hold up
+            self.store.add(self.task)
         self._finish({"proposer": proposer, "solver": solver, "verifier": verifier}, reason="verified",
                      task_id=self.task.id if self.task else None, solve_rate=solve_rate, verifier_agrees=agrees)
 

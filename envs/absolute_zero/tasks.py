@@ -275,9 +275,10 @@ def _padded(program: str) -> str:
             line = node.end_lineno or line
             continue
         break
-    lines = program.splitlines()
+    lines = re.split(r"\r\n|\r|\n", program)  # the tokenizer's line ends: `str.splitlines` also splits at
+    # \x0c, \x1c-\x1e, \x85 and \u2028, inside a docstring too, which put the pad in it (no padding at all)
     pad = "_arena_pad = [object() for _ in range(4099)] + [[0] * 37 for _ in range(513)]"
-    return "\n".join(lines[:line] + [pad] + lines[line:]) + "\n"
+    return "\n".join(lines[:line] + [pad] + lines[line:]).rstrip("\n") + "\n"
 
 
 #: A job the recheck pool runs before the second run, 0 or 1 of them at random (`_spacers`).
@@ -348,18 +349,13 @@ def validate_proposal(program: str, inputs: str | Sequence[str], *, sandbox: Any
         recheck = sandbox if sandbox is not None else sandbox_pool("gold-recheck")
     sandbox = sandbox if sandbox is not None else sandbox_pool("gold")
     limits = limits if limits is not None else Limits(timeout=5.0)
-    if recheck is sandbox:
-        first, second = sandbox.run_many([(program, calls, limits), (_padded(program), calls, limits)])
-    else:
-        (first,) = sandbox.run_many([(program, calls, limits)])
-        *_, second = recheck.run_many([*_spacers(limits), (_padded(program), calls, limits)], together=True)
+    first, second = _two_runs(program, calls, limits, sandbox, recheck)
     statuses = [first.status, second.status]
     if first.infra or second.infra:
         return Validation(False, "the sandbox failed (infrastructure): nothing is known", "infra", calls, infra=True,
                           statuses=statuses)
     if first.status != second.status:
-        return _reject("nondeterministic", f"nondeterministic: two runs ended {first.status} and {second.status}",
-                       calls=calls, statuses=statuses)
+        return _reject("nondeterministic", f"nondeterministic: {_disagreement(first, second)}", calls=calls, statuses=statuses)
     for result in (first, second):
         if result.status != "ok":
             bad = next((c for c in result.calls if c.status != "ok"), None)
@@ -374,12 +370,9 @@ def validate_proposal(program: str, inputs: str | Sequence[str], *, sandbox: Any
         if not c.plain:
             return _reject("not_builtin", f"{c.call} returned a custom object (its repr is the program's own): "
                                           "return builtin values", calls=calls, statuses=statuses)
-    for a, b in zip(first.calls, second.calls):
-        if (a.value, a.plain) != (b.value, b.plain):
-            return _reject("nondeterministic", f"nondeterministic: two runs of {a.call} gave {a.value!r:.60} and {b.value!r:.60}",
-                           calls=calls, statuses=statuses)
-    if first.stdout != second.stdout:
-        return _reject("nondeterministic", "nondeterministic: two runs printed different text", calls=calls, statuses=statuses)
+    differs = _disagreement(first, second)
+    if differs:
+        return _reject("nondeterministic", f"nondeterministic: {differs}", calls=calls, statuses=statuses)
     outputs = []
     for c in first.calls:
         ok, _value = parse_literal(c.value or "")
@@ -388,6 +381,31 @@ def validate_proposal(program: str, inputs: str | Sequence[str], *, sandbox: Any
                            calls=calls, statuses=statuses)
         outputs.append(c.value or "")
     return Validation(True, "", "", calls, outputs, statuses=statuses)
+
+
+def _two_runs(program: str, calls: list[str], limits: Any, sandbox: Any, recheck: Any) -> tuple[Any, Any]:
+    """`program` on `calls` twice, in separate processes: as it is in `sandbox`, and padded
+    (`_padded`) in `recheck`, another runner put out of step with the first (`_spacers`), or
+    in `sandbox` again when `recheck` is it (see `validate_proposal`)."""
+    if recheck is sandbox:
+        first, second = sandbox.run_many([(program, calls, limits), (_padded(program), calls, limits)])
+        return first, second
+    (first,) = sandbox.run_many([(program, calls, limits)])
+    *_, second = recheck.run_many([*_spacers(limits), (_padded(program), calls, limits)], together=True)
+    return first, second
+
+
+def _disagreement(first: Any, second: Any) -> str | None:
+    """How two runs of one program on the same calls differ (their statuses, a call's value,
+    or the text they printed), or None when they agree."""
+    if first.status != second.status:
+        return f"two runs ended {first.status} and {second.status}"
+    for a, b in zip(first.calls, second.calls):
+        if (a.value, a.plain, a.status) != (b.value, b.plain, b.status):
+            return f"two runs of {a.call} gave {a.value or a.status!r:.60} and {b.value or b.status!r:.60}"
+    if first.stdout != second.stdout:
+        return "two runs printed different text"
+    return None
 
 
 # -- checks ------------------------------------------------------------------------------------
@@ -403,6 +421,9 @@ class Check:
     answer: str | None = None
     detail: str = ""
     statuses: list[str] = field(default_factory=list)
+    #: The task's program gave two results for the answer (`check_abduction`): the task, not
+    #: the answer, is at fault (`correct` is False, and the env voids the proposal).
+    nondeterministic: bool = False
 
     @property
     def infra(self) -> bool:
@@ -433,9 +454,19 @@ def check_deduction(completion: str, gold_output: str) -> Check:
     return Check(True, same_value(value, gold_output), blocks[0])
 
 
-def check_abduction(completion: str, program: str, gold_output: str, sandbox: Any, limits: Any) -> Check:
+def check_abduction(completion: str, program: str, gold_output: str, sandbox: Any, limits: Any,
+                    recheck: Any = None) -> Check:
     """Abduction: f(answer) runs in the solver's sandbox pool; its value (computed by
-    builtin code) equals the gold output on the host. Any input that does is right."""
+    builtin code) equals the gold output on the host. Any input that does is right.
+
+    f is the proposer's program, and the proposal's determinism check ran it on the
+    proposer's inputs only: on another input it may be a coin toss (`if x == 12345: return
+    1` and a random bit otherwise, the random source reached past the static checks), which
+    paid its proposer a learnability of about 0.5 on every task, and its solvers for
+    guesses. So f(answer) runs twice, as `validate_proposal` runs it: the second time
+    padded, in `recheck` (the `gold-recheck` pool; `sandbox` again when None). Two results
+    give `nondeterministic=True` (the env then voids the proposal: -1, as validation
+    would have given); a one-bit coin is caught at each attempt with probability 1/2."""
     answer = answer_text(completion)
     blocks = fenced_blocks(answer or "")["input"]
     if answer is None or len(blocks) != 1:
@@ -443,14 +474,19 @@ def check_abduction(completion: str, program: str, gold_output: str, sandbox: An
     call = parse_input(blocks[0])
     if call is None:
         return Check(False, False, blocks[0], "the input is not an argument list of Python literals")
-    result = sandbox.run(program, [call], limits)
-    if result.infra:
-        return Check(True, None, blocks[0], "sandbox infrastructure failure", [result.status])
+    result, again = _two_runs(program, [call], limits, sandbox, sandbox if recheck is None else recheck)
+    if result.infra or again.infra:
+        return Check(True, None, blocks[0], "sandbox infrastructure failure", [result.status, again.status])
+    differs = _disagreement(result, again)
+    if differs:
+        return Check(True, False, blocks[0], f"the task's f is nondeterministic: {differs}", [result.status, again.status],
+                     nondeterministic=True)
     c = result.calls[0]
     if c.status != "ok" or not c.plain:
-        return Check(True, False, blocks[0], f"f{call[1:]} -> {c.status} {c.error_type or ''}".strip(), [result.status])
+        return Check(True, False, blocks[0], f"f{call[1:]} -> {c.status} {c.error_type or ''}".strip(),
+                     [result.status, again.status])
     ok, value = parse_literal(c.value or "")
-    return Check(True, ok and same_value(value, gold_output), blocks[0], "", [result.status])
+    return Check(True, ok and same_value(value, gold_output), blocks[0], "", [result.status, again.status])
 
 
 def check_induction(completion: str, calls: Sequence[str], gold_outputs: Sequence[str], sandbox: Any, limits: Any) -> Check:
