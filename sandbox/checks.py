@@ -96,12 +96,19 @@ and the dunders among them also inside a string (a format field, ``"{0.__globals
 MODULE_ATTRIBUTES: tuple[str, ...] = (
     "os", "_os", "sys", "_sys", "time", "_time", "random", "_random", "datetime", "subprocess", "builtins",
     "io", "_io", "socket", "pathlib", "shutil", "ctypes", "importlib", "locate",
+    # every other attribute of an allowed standard-library module that is a banned or private
+    # module (`enum.bltns`: builtins, so eval and open; `json.codecs.open`; `queue.threading`;
+    # `typing.types`), as tests/sandbox/test_sandbox_checks.py finds them in this Python
+    "bltns", "codecs", "threading", "_thread", "inspect", "types", "_types", "weakref", "traceback",
+    "linecache", "tokenize", "tempfile", "marshal", "pickle", "posixpath", "locale", "select", "ssl",
+    "urllib", "zipfile", "filecmp", "unittest", "pdb", "pydoc", "dis", "ast", "atexit", "__main__",
+    "_string", "_sre", "_symtable", "_crypt",
 )
 """Names through which an allowed module hands out a banned one (``posixpath.os``,
-``from queue import time``, ``from statistics import random``, ``pydoc.locate``): refused as
-attributes and as names imported from a module. A program's own attribute of one of these
-names (``self.time``) is refused too: a task can name it otherwise. As strings they are
-allowed (``d["time"]``)."""
+``from queue import time``, ``from statistics import random``, ``pydoc.locate``,
+``enum.bltns``): refused as attributes and as names imported from a module. A program's
+own attribute of one of these names (``self.time``) is refused too: a task can name it
+otherwise. As strings they are allowed (``d["time"]``)."""
 
 
 @dataclass

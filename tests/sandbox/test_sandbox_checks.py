@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from arena.sandbox.checks import (
     BANNED_MODULES,
+    MODULE_ATTRIBUTES,
     check_determinism,
     check_program,
     check_size,
@@ -93,6 +94,49 @@ def test_banned_constructs_are_found(program, needle):
     assert problems, program
     assert any(needle in p for p in problems), problems
     assert not check_program(program).ok
+
+
+ROUTES = """
+import importlib, json, sys, types, warnings
+from arena.sandbox.checks import BANNED_MODULES, _is_banned, _private
+warnings.simplefilter("ignore")
+# modules whose import does something (a browser, a window, printing) or that are not on this OS
+skip = {"this", "antigravity", "idlelib", "turtle", "turtledemo", "tkinter", "__hello__", "__phello__", "ensurepip",
+        "venv", "lib2to3", "msilib", "winreg", "winsound", "msvcrt", "nt"}
+routes = {}
+for name in sorted(sys.stdlib_module_names - skip):
+    if _is_banned(name, BANNED_MODULES) or _private(name):
+        continue
+    try:
+        module = importlib.import_module(name)
+    except Exception:
+        continue
+    for attr, value in vars(module).items():
+        target = getattr(value, "__name__", "") if isinstance(value, types.ModuleType) else ""
+        if target and (_is_banned(target, BANNED_MODULES) or _private(target) or target == "builtins"):
+            routes.setdefault(attr, f"{name}.{attr}: {target}")
+print(json.dumps(routes))
+"""
+
+
+def test_every_route_from_an_allowed_module_to_a_banned_one_is_refused():
+    """Each attribute of an allowed standard-library module that is a banned (or private)
+    module is a name the checks refuse: `enum.bltns` (builtins: eval, open), `json.codecs`
+    and `queue.threading` passed them (a red-team review; with a random source, a coin-toss
+    task). Imported in a child process: some of these modules change the process."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", ROUTES], capture_output=True, text=True, timeout=240, check=True)
+    routes = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(routes) > 10 and "bltns" in routes  # the walk found them
+    missing = {attr: where for attr, where in routes.items() if attr not in MODULE_ATTRIBUTES}
+    assert not missing, f"add to MODULE_ATTRIBUTES: {missing}"
+    for attr, where in routes.items():
+        module = where.split(".", 1)[0]
+        assert find_banned_imports(f"import {module}\ndef f(x):\n    return {module}.{attr}"), where
+        assert find_banned_imports(f"from {module} import {attr}\ndef f(x):\n    return x"), where
 
 
 def test_dotted_names_do_not_overmatch():
