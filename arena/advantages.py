@@ -73,6 +73,10 @@ def rae(
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and unbiased std; exactly (v, 0) for equal values: the summed mean of six -0.1s is
+    not -0.1, and those samples got advantages of -1e-17, which no zero-advantage filter saw."""
+    if all(v == values[0] for v in values):
+        return values[0], 0.0
     mean = sum(values) / len(values)
     var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
     return mean, math.sqrt(var)

@@ -32,6 +32,12 @@ def test_grpo_group_of_equal_rewards_is_zero_and_std_is_unbiased():
     std = math.sqrt(0.5)  # unbiased std of (0, 1)
     assert adv[3:] == pytest.approx([-0.5 / (std + 1e-4), 0.5 / (std + 1e-4)])
     assert grpo([2.0, 0.0], ["g", "g"], scale=False) == [1.0, -1.0]
+    # exactly 0, not rounding error: the sum of six -0.1s over 6 is not -0.1 (-1.4e-17 each, which
+    # --filter-zero-advantage kept and the empty-step check counted as trained)
+    for scale in ("group", "batch", "none"):
+        assert grpo([-0.1] * 6, ["g"] * 6, scale=scale) == [0.0] * 6
+    assert trr_pp([-0.1] * 6, ["k"] * 6) == [0.0] * 6
+    assert grpo([0.7] * 3 + [0.1, 0.2], ["a"] * 3 + ["b"] * 2, scale="batch")[:3] == [0.0] * 3
 
 
 def test_grpo_infra_sample_is_left_out_of_the_group_statistics():
