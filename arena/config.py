@@ -183,6 +183,10 @@ class TrainConfig:
             if self.chat_template != "chatml" and not is_inline_template(self.chat_template):
                 # a file, kept as an absolute path: the run's config.yaml then resumes from any folder
                 self.chat_template = str(Path(self.chat_template).expanduser().resolve())
+        for name in ("model", "opponent"):  # a local folder, kept as an absolute path (as chat_template)
+            value = getattr(self, name)
+            if value and value != "tiny" and not _is_agent_spec(value) and Path(value).expanduser().exists():
+                setattr(self, name, str(Path(value).expanduser().absolute()))
         if self.chat_template_kwargs is None:  # a model from a run goes on prompted as it trained
             self.chat_template_kwargs = agent_decoding(self.model).get("chat_template_kwargs") or {}
         self.chat_template_kwargs = check_chat_template_kwargs(self.chat_template_kwargs)
@@ -375,6 +379,9 @@ def check_env_ids(config: TrainConfig) -> None:
 
     for env_id in [*config.env, *config.env_kwargs]:
         spec(env_id)
+    # a file an argument names (SPICE's corpus, AZR's buffer_path) as its absolute path, as the
+    # episodes record it: config.yaml's relative corpus, resumed from another folder, read another
+    config.env_kwargs = {e: spec(e).load().resolve_kwargs(dict(kw)) for e, kw in config.env_kwargs.items()}
     stray = sorted(set(config.env_kwargs) - set(config.env))
     if stray:
         raise ArenaError(f"--env-kwargs names {', '.join(stray)}, which is not one of the --env ids {', '.join(config.env)}")
@@ -390,6 +397,12 @@ def check_env_ids(config: TrainConfig) -> None:
         if config.opponent and len(roles) != 2:  # else "2 agents given for 3 roles" at the first step
             raise ArenaError(f"--opponent takes the other seat of a two-seat game, and {env_id} has {len(roles)} roles "
                              f"({', '.join(roles)}): leave --opponent out to train every role by self-play")
+
+
+def _is_agent_spec(value: str) -> bool:
+    from arena.agents import is_agent_spec
+
+    return is_agent_spec(value)
 
 
 def check_opponent(opponent: str) -> None:

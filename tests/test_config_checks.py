@@ -144,3 +144,22 @@ def test_a_trl_or_misspelt_name_in_python_is_answered_as_the_flag_is(kwargs, mes
     """From Python, a bare TypeError ("unexpected keyword argument 'max_steps'")."""
     with pytest.raises(ArenaError, match=message):
         TrainConfig(**kwargs)
+
+
+def test_paths_in_a_runs_config_are_absolute(tmp_path, monkeypatch):
+    """config.yaml kept `corpus: corp.jsonl` as typed: a run resumed (or evaluated) from another
+    folder read that folder's corp.jsonl, another corpus, without a word (a new user's review)."""
+    from arena.config import check_env_ids
+
+    monkeypatch.chdir(tmp_path)
+    doc = "A paragraph long enough to be a document of the corpus, about rivers and their deltas. " * 4
+    (tmp_path / "corp.jsonl").write_text(f'{{"text": "{doc}"}}\n')
+    (tmp_path / "base").mkdir()
+    config = TrainConfig(env=["spice/Corpus-v0", "azr/Deduction-v0"], model="base", opponent=None,
+                         env_kwargs={"spice/Corpus-v0": {"corpus": "corp.jsonl", "n": 2},
+                                     "azr/Deduction-v0": {"buffer_path": "buf", "sandbox": "process"}})
+    check_env_ids(config)
+    assert config.env_kwargs == {"spice/Corpus-v0": {"corpus": str(tmp_path / "corp.jsonl"), "n": 2},
+                                 "azr/Deduction-v0": {"buffer_path": str(tmp_path / "buf"), "sandbox": "process"}}
+    assert config.model == str(tmp_path / "base")
+    assert TrainConfig(env=["spiral/KuhnPoker-v0"], opponent="random").opponent == "random"  # agents stay names

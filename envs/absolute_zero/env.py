@@ -218,6 +218,14 @@ class AbsoluteZero(ArenaEnv):
         self._texts: dict[str, str] = {}
 
     @classmethod
+    def resolve_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """`buffer_path` as an absolute path: the same buffer from any folder."""
+        path = kwargs.get("buffer_path")
+        if isinstance(path, str) and path:
+            return {**kwargs, "buffer_path": str(Path(path).expanduser().absolute())}
+        return kwargs
+
+    @classmethod
     def replay_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Without `buffer_path` and `store`: an episode's references are in its options, and
         its replay appends nothing to the user's buffer file or to a store in use."""
