@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 
 import pytest
@@ -97,6 +98,46 @@ def test_default_corpus_is_bundled_and_custom_corpora_load(tmp_path):
         load_corpus(str(tmp_path / "missing"))
 
 
+def test_no_text_of_a_corpus_is_dropped(tmp_path):
+    """Paragraphs split at single newlines or CRLF, and one long line, were one document of
+    their first 1,500 characters (a new user's review); `A.TXT` was not read at all."""
+    sentence = "The river delta spreads its silt over the plain, year after year. "
+    paragraphs = [sentence * 4 for _ in range(20)]
+    cases = {"single.txt": "\n".join(paragraphs), "crlf.txt": "\r\n\r\n".join(paragraphs),
+             "line.txt": sentence * 2000, "spaced.md": "\n  \n".join(paragraphs)}
+    for name, text in cases.items():
+        (tmp_path / name).write_bytes(text.encode())
+        docs = load_corpus(str(tmp_path / name))
+        assert len(docs) > 1 and all(200 <= len(d) <= 1500 for d in docs), name
+        assert sum(len(d.split()) for d in docs) == len(text.split()), name  # every word kept
+        assert all(d.endswith(".") for d in docs[:-1]), name  # cut at sentence ends
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "A.TXT").write_text(paragraphs[0])
+    assert load_corpus(str(tmp_path / "folder")) == (paragraphs[0].strip(),)
+
+
+@pytest.mark.parametrize("line, why", [
+    ('{"text": null}', 'no "text" string in the object (text null)'),
+    ('{"text": 123}', 'no "text" string in the object (text 123)'),
+    ('{"content": "words"}', "no \"text\" string in the object (keys 'content')"),
+])
+def test_a_jsonl_record_without_text_is_one_line(tmp_path, line, why):
+    """`{"text": null}` was the document "None"; `{"content": ...}` no document, and the error
+    blamed paragraph lengths."""
+    (tmp_path / "docs.jsonl").write_text(line + "\n")
+    with pytest.raises(arena.ArenaError, match=re.escape(f"docs.jsonl:1: {why}")):
+        load_corpus(str(tmp_path / "docs.jsonl"))
+
+
+def test_a_corpus_of_no_document_says_what_it_read(tmp_path):
+    (tmp_path / "notes.rst").write_text("words " * 100)
+    with pytest.raises(arena.ArenaError, match=r"holds no document \(no .txt, .md or .jsonl file \(any case\) under it\)"):
+        load_corpus(str(tmp_path))
+    (tmp_path / "short.txt").write_text("a short note")
+    with pytest.raises(arena.ArenaError, match=r"\(1 file read, no text paragraph of 200\+ characters nor JSONL"):
+        load_corpus(str(tmp_path))
+
+
 def test_scripted_agents_play_and_replay():
     episodes = play("spice/Corpus-v0", [HeuristicAgent(seed=0)], 6, seed=0, env_kwargs={"n": 3})
     assert all(ep.outcome["reason"] == "verified" and ep.outcome["pass_rate"] == 1.0 for ep in episodes)
@@ -119,7 +160,6 @@ def test_scripted_agents_play_and_replay():
 def test_a_corpus_that_is_not_text_is_one_line(tmp_path, name, data, why):
     """Random bytes were read as documents of replacement characters; a JSONL file not in
     UTF-8 was a UnicodeDecodeError traceback."""
-    import re
 
     import arena
     from arena.errors import ArenaError

@@ -46,7 +46,9 @@ the reason).
 ## Arguments
 - `corpus` (None: the bundled paragraphs of the Python standard library's documentation;
   a JSONL/text file or folder, recorded as its absolute path so that episodes replay from
-  any folder; `hf:NAME` for a Hugging Face dataset when online).
+  any folder; `hf:NAME` for a Hugging Face dataset when online). Text is cut into
+  documents of 200 to 1,500 characters at paragraphs, then lines and sentences; a JSONL
+  record is one document (cut the same way over 1,500): `arena.envs.spice.corpus`.
 - `n` (8): reasoner attempts. `max_turns` (at least n + 2), `render_mode`.
 """
 
