@@ -57,6 +57,8 @@ def test_task_parsing():
     assert parse_task("<answer>```question\nHow many?\n```\n```answer\n42\n```</answer>") == ("How many?", None, "42")
     assert "four lines" in parse_task(mcq.replace("D) d\n", ""))
     assert "A-D" in parse_task(mcq.replace("answer\nC", "answer\nE"))
+    # options that read the same: a reasoner answering `through` was marked by the first of them
+    assert "must differ" in parse_task(mcq.replace("B) b", "B) Through").replace("C) c", "C) through"))
     assert "no <answer>" in parse_task("Which? C")
 
 

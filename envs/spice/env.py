@@ -62,7 +62,7 @@ from typing import Any, ClassVar
 import numpy as np
 from arena.envs.absolute_zero.prompts import SYSTEM_PROMPT
 from arena.envs.absolute_zero.tasks import answer_text, parse_verdict
-from arena.envs.spice.answers import LETTERS, equivalent, letter
+from arena.envs.spice.answers import LETTERS, equivalent, letter, normalise
 from arena.envs.spice.corpus import load_corpus
 
 from arena.errors import ArenaError
@@ -99,6 +99,8 @@ def parse_task(completion: str) -> tuple[str, list[str] | None, str] | str:
     if len(lines) != 4 or not all(parsed) or [m.group(1) for m in parsed if m] != list(LETTERS):
         return "the options block needs exactly four lines A) to D)"
     options = [m.group(2).strip() for m in parsed if m]
+    if len({normalise(o) for o in options}) < 4:  # `Through` and `through`: a reasoner naming it was marked by the first
+        return "the four options must differ (two read the same)"
     if letter(gold, options) is None:
         return "the gold answer of a multiple-choice question must name one of A-D"
     return question, options, gold
@@ -230,7 +232,10 @@ class SpiceCorpus(ArenaEnv):
         """A fill-the-blank question built from the document: a sentence of it with one of
         its words blanked, and as options that word and three other words of the document
         (the answer is the letter); `free=True`: no options, the answer is the word."""
-        words = list(dict.fromkeys(w for w in re.findall(r"[A-Za-z]{5,}", self.document)))
+        seen: dict[str, str] = {}
+        for w in re.findall(r"[A-Za-z]{5,}", self.document):
+            seen.setdefault(w.lower(), w)  # one spelling of each word: options that read the same are refused
+        words = list(seen.values())
         sentences = [s for s in re.split(r"(?<=[.!?])\s+", self.document) if any(w in s for w in words)]
         sentence = sentences[int(rng.integers(len(sentences)))] if sentences else self.document[:200]
         inside = [w for w in words if re.search(rf"\b{w}\b", sentence)] or words[:1] or ["python"]
