@@ -289,8 +289,13 @@ def play_cmd(
             _show_final(ep)
     summary = summarize(played)
     title = f"{env_id}: {episodes} episodes" if status == "complete" else f"{env_id}: {len(played)} of {episodes} episodes (interrupted)"
-    table = _table(title,
-                   ["seat", "agent", "win>", "draw>", "loss>", "invalid moves>", "mean return>"])
+    # an env without winners (AZR, SPICE: roles scored on their own) counts results by the
+    # return's sign (`arena.metrics.result`), and its columns say so: a challenger "winning"
+    # 78% of SPICE episodes had its questions solved every time, its worst outcome
+    signs = ("return > 0>", "= 0>", "< 0>") if played and not any("winner" in (ep.outcome or {}) for ep in played) else None
+    outcomes = list(signs or ("win>", "draw>", "loss>"))
+    table = _table(title, ["seat" if len(env.possible_agents) == 2 else "role", "agent", *outcomes, "invalid moves>",
+                           "mean return>"])
     for role, s in summary.items():
         _add_row(table, role, s["agents"], f"{s['win_rate']:.1%}", f"{s['draw_rate']:.1%}", f"{s['loss_rate']:.1%}",
                  f"{s['invalid_move_rate']:.1%}", f"{s['mean_return']:+.3f}")
@@ -298,7 +303,7 @@ def play_cmd(
     if swap_seats and len(names) > 1:
         seats = len(env.possible_agents)
         table = _table("per agent, over both seats" if seats == 2 else f"per agent, over all {seats} roles",
-                       ["agent", "episodes>", "win>", "draw>", "loss>", "invalid moves>", "mean return>"])
+                       ["agent", "episodes>", *outcomes, "invalid moves>", "mean return>"])
         for name, s in summarize_agents(played).items():
             _add_row(table, name, str(s["episodes"]), f"{s['win_rate']:.1%}", f"{s['draw_rate']:.1%}", f"{s['loss_rate']:.1%}",
                      f"{s['invalid_move_rate']:.1%}", f"{s['mean_return']:+.3f}")

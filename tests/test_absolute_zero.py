@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -520,6 +521,8 @@ def test_cli_play_and_replay_verify(tmp_path):
     played = subprocess.run([*cmd, "play", "azr/Mixed-v0", "--agents", "heuristic", "-n", "4", "--out", str(run),
                              "--kw", "n=2", "--kw", "sandbox=\"process\""], capture_output=True, text=True, env=env, timeout=300, check=False)
     assert played.returncode == 0, played.stderr
+    # roles scored on their own, no winner: the results are counted by the return's sign, and said so
+    assert re.search(r"┃ role +┃ agent +┃ return > 0 ┃ = 0 +┃ < 0 +┃", played.stdout) and "win" not in played.stdout
     verified = subprocess.run([*cmd, "replay", str(run), "--verify"], capture_output=True, text=True, env=env, timeout=300, check=False)
     assert verified.returncode == 0 and "all replay exactly" in verified.stdout, verified.stdout + verified.stderr
     tasks = run / "env-state" / "azr" / "azr_tasks.jsonl"  # the run's buffer
