@@ -321,8 +321,9 @@ class SelfPlayTrainer(CheckpointState, LossBatch, ConstrainedLoss, GRPOTrainer):
         kept, dropped = keep_for_loss(samples, cfg.filter_zero_advantage, cfg.mask_truncated_completions)
         self._check_not_empty(kept, samples, dropped)
         metrics.update(self._rollout_metrics(episodes, samples, dropped, rollout_seconds))
-        if cfg.resolved_entropy_coef() or cfg.entropy_coef_final:
-            metrics["entropy_coef"] = cfg.entropy_coef_at(self.state.global_step)  # the bonus this step's loss uses
+        if (cfg.resolved_entropy_coef() or cfg.entropy_coef_final) and any(s.allowed for s in kept):
+            # the bonus this step's loss uses: over legal actions, so on constrained turns only (none in azr/spice)
+            metrics["entropy_coef"] = cfg.entropy_coef_at(self.state.global_step)
         for name, value in metrics.items():
             self._metrics["train"][name].append(value)
         if dp is not None:  # this process's share of the batch, normalised by the whole batch's tokens
