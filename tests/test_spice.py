@@ -45,6 +45,34 @@ def test_not_equivalent(answer, gold):
     assert not equivalent(answer, gold)
 
 
+@pytest.mark.parametrize("answer, golds", [
+    ("1/2x", ("x/2", "1/(2x)")), ("2^3^2", ("512", "64")), ("x/2y", ("x*y/2", "x/(2*y)")),
+])
+def test_an_ambiguous_expression_matches_no_reading(answer, golds):
+    """math-verify and SymPy read precedence differently; "either says equal" paid one
+    ambiguous answer against both golds (a hedge a reward-hacking review found)."""
+    assert not any(equivalent(answer, gold) for gold in golds)
+
+
+@pytest.mark.parametrize("answer, gold", [
+    ("60 seconds", "60 minutes"), ("3 apples", "3 seconds"), ("FTU-8", "UTF-8"),
+    ("tin(3)", "int(3)"), ("\\neq 5", "5"), ("> 5", "5"), ("\\approx 5", "5"), ("x = 6 = 5", "5"), ("5 = 6", "6"),
+    ("192.0.2.1", "96.0.4.1"), ("192.0.2.1", "192.0.2.10"),
+])
+def test_what_math_verify_reads_past_is_not_equal(answer, gold):
+    """Units and names dropped, relations read as their value, dotted numbers as products:
+    each was paid 1.0 through the env."""
+    assert not equivalent(answer, gold)
+
+
+@pytest.mark.parametrize("answer, gold, options", [
+    ("\\text{A}", "A", OPTIONS), ("\\boxed{\\text{A}}", "A", OPTIONS), ("Ａ", "A", OPTIONS), ("A\u200b", "A", OPTIONS),
+    ("\\text{Paris}", "Paris", None), ("Ｐａｒｉｓ", "Paris", None), ("x = 5", "5", None), ("60 minutes", "60 minutes", None),
+])
+def test_wrapped_full_width_and_named_answers_are_read(answer, gold, options):
+    assert equivalent(answer, gold, options)
+
+
 def test_challenger_reward_by_hand():
     assert challenger_reward(0.5) == 1.0
     assert challenger_reward(0.0) == pytest.approx(math.exp(-0.0625 / 0.02)) == challenger_reward(1.0)

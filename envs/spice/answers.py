@@ -4,6 +4,7 @@ expressions (math-verify, and SymPy on plain text parsed without `eval`), normal
 from __future__ import annotations
 
 import re
+import unicodedata
 from fractions import Fraction
 
 LETTERS = "ABCD"
@@ -16,8 +17,15 @@ _LETTER_FORMS = [
 ]
 
 
+#: Characters that change nothing a reader sees: zero-width spaces and joiners, the BOM.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
 def _strip_markup(text: str) -> str:
-    text = text.strip()
+    """The answer without its wrapping: NFKC (full-width `Ａ` is `A`), no invisible
+    characters, `\\boxed{}`, `$...$`, `\\text{}`-style wrappers, `*`, backticks."""
+    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).strip()
+    text = _TEXT_WRAPPER.sub(r"\1", text)
     boxed = re.fullmatch(r"\\boxed\{(.*)\}", text, re.DOTALL)
     if boxed:
         text = boxed.group(1)
@@ -95,9 +103,48 @@ def _compact(text: str) -> str:
     return re.sub(r"\s+", "", _strip_markup(text).lower()).rstrip(".")
 
 
+#: `\\text{X}` and its kin: their content is the answer (`\\text{A}` names option A).
+_TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+#: Words an expression may hold that are not units or names (`\\sin` is read without its backslash).
+_MATH_WORDS = frozenset({
+    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "log", "ln", "lg",
+    "exp", "sqrt", "pi", "inf", "infty", "infinity", "frac", "dfrac", "cdot", "times", "div", "pm", "mp", "deg",
+    "lim", "max", "min", "gcd", "lcm", "mod", "det",
+})
+#: Relations other than `=`: `\\neq 5`, `> 5` or `\\approx 5` read as 5 to math-verify.
+_RELATIONS = re.compile(r"\\(?:neq|ne|leq|le|geq|ge|lt|gt|approx|sim|equiv)\b|[<>≠≤≥≈]|!=")
+
+
+def _words(text: str) -> set[str]:
+    """The words of `text` that are not mathematics (units, names): lower case, two letters
+    or more, LaTeX commands and function names aside."""
+    words = re.findall(r"(?<![\\A-Za-z])[A-Za-z]{2,}", _strip_markup(text))
+    return {w.lower() for w in words} - _MATH_WORDS
+
+
+def _not_the_same_expression(answer: str, gold: str) -> bool:
+    """What the expression check would wrongly call equal: different words on both sides
+    (units: `60 seconds` for `60 minutes`; names: `FTU-8` for `UTF-8`, math-verify reading
+    letters as commuting symbols), a relation on one side only (`\\neq 5` for `5`), more
+    equals signs than the gold has (`x = 6 = 5` for 5) or a number before one (`5 = 6` for
+    6), or a dotted number
+    (`192.0.2.1` read as a product equalled `96.0.4.1`)."""
+    wa, wg = _words(answer), _words(gold)
+    if wa and wg and wa != wg:
+        return True
+    if sorted(_RELATIONS.findall(answer)) != sorted(_RELATIONS.findall(gold)):
+        return True
+    if answer.count("=") > max(gold.count("="), 1):
+        return True
+    if "=" in answer and "=" not in gold and not re.search(r"[A-Za-z]", answer.split("=")[0]):
+        return True  # `5 = 6` is no `x = 6`: a claim, not a named value
+    return bool(re.search(r"\d\.\d+\.\d", answer + " " + gold))
+
+
 def equivalent(answer: str, gold: str, options: list[str] | None = None) -> bool:
     """Whether `answer` says the same as `gold`: by letter for MCQ (`options` given), else
-    as numbers, then as expressions, then as normalised strings."""
+    as numbers, then as expressions (unless `_not_the_same_expression`), then as
+    normalised strings."""
     if options:
         got = letter(answer, options)
         return got is not None and got == letter(gold, options)
@@ -113,7 +160,7 @@ def equivalent(answer: str, gold: str, options: list[str] | None = None) -> bool
             return True
     elif normalise(answer) == normalise(gold):
         return True
-    if re.search(r"[\d^*/+=()\\]", gold):
+    if re.search(r"[\d^*/+=()\\]", gold) and not _not_the_same_expression(answer, gold):
         same = _expression_equal(_strip_markup(answer), _strip_markup(gold))
         if same is not None:
             return same

@@ -32,15 +32,16 @@ VERDICTS_KEPT = 10_000  # (answer, gold) verdicts a process keeps
 
 
 def expressions_equal(a: str, b: str) -> bool | None:
-    """math-verify's verdict (LaTeX and plain), then SymPy's on plain text
-    (`arena.envs.spice.expression`, no `eval`): True when either says equal, False when
-    one says not, None when neither decides. Runs in the child."""
+    """math-verify's verdict (LaTeX and plain) and SymPy's on plain text
+    (`arena.envs.spice.expression`, no `eval`): True when one says equal and neither says
+    not, False when one says not, None when neither decides. Runs in the child.
+
+    Both must agree: they read precedence differently (math-verify takes `1/2x` as 1/(2x),
+    SymPy as x/2), and "either says equal" paid the ambiguous answer against both golds."""
     from arena.envs.spice import expression
 
-    verdicts = [_math_verify(a, b), expression.equal(a, b)]
-    if True in verdicts:
-        return True
-    return False if False in verdicts else None
+    verdicts = {_math_verify(a, b), expression.equal(a, b)} - {None}
+    return None if not verdicts else verdicts == {True}
 
 
 def _math_verify(a: str, b: str) -> bool | None:

@@ -31,9 +31,12 @@ Given when the episode ends; each reasoner attempt's turn carries its own reward
 `turn_credit`.
 - Reasoner, per attempt: 1 when its answer is equivalent to the gold, else 0 (MCQ: the
   letter in any common spelling, or the option's text; free form: numbers in any form
-  (`1/2`, `0.5`, `5e-1`, `50%`), expressions (math-verify, then SymPy on plain text,
-  parsed without `eval`: both sides are model-written), else normalised strings). The
-  episode return is the mean over attempts.
+  (`1/2`, `0.5`, `5e-1`, `50%`), expressions (math-verify and SymPy on plain text,
+  parsed without `eval`: both sides are model-written; equal when neither says not, so an
+  ambiguous `1/2x` matches no reading; never across different words, units or names, a
+  relation on one side, or dotted numbers), else normalised strings; `\\text{}`, full-width
+  and zero-width characters read as plain text). The episode return is the mean over
+  attempts.
 - Challenger: `exp(-(p(1-p) - 0.25)^2 / 0.02)` with p the reasoner pass rate (1 at
   p = 0.5, about 0.04 at p = 0 or 1); an invalid or unparsable task gets -0.1.
 - Verifier: 1 when its verdict agrees with the equivalence check, 0 when not, -1 when
