@@ -44,6 +44,23 @@ def illegal_mask(allowed: list, shape: torch.Size, device: torch.device) -> torc
     return (constrained.unsqueeze(-1) & ~legal_ids).to(device)
 
 
+def entropy_bonus_tokens(entropies: torch.Tensor, logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per token of each row, the entropy bonus's term: H_t + sg(sum_{t' > t} H_t') log pi(y_t),
+    with H_t the entropy of the constrained next-token distribution at t (0 where `mask` is
+    not) and sg a stop-gradient.
+
+    The entropy of the action, H(a) = E_y[sum_t H_t] (the chain rule over the action's
+    tokens), has the gradient E_y[sum_t grad H_t + (sum_{t' > t} H_t') grad log pi(y_t)]: the
+    second part moves mass between branches that lead to different later entropies. With
+    H_t alone, the bonus pushed towards uniform at each branching token, not over actions: in
+    Liar's Dice, with `[Call]` one branch at the first token and 15 bids below the other, to
+    P(`[Call]`) = 0.5 instead of 1/16 (a review of the math). Where every action branches at
+    one token (Kuhn Poker, TicTacToe) the later entropies are 0 and this is H_t exactly."""
+    h = entropies * mask
+    later = h.flip(-1).cumsum(-1).flip(-1) - h
+    return h + later.detach() * logps * mask
+
+
 #: TRL's loss types whose normaliser counts rows (a mean over rows, or rows x max length)
 #: rather than completion tokens.
 ROW_AVERAGED = ("grpo", "sapo", "dr_grpo", "luspo")
@@ -159,7 +176,7 @@ class ConstrainedLoss:
                 # without legal actions) would add its whole vocabulary's entropy
                 width = entropies.size(1)
                 mask = attention_mask[:, -width:].bool() & constrained_positions(allowed, entropies.shape, entropies.device)
-                self._entropy_tokens = entropies * mask.to(entropies.dtype)
+                self._entropy_tokens = entropy_bonus_tokens(entropies, logps, mask.to(entropies.dtype))
             entropies = entropies.detach()
         return logps, entropies, aux
 

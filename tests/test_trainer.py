@@ -769,13 +769,45 @@ def test_legal_entropy_bonus_leaves_out_free_text_rows_of_a_mixed_batch(tmp_path
         ids = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 7, 10, 11]])
         mask = torch.ones_like(ids)
         trainer._allowed = [[[8, 12], [9, 13, 14]], None]  # row 0 constrained, row 1 free text
-        _, entropies, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, 2, compute_entropy=True)
+        logps, entropies, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, 2, compute_entropy=True)
         assert entropies[0].max() <= torch.log(torch.tensor(3.0)) + 1e-5  # over 2 and 3 legal tokens
         assert entropies[1].min() > 3.0  # the whole vocabulary's
-        torch.testing.assert_close(trainer._entropy_tokens.detach().sum(-1), torch.stack([entropies[0].sum(), torch.tensor(0.0)]))
+        # H_0 + H_1 + H_1 log pi(y_0) (`entropy_bonus_tokens`: the later entropy on the earlier token's log-prob)
+        row = entropies[0].sum() + entropies[0, 1] * logps[0, 0].detach()
+        torch.testing.assert_close(trainer._entropy_tokens.detach().sum(-1), torch.stack([row, torch.tensor(0.0)]))
     finally:
         trainer._allowed = None
         trainer.writer.close()
+
+
+def test_the_entropy_bonus_follows_the_entropy_of_the_action_not_of_each_token():
+    """Actions `[a1]`, `[a2]` (two tokens: a branch, then a second one), `[b]`, `[c]` (one):
+    the expected gradient of the bonus's terms over every path, each weighted by its
+    probability, is the gradient of the actions' entropy. With each token's entropy alone it
+    was not (its fixed point is uniform per branching token: 1/3 for `[b]`, not 1/4)."""
+    import torch
+
+    from arena.constrained_loss import entropy_bonus_tokens
+
+    torch.manual_seed(0)
+    first = torch.randn(3, requires_grad=True)  # a, b, c
+    second = torch.randn(2, requires_grad=True)  # a1, a2 after a
+    p1, p2 = torch.log_softmax(first, -1), torch.log_softmax(second, -1)
+    h1, h2 = -(p1.exp() * p1).sum(), -(p2.exp() * p2).sum()
+    paths = [(p1[0], p2[0], h2), (p1[0], p2[1], h2), (p1[1], torch.tensor(0.0), torch.tensor(0.0)),
+             (p1[2], torch.tensor(0.0), torch.tensor(0.0))]  # (log pi of each token, the second token's entropy)
+
+    def expected(per_token):
+        return sum((a + b).exp().detach() * per_token(a, b, h).sum() for a, b, h in paths)
+
+    mask = torch.ones(1, 2)
+    bonus = expected(lambda a, b, h: entropy_bonus_tokens(torch.stack([h1, h]).unsqueeze(0), torch.stack([a, b]).unsqueeze(0), mask))
+    action_logps = torch.stack([a + b for a, b, _ in paths])
+    exact = -(action_logps.exp() * action_logps).sum()
+    grads = torch.autograd.grad(bonus, (first, second), retain_graph=True)
+    torch.testing.assert_close(grads, torch.autograd.grad(exact, (first, second), retain_graph=True))
+    per_token = expected(lambda a, b, h: torch.stack([h1, h]))
+    assert not torch.allclose(torch.autograd.grad(per_token, first)[0], grads[0], atol=1e-3)
 
 
 @pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo", "bnpo"])
