@@ -263,10 +263,25 @@ class SelfPlayTrainer(CheckpointState, LossBatch, ConstrainedLoss, GRPOTrainer):
 
             self.optimizer_cls_and_kwargs = (OptimisticAdamW, {"lr": args.learning_rate, "eps": args.adam_epsilon,
                                                                "betas": (args.adam_beta1, args.adam_beta2)})
+        self.nothing_to_train = False  # the step's batch is empty (`_check_not_empty`): no optimizer step
         # the bar first: it is on screen (0/N) while ArenaCallback evaluates the starting model
         if self.pop_callback(ProgressCallback) is not None:
             self.add_callback(ProgressBar())
         self.add_callback(ArenaCallback(self))
+
+    def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
+        """TRL's optimizer, whose `step` does nothing after a step with nothing to train on:
+        a zero gradient still moved the weights by Adam's momentum (up to half a real step's
+        change, measured) where the step was to make no update. (Wrapped before the scheduler
+        is made, which counts the calls: the schedule goes on a step.)"""
+        optimizer = super().create_optimizer(*args, **kwargs)
+        step = optimizer.step
+
+        def step_unless_empty(*a: Any, **k: Any) -> Any:
+            return None if self.nothing_to_train else step(*a, **k)
+
+        optimizer.step = step_unless_empty
+        return optimizer
 
     def _sampler_exact(self) -> bool:
         """Whether the episodes are sampled by the trained model in the loss's own numerics,
@@ -320,6 +335,7 @@ class SelfPlayTrainer(CheckpointState, LossBatch, ConstrainedLoss, GRPOTrainer):
                           cfg.grpo_scale)
         kept, dropped = keep_for_loss(samples, cfg.filter_zero_advantage, cfg.mask_truncated_completions)
         self._check_not_empty(kept, samples, dropped)
+        self.nothing_to_train = not kept
         metrics.update(self._rollout_metrics(episodes, samples, dropped, rollout_seconds))
         if (cfg.resolved_entropy_coef() or cfg.entropy_coef_final) and any(s.allowed for s in kept):
             # the bonus this step's loss uses: over legal actions, so on constrained turns only (none in azr/spice)

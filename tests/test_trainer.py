@@ -218,6 +218,26 @@ def test_a_step_with_nothing_to_train_on_makes_no_update_and_three_in_a_row_stop
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name]), f"{name} changed in a step with nothing to train on"
 
+    # after a real step too: Adam's momentum moved the weights on a zero gradient (a review of the math)
+    seen = {}
+
+    def broken_at_step_1(trainer, start_index, metadata):
+        if trainer.state.global_step == 0:
+            return local_rollout(trainer, start_index, metadata)
+        seen.update({k: v.clone() for k, v in trainer.model.state_dict().items()})  # after step 1's update
+        return broken_sandbox(trainer, start_index, metadata)
+
+    cfg = TrainConfig(env=["spiral/KuhnPoker-v0"], steps=2, episodes_per_step=4, eval_every=0, save_every=100,
+                      out=str(tmp_path / "run2"))
+    trainer = SelfPlayTrainer(cfg, model, tokenizer, HFPolicy(model, tokenizer, constrain=True), tmp_path / "run2",
+                              rollout=broken_at_step_1)
+    trainer.train()
+    trainer.writer.close()
+    assert trainer.state.global_step == 2 and seen
+    assert any(not torch.equal(seen[k], before[k]) for k in seen)  # step 1 trained
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(value, seen[name]), f"{name} changed in a step with nothing to train on after a real one"
+
 
 def test_a_synced_kl_reference_is_checkpointed_and_restored_on_resume(tmp_path):
     """`--sync-ref-model` moves the KL reference with the policy; TRL's checkpoint leaves it
