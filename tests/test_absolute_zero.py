@@ -547,3 +547,19 @@ def test_same_episodes_in_two_processes():
     outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True).stdout
             for _ in range(2)]
     assert outs[0] == outs[1] and len(json.loads(outs[0])) == 4
+
+
+def test_outputs_are_limited_so_a_hostile_result_costs_the_host_little():
+    """An answer could fill its result line to 60 MB (`\\u0041` escapes), which the host
+    scanned for 1.8 s of CPU before refusing it: the env's jobs keep values and printed text
+    to `MAX_OUTPUT_CHARS`, so the line is under 1 MB; an output over it is no task."""
+    from arena.envs.absolute_zero.tasks import MAX_OUTPUT_CHARS
+    from arena.sandbox.runner import result_cap
+
+    env = arena.make("azr/Deduction-v0", sandbox="process")
+    assert env.limits.max_value == env.limits.max_output == MAX_OUTPUT_CHARS
+    assert result_cap({"max_output": MAX_OUTPUT_CHARS, "max_value": MAX_OUTPUT_CHARS}, 5) < 1_000_000
+    assert result_cap({"max_output": 65536, "max_value": 1 << 20}, 5) > 60_000_000  # the sandbox's defaults
+    env.reset(seed=0)
+    env.step(proposal("def f(n):\n    return list(range(n))", "5000"))
+    assert env.outcome["rejection"] == "output_limit" and "limit 10000" in env.outcome["detail"]

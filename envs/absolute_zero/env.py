@@ -70,7 +70,10 @@ the attempts so far masked as infra, the task kept out of every buffer).
 - `n` (8): solver attempts. `k` (6): reference triplets in a propose prompt.
   `num_inputs` (10): most inputs of an induction proposal (at least 2 distinct).
 - `single_function` (False): refuse helper functions and classes (AZR's
-  `reject_multiple_functions`). `timeout` (5.0): seconds per sandbox job.
+  `reject_multiple_functions`). `timeout` (5.0): seconds per sandbox job. An output's
+  repr and a job's printed text are limited to 10,000 characters (`MAX_OUTPUT_CHARS`; more
+  is an `output_limit` rejection or a wrong answer): no prompt shows more, and a hostile
+  result line the host reads is then under 1 MB.
 - `sandbox` (`auto`: docker when the engine and image are there, else bubblewrap;
   `docker`; `process`), `sandbox_workers` (1 per pool), `sandbox_config`
   (`arena.sandbox.SandboxConfig` fields). Solver answers and gold programs run in
@@ -130,6 +133,7 @@ from arena.envs.absolute_zero.programs import PROGRAMS
 from arena.envs.absolute_zero.summary import summarize_azr
 from arena.envs.absolute_zero.tasks import (
     INVALID_PROPOSAL_REWARD,
+    MAX_OUTPUT_CHARS,
     TASK_TYPES,
     Check,
     _dedent,
@@ -194,7 +198,7 @@ class AbsoluteZero(ArenaEnv):
         self.task_type, self.n, self.k, self.num_inputs = task_type, int(n), int(k), int(num_inputs)
         self.single_function, self.timeout = bool(single_function), float(timeout)
         self.sandbox_backend, self.sandbox_workers, self.sandbox_config = sandbox, int(sandbox_workers), dict(sandbox_config or {})
-        self.limits = Limits(timeout=self.timeout)
+        self.limits = Limits(timeout=self.timeout, max_value=MAX_OUTPUT_CHARS, max_output=MAX_OUTPUT_CHARS)
         self.store: TaskStore = shared_store(store, buffer_path) if store else TaskStore(buffer_path)
         self.shared = bool(store)  # a named store grows by `after_episode`, not as proposals pass
         #: Rejection kinds of invalid proposals seen by this env object.

@@ -23,6 +23,11 @@ from arena.errors import ArenaError
 TASK_TYPES: tuple[str, ...] = ("deduction", "abduction", "induction")
 INVALID_PROPOSAL_REWARD = -1.0
 MAX_INPUT_CHARS = 5000
+#: Characters of one output's repr, and of a job's stdout, that a task may produce (the
+#: sandbox's defaults are 1 MiB and 64 KiB): an output no prompt could show is no task, and a
+#: hostile result line's size, which the host scans before refusing it, scales with them
+#: (60 MB, 1.8 s of the host's CPU an answer, at the defaults; under 1 MB here).
+MAX_OUTPUT_CHARS = 10_000
 
 # -- answer parsing ------------------------------------------------------------------------
 
