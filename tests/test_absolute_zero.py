@@ -174,6 +174,8 @@ def test_answer_parsing_is_tolerant_but_never_guesses():
     assert fenced_blocks("```\n1\n```")["output"] == []  # an unlabelled fence is not guessed to be the output
     assert parse_verdict("<answer> Correct. </answer>") is True and parse_verdict("<answer>`incorrect`</answer>") is False
     assert parse_verdict("<answer>maybe</answer>") is None and parse_verdict("correct") is None
+    assert parse_verdict("<answer>\\text{correct}</answer>") is True  # was -1, unparsable
+    assert parse_verdict("<answer>\\boxed{\\text{incorrect}}</answer>") is False
 
 
 # -- checks ----------------------------------------------------------------------------------------

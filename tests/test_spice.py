@@ -30,7 +30,7 @@ def test_wrong_letters_and_non_letters():
 
 
 @pytest.mark.parametrize("answer, gold", [("1/2", "0.5"), ("5e-1", "1/2"), ("0.50", "\\frac{1}{2}"), ("50%", "0.5"),
-                                          ("1,000", "1000"), ("-3", "-3.0"), ("x^2 + 2x + 1", "(x+1)^2"),
+                                          ("1,000", "1000"), ("-3", "-3.0"), ("50\\%", "0.5"), ("50\\%", "50%"), ("x^2 + 2x + 1", "(x+1)^2"),
                                           ("2*x", "x + x"), ("The Eiffel Tower.", "eiffel tower"), ("  Paris ", "paris"),
                                           # a gold of articles or punctuation alone is compared as written
                                           ("A", "A"), ("an", "an"), ("The", "the"), ("!", "!"), ("C#", "c#")])
@@ -39,7 +39,7 @@ def test_equivalent_forms(answer, gold):
 
 
 @pytest.mark.parametrize("answer, gold", [("1/3", "0.33"), ("x^2", "x^3"), ("London", "Paris"), ("", "1"), ("4", "5"),
-                                          ("C", "C#"), ("F#", "F"), ("x", "!"), ("the", "a"),
+                                          ("C", "C#"), ("F#", "F"), ("x", "!"), ("the", "a"), ("50\\%", "50"), ("50%", "50"),
                                           ("\\boxed{2}, \\boxed{3}", "2"), ("\\boxed{3} or \\boxed{2}", "2")])
 def test_not_equivalent(answer, gold):
     assert not equivalent(answer, gold)

@@ -134,6 +134,7 @@ def parse_verdict(completion: str) -> bool | None:
     if len(answer) > 1000:  # a verdict is a word; the box pattern below backtracks on every open box
         return None
     word = re.sub(r"\\boxed\{(.*)\}", r"\1", answer.strip())
+    word = re.sub(r"^\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}$", r"\1", word.strip())  # `\\text{correct}`
     word = word.strip(" \t\n.!`*\"'").lower()
     return {"correct": True, "incorrect": False}.get(word)
 

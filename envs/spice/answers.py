@@ -54,7 +54,7 @@ def number(text: str) -> Fraction | None:
     """`text` as an exact number: `1/2`, `0.5`, `5e-1`, `1,000`, `50%`, `-3`; None otherwise.
     Commas only as thousands separators (`1,5` is no number: 15 or 1.5?); an exponent of at
     most three digits (`Fraction("1e100000000")` computes 10**100000000)."""
-    t = _strip_markup(text).replace(" ", "")
+    t = _strip_markup(text).replace(" ", "").replace("\\%", "%")  # LaTeX's `50\\%` is 50%, as `50%`
     if "," in t:
         if not re.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?%?", t):
             return None
