@@ -159,12 +159,19 @@ def play_alone(policy: Policy, env_id: str, episodes: int, seed: int = 0,
                on_episode: Callable[[Episode], None] | None = None) -> dict[str, dict[str, float]]:
     """The policy in every role of `episodes` episodes (an env of one role, or of three as
     AZR's and SPICE's): per role its win/draw/loss (by the sign of its return where the env
-    names no winner) and invalid-move rates and mean return."""
-    from arena.metrics import summarize
+    names no winner) and invalid-move rates, mean return and its standard error over the
+    episodes where the role was scored (`mean_return_se`: sd / sqrt(n), None below two)."""
+    import statistics
+
+    from arena.metrics import summarize, unscored_roles
 
     eps = play(env_id, [policy], episodes, seed=seed, env_kwargs=_eval_kwargs(env_id, env_kwargs),
                concurrency=max(1, episodes), on_episode=on_episode)
-    return summarize(eps)
+    out = summarize(eps)
+    for role, result in out.items():
+        values = [ep.rewards[role] for ep in eps if role in ep.rewards and role not in unscored_roles(ep)]
+        result["mean_return_se"] = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+    return out
 
 
 def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int = 10_000,
@@ -189,7 +196,7 @@ def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int =
             tick = progress(short, episodes) if progress is not None else None
             for role, result in play_alone(policy, env_id, episodes, seed=seed, env_kwargs=kwargs, on_episode=tick).items():
                 out[f"{short}/self/{role}/episodes"] = result["episodes"]  # scored ones (`metrics.unscored_roles`)
-                for name in OUTCOMES if result["episodes"] else ():  # none: no 0 and no draw reported
+                for name in (*OUTCOMES, "mean_return_se") if result["episodes"] else ():  # none: no 0 and no draw
                     out[f"{short}/self/{role}/{name}"] = result[name]
             continue
         for opponent in OPPONENTS:

@@ -351,6 +351,15 @@ def _nan_as_null(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else str(value)
 
 
+def _mean_and_se(results: dict[str, Any], key: str) -> str:
+    """`+0.125 ± 0.031`: the mean return and its standard error, where there is one."""
+    mean, se = _num(results.get(f"{key}/mean_return"), "+.3f"), results.get(f"{key}/mean_return_se")
+    if isinstance(se, (int, float)) and math.isfinite(se):
+        # a standard error of 0 is exact, not missing: every game ended with the same return
+        mean += f" ± {se:.3f}" if se > 0 else " (every game alike)"
+    return mean
+
+
 def _print_results(results: dict[str, Any], title: str) -> None:
     """A table of win/draw/loss, invalid moves and mean return per env and opponent (or per
     role, `self (ROLE)`, for an env the model plays alone), then the Kuhn exploitability and strategy table of each env that has them."""
@@ -364,17 +373,13 @@ def _print_results(results: dict[str, Any], title: str) -> None:
             if f"{key}/win_rate" not in results:
                 continue
             rows += 1
-            mean, se = _num(results.get(f"{key}/mean_return"), "+.3f"), results.get(f"{key}/mean_return_se")
-            if isinstance(se, (int, float)) and math.isfinite(se):
-                # a standard error of 0 is exact, not missing: every game ended with the same return
-                mean += f" ± {se:.3f}" if se > 0 else " (every game alike)"
-            ui._add_row(table, short, opp, *(_pct(results.get(f"{key}/{r}")) for r in RATES), mean)
+            ui._add_row(table, short, opp, *(_pct(results.get(f"{key}/{r}")) for r in RATES), _mean_and_se(results, key))
         roles = dict.fromkeys(k.split("/")[2] for k in results if k.startswith(f"{short}/self/") and k.count("/") == 3)
         for role in roles:  # an env without an opponent's seat: the model in every role
             key = f"{short}/self/{role}"
             rows += 1
             ui._add_row(table, short, f"self ({role})", *(_pct(results.get(f"{key}/{r}")) for r in RATES),
-                        _num(results.get(f"{key}/mean_return"), "+.3f"))
+                        _mean_and_se(results, key))
     if rows:
         ui._print_table(table)
     for short in envs:

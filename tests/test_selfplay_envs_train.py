@@ -55,6 +55,7 @@ def test_train_runs_end_to_end_with_the_tiny_model(tmp_path, env_id, estimator):
             for e in evals:
                 scored = e[f"{name}/self/{role}/episodes"] > 0
                 assert (f"{name}/self/{role}/mean_return" in e) == scored, e
+                assert (f"{name}/self/{role}/mean_return_se" in e) == scored, e  # the table's "± s.e." had none
             assert evals[-1][f"{name}/self/{ROLES[env_id][0]}/episodes"] == 4
         assert f"self ({ROLES[env_id][0]})" in res.stdout + res.stderr  # the final evaluation's table
     with open(out / "metrics.csv") as fh:
