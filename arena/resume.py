@@ -15,7 +15,7 @@ from typing import Any
 from arena.config import TrainConfig, _flag
 from arena.env_state import file_sizes
 from arena.errors import ArenaError
-from arena.flags import parse_args
+from arena.flags import parse_args, run_config
 from arena.run_info import ENV_STATE_DIR
 from arena.store import EPISODES_FILE
 
@@ -168,11 +168,11 @@ PLACE_FIELDS = ("out", "resume")
 
 
 def resume_changes(config: TrainConfig) -> dict[str, tuple[Any, Any]]:
-    """{field: (saved, now)} where `config` (a resumed run's) differs from its config.yaml."""
-    path = Path(config.resume or "") / "config.yaml"
-    if not config.resume or not path.is_file():
+    """{field: (saved, now)} where `config` (a resumed run's) differs from its config.yaml,
+    or from run.json's record of it where that file is lost (`run_config`)."""
+    if not config.resume or run_config(config.resume) is None:
         return {}
-    saved = parse_args(["--config", str(path), "--resume", str(config.resume)]).to_dict()
+    saved = parse_args(["--resume", str(config.resume)]).to_dict()
     now = config.to_dict()
     return {k: (saved[k], now[k]) for k in now if k not in PLACE_FIELDS and saved[k] != now[k]}
 
@@ -232,17 +232,19 @@ def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
 def save_resumed_config(config: TrainConfig) -> Path | None:
     """Write what a resumed run trains with to its config.yaml, so that the next plain
     `--resume` goes on the same way; the previous file is kept (`config_backup`), never
-    overwritten. Returns the backup, or None when nothing changed."""
-    changes = resume_changes(config)
-    if not changes:
-        return None
+    overwritten. A lost config.yaml is written again (from run.json's record, with the
+    changes). Returns the backup, or None when nothing changed or there was no file."""
     import yaml
 
     run_dir = Path(config.resume or "")
     path = run_dir / "config.yaml"
-    backup = config_backup(run_dir)
-    shutil.copy2(path, backup)
-    saved = yaml.safe_load(path.read_text()) or {}
+    lost = not path.is_file()
+    if not resume_changes(config) and not lost:
+        return None
+    backup = None if lost else config_backup(run_dir)
+    if backup is not None:
+        shutil.copy2(path, backup)
+    saved = {} if lost else yaml.safe_load(path.read_text()) or {}
     data = {**config.to_dict(), "resume": None, "out": saved.get("out", config.out)}  # the run's place is unchanged
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(yaml.safe_dump(data, sort_keys=False))

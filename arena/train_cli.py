@@ -105,9 +105,12 @@ def train_cmd(ctx: typer.Context) -> None:
     # checks above ran in every process, before any of them can have written the run folder
     main = is_main_process()
     changes = resume_changes(config) if config.resume else {}
-    if main and changes:  # written to the run's config.yaml once training starts (`save_resumed_config`)
-        _say(f"resuming with {describe_changes(changes)}; config.yaml will say so, the previous one kept as "
-             f"{config_backup(run_dir).name}", err=True)
+    lost = bool(config.resume) and not (run_dir / "config.yaml").is_file()
+    if main and (changes or lost):  # written to the run's config.yaml once training starts (`save_resumed_config`)
+        kept = ("config.yaml, lost, is written again from run.json's record" if lost else
+                f"config.yaml will say so, the previous one kept as {config_backup(run_dir).name}")
+        _say(f"resuming with {describe_changes(changes) if changes else 'the settings run.json recorded'}; {kept}",
+             err=True)
     if main:
         procs = f" on {process_count()} processes" if process_count() > 1 else ""
         _say(f"{'resuming' if config.resume else 'training'} {config.model} on {', '.join(config.env)} "

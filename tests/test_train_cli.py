@@ -162,6 +162,13 @@ def test_a_config_file_or_a_lost_config_yaml_does_not_reset_a_resumed_run(tmp_pa
     write_run_info(run, {"command": "train", "config": mine.to_dict(), "status": "interrupted"})
     config = parse_args(["--resume", str(run), "--steps", "7"])
     assert (config.steps, config.episodes_per_step, config.env) == (7, 4, ["spiral/TicTacToe-v0"])
+    # the flags given are said and written: config.yaml comes back, from run.json's record and the changes
+    from arena.resume import resume_changes, save_resumed_config
+
+    assert resume_changes(config) == {"steps": (3, 7)}
+    assert save_resumed_config(config) is None and not list(run.glob("config.before-resume-*"))  # nothing to keep
+    assert parse_args(["--resume", str(run)]).to_dict() == config.to_dict() | {"resume": str(run)}
+    (run / "config.yaml").unlink()
     write_run_info(run, {"command": "train", "config": {**mine.to_dict(), "steps": "abc"}})
     with pytest.raises(ArenaError, match=r"run.json: config.steps: 'abc' is not a valid int$"):  # not "--steps"
         parse_args(["--resume", str(run)])
