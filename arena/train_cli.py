@@ -306,6 +306,11 @@ def eval_cmd(
                            progress=progress)
     alone = any("/self/" in key for key in results)
     _print_results(results, f"{target}: {episodes} episodes per {'opponent or env' if alone else 'opponent'}")
+    for env_id in env_ids:  # a Kuhn Poker of several hands (`--kw rounds=5`) had its exploitability left out unsaid
+        short = env_id.split("/")[-1]
+        if f"{short}/exploitability" not in results and _is_kuhn(env_id):
+            _say(f"{short}: no exploitability: it is computed for one-hand Kuhn Poker (rounds 1, ante 1, chips "
+                 "scoring: spiral/KuhnPoker-v0 as it is)", err=True)
     out = json_out if json_out is not None else (_free_name(run / "eval-final.json") if run is not None else None)
     if out is not None:
         record = {"target": target, "model": spec, "run": str(run) if run else None, "envs": env_ids, "env_kwargs": env_kwargs,
@@ -352,6 +357,13 @@ def _free_name(path: Path) -> Path:
 
 def _nan_as_null(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else str(value)
+
+
+def _is_kuhn(env_id: str) -> bool:
+    from arena.envs.spiral.kuhn_poker import KuhnPoker
+    from arena.registry import spec
+
+    return issubclass(spec(env_id).load(), KuhnPoker)
 
 
 def _mean_and_se(results: dict[str, Any], key: str) -> str:

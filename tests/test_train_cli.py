@@ -858,3 +858,10 @@ def test_eval_takes_env_arguments_as_play_does(tmp_path):
     record = json.loads(out.read_text())
     assert record["env_kwargs"] == {"spiral/KuhnPoker-v0": {"rounds": 2}}
     assert not any("exploitability" in key for key in record["results"])  # the standard game's only
+
+
+def test_eval_of_a_kuhn_poker_of_several_hands_says_why_it_has_no_exploitability(tmp_path):
+    """`--kw rounds=5` (or KuhnPoker-v1) left the exploitability out without a word."""
+    result = arena_cmd("eval", "tiny", "--env", "spiral/KuhnPoker-v1", "--episodes", "2", "--json", tmp_path / "e.json")
+    assert result.returncode == 0, result.stderr
+    assert "KuhnPoker-v1: no exploitability: it is computed for one-hand Kuhn Poker" in result.stderr
