@@ -161,16 +161,14 @@ def play_alone(policy: Policy, env_id: str, episodes: int, seed: int = 0,
     AZR's and SPICE's): per role its win/draw/loss (by the sign of its return where the env
     names no winner) and invalid-move rates, mean return and its standard error over the
     episodes where the role was scored (`mean_return_se`: sd / sqrt(n), None below two)."""
-    import statistics
-
-    from arena.metrics import summarize, unscored_roles
+    from arena.metrics import summarize
 
     eps = play(env_id, [policy], episodes, seed=seed, env_kwargs=_eval_kwargs(env_id, env_kwargs),
                concurrency=max(1, episodes), on_episode=on_episode)
     out = summarize(eps)
     for role, result in out.items():
-        values = [ep.rewards[role] for ep in eps if role in ep.rewards and role not in unscored_roles(ep)]
-        result["mean_return_se"] = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+        se = mean_return_se(eps, policy.name, role)
+        result["mean_return_se"] = se if math.isfinite(se) else None  # None: strict JSON
     return out
 
 

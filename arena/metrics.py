@@ -140,17 +140,17 @@ def summarize_agents(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:
     }
 
 
-def mean_return_se(episodes: Iterable[Episode], agent: str) -> float:
-    """The standard error of `agent`'s mean return, with the episodes that share a seed (one
-    deal played from each seat, `play(..., duplicate=True)`) as one sample: `g_k` is the
-    agent's mean return over the episodes of seed k, and the error `sd(g) / sqrt(K)` over
-    the K seeds (nan below two). With a seed per episode it is the usual `sd / sqrt(n)`.
-    Infra as in `summarize`."""
+def mean_return_se(episodes: Iterable[Episode], agent: str, role: str | None = None) -> float:
+    """The standard error of `agent`'s mean return (in `role` only, when given), with the
+    episodes that share a seed (one deal played from each seat, `play(..., duplicate=True)`)
+    as one sample: `g_k` is the agent's mean return over the episodes of seed k, and the
+    error `sd(g) / sqrt(K)` over the K seeds (nan below two). With a seed per episode it is
+    the usual `sd / sqrt(n)`. Infra as in `summarize`."""
     by_seed: dict[Any, list[float]] = defaultdict(list)
     for ep in episodes:
         unscored = unscored_roles(ep)
-        for role, reward in ep.rewards.items():
-            if ep.agents.get(role) == agent and role not in unscored:
+        for r, reward in ep.rewards.items():
+            if ep.agents.get(r) == agent and r not in unscored and role in (None, r):
                 by_seed[ep.seed].append(reward)
     groups = [sum(v) / len(v) for v in by_seed.values()]
     return statistics.stdev(groups) / math.sqrt(len(groups)) if len(groups) > 1 else math.nan

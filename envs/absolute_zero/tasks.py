@@ -125,6 +125,10 @@ def parse_input(text: str) -> str | None:
         return None
 
 
+#: `\\text{X}` and its kin: their content is what the answer says (`\\text{A}`, `\\text{correct}`).
+TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+
+
 def parse_verdict(completion: str) -> bool | None:
     """True for `correct`, False for `incorrect` in the answer block (any case, surrounding
     spaces, punctuation, backticks or `\\boxed{}` allowed); None otherwise."""
@@ -134,7 +138,7 @@ def parse_verdict(completion: str) -> bool | None:
     if len(answer) > 1000:  # a verdict is a word; the box pattern below backtracks on every open box
         return None
     word = re.sub(r"\\boxed\{(.*)\}", r"\1", answer.strip())
-    word = re.sub(r"^\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}$", r"\1", word.strip())  # `\\text{correct}`
+    word = TEXT_WRAPPER.sub(r"\1", word.strip())  # `\\text{correct}`
     word = word.strip(" \t\n.!`*\"'").lower()
     return {"correct": True, "incorrect": False}.get(word)
 

@@ -7,6 +7,8 @@ import re
 import unicodedata
 from fractions import Fraction
 
+from arena.envs.absolute_zero.tasks import TEXT_WRAPPER
+
 LETTERS = "ABCD"
 _LETTER_FORMS = [
     re.compile(r"^\(?([A-Da-d])\)?[.):]?$"),
@@ -25,7 +27,7 @@ def _strip_markup(text: str) -> str:
     """The answer without its wrapping: NFKC (full-width `Ａ` is `A`), no invisible
     characters, `\\boxed{}`, `$...$`, `\\text{}`-style wrappers, `*`, backticks."""
     text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).strip()
-    text = _TEXT_WRAPPER.sub(r"\1", text)
+    text = TEXT_WRAPPER.sub(r"\1", text)
     boxed = re.fullmatch(r"\\boxed\{(.*)\}", text, re.DOTALL)
     if boxed:
         text = boxed.group(1)
@@ -103,8 +105,6 @@ def _compact(text: str) -> str:
     return re.sub(r"\s+", "", _strip_markup(text).lower()).rstrip(".")
 
 
-#: `\\text{X}` and its kin: their content is the answer (`\\text{A}` names option A).
-_TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 #: Words an expression may hold that are not units or names (`\\sin` is read without its backslash).
 _MATH_WORDS = frozenset({
     "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "log", "ln", "lg",
