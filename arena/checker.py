@@ -165,7 +165,7 @@ def check_moves_accepted(env_id: str, episodes: int = 10, seed: int = 0, max_epi
     for source in ("sample_action", "heuristic_action"):
         rng = np.random.default_rng(seed)
         sent = 0
-        refused: list[tuple[str, str, Any]] = []
+        refused: list[tuple[str, str, Any, Any, str]] = []
         for ep in range(episodes):
             env.reset(seed=seed + ep)
             for agent in env.agent_iter(max_episode_steps):
@@ -188,15 +188,18 @@ def check_moves_accepted(env_id: str, episodes: int = 10, seed: int = 0, max_epi
                     raise AssertionError(f"{env_id}: _step set no `self.turn_info = {{'action': action, 'legal': legal}}`"
                                          " for a move: the invalid-move rates read it (a junk move counted as valid)")
                 if env.turn_info.get("legal") is False:
-                    refused.append((agent, completion, env.turn_info.get("action"), legal))
+                    refused.append((agent, completion, env.turn_info.get("action"), legal, move))
             if not sent:  # the env offers no such move
                 break
             if env.outcome is not None:  # (None: the moves ran out, or max_episode_steps did)
                 played += 1
                 capped += env.outcome.get("reason") == "turn_cap"
         if refused:
-            agent, completion, action, legal = refused[0]
-            if legal is not None and action is not None and action in legal:
+            agent, completion, action, legal, move = refused[0]
+            if legal is not None and action is not None and action not in legal and move in legal:
+                fix = (f"its parse_action reads the move {move!r} as {action!r}: list legal_actions as parse_action "
+                       f"gives them (ZeroSumGame brackets every move: {action!r}), or override parse_action")
+            elif legal is not None and action is not None and action in legal:
                 fix = (f"{action!r} is in its legal_actions, which {'_step' if source == 'sample_action' else source} "
                        "must agree with: make `_step` accept every move legal_actions lists")
             elif legal is not None and source == "heuristic_action":

@@ -39,12 +39,19 @@ def _eval_kwargs(env_id: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def has_two_seats(env_id: str) -> bool:
+    """Whether `arena eval` plays env `env_id` against opponents, from each of its two seats
+    (`ArenaEnv.two_seat_game`), rather than the model in every role (`play_alone`)."""
+    from arena.registry import spec
+
+    cls = spec(env_id).load()
+    return bool(cls.two_seat_game) and len(cls.roles) == 2
+
+
 def check_episodes(env_ids: list[str], episodes: int, flag: str = "-n") -> None:
     """An even number of episodes per opponent where an env has two seats: each deal is
     played from both (an odd count played its last deal from one seat only)."""
-    from arena.registry import spec
-
-    if any(len(spec(env_id).load().roles) == 2 for env_id in env_ids):
+    if any(has_two_seats(env_id) for env_id in env_ids):
         check_deals(episodes, 2, flag)
 
 
@@ -175,7 +182,7 @@ def play_alone(policy: Policy, env_id: str, episodes: int, seed: int = 0,
 def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int = 10_000,
              env_kwargs: dict[str, dict[str, Any]] | None = None,
              progress: Callable[[str, int], Callable[[Episode], None]] | None = None) -> dict[str, Any]:
-    """Everything `arena eval` reports, as a flat dict: for a two-seat game
+    """Everything `arena eval` reports, as a flat dict: for a two-seat game (`has_two_seats`)
     `<Env>/vs_<opponent>/<rate>` (the policy against `random` and `heuristic`, both seats;
     with `mean_return_se`, the mean return's standard error over the deals),
     for any other env `<Env>/self/<role>/<rate>` (the policy in every role, `play_alone`;
@@ -190,7 +197,7 @@ def evaluate(policy: Policy, env_ids: list[str], episodes: int = 64, seed: int =
     for env_id in env_ids:
         short = env_id.split("/")[-1]
         kwargs = (env_kwargs or {}).get(env_id, {})
-        if len(spec(env_id).load().roles) != 2:  # no opponent's seat: the model plays every role
+        if not has_two_seats(env_id):  # no opponent's seat: the model plays every role
             tick = progress(short, episodes) if progress is not None else None
             for role, result in play_alone(policy, env_id, episodes, seed=seed, env_kwargs=kwargs, on_episode=tick).items():
                 out[f"{short}/self/{role}/episodes"] = result["episodes"]  # scored ones (`metrics.unscored_roles`)

@@ -72,6 +72,7 @@ class ZeroSumGame(ArenaEnv):
     roles: ClassVar[tuple[Role, ...]] = (_seat_role(0), _seat_role(1))
     edges: ClassVar[tuple[tuple[str, str], ...]] = (("player_0", "player_1"), ("player_1", "player_0"))
     independent_reset: ClassVar[bool] = True  # a game is its seed and options; set False if yours is not
+    two_seat_game: ClassVar[bool] = True
 
     def __init__(self, mode: Literal["train", "eval"] = "train", max_turns: int = 50, render_mode: str | None = None):
         if mode not in INVALID_MOVE_REWARDS:
@@ -138,6 +139,9 @@ class ZeroSumGame(ArenaEnv):
     def _end(self, returns: dict[str, float], winner: str | None, reason: str | None = None, **details: Any) -> None:
         """End a game played to its end: `returns` per seat, `winner` or None for a draw;
         `details` (e.g. chips) go into `self.outcome`."""
+        if winner is not None and winner not in self._roles:  # else every seat's result counts as a loss
+            raise ArenaError(f"{self._name()}: _end got winner {winner!r}, not one of its seats "
+                             f"({', '.join(self._roles)}); give None for a draw")
         self._finish(returns, reason=reason or ("win" if winner else "draw"), winner=winner, **details)
 
     def _turn_cap(self) -> None:

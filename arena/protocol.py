@@ -95,6 +95,18 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+def _reward(env: str, role: str, value: Any) -> float:
+    """`value` as a role's reward: a finite real number (bool, str and None are refused: a
+    NaN trained the weights into NaN, `"1.0"` was read as 1.0)."""
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ArenaError(f"{env}: _finish got reward {value!r} ({type(value).__name__}) for role {role!r}: give a "
+                         "float")
+    reward = float(value)
+    if not np.isfinite(reward):
+        raise ArenaError(f"{env}: _finish got reward {reward} for role {role!r}: rewards must be finite")
+    return reward
+
+
 class TextObs(str):
     """A `str` that also reports the numpy dtype of `gymnasium.spaces.Text`.
 
@@ -152,6 +164,35 @@ def protocol_graph(roles: tuple[Role, ...] | list[Role], edges: tuple[tuple[str,
     return graph
 
 
+def validate_declarations(env_id: str, roles: Any, edges: Any) -> None:
+    """Check the class attributes `roles` (a tuple of `Role`) and `edges` (a tuple of
+    `(src, dst)` name pairs) before a graph is built from them: `roles = (Role(...))`
+    without its comma, or `edges = ("a", "b")` without the outer tuple, is one line here."""
+    if not isinstance(roles, (tuple, list)) or not all(isinstance(r, Role) for r in roles):
+        got = type(roles).__name__ if not isinstance(roles, (tuple, list)) else \
+            next(type(r).__name__ for r in roles if not isinstance(r, Role))
+        raise ArenaError(f"{env_id}: `roles` must be a tuple of arena.Role, got a {got} "
+                         "(one role is `roles = (Role(...),)`, with the comma)")
+    if not isinstance(edges, (tuple, list)) or not all(_is_edge(e) for e in edges):
+        bad = edges if not isinstance(edges, (tuple, list)) else next(e for e in edges if not _is_edge(e))
+        raise ArenaError(f"{env_id}: `edges` must be a tuple of (src, dst) name pairs, got {bad!r} "
+                         "(one edge is `edges = ((\"a\", \"b\"),)`, with the comma)")
+
+
+def _is_edge(edge: Any) -> bool:
+    return isinstance(edge, (tuple, list)) and len(edge) == 2 and all(isinstance(n, str) for n in edge)
+
+
+def _close_component(graph: nx.DiGraph, role: str) -> str:
+    """` (edges name 'guessr', not a role: did you mean 'guesser'?)` when a component of the
+    graph is spelt like `role`; an edge's misspelt role is taken for a component."""
+    import difflib
+
+    components = [n for n, kind in graph.nodes(data="kind") if kind == "component"]
+    close = difflib.get_close_matches(role, components, n=1, cutoff=0.75)
+    return f" (edges name {close[0]!r}, not a role: did you mean {role!r}?)" if close else ""
+
+
 def validate_protocol(env_id: str, possible_agents: list[str], graph: nx.DiGraph) -> None:
     """Check an env's protocol graph; raise `ArenaError` naming the first problem.
 
@@ -170,7 +211,8 @@ def validate_protocol(env_id: str, possible_agents: list[str], graph: nx.DiGraph
         )
     for role in roles:
         if graph.degree(role) == 0:
-            raise ArenaError(f"{env_id}: role {role!r} has no edge in the protocol graph; add it to `edges`")
+            raise ArenaError(f"{env_id}: role {role!r} has no edge in the protocol graph; add it to `edges`"
+                             f"{_close_component(graph, role)}")
     import networkx as nx
 
     reachable = nx.descendants(graph, possible_agents[0]) | {possible_agents[0]}
@@ -178,6 +220,7 @@ def validate_protocol(env_id: str, possible_agents: list[str], graph: nx.DiGraph
     if unreachable:
         raise ArenaError(
             f"{env_id}: roles {unreachable} are not reachable from {possible_agents[0]!r} in the protocol graph"
+            + "".join(_close_component(graph, r) for r in unreachable)
         )
 
 
@@ -224,6 +267,12 @@ class ArenaEnv(AECEnv):
     #: chance (SPICE's challenger, a document drawn at random; its verifier), where per-prompt
     #: groups would give a repeat its own baseline and the rest the role's.
     grpo_pooled_roles: ClassVar[tuple[str, ...]] = ()
+    #: True when the two roles are the seats of one game, alike but for who moves first (a
+    #: two-player board or card game; `ZeroSumGame` sets it): `arena eval` then plays the
+    #: model against `random` and `heuristic` from each seat and reports win/draw/loss over
+    #: both. Otherwise (a proposer and a solver) the model plays every role, and each role
+    #: gets its own row.
+    two_seat_game: ClassVar[bool] = False
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "name": "arena_env", "is_parallelizable": False}
 
     def __init__(self, render_mode: str | None = None, max_turns: int = 50):
@@ -381,7 +430,11 @@ class ArenaEnv(AECEnv):
     def observe(self, agent: str) -> TextObs:
         if self.outcome is None and not self.agents:
             raise ArenaError(f"{self._name()}: call reset() before observe()")
-        return TextObs(self._observe(agent))
+        text = self._observe(agent)
+        if not isinstance(text, str):  # else the model's prompt is the text "None" or a list's repr
+            raise ArenaError(f"{self._name()}: _observe({agent!r}) returned a {type(text).__name__}, not a str: return "
+                             "the text the role sees (the role's prompt_template and system_prompt make the chat)")
+        return TextObs(text)
 
     def step(self, action: str | None) -> None:
         if not self.agents:
@@ -399,6 +452,10 @@ class ArenaEnv(AECEnv):
         self.turn_info = {}
         text = "" if action is None else str(action)
         self._step(agent, text)
+        if self.outcome is None and self.agent_selection not in self._roles:
+            raise ArenaError(f"{self._name()}: _step set agent_selection to {self.agent_selection!r}, not one of its "
+                             f"roles ({', '.join(self._roles)}): set the role that acts next, or end the episode "
+                             "with self._finish(...)")
         self.num_moves += 1
         if self.outcome is None and self.num_moves >= self.max_turns:
             self._turn_cap()
@@ -433,11 +490,14 @@ class ArenaEnv(AECEnv):
 
     def _finish(self, rewards: dict[str, float], *, reason: str, truncated: bool = False, **details: Any) -> None:
         """End the episode: give each live role its reward and record `self.outcome`."""
+        if self.outcome is not None:  # a second outcome would replace the first, and its rewards add up
+            raise ArenaError(f"{self._name()}: _finish called twice in one episode (the first: {self.outcome['reason']!r}); "
+                             "end an episode once, then return from _step")
         stray = [a for a in rewards if a not in self._roles]
         if stray:  # a misspelt role's reward was dropped: it scored 0
             raise ArenaError(f"{self._name()}: _finish got rewards for {', '.join(map(repr, stray))}, not roles of the "
                              f"env ({', '.join(self._roles)})")
-        final = {a: float(rewards.get(a, 0.0)) for a in self.possible_agents}
+        final = {a: _reward(self._name(), a, rewards.get(a, 0.0)) for a in self.possible_agents}
         ended = self.truncations if truncated else self.terminations
         for a in self.agents:
             self.rewards[a] = final[a]

@@ -67,12 +67,13 @@ class EnvSpec:
 
     def load(self) -> type[ArenaEnv]:
         """Import and check the env class."""
-        from arena.protocol import ArenaEnv, validate_protocol
+        from arena.protocol import ArenaEnv, validate_declarations, validate_protocol
 
         cls = _load_entry_point(self.id, self.entry_point)
         if cls not in _checked:
             if not (inspect.isclass(cls) and issubclass(cls, ArenaEnv)):
                 raise ArenaError(f"{self.id}: entry point {self.entry_point!r} is not an arena.ArenaEnv subclass")
+            validate_declarations(self.id, cls.roles, cls.edges)
             validate_protocol(self.id, [r.name for r in cls.roles], cls.protocol())
             unknown = sorted(set(cls.grpo_pooled_roles) - {r.name for r in cls.roles})
             if unknown:
@@ -269,7 +270,14 @@ def spec(id: str) -> EnvSpec:
         bare = id.rsplit("/", 1)[-1].split("-v")[0].lower()
         close = [k for k in _REGISTRY if bare and bare in k.lower()][:3]
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ArenaError(f"unknown env id {id!r}{hint} (`arena envs` lists all {len(_REGISTRY)})")
+    module, sep, rest = id.partition(":")
+    if sep and ("/" in module or module.endswith(".py")):  # `my_games/nim.py:mine/Nim-v0`: a path, not a module
+        dotted = module.removesuffix(".py").replace("/", ".").strip(".")
+        hint += f"; name the module as Python imports it: {dotted}:{rest}"
+    elif not sep:
+        hint += "; an env registered in a module of your own is MODULE:ID, e.g. my_games.coin:mine/CoinGuess-v0"
+    listed = sum(1 for s in _REGISTRY.values() if s.origin)  # `arena envs` shows built-ins and plugins
+    raise ArenaError(f"unknown env id {id!r}{hint} (`arena envs` lists the {listed} built in and installed)")
 
 
 def check_kwargs(env_id: str, cls: type, kwargs: dict[str, Any]) -> None:

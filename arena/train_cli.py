@@ -370,8 +370,8 @@ def _mean_and_se(results: dict[str, Any], key: str) -> str:
     """`+0.125 ± 0.031`: the mean return and its standard error, where there is one."""
     mean, se = _num(results.get(f"{key}/mean_return"), "+.3f"), results.get(f"{key}/mean_return_se")
     if isinstance(se, (int, float)) and math.isfinite(se):
-        # a standard error of 0 is exact, not missing: every game ended with the same return
-        mean += f" ± {se:.3f}" if se > 0 else " (every game alike)"
+        # a standard error of 0 is exact, not missing: every deal (both seats' games) gave the same mean
+        mean += f" ± {se:.3f}" if se > 0 else " (every deal alike)"
     return mean
 
 

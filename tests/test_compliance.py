@@ -227,6 +227,11 @@ class Untold(_TicTacToe):
         self.turn_info = {}
 
 
+class Unbracketed(_TicTacToe):
+    def legal_actions(self, agent=None):
+        return [m[1:-1] for m in super().legal_actions(agent)]
+
+
 class Endless(_TicTacToe):
     def _play(self, agent, action):  # passes the turn on, never decides the game
         self.agent_selection = self.opponent(agent)
@@ -248,6 +253,8 @@ class Counted(_TicTacToe):
     (NoMoves, "moves", r"legal_actions\('player_0'\) returned \[\] while the episode runs"),
     (Untold, "moves", r"_step set no `self.turn_info = \{'action': action, 'legal': legal\}` for a move"),
     (RefusesCorners, "moves", r"'\[\d\]' is in its legal_actions, which _step must agree with"),
+    (Unbracketed, "moves", (r"its parse_action reads the move '\d' as '\[\d\]': list legal_actions as parse_action "
+                            r"gives them \(ZeroSumGame brackets every move: '\[\d\]'\)")),
     (Endless, "moves", (r"none of its 20 episodes of legal moves .* ended before the turn cap \(max_turns=50\): end the "
                         r"episode in `_step`")),
     (Counted, "replay", (r"episode 0: turns\[0\]\.observation: .*game \d+. != .*game \d+.\): .*keep no state from one "
@@ -256,7 +263,8 @@ class Counted(_TicTacToe):
 def test_check_catches_env_bugs_that_passed_it(registered, cls, check, message):
     """Each passed `arena check` before (a helper's review): moves the random agent could not
     send, a `_step` that records no verdict on the move, one stricter than its
-    `legal_actions` (blamed on parse_action), one that never ends an episode (every game a
+    `legal_actions` (blamed on parse_action), a ZeroSumGame listing moves unbracketed (told
+    to read the text with parse_action, which ZeroSumGame already does), one that never ends an episode (every game a
     draw at the turn cap), state kept across episodes in a class attribute."""
     registered("test/Buggy-v0", cls)
     run = checker.check_moves_accepted if check == "moves" else checker.check_determinism_and_replay

@@ -69,6 +69,43 @@ def test_an_env_without_two_seats_is_played_alone_role_by_role():
         assert f"Corpus-v0/self/{role}/mean_return" in results
 
 
+def test_an_env_of_two_unlike_roles_is_played_alone_role_by_role():
+    """A proposer and a solver are no two seats: against `random` their results were pooled
+    into one win/draw/loss row (`ArenaEnv.two_seat_game`)."""
+    import arena
+    from arena.protocol import ArenaEnv, Role
+    from arena.registry import _REGISTRY
+
+    class ProposeSolve(ArenaEnv):
+        roles = (Role("proposer", "writes a sum", "r"), Role("solver", "solves it", "r"))
+        edges = (("proposer", "solver"),)
+
+        def _reset(self, options):
+            return "proposer"
+
+        def _observe(self, agent):
+            return "write a sum" if agent == "proposer" else "solve it"
+
+        def legal_actions(self, agent=None):
+            return ["1", "2"]
+
+        def _step(self, agent, text):
+            self.turn_info = {"action": text, "legal": True}
+            if agent == "proposer":
+                self.agent_selection = "solver"
+            else:
+                self._finish({"proposer": -1.0, "solver": 1.0}, reason="solved")
+
+    arena.register("test/ProposeSolve-v0", ProposeSolve, override=True)
+    try:
+        results = evaluate(make_agent("random", seed=3), ["test/ProposeSolve-v0"], episodes=3, seed=5)
+    finally:
+        _REGISTRY.pop("test/ProposeSolve-v0", None)
+    assert not any("/vs_" in key for key in results)
+    assert results["ProposeSolve-v0/self/proposer/mean_return"] == -1.0
+    assert results["ProposeSolve-v0/self/solver/mean_return"] == 1.0
+
+
 def test_an_odd_episode_count_is_refused_where_deals_are_played_from_both_seats():
     from arena.config import TrainConfig, check_env_ids
     from arena.errors import ArenaError

@@ -112,6 +112,26 @@ def test_protocol_graph_is_validated(roles, edges, message):
     _refused_when_made(cls, message)
 
 
+@pytest.mark.parametrize(
+    "attrs, message",
+    [
+        ({"roles": (_role("a")), "edges": (("x", "a"),)},  # no comma: a Role, not a tuple of one
+         r"`roles` must be a tuple of arena.Role, got a Role \(one role is `roles = \(Role\(...\),\)`"),
+        ({"roles": (_role("a"), "b"), "edges": (("x", "a"),)}, r"`roles` must be a tuple of arena.Role, got a str"),
+        ({"roles": (_role("a"), _role("b")), "edges": ("a", "b")},  # one edge without the outer tuple
+         r"`edges` must be a tuple of \(src, dst\) name pairs, got 'a'"),
+        ({"roles": (_role("a"),), "edges": (("x", "a", "y"),)}, r"got \('x', 'a', 'y'\)"),
+        ({"roles": (_role("rules"), _role("guesser")), "edges": (("rules", "guessr"),)},
+         (r"role 'guesser' has no edge in the protocol graph; add it to `edges` \(edges name 'guessr', not a role: "
+          r"did you mean 'guesser'\?\)")),
+    ],
+)
+def test_misdeclared_roles_and_edges_are_one_line(attrs, message):
+    """`roles = (Role(...))` was a TypeError and `edges = ("a", "b")` a ValueError from
+    arena's code; an edge's misspelt role was taken for a component without a word."""
+    _refused_when_made(type("Broken", (ArenaEnv,), attrs), message)
+
+
 def test_pooled_grpo_roles_must_be_roles_of_the_env():
     cls = type("Broken", (ArenaEnv,), {"roles": (_role("a"),), "edges": (("x", "a"),), "grpo_pooled_roles": ("b",)})
     _refused_when_made(cls, r"grpo_pooled_roles names \['b'\], not roles of the env \(a\)")
@@ -257,6 +277,113 @@ def test_an_env_naming_a_role_it_does_not_have_is_told_so():
     env.reset(seed=0)
     with pytest.raises(ArenaError, match=r"_finish got rewards for 'gueser', not roles of the env \(guesser, judge\)"):
         env.step("x")
+
+
+def _ends_with(finish=None, select=None, observation="say anything"):
+    """A one-role-after-another env whose `_step` ends the episode with `finish(self)` or
+    sets `agent_selection` to `select`."""
+
+    class Env(ArenaEnv):
+        roles = (_role("guesser"), _role("judge"))
+        edges = (("guesser", "judge"), ("judge", "guesser"))
+
+        def _reset(self, options):
+            return "guesser"
+
+        def _observe(self, agent):
+            return observation
+
+        def _step(self, agent, text):
+            if select is not None:
+                self.agent_selection = select
+            else:
+                finish(self)
+
+    env = Env()
+    env.reset(seed=0)
+    return env
+
+
+@pytest.mark.parametrize(
+    "reward, message",
+    [
+        (float("nan"), r"_finish got reward nan for role 'guesser': rewards must be finite"),
+        (float("inf"), r"_finish got reward inf for role 'guesser': rewards must be finite"),
+        (None, r"_finish got reward None \(NoneType\) for role 'guesser': give a float"),
+        ("1.0", r"_finish got reward '1.0' \(str\) for role 'guesser': give a float"),
+        ([1.0], r"_finish got reward \[1.0\] \(list\) for role 'guesser': give a float"),
+        (True, r"_finish got reward True \(bool\)"),
+    ],
+)
+def test_a_reward_that_is_not_a_finite_number_is_refused(reward, message):
+    """A NaN reward trained the weights into NaN (the next step's sampling crashed); None
+    and lists were a TypeError from arena's code; "1.0" was read as 1.0."""
+    env = _ends_with(lambda self: self._finish({"guesser": reward, "judge": 0.0}, reason="done"))
+    with pytest.raises(ArenaError, match=message):
+        env.step("x")
+
+
+def test_numpy_and_int_rewards_are_floats():
+    import numpy as np
+
+    env = _ends_with(lambda self: self._finish({"guesser": np.float32(0.5), "judge": np.int64(-1)}, reason="done"))
+    env.step("x")
+    assert env.outcome["rewards"] == {"guesser": 0.5, "judge": -1.0}
+    assert all(type(v) is float for v in env.outcome["rewards"].values())
+
+
+def test_finishing_an_episode_twice_is_refused():
+    """The second `_finish` replaced the first outcome, and the rewards of both added up."""
+    def twice(self):
+        self._finish({"guesser": 1.0}, reason="solved")
+        self._finish({"guesser": -1.0}, reason="timeout")
+
+    env = _ends_with(twice)
+    with pytest.raises(ArenaError, match=r"_finish called twice in one episode \(the first: 'solved'\)"):
+        env.step("x")
+
+
+def test_a_misspelt_next_role_is_refused_at_the_step():
+    """`self.agent_selection = "gueser"` was a KeyError from arena's rollout at the next tick,
+    and `arena check` blamed PettingZoo's infos."""
+    env = _ends_with(select="jugde")
+    with pytest.raises(ArenaError, match=r"_step set agent_selection to 'jugde', not one of its roles \(guesser, "
+                                         r"judge\): set the role that acts next"):
+        env.step("x")
+    env = _ends_with(select="judge")
+    env.step("x")
+    assert env.agent_selection == "judge"
+
+
+@pytest.mark.parametrize("observation", [None, 42, [{"role": "user", "content": "hi"}]])
+def test_an_observation_that_is_not_text_is_refused(observation):
+    """The model's prompt was the text "None", or a list's repr."""
+    env = _ends_with(select="judge", observation=observation)
+    with pytest.raises(ArenaError, match=rf"_observe\('guesser'\) returned a {type(observation).__name__}, not a str"):
+        env.observe("guesser")
+
+
+def test_a_zero_sum_game_naming_a_winner_that_is_no_seat_is_refused():
+    """`winner="player0"` counted every seat's result as a loss, and `arena check` passed."""
+    from arena.envs.spiral.tictactoe import TicTacToe
+
+    class Typo(TicTacToe):
+        def _play(self, agent, action):
+            self._end({"player_0": 1.0, "player_1": -1.0}, winner="player0")
+
+    env = Typo()
+    env.reset(seed=0)
+    with pytest.raises(ArenaError, match=r"_end got winner 'player0', not one of its seats \(player_0, player_1\); "
+                                         "give None for a draw"):
+        env.step("[4]")
+
+
+def test_unknown_ids_name_the_module_form():
+    with pytest.raises(ArenaError, match=r"an env registered in a module of your own is MODULE:ID, e.g. "
+                                         r"my_games.coin:mine/CoinGuess-v0 \(`arena envs` lists the \d+ built in"):
+        arena.make("mine/Nim-v0")
+    with pytest.raises(ArenaError, match=r"name the module as Python imports it: my_games.nim:mine/Nim-v0"):
+        arena.make("my_games/nim.py:mine/Nim-v0")
 
 
 def test_import_arena_is_light():

@@ -377,7 +377,7 @@ def test_eval_table_says_when_every_game_ended_alike(capsys):
     results["TicTacToe-v0/vs_random/mean_return_se"] = 0.25
     _print_results(results, "eval")
     out = capsys.readouterr().out
-    assert "(every game alike)" in out and "± 0.250" in out and "± 0.000" not in out
+    assert "(every deal alike)" in out and "± 0.250" in out and "± 0.000" not in out
 
 
 # -- arena report -----------------------------------------------------------------------------
