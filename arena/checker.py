@@ -316,14 +316,24 @@ def _foreign(path: str) -> bool:
     return real.startswith(_STDLIB) and "-packages" + os.sep not in real
 
 
+_CORE = os.path.dirname(os.path.realpath(__file__)) + os.sep
+
+
+def _in_arena_core(path: str) -> bool:
+    """A file of arena's engine (`arena/protocol.py`, ...), not of an env (built in or not)."""
+    return os.path.realpath(path).startswith(_CORE)
+
+
 #: Longest message of a failed check shown (`describe_exception`).
 MESSAGE_LIMIT = 500
 
 
 def describe_exception(exc: BaseException) -> str:
     """`Type: message (at file:line in function)`, the location being the deepest frame
-    outside Python's own library and the libraries arena calls (the env's code, usually).
-    A failed check's own assertion is its message alone."""
+    outside Python's own library and the libraries arena calls (the env's code, usually),
+    and for arena's own refusals (`ArenaError`: a NaN reward given to `_finish`) outside
+    arena's engine too, where the env's code is in the traceback. A failed check's own
+    assertion is its message alone."""
     frames = traceback.extract_tb(exc.__traceback__)
     if isinstance(exc, AssertionError) and str(exc):
         message = str(exc)
@@ -334,6 +344,8 @@ def describe_exception(exc: BaseException) -> str:
     if len(message) > MESSAGE_LIMIT:  # an exception quoting the fuzzer's 40 KB move made one FAIL line of 47 KB
         message = f"{message[:MESSAGE_LIMIT]}... ({len(message)} characters)"
     own = [f for f in frames if not _foreign(f.filename)]
+    if isinstance(exc, ArenaError):  # arena refusing what the env gave it: the env's line that gave it
+        own = [f for f in own if not _in_arena_core(f.filename)] or own
     frame = (own or frames or [None])[-1]
     if frame is None:
         return message

@@ -9,6 +9,7 @@ seeding, the turn cap, and the protocol graph.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -102,7 +103,7 @@ def _reward(env: str, role: str, value: Any) -> float:
         raise ArenaError(f"{env}: _finish got reward {value!r} ({type(value).__name__}) for role {role!r}: give a "
                          "float")
     reward = float(value)
-    if not np.isfinite(reward):
+    if not math.isfinite(reward):
         raise ArenaError(f"{env}: _finish got reward {reward} for role {role!r}: rewards must be finite")
     return reward
 

@@ -17,6 +17,7 @@ from pettingzoo.test import api_test
 
 import arena
 from arena import checker
+from arena.errors import ArenaError
 from arena.replay import verify
 from arena.rollout import _request, play
 
@@ -317,3 +318,20 @@ def test_random_agent_plays_valid_negotiation_moves():
     assert all(s["invalid_move_rate"] == 0.0 for s in summary.values()), summary
     actions = [t.action for ep in episodes for t in ep.turns]
     assert any(a.startswith("[Offer") for a in actions) and "[Accept]" in actions and "[Deny]" in actions
+
+
+def test_arenas_refusal_of_what_an_env_gave_points_at_the_envs_line():
+    """A NaN reward refused in `_finish` was reported at arena/protocol.py, not at the
+    env's `_step` that gave it."""
+
+    class NanReward(_TicTacToe):
+        def _play(self, agent, action):
+            self._end({"player_0": float("nan"), "player_1": 0.0}, winner=None)
+
+    env = NanReward()
+    env.reset(seed=0)
+    with pytest.raises(ArenaError) as caught:
+        env.step("[4]")
+    where = checker.describe_exception(caught.value)
+    assert where.startswith("ArenaError: ") and "rewards must be finite" in where
+    assert where.endswith(f"test_compliance.py:{NanReward._play.__code__.co_firstlineno + 1} in _play)"), where
