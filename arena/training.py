@@ -118,7 +118,7 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
         _close(trainer, rollout)
         raise
     try:
-        with _no_transformers_bars():
+        with _no_transformers_bars(), _frozen_heap():
             _train_and_save(trainer, rollout, config, run_dir, ckpt, dp)
     except KeyboardInterrupt:
         if main:
@@ -192,6 +192,28 @@ def _no_transformers_bars() -> Iterator[None]:
         note.removeFilter(_mtime_note)
         if enabled:
             hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Every object alive when training starts (imported modules, the model, the tokenizer:
+    half a million for the tiny model) kept out of Python's garbage collections while it
+    runs, as vLLM's engine and SGLang do after start-up (`gc.freeze`): a full collection
+    then walks only what training made since. Two such pauses of 0.26 s each made most of a
+    40-step Kuhn Poker run's 0.63 s of garbage collection (1.5% of its 41 s); with the heap
+    frozen, 0.12 s. The heap thaws when training ends; a caller that froze its own heap
+    keeps it as it was."""
+    import gc
+
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _train_and_save(trainer: SelfPlayTrainer, rollout: Rollout | None, config: TrainConfig, run_dir: Path,

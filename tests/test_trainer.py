@@ -84,6 +84,33 @@ def test_trl_own_entropy_bonus_stays_off_and_arena_bonus_is_applied_once(tmp_pat
     assert trainer.legal_entropy_coef == TrainConfig().entropy_coef_at(0) == 1.0
 
 
+@pytest.mark.parametrize("frozen_before", [False, True])
+def test_the_heap_is_frozen_while_training_and_as_it_was_after(tmp_path, monkeypatch, frozen_before):
+    """Garbage collections skip the start-up heap while training runs (`_frozen_heap`); a
+    caller that froze its own heap keeps it frozen, and one that did not gets it back thawed."""
+    import gc
+
+    from arena.config import TrainConfig
+    from arena.trainer import SelfPlayTrainer
+    from arena.training import train
+
+    seen, thawed = [], []
+    batch_of = SelfPlayTrainer._batch
+    monkeypatch.setattr(SelfPlayTrainer, "_batch", lambda self, kept: seen.append(gc.get_freeze_count()) or batch_of(self, kept))
+    unfreeze = gc.unfreeze
+    monkeypatch.setattr(gc, "unfreeze", lambda: thawed.append(1) or unfreeze())
+    if frozen_before:
+        gc.freeze()
+    try:
+        train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0,
+                          out=str(tmp_path / "run")))
+        after = gc.get_freeze_count()
+    finally:
+        unfreeze()
+    assert len(seen) == 1 and seen[0] > 100_000  # torch, transformers and the model, at the least
+    assert (after > 0) == frozen_before and thawed == ([] if frozen_before else [1])
+
+
 # -- batch construction -------------------------------------------------------------------
 def test_pad_left_and_right():
     from arena.batch import pad_left, pad_right
