@@ -126,6 +126,19 @@ def local_rollout(trainer: SelfPlayTrainer, start_index: int, metadata: dict[str
     )
 
 
+def _writer(run_dir: Path, lock: int | None) -> EpisodeWriter:
+    """The run's episode writer, holding a duplicate of the caller's `lock` on the folder
+    (or taking the lock itself); the duplicate let go if the writer cannot start."""
+    if lock is None:
+        return EpisodeWriter(run_dir)
+    own = os.dup(lock)
+    try:
+        return EpisodeWriter(run_dir, lock=own)
+    except BaseException:
+        os.close(own)
+        raise
+
+
 class SelfPlayTrainer(CheckpointState, LossBatch, ConstrainedLoss, GRPOTrainer):
     """`GRPOTrainer` whose generation and scoring is arena's self-play rollout.
 
@@ -146,7 +159,7 @@ class SelfPlayTrainer(CheckpointState, LossBatch, ConstrainedLoss, GRPOTrainer):
 
     def __init__(self, config: TrainConfig, model, tokenizer, policy, run_dir: Path, *, opponent=None,
                  evaluate=None, peft_config=None, rollout: Rollout | None = None,
-                 data_parallel: DataParallel | None = None):
+                 data_parallel: DataParallel | None = None, run_lock: int | None = None):
         self.config = config
         self.data_parallel = data_parallel
         self.policy = policy
@@ -167,7 +180,9 @@ class SelfPlayTrainer(CheckpointState, LossBatch, ConstrainedLoss, GRPOTrainer):
         self.elapsed_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
         self.session_start = time.monotonic()
         # process 0 alone writes the run's episodes (`arena.data_parallel`)
-        self.writer = EpisodeWriter(self.run_dir) if data_parallel is None or data_parallel.main else None
+        # (`run_lock`: the run folder's lock the caller holds, `arena.store.lock_run`; the writer
+        # releases its duplicate when closed)
+        self.writer = _writer(self.run_dir, run_lock) if data_parallel is None or data_parallel.main else None
         # state that lasts the run (AZR's task buffer, `arena.env_state`): kept in the run's
         # env-state/ by the process that writes the episodes, and cut back with them on resume;
         # other data-parallel processes play with a mirror of it

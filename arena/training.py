@@ -76,6 +76,8 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
         finally:
             os.close(lock)
         return run_dir, ckpt
+    if run_dir.is_dir():  # a run training now, before its first checkpoint, is no run that "stopped"
+        os.close(lock_run(run_dir))
     refuse_existing_run(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -104,10 +106,38 @@ def train(config: TrainConfig) -> SelfPlayTrainer:
     main = dp is None or dp.main  # process 0 alone writes the run folder (`arena.data_parallel`)
     existed = Path(config.resume or config.out).exists()
     run_dir, ckpt = prepare_run(config) if dp is None else dp.on_main(prepare_run, config)
+    lock = _claim(run_dir, new=ckpt is None) if main else None
+    try:
+        return _train(config, dp, run_dir, ckpt, lock, existed)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _claim(run_dir: Path, new: bool) -> int:
+    """The run folder's lock, held from here to the end of training (the episode writer gets
+    a duplicate of it). Two `arena train` started at once on one new `--out` both passed the
+    check for a run there; the one whose writer then found the folder locked removed, as
+    a failed start's leftovers, the episode file the other was writing into. Now the second
+    stops here and removes nothing; a new run's folder is checked again under the lock."""
+    lock = lock_run(run_dir)
+    if new:
+        try:
+            refuse_existing_run(run_dir)
+        except BaseException:
+            os.close(lock)
+            raise
+    return lock
+
+
+def _train(config: TrainConfig, dp: DataParallel | None, run_dir: Path, ckpt: Path | None, lock: int | None,
+           existed: bool) -> SelfPlayTrainer:
+    """`train` once the run folder is prepared and, by process 0, locked."""
+    main = lock is not None
     if dp is not None:
         dp.prepare_models(config)
     try:
-        trainer, rollout = _build(config, run_dir, dp)
+        trainer, rollout = _build(config, run_dir, dp, lock)
     except BaseException:
         if ckpt is None and main:  # a failed start leaves no run to refuse the corrected command
             _remove_unstarted(run_dir, remove_dir=not existed)
@@ -255,8 +285,8 @@ def _remove_unstarted(run_dir: Path, remove_dir: bool) -> None:
         run_dir.rmdir()
 
 
-def _build(config: TrainConfig, run_dir: Path,
-           dp: DataParallel | None = None) -> tuple[SelfPlayTrainer, Rollout | None]:
+def _build(config: TrainConfig, run_dir: Path, dp: DataParallel | None = None,
+           lock: int | None = None) -> tuple[SelfPlayTrainer, Rollout | None]:
     """The trainer of a run (model, policy: hf or vllm, opponent, LoRA) and its Ray rollout,
     started first so that a wrong address fails before anything loads; closed on failure."""
     rollout = None
@@ -265,7 +295,7 @@ def _build(config: TrainConfig, run_dir: Path,
 
         rollout = RayRollout(config)
     try:
-        return _build_trainer(config, run_dir, rollout, dp), rollout
+        return _build_trainer(config, run_dir, rollout, dp, lock), rollout
     except BaseException:
         if rollout is not None:
             rollout.close()
@@ -273,7 +303,7 @@ def _build(config: TrainConfig, run_dir: Path,
 
 
 def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None,
-                   dp: DataParallel | None = None) -> SelfPlayTrainer:
+                   dp: DataParallel | None = None, lock: int | None = None) -> SelfPlayTrainer:
     from arena.agents import is_agent_spec, make_agent
     from arena.agents.hf import HFPolicy, load_model
     from arena.evaluate import training_evaluator
@@ -317,5 +347,5 @@ def _build_trainer(config: TrainConfig, run_dir: Path, rollout: Rollout | None,
                                  task_type="CAUSAL_LM")
     evaluate = training_evaluator(config, run_dir) if dp is None or dp.main else None  # process 0 evaluates
     trainer = SelfPlayTrainer(config, model, tokenizer, policy, run_dir, opponent=opponent, evaluate=evaluate,
-                              peft_config=peft_config, rollout=rollout, data_parallel=dp)
+                              peft_config=peft_config, rollout=rollout, data_parallel=dp, run_lock=lock)
     return trainer

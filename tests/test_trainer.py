@@ -187,6 +187,52 @@ def test_a_typo_in_an_env_id_fails_before_the_run_folder_exists(tmp_path):
     assert not run.exists()  # nothing to block the corrected command
 
 
+def test_a_second_run_started_on_the_same_new_folder_removes_nothing_of_the_first(tmp_path, monkeypatch):
+    """Two `arena train --out X` at once both found X free; the one whose episode writer
+    then found the folder locked removed, as its failed start's leftovers, the (still
+    empty) episode file the other was writing into: that run lost every episode. The other
+    run is played here by a writer that starts right after this one's check."""
+    import arena.training as training
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+    from arena.store import EpisodeWriter
+
+    run = tmp_path / "run"
+    other = []
+    check = training.refuse_existing_run
+
+    def then_the_other_starts(run_dir):
+        check(run_dir)
+        if not other:
+            other.append(EpisodeWriter(run_dir))  # the folder, its lock and an empty episodes.jsonl
+
+    monkeypatch.setattr(training, "refuse_existing_run", then_the_other_starts)
+    try:
+        with pytest.raises(ArenaError, match=r"is being written by another arena command"):
+            training.train(TrainConfig(env=["spiral/KuhnPoker-v0"], steps=1, episodes_per_step=4, eval_every=0,
+                                       out=str(run)))
+        assert (run / "episodes.jsonl").is_file() and other[0].path == run / "episodes.jsonl"
+    finally:
+        other[0].close()
+
+
+def test_a_run_still_before_its_first_checkpoint_is_said_to_be_training(tmp_path):
+    """A second `--out X` while X trained (no checkpoint yet) was told X "holds a run that
+    stopped before its first checkpoint", and to remove it."""
+    from arena.config import TrainConfig
+    from arena.errors import ArenaError
+    from arena.store import EpisodeWriter
+    from arena.training import prepare_run
+
+    run = tmp_path / "run"
+    with EpisodeWriter(run):
+        (run / "config.yaml").write_text("env: [spiral/KuhnPoker-v0]\n")
+        with pytest.raises(ArenaError, match=r"is being written by another arena command: wait for it to end"):
+            prepare_run(TrainConfig(env=["spiral/KuhnPoker-v0"], out=str(run)))
+    with pytest.raises(ArenaError, match=r"holds a run .*before its first checkpoint"):
+        prepare_run(TrainConfig(env=["spiral/KuhnPoker-v0"], out=str(run)))
+
+
 def test_resuming_a_finished_run_says_so_and_touches_nothing(tmp_path):
     """`--resume RUN` with --steps at or below the last checkpoint's step is one line naming
     the fix (TRL would have trained one step past the end)."""
