@@ -6,6 +6,8 @@ the previous one kept as `config.before-resume-N.yaml`. Nothing is deleted."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -26,22 +28,75 @@ def cut_episodes_after(run_dir: Path, keep: int) -> int:
     Returns how many lines were moved."""
     path = Path(run_dir) / EPISODES_FILE
     if not path.exists():
+        if keep:  # else the resumed run starts a new file at index `keep`, the first ones gone without a word
+            raise ArenaError(f"{path} is missing but the checkpoint expects {keep} episodes in it: restore the file "
+                             "to resume the run")
         return 0
     data = path.read_bytes()
     lines = data.splitlines(keepends=True)
     complete = [ln for ln in lines if ln.endswith(b"\n")]
     if len(complete) < keep:
-        raise ArenaError(f"{path} holds {len(complete)} episodes but the checkpoint expects {keep}: the run folder was changed")
+        raise ArenaError(f"{path} holds {len(complete)} episodes but the checkpoint expects {keep}: the run folder was "
+                         "changed; restore the file to resume the run")
     # each moved line ends with its newline: a torn last line (a killed writer's) stays
     # apart from what a later resume moves after it
     tail = b"".join(ln if ln.endswith(b"\n") else ln + b"\n" for ln in lines[keep:])
     if tail:
-        with open(Path(run_dir) / "episodes.after-checkpoint.jsonl", "ab") as f:
-            f.write(tail)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(b"".join(lines[:keep]))
-        os.replace(tmp, path)
+        _writable(path)
+        _append_once(_after_name(path), tail)
+        _replace(path, b"".join(lines[:keep]))
     return len(lines) - keep
+
+
+def _append_once(after: Path, moved: bytes) -> None:
+    """Append `moved` to the after-checkpoint file `after`, unless it already ends with it: a
+    resume killed between this append and the cut of the file it came from moves the same
+    bytes again when resumed again, and they were then kept twice."""
+    try:
+        size = after.stat().st_size if after.exists() else 0
+        if size >= len(moved):
+            with open(after, "rb") as f:
+                f.seek(size - len(moved))
+                if f.read() == moved:
+                    return
+        with open(after, "ab") as f:
+            f.write(moved)
+    except OSError as exc:
+        raise ArenaError(f"cannot write {after}: {exc.strerror or exc}; make the run folder writable to resume the "
+                         "run") from None
+
+
+def _writable(path: Path) -> None:
+    """A file made read-only is one line, before anything of it is moved (even by root,
+    whom the permission would not stop)."""
+    import stat
+
+    if not path.stat().st_mode & stat.S_IWUSR:
+        raise ArenaError(f"{path} is read-only and the resumed run writes to it: make it writable (chmod u+w) to "
+                         "resume the run")
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """`path` now holds `data`, whole or not at all: written under a fresh temporary name
+    beside it (never a user's `episodes.tmp`), with the file's permissions, then renamed
+    over it. A file made read-only is not replaced: one line."""
+    import tempfile
+
+    _writable(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ArenaError(f"cannot write in {path.parent}: {exc.strerror or exc}; make it writable to resume the "
+                         "run") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def env_state_sizes(run_dir: Path) -> dict[str, int]:
@@ -70,8 +125,8 @@ def cut_env_state_after(run_dir: Path, sizes: dict[str, int]) -> int:
         with open(path, "rb") as f:
             f.seek(keep)
             tail = f.read()
-        with open(_after_name(path), "ab") as f:
-            f.write(tail if tail.endswith(b"\n") else tail + b"\n")
+        _writable(path)
+        _append_once(_after_name(path), tail if tail.endswith(b"\n") else tail + b"\n")
         os.truncate(path, keep)
         cut += 1
     return cut
@@ -117,16 +172,16 @@ def cut_metrics_after(run_dir: Path, step: int) -> int:
         (keep if whole and s is not None and s <= step else moved).append(row)
     if not moved:
         return 0
+    _writable(path)
     for row in moved:  # appended: the rows moved aside by an earlier resume stay
         extra = row.pop(None, None)  # type: ignore[call-overload]
         cells = {k: ("" if v is None else v) for k, v in row.items()}
         append_csv(_after_name(path), {**cells, **({"extra": ",".join(extra)} if extra else {})})
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(keep)
-    os.replace(tmp, path)
+    kept = io.StringIO(newline="")
+    writer = csv.DictWriter(kept, fieldnames=header)
+    writer.writeheader()
+    writer.writerows(keep)
+    _replace(path, kept.getvalue().encode())
     return len(moved)
 
 
@@ -144,11 +199,9 @@ def cut_evals_after(run_dir: Path, step: int) -> int:
         (keep if not line.strip() or _eval_up_to(line, step) else moved).append(line)
     if not moved:
         return 0
-    with open(_after_name(path), "ab") as f:
-        f.write(b"".join(ln if ln.endswith(b"\n") else ln + b"\n" for ln in moved))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(b"".join(keep))
-    os.replace(tmp, path)
+    _writable(path)
+    _append_once(_after_name(path), b"".join(ln if ln.endswith(b"\n") else ln + b"\n" for ln in moved))
+    _replace(path, b"".join(keep))
     return len(moved)
 
 

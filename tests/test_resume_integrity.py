@@ -233,6 +233,74 @@ def test_episodes_moved_aside_by_two_resumes_stay_one_record_a_line(tmp_path):
     assert path.read_bytes().splitlines() == [b'{"seed": %d}' % i for i in range(4)]
 
 
+def test_a_lost_episode_file_stops_the_resume(tmp_path):
+    """With episodes.jsonl gone, a resume started a new file at the checkpoint's index: the
+    episodes before it were lost without a word."""
+    from arena.resume import cut_episodes_after
+
+    with pytest.raises(ArenaError, match=r"episodes.jsonl is missing but the checkpoint expects 48 episodes in it: "
+                                         "restore the file to resume the run"):
+        cut_episodes_after(tmp_path, 48)
+    assert cut_episodes_after(tmp_path, 0) == 0  # a checkpoint before any episode: nothing to lose
+    (tmp_path / "episodes.jsonl").write_bytes(b'{"seed": 0}\n')
+    with pytest.raises(ArenaError, match=r"holds 1 episodes but the checkpoint expects 2: the run folder was changed; "
+                                         "restore the file"):
+        cut_episodes_after(tmp_path, 2)
+
+
+def test_a_resume_killed_while_moving_episodes_aside_keeps_them_once(tmp_path, monkeypatch):
+    """Killed after the episodes were appended to episodes.after-checkpoint.jsonl and before
+    episodes.jsonl was cut, the next resume moved the same episodes aside a second time."""
+    import os
+
+    from arena.resume import cut_episodes_after
+
+    path = tmp_path / "episodes.jsonl"
+    path.write_bytes(b"".join(b'{"seed": %d}\n' % i for i in range(5)))
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        cut_episodes_after(tmp_path, 3)
+    monkeypatch.undo()
+    assert len(path.read_bytes().splitlines()) == 5 and [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+    assert cut_episodes_after(tmp_path, 3) == 2
+    assert (tmp_path / "episodes.after-checkpoint.jsonl").read_bytes() == b'{"seed": 3}\n{"seed": 4}\n'
+
+
+def test_a_resume_touches_no_file_of_the_users_and_no_read_only_one(tmp_path):
+    """The cut files were written through `episodes.tmp` (a user's file of that name was
+    replaced, then gone), and a read-only episodes.jsonl was swapped for a writable one."""
+    import stat
+
+    from arena.resume import cut_episodes_after, cut_evals_after, cut_metrics_after
+
+    for name in ("episodes.tmp", "metrics.tmp", "eval.tmp"):
+        (tmp_path / name).write_text("mine")
+    (tmp_path / "episodes.jsonl").write_bytes(b"".join(b'{"seed": %d}\n' % i for i in range(4)))
+    (tmp_path / "metrics.csv").write_text("step,loss\n1,0.5\n2,0.4\n")
+    (tmp_path / "eval.jsonl").write_text('{"step": 1}\n{"step": 2}\n')
+    assert (cut_episodes_after(tmp_path, 2), cut_metrics_after(tmp_path, 1), cut_evals_after(tmp_path, 1)) == (2, 1, 1)
+    assert all((tmp_path / name).read_text() == "mine" for name in ("episodes.tmp", "metrics.tmp", "eval.tmp"))
+    assert steps_of(tmp_path / "metrics.csv") == [1] and (tmp_path / "eval.jsonl").read_text() == '{"step": 1}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
+        "episodes.tmp", "metrics.tmp", "eval.tmp", "episodes.jsonl", "metrics.csv", "eval.jsonl",
+        "episodes.after-checkpoint.jsonl", "metrics.after-checkpoint.csv", "eval.after-checkpoint.jsonl"])
+
+    path = tmp_path / "episodes.jsonl"
+    path.chmod(0o444)
+    before = path.read_bytes()
+    with pytest.raises(ArenaError, match=r"episodes.jsonl is read-only and the resumed run writes to it: make it "
+                                         r"writable \(chmod u\+w\)"):
+        cut_episodes_after(tmp_path, 1)
+    assert path.read_bytes() == before and stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert (tmp_path / "episodes.after-checkpoint.jsonl").read_bytes().count(b"\n") == 2  # nothing moved twice
+    path.chmod(0o640)
+    assert cut_episodes_after(tmp_path, 1) == 1 and stat.S_IMODE(path.stat().st_mode) == 0o640  # its mode kept
+
+
 def test_a_run_resumed_with_another_batch_size_resumes_again_with_every_index_once(tmp_path):
     """The checkpoint counted its episodes as rollouts x --episodes-per-step of the session
     that saved it: resumed with 8 after 2 steps of 4, it said 24 where 16 were written, and
