@@ -159,6 +159,15 @@ def run_config(run: str | Path) -> dict[str, Any] | None:
             for key, value in recorded.items() if key in _field_types()}
 
 
+def _run_command(run: Path) -> str | None:
+    """The command its run.json says wrote `run` (`train`, `play`), None when unreadable."""
+    try:
+        command = json.loads((run / "run.json").read_text()).get("command")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return command if isinstance(command, str) else None
+
+
 def parse_args(args: list[str]) -> TrainConfig:
     """Build a `TrainConfig` from command-line words: with `--resume RUN` (a flag, or a key
     of the file) the run's own settings first (`run_config`), then `--config FILE`, then flags.
@@ -209,6 +218,15 @@ def parse_args(args: list[str]) -> TrainConfig:
     given_file = load_yaml(config_file) if config_file is not None else {}
     resume = dict(flags).get("resume") or given_file.get("resume")
     base = run_config(resume) if resume else None
+    if resume and base is None and config_file is None and Path(resume).is_dir():
+        # else the run went on with every default (128 episodes a step where it had trained on 8),
+        # and config.yaml was written again with them
+        command = _run_command(Path(resume))
+        if command not in (None, "train"):
+            raise ArenaError(f"{resume} holds a run of `arena {command}`, not a training run: nothing to resume "
+                             "(train a new run with --out)")
+        raise ArenaError(f"{resume} has no config.yaml and no readable run.json: the run's settings are lost; give "
+                         "them with --config FILE (a copy of its config.yaml) to resume it")
     before_entropy_schedule = False
     if base is not None:  # a resumed run goes on with its own settings, changed by the file and flags given
         before_entropy_schedule = "entropy_hold" not in base

@@ -172,6 +172,18 @@ def test_a_config_file_or_a_lost_config_yaml_does_not_reset_a_resumed_run(tmp_pa
     write_run_info(run, {"command": "train", "config": {**mine.to_dict(), "steps": "abc"}})
     with pytest.raises(ArenaError, match=r"run.json: config.steps: 'abc' is not a valid int$"):  # not "--steps"
         parse_args(["--resume", str(run)])
+    # with run.json gone too, the settings are lost: the run went on with every default (128 episodes a step)
+    (run / "run.json").unlink()
+    with pytest.raises(ArenaError, match=r"has no config.yaml and no readable run.json: the run's settings are lost; "
+                                         r"give them with --config FILE \(a copy of its config.yaml\) to resume it$"):
+        parse_args(["--resume", str(run), "--steps", "7"])
+    write_run_info(run, {"command": "play", "env_id": "spiral/KuhnPoker-v0"})
+    with pytest.raises(ArenaError, match=r"holds a run of `arena play`, not a training run: nothing to resume"):
+        parse_args(["--resume", str(run)])
+    (run / "run.json").unlink()
+    save_config(mine, tmp_path / "mine.yaml")
+    config = parse_args(["--resume", str(run), "--config", str(tmp_path / "mine.yaml"), "--steps", "7"])
+    assert (config.steps, config.episodes_per_step, config.env) == (7, 4, ["spiral/TicTacToe-v0"])
 
 
 def test_a_model_from_a_training_run_keeps_the_runs_constraint(tmp_path):
