@@ -223,10 +223,22 @@ def _holds_something(path: Path) -> bool:
     return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
 
+def run_around(path: Path) -> Path | None:
+    """The training run folder (one holding config.yaml and run.json) that `path` lies
+    inside, if any: its resume replaces its model/ whole, and writes its other folders."""
+    for parent in Path(path).resolve().parents:
+        if (parent / RUN_FILE).is_file() and (parent / "config.yaml").is_file():
+            return parent
+    return None
+
+
 def refuse_existing_run(run_dir: Path) -> None:
     """A new run never writes into a folder that holds one (`--resume` continues it); one
     line naming a fix that works for what the folder holds."""
     check_run_folder(run_dir)
+    outer = run_around(run_dir)
+    if outer is not None:  # its resume replaced model/ whole, with the new run in it
+        raise ArenaError(f"{run_dir} is inside the run folder {outer}, which writes there: choose an --out outside it")
     if not ((run_dir / "episodes.jsonl").exists() or (run_dir / "config.yaml").exists()):
         taken = [name for name in TRAINING_FILES if _holds_something(run_dir / name)]
         if taken:

@@ -88,16 +88,32 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
 
 def save_final_model(trainer: SelfPlayTrainer, run_dir: Path) -> Path:
     """The trained model and its tokenizer into RUN/model, whole or not at all (Ctrl-C held
-    until it is written)."""
+    until it is written). A model already there (a finished run trained further) is
+    replaced, unless it holds a file the new one does not (a user's notes, another shard
+    layout): it is then kept whole as `model.before-resume-N` (it was deleted)."""
     target = Path(run_dir) / MODEL_DIR
     tmp = Path(run_dir) / (MODEL_DIR + ".tmp")
     with interrupts_held(f"writing {target}"):
         shutil.rmtree(tmp, ignore_errors=True)
         trainer.save_model(str(tmp))
         trainer.processing_class.save_pretrained(str(tmp))
-        shutil.rmtree(target, ignore_errors=True)
+        extra = sorted(_files(target) - _files(tmp))
+        if extra:
+            n = 1
+            while (kept := Path(run_dir) / f"{MODEL_DIR}.before-resume-{n}").exists():
+                n += 1
+            os.replace(target, kept)
+            logging.getLogger(__name__).warning("kept the previous %s as %s: it holds %s, which the new model does "
+                                                "not", target, kept.name, ", ".join(extra[:3]) + (", ..." if len(extra) > 3 else ""))
+        else:
+            shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     return target
+
+
+def _files(folder: Path) -> set[str]:
+    """The files under `folder`, as paths relative to it (none when it is missing)."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir()} if folder.is_dir() else set()
 
 
 def train(config: TrainConfig) -> SelfPlayTrainer:

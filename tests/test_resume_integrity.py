@@ -372,3 +372,46 @@ def test_a_lost_env_state_file_stops_the_resume_before_any_episode_is_moved(tmp_
         prepare_run(TrainConfig(resume=str(run), steps=4))
     assert (run / "episodes.jsonl").read_text() == '{"index": 0}\n{"index": 1}\n'  # nothing moved aside
     assert not (run / "episodes.after-checkpoint.jsonl").exists()
+
+
+def test_the_final_model_replaces_the_previous_one_but_never_a_users_file(tmp_path, caplog):
+    """A finished run trained further deleted RUN/model whole, with a user's NOTES.md in it."""
+    import types
+
+    from arena.training import save_final_model
+
+    def trainer(weights: str):
+        def save_model(path):
+            Path(path).mkdir(parents=True, exist_ok=True)
+            (Path(path) / "model.safetensors").write_text(weights)
+
+        tokenizer = types.SimpleNamespace(save_pretrained=lambda path: (Path(path) / "tokenizer.json").write_text("t"))
+        return types.SimpleNamespace(save_model=save_model, processing_class=tokenizer)
+
+    save_final_model(trainer("first"), tmp_path)
+    save_final_model(trainer("second"), tmp_path)  # the same files: replaced, nothing kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert (tmp_path / "model" / "model.safetensors").read_text() == "second"
+    (tmp_path / "model" / "NOTES.md").write_text("mine")
+    with caplog.at_level("WARNING"):
+        save_final_model(trainer("third"), tmp_path)
+    assert (tmp_path / "model" / "model.safetensors").read_text() == "third"
+    kept = tmp_path / "model.before-resume-1"
+    assert (kept / "NOTES.md").read_text() == "mine" and (kept / "model.safetensors").read_text() == "second"
+    assert "model.before-resume-1: it holds NOTES.md, which the new model does not" in caplog.text
+
+
+def test_a_new_run_inside_a_run_folder_is_refused(tmp_path):
+    """`--out RUN/model` was a new run nested in RUN, deleted with RUN/model by RUN's resume."""
+    from arena.training import prepare_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    prepare_run(config(run / "plays"))  # a folder of `arena play`'s: nothing of it is replaced
+    (run / "config.yaml").write_text("steps: 3\n")
+    with pytest.raises(ArenaError, match=r"run/model is inside the run folder .*run, which writes there: choose an "
+                                         "--out outside it"):
+        prepare_run(config(run / "model"))
+    assert not (run / "model").exists()
+    prepare_run(config(tmp_path / "beside"))
