@@ -141,17 +141,21 @@ def run_of(path: str | Path) -> Path | None:
 def newest_model(run: str | Path) -> Path:
     """A training run's final model (RUN/model), else the model of its newest complete
     checkpoint (`complete_checkpoints`: one being saved, or whose save a kill cut, has its
-    config.json before its weights are whole, and once loaded half a safetensors file)."""
+    config.json before its weights are whole, and once loaded half a safetensors file).
+    The final model is the newest only once run.json says the run is complete: one trained
+    further holds the earlier session's while it trains, or after it stopped."""
     run = Path(run)
     final = run / "model"
-    if has_model(final):
-        return final
+    try:
+        status = read_run_info(run).get("status")
+    except ArenaError:
+        status = None
     ckpts = [p for p in complete_checkpoints(run) if has_model(p)]
+    # a finished run trained further and stopped (or still training) keeps the earlier final
+    # model: its newest checkpoint is newer (`arena eval RUN` evaluated step 10 of 48)
+    if has_model(final) and (status in ("complete", None) or not ckpts):
+        return final
     if not ckpts:
-        try:
-            status = read_run_info(run).get("status")
-        except ArenaError:
-            status = None
         if status in ("interrupted", "failed"):  # `arena train --out RUN` refuses it: never suggest that
             raise ArenaError(f"{run} holds no model: the run was {status} before its first checkpoint; train a new "
                              "run with another --out")

@@ -415,3 +415,19 @@ def test_a_new_run_inside_a_run_folder_is_refused(tmp_path):
         prepare_run(config(run / "model"))
     assert not (run / "model").exists()
     prepare_run(config(tmp_path / "beside"))
+
+
+@pytest.mark.parametrize("status, newest", [("complete", "model"), ("interrupted", "checkpoint-45"),
+                                            ("running", "checkpoint-45"), (None, "model")])
+def test_a_run_trained_further_is_evaluated_at_its_newest_weights(tmp_path, status, newest):
+    """A finished 10-step run resumed to 60 and stopped at 48 kept its step-10 model/:
+    `arena eval RUN` evaluated it, not checkpoint-45."""
+    from arena.run_info import newest_model, write_run_info
+
+    fake_run(tmp_path, steps=60, checkpoints=(40, 45))
+    for folder in (tmp_path / "model", *(tmp_path / "checkpoints").iterdir()):
+        folder.mkdir(exist_ok=True)
+        (folder / "config.json").write_text("{}")
+    if status is not None:
+        write_run_info(tmp_path, {"command": "train", "status": status})
+    assert newest_model(tmp_path).name == newest

@@ -294,6 +294,8 @@ def test_eval_target_resolution(tmp_path):
     assert resolve_target(str(run)) == (str(run / "checkpoints" / "checkpoint-10"), run)  # newest complete, not last by name
     (run / "model").mkdir()
     (run / "model" / "config.json").write_text("{}")
+    assert resolve_target(str(run)) == (str(run / "checkpoints" / "checkpoint-10"), run)  # model/ of a session before
+    write_run_info(run, {"command": "train", "status": "complete", "step": 10})
     assert resolve_target(str(run)) == (str(run / "model"), run)
     assert resolve_target(str(run / "model")) == (str(run / "model"), run)
     assert resolve_target(str(run / "checkpoints" / "checkpoint-2")) == (str(run / "checkpoints" / "checkpoint-2"), run)
