@@ -49,6 +49,7 @@ class ArenaCallback(TrainerCallback):
     def __init__(self, trainer: SelfPlayTrainer):
         self.trainer = trainer
         self.csv = trainer.run_dir / "metrics.csv"
+        self._no_row_at: int | None = None  # a step whose log gets no metrics.csv row (`on_train_begin`)
 
     def on_train_begin(self, args, state, control, **kwargs):
         """Evaluate the starting model (step 0, or the checkpoint's step of a resumed run,
@@ -58,7 +59,11 @@ class ArenaCallback(TrainerCallback):
         if trainer.evaluate_fn is not None and every and state.global_step % every == 0:
             metrics = trainer.run_evaluation(final=state.global_step >= state.max_steps, reuse=True)
             if metrics:
+                # a resumed run's metrics.csv has the row of this step already: the evaluation
+                # is in eval.jsonl (and TensorBoard), not in a second row of the step
+                self._no_row_at = state.global_step if _steps_in(self.csv) & {state.global_step} else None
                 trainer.log(metrics)
+                self._no_row_at = None
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -79,9 +84,21 @@ class ArenaCallback(TrainerCallback):
         logs = {("eval/" + k[5:] if k.startswith("eval_") else k): v for k, v in logs.items()}
         if "loss" not in logs and not any(k.startswith(("rollout/", "eval/")) for k in logs):
             return control
+        if state.global_step == self._no_row_at:
+            return control
         row = {"step": state.global_step, "minutes": round(self.trainer.minutes(), 4), **logs}
         append_csv(self.csv, row)
         return control
+
+
+def _steps_in(path: Path) -> set[int]:
+    """The steps of the rows of a metrics.csv (none when it is missing)."""
+    import csv
+
+    if not path.is_file():
+        return set()
+    with open(path, newline="") as f:
+        return {int(float(r["step"])) for r in csv.DictReader(f) if (r.get("step") or "").replace(".", "", 1).isdigit()}
 
 
 def append_csv(path: Path, row: dict[str, Any]) -> None:

@@ -217,6 +217,21 @@ def test_a_resumed_run_without_evaluation_labels_the_runs_last_one_and_its_sessi
     assert "over the run, " in result.stdout and " this session" in result.stdout
 
 
+def test_evaluation_turned_on_at_resume_adds_no_second_row_of_the_step(tmp_path):
+    """`--eval-every 2` given at a resume from step 2 evaluated the checkpoint's weights and
+    logged them as a second `step 2` row of metrics.csv; they go to eval.jsonl."""
+    import json
+
+    from arena.training import train
+
+    run = tmp_path / "run"
+    train(config(run, steps=2, save_every=2))
+    train(TrainConfig.resume_run(run, steps=3, eval_every=2, eval_episodes=4))
+    assert steps_of(run / "metrics.csv") == [1, 2, 3]
+    records = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 3]
+
+
 def test_episodes_moved_aside_by_two_resumes_stay_one_record_a_line(tmp_path):
     """A torn last line moved aside by one resume does not swallow the first line the next
     resume moves: every record moved aside reads back."""

@@ -192,7 +192,7 @@ def test_a_second_run_started_on_the_same_new_folder_removes_nothing_of_the_firs
     then found the folder locked removed, as its failed start's leftovers, the (still
     empty) episode file the other was writing into: that run lost every episode. The other
     run is played here by a writer that starts right after this one's check."""
-    import arena.training as training
+    from arena import training
     from arena.config import TrainConfig
     from arena.errors import ArenaError
     from arena.store import EpisodeWriter
