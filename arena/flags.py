@@ -218,13 +218,14 @@ def parse_args(args: list[str]) -> TrainConfig:
     given_file = load_yaml(config_file) if config_file is not None else {}
     resume = dict(flags).get("resume") or given_file.get("resume")
     base = run_config(resume) if resume else None
-    if resume and base is None and config_file is None and Path(resume).is_dir():
-        # else the run went on with every default (128 episodes a step where it had trained on 8),
-        # and config.yaml was written again with them
+    if resume and base is None and config_file is None:
         command = _run_command(Path(resume))
         if command not in (None, "train"):
             raise ArenaError(f"{resume} holds a run of `arena {command}`, not a training run: nothing to resume "
                              "(train a new run with --out)")
+    if resume and base is None and config_file is None and (Path(resume) / "checkpoints").is_dir():
+        # else the run went on with every default (128 episodes a step where it had trained on 8),
+        # and config.yaml was written again with them
         raise ArenaError(f"{resume} has no config.yaml and no readable run.json: the run's settings are lost; give "
                          "them with --config FILE (a copy of its config.yaml) to resume it")
     before_entropy_schedule = False

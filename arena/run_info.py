@@ -252,6 +252,10 @@ def refuse_existing_run(run_dir: Path) -> None:
     if not (run_dir / "config.yaml").exists():
         raise ArenaError(f"{run_dir} already holds episodes of another command (no config.yaml: not a training run); "
                          "choose another --out")
+    if not (run_dir / "episodes.jsonl").exists() and not (run_dir / RUN_FILE).exists():
+        # a folder of the user's own that holds a config.yaml: no run to remove or resume
+        raise ArenaError(f"{run_dir} holds a config.yaml but no run (no run.json, no episodes.jsonl): choose another "
+                         "--out (a new or empty folder)")
     if last_checkpoint(run_dir) is None:  # --resume has nothing to continue from: never suggest it
         raise ArenaError(f"{run_dir} holds a run {no_checkpoint(run_dir)}")
     raise ArenaError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")

@@ -346,6 +346,12 @@ def test_a_new_run_refuses_a_folder_holding_what_training_writes_but_not_an_empt
     (run / "metrics.csv").write_text("my,notes\n")
     with pytest.raises(ArenaError, match=r"holds model, metrics.csv, which a training run writes: choose another --out"):
         refuse_existing_run(run)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my: settings\n")  # was "a run that stopped ...: remove it first"
+    with pytest.raises(ArenaError, match=r"holds a config.yaml but no run \(no run.json, no episodes.jsonl\): "
+                                         r"choose another --out \(a new or empty folder\)$"):
+        refuse_existing_run(mine)
 
 
 def test_env_state_files_are_cut_back_to_the_checkpoint_and_the_rest_kept_aside(tmp_path):

@@ -174,6 +174,7 @@ def test_a_config_file_or_a_lost_config_yaml_does_not_reset_a_resumed_run(tmp_pa
         parse_args(["--resume", str(run)])
     # with run.json gone too, the settings are lost: the run went on with every default (128 episodes a step)
     (run / "run.json").unlink()
+    (run / "checkpoints" / "checkpoint-2").mkdir(parents=True)
     with pytest.raises(ArenaError, match=r"has no config.yaml and no readable run.json: the run's settings are lost; "
                                          r"give them with --config FILE \(a copy of its config.yaml\) to resume it$"):
         parse_args(["--resume", str(run), "--steps", "7"])
