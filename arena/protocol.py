@@ -99,6 +99,8 @@ def last_boxed(text: str) -> str | None:
 def _reward(env: str, role: str, value: Any) -> float:
     """`value` as a role's reward: a finite real number (bool, str and None are refused: a
     NaN trained the weights into NaN, `"1.0"` was read as 1.0)."""
+    if type(value) is float and value - value == 0.0:  # a finite float, at once: every move of a game ends here
+        return value
     if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ArenaError(f"{env}: _finish got reward {value!r} ({type(value).__name__}) for role {role!r}: give a "
                          "float")
