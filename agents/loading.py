@@ -12,6 +12,8 @@ own (`hf:PATH:temperature=0`), which win.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,28 @@ def resolve_model(spec: str) -> str:
     if is_training_run(Path(path).expanduser()):
         return str(newest_model(Path(path).expanduser()))
     return path
+
+
+#: Weights below this many bytes load without transformers' "Loading weights" bar.
+QUIET_LOAD_BYTES = 100 << 20
+
+
+@contextlib.contextmanager
+def _load_bar(folder: Path) -> Iterator[None]:
+    """transformers' "Loading weights" bar for a model worth waiting for, not for a local one
+    of under `QUIET_LOAD_BYTES` (the tiny model loads in a blink: its bar opened the output
+    of every command that plays or trains it)."""
+    from transformers.utils import logging as hf_logging
+
+    small = folder.is_dir() and sum(f.stat().st_size for f in folder.glob("*.safetensors")) < QUIET_LOAD_BYTES
+    shown = hf_logging.is_progress_bar_enabled()
+    if small and shown:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if small and shown:
+            hf_logging.enable_progress_bar()
 
 
 def is_inline_template(value: str) -> bool:
@@ -109,11 +133,12 @@ def load_model(spec: str, *, dtype: Any = None, device: str | None = None, flag:
     # (`auto_map`) is refused, never run (transformers' default, None, asks on a terminal)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path, trust_remote_code=False)
-        if adapter:  # a LoRA run's model/: the adapter on its base model, merged
-            model = _load_adapter(local, dtype or torch.float32)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path,
-                                                         dtype=dtype or torch.float32, trust_remote_code=False)
+        with _load_bar(local):
+            if adapter:  # a LoRA run's model/: the adapter on its base model, merged
+                model = _load_adapter(local, dtype or torch.float32)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path,
+                                                             dtype=dtype or torch.float32, trust_remote_code=False)
     except (OSError, ValueError, SafetensorError) as exc:  # ValueError: huggingface_hub's HFValidationError
         # of a bad repo id; SafetensorError: a weights file cut short
         if "trust_remote_code" in str(exc):

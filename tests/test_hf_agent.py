@@ -98,6 +98,20 @@ def test_the_tiny_tokenizer_is_recipe_3s_whatever_the_prompts_say_now(tiny, monk
     assert recipe.corpus() != recipe.env_corpus() and len(recipe.corpus()) == 1633
 
 
+def test_a_small_model_loads_without_transformers_bar_and_a_large_one_with_it(tiny, capfd, monkeypatch):
+    """The tiny model's "Loading weights" bar opened the output of every command."""
+    from transformers.utils import logging as hf_logging
+
+    from arena.agents import loading
+
+    capfd.readouterr()
+    loading.load_model("tiny")
+    assert "Loading weights" not in capfd.readouterr().err and hf_logging.is_progress_bar_enabled()
+    monkeypatch.setattr(loading, "QUIET_LOAD_BYTES", 0)  # as if it were large
+    loading.load_model("tiny")
+    assert "Loading weights" in capfd.readouterr().err
+
+
 def test_tiny_model_loads_through_from_pretrained(tiny):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
