@@ -193,7 +193,7 @@ def play_cmd(
     episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="Number of episodes."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run folder for episodes.jsonl (default: none, nothing stored). An existing run is refused unless --append or --overwrite."),
     append: bool = typer.Option(False, "--append", help="Add episodes to the existing run in --out: same env, --kw and schema (checked); episode indices and seeds continue."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the existing run's episodes.jsonl and run.json in --out, then start afresh."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the existing run's episodes.jsonl and run.json in --out (and env-state/, when run.json is arena's), then start afresh."),
     seed: int = typer.Option(0, "--seed", min=0, help="Episode i is reset with seed SEED+i."),
     concurrency: int = typer.Option(64, "--concurrency", min=1, help="Episodes in flight at once."),
     kw: list[str] = typer.Option([], "--kw", help="Env argument KEY=VALUE (JSON values), repeatable."),
@@ -243,6 +243,9 @@ def play_cmd(
             "agents": [p.name for p in policies], "episodes": episodes, "seed": seed, "swap_seats": swap_seats,
             "duplicate": len(env.possible_agents) if duplicate else 0,  # seats each deal is played from
             "concurrency": concurrency, "arena_version": arena.__version__})
+        if writer.moved_torn is not None:
+            err_console.print(f"note: the torn last line of {writer.path} (a killed writer's) was moved to "
+                              f"{writer.moved_torn}", markup=False, highlight=False, soft_wrap=True)
     finished: list[Any] = []
 
     def on_episode(ep: Any) -> None:

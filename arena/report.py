@@ -6,8 +6,9 @@ Poker's exploitability against wall-clock minutes, the evaluation's win rates an
 returns (with a band of one standard error) against the fixed opponents and, for envs the
 model plays alone in evaluation (azr, spice), each role's mean return and invalid-move
 rate, and for a run corrected for its sampler (`--sampling-correction`) the sampler's
-log-prob gap and importance weights; each only where the run has the columns.
-matplotlib is imported inside, with the Agg backend (no display needed).
+log-prob gap and importance weights; each only where the run has the columns. Outside the
+run's own `plots/` it replaces only plots it wrote (`SOFTWARE`). matplotlib is imported
+inside, with the Agg backend (no display needed).
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from arena.run_info import file_in_the_way
 logger = logging.getLogger("arena.report")
 
 UNIFORM_EXPLOITABILITY = 11 / 24  # Kuhn Poker, both seats uniformly random
+PLOT_NAMES = ("reward.png", "outcomes.png", "loss.png", "sampler.png", "exploitability.png", "eval_win_rates.png",
+              "eval_roles.png")
+SOFTWARE = "arena report"
+"""The PNG `Software` text of every plot written here: in an `--out` folder a later report
+replaces the plots that say it, and no file of the same name it did not write."""
 
 
 def read_jsonl(path: Path, *, warn_torn: bool = False) -> list[dict[str, Any]]:
@@ -182,7 +188,7 @@ def _save(fig: Any, path: Path, written: list[Path]) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata={"Software": SOFTWARE})
     plt.close(fig)
     written.append(path)
 
@@ -263,6 +269,9 @@ def write_plots(run: Path, out: Path) -> list[Path]:
                              "(damaged?): restore from a copy, or train again with another --out")
         raise ArenaError(f"{run} has no metrics.csv or eval.jsonl to plot: `arena report` plots a training run "
                          "(`arena train --out RUN`)")
+    own = out.resolve() == (run / "plots").resolve()  # the run's own folder for them (run_info.TRAINING_FILES)
+    if not own:
+        _refuse_others_plots(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -347,3 +356,23 @@ def write_plots(run: Path, out: Path) -> list[Path]:
             ax.set(title=f"{env}: evaluation, the model in every role", xlabel="wall-clock minutes")
         _save(fig, out / "eval_roles.png", written)
     return written
+
+
+def _ours(path: Path) -> bool:
+    """A PNG `arena report` wrote: its `Software` text chunk, which matplotlib writes before
+    the image data, says `SOFTWARE`."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 12)
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG") and b"tEXtSoftware\x00" + SOFTWARE.encode() in head
+
+
+def _refuse_others_plots(out: Path) -> None:
+    """One line for a file in `out` named as a plot that `arena report` did not write:
+    `--out DIR` replaced a user's own reward.png."""
+    for name in PLOT_NAMES:
+        path = out / name
+        if path.exists() and not (path.is_file() and _ours(path)):
+            raise ArenaError(f"{path} was not written by arena report: move it aside, or give --out a new folder")

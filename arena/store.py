@@ -4,8 +4,9 @@
 `EpisodeWriter` one batch at a time with a single `write`: a killed process loses nothing
 written. `fsync` (durability against power loss) follows at most once a second and at
 `close`: an fsync per batch of a fast scripted run cost more than its encoding. A torn last
-line (a killed writer's) is cut off by the next writer. Encoding a record and reading the
-file are `arena.records` (`encode_record`, `read_records`, `read_episodes`), re-exported here.
+line (a killed writer's) is moved by the next writer to `episodes.torn.jsonl`, never
+deleted. Encoding a record and reading the file are `arena.records` (`encode_record`,
+`read_records`, `read_episodes`), re-exported here.
 
 `RUN_DIR/run.json` describes the run (`arena.run_info`: the latest call's arguments,
 `calls`, `status`, `episodes_completed`). `open_run` prepares a run folder: a new run, an
@@ -103,18 +104,24 @@ def _check_run_dir(run_dir: Path) -> Path:
     return path
 
 
-def repair_tail(path: Path) -> None:
+def torn_path(path: Path) -> Path:
+    """`episodes.jsonl` -> `episodes.torn.jsonl`: where a torn last line is kept."""
+    return path.with_name(f"{path.stem}.torn{path.suffix}")
+
+
+def repair_tail(path: Path) -> Path | None:
     """Make the file end with a newline: a last line that parses gets its newline, a torn
-    one (left by a killed writer) is cut off."""
+    one (left by a killed writer) moves to `torn_path(path)` (returned; None when nothing
+    moved), appended with a newline: its bytes may be a user's, so they are kept."""
     if not path.exists():
-        return
+        return None
     with open(path, "rb+") as f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:
-            return
+            return None
         f.seek(size - 1)
         if f.read(1) == b"\n":
-            return
+            return None
         pos, chunk, start_of_line = size, 1 << 16, 0
         while pos > 0:  # walk back to the last newline
             start = max(0, pos - chunk)
@@ -125,11 +132,16 @@ def repair_tail(path: Path) -> None:
                 break
             pos = start
         f.seek(start_of_line)
-        if _parses(f.read(size - start_of_line)):
+        tail = f.read(size - start_of_line)
+        if _parses(tail):
             f.seek(size)
             f.write(b"\n")
-        else:
-            f.truncate(start_of_line)
+            return None
+        side = torn_path(path)
+        with open(side, "ab") as keep:  # kept before the cut: a kill in between duplicates, never loses
+            keep.write(tail + b"\n")
+        f.truncate(start_of_line)
+        return side
 
 
 def lock_run(run_dir: Path) -> int:
@@ -170,7 +182,7 @@ class EpisodeWriter:
         self.path = _check_run_dir(self.run_dir)
         self._lock = lock_run(self.run_dir) if lock is None else lock
         try:
-            repair_tail(self.path)  # another writer's line in progress is not torn: the lock first
+            self.moved_torn = repair_tail(self.path)  # another writer's line in progress is not torn: the lock first
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
             if lock is None:  # the caller's own lock is the caller's to release
@@ -183,6 +195,7 @@ class EpisodeWriter:
         self._dirty = False
         self.count = 0
         self._next_index: int | None = None
+        self._first_index: int | None = None  # set by open_run: the call's first episode index
         self._base_count: int | None = None
         self._track_run = False  # set by open_run: refresh run.json's counts as episodes land
         self._info_time = time.monotonic()
@@ -268,9 +281,20 @@ class EpisodeWriter:
         `count`, and run.json would then say fewer episodes than the file holds."""
         if status != "complete":
             self._recount()
+            fields = {**self._gaps(), **fields}
         stamp = _now()
         update_run_info(self.run_dir, call={"status": status, "episodes_completed": self.count, "ended": stamp, **fields},
                         status=status, episodes_completed=self.total, updated=stamp)
+
+    def _gaps(self) -> dict[str, Any]:
+        """For a call that stopped early: the last index it stored and the indices below it
+        that it did not (episodes still playing when it stopped, while later ones finished
+        and were stored), so that run.json's count agrees with the indices in the file."""
+        stored = {i for i in self.stored_indices() if isinstance(i, int)}
+        if self._first_index is None or not stored:
+            return {}
+        last = max(stored)
+        return {"last_index": last, "missing_indices": sorted(set(range(self._first_index, last)) - stored)}
 
     def _recount(self) -> None:
         """Set `count` to the records this writer's file holds past where it began: a torn
@@ -435,8 +459,12 @@ def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[s
             (episode i's seed is `seed + i`, or `seed + i // info["duplicate"]` for duplicate
             deals played from that many seats).
         overwrite: delete the run's episodes.jsonl and run.json (only if they are arena's)
-            and the env state of their episodes (`env-state/`, AZR's task buffer), then start
-            afresh. Other files in the folder are left alone.
+            and the env state of their episodes (`env-state/`, AZR's task buffer; only when
+            run.json is arena's), then start afresh. Other files in the folder are left alone.
+
+    A run.json or episodes.jsonl that is not arena's (no arena record in it) is refused in
+    every mode, naming it. Calls run.json still says are running (killed) are marked
+    `unfinished` with the episodes they stored.
 
     A training run's folder (`arena train`'s) is refused in every mode.
 
@@ -481,49 +509,89 @@ def remove_unstored_run(run_dir: str | os.PathLike[str], *, remove_dir: bool) ->
             run.rmdir()
 
 
-def _refuse_foreign_run_file(run_file: Path) -> None:
-    """Keep --append and --overwrite off a run.json arena did not write: arena's always has
-    `calls` (`arena play`) or `command` (older versions, training). One that does not parse
-    is arena's, damaged (the fix `read_run_info` names is --overwrite)."""
+def _arena_run_info(run_file: Path) -> dict[str, Any]:
+    """run.json as arena wrote it ({} when there is none). A file that does not parse, or has
+    no `calls` (`arena play`) or `command` (older versions, training), is one line naming
+    it, in every mode: --overwrite replaced it and --append's fix (--overwrite) deleted the
+    episodes too. arena replaces run.json atomically, so a damaged one is not its own doing."""
+    if not run_file.exists():
+        return {}
     try:
         info = json.loads(run_file.read_text())
-    except (OSError, ValueError):
-        return
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ArenaError(f"{run_file} is not a readable run description ({reason}): repair it, or move it aside "
+                         "and run again") from None
     if not isinstance(info, dict) or not {"calls", "command"} & info.keys():
         raise ArenaError(f"{run_file} was not written by arena (it has no `calls` or `command`): move it away, "
                          "or give another --out")
+    return info
+
+
+def _check_env_state(run: Path, mode: str, arena_run: bool) -> None:
+    """Keep a new run off files in `env-state/` (it would go on from them), and let
+    --overwrite delete that folder only when an arena run.json says the folder holds a run's
+    env state: else it deleted a user's `env-state/` in a folder that held no run."""
+    state = run / ENV_STATE_DIR
+    if mode == "append" or not (state.is_dir() and any(p.is_file() for p in state.rglob("*"))):
+        return
+    if mode == "new":
+        raise ArenaError(f"{run} holds the env state of an earlier run or other files in {state}, which a new run "
+                         "would go on from: move the folder aside, or give another --out")
+    if not arena_run:
+        raise ArenaError(f"{state} holds files but {run} holds no arena run.json saying they are a run's env state, "
+                         "so --overwrite leaves them: move the folder aside, or give another --out")
+    shutil.rmtree(state)  # the state of the episodes replaced (AZR's task buffer)
+
+
+def _close_unfinished(run: Path, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Calls run.json still says are `running` ended without finishing (SIGKILL, a crash):
+    the folder's lock is ours, so none of them writes any more. Each is marked `unfinished`
+    with the episodes it stored (those of its index range); else run.json kept `running`
+    and 0 episodes for them after every later call."""
+    stale = [i for i, call in enumerate(calls) if call.get("status") == "running"]
+    if not stale:
+        return calls
+    path = run / EPISODES_FILE
+    indices = [] if not path.is_file() else [
+        r["metadata"].get("index") for r in read_records(path) if isinstance(r, dict) and isinstance(r.get("metadata"), dict)]
+    calls = list(calls)
+    for i in stale:
+        call = {**calls[i], "status": "unfinished"}
+        lo = call.get("first_index")
+        hi = calls[i + 1].get("first_index") if i + 1 < len(calls) else None
+        if isinstance(lo, int):
+            call["episodes_completed"] = sum(isinstance(x, int) and x >= lo and (hi is None or x < hi) for x in indices)
+        calls[i] = call
+    return calls
 
 
 def _open_locked(run: Path, path: Path, lock: int, mode: str, info: dict[str, Any], fsync: bool) -> EpisodeWriter:
     run_file = run / RUN_FILE
+    previous = _arena_run_info(run_file)
     has_episodes = path.exists() and path.stat().st_size > 0
-    existing = has_episodes or run_file.exists()
     contents = scan_run(run) if has_episodes else RunContents()
+    if has_episodes and not contents.count:  # e.g. one line of notes without a newline: not a torn tail of arena's
+        raise ArenaError(f"{path} holds no complete arena episode, so it is not arena's: move it aside, or give "
+                         "another --out")
+    existing = has_episodes or run_file.exists()
     if existing and mode == "new":
         what = f"{contents.count} episodes of {', '.join(sorted(contents.env_ids)) or 'no env'}"
         raise ArenaError(f"{run} already holds a run ({what}): pass --append to add episodes to it, "
                          "--overwrite to replace it, or give another --out")
-    state = run / ENV_STATE_DIR
-    if mode == "new" and state.is_dir() and any(p.is_file() for p in state.rglob("*")):
-        raise ArenaError(f"{run} holds the env state of an earlier run ({state}: AZR's task buffer) that a new run "
-                         "would go on from: pass --overwrite to replace it, or give another --out")
-    if mode != "new":
-        _refuse_foreign_run_file(run_file)
-    previous = read_run_info(run) if existing and mode != "overwrite" else {}  # a damaged one is replaced
+    _check_env_state(run, mode, arena_run=bool(previous))
     calls: list[dict[str, Any]] = []
-    if mode == "overwrite":
-        shutil.rmtree(state, ignore_errors=True)  # the state of the episodes replaced (AZR's buffer)
     if existing and mode == "overwrite":
         for stale in (path, run_file):
             stale.unlink(missing_ok=True)
         contents = RunContents()
     elif existing:
-        calls = list(previous.get("calls") or ([] if not previous else [dict(previous)]))
+        calls = _close_unfinished(run, list(previous.get("calls") or ([] if not previous else [dict(previous)])))
     start = max(contents.count, contents.max_index + 1)
     if mode == "append":
         _check_append(run, contents, info, start)
     writer = EpisodeWriter(run, fsync=fsync, lock=lock)
-    writer._next_index, writer._base_count = start, contents.count
+    writer._next_index, writer._base_count, writer._first_index = start, contents.count, start
     stamp = _now()
     call = {**info, "mode": mode, "started": stamp, "first_index": start, "status": "running", "episodes_completed": 0}
     write_run_info(run, {**info, "status": "running", "episodes_completed": contents.count, "updated": stamp,

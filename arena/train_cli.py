@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -223,7 +224,7 @@ def eval_cmd(
     episodes: int = typer.Option(64, "--episodes", "-n", min=1, help="Episodes per opponent (both seats equally)."),
     seed: int = typer.Option(10_000, "--seed", min=0, max=2**32 - 1, help="Seed of the evaluation episodes."),
     kw: list[str] = typer.Option([], "--kw", help="Env argument KEY=VALUE (JSON values), repeatable, for every --env (over a run's own arguments), as `arena play --kw`."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the results here (default for a run: RUN/eval-final.json; eval-final-2.json, -3, ... when it exists)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results here (default for a run: RUN/eval-final.json); an earlier result there is kept: FILE-2.json, -3, ... is written instead."),
     constrain: bool | None = typer.Option(None, "--constrain/--no-constrain", help="Decode only legal actions (default: the run's setting; on for tiny)."),
     temperature: float | None = typer.Option(None, "--temperature", min=0.0, help="Sampling temperature (default: the run's; 1.0)."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
@@ -251,6 +252,10 @@ def eval_cmd(
             raise ArenaError(f"no such run or model folder: {target} (arena eval takes a run folder written by "
                              "`arena train --out`, a save_pretrained folder, a Hub id ORG/NAME, or tiny)")
         _check_hub_target(target)
+    folder = json_out.parent if json_out is not None else run
+    if folder is not None and folder.is_dir() and not os.access(folder, os.W_OK):  # else refused after the evaluation
+        raise ArenaError(f"cannot write the results in {folder} (not writable): give --json FILE in a folder you can "
+                         "write")
     cfg: dict[str, Any] = load_yaml(run / "config.yaml") if run is not None else {}
     env_ids = list(env) or list(cfg.get("env") or [])
     if not env_ids:
@@ -274,8 +279,6 @@ def eval_cmd(
     from arena.evaluate import DEALS, evaluate
 
     if device is None:
-        import os
-
         import torch
 
         device = os.environ.get("ARENA_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -311,21 +314,27 @@ def eval_cmd(
         if f"{short}/exploitability" not in results and _is_kuhn(env_id):
             _say(f"{short}: no exploitability: it is computed for one-hand Kuhn Poker (rounds 1, ante 1, chips "
                  "scoring: spiral/KuhnPoker-v0 as it is)", err=True)
-    out = json_out if json_out is not None else (_free_name(run / "eval-final.json") if run is not None else None)
+    out = json_out if json_out is not None else (run / "eval-final.json" if run is not None else None)
     if out is not None:
         record = {"target": target, "model": spec, "run": str(run) if run else None, "envs": env_ids, "env_kwargs": env_kwargs,
                   "episodes": episodes, "deals": DEALS, "seed": seed, "constrain": bool(constrain), "temperature": temp,
                   **({"chat_template": chat_template} if chat_template is not None else {}),
                   **({"chat_template_kwargs": template_kwargs} if template_kwargs else {}), "results": results}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(record, indent=1, default=_nan_as_null) + "\n")
-        _say(f"results written to {out}")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            written = _write_new(out, json.dumps(record, indent=1, default=_nan_as_null) + "\n")
+        except OSError as exc:  # a read-only run: the results are on screen, above
+            raise ArenaError(f"cannot write the results to {out}: {exc.strerror or exc} (they are printed above); give "
+                             "--json FILE in a folder you can write") from None
+        kept = f" ({out} holds an earlier result, kept)" if written != out and json_out is not None else ""
+        _say(f"results written to {written}{kept}")
 
 
 def _check_json_out(path: Path) -> None:
     """`arena eval --json PATH`, checked before the evaluation runs: a folder, a path under a
     file, or a file that is not an earlier result of `arena eval` (a run's metrics.csv was
-    replaced whole) is one line."""
+    replaced whole) is one line. An earlier result stays: the new one goes to `_write_new`'s
+    free name."""
     if path.is_dir():
         raise ArenaError(f"--json {path} is a folder: give a file name, e.g. {path / 'eval.json'}")
     parent = file_in_the_way(path.parent)
@@ -353,6 +362,20 @@ def _free_name(path: Path) -> Path:
         n += 1
         candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
     return candidate
+
+
+def _write_new(path: Path, text: str) -> Path:
+    """Write `text` to `path` or, when that exists, to the next free name (`_free_name`),
+    created exclusively: an earlier result, or one another evaluation wrote meanwhile, is
+    never replaced (`--json F` replaced F, written for another run). Returns the file."""
+    while True:
+        candidate = _free_name(path)
+        try:
+            with open(candidate, "x") as f:
+                f.write(text)
+            return candidate
+        except FileExistsError:
+            continue
 
 
 def _nan_as_null(value: Any) -> Any:
@@ -445,7 +468,7 @@ def _num(value: Any, fmt: str) -> str:
 @app.command("report")
 def report_cmd(
     run: Path = typer.Argument(..., metavar="RUN", help="A training run folder (metrics.csv, eval.jsonl)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for the PNG files (default: RUN/plots)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for the PNG files (default: RUN/plots); a file there named as a plot that arena report did not write is refused."),
 ) -> None:
     """Plot a training run: reward per role, win/draw/loss/invalid rates, exploitability and eval win rates."""
     from arena.report import write_plots

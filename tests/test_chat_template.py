@@ -146,7 +146,7 @@ def test_eval_takes_a_template_and_its_arguments(tmp_path, base_model, thinking_
     result = arena_cmd("eval", thinking_model, "--env", "spiral/KuhnPoker-v0", "-n", "2", "--constrain",
                        "--chat-template-kwargs", json.dumps(NO_THINKING), "--json", out)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(out.read_text())["chat_template_kwargs"] == NO_THINKING
+    assert json.loads(out.with_name("eval-2.json").read_text())["chat_template_kwargs"] == NO_THINKING  # the first kept
     for bad, says in (("{enable_thinking: false}", "is not a JSON object"), ('{"tokenize": false}', "'tokenize'")):
         result = arena_cmd("eval", thinking_model, "--env", "spiral/KuhnPoker-v0", "--chat-template-kwargs", bad)
         line, = result.stderr.strip().splitlines()

@@ -100,9 +100,8 @@ def test_the_tiny_tokenizer_is_recipe_3s_whatever_the_prompts_say_now(tiny, monk
 
 def test_a_small_model_loads_without_transformers_bar_and_a_large_one_with_it(tiny, capfd, monkeypatch):
     """The tiny model's "Loading weights" bar opened the output of every command."""
-    from transformers.utils import logging as hf_logging
-
     from arena.agents import loading
+    from transformers.utils import logging as hf_logging
 
     capfd.readouterr()
     loading.load_model("tiny")

@@ -51,11 +51,14 @@ def test_out_existing_run_is_refused_unless_append_or_overwrite(tmp_path, capsys
     assert {e.env_id for e in read_episodes(run)} == {"spiral/TicTacToe-v0"}
     assert [c["mode"] for c in read_run_info(run)["calls"]] == ["overwrite"]
 
-    (run / "run.json").write_text('{"status": "runn')  # damaged: --overwrite, which the error names, replaces it
-    code, _, err = arena(capsys, "play", "spiral/TicTacToe-v0", "-n", "2", "--out", run, "--append")
-    assert code == 2 and "--overwrite" in err
-    assert arena(capsys, "play", "spiral/TicTacToe-v0", "-n", "2", "--out", run, "--overwrite")[0] == 0
-    assert read_run_info(run)["status"] == "complete"
+    (run / "run.json").write_text('{"status": "runn')  # damaged: named, never replaced (--overwrite deleted the episodes)
+    for mode in ("--append", "--overwrite"):
+        code, _, err = arena(capsys, "play", "spiral/TicTacToe-v0", "-n", "2", "--out", run, mode)
+        assert code == 2 and "repair it, or move it aside" in err and "--overwrite" not in err
+        assert (run / "run.json").read_text() == '{"status": "runn'
+    (run / "run.json").unlink()  # moved aside: the episodes are appended to
+    assert arena(capsys, "play", "spiral/TicTacToe-v0", "-n", "2", "--out", run, "--append")[0] == 0
+    assert read_run_info(run)["status"] == "complete" and len(list(read_episodes(run))) == 4
 
 
 def test_append_takes_a_corpus_by_the_file_it_names_not_its_spelling(tmp_path, capsys, monkeypatch):

@@ -562,3 +562,85 @@ def test_a_run_folder_has_one_writer_at_a_time(tmp_path):
     second = open_run(tmp_path / "run", mode="append", info={**info, "seed": 5})
     second.close()
     assert [c["status"] for c in read_run_info(tmp_path / "run")["calls"]] == ["complete", "running"]
+
+
+# -- nothing a user stored is lost: foreign run files, env-state, torn tails, killed calls ------
+def test_overwrite_deletes_env_state_only_beside_an_arena_run_json(tmp_path):
+    """`--overwrite` deleted a user's `env-state/` in a folder that held no run; without it,
+    the refusal called the user's folder AZR's task buffer and named --overwrite."""
+    mine = tmp_path / "mine"
+    (mine / "env-state").mkdir(parents=True)
+    (mine / "env-state" / "data.txt").write_text("mine")
+    for mode, says in (("new", "holds the env state of an earlier run or other files in"), ("overwrite", "no arena run.json")):
+        with pytest.raises(ArenaError, match=says) as info:
+            open_run(mine, mode=mode, info=INFO)
+        assert "AZR" not in str(info.value) and "--overwrite to" not in str(info.value)
+    assert (mine / "env-state" / "data.txt").read_text() == "mine" and not (mine / "run.json").exists()
+    run = tmp_path / "run"
+    with open_run(run, info=INFO) as w:
+        w.write([_indexed(0)])
+        w.finish("complete")
+    (run / "env-state" / "azr").mkdir(parents=True)
+    (run / "env-state" / "azr" / "azr_tasks.jsonl").write_text("{}\n")
+    open_run(run, mode="overwrite", info=INFO).close()  # an arena run's own env state goes with it
+    assert not (run / "env-state").exists()
+
+
+@pytest.mark.parametrize("mode", ["new", "append", "overwrite"])
+def test_a_run_json_that_does_not_parse_is_refused_naming_it(tmp_path, mode):
+    """A run.json holding `hello` was replaced by --overwrite without a word, and --append's
+    message steered to --overwrite, which deletes the episodes."""
+    run = tmp_path / "run"
+    with open_run(run, info=INFO) as w:
+        w.write([_indexed(0)])
+        w.finish("complete")
+    (run / "run.json").write_text("hello")
+    with pytest.raises(ArenaError, match=r"run.json is not a readable run description .*repair it, or move it aside") as info:
+        open_run(run, mode=mode, info=INFO)
+    assert "--overwrite" not in str(info.value)
+    assert (run / "run.json").read_text() == "hello" and scan_run(run).count == 1
+
+
+@pytest.mark.parametrize("mode", ["new", "append", "overwrite"])
+def test_an_episodes_file_without_an_arena_episode_is_refused(tmp_path, mode):
+    """One line of notes without a newline read as a torn tail: --append and --overwrite erased it."""
+    (tmp_path / "episodes.jsonl").write_text("my precious notes")
+    with pytest.raises(ArenaError, match="episodes.jsonl holds no complete arena episode"):
+        open_run(tmp_path, mode=mode, info=INFO)
+    assert (tmp_path / "episodes.jsonl").read_text() == "my precious notes"
+    assert not (tmp_path / "episodes.torn.jsonl").exists()
+
+
+def test_a_torn_tail_is_moved_to_a_side_file_not_deleted(tmp_path):
+    with open_run(tmp_path, info=INFO) as w:
+        w.write([_indexed(0), _indexed(1)])
+        w.finish("complete")
+    with open(tmp_path / "episodes.jsonl", "a") as f:
+        f.write('{"env_id": "spi')
+    with open_run(tmp_path, mode="append", info=INFO) as w:
+        assert w.moved_torn == tmp_path / "episodes.torn.jsonl"
+        w.write([_indexed(2)])
+    assert [e.metadata["index"] for e in read_episodes(tmp_path)] == [0, 1, 2]
+    assert (tmp_path / "episodes.torn.jsonl").read_text() == '{"env_id": "spi\n'
+
+
+def test_a_killed_call_is_marked_unfinished_with_what_it_stored_by_the_next(tmp_path):
+    """A SIGKILLed `arena play` stayed `running` with 0 episodes in run.json after every later call."""
+    with open_run(tmp_path, info=INFO) as w:  # killed: no finish
+        w.write([_indexed(0), _indexed(1), _indexed(2)])
+    with open_run(tmp_path, mode="append", info={**INFO, "seed": 3}) as w:
+        w.write([_indexed(3)])
+        w.finish("complete")
+    calls = read_run_info(tmp_path)["calls"]
+    assert [(c["status"], c["episodes_completed"]) for c in calls] == [("unfinished", 3), ("complete", 1)]
+
+
+def test_an_interrupted_call_records_its_last_index_and_the_indices_it_did_not_store(tmp_path):
+    """After Ctrl-C run.json said 3 episodes while the file's largest index was 4: episodes
+    finished ahead of one still playing are stored, so run.json names the gap."""
+    with open_run(tmp_path, info=INFO) as w:
+        w.write([_indexed(0), _indexed(1), _indexed(4)])
+        w.close()
+        w.finish("interrupted")
+    call = read_run_info(tmp_path)["calls"][-1]
+    assert (call["episodes_completed"], call["last_index"], call["missing_indices"]) == (3, 4, [2, 3])

@@ -174,3 +174,66 @@ def test_report_warns_of_a_garbage_metrics_file(tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert "metrics.csv: no `step` column" in line and "skipped" in line
     assert [p.name for p in (run / "plots").iterdir()] == ["eval_win_rates.png"]
+
+
+# -- 8. nothing a user stored is lost: play --out, eval --json, report --out --------------------
+def test_play_overwrite_keeps_a_users_env_state_folder(tmp_path, capsys):
+    """`--overwrite` deleted DIR/env-state/ of a folder holding no run; without it the error
+    called the user's folder AZR's task buffer and named --overwrite."""
+    mine = tmp_path / "o"
+    (mine / "env-state").mkdir(parents=True)
+    (mine / "env-state" / "data.txt").write_text("mine\n")
+    for flag in ("--overwrite", "--append"):
+        code, _, err = arena(capsys, "play", KUHN, "-a", "random,heuristic", "-n", "2", "--out", mine, flag)
+        assert code == 2 if flag == "--overwrite" else code == 0, err
+        if flag == "--overwrite":
+            assert_one_line(err, "env-state holds files")
+            assert "AZR" not in err and "pass --overwrite" not in err
+        assert (mine / "env-state" / "data.txt").read_text() == "mine\n"
+
+
+def test_play_append_to_a_damaged_run_json_names_it_and_not_overwrite(tmp_path, capsys):
+    run = _played(tmp_path, capsys)
+    (run / "run.json").write_text("hello")
+    code, _, err = arena(capsys, "play", KUHN, "-n", "2", "--out", run, "--append")
+    assert code == 2
+    assert_one_line(err, f"{run / 'run.json'} is not a readable run description")
+    assert "repair it, or move it aside" in err and "--overwrite" not in err
+    assert (run / "run.json").read_text() == "hello" and len((run / "episodes.jsonl").read_text().splitlines()) == 3
+
+
+def test_eval_json_keeps_an_earlier_result(tmp_path, capsys):
+    """`arena eval RUN2 --json F` replaced F, an earlier result (only the default name was kept)."""
+    out = tmp_path / "e.json"
+    assert arena(capsys, "eval", "tiny", "--env", KUHN, "-n", "2", "--json", out)[0] == 0
+    first = out.read_text()
+    code, stdout, err = arena(capsys, "eval", "tiny", "--env", KUHN, "-n", "2", "--seed", "7", "--json", out)
+    assert code == 0, err
+    assert out.read_text() == first and json.loads((tmp_path / "e-2.json").read_text())["seed"] == 7
+    assert f"results written to {tmp_path / 'e-2.json'} ({out} holds an earlier result, kept)" in stdout
+
+
+def test_eval_into_a_folder_it_cannot_write_stops_before_the_evaluation(tmp_path, capsys, monkeypatch):
+    """A read-only run's `arena eval` evaluated, then failed with a PermissionError
+    traceback: the results were not saved."""
+    import os
+
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and Path(path) != tmp_path)
+    code, stdout, err = arena(capsys, "eval", "tiny", "--env", KUHN, "-n", "2", "--json", tmp_path / "e.json")
+    assert code == 2 and "arena eval" not in stdout
+    assert f"cannot write the results in {tmp_path} (not writable): give --json FILE in a folder you can write" in err
+
+
+def test_report_out_keeps_a_users_png_and_replaces_its_own(tmp_path):
+    run, out = tmp_path / "run", tmp_path / "figs"
+    _training_run(run)
+    out.mkdir()
+    (out / "reward.png").write_text("my figure")
+    line = one_line_error(arena_cmd("report", run, "--out", out))
+    assert f"{out / 'reward.png'} was not written by arena report" in line
+    assert (out / "reward.png").read_text() == "my figure" and not (out / "loss.png").exists()
+    (out / "reward.png").unlink()
+    for _ in range(2):  # its own plots are replaced
+        assert arena_cmd("report", run, "--out", out).returncode == 0
+    assert (out / "reward.png").read_bytes().startswith(b"\x89PNG")
