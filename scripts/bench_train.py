@@ -61,7 +61,9 @@ ENV_ID = "spiral/KuhnPoker-v0"
 
 
 def kuhn_prompts(n: int) -> list[list[dict[str, str]]]:
-    """`n` chat prompts of Kuhn Poker first moves (both seats, different deals)."""
+    """`n` chat prompts of Kuhn Poker first moves, seeds 0, 1, ...: the first mover's
+    (player_0 in the one-hand game), whose prompt depends on its card alone, so three
+    distinct prompts however many are asked for, as in arena's self-play batch."""
     from arena.registry import make
 
     env = make(ENV_ID)
@@ -155,7 +157,15 @@ def run_trl(spec: str, args: argparse.Namespace, device: str, out_dir: Path) -> 
     return trainer
 
 
-def run_arena(spec: str, args: argparse.Namespace, device: str, out_dir: Path) -> Any:
+def run_arena_unshared(spec: str, args: argparse.Namespace, device: str, out_dir: Path) -> Any:
+    """arena with its generation's prompt sharing off (`HFPolicy(share_prefix=False)`):
+    every completion prefills its own prompt, as TRL's do, so the generation ratio
+    (`generate_ratio_arena_unshared_over_trl`) is the generation path's alone (on CUDA the
+    static, compiled cache); the loss still runs each shared prefix once (`arena.prefix`)."""
+    return run_arena(spec, args, device, out_dir, share_prefix=False)
+
+
+def run_arena(spec: str, args: argparse.Namespace, device: str, out_dir: Path, share_prefix: bool = True) -> Any:
     from arena.agents.hf import HFPolicy, load_model
 
     from arena.config import TrainConfig
@@ -172,7 +182,7 @@ def run_arena(spec: str, args: argparse.Namespace, device: str, out_dir: Path) -
     )
     model, tokenizer = load_model(spec, device=device)
     policy = HFPolicy(model, tokenizer, name="model", max_new_tokens=args.length, temperature=1.0, top_p=1.0,
-                      constrain=False, seed=args.seed)
+                      constrain=False, seed=args.seed, share_prefix=share_prefix)
     run_dir = out_dir / "arena"
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = instrumented(SelfPlayTrainer)(config, model, tokenizer, policy, run_dir)
@@ -226,9 +236,18 @@ def write_json(path: str, meta: dict[str, Any], runs: dict[str, list[dict[str, l
     if "arena" in results and "trl" in results:
         ratio = results["arena"]["tokens_per_s_median"] / results["trl"]["tokens_per_s_median"]
         cpu_ratio = results["arena"]["tokens_per_cpu_s_median"] / results["trl"]["tokens_per_cpu_s_median"]
+    extra = {}
+    if "arena-unshared" in results and "trl" in results:  # the ratio without prompt sharing
+        extra["ratio_arena_unshared_over_trl"] = (results["arena-unshared"]["tokens_per_s_median"]
+                                                  / results["trl"]["tokens_per_s_median"])
+        extra["generate_ratio_arena_unshared_over_trl"] = (results["trl"]["generate_score_seconds_median"]
+                                                           / results["arena-unshared"]["generate_score_seconds_median"])
+    if "arena" in results and "trl" in results:  # generation and scoring alone, the same tokens
+        extra["generate_ratio_arena_over_trl"] = (results["trl"]["generate_score_seconds_median"]
+                                                  / results["arena"]["generate_score_seconds_median"])
     with open(path, "w") as f:
         json.dump({"meta": meta, "complete": complete, "ratio_arena_over_trl": ratio,
-                   "cpu_ratio_arena_over_trl": cpu_ratio, "results": results}, f, indent=2)
+                   "cpu_ratio_arena_over_trl": cpu_ratio, **extra, "results": results}, f, indent=2)
     return results, ratio, cpu_ratio
 
 
@@ -245,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--order", default="trl,arena", help="which trainer runs first (in odd rounds)")
+    parser.add_argument("--order", default="trl,arena",
+                        help="the trainers, in the order they run in odd rounds (reversed in even ones): trl, arena, "
+                             "and arena-unshared (arena generating without prompt sharing, to tell it from the "
+                             "generation path)")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each trainer, alternating which goes first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gradient-checkpointing", default="on", choices=["on", "off"],
@@ -265,8 +287,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     spec = model_spec(args.model, args.model_config)
-    runs: dict[str, list[dict[str, list]]] = {"trl": [], "arena": []}
-    order = args.order.split(",")
+    trainers = {"trl": run_trl, "arena": run_arena, "arena-unshared": run_arena_unshared}
+    order = [name.strip() for name in args.order.split(",") if name.strip()]
+    unknown = [name for name in order if name not in trainers]
+    if unknown or "trl" not in order:
+        parser.error(f"--order takes trl and any of arena, arena-unshared, comma-separated; got {args.order!r}")
+    runs: dict[str, list[dict[str, list]]] = {name: [] for name in order}
     meta = {
         "model": args.model, "model_config": args.model_config, "device": device, "prompts": args.prompts,
         "generations": args.generations, "length": args.length, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
@@ -278,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in order if round_ % 2 == 0 else order[::-1]:  # alternate who goes first
             with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
                 print(f"round {round_ + 1}/{args.rounds}: {name} ...", file=sys.stderr)
-                trainer = {"trl": run_trl, "arena": run_arena}[name](spec, args, device, Path(tmp))
+                trainer = trainers[name](spec, args, device, Path(tmp))
                 runs[name].append(timed(trainer, args.warmup))
                 del trainer
             write_json(args.out, meta, runs, complete=False)  # a run cut by a time limit keeps what it measured
@@ -293,9 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     for col in ("trainer", "step s", "generate+score", "completions", "tokens/step", "tokens/s", "vs TRL",
                 "CPU s", "tokens/CPU s", "vs TRL (CPU)"):
         table.add_column(col, justify="left" if col == "trainer" else "right", no_wrap=True)
-    for name in ("trl", "arena"):
+    labels = {"trl": "plain TRL GRPOTrainer", "arena": "arena SelfPlayTrainer",
+              "arena-unshared": "arena, generation unshared"}
+    for name in [n for n in labels if n in results]:
         r = results[name]
-        table.add_row("plain TRL GRPOTrainer" if name == "trl" else "arena SelfPlayTrainer",
+        table.add_row(labels[name],
                       f"{r['step_seconds_median']:.2f}", f"{100 * r['generate_score_share']:.0f}%",
                       f"{r['completions_per_step']}", f"{r['completion_tokens_per_step']}",
                       f"{r['tokens_per_s_median']:.0f}", f"{r['tokens_per_s_median'] / results['trl']['tokens_per_s_median']:.2f}x",
@@ -308,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         highs = [x for r in runs["arena"] for x in r["sampling"]["sampling/importance_sampling_ratio/max"]]
         print(f"arena corrected for its sampler: mean |log-prob gap| {statistics.median(gaps):.2e} per token "
               f"(median over steps), weights {min(lows):.4f}..{max(highs):.4f}", file=sys.stderr)
-    print(f"arena / TRL completion tokens/s: {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU; wrote {args.out}", file=sys.stderr)
+    said = f"{ratio:.2f}x wall, {cpu_ratio:.2f}x CPU" if ratio is not None else "arena not run"
+    print(f"arena / TRL completion tokens/s: {said}; wrote {args.out}", file=sys.stderr)
     return 0
 
 
