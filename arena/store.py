@@ -50,6 +50,7 @@ from arena.run_info import (
     last_checkpoint,
     read_run_info,
     resume_checkpoint,
+    run_around,
     update_run_info,
     write_run_info,
 )
@@ -477,6 +478,10 @@ def open_run(run_dir: str | os.PathLike[str], *, mode: str = "new", info: dict[s
     run = Path(run_dir)
     if _is_training_run(run):  # its episodes and run.json belong to the training run, whatever the mode
         raise ArenaError(f"{run} is a training run (arena train): choose another --out")
+    outer = run_around(run)
+    if outer is not None:  # RUN/model or RUN/checkpoints: replaced whole by the training run's resume
+        raise ArenaError(f"{run} is inside the training run folder {outer}, which writes there: choose an --out "
+                         "outside it")
     path = _check_run_dir(run)
     lock = lock_run(run)  # before the folder is read: another writer's records are not yet all there
     try:

@@ -99,9 +99,12 @@ def train_cmd(ctx: typer.Context) -> None:
     check_launch(config)  # launched as several processes: what cannot run so, before "training"
     if config.resume:
         from arena.checkpoint import resume_point
+        from arena.store import lock_run
 
         resume_point(run_dir, config.steps)  # before saying "resuming": nothing to resume is one line
         refuse_fixed_changes(config)  # and a flag the checkpoint cannot go on under
+        if is_main_process():  # and a run another command writes now (its lock), before "config.yaml will say so"
+            os.close(lock_run(run_dir))
     # launched as several processes (`arena.data_parallel`), process 0 speaks for the run; the
     # checks above ran in every process, before any of them can have written the run folder
     main = is_main_process()

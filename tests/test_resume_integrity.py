@@ -436,6 +436,11 @@ def test_a_new_run_inside_a_run_folder_is_refused(tmp_path):
         prepare_run(config(run / "model"))
     assert not (run / "model").exists()
     prepare_run(config(tmp_path / "beside"))
+    from arena.store import open_run  # nor `arena play --out RUN/model`
+
+    with pytest.raises(ArenaError, match=r"run/model is inside the training run folder .*run, which writes there"):
+        open_run(run / "model", mode="new", info={})
+    assert not (run / "model").exists()
 
 
 @pytest.mark.parametrize("status, newest", [("complete", "model"), ("interrupted", "checkpoint-45"),
@@ -452,3 +457,16 @@ def test_a_run_trained_further_is_evaluated_at_its_newest_weights(tmp_path, stat
     if status is not None:
         write_run_info(tmp_path, {"command": "train", "status": status})
     assert newest_model(tmp_path).name == newest
+
+
+def test_a_resume_of_a_run_being_written_says_only_that(tmp_path):
+    """Refused by the folder's lock, a resume first said "resuming with --learning-rate ...;
+    config.yaml will say so", though it wrote nothing."""
+    from arena.store import EpisodeWriter
+
+    run = tmp_path / "run"
+    fake_run(run, steps=4, checkpoints=(2,))
+    with EpisodeWriter(run):  # another command writing the run now
+        result = arena_cmd("train", "--resume", run, "--steps", "4", "--learning-rate", "0.001")
+    line = one_line_error(result)
+    assert "is being written by another arena command" in line and "resuming" not in result.stderr + result.stdout
