@@ -161,9 +161,11 @@ def run_config(run: str | Path) -> dict[str, Any] | None:
 
 def _run_command(run: Path) -> str | None:
     """The command its run.json says wrote `run` (`train`, `play`), None when unreadable."""
+    from arena.run_info import read_run_info
+
     try:
-        command = json.loads((run / "run.json").read_text()).get("command")
-    except (OSError, ValueError, AttributeError):
+        command = read_run_info(run).get("command")
+    except ArenaError:
         return None
     return command if isinstance(command, str) else None
 

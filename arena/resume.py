@@ -79,10 +79,9 @@ def _writable(path: Path) -> None:
 def _replace(path: Path, data: bytes) -> None:
     """`path` now holds `data`, whole or not at all: written under a fresh temporary name
     beside it (never a user's `episodes.tmp`), with the file's permissions, then renamed
-    over it. A file made read-only is not replaced: one line."""
+    over it. The caller checked first that it is not read-only (`_writable`)."""
     import tempfile
 
-    _writable(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:

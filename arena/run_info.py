@@ -72,12 +72,16 @@ def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(run_dir) / RUN_FILE
     if not path.exists():
         return {}
+    # the fix named is never --overwrite, which deletes the run's episodes with it
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ArenaError(f"{path} is not a readable run description ({exc}): remove it or use --overwrite") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ArenaError(f"{path} is not a readable run description ({reason}): repair it, or move it aside and run "
+                         "again") from None
     if not isinstance(info, dict):
-        raise ArenaError(f"{path} is not a run description (a JSON {type(info).__name__}): remove it or use --overwrite")
+        raise ArenaError(f"{path} is not a run description (a JSON {type(info).__name__}): repair it, or move it "
+                         "aside and run again")
     return info
 
 
@@ -236,10 +240,17 @@ def run_around(path: Path) -> Path | None:
     return None
 
 
-def refuse_existing_run(run_dir: Path) -> None:
+def refuse_existing_run(run_dir: Path, *, locked: bool = False) -> None:
     """A new run never writes into a folder that holds one (`--resume` continues it); one
-    line naming a fix that works for what the folder holds."""
+    line naming a fix that works for what the folder holds. A folder another command
+    writes now (its lock, `arena.store.lock_run`) is said to be so, before its contents
+    are read: a run training before its first checkpoint was said to have "stopped", to be
+    removed. `locked`: the caller holds that lock itself."""
     check_run_folder(run_dir)
+    if not locked and run_dir.is_dir():
+        from arena.store import lock_run
+
+        os.close(lock_run(run_dir))
     outer = run_around(run_dir)
     if outer is not None:  # its resume replaced model/ whole, with the new run in it
         raise ArenaError(f"{run_dir} is inside the run folder {outer}, which writes there: choose an --out outside it")

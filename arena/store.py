@@ -521,13 +521,8 @@ def _arena_run_info(run_file: Path) -> dict[str, Any]:
     episodes too. arena replaces run.json atomically, so a damaged one is not its own doing."""
     if not run_file.exists():
         return {}
-    try:
-        info = json.loads(run_file.read_text())
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise ArenaError(f"{run_file} is not a readable run description ({reason}): repair it, or move it aside "
-                         "and run again") from None
-    if not isinstance(info, dict) or not {"calls", "command"} & info.keys():
+    info = read_run_info(run_file.parent)
+    if not {"calls", "command"} & info.keys():
         raise ArenaError(f"{run_file} was not written by arena (it has no `calls` or `command`): move it away, "
                          "or give another --out")
     return info

@@ -76,8 +76,6 @@ def prepare_run(config: TrainConfig) -> tuple[Path, Path | None]:
         finally:
             os.close(lock)
         return run_dir, ckpt
-    if run_dir.is_dir():  # a run training now, before its first checkpoint, is no run that "stopped"
-        os.close(lock_run(run_dir))
     refuse_existing_run(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +137,7 @@ def _claim(run_dir: Path, new: bool) -> int:
     lock = lock_run(run_dir)
     if new:
         try:
-            refuse_existing_run(run_dir)
+            refuse_existing_run(run_dir, locked=True)
         except BaseException:
             os.close(lock)
             raise

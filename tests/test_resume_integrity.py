@@ -470,3 +470,8 @@ def test_a_resume_of_a_run_being_written_says_only_that(tmp_path):
         result = arena_cmd("train", "--resume", run, "--steps", "4", "--learning-rate", "0.001")
     line = one_line_error(result)
     assert "is being written by another arena command" in line and "resuming" not in result.stderr + result.stdout
+    new = tmp_path / "new"  # a new run training before its first checkpoint: not one that "stopped"
+    with EpisodeWriter(new):
+        (new / "config.yaml").write_text("steps: 4\n")
+        line = one_line_error(arena_cmd("train", "--out", new, "--steps", "1"))
+    assert "is being written by another arena command" in line
